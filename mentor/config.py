@@ -1,0 +1,301 @@
+"""datasets.yaml: a typed, validated config.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key is an error,
+not a silently ignored setting. `load_config` reports the file, the line and the key of
+every problem, and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+
+class ConfigError(ValueError):
+    """A config file (or value) that cannot be used; the message says where and why."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Section):
+    """One source of raw video.
+
+    kind: folder (every video file under `path`), files (listed paths), urls (http(s)/file
+    URLs, fetched and cached), pages (pages yt-dlp understands: YouTube, Vimeo, ...).
+    """
+
+    name: str
+    kind: Literal["folder", "files", "urls", "pages"]
+    path: str | None = None
+    items: list[str] = Field(default_factory=list)
+    license: str | None = None
+    notes: str | None = None
+    # one identity per video (default), one for the whole source (a channel), or a name
+    identity: Literal["per_video", "per_source"] | str = "per_video"
+
+    @model_validator(mode="after")
+    def _needs_input(self) -> "SourceConfig":
+        if self.kind == "folder" and not self.path:
+            raise ValueError("a 'folder' source needs 'path' (a local directory)")
+        if self.kind != "folder" and not self.items:
+            raise ValueError(f"a '{self.kind}' source needs a non-empty 'items' list")
+        return self
+
+
+class ClipConfig(Section):
+    min_seconds: float = Field(3.0, gt=0)
+    max_seconds: float = Field(10.0, gt=0)
+    trim_seconds: float = Field(0.2, ge=0)  # cut from both shot edges (fades, cuts)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ClipConfig":
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) < min_seconds ({self.min_seconds})")
+        return self
+
+
+class VideoConfig(Section):
+    fps: float = Field(25.0, gt=0, le=120)
+    size: int = Field(512, ge=64, le=4096)  # square output side in pixels
+    crf: int = Field(20, ge=0, le=51)  # H.264 quality
+    preset: str = "veryfast"
+
+
+class AudioConfig(Section):
+    sample_rate: int = Field(16000, ge=8000)
+    format: Literal["flac", "wav"] = "flac"
+
+
+class ShotConfig(Section):
+    threshold: float = Field(27.0, gt=0)  # PySceneDetect ContentDetector threshold
+    min_shot_seconds: float = Field(1.0, ge=0)
+
+
+class FetchConfig(Section):
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(3, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    max_bytes: int = Field(4_000_000_000, gt=0)
+    rate_limit_s: float = Field(1.0, ge=0)  # minimum gap between yt-dlp page requests
+    cache_dir: str | None = None  # default: <output>/cache
+    max_attempts: int = Field(3, ge=1)  # a source failing this often over re-runs stays failed
+
+
+class FilterConfig(Section):
+    """Thresholds of the track-and-filter stage; every score is recorded either way."""
+
+    sample_fps: float = Field(5.0, gt=0)  # frames per second examined by the filters
+    max_extra_person_fraction: float = Field(0.1, ge=0, le=1)
+    min_face_fraction: float = Field(0.8, ge=0, le=1)  # frames with the main face found
+    min_face_px: int = Field(64, ge=0)
+    max_face_jitter: float = Field(0.15, ge=0)  # face centre motion / face size, per sample
+    max_abs_yaw_deg: float = Field(45.0, ge=0)
+    max_abs_pitch_deg: float = Field(35.0, ge=0)
+    min_resolution: int = Field(256, ge=0)  # shorter source side
+    min_blur_var: float = Field(20.0, ge=0)  # variance of Laplacian on the face crop
+    min_brightness: float = Field(40.0, ge=0)
+    max_brightness: float = Field(220.0, ge=0)
+    require_audio: bool = True
+    min_speech_fraction: float = Field(0.3, ge=0, le=1)
+    crop_margin: float = Field(1.0, ge=0)  # crop side = face size * (1 + 2 * margin), clipped
+
+
+class LandmarksConfig(Section):
+    enabled: bool = True
+    model_complexity: Literal[0, 1] = 1  # 1 is what ships in the wheel
+    min_detection_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class SmplxConfig(Section):
+    enabled: bool = True
+    # folder holding smplx/SMPLX_NEUTRAL.npz; None -> $MENTOR_SMPLX_DIR, else the bundled
+    # synthetic model (labelled synthetic in every record)
+    model_dir: str | None = None
+    gender: Literal["neutral", "male", "female"] = "neutral"
+    num_betas: int = Field(10, ge=1, le=300)
+    num_expression: int = Field(10, ge=1, le=100)
+    focal_length: float | None = None  # pixels; None -> estimated from the image size
+    pose_prior: str | None = None  # SMPLify GMM (.pkl) or VPoser folder; None -> built-in
+    iterations: int = Field(60, ge=1)
+    device: str = "auto"  # auto | cpu | cuda
+    max_reprojection_px: float = Field(20.0, ge=0)  # quality gates
+    max_jitter: float = Field(5.0, ge=0)
+    min_hand_fraction: float = Field(0.0, ge=0, le=1)
+
+
+class VadConfig(Section):
+    enabled: bool = True
+    threshold: float = Field(0.5, ge=0, le=1)
+
+
+class DiarizationConfig(Section):
+    enabled: bool = True
+    pyannote_dir: str | None = None  # local pyannote pipeline folder; None -> Resemblyzer
+    min_dominant_share: float = Field(0.8, ge=0, le=1)
+
+
+class AsrConfig(Section):
+    enabled: bool = True
+    whisper_model: str | None = None  # a local checkpoint path (or a cached model name)
+    language: str | None = None
+
+
+class SyncConfig(Section):
+    enabled: bool = True
+    max_offset_frames: int = Field(8, ge=0)
+    min_confidence: float = Field(0.15, ge=0)
+    max_shift_frames: int = Field(6, ge=0)  # offsets up to this are corrected when encoding
+    syncnet_weights: str | None = None
+
+
+class AudioFeatureConfig(Section):
+    enabled: bool = True
+    n_mels: int = Field(80, ge=8)
+    window_frames: int = Field(2, ge=0)  # context frames each side of a video frame
+
+
+class AttributeConfig(Section):
+    enabled: bool = True
+    age_gender_model: str | None = None  # ONNX classifier; None -> "not estimated"
+    face_recognition_model: str | None = None  # ArcFace ONNX; None -> source identity
+
+
+class AnnotateConfig(Section):
+    landmarks: LandmarksConfig = LandmarksConfig()
+    smplx: SmplxConfig = SmplxConfig()
+    vad: VadConfig = VadConfig()
+    diarization: DiarizationConfig = DiarizationConfig()
+    asr: AsrConfig = AsrConfig()
+    sync: SyncConfig = SyncConfig()
+    audio_features: AudioFeatureConfig = AudioFeatureConfig()
+    attributes: AttributeConfig = AttributeConfig()
+
+
+class SplitConfig(Section):
+    seed: int = 0
+    shares: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    stratify_by: list[str] = Field(default_factory=lambda: ["attr.skin_tone_group"])
+    max_hours_per_identity: float | None = None
+
+    @model_validator(mode="after")
+    def _shares(self) -> "SplitConfig":
+        total = sum(self.shares.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split shares must add up to 1.0, they add up to {total:g}")
+        return self
+
+
+class AuditConfig(Section):
+    # target share per group, e.g. {"attr.skin_tone_group": {"light": .33, ...}}
+    targets: dict[str, dict[str, float]] = Field(default_factory=dict)
+    max_share_gap: float = Field(0.1, ge=0, le=1)  # flag a group this far below its target
+
+
+class RayConfig(Section):
+    address: str | None = None  # None -> $RAY_ADDRESS, else a local Ray in-process
+    num_cpus: int | None = None  # for the local Ray
+    filter_actors: int = Field(2, ge=1)
+    annotate_actors: int = Field(1, ge=1)
+    max_task_retries: int = Field(2, ge=0)
+
+
+class StoreConfig(Section):
+    shard_bytes: int = Field(1_000_000_000, ge=1_000)
+
+
+class Config(Section):
+    version: Literal[1] = 1
+    output: str = "out/store"
+    sources: list[SourceConfig]
+    clips: ClipConfig = ClipConfig()
+    video: VideoConfig = VideoConfig()
+    audio: AudioConfig = AudioConfig()
+    shots: ShotConfig = ShotConfig()
+    fetch: FetchConfig = FetchConfig()
+    filters: FilterConfig = FilterConfig()
+    annotate: AnnotateConfig = AnnotateConfig()
+    split: SplitConfig = SplitConfig()
+    audit: AuditConfig = AuditConfig()
+    ray: RayConfig = RayConfig()
+    store: StoreConfig = StoreConfig()
+    # where the file was read from, to resolve relative paths
+    base_dir: str = Field(".", exclude=True)
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the config, relative to the config file's folder."""
+        if path is None:
+            return None
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node on `loc` that exists."""
+    line = None
+    for key in loc:
+        if isinstance(node, CommentedMap) and key in node:
+            line = node.lc.key(key)[0] + 1
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+            line = node.lc.item(key)[0] + 1
+            node = node[key]
+        else:
+            break
+    return line
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def parse_config(text: str, filename: str = "<string>", base_dir: str = ".") -> Config:
+    try:
+        doc = YAML(typ="rt").load(text)
+    except YAMLError as e:
+        raise ConfigError(f"{filename}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{filename}: expected a mapping with at least 'sources:', got {type(doc).__name__}")
+    try:
+        cfg = Config.model_validate(_plain(doc))
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            key = ".".join(str(x) for x in loc) or "(top level)"
+            line = _line_of(doc, loc)
+            where = f"{filename}:{line}" if line else filename
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                parent = Config
+                for part in loc[:-1]:
+                    ann = getattr(parent, "model_fields", {}).get(part)
+                    inner = getattr(ann, "annotation", None)
+                    parent = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else parent
+                allowed = ", ".join(getattr(parent, "model_fields", {}).keys())
+                msg = f"unknown key; allowed here: {allowed}"
+            elif "input" in err and not isinstance(err["input"], (dict, list)):
+                msg = f"{msg} (got {err['input']!r})"
+            lines.append(f"{where}: {key}: {msg}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+    cfg.base_dir = base_dir
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a datasets.yaml; raises ConfigError naming file, line and key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found (pass a datasets.yaml path)")
+    return parse_config(p.read_text(), str(p), str(p.parent.resolve()))
