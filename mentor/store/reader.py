@@ -1,0 +1,169 @@
+"""Store: read a store's index (pandas) and its clips (records, or a torch-ready stream).
+
+Queries, audits and splits read the Parquet index, never the tars. `dataset()` opens only
+the shards that hold clips matching a filter and decodes them for training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mentor.record import ClipRecord
+from mentor.store import decode
+from mentor.store.layout import StoreError, committed_parts, require_store, table_path, write_atomic
+
+
+class Store:
+    """A finished (or partly finished) store folder, read-only except for index columns."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        require_store(self.root)
+        self.meta = json.loads((self.root / "store.json").read_text())
+
+    def parts(self) -> dict[int, dict]:
+        return committed_parts(self.root)
+
+    def _read_table(self, table: str) -> pd.DataFrame:
+        frames = []
+        for n in self.parts():
+            p = table_path(self.root, table, n)
+            if p.exists():
+                df = pq.read_table(p).to_pandas()
+                df["part"] = n
+                frames.append(df)
+        if not frames:
+            return pd.DataFrame(columns=["clip_id", "source_id", "duration", "identity", "split", "part"])
+        return pd.concat(frames, ignore_index=True, sort=False)
+
+    def clips(self, where: str | None = None) -> pd.DataFrame:
+        """Kept clips, one row each. `where` is a pandas query over the index columns, e.g.
+        "duration >= 3 and split == 'train'" (backquote dotted names: `score.vad.speech_fraction` > .5)."""
+        df = self._read_table("clips")
+        if where:
+            try:
+                df = df.query(where, engine="python")
+            except Exception as e:
+                cols = ", ".join(sorted(df.columns)[:40])
+                raise ValueError(f"bad filter {where!r}: {e}. Columns include: {cols}") from None
+        return df
+
+    def rejected(self) -> pd.DataFrame:
+        return self._read_table("rejected")
+
+    def sources(self) -> pd.DataFrame:
+        """Finished sources; a source retried over runs keeps its latest row."""
+        df = self._read_table("sources")
+        if len(df):
+            df = df.sort_values(["part", "time"]).drop_duplicates("source_id", keep="last")
+        return df
+
+    def shard_urls(self, where: str | None = None) -> list[str]:
+        df = self.clips(where)
+        return [str(self.root / s) for s in sorted(df["shard"].unique())] if len(df) else []
+
+    # -- records --------------------------------------------------------------------
+    def records(self, clip_ids: Iterable[str] | None = None, media_dir: str | os.PathLike[str] | None = None) -> Iterator[ClipRecord]:
+        """Kept clips' records with arrays, read from the shards in shard order.
+
+        With `media_dir`, each clip's video/audio members are written there and set in
+        `record.files` ("video", "audio"), so annotators can run on them again.
+        """
+        df = self.clips()
+        if clip_ids is not None:
+            wanted = set(clip_ids)
+            df = df[df["clip_id"].isin(wanted)]
+        for shard, group in df.groupby("shard", sort=True):
+            keys = set(group["key"])
+            for key, members in _iter_tar(self.root / shard, keys):
+                rec = ClipRecord.from_json(members["json"], members.get("npz"))
+                rec.split = group.loc[group["key"] == key, "split"].iloc[0]
+                if media_dir is not None:
+                    out = Path(media_dir)
+                    out.mkdir(parents=True, exist_ok=True)
+                    for ext, data in members.items():
+                        kind = {"mp4": "video", "flac": "audio", "wav": "audio"}.get(ext)
+                        if kind:
+                            p = out / f"{key}.{ext}"
+                            p.write_bytes(data)
+                            rec.files[kind] = str(p)
+                yield rec
+
+    def rejected_records(self) -> Iterator[ClipRecord]:
+        for text in self.rejected().get("record", []):
+            yield ClipRecord.from_json(text)
+
+    def set_columns(self, df: pd.DataFrame) -> None:
+        """Set or overwrite index columns (split, identity, attr.*) by clip_id; shards untouched."""
+        if "clip_id" not in df.columns:
+            raise ValueError("set_columns needs a 'clip_id' column")
+        updates = df.set_index("clip_id")
+        for n in self.parts():
+            p = table_path(self.root, "clips", n)
+            if not p.exists():
+                continue
+            part = pq.read_table(p).to_pandas()
+            hit = part["clip_id"].isin(updates.index)
+            if not hit.any():
+                continue
+            for col in updates.columns:
+                if col not in part.columns:
+                    part[col] = None
+                part.loc[hit, col] = updates.loc[part.loc[hit, "clip_id"], col].to_numpy()
+            buf = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), buf)
+            write_atomic(p, buf.getvalue().to_pybytes())
+
+    # -- training stream ----------------------------------------------------------------
+    def dataset(self, where: str | None = None, shuffle: int = 0, decode_video: bool = True,
+                seed: int = 0, resampled: bool = False):
+        """A webdataset pipeline (a torch IterableDataset) over the matching clips.
+
+        Yields dicts: "__key__", "video" (uint8 tensor TxHxWx3), "audio" (float32 tensor),
+        "record" (ClipRecord), "arrays" (name -> numpy array), "txt" when present.
+        Only the shards holding matching clips are opened.
+        """
+        import webdataset as wds
+
+        df = self.clips(where)
+        if not len(df):
+            raise StoreError(f"{self.root}: no clips match {where!r}")
+        urls = [str(self.root / s) for s in sorted(df["shard"].unique())]
+        keys = set(df["key"])
+        ds = wds.WebDataset(urls, shardshuffle=len(urls) if shuffle else False, seed=seed,
+                            resampled=resampled, empty_check=False, nodesplitter=wds.split_by_node,
+                            workersplitter=wds.split_by_worker)
+        ds = ds.select(lambda s: s["__key__"] in keys)
+        if shuffle:
+            ds = ds.shuffle(shuffle, rng=None)
+        return ds.map(lambda s: decode.sample(s, decode_video=decode_video))
+
+
+def _iter_tar(path: Path, keys: set[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) for the wanted keys, members grouped as WebDataset does."""
+    try:
+        tf = tarfile.open(path)
+    except (OSError, tarfile.TarError) as e:
+        raise StoreError(f"{path}: cannot open shard ({e}); run `mentor verify`") from None
+    with tf:
+        current, members = None, {}
+        for m in tf:
+            if not m.isfile():
+                continue
+            key, _, ext = m.name.partition(".")
+            if key != current:
+                if current in keys:
+                    yield current, members
+                current, members = key, {}
+            if key in keys:
+                members[ext] = tf.extractfile(m).read()
+        if current in keys:
+            yield current, members
