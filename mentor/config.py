@@ -77,6 +77,8 @@ class AudioConfig(Section):
 class ShotConfig(Section):
     threshold: float = Field(27.0, gt=0)  # PySceneDetect ContentDetector threshold
     min_shot_seconds: float = Field(1.0, ge=0)
+    downscale: int = Field(0, ge=0)  # decode at 1/downscale; 0 -> PySceneDetect's automatic factor
+    frame_skip: int = Field(0, ge=0)  # look at 1 frame in (1 + frame_skip): faster, cuts less exact
 
 
 class FetchConfig(Section):
@@ -87,6 +89,8 @@ class FetchConfig(Section):
     rate_limit_s: float = Field(1.0, ge=0)  # minimum gap between yt-dlp page requests
     cache_dir: str | None = None  # default: <output>/cache
     max_attempts: int = Field(3, ge=1)  # a source failing this often over re-runs stays failed
+    # yt-dlp format selection for `pages` sources (merged to mp4 with ffmpeg when split)
+    ytdlp_format: str = "bv*[height<=1080]+ba/b[height<=1080]/bv*+ba/b"
 
 
 class FilterConfig(Section):
@@ -106,6 +110,14 @@ class FilterConfig(Section):
     require_audio: bool = True
     min_speech_fraction: float = Field(0.3, ge=0, le=1)
     crop_margin: float = Field(1.0, ge=0)  # crop side = face size * (1 + 2 * margin), clipped
+    crop_down_shift: float = Field(0.35, ge=0)  # crop centre moved down by this * face size (torso)
+    min_detection_confidence: float = Field(0.5, ge=0, le=1)  # MediaPipe face detector score
+    extra_face_min_ratio: float = Field(0.25, ge=0)  # a 2nd face counts if its side >= ratio * main face
+    detect_max_side: int = Field(640, ge=64)  # frames are downscaled to this longer side for detection
+    quality_frames: int = Field(3, ge=1)  # full-resolution frames for blur, brightness and framing
+    # body framings that are kept (from pose landmark visibility)
+    body_visibility: list[Literal["face", "head_torso", "torso_hands"]] = Field(
+        default_factory=lambda: ["face", "head_torso", "torso_hands"])
 
 
 class LandmarksConfig(Section):
@@ -163,9 +175,45 @@ class AudioFeatureConfig(Section):
 
 
 class AttributeConfig(Section):
+    """Perceived attributes (automatic estimates, never identities) and face identity.
+
+    Skin tone: ITA = atan((L* - 50) / b*) in degrees, from the median CIELAB colour of
+    well-lit forehead and cheek pixels. Coarse group by ITA (Chardon et al. 1991 categories
+    merged): light ITA > ita_light_min (very light + light), dark ITA <= ita_dark_max
+    (brown + dark), medium in between (intermediate + tan).
+    """
+
     enabled: bool = True
+    frames: int = Field(8, ge=1, le=64)  # frames sampled per clip for every face attribute
+    min_detection_confidence: float = Field(0.5, ge=0, le=1)  # FaceMesh, when no landmarks array
+    # skin pixels kept: L* between these percentiles of the region (drops shadows, highlights)
+    skin_low_percentile: float = Field(10.0, ge=0, le=100)
+    skin_high_percentile: float = Field(90.0, ge=0, le=100)
+    min_skin_pixels: int = Field(50, ge=1)  # per frame, after the L* band
+    ita_light_min: float = 41.0
+    ita_dark_max: float = 10.0
     age_gender_model: str | None = None  # ONNX classifier; None -> "not estimated"
+    # what the classifier's outputs mean (FairFace's classes by default)
+    age_labels: list[str] = Field(default_factory=lambda: [
+        "0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"])
+    gender_labels: list[str] = Field(default_factory=lambda: ["male", "female"])
+    classifier_size: int = Field(224, ge=16)  # input side when the model does not fix it
+    classifier_mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])  # on RGB in [0, 1]
+    classifier_std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
+    classifier_face_margin: float = Field(0.25, ge=0)  # crop = face box grown by this share each way
     face_recognition_model: str | None = None  # ArcFace ONNX; None -> source identity
+    # clips whose face embeddings are at least this cosine-similar (average linkage) share an identity
+    identity_min_similarity: float = Field(0.4, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _cuts(self) -> "AttributeConfig":
+        if self.ita_light_min <= self.ita_dark_max:
+            raise ValueError(f"ita_light_min ({self.ita_light_min}) must be above ita_dark_max ({self.ita_dark_max})")
+        if self.skin_low_percentile >= self.skin_high_percentile:
+            raise ValueError("skin_low_percentile must be below skin_high_percentile")
+        if len(self.classifier_mean) != 3 or len(self.classifier_std) != 3:
+            raise ValueError("classifier_mean and classifier_std need 3 values (R, G, B)")
+        return self
 
 
 class AnnotateConfig(Section):

@@ -46,18 +46,70 @@ class Probe:
         return dict(self.__dict__)
 
 
-def probe(path: str | Path) -> Probe:
-    """What a media file holds, from ffprobe. Raises MediaError for a non-media file."""
+def _check_file(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
         raise MediaError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise MediaError(f"{p}: empty file (0 bytes)")
+    return p
+
+
+def _why(stderr: str, path: str | Path, default: str) -> str:
+    """The useful part of ffmpeg's complaint: its distinct lines, without the path."""
+    lines = []
+    for line in stderr.strip().splitlines():
+        line = line.replace(f"{path}: ", "").strip()
+        if line.startswith("[") and "] " in line:  # "[mov,mp4,... @ 0x55...] moov atom not found"
+            line = line.split("] ", 1)[1]
+        if line and line not in lines:
+            lines.append(line)
+    why = "; ".join(lines)[:300] or default
+    if "moov atom not found" in why:
+        why = f"truncated or unfinished MP4, no moov atom ({why})"
+    return why
+
+
+def _mp4_truncated(p: Path) -> str | None:
+    """For an ISO-BMFF file (mp4/mov/m4a), why it is cut short, else None.
+
+    Walks the top-level boxes: a box that claims more bytes than the file has means the
+    file was cut (a download or a copy that stopped), even when ffprobe, reading only the
+    index at the front (+faststart), sees nothing wrong.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[4:8] != b"ftyp":
+            return None
+        pos = 0
+        while pos + 8 <= size:
+            f.seek(pos)
+            hdr = f.read(16)
+            box_size, kind = int.from_bytes(hdr[:4], "big"), hdr[4:8].decode("latin-1")
+            if box_size == 1 and len(hdr) >= 16:
+                box_size = int.from_bytes(hdr[8:16], "big")
+            elif box_size == 0:  # extends to the end of the file
+                return None
+            if box_size < 8:
+                return f"corrupt MP4 box '{kind}' at byte {pos}"
+            if pos + box_size > size:
+                return f"truncated: MP4 box '{kind}' needs {pos + box_size} bytes, the file has {size}"
+            pos += box_size
+    return None
+
+
+def probe(path: str | Path) -> Probe:
+    """What a media file holds, from ffprobe. Raises MediaError for a non-media file,
+    an empty or truncated one, or one with neither a video nor an audio stream."""
+    p = _check_file(path)
     cmd = [_require("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(p)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
-        raise MediaError(f"{p}: not readable media ({why})")
+        raise MediaError(f"{p}: not readable media ({_why(res.stderr, p, 'ffprobe failed')})")
+    cut = _mp4_truncated(p)
+    if cut:
+        raise MediaError(f"{p}: {cut}")
     info = json.loads(res.stdout or "{}")
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and s.get("disposition", {}).get("attached_pic", 0) == 0), None)
@@ -98,10 +150,14 @@ def read_frames(
     """
     import decord
 
+    _check_file(path)
     try:
         kw = {"width": size[0], "height": size[1]} if size else {}
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
     except Exception as e:  # decord raises its own DECORDError and RuntimeError
+        info = probe(path)  # raises with a clear reason for a non-media or truncated file
+        if not info.has_video:
+            raise MediaError(f"{path}: no video stream (audio only)") from None
         raise MediaError(f"{path}: cannot decode video ({str(e).splitlines()[0][:200]})") from None
     n = len(vr)
     if n == 0:
@@ -130,14 +186,20 @@ def extract_audio(
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    _check_file(src)
     ss = max(0.0, start - shift)
-    pad = max(0.0, shift - start)
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{ss:.3f}", "-i", str(src)]
+    pad = max(0.0, shift - start)  # seconds of silence before the first sample
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{ss:.3f}"]
     if duration is not None:
-        cmd += ["-t", f"{duration - pad:.3f}"]
-    af = [f"adelay={int(pad * 1000)}:all=1"] if pad > 0 else []
+        if duration <= 0:
+            raise ValueError(f"duration={duration!r}: must be > 0 seconds")
+        # An input-side limit: an output-side -t would also count the delay and cut it
+        # off the end.
+        cmd += ["-t", f"{max(duration - pad, 0.001):.3f}"]
+    cmd += ["-i", str(src)]
+    af = [f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else []
     if duration is not None:
-        af.append(f"apad=whole_dur={duration:.3f}")
+        af += [f"apad=whole_dur={duration:.3f}", f"atrim=end={duration:.3f}"]
     if af:
         cmd += ["-af", ",".join(af)]
     cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), str(dst)]
@@ -147,12 +209,17 @@ def extract_audio(
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at `sample_rate` (resampled by ffmpeg if needed)."""
+    _check_file(path)
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     res = subprocess.run(cmd, capture_output=True, timeout=600)
+    err = res.stderr.decode(errors="replace")
     if res.returncode != 0:
-        why = (res.stderr.decode(errors="replace").strip().splitlines() or ["ffmpeg failed"])[-1]
-        raise MediaError(f"{path}: cannot read audio ({why})")
+        if "does not contain any stream" in err or "matches no streams" in err:
+            raise MediaError(f"{path}: no audio stream (video only)")
+        raise MediaError(f"{path}: cannot read audio ({_why(err, path, 'ffmpeg failed')})")
+    if "partial file" in err:  # ffmpeg decodes what is there and exits 0
+        raise MediaError(f"{path}: truncated: audio data ends early ({_why(err, path, 'partial file')})")
     audio = np.frombuffer(res.stdout, dtype=np.float32).copy()
     if audio.size == 0:
         raise MediaError(f"{path}: no audio samples")
@@ -173,6 +240,7 @@ def encode_clip(
 ) -> Path:
     """Cut [start, end) of `src`, crop a square (x, y, side in source pixels), scale to
     `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked."""
+    _check_file(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     vf = []
@@ -207,6 +275,12 @@ def write_video(frames: np.ndarray, dst: str | Path, fps: float, audio: str | Pa
 
 def _run(cmd: list[str], src: str | Path, what: str) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    no_stream = "does not contain any stream" in res.stderr or "matches no streams" in res.stderr
+    if res.returncode != 0 and no_stream and what == "extract audio":
+        raise MediaError(f"{src}: no audio stream (video only)")
+    if res.returncode != 0 and no_stream and what == "encode clip":
+        raise MediaError(f"{src}: no video stream (audio only)")
     if res.returncode != 0:
-        why = (res.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
-        raise MediaError(f"{src}: cannot {what} ({why})")
+        raise MediaError(f"{src}: cannot {what} ({_why(res.stderr, src, 'ffmpeg failed')})")
+    if "partial file" in res.stderr:  # ffmpeg used what was there and exited 0
+        raise MediaError(f"{src}: truncated: cannot {what}, the data ends early ({_why(res.stderr, src, 'partial file')})")

@@ -123,8 +123,9 @@ class _MouthRig:
     shift: np.ndarray  # HrxWr float32: wx(x) * fall(y), 0 above the lip line
     lip_y: np.ndarray  # 1xWr float32: lip line y per column
     wx: np.ndarray  # 1xWr float32: column weight, 1 at the mouth centre
-    in_mouth: np.ndarray  # 1xWr bool: column lies between the mouth corners
+    in_mouth: np.ndarray  # 1xWr float32: 1 between the mouth corners, 0 outside
     max_pull: float  # pixels: the widest opening
+    mouth_color: np.ndarray  # 3 float32 RGB: dark red, or dark grey for a grey photo
 
 
 @functools.lru_cache(maxsize=8)
@@ -157,8 +158,12 @@ def _mouth_rig(image: str, size: int) -> _MouthRig:
     fall = (np.cos(v * math.pi / 2) ** 2).astype(np.float32)[:, None]
     below = grid_y > lip_y
     shift = np.where(below, wx * fall, 0).astype(np.float32)
-    in_mouth = (np.abs(xs - cx) < 0.9 * half_w)[None, :]
-    return _MouthRig(x0, y0, grid_x, grid_y, shift, lip_y, wx, in_mouth, max_pull)
+    # Darkening weight per column: full in the middle of the mouth, none past the corners.
+    in_mouth = np.clip((1 - (np.abs(xs - cx) / (0.95 * half_w)) ** 2) * 3, 0, 1).astype(np.float32)[None, :]
+    base = _base_image(image, size)
+    grey = bool(np.all(base[..., 0] == base[..., 1]) and np.all(base[..., 1] == base[..., 2]))
+    color = np.full(3, MOUTH_COLOR.mean(), np.float32) if grey else MOUTH_COLOR
+    return _MouthRig(x0, y0, grid_x, grid_y, shift, lip_y, wx, in_mouth, max_pull, color)
 
 
 def open_mouth(image: str, size: int, opening: float) -> np.ndarray:
@@ -180,7 +185,7 @@ def open_mouth(image: str, size: int, opening: float) -> np.ndarray:
     depth = (rig.grid_y - rig.lip_y) / np.maximum(pull * rig.wx, 1e-3)  # 0..1 inside the opening
     alpha = np.clip(np.minimum(depth, 1.0 - depth) * 4.0, 0, 1) * rig.in_mouth * (pull * rig.wx > 1.0)
     alpha = (0.85 * alpha)[:, :, None].astype(np.float32)
-    roi = roi.astype(np.float32) * (1 - alpha) + MOUTH_COLOR * alpha
+    roi = roi.astype(np.float32) * (1 - alpha) + rig.mouth_color * alpha
     h, w = roi.shape[:2]
     out[rig.y0:rig.y0 + h, rig.x0:rig.x0 + w] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
     return out
@@ -383,7 +388,7 @@ def _encode(frames, n_frames: int, size: tuple[int, int], fps: float, dst: Path,
             cmd += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0",
                     "-c:a", "aac", "-b:a", "64k", "-ac", "1", "-ar", str(sample_rate)]
         cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                "-g", str(int(round(fps * 2))), "-frames:v", str(n_frames)]
+                "-g", str(int(round(fps * 2)))]
         if faststart:
             cmd += ["-movflags", "+faststart"]
         cmd.append(str(dst))
@@ -525,8 +530,10 @@ def make_shot_change_clip(path: str | Path, seconds_per_shot: tuple[float, ...] 
 def make_broken_files(folder: str | Path) -> dict[str, Path]:
     """Files that media I/O must reject with a MediaError, made in `folder`:
 
-    - truncated: a good mp4 (moov atom at the end, as a download in progress) cut to
-      half its bytes;
+    - truncated: a good mp4 (index at the front, +faststart) cut to half its bytes:
+      ffprobe alone still reports it whole;
+    - truncated_no_moov: a good mp4 with its index at the end (as a download in
+      progress) cut to half its bytes;
     - not_video: a text file named .mp4;
     - video_only: an mp4 with no audio stream;
     - audio_only: an .m4a with only an AAC audio stream;
@@ -537,12 +544,14 @@ def make_broken_files(folder: str | Path) -> dict[str, Path]:
     seconds, fps, size = 2.0, 25, 128
     n = int(seconds * fps)
     speech = speech_samples(None, "en", seconds)
-    frames = _talking_frames("astronaut", size, np.zeros(n), fps, 0)
-    good = _encode(frames, n, (size, size), fps, folder / "whole.mp4", speech, faststart=False)
-    data = good.read_bytes()
-    out = {"truncated": folder / "truncated.mp4"}
-    out["truncated"].write_bytes(data[: len(data) // 2])
-    good.unlink()
+    out: dict[str, Path] = {}
+    for key, faststart in (("truncated", True), ("truncated_no_moov", False)):
+        whole = _encode(_talking_frames("astronaut", size, np.zeros(n), fps, 0), n, (size, size), fps,
+                        folder / f"{key}.whole.mp4", speech, faststart=faststart)
+        data = whole.read_bytes()
+        whole.unlink()
+        out[key] = folder / f"{key}.mp4"
+        out[key].write_bytes(data[: len(data) // 2])
     out["not_video"] = folder / "not_video.mp4"
     out["not_video"].write_text("This is a text file, not a video.\n" * 20)
     out["video_only"] = _encode(_talking_frames("astronaut", size, np.zeros(n), fps, 1), n, (size, size), fps,

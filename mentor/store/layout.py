@@ -63,14 +63,30 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def committed_parts(root: Path) -> dict[int, dict]:
-    """Commit markers by part number."""
+    """Commit markers by part number, without parts that a later part supersedes.
+
+    `mentor annotate` rewrites a part as a new one whose marker names the old part in
+    "supersedes"; until the old files are removed, the new part wins.
+    """
     out = {}
     for p in sorted((root / "commits").glob("part-*.json")):
         try:
             out[int(p.stem.split("-")[1])] = json.loads(p.read_text())
         except (ValueError, json.JSONDecodeError):
             continue  # a marker is written atomically; an unreadable one is not ours
+    for marker in list(out.values()):
+        for old in marker.get("supersedes", []):
+            out.pop(old, None)
     return out
+
+
+def remove_part(root: Path, n: int) -> None:
+    """Delete a part's files, its marker first: without its marker a part is not
+    committed, so a crash half-way leaves only leftovers that the next open removes."""
+    commit_path(root, n).unlink(missing_ok=True)
+    shard_path(root, n).unlink(missing_ok=True)
+    for table in TABLES:
+        table_path(root, table, n).unlink(missing_ok=True)
 
 
 def is_store(root: Path) -> bool:

@@ -24,6 +24,7 @@ from mentor.store.layout import (
     StoreError,
     commit_path,
     committed_parts,
+    remove_part,
     is_store,
     sha256_file,
     shard_path,
@@ -64,11 +65,17 @@ class StoreWriter:
         self._clips: list[dict] = []
         self._rejected: list[dict] = []
         self._sources: list[dict] = []
+        self._supersedes: list[int] = []
         self.committed_clips = 0
 
     # -- resume ---------------------------------------------------------------------
     def _remove_uncommitted(self) -> None:
-        """Delete files of parts that never got a commit marker (a killed run)."""
+        """Delete files of parts that never got a commit marker (a killed run), and of
+        parts that a committed part supersedes."""
+        for p in (self.root / "commits").glob("part-*.json"):
+            n = int(p.stem.split("-")[1])
+            if n not in self._parts:
+                remove_part(self.root, n)
         for folder, pattern in [("shards", "shard-*"), ("index/clips", "part-*"),
                                 ("index/rejected", "part-*"), ("index/sources", "part-*"), ("commits", "*.tmp")]:
             for p in (self.root / folder).glob(pattern):
@@ -129,9 +136,17 @@ class StoreWriter:
             "duration": float(source.probe.get("duration") or 0.0), "time": time.time(),
         })
 
+    def carry(self, table: str, rows: list[dict]) -> None:
+        """Copy index rows of another part unchanged (rejected or sources) into this one."""
+        {"rejected": self._rejected, "sources": self._sources}[table].extend(rows)
+
+    def supersede(self, part: int) -> None:
+        """The next commit replaces `part` (used to rewrite a part with new annotations)."""
+        self._supersedes.append(part)
+
     @property
     def pending(self) -> bool:
-        return bool(self._clips or self._rejected or self._sources)
+        return bool(self._clips or self._rejected or self._sources or self._supersedes)
 
     def commit(self) -> None:
         """Make everything added so far durable, as one part."""
@@ -157,7 +172,13 @@ class StoreWriter:
             files[str(path.relative_to(self.root))] = {"rows": len(rows)}
         marker = {"part": n, "time": time.time(), "files": files, "clips": len(self._clips),
                   "rejected": len(self._rejected), "sources": len(self._sources)}
+        if self._supersedes:
+            marker["supersedes"] = self._supersedes
         write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
+        for old in self._supersedes:
+            remove_part(self.root, old)
+            self._parts.pop(old, None)
+        self._supersedes = []
         self._parts[n] = marker
         self.committed_clips += len(self._clips)
         self._next += 1

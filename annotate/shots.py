@@ -1,0 +1,73 @@
+"""Shots of a source (PySceneDetect's ContentDetector) and the clip spans cut from them.
+
+`detect_shots` finds hard cuts; `clip_spans` trims each shot's edges (cuts and fades
+smear a frame or two), drops shots that are too short and cuts long ones into even
+pieces between `min_seconds` and `max_seconds`. Times are seconds in the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from mentor.config import ClipConfig, ShotConfig
+from mentor.media import MediaError
+
+log = logging.getLogger(__name__)
+
+Span = tuple[float, float]
+
+
+def detect_shots(path: str | Path, cfg: ShotConfig) -> list[Span]:
+    """(start, end) seconds of every shot of the video at `path`, in order, covering it.
+
+    A video with no cut is one shot. Raises MediaError when the file cannot be decoded.
+    """
+    from scenedetect import ContentDetector, SceneManager, open_video
+    from scenedetect.video_stream import VideoOpenFailure
+
+    try:
+        video = open_video(str(path), backend="opencv")
+    except (VideoOpenFailure, OSError, ValueError) as e:
+        raise MediaError(f"{path}: cannot open video for shot detection ({str(e).splitlines()[0][:200]})") from None
+    manager = SceneManager()
+    if cfg.downscale > 0:
+        manager.auto_downscale = False
+        manager.downscale = cfg.downscale
+    # min_scene_len as seconds (a float) so the rule does not depend on the frame rate
+    manager.add_detector(ContentDetector(threshold=cfg.threshold, min_scene_len=float(cfg.min_shot_seconds)))
+    try:
+        frames = manager.detect_scenes(video, frame_skip=cfg.frame_skip)
+    except Exception as e:  # decoding errors surface from the backend's own types
+        raise MediaError(f"{path}: shot detection failed part-way ({str(e).splitlines()[0][:200]})") from None
+    if frames == 0:
+        raise MediaError(f"{path}: no decodable video frames for shot detection")
+    scenes = manager.get_scene_list(start_in_scene=True)
+    shots = [(s.get_seconds(), e.get_seconds()) for s, e in scenes]
+    log.debug("%s: %d shot(s) in %d frames", path, len(shots), frames)
+    return shots
+
+
+def clip_spans(shots: list[Span], cfg: ClipConfig) -> list[Span]:
+    """Clip spans from shots: edges trimmed by `trim_seconds`, shots shorter than
+    `min_seconds` dropped, longer ones split evenly into pieces no longer than
+    `max_seconds` (a 25 s shot with max 10 -> 3 pieces of 8.33 s).
+
+    When an even split would make pieces shorter than `min_seconds` (possible only if
+    min_seconds > max_seconds / 2), pieces of `max_seconds` are taken from the shot's
+    start and the remainder is dropped.
+    """
+    spans: list[Span] = []
+    for start, end in shots:
+        s, e = start + cfg.trim_seconds, end - cfg.trim_seconds
+        length = e - s
+        if length < cfg.min_seconds - 1e-9:
+            continue
+        n = max(1, math.ceil(length / cfg.max_seconds - 1e-9))
+        piece = length / n
+        if piece < cfg.min_seconds:
+            n = max(1, math.floor(length / cfg.min_seconds))
+            piece = min(cfg.max_seconds, length / n)
+        spans.extend((s + i * piece, s + (i + 1) * piece) for i in range(n))
+    return spans

@@ -1,0 +1,245 @@
+"""The `mentor` command line.
+
+    mentor build datasets.yaml [--out DIR] [--ray-address ADDR]
+    mentor annotate STORE [--config datasets.yaml]
+    mentor validate-config datasets.yaml
+    mentor info STORE [--json]
+    mentor verify STORE
+    mentor split STORE [--config datasets.yaml]
+    mentor audit STORE -o report/ [--compare OTHER]
+    mentor preview STORE CLIP_ID -o out.mp4
+    mentor demo [--out DIR]
+
+Exit status: 0 ok, 1 the command ran and found problems, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mentor.config import Config, ConfigError, load_config
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "datasets.yaml"
+
+
+def _config(path: str | None) -> Config:
+    return load_config(path or REPO_CONFIG)
+
+
+def cmd_validate(args) -> int:
+    cfg = load_config(args.config)
+    print(f"{args.config}: ok ({len(cfg.sources)} sources, output {cfg.output})")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from pipelines.curation import build
+
+    cfg = load_config(args.config)
+    summary = build(cfg, out=args.out, ray_address=args.ray_address, progress=not args.quiet)
+    print(summary.render())
+    if args.summary_json:
+        Path(args.summary_json).write_text(summary.to_json())
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    from pipelines.reannotate import annotate_store
+
+    summary = annotate_store(args.store, _config(args.config), ray_address=args.ray_address)
+    print(summary.render())
+    return 0
+
+
+def cmd_info(args) -> int:
+    from mentor.store import store_info
+
+    info = store_info(args.store)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    print(f"store       {info['store']}")
+    print(f"clips       {info['clips']} ({info['hours']:.4f} h), identities {info['identities']}")
+    print(f"shards      {info['shards']} ({info['bytes'] / 1e6:.1f} MB)")
+    print(f"splits      {info['splits']}")
+    print(f"sources     {info['sources_ok']} ok, {info['sources_failed']} failed")
+    for f in info["failed_sources"]:
+        print(f"  failed    {f['uri']}: {f['error']}")
+    print(f"rejected    {info['rejected']}")
+    for reason, n in info["rejected_by_reason"].items():
+        print(f"  {n:5d}     {reason}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from mentor.store import verify_store
+
+    problems = verify_store(args.store, checksums=not args.fast)
+    for p in problems:
+        print(p)
+    print(f"{args.store}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+def cmd_split(args) -> int:
+    from mentor.splits import assign_splits
+    from mentor.store import Store
+
+    cfg = _config(args.config)
+    store = Store(args.store)
+    clips = store.clips()
+    splits = assign_splits(clips, cfg.split)
+    store.set_columns(clips[["clip_id"]].assign(split=splits.to_numpy()))
+    counts = splits.value_counts().to_dict()
+    print(f"{args.store}: splits assigned (seed {cfg.split.seed}): {counts}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from mentor.audit import audit_store
+    from mentor.store import Store
+
+    cfg = _config(args.config)
+    compare = Store(args.compare) if args.compare else None
+    path = audit_store(Store(args.store), cfg.audit, Path(args.out), compare=compare)
+    print(f"report written: {path}")
+    return 0
+
+
+def cmd_preview(args) -> int:
+    import tempfile
+
+    from mentor.bodymodel import load_body_model
+    from mentor.media import read_frames
+    from mentor.preview import render_preview
+    from mentor.store import Store
+
+    cfg = _config(args.config)
+    with tempfile.TemporaryDirectory() as tmp:
+        recs = list(Store(args.store).records([args.clip_id], media_dir=tmp))
+        if not recs:
+            print(f"{args.store}: no kept clip with id {args.clip_id} (see `mentor info`)", file=sys.stderr)
+            return 1
+        rec = recs[0]
+        frames = read_frames(rec.files["video"])
+        body = load_body_model(cfg.annotate.smplx) if any(k.startswith("smplx.") for k in rec.arrays) else None
+        render_preview(frames, rec, body, args.out)
+    print(f"preview written: {args.out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Generate the demo sources, build the store, then info, verify, split and audit it."""
+    from mentor.testmedia import make_demo_sources
+    from pipelines.curation import build
+
+    cfg = _config(args.config)
+    src_cfg = next((s for s in cfg.sources if s.kind == "folder"), None)
+    if src_cfg is None:
+        raise ConfigError(f"{args.config or REPO_CONFIG}: the demo needs a 'folder' source to generate media into")
+    folder = cfg.resolve(src_cfg.path)
+    if not folder.exists() or not any(folder.iterdir()):
+        print(f"generating demo media in {folder} ...")
+        make_demo_sources(folder)
+    out = Path(args.out) if args.out else cfg.resolve(cfg.output)
+    summary = build(cfg, out=out, ray_address=args.ray_address, progress=True)
+    print(summary.render())
+    for cmd in (["info", str(out)], ["verify", str(out)], ["split", str(out)],
+                ["audit", str(out), "-o", str(out / "report")]):
+        if args.config:
+            cmd += ["--config", args.config] if cmd[0] in ("split", "audit") else []
+        print(f"\n$ mentor {' '.join(cmd)}")
+        code = main(cmd)
+        if code:
+            return code
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mentor", description="Build, check and audit MENTOR-style talking-human datasets.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("build", help="run the curation + annotation pipeline into a store")
+    s.add_argument("config", help="datasets.yaml")
+    s.add_argument("--out", help="store folder (overrides the config's output)")
+    s.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.add_argument("--summary-json", help="also write the run summary here as JSON")
+    s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("annotate", help="re-run the clip annotators on an existing store (no re-encoding)")
+    s.add_argument("store")
+    s.add_argument("--config", help="datasets.yaml with the annotator settings (default: the repo's)")
+    s.add_argument("--ray-address", default=None)
+    s.set_defaults(fn=cmd_annotate)
+
+    s = sub.add_parser("validate-config", help="check a datasets.yaml and say what is wrong")
+    s.add_argument("config")
+    s.set_defaults(fn=cmd_validate)
+
+    s = sub.add_parser("info", help="what a store holds")
+    s.add_argument("store")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("verify", help="check every shard against the index")
+    s.add_argument("store")
+    s.add_argument("--fast", action="store_true", help="skip sha256 checksums")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("split", help="(re)assign identity-disjoint train/val/test splits in the index")
+    s.add_argument("store")
+    s.add_argument("--config")
+    s.set_defaults(fn=cmd_split)
+
+    s = sub.add_parser("audit", help="diversity and bias audit of a store, as an HTML report")
+    s.add_argument("store")
+    s.add_argument("-o", "--out", required=True, help="report folder")
+    s.add_argument("--compare", help="a second store to show side by side")
+    s.add_argument("--config")
+    s.set_defaults(fn=cmd_audit)
+
+    s = sub.add_parser("preview", help="draw landmarks and the fitted mesh over a clip")
+    s.add_argument("store")
+    s.add_argument("clip_id")
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--config")
+    s.set_defaults(fn=cmd_preview)
+
+    s = sub.add_parser("demo", help="generate demo media, build a store from it, check and audit it")
+    s.add_argument("--out", help="store folder (default: the config's output)")
+    s.add_argument("--config", help="default: the repo's datasets.yaml")
+    s.add_argument("--ray-address", default=None)
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # MediaPipe's TFLite chatter
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from mentor.media import MediaError
+        from mentor.store import StoreError
+
+        if isinstance(e, (StoreError, MediaError, ValueError, FileNotFoundError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

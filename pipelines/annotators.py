@@ -1,0 +1,98 @@
+"""Which annotators run, in which order, from the config. Imports are lazy so that a
+worker loads only the models of the stage it runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mentor.config import Config
+from mentor.media import MediaError, extract_audio
+from mentor.record import ClipRecord
+
+log = logging.getLogger(__name__)
+
+
+def filter_annotators(cfg: Config) -> list:
+    """Track-and-filter on the source span (before encoding)."""
+    from annotate.person_filter import PersonFilter
+
+    return [PersonFilter(cfg.filters)]
+
+
+def visual_annotators(cfg: Config) -> list:
+    """Per-frame landmarks, then the SMPL-X fit that reads them."""
+    out = []
+    a = cfg.annotate
+    if a.landmarks.enabled:
+        from annotate.landmarks import LandmarkDetector
+
+        out.append(LandmarkDetector(a.landmarks))
+        if a.smplx.enabled:
+            from annotate.smplx_fit import SmplxFitter
+
+            out.append(SmplxFitter(a.smplx))
+    return out
+
+
+def audio_annotators(cfg: Config) -> list:
+    """VAD -> diarization -> ASR; audio-visual sync (+ its correction); audio features."""
+    a = cfg.annotate
+    out: list = []
+    if a.vad.enabled:
+        from annotate.vad import VoiceActivity
+
+        out.append(VoiceActivity(a.vad))
+    if a.diarization.enabled:
+        from annotate.diarize import Diarizer
+
+        out.append(Diarizer(a.diarization))
+    if a.asr.enabled:
+        from annotate.asr import Transcriber
+
+        out.append(Transcriber(a.asr))
+    if a.sync.enabled:
+        from annotate.av_sync import AvSync
+
+        out += [AvSync(a.sync), SyncShift(cfg)]
+    if a.audio_features.enabled:
+        from annotate.audio_features import AudioFeatures
+
+        out.append(AudioFeatures(a.audio_features))
+    return out
+
+
+def attribute_annotators(cfg: Config) -> list:
+    if not cfg.annotate.attributes.enabled:
+        return []
+    from annotate.attributes import PerceivedAttributes
+
+    return [PerceivedAttributes(cfg.annotate.attributes)]
+
+
+def clip_annotators(cfg: Config) -> list:
+    """Everything that runs on an encoded clip, in order."""
+    return visual_annotators(cfg) + audio_annotators(cfg) + attribute_annotators(cfg)
+
+
+class SyncShift:
+    """Re-extract a clip's audio shifted by the offset the sync stage measured, so that
+    the stored audio is in sync with the video (as LatentSync's pre-processing does)."""
+
+    name = "sync_shift"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def __call__(self, rec: ClipRecord) -> ClipRecord:
+        shift = (rec.annotations.get("sync") or {}).get("shift_seconds")
+        if not shift or "source" not in rec.files or "audio" not in rec.files:
+            return rec
+        try:
+            extract_audio(rec.files["source"], Path(rec.files["audio"]), self.cfg.audio.sample_rate,
+                          start=rec.start, duration=rec.duration, shift=-float(shift))
+            rec.set_score("sync_shift.seconds", -float(shift))
+            rec.mark(self.name)
+        except MediaError as e:
+            rec.fail(self.name, str(e))
+        return rec

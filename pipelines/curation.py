@@ -1,0 +1,134 @@
+"""`mentor build`: datasets.yaml -> discover -> fetch/probe/shots -> filter -> encode ->
+annotate -> store, as one streaming Ray Data graph.
+
+The driver is the only writer: it commits shards as clips arrive, and marks a source
+finished once all of its clips are in. A killed run loses only the uncommitted part; a
+re-run skips finished sources before Ray starts and drops already committed clips.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from mentor.config import Config
+from mentor.fetch import discover_sources
+from mentor.record import ClipRecord, SourceRecord
+from mentor.store import Store, StoreWriter
+from pipelines import annotators as ann
+from pipelines import stages
+from pipelines.progress import Progress
+from pipelines.runtime import init_ray, quiet_ray_data
+from pipelines.summary import BuildSummary
+
+log = logging.getLogger(__name__)
+
+
+def pending_sources(cfg: Config, out: Path) -> tuple[list[SourceRecord], dict[str, int], frozenset[str], int]:
+    """Sources still to do, previous attempts per source, committed clip ids, and how
+    many sources are already finished."""
+    sources = discover_sources(cfg)
+    attempts: dict[str, int] = {}
+    done_ids: set[str] = set()
+    finished: set[str] = set()
+    if (out / "store.json").exists():
+        store = Store(out)
+        for row in store.sources().to_dict("records"):
+            attempts[row["source_id"]] = int(row["attempts"])
+            if row["status"] == "ok" or int(row["attempts"]) >= cfg.fetch.max_attempts:
+                finished.add(row["source_id"])
+        for table in (store.clips(), store.rejected()):
+            if len(table):
+                done_ids.update(table["clip_id"])
+    todo = [s for s in sources if s.id not in finished]
+    return todo, attempts, frozenset(done_ids), len(sources) - len(todo)
+
+
+def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: frozenset[str]):
+    """The Ray Data graph (lazy; runs as the driver iterates it)."""
+    import ray.data
+
+    r = cfg.ray
+    task_args = {"max_retries": r.max_task_retries, "num_cpus": 0.5}
+    actor_args = {"max_restarts": r.max_task_retries, "max_task_retries": r.max_task_retries, "num_cpus": 0.5}
+    ds = ray.data.from_items([stages.source_row(s) for s in todo], override_num_blocks=max(1, len(todo)))
+    ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
+                     **task_args)
+    ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.filter_annotators, cfg), batch_size=1,
+                        batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.filter_actors), **actor_args)
+    ds = ds.map_batches(stages.encode, fn_kwargs={"cfg": cfg, "out": out}, batch_size=1, batch_format="pandas",
+                        **task_args)
+    if ann_enabled(cfg):
+        ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg), batch_size=1,
+                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.annotate_actors),
+                            **actor_args)
+    return ds
+
+
+def ann_enabled(cfg: Config) -> bool:
+    a = cfg.annotate
+    return any(s.enabled for s in (a.landmarks, a.smplx, a.vad, a.diarization, a.asr, a.sync,
+                                   a.audio_features, a.attributes))
+
+
+def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = None,
+          progress: bool = True, keep_work: bool = False) -> BuildSummary:
+    """Run the curation graph into the store at `out` (default: the config's output)."""
+    out = Path(out) if out else cfg.resolve(cfg.output)
+    out = out.resolve()
+    t0 = time.perf_counter()
+    summary = BuildSummary(store=str(out))
+    writer = StoreWriter(out, cfg.store.shard_bytes)  # opens/resumes before any work
+    todo, attempts, done_ids, finished = pending_sources(cfg, out)
+    summary.sources_skipped = finished
+    if not todo:
+        writer.close()
+        summary.wall_seconds = time.perf_counter() - t0
+        summary.note("nothing to do: every source is already in the store")
+        return summary
+    summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
+    quiet_ray_data()
+    ds = build_dataset(cfg, todo, out, done_ids)
+    remaining: dict[str, int] = {}
+    received: Counter[str] = Counter()
+    show = Progress(len(todo), enabled=progress)
+    try:
+        for row in ds.iter_rows():
+            src = SourceRecord.model_validate_json(row["source"])
+            if row["kind"] == "source":
+                status = "failed" if src.error else "ok"
+                writer.add_source(src, status, attempts=attempts.get(src.id, 0) + 1)
+                summary.add_source(src, status)
+                show.source_done(src, failed=bool(src.error))
+                continue
+            rec = ClipRecord.from_row(row)
+            writer.add(rec)
+            summary.add_clip(rec)
+            show.clip(rec)
+            if not keep_work:
+                _remove_work_files(rec)
+            remaining.setdefault(src.id, int(row["n_clips"]))
+            received[src.id] += 1
+            if received[src.id] == remaining[src.id]:
+                writer.add_source(src, "ok", attempts=attempts.get(src.id, 0) + 1, clips=received[src.id])
+                summary.add_source(src, "ok")
+                show.source_done(src, failed=False)
+    finally:
+        writer.close()
+        show.close()
+    if not keep_work:
+        shutil.rmtree(stages.work_dir(cfg, out), ignore_errors=True)
+    summary.wall_seconds = time.perf_counter() - t0
+    return summary
+
+
+def _remove_work_files(rec: ClipRecord) -> None:
+    for kind in ("video", "audio"):
+        if kind in rec.files:
+            Path(rec.files[kind]).unlink(missing_ok=True)
+
+
+__all__ = ["build", "build_dataset", "pending_sources"]

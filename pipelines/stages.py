@@ -1,0 +1,164 @@
+"""The curation graph's stages as Ray Data callables.
+
+Rows travel as {"kind", "source", "n_clips", "clip_id", "record", "npz", "files"}:
+kind "clip" carries a serialised ClipRecord; kind "source" closes a source that produced
+no clip rows in this run (failed to fetch, no usable shot, or all its clips were already
+committed). Each stage turns rows into records, calls plain annotators (annotate/), and
+turns them back; it never raises on a bad clip or source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mentor.config import Config
+from mentor.media import MediaError, encode_clip, extract_audio, probe
+from mentor.record import ClipRecord, SourceRecord
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ("kind", "source", "n_clips", "clip_id", "record", "npz", "files")
+
+
+def _timed(rec: ClipRecord, stage: str, t0: float) -> None:
+    """Per-stage seconds, owned by the pipeline (annotations["pipeline"])."""
+    seconds = rec.annotations.setdefault("pipeline", {}).setdefault("seconds", {})
+    seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - t0, 4)
+
+
+def source_row(src: SourceRecord, n_clips: int = 0) -> dict[str, Any]:
+    return {"kind": "source", "source": src.model_dump_json(), "n_clips": n_clips,
+            "clip_id": "", "record": "", "npz": b"", "files": "{}"}
+
+
+def clip_row(src: SourceRecord, rec: ClipRecord, n_clips: int) -> dict[str, Any]:
+    return {"kind": "clip", "source": src.model_dump_json(), "n_clips": n_clips} | rec.to_row()
+
+
+def work_dir(cfg: Config, out: Path) -> Path:
+    return out / "_work"
+
+
+# -- per source: fetch, probe, shots -> clip spans ------------------------------------
+def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: frozenset[str]) -> list[dict[str, Any]]:
+    """One source -> one row per new clip span (or one "source" row saying why none)."""
+    from annotate.shots import clip_spans, detect_shots
+    from mentor.fetch import fetch
+
+    src = SourceRecord.model_validate_json(row["source"])
+    t0 = time.perf_counter()
+    try:
+        cache = cfg.resolve(cfg.fetch.cache_dir) or out / "cache"
+        src.path = str(fetch(src.uri, Path(cache), cfg.fetch))
+        info = probe(src.path)
+        src.probe = info.as_dict()
+        if not info.has_video:
+            raise MediaError(f"{src.uri}: no video stream (audio only)")
+        if info.duration < cfg.clips.min_seconds:
+            raise MediaError(f"{src.uri}: {info.duration:.1f} s is shorter than clips.min_seconds ({cfg.clips.min_seconds})")
+        shots = detect_shots(src.path, cfg.shots)
+        spans = clip_spans(shots, cfg.clips)
+    except Exception as e:  # FetchError, MediaError, or a library's own error on bad data
+        src.error = f"{type(e).__name__}: {e}"
+        log.info("source failed: %s", src.error)
+        return [source_row(src)]
+    src.probe["shots"] = len(shots)
+    src.probe["prepare_seconds"] = round(time.perf_counter() - t0, 3)
+    clips = [ClipRecord.for_span(src, s, e) for s, e in spans]
+    new = [c for c in clips if c.id not in done_clip_ids]
+    if not new:
+        return [source_row(src)]
+    for c in new:
+        c.annotations["pipeline"] = {"seconds": {"prepare": round((time.perf_counter() - t0) / len(new), 4)}}
+    return [clip_row(src, c, len(new)) for c in new]
+
+
+def _records(batch: pd.DataFrame) -> list[tuple[dict[str, Any], ClipRecord | None]]:
+    out = []
+    for row in batch.to_dict("records"):
+        out.append((row, ClipRecord.from_row(row) if row["kind"] == "clip" else None))
+    return out
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+
+
+def _call(annotator: Any, rec: ClipRecord) -> ClipRecord:
+    """Run one annotator; an unexpected exception is recorded on the clip, not raised."""
+    name = getattr(annotator, "name", type(annotator).__name__)
+    t0 = time.perf_counter()
+    try:
+        rec = annotator(rec)
+    except Exception as e:
+        log.warning("%s failed on clip %s: %s", name, rec.id, e)
+        rec.fail(name, f"{type(e).__name__}: {e}")
+        rec.annotations.setdefault("pipeline", {}).setdefault("tracebacks", {})[name] = traceback.format_exc(limit=3)
+        rec.reject(name, f"error: {type(e).__name__}: {str(e)[:200]}")
+    _timed(rec, name, t0)
+    return rec
+
+
+class AnnotatorStage:
+    """A Ray Data actor: builds its annotators once, then runs them on each kept clip."""
+
+    def __init__(self, factory, cfg: Config):
+        import torch
+
+        torch.set_num_threads(1)  # one core per actor; Ray places actors on cores
+        self.annotators = factory(cfg)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for row, rec in _records(batch):
+            if rec is not None:
+                for annotator in self.annotators:
+                    if not rec.kept:
+                        break  # a rejected clip needs no more model work
+                    rec = _call(annotator, rec)
+                row = row | rec.to_row()
+            rows.append(row)
+        return _frame(rows)
+
+
+# -- per clip: encode the crop -------------------------------------------------------
+def encode(batch: pd.DataFrame, cfg: Config, out: Path) -> pd.DataFrame:
+    """Encode each kept clip from its crop box: H.264 video and 16 kHz mono audio."""
+    rows = []
+    for row, rec in _records(batch):
+        if rec is not None and rec.kept:
+            t0 = time.perf_counter()
+            try:
+                encode_record(rec, cfg, work_dir(cfg, out) / "clips")
+            except MediaError as e:
+                rec.fail("encode", str(e))
+                rec.reject("encode", str(e))
+            _timed(rec, "encode", t0)
+            row = row | rec.to_row()
+        rows.append(row)
+    return _frame(rows)
+
+
+def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float = 0.0) -> None:
+    src = rec.files["source"]
+    crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
+    video = encode_clip(src, folder / f"{rec.id}.mp4", rec.start, rec.end, cfg.video.fps, cfg.video.size,
+                        crop=crop, crf=cfg.video.crf, preset=cfg.video.preset)
+    rec.files["video"] = str(video)
+    rec.fps, rec.width, rec.height = cfg.video.fps, cfg.video.size, cfg.video.size
+    if rec.scores.get("filter.has_audio", True):
+        audio = extract_audio(src, folder / f"{rec.id}.{cfg.audio.format}", cfg.audio.sample_rate,
+                              start=rec.start, duration=rec.duration, shift=audio_shift)
+        rec.files["audio"] = str(audio)
+    rec.mark("encode")
+
+
+def files_of(row: dict[str, Any]) -> dict[str, str]:
+    return json.loads(row.get("files") or "{}")

@@ -1,0 +1,79 @@
+"""What a build did: sources ok/failed, clips kept/rejected by reason, hours in and out,
+seconds per stage, and every stage status that was not "done" (e.g. ASR skipped)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from mentor.record import ClipRecord, SourceRecord
+
+
+@dataclass
+class BuildSummary:
+    store: str
+    ray: str = ""
+    sources_ok: int = 0
+    sources_failed: list[dict] = field(default_factory=list)
+    sources_skipped: int = 0  # finished in an earlier run
+    clips_kept: int = 0
+    clips_rejected: Counter = field(default_factory=Counter)  # "stage: kind" -> count
+    seconds_in: float = 0.0  # source video seen
+    seconds_out: float = 0.0  # kept clips
+    stage_seconds: Counter = field(default_factory=Counter)  # summed over clips (worker time)
+    statuses: Counter = field(default_factory=Counter)  # "stage: status" for non-"done" ones
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def add_source(self, src: SourceRecord, status: str) -> None:
+        if status == "ok":
+            self.sources_ok += 1
+            self.seconds_in += float(src.probe.get("duration") or 0.0)
+        else:
+            self.sources_failed.append({"uri": src.uri, "error": src.error})
+
+    def add_clip(self, rec: ClipRecord) -> None:
+        if rec.kept:
+            self.clips_kept += 1
+            self.seconds_out += rec.duration
+        else:
+            # "filter: face_small: 48 px < 64 px" -> "filter: face_small"
+            self.clips_rejected[":".join(rec.rejected.split(":")[:2]).strip()] += 1
+        for stage, secs in (rec.annotations.get("pipeline") or {}).get("seconds", {}).items():
+            self.stage_seconds[stage] += secs
+        for stage, status in rec.status.items():
+            if status != "done":
+                self.statuses[f"{stage}: {status}"] += 1
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["hours_in"] = round(self.seconds_in / 3600, 4)
+        d["hours_out"] = round(self.seconds_out / 3600, 4)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=1, default=str)
+
+    def render(self) -> str:
+        lines = [f"store: {self.store}" + (f"  ({self.ray})" if self.ray else "")]
+        lines.append(f"sources: {self.sources_ok} ok, {len(self.sources_failed)} failed"
+                     + (f", {self.sources_skipped} already done" if self.sources_skipped else ""))
+        for f in self.sources_failed:
+            lines.append(f"  failed: {f['uri']}: {f['error']}")
+        rejected = sum(self.clips_rejected.values())
+        lines.append(f"clips: {self.clips_kept} kept, {rejected} rejected")
+        for reason, n in self.clips_rejected.most_common():
+            lines.append(f"  rejected {n:5d}  {reason}")
+        lines.append(f"video: {self.seconds_in / 3600:.4f} h in, {self.seconds_out / 3600:.4f} h kept")
+        if self.stage_seconds:
+            lines.append("worker seconds per stage: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(self.stage_seconds.items(), key=lambda kv: -kv[1])))
+        for status, n in sorted(self.statuses.items()):
+            lines.append(f"  {n:5d} clips  {status}")
+        lines.append(f"wall time: {self.wall_seconds:.1f} s")
+        lines += self.notes
+        return "\n".join(lines)
