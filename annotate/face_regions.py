@@ -79,8 +79,12 @@ def align_face(frame: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
     import cv2
     from skimage.transform import SimilarityTransform
 
-    tf = SimilarityTransform()
-    tf.estimate(five_points(landmarks), ARCFACE_TEMPLATE * (size / 112.0))
+    src, dst = five_points(landmarks), ARCFACE_TEMPLATE * (size / 112.0)
+    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
+        tf = SimilarityTransform.from_estimate(src, dst)
+    else:
+        tf = SimilarityTransform()
+        tf.estimate(src, dst)
     return cv2.warpAffine(frame, tf.params[:2], (size, size), borderValue=0)
 
 

@@ -144,34 +144,62 @@ class SmplxConfig(Section):
 
 
 class VadConfig(Section):
+    """Silero VAD (weights ship in the silero-vad wheel)."""
+
     enabled: bool = True
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float = Field(0.5, ge=0, le=1)  # speech probability per 32 ms window
+    min_speech_ms: int = Field(250, ge=0)  # shorter bursts are not speech
+    min_silence_ms: int = Field(100, ge=0)  # shorter pauses do not split a segment
+    speech_pad_ms: int = Field(30, ge=0)
+    min_speech_fraction: float = Field(0.3, ge=0, le=1)  # reject clips with less speech
 
 
 class DiarizationConfig(Section):
+    """pyannote.audio 4 pipeline from a local folder, else Resemblyzer windows + clustering."""
+
     enabled: bool = True
     pyannote_dir: str | None = None  # local pyannote pipeline folder; None -> Resemblyzer
     min_dominant_share: float = Field(0.8, ge=0, le=1)
+    device: str = "auto"  # auto | cpu | cuda
+    # Resemblyzer backend: embedding windows over the VAD segments, then agglomerative
+    # clustering (average linkage) cut at a cosine distance.
+    window_seconds: float = Field(1.6, gt=0.2, le=10)  # Resemblyzer's own partial length
+    hop_seconds: float = Field(0.8, gt=0.05)
+    cluster_threshold: float = Field(0.3, gt=0, lt=2)  # cosine distance; higher -> fewer speakers
+    min_speaker_seconds: float = Field(1.0, ge=0)  # smaller clusters join their nearest one
 
 
 class AsrConfig(Section):
+    """openai-whisper from a local checkpoint; without one, status says "skipped: no weights"."""
+
     enabled: bool = True
-    whisper_model: str | None = None  # a local checkpoint path (or a cached model name)
-    language: str | None = None
+    whisper_model: str | None = None  # a local checkpoint path (or a model name already cached)
+    language: str | None = None  # None -> detected per clip
+    device: str = "auto"
+    word_timestamps: bool = True
+    beam_size: int | None = Field(None, ge=1)  # None -> greedy
 
 
 class SyncConfig(Section):
+    """Weight-free mouth-opening vs speech-envelope sync; SyncNet LSE-D/C when weights are given."""
+
     enabled: bool = True
     max_offset_frames: int = Field(8, ge=0)
     min_confidence: float = Field(0.15, ge=0)
     max_shift_frames: int = Field(6, ge=0)  # offsets up to this are corrected when encoding
-    syncnet_weights: str | None = None
+    syncnet_weights: str | None = None  # syncnet_python's syncnet_v2.model (a state dict)
+    device: str = "auto"
+    min_face_fraction: float = Field(0.5, ge=0, le=1)  # frames with lips found, else reject
 
 
 class AudioFeatureConfig(Section):
+    """Log-mel windows per video frame; Whisper encoder features when weights are given."""
+
     enabled: bool = True
     n_mels: int = Field(80, ge=8)
     window_frames: int = Field(2, ge=0)  # context frames each side of a video frame
+    whisper_model: str | None = None  # local Whisper checkpoint -> array "audio.whisper"
+    device: str = "auto"
 
 
 class AttributeConfig(Section):

@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -236,28 +235,24 @@ def _tool(name: str) -> str:
     return path
 
 
-def _resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    if src_rate == dst_rate:
-        return x.astype(np.float32)
-    from scipy.signal import resample_poly
-
-    r = Fraction(dst_rate, src_rate)
-    return resample_poly(x, r.numerator, r.denominator).astype(np.float32)
-
-
 @functools.lru_cache(maxsize=64)
 def _espeak(text: str, voice: str, sample_rate: int) -> np.ndarray:
-    """espeak-ng speaking `text` with `voice`: mono float32 at `sample_rate` (cached)."""
-    import soundfile as sf
+    """espeak-ng speaking `text` with `voice`: mono float32 at `sample_rate` (cached).
 
+    espeak-ng writes 22.05 kHz; ffmpeg resamples (importing scipy.signal would cost
+    seconds per process).
+    """
     with tempfile.TemporaryDirectory(prefix="mentor-espeak-") as tmp:
         wav = Path(tmp) / "speech.wav"
         res = subprocess.run([_tool("espeak-ng"), "-v", voice, "-w", str(wav), text],
                              capture_output=True, text=True, timeout=120)
         if res.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
             raise TestMediaError(f"espeak-ng failed for voice={voice!r}: {res.stderr.strip()[-300:]}")
-        x, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-    out = _resample(x.mean(axis=1), rate, sample_rate)
+        res = subprocess.run([_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", str(wav), "-ac", "1",
+                              "-ar", str(sample_rate), "-f", "f32le", "-"], capture_output=True, timeout=120)
+        if res.returncode != 0:
+            raise TestMediaError(f"ffmpeg could not resample espeak-ng's output: {res.stderr.decode(errors='replace')[-300:]}")
+    out = np.frombuffer(res.stdout, np.float32).copy()
     out.setflags(write=False)
     return out
 
@@ -278,30 +273,43 @@ def default_text(seed: int = 0, n: int = len(DEFAULT_SENTENCES)) -> str:
 
 def speech_samples(text: str | None, voice: str = "en", seconds: float | None = None,
                    sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
-    """Speech of `text` (the default sentences when None) as mono float32 in [-1, 1].
+    """Speech of `text` as mono float32 in [-1, 1].
 
-    With `seconds`, the speech is repeated (0.3 s apart) while too short, then trimmed or
-    padded with silence to exactly round(seconds * sample_rate) samples.
+    With text=None, the default sentences (starting at a seed-dependent one, 0.25 s
+    apart, repeating as needed) fill `seconds`; each sentence is spoken once per
+    process and cached, so short clips cost only the sentences they use. With
+    `seconds`, the result is trimmed or padded with silence to exactly
+    round(seconds * sample_rate) samples.
     """
-    if seconds is not None and seconds <= 0:
+    if seconds is not None and not seconds > 0:
         raise TestMediaError(f"seconds={seconds!r}: must be > 0")
-    x = np.asarray(_espeak(text if text is not None else default_text(seed), voice, sample_rate))
-    if seconds is None:
-        return x.copy()
-    n = int(round(seconds * sample_rate))
-    if text is None and len(x) < n:  # the default text repeats to fill the time
-        gap = np.zeros(int(0.3 * sample_rate), np.float32)
-        reps = int(math.ceil(n / (len(x) + len(gap))))
-        x = np.concatenate([np.concatenate([x, gap])] * reps)
-    return _fit(x, n)
+    n = None if seconds is None else int(round(seconds * sample_rate))
+    if text is not None:
+        x = np.array(_espeak(text, voice, sample_rate))
+        return x if n is None else _fit(x, n)
+    gap = np.zeros(int(0.25 * sample_rate), np.float32)
+    pieces, total, i = [], 0, 0
+    while (n is None and i < len(DEFAULT_SENTENCES)) or (n is not None and total < n):
+        x = np.asarray(_espeak(DEFAULT_SENTENCES[(seed + i) % len(DEFAULT_SENTENCES)], voice, sample_rate))
+        pieces += [x, gap]
+        total += len(x) + len(gap)
+        i += 1
+    x = np.concatenate(pieces[:-1])
+    return x if n is None else _fit(x, n)
 
 
 def _write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
-    import soundfile as sf
+    """16-bit PCM mono wav (stdlib `wave`: no soundfile import needed)."""
+    import wave
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(samples, -1, 1), sample_rate, subtype="PCM_16")
+    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
     return path
 
 

@@ -1,0 +1,61 @@
+"""datasets.yaml: the repo's own file is valid; a bad file names file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mentor.cli import main
+from mentor.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = "sources:\n  - name: a\n    kind: folder\n    path: media\n"
+
+
+def test_repo_config_is_valid():
+    cfg = load_config(REPO / "datasets.yaml")
+    assert cfg.sources[0].kind == "folder"
+    assert cfg.resolve(cfg.output) == REPO / "out" / "demo"
+
+
+def test_defaults_fill_missing_sections():
+    cfg = parse_config(GOOD)
+    assert cfg.video.fps == 25 and cfg.store.shard_bytes == 1_000_000_000
+    assert cfg.annotate.asr.whisper_model is None
+
+
+@pytest.mark.parametrize("text, line, key, hint", [
+    (GOOD + "video:\n  fps: fast\n", 6, "video.fps", "valid number"),
+    (GOOD + "filters:\n  min_face_pxx: 3\n", 6, "filters.min_face_pxx", "allowed here: sample_fps"),
+    ("sources:\n  - name: a\n    kind: web\n", 3, "sources.0.kind", "'folder', 'files', 'urls' or 'pages'"),
+    ("sources:\n  - {name: a, kind: urls}\n", 2, "sources.0", "needs a non-empty 'items'"),
+    (GOOD + "clips: {min_seconds: 5, max_seconds: 2}\n", 5, "clips", "max_seconds (2.0) < min_seconds"),
+    (GOOD + "split:\n  shares: {train: 0.5}\n", 5, "split", "add up to 1.0"),
+    (GOOD + "video:\n  size: 10\n", 6, "video.size", "greater than or equal to 64"),
+])
+def test_bad_config_names_file_line_key(text, line, key, hint):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "my.yaml")
+    msg = str(e.value)
+    assert f"my.yaml:{line}: {key}:" in msg and hint in msg
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("sources: [", "x.yaml")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config("- 1\n- 2\n", "x.yaml")
+
+
+def test_validate_config_command(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    assert main(["validate-config", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + "video:\n  fps: -3\n")
+    assert main(["validate-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:6: video.fps:" in err and "greater than 0" in err

@@ -1,0 +1,249 @@
+"""mentor.media on real generated media (tests/conftest.py): probe, decode, audio
+extraction, clip encoding, and a clear MediaError for every kind of broken file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mentor import media
+from mentor.media import MediaError
+
+SR = 16000
+AAC_SLACK = 1024  # samples: AAC pads the last frame, decoders do not always trim it
+
+
+# ---------------------------------------------------------------- the good clip
+
+
+def test_probe_talking_clip(talking_clip):
+    info = media.probe(talking_clip)
+    assert (info.width, info.height) == (512, 512)
+    assert info.fps == pytest.approx(25.0)
+    assert info.num_frames == 100
+    assert info.duration == pytest.approx(4.0, abs=0.05)
+    assert info.has_video and info.has_audio
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.sample_rate == SR
+    assert info.size_bytes == talking_clip.stat().st_size
+    assert info.as_dict()["path"] == str(talking_clip)
+
+
+def test_read_frames_full_and_resampled(talking_clip):
+    frames = media.read_frames(talking_clip)
+    assert frames.shape == (100, 512, 512, 3) and frames.dtype == np.uint8
+    # It is video, not a still: the person sways, so frames differ.
+    assert np.abs(frames[0].astype(int) - frames[50].astype(int)).mean() > 2.0
+    sub = media.read_frames(talking_clip, fps=5, start=1.0, end=3.0, size=(128, 96))
+    assert sub.shape == (10, 96, 128, 3)
+    # The nearest-frame resampling picks frames 25, 30, ...: compare one with a full-size decode.
+    small = media.read_frames(talking_clip, fps=5, start=1.0, end=1.1, size=(128, 96))
+    assert np.abs(small[0].astype(int) - sub[0].astype(int)).max() == 0
+
+
+def test_read_frames_empty_range_raises(talking_clip):
+    with pytest.raises(MediaError, match="no frames between"):
+        media.read_frames(talking_clip, start=10.0, end=11.0)
+
+
+def test_read_audio_speech(talking_clip):
+    audio = media.read_audio(talking_clip)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert 4 * SR <= len(audio) <= 4 * SR + AAC_SLACK
+    assert np.abs(audio).max() <= 1.0
+    assert np.sqrt(np.mean(audio ** 2)) > 0.01  # speech, not silence
+    half = media.read_audio(talking_clip, sample_rate=8000)
+    assert 4 * 8000 <= len(half) <= 4 * 8000 + AAC_SLACK // 2
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_extract_audio_exact_duration(talking_clip, tmp_path, suffix):
+    out = media.extract_audio(talking_clip, tmp_path / f"a{suffix}", start=1.0, duration=2.0)
+    info = media.probe(out)
+    assert info.has_audio and not info.has_video
+    assert info.sample_rate == SR
+    assert len(media.read_audio(out)) == 2 * SR
+
+
+@pytest.mark.parametrize("start,shift", [(0.0, 0.16), (1.0, 0.16), (1.0, -0.16), (0.0, -0.16)])
+def test_extract_audio_shift_moves_the_signal(talking_clip, tmp_path, start, shift):
+    """A positive shift delays the audio by that many seconds, a negative one advances
+    it, and the output keeps the asked duration either way."""
+    whole = media.read_audio(talking_clip)
+    out = media.extract_audio(talking_clip, tmp_path / "s.wav", start=start, duration=2.0, shift=shift)
+    got = media.read_audio(out)
+    assert len(got) == 2 * SR
+    lag = _best_lag(whole, got, start, max_lag=int(0.3 * SR))
+    assert lag == pytest.approx(shift * SR, abs=16)
+
+
+def _best_lag(whole: np.ndarray, got: np.ndarray, start: float, max_lag: int) -> int:
+    """The delay in samples of `got` against whole[start:]: argmax of the cross-correlation."""
+    ref = whole[int(start * SR):]
+    n = len(got) - 2 * max_lag
+    scores = {}
+    for lag in range(-max_lag, max_lag + 1, 4):
+        a0 = max_lag  # a window of `got` away from both ends
+        b0 = a0 - lag
+        if b0 < 0 or b0 + n > len(ref):
+            continue
+        scores[lag] = float(np.dot(got[a0:a0 + n], ref[b0:b0 + n]))
+    return max(scores, key=scores.get)
+
+
+def test_encode_clip_crop_scale_fps(talking_clip, tmp_path):
+    out = media.encode_clip(talking_clip, tmp_path / "c.mp4", start=1.0, end=3.0, fps=10, size=128,
+                            crop=(128, 0, 256))
+    info = media.probe(out)
+    assert (info.width, info.height, info.fps) == (128, 128, 10.0)
+    assert info.num_frames == 20
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert not info.has_audio  # files["video"] is video only
+    # The crop is the top-middle square of the source: compare with a crop of a decode.
+    ours = media.read_frames(out)[0].astype(float)
+    src = media.read_frames(talking_clip, start=1.0, end=1.04)[0]
+    import cv2
+
+    ref = cv2.resize(src[0:256, 128:384], (128, 128), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(ours - ref).mean() < 8.0
+
+
+def test_encode_clip_with_audio(talking_clip, tmp_path):
+    out = media.encode_clip(talking_clip, tmp_path / "ca.mp4", start=0.0, end=2.0, fps=25, size=64, with_audio=True)
+    info = media.probe(out)
+    assert info.has_audio and info.sample_rate == SR
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_write_video_round_trip(tmp_path, speech_wav):
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 256, size=(1, 8, 8, 3), dtype=np.uint8), 4, axis=1).repeat(8, axis=2)
+    frames = np.repeat(frames, 12, axis=0)  # 12 frames of 64x32 blocks
+    out = media.write_video(frames, tmp_path / "w.mp4", fps=12, audio=speech_wav)
+    info = media.probe(out)
+    assert (info.width, info.height, info.num_frames, info.fps) == (64, 32, 12, 12.0)
+    assert info.has_audio
+    back = media.read_frames(out)
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 12
+
+
+# ---------------------------------------------------------------- broken files
+
+# (broken-file key, function, words the message must hold)
+BROKEN = [
+    ("empty", "probe", "empty file"),
+    ("empty", "read_frames", "empty file"),
+    ("empty", "read_audio", "empty file"),
+    ("empty", "extract_audio", "empty file"),
+    ("not_video", "probe", "not readable media"),
+    ("not_video", "read_frames", "not readable media"),
+    ("not_video", "read_audio", "cannot read audio"),
+    ("truncated", "probe", "truncated"),
+    ("truncated", "read_audio", "truncated"),
+    ("truncated", "extract_audio", "truncated"),
+    ("truncated_no_moov", "probe", "truncated"),
+    ("truncated_no_moov", "read_frames", "truncated"),
+    ("truncated_no_moov", "read_audio", "truncated"),
+    ("truncated_no_moov", "encode_clip", "truncated"),
+    ("video_only", "read_audio", "no audio stream"),
+    ("video_only", "extract_audio", "no audio stream"),
+    ("audio_only", "read_frames", "no video stream"),
+    ("audio_only", "encode_clip", "no video stream"),
+]
+
+
+def _call(fn: str, path, tmp_path):
+    if fn == "extract_audio":
+        return media.extract_audio(path, tmp_path / "x.wav")
+    if fn == "encode_clip":
+        return media.encode_clip(path, tmp_path / "x.mp4", start=0.0, end=1.0, fps=25, size=64)
+    return getattr(media, fn)(path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("key,fn,words", BROKEN, ids=[f"{k}-{f}" for k, f, _ in BROKEN])
+def test_broken_file_raises_media_error(broken_files, tmp_path, key, fn, words):
+    path = broken_files[key]
+    with pytest.raises(MediaError) as err:
+        _call(fn, path, tmp_path)
+    msg = str(err.value)
+    assert str(path) in msg, msg
+    assert words in msg, msg
+
+
+def test_half_broken_files_still_give_what_they_have(broken_files):
+    """A file with one good stream is usable for that stream."""
+    v = media.probe(broken_files["video_only"])
+    assert v.has_video and not v.has_audio and v.num_frames == 50
+    assert media.read_frames(broken_files["video_only"]).shape == (50, 128, 128, 3)
+    a = media.probe(broken_files["audio_only"])
+    assert a.has_audio and not a.has_video and a.sample_rate == SR
+    assert len(media.read_audio(broken_files["audio_only"])) >= 2 * SR
+
+
+def test_missing_file(tmp_path):
+    for fn in ("probe", "read_frames", "read_audio", "extract_audio"):
+        with pytest.raises(MediaError, match="no such file"):
+            _call(fn, tmp_path / "nope.mp4", tmp_path)
+
+
+def test_media_dir_every_file_probes_or_fails_cleanly(media_dir):
+    ok, bad = [], {}
+    for path in sorted(media_dir.iterdir()):
+        try:
+            media.probe(path)
+            ok.append(path.name)
+        except MediaError as e:
+            bad[path.name] = str(e)
+    assert ok == ["audio_only.m4a", "good.mp4", "video_only.mp4"]
+    assert set(bad) == {"empty.mp4", "not_video.mp4", "truncated.mp4", "truncated_no_moov.mp4"}
+    assert all(name in msg for name, msg in bad.items())
+
+
+# ---------------------------------------------------------------- the mouth moves with the speech
+
+
+@pytest.fixture(scope="module")
+def lip_gaps(talking_clip) -> np.ndarray:
+    """FaceMesh lip gap (landmarks 13/14) over inter-ocular distance, per frame: (100,)."""
+    mp = pytest.importorskip("mediapipe")
+    gaps = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=True) as fm:
+        for frame in media.read_frames(talking_clip):
+            res = fm.process(frame)
+            assert res.multi_face_landmarks, "FaceMesh lost the face"
+            lm = np.array([[p.x, p.y] for p in res.multi_face_landmarks[0].landmark]) * frame.shape[1]
+            assert lm.shape == (478, 2)
+            gaps.append(np.linalg.norm(lm[13] - lm[14]) / np.linalg.norm(lm[33] - lm[263]))
+    return np.array(gaps)
+
+
+def _lag_correlations(gaps: np.ndarray, env: np.ndarray, max_lag: int = 8) -> dict[int, float]:
+    """Pearson r of gaps[k] against env[k + lag] for each lag in frames."""
+    n = len(gaps)
+    return {lag: float(np.corrcoef(gaps[max(0, -lag):n - max(0, lag)], env[max(0, lag):n + min(0, lag)])[0, 1])
+            for lag in range(-max_lag, max_lag + 1)}
+
+
+def test_face_found_and_mouth_opens(lip_gaps):
+    assert lip_gaps.min() < 0.15 < lip_gaps.max()  # closed ~0.1, open ~0.25 of the eye distance
+
+
+def test_lip_gap_follows_speech_envelope(lip_gaps, talking_clip):
+    from mentor.testmedia import speech_envelope
+
+    env = speech_envelope(media.read_audio(talking_clip), SR, 25, len(lip_gaps))
+    r = _lag_correlations(lip_gaps, env)
+    assert r[0] > 0.7
+    assert max(r, key=r.get) == 0
+
+
+def test_shifted_clip_audio_lags_by_four_frames(lip_gaps, talking_clip_shifted):
+    """Same pictures, audio 4 frames late: the envelope best matches the lips 4 frames on."""
+    from mentor.testmedia import speech_envelope
+
+    env = speech_envelope(media.read_audio(talking_clip_shifted), SR, 25, len(lip_gaps))
+    r = _lag_correlations(lip_gaps, env)
+    assert max(r, key=r.get) == 4
+    assert r[4] > 0.7 and r[0] < 0.5
