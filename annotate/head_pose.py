@@ -1,4 +1,10 @@
-"""Head pose (yaw, pitch, roll) from six face landmarks and a generic 3D face (solvePnP).
+"""Head pose (yaw, pitch, roll) from FaceMesh's 3D landmarks, geometrically.
+
+The face's own axes are read off four landmarks: x along the outer eye corners, y from
+the eyes' midpoint down to the mouth's midpoint (made orthogonal to x), z = x cross y.
+This needs no generic 3D face and no focal length; a 6-point solvePnP with the usual
+generic face was tried here and read a frontal photo as 36 deg pitched down, because
+FaceMesh's nose-tip point does not sit where that model puts it.
 
 Conventions: camera x right, y down, z forward (into the scene). A face looking straight
 into the camera has yaw = pitch = roll = 0; yaw > 0 when the face turns towards the
@@ -9,19 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# FaceMesh ids of the six points: nose tip, chin, outer eye corners and mouth corners
-# (image-left first: 33 is the person's right eye).
-MESH_IDS = (1, 152, 33, 263, 61, 291)
-
-# A generic face in the same order (arbitrary units ~ 0.1 mm), camera axes, nose tip at 0.
-MODEL_POINTS = np.array([
-    [0.0, 0.0, 0.0],          # nose tip
-    [0.0, 330.0, 65.0],       # chin
-    [-225.0, -170.0, 135.0],  # image-left eye, outer corner
-    [225.0, -170.0, 135.0],   # image-right eye, outer corner
-    [-150.0, 150.0, 125.0],   # image-left mouth corner
-    [150.0, 150.0, 125.0],    # image-right mouth corner
-], dtype=np.float64)
+# FaceMesh ids: outer eye corners and mouth corners, image-left first (33 is the
+# person's right eye).
+EYE_LEFT, EYE_RIGHT, MOUTH_LEFT, MOUTH_RIGHT = 33, 263, 61, 291
 
 
 def euler_from_matrix(r: np.ndarray) -> tuple[float, float, float]:
@@ -41,20 +37,22 @@ def matrix_from_euler(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray
     return ry @ rx @ rz
 
 
-def head_pose(points: np.ndarray, width: int, height: int) -> tuple[float, float, float] | None:
-    """(yaw, pitch, roll) degrees from the six MESH_IDS points of one face.
+def head_pose(landmarks: np.ndarray) -> tuple[float, float, float] | None:
+    """(yaw, pitch, roll) degrees of one face.
 
-    points: 6x2 pixel coordinates (x, y) in an image of `width` x `height`; the camera is
-    assumed to have focal length max(width, height) and its centre in the middle.
-    Returns None when solvePnP finds no solution.
+    landmarks: Nx3 FaceMesh points (N >= 292) in one isotropic scale, e.g. (x * W, y * H,
+    z * W) of MediaPipe's normalised output. None for a degenerate face.
     """
-    import cv2
-
-    pts = np.asarray(points, dtype=np.float64).reshape(6, 2)
-    f = float(max(width, height))
-    cam = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rvec, tvec = cv2.solvePnP(MODEL_POINTS, pts, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok or tvec[2, 0] <= 0:
+    p = np.asarray(landmarks, dtype=np.float64)
+    x = p[EYE_RIGHT] - p[EYE_LEFT]
+    down = (p[MOUTH_LEFT] + p[MOUTH_RIGHT]) / 2 - (p[EYE_LEFT] + p[EYE_RIGHT]) / 2
+    nx = np.linalg.norm(x)
+    if nx < 1e-9:
         return None
-    rot, _ = cv2.Rodrigues(rvec)
-    return euler_from_matrix(rot)
+    x /= nx
+    y = down - down.dot(x) * x
+    ny = np.linalg.norm(y)
+    if ny < 1e-9:
+        return None
+    y /= ny
+    return euler_from_matrix(np.stack([x, y, np.cross(x, y)], axis=1))

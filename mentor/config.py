@@ -67,6 +67,7 @@ class VideoConfig(Section):
     size: int = Field(512, ge=64, le=4096)  # square output side in pixels
     crf: int = Field(20, ge=0, le=51)  # H.264 quality
     preset: str = "veryfast"
+    threads: int = Field(1, ge=0)  # ffmpeg threads per clip; clips run in parallel (0 = ffmpeg's choice)
 
 
 class AudioConfig(Section):
@@ -270,9 +271,25 @@ class SplitConfig(Section):
 
 
 class AuditConfig(Section):
-    # target share per group, e.g. {"attr.skin_tone_group": {"light": .33, ...}}
+    """The dataset audit (mentor/audit): what is grouped, compared and flagged."""
+
+    # target share of hours per group, e.g. {"attr.skin_tone_group": {"light": .33, ...}}
     targets: dict[str, dict[str, float]] = Field(default_factory=dict)
-    max_share_gap: float = Field(0.1, ge=0, le=1)  # flag a group this far below its target
+    max_share_gap: float = Field(0.1, ge=0, le=1)  # flag a group whose share is this far off its target
+    # index columns whose values are groups (perceived attributes); absent ones are skipped
+    group_by: list[str] = Field(default_factory=lambda: [
+        "attr.skin_tone_group", "attr.skin_tone_monk", "attr.perceived_age", "attr.perceived_gender"])
+    # numeric columns whose spread is shown per group (absent ones skipped; every score
+    # column with "expression" in its name is added)
+    spread_columns: list[str] = Field(default_factory=lambda: [
+        "duration", "score.filter.body_visibility", "score.filter.yaw_deg", "score.filter.pitch_deg"])
+    language_columns: list[str] = Field(default_factory=lambda: ["score.asr.language", "attr.language"])
+    confidence: float = Field(0.95, gt=0, lt=1)  # of the Wilson intervals
+    alpha: float = Field(0.05, gt=0, lt=1)  # chi-square test level for rejection rates
+    min_group_clips: int = Field(10, ge=1)  # groups smaller than this are shown, never flagged
+    example_clips: int = Field(3, ge=0)  # example frames per group in the report
+    strip_clips: int = Field(3, ge=0)  # clips shown as a strip of frames with landmarks
+    strip_frames: int = Field(6, ge=1)
 
 
 class RayConfig(Section):

@@ -237,6 +237,7 @@ def encode_clip(
     crf: int = 20,
     preset: str = "veryfast",
     with_audio: bool = False,
+    threads: int = 1,
 ) -> Path:
     """Cut [start, end) of `src`, crop a square (x, y, side in source pixels), scale to
     `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked."""
@@ -250,7 +251,7 @@ def encode_clip(
     vf += [f"scale={size}:{size}:flags=bicubic", f"fps={fps:g}", "format=yuv420p"]
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{start:.3f}", "-i", str(src),
            "-t", f"{end - start:.3f}", "-vf", ",".join(vf), "-c:v", "libx264", "-crf", str(crf),
-           "-preset", preset, "-movflags", "+faststart"]
+           "-preset", preset, "-threads", str(threads), "-movflags", "+faststart"]
     cmd += ["-c:a", "aac", "-ac", "1", "-ar", "16000"] if with_audio else ["-an"]
     cmd.append(str(dst))
     _run(cmd, src, "encode clip")

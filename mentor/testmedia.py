@@ -51,6 +51,8 @@ IMAGES = ("astronaut", "camera")
 class TestMediaError(RuntimeError):
     """Test media could not be made (a missing tool, no face found, a bad argument)."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
 
 # --------------------------------------------------------------------------- images
 
@@ -123,6 +125,7 @@ class _MouthRig:
     lip_y: np.ndarray  # 1xWr float32: lip line y per column
     wx: np.ndarray  # 1xWr float32: column weight, 1 at the mouth centre
     in_mouth: np.ndarray  # 1xWr float32: 1 between the mouth corners, 0 outside
+    floor: np.ndarray  # HrxWr float32: the lowest source y a pixel may sample (lip line below it)
     max_pull: float  # pixels: the widest opening
     mouth_color: np.ndarray  # 3 float32 RGB: dark red, or dark grey for a grey photo
 
@@ -158,11 +161,14 @@ def _mouth_rig(image: str, size: int) -> _MouthRig:
     below = grid_y > lip_y
     shift = np.where(below, wx * fall, 0).astype(np.float32)
     # Darkening weight per column: full in the middle of the mouth, none past the corners.
-    in_mouth = np.clip((1 - (np.abs(xs - cx) / (0.95 * half_w)) ** 2) * 3, 0, 1).astype(np.float32)[None, :]
+    # (Between the corners, not around the centre: on a face in profile they are lopsided.)
+    t = (xs - min(left[0], right[0])) / max(2 * half_w, 1e-3)
+    in_mouth = np.clip((1 - (2 * t - 1) ** 2) * 3, 0, 1).astype(np.float32)[None, :]
     base = _base_image(image, size)
     grey = bool(np.all(base[..., 0] == base[..., 1]) and np.all(base[..., 1] == base[..., 2]))
     color = np.full(3, MOUTH_COLOR.mean(), np.float32) if grey else MOUTH_COLOR
-    return _MouthRig(x0, y0, grid_x, grid_y, shift, lip_y, wx, in_mouth, max_pull, color)
+    floor = np.where(below, lip_y, -1e9).astype(np.float32)
+    return _MouthRig(x0, y0, grid_x, grid_y, shift, lip_y, wx, in_mouth, floor, max_pull, color)
 
 
 def open_mouth(image: str, size: int, opening: float) -> np.ndarray:
@@ -178,11 +184,11 @@ def open_mouth(image: str, size: int, opening: float) -> np.ndarray:
         return out
     rig = _mouth_rig(image, size)
     pull = float(min(opening, 1.0)) * rig.max_pull
-    map_y = np.maximum(rig.grid_y - pull * rig.shift, np.where(rig.grid_y > rig.lip_y, rig.lip_y, -1e9))
-    roi = cv2.remap(base, rig.grid_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    map_y = np.maximum(rig.grid_y - np.float32(pull) * rig.shift, rig.floor)
+    roi = cv2.remap(base, rig.grid_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     # Darken the band between the lip line and the pulled-down lower lip: the open mouth.
     depth = (rig.grid_y - rig.lip_y) / np.maximum(pull * rig.wx, 1e-3)  # 0..1 inside the opening
-    alpha = np.clip(np.minimum(depth, 1.0 - depth) * 4.0, 0, 1) * rig.in_mouth * (pull * rig.wx > 1.0)
+    alpha = np.clip(np.minimum(depth, 1.0 - depth) * 4.0, 0, 1) * rig.in_mouth * np.clip(pull * rig.wx - 0.5, 0, 1)
     alpha = (0.85 * alpha)[:, :, None].astype(np.float32)
     roi = roi.astype(np.float32) * (1 - alpha) + rig.mouth_color * alpha
     h, w = roi.shape[:2]
@@ -433,7 +439,9 @@ def _talking_frames(image: str, size: int, openings: np.ndarray, fps: float, see
         yield _moved(open_mouth(image, size, float(o)), moves[k])
 
 
-def _check_common(seconds: float, fps: float) -> int:
+def _check_common(seconds: float, fps: float, size: int = 512) -> int:
+    if not isinstance(size, int) or size < 64:
+        raise TestMediaError(f"size={size!r}: must be an int >= 64")
     if not seconds > 0:
         raise TestMediaError(f"seconds={seconds!r}: must be > 0")
     if not fps > 0:
@@ -471,7 +479,7 @@ def make_talking_clip(
 
     Deterministic for given arguments. Returns `path`.
     """
-    n_frames = _check_common(seconds, fps)
+    n_frames = _check_common(seconds, fps, size)
     if image not in IMAGES:
         raise TestMediaError(f"image={image!r}: unknown test image, use one of {IMAGES}")
     speech = speech_samples(text, voice, n_frames / fps, SAMPLE_RATE, seed=seed)
@@ -489,7 +497,7 @@ def make_multi_person_clip(path: str | Path, seconds: float = 4.0, images: tuple
     talking: for the "exactly one person" filter. H.264 + AAC mp4."""
     import cv2
 
-    n_frames = _check_common(seconds, fps)
+    n_frames = _check_common(seconds, fps, size)
     half = size // 2
     speech = speech_samples(None, voice, n_frames / fps, SAMPLE_RATE, seed=seed)
     openings = speech_envelope(speech, SAMPLE_RATE, fps, n_frames)
@@ -520,7 +528,7 @@ def make_shot_change_clip(path: str | Path, seconds_per_shot: tuple[float, ...] 
 
     The cuts fall at the cumulative sums of `seconds_per_shot` (rounded to frames).
     """
-    counts = [_check_common(s, fps) for s in seconds_per_shot]
+    counts = [_check_common(s, fps, size) for s in seconds_per_shot]
     n_frames = sum(counts)
     speech = speech_samples(None, voice, n_frames / fps, SAMPLE_RATE, seed=seed)
     openings = speech_envelope(speech, SAMPLE_RATE, fps, n_frames)

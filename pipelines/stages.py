@@ -56,7 +56,8 @@ def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: f
     t0 = time.perf_counter()
     try:
         cache = cfg.resolve(cfg.fetch.cache_dir) or out / "cache"
-        src.path = str(fetch(src.uri, Path(cache), cfg.fetch))
+        page = any(s.name == src.dataset and s.kind == "pages" for s in cfg.sources)
+        src.path = str(fetch(src.uri, Path(cache), cfg.fetch, page=page))
         info = probe(src.path)
         src.probe = info.as_dict()
         if not info.has_video:
@@ -66,7 +67,8 @@ def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: f
         shots = detect_shots(src.path, cfg.shots)
         spans = clip_spans(shots, cfg.clips)
     except Exception as e:  # FetchError, MediaError, or a library's own error on bad data
-        src.error = f"{type(e).__name__}: {e}"
+        stage = {"FetchError": "fetch", "MediaError": "probe"}.get(type(e).__name__, "prepare")
+        src.error = f"{stage}: {e}" if stage != "prepare" else f"prepare: {type(e).__name__}: {e}"
         log.info("source failed: %s", src.error)
         return [source_row(src)]
     src.probe["shots"] = len(shots)
@@ -150,7 +152,7 @@ def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float
     src = rec.files["source"]
     crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
     video = encode_clip(src, folder / f"{rec.id}.mp4", rec.start, rec.end, cfg.video.fps, cfg.video.size,
-                        crop=crop, crf=cfg.video.crf, preset=cfg.video.preset)
+                        crop=crop, crf=cfg.video.crf, preset=cfg.video.preset, threads=cfg.video.threads)
     rec.files["video"] = str(video)
     rec.fps, rec.width, rec.height = cfg.video.fps, cfg.video.size, cfg.video.size
     if rec.scores.get("filter.has_audio", True):

@@ -84,7 +84,6 @@ def test_embeddings_cluster_by_person(clips, tmp_path):
     sim = emb @ emb.T
     # same person framed differently is closer than the other person
     assert sim[0, 1] > sim[0, 3] and sim[3, 4] > sim[3, 0]
-    print(sim.round(2))
     labels = cluster_identities([r.id for r in done], emb, min_similarity=0.8)
     names = [n for n, _ in clips]
     for i in range(len(done)):

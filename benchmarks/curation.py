@@ -1,0 +1,149 @@
+"""Curation throughput: the Ray Data graph against the same stages in a plain loop.
+
+Both run over the same generated media (talking clips of a real photo with espeak-ng
+speech), with the same config (annotators off: this is the curation half of `mentor
+build`) and one thread per ffmpeg / MediaPipe call, in one process run, so the ratio
+is measured under the same machine load. Ray's start-up is reported, not counted (a
+long-running cluster pays it once). Also prints MediaPipe's own frames/s on the frames
+the filter examines: the practical ceiling of the filter stage.
+
+    python benchmarks/curation.py [--sources 6] [--seconds 8]
+
+The last line is the ratio (pipeline / loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mentor.config import parse_config  # noqa: E402
+from mentor.record import ClipRecord, SourceRecord  # noqa: E402
+from mentor.store import StoreWriter  # noqa: E402
+
+CONFIG = """
+sources:
+  - {{name: bench, kind: folder, path: {folder}}}
+ray: {{filter_actors: 2}}
+annotate:
+  landmarks: {{enabled: false}}
+  smplx: {{enabled: false}}
+  vad: {{enabled: false}}
+  diarization: {{enabled: false}}
+  asr: {{enabled: false}}
+  sync: {{enabled: false}}
+  audio_features: {{enabled: false}}
+  attributes: {{enabled: false}}
+"""
+
+
+def make_media(folder: Path, n: int, seconds: float) -> None:
+    from mentor.testmedia import make_talking_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        p = folder / f"talk{i}.mp4"
+        if not p.exists():
+            make_talking_clip(p, seconds=seconds, seed=i, voice=["en", "en+f3", "en+m3"][i % 3])
+
+
+def plain_loop(cfg, out: Path) -> float:
+    """The same stages, one after another, in this process. Returns video seconds seen."""
+    import torch
+
+    from mentor.fetch import discover_sources
+    from pipelines import annotators as ann
+    from pipelines import stages
+
+    torch.set_num_threads(1)
+    filters = ann.filter_annotators(cfg)
+    seconds = 0.0
+    with StoreWriter(out, cfg.store.shard_bytes) as writer:
+        for src in discover_sources(cfg):
+            rows = stages.prepare_source(stages.source_row(src), cfg, out, frozenset())
+            for row in rows:
+                s = SourceRecord.model_validate_json(row["source"])
+                if row["kind"] == "source":
+                    writer.add_source(s, "failed" if s.error else "ok")
+                    continue
+                rec = ClipRecord.from_row(row)
+                for f in filters:
+                    rec = stages._call(f, rec)
+                if rec.kept:
+                    stages.encode_record(rec, cfg, stages.work_dir(cfg, out) / "clips")
+                writer.add(rec)
+            seconds += float(s.probe.get("duration") or 0.0)
+            writer.add_source(s, "ok")
+    return seconds
+
+
+def mediapipe_fps(folder: Path, sample_fps: float) -> tuple[float, int]:
+    """Face detection + face mesh (what the filter runs per sampled frame) on the
+    sampled frames of every source, decoded beforehand: frames/s on one core."""
+    import mediapipe as mp
+
+    from mentor.media import read_frames
+
+    frames = [f for p in sorted(folder.glob("*.mp4")) for f in read_frames(p, fps=sample_fps)]
+    det = mp.solutions.face_detection.FaceDetection(model_selection=1)
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=2)
+    t0 = time.perf_counter()
+    for f in frames:
+        det.process(f)
+        mesh.process(f)
+    return len(frames) / (time.perf_counter() - t0), len(frames)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sources", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--media", default="out/bench-media")
+    args = ap.parse_args()
+    folder = Path(args.media).resolve()
+    make_media(folder, args.sources, args.seconds)
+    cfg = parse_config(CONFIG.format(folder=folder), "benchmark", str(folder))
+    cpus = os.cpu_count() or 1
+    print(f"machine: {cpus} CPUs; {args.sources} sources x {args.seconds:.0f} s, video {cfg.video.size}px "
+          f"@ {cfg.video.fps:g} fps, filter samples {cfg.filters.sample_fps:g} frames per video second")
+
+    tmp = Path(tempfile.mkdtemp(prefix="mentor-bench-"))
+    try:
+        t0 = time.perf_counter()
+        seconds = plain_loop(cfg, tmp / "loop")
+        loop_s = time.perf_counter() - t0
+        loop_rate = seconds / loop_s
+        print(f"plain loop: {seconds:.0f} s of video in {loop_s:.1f} s -> {loop_rate:.2f} video-s per wall-s")
+
+        from pipelines.curation import build
+        from pipelines.runtime import init_ray
+
+        t0 = time.perf_counter()
+        init_ray()
+        print(f"ray start-up: {time.perf_counter() - t0:.1f} s (not counted)")
+        t0 = time.perf_counter()
+        summary = build(cfg, out=tmp / "pipe", progress=False)
+        pipe_s = time.perf_counter() - t0
+        pipe_rate = summary.seconds_in / pipe_s
+        print(f"pipeline:   {summary.seconds_in:.0f} s of video in {pipe_s:.1f} s -> {pipe_rate:.2f} video-s per wall-s "
+              f"({summary.clips_kept} clips kept, {sum(summary.clips_rejected.values())} rejected)")
+
+        fps, n = mediapipe_fps(folder, cfg.filters.sample_fps)
+        ceiling = fps * cpus / cfg.filters.sample_fps
+        print(f"mediapipe alone: {fps:.1f} frames/s on one core ({n} sampled frames); filter-stage ceiling on "
+              f"{cpus} cores: {ceiling:.2f} video-s per wall-s; pipeline reaches {100 * pipe_rate / ceiling:.0f}% of it")
+        print(f"ratio pipeline/loop: {pipe_rate / loop_rate:.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
