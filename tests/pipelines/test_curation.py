@@ -71,8 +71,9 @@ def media(tmp_path_factory):
     make_talking_clip(folder / "speaker_a.mp4", seconds=7.0, seed=1)
     make_multi_person_clip(folder / "two_people.mp4", seconds=4.0)
     broken = make_broken_files(root / "broken")
-    for name in ("truncated", "not_video", "audio_only", "empty", "video_only"):
+    for name in ("truncated", "not_video", "audio_only", "empty"):
         shutil.copy(broken[name], folder / broken[name].name)
+    make_talking_clip(folder / "video_only.mp4", seconds=4.0, audio=False, seed=3)
     http_dir = root / "http"
     http_dir.mkdir()
     make_talking_clip(http_dir / "remote.mp4", seconds=4.0, seed=2, voice="en+f3")

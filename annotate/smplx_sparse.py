@@ -1,0 +1,196 @@
+"""SMPL-X evaluated only where the fitting objective looks: joints plus a few vertices.
+
+A full SMPL-X forward skins all 10,475 vertices, but a 2D-landmark objective observes
+~150 points: the 55 joints (from the joint regressor, which is linear in shape and
+expression, so it is precomputed as J = J0 + Jβ·β + Jψ·ψ) and the vertices under the
+fingertips, nose/eye/ear keypoints and the face landmarks' triangles. This module skins
+only those vertices (pose correctives and skinning restricted to them), so a clip of
+250 frames costs about what 3 full-mesh frames cost. Same maths as smplx's `lbs`:
+v = Σ_j w_j G_j (v_template + S·β + E·ψ + P·(R - I)), with G_j the relative rigid
+transforms of the kinematic chain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+NECK_CHAIN = (12, 9, 6, 3, 0)  # smplx find_joint_kin_chain(12): neck up to the root
+
+
+def rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (...,3) -> rotation matrices (...,3,3), smooth at zero."""
+    angle = torch.sqrt((aa * aa).sum(-1, keepdim=True) + 1e-12)
+    k = aa / angle
+    kx, ky, kz = k.unbind(-1)
+    zero = torch.zeros_like(kx)
+    K = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(*aa.shape[:-1], 3, 3)
+    s = torch.sin(angle)[..., None]
+    c = torch.cos(angle)[..., None]
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
+    return eye + s * K + (1 - c) * (K @ K)
+
+
+def _depth_levels(parents: np.ndarray) -> list[np.ndarray]:
+    depth = np.zeros(len(parents), int)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    return [np.where(depth == d)[0] for d in range(1, depth.max() + 1)]
+
+
+class SparseSMPLX(nn.Module):
+    """SMPL-X restricted to a list of model points, batched over the frames of a clip.
+
+    points: list of ("joint", j) | ("vertex", v) | ("face", k) (k < 51 static, else contour).
+    forward(p) with p holding betas (1,B) and per-frame (T,...) tensors returns the points
+    in camera coordinates (T,P,3) and the posed joints (T,55,3).
+    """
+
+    def __init__(self, model, points: list[tuple[str, int]]):
+        super().__init__()
+        dt = torch.float32
+        vt = model.v_template.detach().to(dt)
+        sd = model.shapedirs.detach().to(dt)
+        ed = model.expr_dirs.detach().to(dt)
+        jr = model.J_regressor.detach().to(dt)
+        self.num_verts = vt.shape[0]
+        self.register_buffer("v_template", vt)
+        self.register_buffer("shapedirs", sd)
+        self.register_buffer("expr_dirs", ed)
+        self.register_buffer("posedirs", model.posedirs.detach().to(dt))  # (486, V*3)
+        self.register_buffer("lbs_weights", model.lbs_weights.detach().to(dt))
+        self.register_buffer("J0", jr @ vt)
+        self.register_buffer("Jb", torch.einsum("jv,vcb->jcb", jr, sd))
+        self.register_buffer("Je", torch.einsum("jv,vce->jce", jr, ed))
+        self.register_buffer("faces", model.faces_tensor.detach())
+        self.register_buffer("lmk_faces", model.lmk_faces_idx.detach())
+        self.register_buffer("lmk_bary", model.lmk_bary_coords.detach().to(dt))
+        self.register_buffer("dyn_faces", model.dynamic_lmk_faces_idx.detach())
+        self.register_buffer("dyn_bary", model.dynamic_lmk_bary_coords.detach().to(dt))
+        self.register_buffer("lhand_comps", model.left_hand_components.detach().to(dt))
+        self.register_buffer("rhand_comps", model.right_hand_components.detach().to(dt))
+        self.register_buffer("lhand_mean", model.left_hand_mean.detach().to(dt))
+        self.register_buffer("rhand_mean", model.right_hand_mean.detach().to(dt))
+        parents = model.parents.detach().cpu().numpy().copy()
+        parents[0] = -1
+        self.parents = parents
+        levels = [np.array([0])] + _depth_levels(parents)
+        self.levels = [torch.as_tensor(lv) for lv in levels[1:]]
+        # position of each joint's parent inside the previous level's list
+        self.parent_pos = [torch.as_tensor([int(np.where(levels[d - 1] == parents[j])[0][0]) for j in levels[d]])
+                           for d in range(1, len(levels))]
+        self.level_unpermute = torch.as_tensor(np.argsort(np.concatenate(levels)))
+        self.points = list(points)
+        self.num_betas = sd.shape[-1]
+        self.num_expression = ed.shape[-1]
+        self.num_pca = model.left_hand_components.shape[0]
+        self.set_contour_rows(torch.zeros(1, dtype=torch.long))
+
+    # -- which vertices are skinned --------------------------------------------------
+    def set_contour_rows(self, rows: torch.Tensor) -> None:
+        """Fix the contour look-up row per frame (T,) (or (1,) for all) and re-select vertices."""
+        dev = self.v_template.device
+        rows = rows.to(dev)
+        kinds = [k for k, _ in self.points]
+        ids = [i for _, i in self.points]
+        vert_pts = [i for k, i in self.points if k == "vertex"]
+        static = [i for k, i in self.points if k == "face" and i < 51]
+        contour = [i - 51 for k, i in self.points if k == "face" and i >= 51]
+        need = [torch.as_tensor(vert_pts, dtype=torch.long, device=dev).reshape(-1)]
+        st_faces = self.faces[self.lmk_faces[torch.as_tensor(static, dtype=torch.long, device=dev)]] if static else None
+        if st_faces is not None:
+            need.append(st_faces.reshape(-1))
+        ct = torch.as_tensor(contour, dtype=torch.long, device=dev)
+        if contour:
+            used_rows = torch.unique(rows)
+            ct_faces_all = self.faces[self.dyn_faces[used_rows][:, ct]]  # (R,C,3)
+            need.append(ct_faces_all.reshape(-1))
+        sel = torch.unique(torch.cat(need))
+        lookup = torch.full((self.num_verts,), -1, dtype=torch.long, device=dev)
+        lookup[sel] = torch.arange(len(sel), device=dev)
+        self.sel = sel
+        self.sel_posedirs = self.posedirs.view(self.posedirs.shape[0], -1, 3)[:, sel].reshape(self.posedirs.shape[0], -1)
+        self.sel_weights = self.lbs_weights[sel]
+        self.point_kind = kinds
+        self.joint_idx = torch.as_tensor([i for k, i in zip(kinds, ids) if k == "joint"], dtype=torch.long, device=dev)
+        self.vert_idx = lookup[torch.as_tensor(vert_pts, dtype=torch.long, device=dev)] if vert_pts else None
+        self.static_local = lookup[st_faces] if st_faces is not None else None  # (S,3)
+        self.static_bary = self.lmk_bary[torch.as_tensor(static, dtype=torch.long, device=dev)] if static else None
+        if contour:
+            self.contour_local = lookup[self.faces[self.dyn_faces[rows][:, ct]]]  # (T|1,C,3)
+            self.contour_bary = self.dyn_bary[rows][:, ct]  # (T|1,C,3)
+        else:
+            self.contour_local = None
+        order = {"joint": [], "vertex": [], "static": [], "contour": []}
+        for n, (k, i) in enumerate(self.points):
+            order["static" if k == "face" and i < 51 else "contour" if k == "face" else k].append(n)
+        cat = order["joint"] + order["vertex"] + order["static"] + order["contour"]
+        self.unpermute = torch.as_tensor(np.argsort(cat), dtype=torch.long, device=dev)
+
+    # -- forward ---------------------------------------------------------------------
+    def full_pose(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(T,55,3) axis-angle: root, 21 body, jaw, eyes, 15+15 hand joints (PCA + mean)."""
+        T = p["global_orient"].shape[0]
+        lh = p["left_hand_pose"] @ self.lhand_comps + self.lhand_mean
+        rh = p["right_hand_pose"] @ self.rhand_comps + self.rhand_mean
+        return torch.cat([p["global_orient"].view(T, 1, 3), p["body_pose"].view(T, 21, 3), p["jaw_pose"].view(T, 1, 3),
+                          p["leye_pose"].view(T, 1, 3), p["reye_pose"].view(T, 1, 3), lh.view(T, 15, 3),
+                          rh.view(T, 15, 3)], 1)
+
+    def forward(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        betas, expr = p["betas"], p["expression"]
+        T = expr.shape[0]
+        rot = rodrigues(self.full_pose(p))  # (T,55,3,3)
+        J = self.J0 + torch.einsum("jcb,b->jc", self.Jb, betas[0]) + torch.einsum("jce,te->tjc", self.Je, expr)
+        rel = torch.cat([J[:, :1], J[:, 1:] - J[:, self.parents[1:]]], 1)
+        # world transforms level by level of the tree: a joint's parent is always in the level above
+        Rs, ts = [rot[:, :1]], [J[:, :1]]
+        for lv, pp in zip(self.levels, self.parent_pos):
+            Rp, tp = Rs[-1][:, pp], ts[-1][:, pp]
+            Rs.append(Rp @ rot[:, lv])
+            ts.append((Rp @ rel[:, lv, :, None])[..., 0] + tp)
+        Rw = torch.cat(Rs, 1)[:, self.level_unpermute]
+        tw = torch.cat(ts, 1)[:, self.level_unpermute]
+        # relative transforms (what skinning applies to rest-pose vertices)
+        At = tw - (Rw @ J[..., None])[..., 0]
+        A = torch.cat([Rw.reshape(T, 55, 9), At], -1)  # (T,55,12)
+        # selected vertices
+        sel = self.sel
+        v = (self.v_template[sel] + torch.einsum("vcb,b->vc", self.shapedirs[sel], betas[0])
+             + torch.einsum("vce,te->tvc", self.expr_dirs[sel], expr))
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        feat = (rot[:, 1:] - eye).reshape(T, -1)
+        v = v + (feat @ self.sel_posedirs).view(T, -1, 3)
+        G = torch.einsum("vj,tjk->tvk", self.sel_weights, A)  # (T,S,12)
+        Rv = G[..., :9].reshape(T, -1, 3, 3)
+        v = (Rv @ v[..., None])[..., 0] + G[..., 9:]
+        parts = [tw[:, self.joint_idx]]
+        if self.vert_idx is not None:
+            parts.append(v[:, self.vert_idx])
+        if self.static_local is not None:
+            parts.append((v[:, self.static_local] * self.static_bary[None, ..., None]).sum(2))
+        if self.contour_local is not None:
+            loc = self.contour_local.expand(T, -1, -1)
+            tri = torch.gather(v, 1, loc.reshape(T, -1, 1).expand(-1, -1, 3)).view(T, -1, 3, 3)
+            parts.append((tri * self.contour_bary.expand(T, -1, -1)[..., None]).sum(2))
+        pts = torch.cat(parts, 1)[:, self.unpermute]
+        transl = p["transl"][:, None]
+        return pts + transl, tw + transl
+
+    @torch.no_grad()
+    def contour_rows(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-frame row of the contour look-up table from the neck chain's yaw, as smplx does."""
+        rot = rodrigues(self.full_pose(p))
+        R = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], 3, 3)
+        for j in NECK_CHAIN:
+            R = rot[:, j] @ R
+        sy = torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2)
+        yaw = torch.round(torch.clamp(-torch.atan2(-R[:, 2, 0], sy) * 180.0 / np.pi, max=39)).long()
+        return torch.where(yaw < 0, torch.where(yaw < -39, torch.full_like(yaw, 78), 39 - yaw), yaw)
+
+
+def project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """Pinhole (OpenCV axes: x right, y down, z forward). points (...,3), camera (f, cx, cy)."""
+    z = points[..., 2:3].clamp(min=1e-3)
+    return points[..., :2] / z * camera[0] + camera[1:3]

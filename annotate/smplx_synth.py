@@ -1,0 +1,146 @@
+"""Synthetic ground truth for the SMPL-X fitter: smooth random motion of a talking,
+gesturing upper body, rendered to MediaPipe-layout landmark arrays.
+
+The landmarks come from smplx's own forward pass (not the fitter's sparse evaluator), are
+placed at the MediaPipe indices the fitter reads (annotate/correspondences.py), get pixel
+noise and drop-outs, and points outside the image get low visibility, so a test runs the
+same path as real footage. Used by tests/annotate/test_smplx_fit.py and benchmarks/smplx_fit.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from annotate.correspondences import all_targets
+
+# smplx output joint index of each vertex keypoint (vertex_joint_selector order)
+VERTEX_OUTPUT = {9120: 55, 9929: 56, 9448: 57, 616: 58, 6: 59, 5770: 60, 5780: 61, 8846: 62, 8463: 63,
+                 8474: 64, 8635: 65, 5361: 66, 4933: 67, 5058: 68, 5169: 69, 5286: 70,
+                 8079: 71, 7669: 72, 7794: 73, 7905: 74, 8022: 75}
+
+
+def output_index(point: tuple[str, int]) -> int:
+    kind, i = point
+    return i if kind == "joint" else VERTEX_OUTPUT[i] if kind == "vertex" else 76 + i
+
+
+@dataclass
+class SyntheticClip:
+    params: dict[str, np.ndarray]  # ground truth; betas (1,B)
+    camera: np.ndarray  # (3,) f, cx, cy
+    joints: np.ndarray  # (T,55,3) camera space
+    clean: dict[str, np.ndarray]  # landmark arrays without noise / drop-outs
+    arrays: dict[str, np.ndarray]  # what the landmarks annotator would have stored
+    size: int
+    fps: float
+
+
+def _smooth(rng, T: int, dims: int, fps: float, amp, freqs=(0.2, 1.2)) -> np.ndarray:
+    """Sum of 3 random sinusoids per dimension: (T,dims), amplitude amp (scalar or (dims,))."""
+    t = np.arange(T)[:, None] / fps
+    out = np.zeros((T, dims))
+    for _ in range(3):
+        f = rng.uniform(*freqs, size=dims)
+        ph = rng.uniform(0, 2 * np.pi, size=dims)
+        out += np.sin(2 * np.pi * f * t + ph) / 3
+    return out * np.asarray(amp)
+
+
+def make_motion(num_frames: int, fps: float = 25.0, seed: int = 0, num_betas: int = 10, num_expression: int = 10,
+                num_pca: int = 12) -> dict[str, np.ndarray]:
+    """Ground-truth SMPL-X parameters of a person talking to the camera, torso up."""
+    rng = np.random.default_rng(seed)
+    T = num_frames
+    body = np.zeros((T, 21, 3))
+    amp = np.zeros((21, 3))
+    amp[[2, 5, 8]] = 0.06  # spine
+    amp[11] = 0.15; amp[14] = 0.25  # neck, head
+    amp[[12, 13]] = 0.1  # collars
+    amp[[15, 16]] = 0.3  # shoulders
+    amp[[17, 18]] = (0.15, 0.5, 0.15)  # elbows
+    amp[[19, 20]] = 0.3  # wrists
+    body += _smooth(rng, T, 63, fps, amp.ravel()).reshape(T, 21, 3)
+    body[:, 15, 2] += -1.15; body[:, 16, 2] += 1.15  # arms down
+    body[:, 17, 1] += -0.9; body[:, 18, 1] += 0.9  # forearms bent forward
+    body[:, 17, 1] = np.minimum(body[:, 17, 1], -0.05); body[:, 18, 1] = np.maximum(body[:, 18, 1], 0.05)
+    go = np.zeros((T, 3)); go[:, 0] = math.pi
+    go += _smooth(rng, T, 3, fps, (0.04, 0.12, 0.04), (0.05, 0.3))
+    jaw = np.zeros((T, 3)); jaw[:, 0] = 0.12 + _smooth(rng, T, 1, fps, 0.12, (1.0, 3.0))[:, 0]
+    return {
+        "betas": rng.normal(0, 0.7, (1, num_betas)),
+        "global_orient": go, "body_pose": body.reshape(T, 63), "jaw_pose": jaw,
+        "leye_pose": _smooth(rng, T, 3, fps, 0.1, (0.1, 0.8)), "reye_pose": None,
+        "left_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),
+        "right_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),
+        "expression": _smooth(rng, T, num_expression, fps, 1.0, (0.3, 2.0)),
+        "transl": np.array([0.0, 0.38, 1.45]) + _smooth(rng, T, 3, fps, (0.03, 0.02, 0.05), (0.05, 0.3)),
+    }
+
+
+@torch.no_grad()
+def render_clip(body_model, params: dict[str, np.ndarray], size: int = 512, focal: float = 1000.0,
+                fps: float = 25.0, noise_px: float = 1.5, seed: int = 0, face_dropout: float = 0.04,
+                pose_dropout: float = 0.03, hand_dropout: float = 0.15) -> SyntheticClip:
+    """Project the model's landmarks with a known camera into MediaPipe-layout arrays."""
+    rng = np.random.default_rng(seed + 1)
+    params = dict(params)
+    if params.get("reye_pose") is None:
+        params["reye_pose"] = params["leye_pose"]  # eyes look the same way
+    T = len(params["transl"])
+    model = body_model.model
+    dev = model.v_template.device
+    tens = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in params.items()}
+    tens["betas"] = tens["betas"].expand(T, -1)
+    out = model(**tens)
+    j3 = out.joints.cpu().numpy()  # (T,144,3): joints, vertex keypoints, face landmarks
+    cam = np.array([focal, size / 2, size / 2], np.float32)
+    uv = j3[..., :2] / j3[..., 2:3] * focal + cam[1:]
+    clean = {"landmarks.pose": np.full((T, 33, 4), np.nan, np.float32),
+             "landmarks.face": np.full((T, 478, 3), np.nan, np.float32),
+             "landmarks.left_hand": np.full((T, 21, 3), np.nan, np.float32),
+             "landmarks.right_hand": np.full((T, 21, 3), np.nan, np.float32)}
+    for t in all_targets():
+        o = output_index(t.point)
+        a = clean[t.source]
+        a[:, t.index, :2] = uv[:, o]
+        a[:, t.index, 2] = j3[:, o, 2] - j3[:, 0, 2]  # depth relative to the pelvis, like MediaPipe's z
+    inside = lambda p: ((p[..., 0] > 0) & (p[..., 0] < size) & (p[..., 1] > 0) & (p[..., 1] < size))  # noqa: E731
+    pose = clean["landmarks.pose"]
+    pose[..., 3] = np.where(inside(pose), 0.99, 0.05)
+    pose[..., 3] = np.where(np.isnan(pose[..., 0]), np.nan, pose[..., 3])
+    noisy = {k: v.copy() for k, v in clean.items()}
+    for k, a in noisy.items():
+        a[..., :2] += rng.normal(0, noise_px, a[..., :2].shape)
+    for k, rate in (("landmarks.face", face_dropout), ("landmarks.pose", pose_dropout)):
+        noisy[k][rng.random(T) < rate] = np.nan
+    for k in ("landmarks.left_hand", "landmarks.right_hand"):
+        a = noisy[k]
+        a[~inside(a).all(1)] = np.nan  # a hand partly out of frame is not detected
+        # drop-outs come in runs, as a tracker loses a hand for a while
+        start = 0
+        while start < T:
+            run = int(rng.integers(3, 12))
+            if rng.random() < hand_dropout:
+                a[start:start + run] = np.nan
+            start += run
+    return SyntheticClip(params=params, camera=cam, joints=j3[:, :55], clean=clean, arrays=noisy, size=size, fps=fps)
+
+
+def procrustes_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-frame mean joint distance after similarity (Procrustes) alignment: (T,J,3) x2 -> (T,)."""
+    errs = []
+    for p, g in zip(pred, gt):
+        mp, mg = p.mean(0), g.mean(0)
+        p0, g0 = p - mp, g - mg
+        u, s, vt = np.linalg.svd(p0.T @ g0)
+        d = np.sign(np.linalg.det(u @ vt))
+        D = np.diag([1, 1, d])
+        R = u @ D @ vt
+        scale = (s * np.diag(D)).sum() / (p0**2).sum()
+        aligned = scale * p0 @ R + mg
+        errs.append(np.linalg.norm(aligned - g, axis=1).mean())
+    return np.array(errs)

@@ -1,0 +1,144 @@
+"""The track-and-filter stage on real test clips (a photo of a person with espeak speech)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from mentor.config import FilterConfig
+from mentor.media import probe
+from mentor.record import ClipRecord, SourceRecord
+
+SECONDS, SIZE = 3.0, 384
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """name -> path: talking, two people, no audio stream, silent audio, dark picture."""
+    from mentor import testmedia as tm
+
+    d = tmp_path_factory.mktemp("filter")
+    talk = tm.make_talking_clip(d / "talk.mp4", SECONDS, size=SIZE)
+    out = {
+        "talk": talk,
+        "two": tm.make_multi_person_clip(d / "two.mp4", SECONDS, size=SIZE),
+        "mute": tm.make_talking_clip(d / "mute.mp4", SECONDS, size=SIZE, audio=False),
+        "silent": d / "silent.mp4",
+        "dark": d / "dark.mp4",
+    }
+    ff = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(talk)]
+    subprocess.run(ff + ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-map", "0:v", "-map", "1:a",
+                         "-c:v", "copy", "-c:a", "aac", "-shortest", str(out["silent"])], check=True)
+    subprocess.run(ff + ["-vf", "lutyuv=y=val*0.2", "-c:a", "copy", str(out["dark"])], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def person_filter():
+    import torch
+
+    from annotate.person_filter import PersonFilter
+
+    torch.set_num_threads(1)
+    f = PersonFilter(FilterConfig())
+    yield f
+    f.close()
+
+
+def _record(path, start=0.0, end=SECONDS - 0.04) -> ClipRecord:
+    src = SourceRecord.from_uri(str(path), path=str(path))
+    src.probe = probe(path).as_dict()
+    return ClipRecord.for_span(src, start, end)
+
+
+def test_talking_clip_is_kept_with_sane_scores_and_crop(person_filter, clips):
+    rec = person_filter(_record(clips["talk"]))
+    s = {k.removeprefix("filter."): v for k, v in rec.scores.items()}
+    assert rec.rejected is None, rec.annotations["filter"]
+    assert rec.status["filter"] == "done" and rec.annotations["filter"]["failed"] == []
+    assert s["resolution"] == SIZE and s["has_audio"] is True
+    assert s["face_fraction"] >= 0.9 and s["extra_person_fraction"] == 0.0
+    assert 0.15 * SIZE < s["face_size_px"] < 0.4 * SIZE
+    assert s["face_jitter"] < 0.1
+    assert abs(s["yaw_deg"]) < 15 and abs(s["pitch_deg"]) < 20  # a near-frontal photo
+    assert s["body_visibility"] in ("head_torso", "torso_hands")
+    assert s["blur_var"] > 50 and 60 < s["brightness"] < 220
+    assert s["speech_fraction"] > 0.5
+
+    boxes = rec.arrays["filter.face_box"].data
+    assert boxes.shape == (s["frames"], 4) and not np.isnan(boxes).any()
+    face = np.median(boxes, axis=0)
+    c = rec.crop
+    assert c is not None and 0 <= c.x and 0 <= c.y and c.x + c.size <= SIZE and c.y + c.size <= SIZE
+    assert c.x <= face[0] and c.y <= face[1] and face[2] <= c.x + c.size and face[3] <= c.y + c.size
+    assert c.size >= 2 * s["face_size_px"]
+
+    back = ClipRecord.from_row(rec.to_row())  # scores and crop survive the trip through Ray
+    assert back.scores == rec.scores and back.crop == rec.crop
+    assert back.arrays["filter.face_box"].fps == 5.0
+    json.dumps(rec.annotations)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("two", "two_people"),
+    ("mute", "no_audio"),
+    ("silent", "little_speech"),
+    ("dark", "dark"),
+])
+def test_bad_clips_are_rejected_with_a_reason(person_filter, clips, name, reason):
+    rec = person_filter(_record(clips[name]))
+    assert rec.rejected is not None and rec.rejected.startswith(f"filter: {reason}: "), rec.rejected
+    assert rec.status["filter"] == "done"  # a rejection is a result, not a failure
+    assert "filter.face_fraction" in rec.scores and "filter.speech_fraction" in rec.scores
+    if name == "two":
+        assert rec.scores["filter.extra_person_fraction"] > 0.5
+    if name == "mute":
+        assert rec.scores["filter.has_audio"] is False and rec.scores["filter.speech_fraction"] is None
+    if name == "silent":
+        assert rec.scores["filter.speech_fraction"] < 0.05
+    if name == "dark":
+        assert rec.scores["filter.brightness"] < 40
+
+
+def test_thresholds_come_from_the_config(person_filter, clips):
+    keep = person_filter.cfg
+    try:
+        person_filter.cfg = FilterConfig(require_audio=False, min_face_px=SIZE)
+        rec = person_filter(_record(clips["mute"]))
+        assert rec.rejected.startswith("filter: face_small: ")
+        assert not any(r.startswith("no_audio") for r in rec.annotations["filter"]["failed"])
+    finally:
+        person_filter.cfg = keep
+
+
+def test_span_is_respected_and_batch_matches_single(person_filter, clips):
+    recs = person_filter.process_batch([_record(clips["talk"], 0.0, 1.0), _record(clips["talk"], 1.0, 2.96)])
+    assert [r.scores["filter.frames"] for r in recs] == [5, 10]  # 5 samples per second of span
+    single = person_filter(_record(clips["talk"], 1.0, 2.96))
+    assert single.scores == recs[1].scores and single.crop == recs[1].crop
+
+
+def test_unreadable_or_missing_source_is_recorded_not_raised(person_filter, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video\n" * 50)
+    rec = ClipRecord.for_span(SourceRecord.from_uri(str(bad), path=str(bad)), 0.0, 3.0)
+    rec = person_filter(rec)
+    assert rec.status["filter"] == "failed" and "bad.mp4" in rec.errors["filter"]
+    assert rec.rejected.startswith("filter: unreadable: ")
+    rec = person_filter(ClipRecord.for_span(SourceRecord.from_uri("x"), 0.0, 3.0))
+    assert rec.status["filter"] == "failed" and not rec.kept
+
+
+def test_blur_measure_drops_on_a_blurred_face():
+    import cv2
+    from skimage import data
+
+    from annotate.person_filter import _blur_var, _luma
+
+    face = _luma(data.astronaut()[40:180, 160:300])
+    sharp, soft = _blur_var(face), _blur_var(cv2.GaussianBlur(face, (0, 0), 3))
+    assert sharp > 50 > soft
+    assert _blur_var(cv2.resize(face, None, fx=3, fy=3)) == pytest.approx(sharp, rel=0.5)  # scale-independent

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from annotate.vad import VoiceActivity, vad_segments
+from mentor.config import VadConfig
+
+
+@pytest.fixture(scope="module")
+def vad():
+    return VoiceActivity(VadConfig())
+
+
+def test_speech_has_segments_inside_the_clip(vad, speech_wav, make_record):
+    rec = vad(make_record(audio=speech_wav))
+    segs = vad_segments(rec)
+    assert rec.status["vad"] == "done" and rec.kept
+    assert segs and all(0 <= s < e <= rec.duration + 0.05 for s, e in segs)
+    # espeak says one sentence of about 2 s in a 3 s file
+    assert 0.4 < rec.scores["vad.speech_fraction"] < 0.95
+
+
+def test_silence_has_no_speech_and_is_rejected(vad, silence_wav, make_record):
+    rec = vad(make_record(audio=silence_wav))
+    assert rec.annotations["vad"]["segments"] == []
+    assert rec.scores["vad.speech_fraction"] == 0
+    assert rec.rejected == "vad: speech in 0% of the clip < 30%"
+
+
+def test_unreadable_audio_fails_the_clip_not_the_call(vad, tmp_path, make_record):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    rec = make_record()
+    rec.files["audio"] = str(bad)
+    rec = vad(rec)
+    assert rec.status["vad"] == "failed" and "bad.wav" in rec.errors["vad"]
