@@ -24,6 +24,7 @@ import torch
 
 from annotate.correspondences import Target, all_targets, gather_observations
 from annotate.pose_prior import make_pose_prior
+from annotate.smplx_optim import batched_lbfgs
 from annotate.smplx_sparse import SparseSMPLX, project
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,16 @@ class StageSpec:
     shape_w: float
     face_w: float  # expression / jaw / eyes prior scale
     hand_w: float
+    rho_scale: float = 1.0  # x robust_rho: wide early so far-off points still pull
 
 
 def default_stages(iterations: int) -> list[StageSpec]:
     """SMPLify-X's schedule in three steps; prior weights fall as more is freed."""
     it = max(iterations, 3)
     return [
-        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), max(it // 3, 5), 100, 100, 100, 100),
+        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), max(it // 3, 5), 100, 100, 100, 100, 4.0),
         StageSpec("body", ("transl", "global_orient", "body_pose", "betas"), ("body", "face", "contour"),
-                  max(it // 2, 5), 30, 50, 100, 100),
+                  max(it // 2, 5), 30, 50, 100, 100, 4.0),
         StageSpec("full", PER_FRAME + ("betas",), ("body", "face", "contour", "left_hand", "right_hand"),
                   it, 10, 25, 5, 2),
     ]
@@ -82,6 +84,10 @@ def _rest_pose(T: int, sp: SparseSMPLX, device) -> dict[str, torch.Tensor]:
     body = z(T, 63)
     body[:, 15 * 3 + 2] = -1.2  # arms down: left shoulder about -z, right about +z
     body[:, 16 * 3 + 2] = 1.2
+    # elbows half bent toward the camera: from a straight arm, bending moves the wrist only
+    # in depth, so 2D evidence has no gradient to start it (and talking people gesture)
+    body[:, 17 * 3 + 1] = -0.8
+    body[:, 18 * 3 + 1] = 0.8
     go = z(T, 3)
     go[:, 0] = math.pi  # body y-up -> camera y-down, facing the camera
     return {"betas": z(1, sp.num_betas), "global_orient": go, "body_pose": body, "jaw_pose": z(T, 3),
@@ -136,11 +142,14 @@ def fit_clip(
     device: str | torch.device = "cpu",
     tolerance: float = 1e-9,
     stages: list[StageSpec] | None = None,
+    optimizer: str = "batched",
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
     xy: (T,K,2) observed pixels, conf: (T,K) in [0,1] (0 = missing), targets: the K model
-    points they observe, camera: (f, cx, cy). Temporal terms apply when T > 1.
+    points they observe, camera: (f, cx, cy). Temporal terms apply when T > 2.
+    optimizer: "batched" (per-frame L-BFGS blocks, annotate/smplx_optim.py) or "lbfgs"
+    (torch's L-BFGS on the summed objective, SMPLify-X's choice for single images).
     """
     t0 = time.perf_counter()
     device = torch.device(device)
@@ -164,46 +173,76 @@ def fit_clip(
     if init is None:
         raise ValueError("no frame has 3 or more confident torso/face landmarks")
     p["transl"] = torch.tensor(init, dtype=torch.float32, device=device)
-    p = {k: v.clone().requires_grad_(True) for k, v in p.items()}
     temporal = T > 2 and smooth_weight > 0
+    batched = optimizer == "batched"
+    if batched:  # per-frame shape, pulled to the clip's mean, keeps every frame its own block
+        p["betas"] = p["betas"].expand(T, -1).clone()
     evals = 0
     losses: list[float] = []
+
+    def frame_losses(q: dict[str, torch.Tensor], st: StageSpec, cw: torch.Tensor) -> torch.Tensor:
+        """(T,) objective, each term charged to one frame (temporal ones to their first frame)."""
+        pts, _ = sp(q)
+        r2 = ((project(pts, cam) - obs) ** 2).sum(-1)
+        f = (cw * gm(r2, rho * st.rho_scale)).sum(1)
+        f = f + st.pose_w * prior(q["body_pose"])
+        b = q["betas"]
+        f = f + st.shape_w * (b**2).sum(1) * (T if b.shape[0] == 1 else 1)
+        if b.shape[0] > 1:
+            f = f + 1e3 * ((b - b.mean(0, keepdim=True)) ** 2).sum(1)
+        f = f + st.face_w * ((q["expression"] ** 2).sum(1) + 100 * (q["jaw_pose"] ** 2).sum(1)
+                             + 100 * (q["leye_pose"] ** 2).sum(1) + 100 * (q["reye_pose"] ** 2).sum(1))
+        f = f + st.hand_w * ((q["left_hand_pose"] ** 2).sum(1) + (q["right_hand_pose"] ** 2).sum(1))
+        if temporal:
+            mm = pts * 1000.0
+            acc = ((mm[2:] - 2 * mm[1:-1] + mm[:-2]) ** 2).sum((1, 2))
+            tf = torch.nn.functional.pad(acc * 0.1, (0, 2))
+            for k, kw in (("expression", 5.0), ("jaw_pose", 500.0), ("left_hand_pose", 2.0),
+                          ("right_hand_pose", 2.0), ("global_orient", 200.0), ("body_pose", 50.0)):
+                tf = tf + kw * torch.nn.functional.pad(((q[k][1:] - q[k][:-1]) ** 2).sum(1), (0, 1))
+            f = f + smooth_weight * tf
+        return f
 
     for st in stages or default_stages(iterations):
         gmask = torch.tensor(np.isin(groups, st.groups) | (("torso" in st.groups) & torso),
                              dtype=torch.float32, device=device)
         cw = c_obs * gmask
         sp.set_contour_rows(sp.contour_rows(p))
-        free = [p[k] for k in st.free]
-        opt = torch.optim.LBFGS(free, lr=1.0, max_iter=st.iterations, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=tolerance)
+        if batched:
+            sizes = [p[k].shape[1] for k in st.free]
 
-        def closure():
-            nonlocal evals
-            evals += 1
-            opt.zero_grad()
-            pts, _ = sp(p)
-            r2 = ((project(pts, cam) - obs) ** 2).sum(-1)
-            loss = (cw * gm(r2, rho)).sum()
-            loss = loss + st.pose_w * prior(p["body_pose"]).sum() + st.shape_w * (p["betas"] ** 2).sum() * T
-            loss = loss + st.face_w * ((p["expression"] ** 2).sum() + 100 * (p["jaw_pose"] ** 2).sum()
-                                       + 100 * (p["leye_pose"] ** 2).sum() + 100 * (p["reye_pose"] ** 2).sum())
-            loss = loss + st.hand_w * ((p["left_hand_pose"] ** 2).sum() + (p["right_hand_pose"] ** 2).sum())
-            if temporal:
-                mm = pts * 1000.0
-                acc = mm[2:] - 2 * mm[1:-1] + mm[:-2]
-                loss = loss + smooth_weight * 0.1 * (acc**2).sum()
-                for k, kw in (("expression", 5.0), ("jaw_pose", 500.0), ("left_hand_pose", 2.0),
-                              ("right_hand_pose", 2.0), ("global_orient", 200.0), ("body_pose", 50.0)):
-                    loss = loss + smooth_weight * kw * ((p[k][1:] - p[k][:-1]) ** 2).sum()
-            loss = loss / T
-            loss.backward()
-            return loss
+            def unpack(x, sizes=sizes, st=st):
+                q = dict(p)
+                q.update(zip(st.free, torch.split(x, sizes, 1)))
+                return q
 
-        loss = opt.step(closure)
-        losses.append(float(loss))
-        log.debug("stage %s: loss %.3f after %d evaluations", st.name, float(loss), evals)
+            x0 = torch.cat([p[k] for k in st.free], 1)
+            x, n = batched_lbfgs(lambda x, st=st, cw=cw: frame_losses(unpack(x), st, cw), x0, st.iterations,
+                                 tolerance=tolerance)
+            evals += n
+            p.update(zip(st.free, [v.detach() for v in torch.split(x, sizes, 1)]))
+            with torch.no_grad():
+                losses.append(float(frame_losses(p, st, cw).sum() / T))
+        else:
+            free = [p[k].requires_grad_(True) for k in st.free]
+            opt = torch.optim.LBFGS(free, lr=1.0, max_iter=st.iterations, history_size=20,
+                                    line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=tolerance)
 
+            def closure(st=st, cw=cw):
+                nonlocal evals
+                evals += 1
+                opt.zero_grad()
+                loss = frame_losses(p, st, cw).sum() / T
+                loss.backward()
+                return loss
+
+            losses.append(float(opt.step(closure).detach()))
+            for k in st.free:
+                p[k] = p[k].detach()
+        log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], evals)
+
+    if batched:
+        p["betas"] = p["betas"].mean(0, keepdim=True)
     with torch.no_grad():
         sp.set_contour_rows(sp.contour_rows(p))
         pts, joints = sp(p)

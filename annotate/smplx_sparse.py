@@ -142,7 +142,8 @@ class SparseSMPLX(nn.Module):
         betas, expr = p["betas"], p["expression"]
         T = expr.shape[0]
         rot = rodrigues(self.full_pose(p))  # (T,55,3,3)
-        J = self.J0 + torch.einsum("jcb,b->jc", self.Jb, betas[0]) + torch.einsum("jce,te->tjc", self.Je, expr)
+        betas = betas.expand(T, -1)  # (1,B) shared or (T,B) per frame
+        J = self.J0 + torch.einsum("jcb,tb->tjc", self.Jb, betas) + torch.einsum("jce,te->tjc", self.Je, expr)
         rel = torch.cat([J[:, :1], J[:, 1:] - J[:, self.parents[1:]]], 1)
         # world transforms level by level of the tree: a joint's parent is always in the level above
         Rs, ts = [rot[:, :1]], [J[:, :1]]
@@ -157,7 +158,7 @@ class SparseSMPLX(nn.Module):
         A = torch.cat([Rw.reshape(T, 55, 9), At], -1)  # (T,55,12)
         # selected vertices
         sel = self.sel
-        v = (self.v_template[sel] + torch.einsum("vcb,b->vc", self.shapedirs[sel], betas[0])
+        v = (self.v_template[sel] + torch.einsum("vcb,tb->tvc", self.shapedirs[sel], betas)
              + torch.einsum("vce,te->tvc", self.expr_dirs[sel], expr))
         eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
         feat = (rot[:, 1:] - eye).reshape(T, -1)

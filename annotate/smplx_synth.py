@@ -64,8 +64,8 @@ def make_motion(num_frames: int, fps: float = 25.0, seed: int = 0, num_betas: in
     amp[[17, 18]] = (0.15, 0.5, 0.15)  # elbows
     amp[[19, 20]] = 0.3  # wrists
     body += _smooth(rng, T, 63, fps, amp.ravel()).reshape(T, 21, 3)
-    body[:, 15, 2] += -1.15; body[:, 16, 2] += 1.15  # arms down
-    body[:, 17, 1] += -0.9; body[:, 18, 1] += 0.9  # forearms bent forward
+    body[:, 15, 2] += -1.3; body[:, 16, 2] += 1.3  # arms down
+    body[:, 17, 1] += -1.6; body[:, 18, 1] += 1.6  # forearms bent forward
     body[:, 17, 1] = np.minimum(body[:, 17, 1], -0.05); body[:, 18, 1] = np.maximum(body[:, 18, 1], 0.05)
     go = np.zeros((T, 3)); go[:, 0] = math.pi
     go += _smooth(rng, T, 3, fps, (0.04, 0.12, 0.04), (0.05, 0.3))
@@ -77,7 +77,7 @@ def make_motion(num_frames: int, fps: float = 25.0, seed: int = 0, num_betas: in
         "left_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),
         "right_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),
         "expression": _smooth(rng, T, num_expression, fps, 1.0, (0.3, 2.0)),
-        "transl": np.array([0.0, 0.38, 1.45]) + _smooth(rng, T, 3, fps, (0.03, 0.02, 0.05), (0.05, 0.3)),
+        "transl": np.array([0.0, 0.36, 1.7]) + _smooth(rng, T, 3, fps, (0.03, 0.02, 0.05), (0.05, 0.3)),
     }
 
 

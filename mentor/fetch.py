@@ -124,7 +124,7 @@ def fetch(uri: str, cache_dir: str | os.PathLike[str], cfg: FetchConfig, *, page
         return _fetch_http(uri, Path(cache_dir), cfg)
     if scheme == "file":
         return _local(uri, Path(url2pathname(unquote(parsed.path))))
-    if scheme == "" or (len(scheme) == 1 and os.name == "nt"):
+    if scheme == "":
         return _local(uri, Path(os.path.expanduser(uri)))
     raise FetchError(uri, f"unsupported URL scheme {scheme!r} in {uri} (use a path, file://, http(s):// "
                           "or a `kind: pages` source for sites like YouTube)")
@@ -222,8 +222,10 @@ def _download(session: Any, url: str, part: Path, cfg: FetchConfig) -> None:
     try:
         resp = session.get(url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s), headers=headers,
                            allow_redirects=True)
-    except requests.Timeout:
+    except requests.ConnectTimeout:
         raise _Retry(f"timed out after {cfg.timeout_s:.1f} s connecting to {url}") from None
+    except requests.Timeout:
+        raise _Retry(f"timed out after {cfg.timeout_s:.1f} s waiting for a response from {url}") from None
     except requests.ConnectionError as e:
         raise _Retry(f"connection failed for {url}: {_short(e)}") from None
     except requests.RequestException as e:

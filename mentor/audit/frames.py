@@ -43,21 +43,36 @@ def draw_landmarks(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def _box(pts: np.ndarray, shape: tuple[int, ...], margin: float = 0.6) -> tuple[int, int, int, int]:
+    """Square (x0, y0, x1, y1) around Nx2 points, grown by `margin` of its side each way."""
+    lo, hi = np.nanmin(pts, 0), np.nanmax(pts, 0)
+    c, side = (lo + hi) / 2, float(max(hi - lo)) * (1 + 2 * margin)
+    x0, y0 = np.maximum(np.floor(c - side / 2), 0).astype(int)
+    x1, y1 = int(min(np.ceil(c[0] + side / 2), shape[1])), int(min(np.ceil(c[1] + side / 2), shape[0]))
+    return int(x0), int(y0), max(x1, int(x0) + 1), max(y1, int(y0) + 1)
+
+
 def strip(rec: ClipRecord, n: int) -> list[np.ndarray]:
-    """`n` frames spread over the clip, with the "landmarks.face" points drawn when present."""
+    """`n` frames spread over the clip; where the clip has "landmarks.face", each frame is
+    zoomed to the face with the points drawn."""
     video = rec.files["video"]
     lm = rec.arrays.get("landmarks.face")
     times = (np.arange(n) + 0.5) * max(rec.duration, 1e-3) / n
     out = []
     for t in times:
         frame = _frame_at(video, float(t))
-        small = _thumb(frame)
+        pts = None
         if lm is not None and len(lm.data) and lm.fps:
             i = int(round((t - lm.start) * lm.fps))
-            if 0 <= i < len(lm.data):
-                scale = small.shape[1] / frame.shape[1]  # points drawn after resizing stay sharp
-                small = draw_landmarks(small, np.asarray(lm.data[i], float) * scale)
-        out.append(small)
+            if 0 <= i < len(lm.data) and np.isfinite(lm.data[i][:, :2]).any():
+                pts = np.asarray(lm.data[i], float)[:, :2]
+        if pts is None:
+            out.append(_thumb(frame))
+            continue
+        # zoom to the face so the 478 points stay apart; points drawn after resizing stay sharp
+        x0, y0, x1, y1 = _box(pts, frame.shape)
+        small = _thumb(frame[y0:y1, x0:x1])
+        out.append(draw_landmarks(small, (pts - (x0, y0)) * (small.shape[1] / (x1 - x0))))
     return out
 
 

@@ -62,7 +62,7 @@ def rejection_rates(table: pd.DataFrame, title: str) -> bytes:
         ax.errorbar(x, rate, yerr=np.clip(err, 0, None), fmt="none", ecolor="black", capsize=4)
         ax.set_xticks(x, list(t["group"]), rotation=30 if len(t) > 4 else 0, fontsize=8)
         ax.set_ylim(0, min(1.0, max(0.1, float(t["ci_high"].max()) * 1.15)))
-        ax.set_title(f"rejected by: {stage}", fontsize=9)
+        ax.set_title("rejected by any stage" if stage == "all" else f"rejected by: {stage}", fontsize=9)
         if i == 0:
             ax.set_ylabel("rejection rate (95% CI)")
     fig.suptitle(title, fontsize=10)

@@ -162,7 +162,7 @@ def write_report(result: "AuditResult", cfg: AuditConfig, path: Path, clips: pd.
         if media.get("strips"):
             rows = [(f"clip {cid}", frames) for cid, frames in media["strips"].items()]
             parts += ["<h2>Clips with face landmarks</h2>",
-                      _img(plots.image_grid(rows, "frames across each clip, face landmarks in green"), "landmark strips")]
+                      _img(plots.image_grid(rows, "frames across each clip (zoomed to the face), face landmarks in green"), "landmark strips")]
 
     # -- method
     parts += ["<h2>How these numbers are made</h2><ul>",

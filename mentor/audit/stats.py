@@ -29,7 +29,9 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if k == 0 else max(0.0, float(centre - half))  # exact ends, not rounding noise
+    hi = 1.0 if k == n else min(1.0, float(centre + half))
+    return lo, hi
 
 
 def _label(v) -> str:
@@ -194,7 +196,11 @@ def reason_table(rejected: pd.DataFrame, col: str) -> pd.DataFrame:
 
 
 def _who(stage: str) -> str:
-    return "the filters together" if stage == "all" else f"stage {stage}"
+    return "all filters together" if stage == "all" else f"stage {stage}"
+
+
+def _who_rejects(stage: str) -> str:
+    return "all filters together reject" if stage == "all" else f"stage {stage} rejects"
 
 
 def rejection_flags(table: pd.DataFrame, alpha: float = 0.05, min_clips: int = 10) -> list[dict]:
@@ -213,7 +219,7 @@ def rejection_flags(table: pd.DataFrame, alpha: float = 0.05, min_clips: int = 1
                 lo, hi = (a, b) if a["rate"] < b["rate"] else (b, a)
                 flags.append({
                     "kind": "rejection_rate", "column": col, "stage": stage, "groups": [hi["group"], lo["group"]],
-                    "message": (f"{label(col)}: {_who(stage)} rejects {hi['group']} clips more often "
+                    "message": (f"{label(col)}: {_who_rejects(stage)} {hi['group']} clips more often "
                                 f"({hi['rate']:.1%}, 95% CI {hi['ci_low']:.1%}-{hi['ci_high']:.1%}) than {lo['group']} "
                                 f"clips ({lo['rate']:.1%}, CI {lo['ci_low']:.1%}-{lo['ci_high']:.1%}): the intervals "
                                 "do not overlap")})

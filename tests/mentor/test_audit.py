@@ -155,7 +155,7 @@ def test_spread_language_compare_and_files(audited):
     page = (out / "index.html").read_text()
     assert "Perceived, automatic estimates" in page and "perceived skin tone group" in page
     assert page.count("<img") >= 8  # shares x2, hist x2, spread, rejections x2, examples, strips
-    assert "Clips with face landmarks" in page and "Example frames per group" in page
+    assert "Clips with face landmarks" in page and "Example frames per perceived skin tone group" in page
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
