@@ -47,6 +47,7 @@ class StageSpec:
     face_w: float  # expression / jaw / eyes prior scale
     hand_w: float
     rho_scale: float = 1.0  # x robust_rho: wide early so far-off points still pull
+    temporal: bool = False  # add the temporal terms (this stage then runs as one coupled L-BFGS)
 
 
 def default_stages(iterations: int) -> list[StageSpec]:
@@ -58,6 +59,9 @@ def default_stages(iterations: int) -> list[StageSpec]:
                   max(it // 2, 5), 30, 50, 100, 100, 4.0),
         StageSpec("full", PER_FRAME + ("betas",), ("body", "face", "contour", "left_hand", "right_hand"),
                   it, 10, 25, 5, 2),
+        # the frames are fitted; now couple them in time (few iterations from a good start)
+        StageSpec("smooth", PER_FRAME + ("betas",), ("body", "face", "contour", "left_hand", "right_hand"),
+                  max(it // 3, 5), 10, 25, 5, 2, temporal=True),
     ]
 
 
@@ -180,7 +184,7 @@ def fit_clip(
     evals = 0
     losses: list[float] = []
 
-    def frame_losses(q: dict[str, torch.Tensor], st: StageSpec, cw: torch.Tensor) -> torch.Tensor:
+    def frame_losses(q: dict[str, torch.Tensor], st: StageSpec, cw: torch.Tensor) -> torch.Tensor:  # noqa: C901
         """(T,) objective, each term charged to one frame (temporal ones to their first frame)."""
         pts, _ = sp(q)
         r2 = ((project(pts, cam) - obs) ** 2).sum(-1)
@@ -193,7 +197,7 @@ def fit_clip(
         f = f + st.face_w * ((q["expression"] ** 2).sum(1) + 100 * (q["jaw_pose"] ** 2).sum(1)
                              + 100 * (q["leye_pose"] ** 2).sum(1) + 100 * (q["reye_pose"] ** 2).sum(1))
         f = f + st.hand_w * ((q["left_hand_pose"] ** 2).sum(1) + (q["right_hand_pose"] ** 2).sum(1))
-        if temporal:
+        if temporal and (st.temporal or not batched):
             mm = pts * 1000.0
             acc = ((mm[2:] - 2 * mm[1:-1] + mm[:-2]) ** 2).sum((1, 2))
             tf = torch.nn.functional.pad(acc * 0.1, (0, 2))
@@ -208,7 +212,7 @@ def fit_clip(
                              dtype=torch.float32, device=device)
         cw = c_obs * gmask
         sp.set_contour_rows(sp.contour_rows(p))
-        if batched:
+        if batched and not st.temporal:
             sizes = [p[k].shape[1] for k in st.free]
 
             def unpack(x, sizes=sizes, st=st):
@@ -224,6 +228,8 @@ def fit_clip(
             with torch.no_grad():
                 losses.append(float(frame_losses(p, st, cw).sum() / T))
         else:
+            if batched and p["betas"].shape[0] > 1:  # from here on one shape for the clip
+                p["betas"] = p["betas"].mean(0, keepdim=True)
             free = [p[k].requires_grad_(True) for k in st.free]
             opt = torch.optim.LBFGS(free, lr=1.0, max_iter=st.iterations, history_size=20,
                                     line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=tolerance)
@@ -241,7 +247,7 @@ def fit_clip(
                 p[k] = p[k].detach()
         log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], evals)
 
-    if batched:
+    if p["betas"].shape[0] > 1:
         p["betas"] = p["betas"].mean(0, keepdim=True)
     with torch.no_grad():
         sp.set_contour_rows(sp.contour_rows(p))

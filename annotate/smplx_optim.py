@@ -90,7 +90,6 @@ def batched_lbfgs(
         R[slot] = torch.where(sy > 1e-10, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
         k += 1
         change = (f - f_new).abs().max()
-        import logging; logging.getLogger(__name__).warning("it %d step %.3g f %.4g -> %.4g gd %.3g", it, float(step.mean()), float(f.sum()), float(f_new.sum()), float(gd.sum()))
         x, f, g = x_new, f_new, g_new
         if float(change) < tolerance * max(1.0, float(f.abs().max())):
             break

@@ -106,8 +106,12 @@ def cmd_audit(args) -> int:
 
     cfg = _config(args.config)
     compare = Store(args.compare) if args.compare else None
-    path = audit_store(Store(args.store), cfg.audit, Path(args.out), compare=compare)
-    print(f"report written: {path}")
+    result = audit_store(Store(args.store), cfg.audit, Path(args.out), compare=compare)
+    for flag in result.flags:
+        print(f"flag: {flag.get('message') or flag}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"report written: {result.html} (numbers: {result.json}, tables/*.csv)")
     return 0
 
 

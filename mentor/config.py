@@ -222,6 +222,9 @@ class AttributeConfig(Section):
     """
 
     enabled: bool = True
+    # also estimate them on clips the filters rejected, so the audit can tell whether a
+    # filter drops one group more often than another
+    on_rejected: bool = True
     frames: int = Field(8, ge=1, le=64)  # frames sampled per clip for every face attribute
     min_detection_confidence: float = Field(0.5, ge=0, le=1)  # FaceMesh, when no landmarks array
     # skin pixels kept: L* between these percentiles of the region (drops shadows, highlights)

@@ -67,12 +67,57 @@ def attribute_annotators(cfg: Config) -> list:
         return []
     from annotate.attributes import PerceivedAttributes
 
-    return [PerceivedAttributes(cfg.annotate.attributes)]
+    attributes = PerceivedAttributes(cfg.annotate.attributes)
+    out: list = [attributes]
+    if cfg.annotate.attributes.on_rejected:
+        out.append(OnRejected(attributes, cfg))
+    return out
 
 
 def clip_annotators(cfg: Config) -> list:
     """Everything that runs on an encoded clip, in order."""
     return visual_annotators(cfg) + audio_annotators(cfg) + attribute_annotators(cfg)
+
+
+class OnRejected:
+    """Run an annotator on rejected clips too, so that the audit can compare rejection
+    rates across perceived groups. Clips the filters rejected were never encoded: they
+    get a small temporary encode of their crop. Kept clips are left to the annotator's
+    normal run."""
+
+    runs_on_rejected = True
+
+    def __init__(self, annotator, cfg: Config, size: int = 256):
+        self.annotator = annotator
+        self.name = annotator.name
+        self.cfg = cfg
+        self.size = size
+
+    def __call__(self, rec: ClipRecord) -> ClipRecord:
+        if rec.kept:
+            return rec
+        if "video" in rec.files:  # rejected after encoding (sync, diarization, fit, ...)
+            return self.annotator(rec)
+        if "source" not in rec.files or not rec.scores.get("filter.face_fraction"):
+            return rec  # rejected before any face was seen: nothing to estimate from
+        import tempfile
+
+        from mentor.media import encode_clip
+
+        with tempfile.TemporaryDirectory(prefix="mentor-rejected-") as tmp:
+            crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
+            try:
+                video = encode_clip(rec.files["source"], Path(tmp) / "clip.mp4", rec.start, rec.end,
+                                    self.cfg.video.fps, self.size, crop=crop, preset="ultrafast")
+            except MediaError as e:
+                rec.fail(self.name, str(e))
+                return rec
+            rec.files["video"] = str(video)
+            try:
+                rec = self.annotator(rec)
+            finally:
+                rec.files.pop("video", None)
+        return rec
 
 
 class SyncShift:

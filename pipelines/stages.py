@@ -122,9 +122,9 @@ class AnnotatorStage:
         for row, rec in _records(batch):
             if rec is not None:
                 for annotator in self.annotators:
-                    if not rec.kept:
-                        break  # a rejected clip needs no more model work
-                    rec = _call(annotator, rec)
+                    # a rejected clip needs no more model work, except what audits it
+                    if rec.kept or getattr(annotator, "runs_on_rejected", False):
+                        rec = _call(annotator, rec)
                 row = row | rec.to_row()
             rows.append(row)
         return _frame(rows)

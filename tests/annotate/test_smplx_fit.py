@@ -1,0 +1,139 @@
+"""SMPL-X fitting against ground truth: synthetic motion, known camera, MediaPipe-layout
+landmarks with noise and drop-outs, fitted through the annotator (the whole path)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from annotate.correspondences import all_targets
+from annotate.smplx_fit import SmplxFitter
+from annotate.smplx_sparse import SparseSMPLX
+from annotate.smplx_synth import make_motion, output_index, procrustes_error, render_clip
+from mentor.bodymodel import load_body_model
+from mentor.config import SmplxConfig
+from mentor.record import ClipRecord
+
+NOISE_PX = 1.5
+T = 50
+UPPER = [12, 15, 16, 17, 18, 19, 20, 21]
+
+
+@pytest.fixture(scope="module")
+def body():
+    torch.set_num_threads(1)
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def clip(body):
+    return render_clip(body, make_motion(T, seed=3), noise_px=NOISE_PX, seed=3)
+
+
+def _record(clip):
+    rec = ClipRecord(id="synth", source_id="s", source_uri="synthetic", start=0, end=T / 25, fps=25.0,
+                     width=clip.size, height=clip.size)
+    for k, a in clip.arrays.items():
+        rec.add_array(k, a, 25.0)
+    return rec
+
+
+@pytest.fixture(scope="module")
+def fitted(body, clip):
+    cfg = SmplxConfig(focal_length=float(clip.camera[0]), device="cpu", iterations=150)
+    return SmplxFitter(cfg, body_model=body)(_record(clip))
+
+
+def test_sparse_points_match_smplx_forward(body):
+    torch.manual_seed(0)
+    n = 4
+    p = {"betas": torch.randn(1, 10), "expression": torch.randn(n, 10), "global_orient": torch.randn(n, 3),
+         "body_pose": 0.3 * torch.randn(n, 63), "jaw_pose": 0.2 * torch.randn(n, 3), "leye_pose": torch.zeros(n, 3),
+         "reye_pose": torch.zeros(n, 3), "left_hand_pose": torch.randn(n, 12), "right_hand_pose": torch.randn(n, 12),
+         "transl": torch.randn(n, 3)}
+    ref = body.model(**dict(p, betas=p["betas"].expand(n, -1))).joints
+    pts = [t.point for t in all_targets()]
+    sp = SparseSMPLX(body.model, pts)
+    sp.set_contour_rows(sp.contour_rows(p))
+    mine, joints = sp(p)
+    assert len(sp.sel) < 400  # only the observed vertices are skinned
+    assert torch.allclose(mine, ref[:, [output_index(q) for q in pts]], atol=1e-5)
+    assert torch.allclose(joints, ref[:, :55], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fit_accuracy(fitted, clip, capsys):
+    rec = fitted
+    assert rec.status["smplx"] == "done", rec.errors
+    assert rec.annotations["smplx"]["body_model"] == "synthetic"
+    for k in ("betas", "global_orient", "body_pose", "jaw_pose", "left_hand_pose", "expression", "transl", "camera"):
+        assert rec.arrays[f"smplx.{k}"].data.shape[0] == T
+    # model points projected with the fitted parameters vs the noise-free landmarks
+    from annotate.correspondences import gather_observations
+    from annotate.smplx_sparse import project
+
+    targets = all_targets()
+    cxy, cconf = gather_observations(clip.clean, targets, T, 0.5)
+    sp = SparseSMPLX(load_body_model().model, [t.point for t in targets])
+    p = {k: torch.tensor(rec.arrays[f"smplx.{k}"].data) for k in
+         ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose", "right_hand_pose",
+          "expression", "transl")}
+    p["betas"] = torch.tensor(rec.arrays["smplx.betas"].data[:1])
+    sp.set_contour_rows(sp.contour_rows(p))
+    with torch.no_grad():
+        pts, joints = sp(p)
+        uv = project(pts, torch.tensor(clip.camera)).numpy()
+    seen = np.stack([np.isfinite(clip.arrays[t.source][:, t.index, 0]) for t in targets], 1) & (cconf > 0.5)
+    err_clean = np.linalg.norm(uv - cxy, axis=-1)[seen].mean()
+    reproj = rec.scores["smplx.reprojection_px"]
+    pa = procrustes_error(joints.numpy()[:, UPPER + list(range(25, 55))], clip.joints[:, UPPER + list(range(25, 55))])
+    g2 = clip.joints[:, UPPER, :2] / clip.joints[:, UPPER, 2:] * clip.camera[0]
+    gt_jitter = np.linalg.norm(g2[2:] - 2 * g2[1:-1] + g2[:-2], axis=-1).mean()
+    with capsys.disabled():
+        print(f"\nSMPL-X fit, {T} frames, noise {NOISE_PX} px: reprojection {reproj:.2f} px (vs noisy input), "
+              f"{err_clean:.2f} px (vs clean), PA-MPJPE {pa.mean() * 1000:.1f} mm, jitter "
+              f"{rec.scores['smplx.jitter']:.2f} (ground truth {gt_jitter:.2f}) px/frame^2, "
+              f"{rec.scores['smplx.fit_seconds']:.1f} s")
+    assert reproj < 3 * NOISE_PX * 1.25  # mean |noise| is 1.25 sigma
+    assert err_clean < 3 * NOISE_PX
+    assert pa.mean() < 0.06
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="known weakness: a few frames settle in another local minimum (elbow/wrist), "
+                          "which the temporal stage does not pull out; see the report", strict=False)
+def test_fit_jitter_close_to_ground_truth(fitted, clip):
+    g2 = clip.joints[:, UPPER, :2] / clip.joints[:, UPPER, 2:] * clip.camera[0]
+    gt_jitter = np.linalg.norm(g2[2:] - 2 * g2[1:-1] + g2[:-2], axis=-1).mean()
+    assert fitted.scores["smplx.jitter"] < gt_jitter + 1.0
+
+
+def test_quality_gates_reject(body, clip):
+    cfg = SmplxConfig(focal_length=float(clip.camera[0]), iterations=3, min_hand_fraction=1.0, max_reprojection_px=0.1)
+    rec = _record(clip)
+    for side in ("left_hand", "right_hand"):  # hands never detected
+        rec.add_array(f"landmarks.{side}", np.full_like(clip.arrays[f"landmarks.{side}"], np.nan), 25.0)
+    rec = SmplxFitter(cfg, body_model=body)(rec)
+    assert rec.status["smplx"] == "done" and rec.rejected.startswith("smplx:")
+    assert "hands found" in rec.rejected and "reprojection" in rec.rejected
+
+
+def test_no_landmarks_fails_the_clip(body):
+    rec = ClipRecord(id="x", source_id="s", source_uri="u", start=0, end=1, width=64, height=64)
+    rec = SmplxFitter(SmplxConfig(), body_model=body)(rec)
+    assert rec.status["smplx"] == "failed" and "landmarks" in rec.errors["smplx"]
+
+
+def test_gmm_prior_file(tmp_path):
+    from annotate.pose_prior import GMMPosePrior
+
+    rng = np.random.default_rng(0)
+    gmm = {"means": rng.normal(0, 0.1, (2, 69)), "covars": np.stack([np.eye(69) * 0.1] * 2), "weights": np.array([.5, .5])}
+    path = tmp_path / "gmm_02.pkl"
+    path.write_bytes(pickle.dumps(gmm))
+    prior = GMMPosePrior(path)
+    near, far = prior(torch.tensor(gmm["means"][:1, :63], dtype=torch.float32)), prior(torch.ones(1, 63))
+    assert float(near) < float(far)
+    with pytest.raises(FileNotFoundError, match="gmm_missing.pkl"):
+        GMMPosePrior(tmp_path / "gmm_missing.pkl")
