@@ -84,10 +84,11 @@ class Transcriber:
                 word_timestamps=self.cfg.word_timestamps,
                 fp16=self.device.startswith("cuda"),
                 beam_size=self.cfg.beam_size,
+                temperature=tuple(self.cfg.temperature),
                 condition_on_previous_text=False,  # clips are short; avoids repetition loops
                 verbose=None,
             )
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:  # e.g. NaN logits from a broken checkpoint
             record.fail(self.name, f"whisper: {str(e).splitlines()[0][:200]}")
             return record
         segments = [_segment(s) for s in result.get("segments", [])]

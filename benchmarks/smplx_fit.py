@@ -25,7 +25,9 @@ from mentor.bodymodel import load_body_model
 
 
 def errors(points2d, xy, conf, cxy, cconf):
-    m, mc = conf > 0.5, (cconf > 0.5) & (conf > 0.5)
+    ok = np.isfinite(points2d).all(-1)
+    m, mc = (conf > 0.5) & ok, (cconf > 0.5) & (conf > 0.5) & ok
+    points2d = np.nan_to_num(points2d)
     e = np.linalg.norm(points2d - xy, axis=-1)
     ec = np.linalg.norm(points2d - cxy, axis=-1)
     return float((e * m).sum() / m.sum()), float((ec * mc).sum() / mc.sum())
@@ -60,9 +62,12 @@ def main() -> None:
     t0 = time.perf_counter()
     pts = []
     for t in frames:
-        r = fit_clip(sp, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
-                     optimizer="lbfgs", tolerance=1e-7, device=args.device)
-        pts.append(r.points2d[0])
+        try:
+            r = fit_clip(sp, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
+                         optimizer="lbfgs", tolerance=1e-7, device=args.device)
+            pts.append(r.points2d[0])
+        except ValueError:  # a frame with too few landmarks to start from: no fit (batched fills it)
+            pts.append(np.full_like(xy[t], np.nan))
     secs = time.perf_counter() - t0
     f_fps = len(frames) / secs
     f_err = errors(np.stack(pts), xy[frames], conf[frames], cxy[frames], cconf[frames])

@@ -188,6 +188,8 @@ class AsrConfig(Section):
     device: str = "auto"
     word_timestamps: bool = True
     beam_size: int | None = Field(None, ge=1)  # None -> greedy
+    # whisper's fallback: decode again hotter when the text looks like a loop or gibberish
+    temperature: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], min_length=1)
 
 
 class SyncConfig(Section):

@@ -25,9 +25,9 @@ def visual_annotators(cfg: Config) -> list:
     out = []
     a = cfg.annotate
     if a.landmarks.enabled:
-        from annotate.landmarks import LandmarkDetector
+        from annotate.landmarks import HolisticLandmarks
 
-        out.append(LandmarkDetector(a.landmarks))
+        out.append(HolisticLandmarks(a.landmarks))
         if a.smplx.enabled:
             from annotate.smplx_fit import SmplxFitter
 
@@ -36,9 +36,14 @@ def visual_annotators(cfg: Config) -> list:
 
 
 def audio_annotators(cfg: Config) -> list:
-    """VAD -> diarization -> ASR; audio-visual sync (+ its correction); audio features."""
+    """Audio-visual sync first (and its correction, so every later stage hears audio in
+    sync with the video), then VAD -> diarization -> ASR, then frame-aligned features."""
     a = cfg.annotate
     out: list = []
+    if a.sync.enabled:
+        from annotate.av_sync import AvSync
+
+        out += [AvSync(a.sync), SyncShift(cfg)]
     if a.vad.enabled:
         from annotate.vad import VoiceActivity
 
@@ -46,15 +51,11 @@ def audio_annotators(cfg: Config) -> list:
     if a.diarization.enabled:
         from annotate.diarize import Diarizer
 
-        out.append(Diarizer(a.diarization))
+        out.append(Diarizer(a.diarization, a.vad))
     if a.asr.enabled:
         from annotate.asr import Transcriber
 
         out.append(Transcriber(a.asr))
-    if a.sync.enabled:
-        from annotate.av_sync import AvSync
-
-        out += [AvSync(a.sync), SyncShift(cfg)]
     if a.audio_features.enabled:
         from annotate.audio_features import AudioFeatures
 

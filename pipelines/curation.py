@@ -12,6 +12,7 @@ import logging
 import shutil
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from mentor.config import Config
@@ -52,8 +53,11 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     import ray.data
 
     r = cfg.ray
-    task_args = {"max_retries": r.max_task_retries, "num_cpus": 0.5}
-    actor_args = {"max_restarts": r.max_task_retries, "max_task_retries": r.max_task_retries, "num_cpus": 0.5}
+    # Half a CPU each: on a small machine every stage gets a worker at once (Ray Data
+    # would otherwise wait for whole free CPUs that the actors already hold).
+    task_args = {"num_cpus": 0.5, "ray_remote_args_fn": partial(dict, max_retries=r.max_task_retries)}
+    actor_args = {"num_cpus": 0.5, "ray_remote_args_fn": partial(dict, max_restarts=r.max_task_retries,
+                                                                  max_task_retries=r.max_task_retries)}
     ds = ray.data.from_items([stages.source_row(s) for s in todo], override_num_blocks=max(1, len(todo)))
     ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
                      **task_args)

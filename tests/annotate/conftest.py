@@ -37,13 +37,30 @@ def tiny_whisper_checkpoint(tmp_path_factory) -> Path:
     import torch
     from whisper.model import ModelDimensions, Whisper
 
-    torch.manual_seed(0)
     # n_audio_ctx must stay 1500 (30 s of mel frames / 2); n_vocab 51865 = multilingual,
-    # so the real tokenizer and language detection run.
+    # so the real tokenizer and language detection run; n_text_ctx 64 caps a decode at 32
+    # tokens. A random decoder is chaotic (it often says end-of-text first and leaves no
+    # words to time), so its output layer is pinned: the final layer norm gives every
+    # position the same vector b, the " la" token has logit 10 against it, end-of-text
+    # and timestamps 0, the other tokens small random ones. Whisper then decodes
+    # " la la la ..." after its forced first timestamp: garbage with words to align.
+    from whisper.tokenizer import get_tokenizer
+
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
-                           n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
+                           n_vocab=51865, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    model = Whisper(dims)
+    tok = get_tokenizer(True, num_languages=99)
+    with torch.no_grad():
+        b = torch.full((dims.n_text_state,), 0.1)
+        model.decoder.ln.weight.zero_()
+        model.decoder.ln.bias.copy_(b)
+        emb = model.decoder.token_embedding.weight
+        emb[tok.eot] = 0
+        emb[tok.timestamp_begin:] = 0
+        emb[tok.encode(" la")[0]] = b * 10 / b.dot(b)
     path = tmp_path_factory.mktemp("whisper") / "tiny-random.pt"
-    torch.save({"dims": dims.__dict__, "model_state_dict": Whisper(dims).state_dict()}, path)
+    torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, path)
     return path
 
 

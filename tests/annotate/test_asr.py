@@ -32,7 +32,8 @@ def test_tiny_checkpoint_runs_through_whisper_transcribe_offline(tiny_whisper_ch
     # loading, the tokenizer (tiktoken vocab from the wheel) and decoding must not touch the network
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    asr = Transcriber(AsrConfig(whisper_model=str(tiny_whisper_checkpoint), device="cpu"))
+    # one temperature: the fallback would only decode the same garbage again, hotter
+    asr = Transcriber(AsrConfig(whisper_model=str(tiny_whisper_checkpoint), device="cpu", temperature=[0.0]))
     assert asr.skipped is None
     rec = asr(make_record(audio=speech_wav))
     assert rec.status["asr"] == "done", rec.errors
@@ -54,7 +55,7 @@ def test_tiny_checkpoint_runs_through_whisper_transcribe_offline(tiny_whisper_ch
 
 def test_language_from_config_is_used(tiny_whisper_checkpoint, speech_wav, make_record):
     asr = Transcriber(AsrConfig(whisper_model=str(tiny_whisper_checkpoint), device="cpu", language="de",
-                                word_timestamps=False))
+                                word_timestamps=False, temperature=[0.0]))
     rec = asr(make_record(audio=speech_wav))
     assert rec.annotations["asr"]["language"] == "de"
     assert all(s["words"] == [] for s in rec.annotations["asr"]["segments"])

@@ -137,3 +137,25 @@ def test_gmm_prior_file(tmp_path):
     assert float(near) < float(far)
     with pytest.raises(FileNotFoundError, match="gmm_missing.pkl"):
         GMMPosePrior(tmp_path / "gmm_missing.pkl")
+
+
+def test_preview_draws_mesh_and_landmarks(tmp_path, body, clip):
+    from mentor.media import probe, read_frames
+    from mentor.preview import render_preview
+
+    rec = _record(clip)
+    n = 4
+    for k in ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
+              "right_hand_pose", "expression", "transl"):
+        rec.add_array(f"smplx.{k}", clip.params[k][:n].astype(np.float32), 25.0)
+    rec.add_array("smplx.betas", np.repeat(clip.params["betas"], n, 0).astype(np.float32), 25.0)
+    rec.add_array("smplx.camera", np.repeat(clip.camera[None], n, 0), 25.0)
+    rec.annotations["smplx"] = {"body_model": "synthetic"}
+    frames = np.zeros((n, 512, 512, 3), np.uint8)
+    out = render_preview(frames, rec, body, tmp_path / "preview.mp4")
+    assert probe(out).num_frames == n
+    img = read_frames(out)[0].astype(int)
+    pelvis_px = clip.clean["landmarks.pose"][0, 11, :2]  # left shoulder: on the mesh
+    x, y = int(pelvis_px[0]), int(pelvis_px[1])
+    assert img[y - 3:y + 4, x - 3:x + 4].sum() > 0  # drawn there
+    assert img[500:, :20].sum() < 500  # and the corner stays dark
