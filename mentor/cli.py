@@ -131,7 +131,10 @@ def cmd_preview(args) -> int:
             return 1
         rec = recs[0]
         frames = read_frames(rec.files["video"])
-        body = load_body_model(cfg.annotate.smplx) if any(k.startswith("smplx.") for k in rec.arrays) else None
+        sx = cfg.annotate.smplx
+        body = (load_body_model(cfg.resolve(sx.model_dir), gender=sx.gender, num_betas=sx.num_betas,
+                                num_expression=sx.num_expression, num_pca_comps=sx.num_pca_comps)
+                if any(k.startswith("smplx.") for k in rec.arrays) else None)
         render_preview(frames, rec, body, args.out)
     print(f"preview written: {args.out}")
     return 0

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotate.av_sync import AvSync, lagged_correlation, mouth_opening, speech_envelope
+from mentor.config import SyncConfig
+from mentor.media import extract_audio
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def sync():
+    return AvSync(SyncConfig(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def clip_audio_of(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sync_audio")
+
+    def wav(clip):
+        return extract_audio(clip, folder / f"{clip.stem}.wav")
+
+    return wav
+
+
+def test_synced_clip_has_zero_offset_and_high_confidence(sync, talking_clip, clip_audio_of, make_record):
+    # no landmarks array: the stage runs FaceMesh on the clip itself
+    rec = sync(make_record(audio=clip_audio_of(talking_clip), video=talking_clip, fps=FPS))
+    assert rec.status["sync"] == "done"
+    assert rec.scores["sync.offset_frames"] == 0
+    assert rec.scores["sync.confidence"] > 0.4
+    assert "shift_seconds" not in rec.annotations["sync"]
+    assert rec.annotations["sync"]["lse"] == "skipped: no weights"
+    assert rec.kept
+
+
+def test_shifted_audio_gives_its_offset_back(sync, talking_clip_shifted, clip_audio_of, make_record):
+    from tests.conftest import SHIFT_FRAMES
+
+    rec = sync(make_record(audio=clip_audio_of(talking_clip_shifted), video=talking_clip_shifted, fps=FPS))
+    assert rec.scores["sync.offset_frames"] == SHIFT_FRAMES  # audio delayed -> positive
+    assert rec.annotations["sync"]["shift_seconds"] == pytest.approx(SHIFT_FRAMES / FPS)
+    assert rec.kept
+
+
+def test_someone_elses_audio_has_low_confidence_and_is_rejected(sync, talking_clip, media_root, clip_audio_of,
+                                                                 make_record):
+    from mentor.testmedia import make_talking_clip
+
+    other = make_talking_clip(media_root / "sync_other_sentences.mp4", seconds=4.0, fps=FPS, size=128, seed=1)
+    synced = sync(make_record(audio=clip_audio_of(talking_clip), video=talking_clip, fps=FPS))
+    dubbed = sync(make_record(audio=clip_audio_of(other), video=talking_clip, fps=FPS))
+    assert dubbed.scores["sync.confidence"] < sync.cfg.min_confidence < synced.scores["sync.confidence"]
+    assert dubbed.rejected.startswith("sync: speaker not visible or dubbed (confidence ")
+
+
+def _landmarks_with_mouth(gap: np.ndarray) -> np.ndarray:
+    """T x 478 x 3 landmarks: eyes 100 px apart, inner-lip gap `gap` px."""
+    lm = np.zeros((len(gap), 478, 3), np.float32)
+    lm[:, 33, 0], lm[:, 263, 0] = 200, 300
+    lm[:, 13, 1], lm[:, 14, 1] = 400, 400 + gap
+    return lm
+
+
+def test_offset_sign_on_synthetic_signals():
+    rng = np.random.default_rng(0)
+    env = np.convolve(rng.random(200), np.ones(3) / 3, mode="same")
+    mouth = np.roll(env, -3)  # the mouth moves 3 frames before the sound: audio late
+    lags, corr = lagged_correlation(mouth, env, 8)
+    assert lags[np.nanargmax(corr)] == 3
+    assert mouth_opening(_landmarks_with_mouth(np.array([5.0, 10.0]))) == pytest.approx([0.05, 0.1])
+
+
+def test_envelope_is_rms_per_video_frame():
+    audio = np.zeros(16000, np.float32)
+    audio[6400:8000] = 0.5  # frames 10-12 at 25 fps (640 samples each)
+    env = speech_envelope(audio, 25, 25)
+    assert np.flatnonzero(env > 0.1).tolist() == [10, 11, 12]
+    assert env[11] == pytest.approx(0.5)
+
+
+def test_no_face_in_the_landmarks_rejects(sync, speech_wav, make_record):
+    rec = make_record(audio=speech_wav, fps=FPS)
+    rec.add_array("landmarks.face", np.full((75, 478, 3), np.nan, np.float32), fps=FPS)
+    rec = sync(rec)
+    assert rec.rejected == "sync: speaker not visible or dubbed (lips found in 0% of frames)"
+
+
+def test_syncnet_weights_load_and_give_lse(tiny_syncnet_checkpoint, speech_wav, make_record, monkeypatch):
+    import annotate.av_sync as av
+    from annotate import syncnet
+
+    sync = AvSync(SyncConfig(device="cpu", syncnet_weights=str(tiny_syncnet_checkpoint)))
+    rec = make_record(audio=speech_wav, fps=FPS)
+    rec.files["video"] = "unused.mp4"
+    rec.add_array("landmarks.face", _landmarks_with_mouth(np.linspace(1, 30, 75)) + 200, fps=FPS)
+    # 10 frames (6 SyncNet windows) are enough to run the real model and cheap on a CPU
+    monkeypatch.setattr(av, "read_frames", lambda *a, **k: np.zeros((10, 512, 512, 3), np.uint8))
+    seen = {}
+    real_lse = syncnet.lse
+
+    def spy(model, crops, audio, **kw):
+        seen["crops"] = crops.shape
+        return real_lse(model, crops, audio[: 16000 * len(crops) // FPS], **kw)
+
+    monkeypatch.setattr(syncnet, "lse", spy)
+    rec = sync(rec)
+    assert seen["crops"] == (10, 224, 224, 3)
+    assert rec.annotations["sync"]["lse"] == "done"
+    assert np.isfinite(rec.scores["sync.lse_d"]) and np.isfinite(rec.scores["sync.lse_c"])
+    assert abs(rec.scores["sync.lse_offset_frames"]) <= 15
+
+
+def test_wrong_syncnet_file_raises(tmp_path):
+    import torch
+
+    from annotate.syncnet import load_syncnet
+
+    bad = tmp_path / "other.model"
+    torch.save({"layer.weight": torch.zeros(2)}, bad)
+    with pytest.raises(ValueError, match="not a SyncNet state dict"):
+        load_syncnet(bad)
+    with pytest.raises(FileNotFoundError, match="missing.model"):
+        load_syncnet(tmp_path / "missing.model")
+
+
+def test_mfcc_is_100_per_second_13_coefficients():
+    from annotate.syncnet import mfcc
+
+    feats = mfcc(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    assert feats.shape == (99, 13) and np.isfinite(feats).all()  # python_speech_features' framing
