@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML
@@ -342,6 +342,25 @@ class Config(Section):
             return None
         p = Path(os.path.expanduser(path))
         return p if p.is_absolute() else Path(self.base_dir) / p
+
+    # (section, field) of every weights path, resolved against the config file's folder
+    WEIGHT_PATHS: ClassVar[tuple[tuple[str, str], ...]] = (("smplx", "model_dir"), ("smplx", "pose_prior"), ("diarization", "pyannote_dir"),
+                    ("asr", "whisper_model"), ("sync", "syncnet_weights"), ("audio_features", "whisper_model"),
+                    ("attributes", "age_gender_model"), ("attributes", "face_recognition_model"))
+
+    def with_resolved_paths(self) -> "Config":
+        """A copy whose weight paths are absolute, so annotators built anywhere (a Ray
+        worker's own working directory) find them. A bare name with no path separator
+        and no suffix (a Whisper model name like "small") is left as it is."""
+        annotate = self.annotate.model_copy(deep=True)
+        for section, key in self.WEIGHT_PATHS:
+            sec = getattr(annotate, section)
+            value = getattr(sec, key)
+            if value and ("/" in value or "." in value or value.startswith("~")):
+                setattr(sec, key, str(self.resolve(value)))
+        out = self.model_copy(update={"annotate": annotate})
+        out.base_dir = self.base_dir
+        return out
 
 
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:

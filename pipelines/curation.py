@@ -83,6 +83,7 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
     """Run the curation graph into the store at `out` (default: the config's output)."""
     out = Path(out) if out else cfg.resolve(cfg.output)
     out = out.resolve()
+    cfg = cfg.with_resolved_paths()
     t0 = time.perf_counter()
     summary = BuildSummary(store=str(out))
     writer = StoreWriter(out, cfg.store.shard_bytes)  # opens/resumes before any work

@@ -28,6 +28,7 @@ def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None
     import ray.data
 
     root = Path(root).resolve()
+    cfg = cfg.with_resolved_paths()
     store = Store(root)
     summary = BuildSummary(store=str(root))
     t0 = time.perf_counter()

@@ -59,3 +59,13 @@ def test_validate_config_command(tmp_path, capsys):
     assert main(["validate-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:6: video.fps:" in err and "greater than 0" in err
+
+
+def test_weight_paths_resolve_against_the_config_folder(tmp_path):
+    cfg = parse_config(GOOD + "annotate:\n  asr: {whisper_model: small}\n  diarization: {pyannote_dir: models/pya}\n"
+                       "  smplx: {model_dir: /abs/smplx}\n", "x.yaml", str(tmp_path))
+    r = cfg.with_resolved_paths()
+    assert r.annotate.diarization.pyannote_dir == str(tmp_path / "models" / "pya")
+    assert r.annotate.smplx.model_dir == "/abs/smplx"
+    assert r.annotate.asr.whisper_model == "small"  # a model name, not a path
+    assert cfg.annotate.diarization.pyannote_dir == "models/pya"  # the original is untouched

@@ -1,0 +1,246 @@
+"""SMPL-X on one flat parameter vector per frame, reduced to the joints a clip observes.
+
+The fitter's inner loop evaluates the model thousands of times on tiny tensors, so the
+cost is the number of ops, not their size. This evaluator keeps only what can move an
+observed point: the joints whose rotation moves a target (proper ancestors of observed
+joints, joints skinning an observed vertex, and their ancestors). Everything else (the
+legs of a torso-up clip) stays at zero pose and is not optimised. The chain is walked by
+depth level (one batched matmul per level), pose correctives use only the free joints'
+columns, and all parameters of a frame live in one (D,) vector, so `torch.func` can take
+the per-frame Jacobian (vmap over frames of jacfwd) for Gauss-Newton.
+
+Flat layout (`FlatSMPLX.layout`: name -> slice): transl 3, global_orient 3, body (3 per
+free body joint), jaw 3, leye 3, reye 3, left_hand / right_hand (PCA), expression, betas.
+Groups that move no observed point are absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from annotate.smplx_sparse import SparseSMPLX, rodrigues
+
+JAW, LEYE, REYE = 22, 23, 24
+LHAND = list(range(25, 40))
+RHAND = list(range(40, 55))
+
+
+class FlatSMPLX(nn.Module):
+    """Observed points of SMPL-X from flat per-frame parameters.
+
+    sp: a SparseSMPLX whose contour rows are set (set_contour_rows) for the clip;
+    active: (P0,) bool over sp.points, the points the clip observes at least once.
+    forward(x (N,D), rows (N|1,) frame indices into the contour tables) -> (N,P,3) camera-space
+    points, in the order of the active points.
+    """
+
+    def __init__(self, sp: SparseSMPLX, active: np.ndarray):
+        super().__init__()
+        dev = sp.v_template.device
+        parents = sp.parents
+        points = [p for p, a in zip(sp.points, active) if a]
+        self.point_ids = np.flatnonzero(active)
+        # vertices needed by the active points, as (index into sp.sel, barycentric) triples
+        P = len(points)
+        tri = np.zeros((P, 3), np.int64)
+        bary = np.zeros((P, 3), np.float32)
+        is_joint = np.zeros(P, bool)
+        joint_of = np.zeros(P, np.int64)
+        sel = sp.sel.cpu().numpy()
+        where = {int(v): i for i, v in enumerate(sel)}
+        static_ids = [i for k, i in sp.points if k == "face" and i < 51]
+        contour_ids = [i - 51 for k, i in sp.points if k == "face" and i >= 51]
+        st_local = sp.static_local.cpu().numpy() if sp.static_local is not None else None
+        st_bary = sp.static_bary.cpu().numpy() if sp.static_bary is not None else None
+        ct_local = sp.contour_local.cpu().numpy() if sp.contour_local is not None else None  # (R,C,3)
+        ct_bary = sp.contour_bary.cpu().numpy() if sp.contour_bary is not None else None
+        contour_cols = []  # (point position, contour column)
+        for n, (k, i) in enumerate(points):
+            if k == "joint":
+                is_joint[n], joint_of[n] = True, i
+            elif k == "vertex":
+                tri[n] = where[i]
+                bary[n, 0] = 1.0
+            elif i < 51:
+                s = static_ids.index(i)
+                tri[n], bary[n] = st_local[s], st_bary[s]
+            else:
+                contour_cols.append((n, contour_ids.index(i - 51)))
+        # vertices actually used (restrict skinning to them)
+        used_rows = set(tri[~is_joint & (bary.sum(1) > 0)].ravel().tolist())
+        if contour_cols and ct_local is not None:
+            used_rows |= set(ct_local[:, [c for _, c in contour_cols]].ravel().tolist())
+        used = np.array(sorted(used_rows), np.int64)
+        remap = np.full(len(sel), -1, np.int64)
+        remap[used] = np.arange(len(used))
+        tri = np.where(bary > 0, remap[tri], 0)
+        weights = sp.sel_weights.cpu().numpy()[used]  # (S,55)
+
+        # which joints' rotations move an observed point
+        desc = np.zeros((55, 55), bool)  # desc[a, j]: j is a descendant-or-self of a
+        for j in range(55):
+            a = j
+            while a >= 0:
+                desc[a, j] = True
+                a = parents[a]
+        moved_by = np.zeros(55, bool)
+        for j in joint_of[is_joint]:
+            moved_by |= desc[:, j] & (np.arange(55) != j)  # proper ancestors move a joint
+        skin = (weights > 0).any(0)
+        for j in np.flatnonzero(skin):
+            moved_by |= desc[:, j]
+        chain = moved_by.copy()  # joints whose transform is needed
+        for j in list(joint_of[is_joint]) + list(np.flatnonzero(skin)):
+            chain |= desc[:, j]
+        free = moved_by.copy()
+        free[0] = False  # the root is global_orient
+        # depth levels over the chain
+        depth = np.zeros(55, int)
+        for j in range(1, 55):
+            depth[j] = depth[parents[j]] + 1
+        order = [np.array([0])] + [np.array([j for j in np.flatnonzero(chain) if depth[j] == d and j > 0])
+                                   for d in range(1, depth.max() + 1)]
+        order = [lv for lv in order if len(lv)]
+        flat = np.concatenate(order)
+        pos = {int(j): n for n, j in enumerate(flat)}
+        self.chain = flat
+        self.level_sizes = [len(lv) for lv in order]
+        self.parent_pos = [torch.as_tensor([pos[int(parents[j])] for j in lv], device=dev) for lv in order[1:]]
+
+        # flat layout
+        body_free = [j for j in range(1, 22) if free[j]]
+        lay: dict[str, slice] = {}
+        n = 0
+
+        def add(name, size):
+            nonlocal n
+            lay[name] = slice(n, n + size)
+            n += size
+
+        add("transl", 3)
+        add("global_orient", 3)
+        if body_free:
+            add("body", 3 * len(body_free))
+        for name, j in (("jaw_pose", JAW), ("leye_pose", LEYE), ("reye_pose", REYE)):
+            if free[j]:
+                add(name, 3)
+        self.use_lh = bool(free[LHAND].any())
+        self.use_rh = bool(free[RHAND].any())
+        if self.use_lh:
+            add("left_hand_pose", sp.num_pca)
+        if self.use_rh:
+            add("right_hand_pose", sp.num_pca)
+        add("expression", sp.num_expression)
+        add("betas", sp.num_betas)
+        self.layout = lay
+        self.dim = n
+        self.body_free = body_free
+        self.num_pca = sp.num_pca
+
+        # where each chain joint's axis-angle comes from: a (N, 3*|chain|) = x @ M + m0
+        Ms = torch.zeros(n, 3 * len(flat))
+        m0 = torch.zeros(3 * len(flat))
+        lh_c, rh_c = sp.lhand_comps.cpu(), sp.rhand_comps.cpu()
+        lh_m, rh_m = sp.lhand_mean.cpu(), sp.rhand_mean.cpu()
+        for c, j in enumerate(flat):
+            cols = slice(3 * c, 3 * c + 3)
+            if j == 0:
+                Ms[lay["global_orient"], cols] = torch.eye(3)
+            elif j in body_free:
+                k = body_free.index(j)
+                Ms[lay["body"].start + 3 * k: lay["body"].start + 3 * k + 3, cols] = torch.eye(3)
+            elif j in (JAW, LEYE, REYE) and free[j]:
+                name = {JAW: "jaw_pose", LEYE: "leye_pose", REYE: "reye_pose"}[j]
+                Ms[lay[name], cols] = torch.eye(3)
+            elif j in LHAND and self.use_lh:
+                k = LHAND.index(j)
+                Ms[lay["left_hand_pose"], cols] = lh_c[:, 3 * k:3 * k + 3]
+                m0[cols] = lh_m[3 * k:3 * k + 3]
+            elif j in RHAND and self.use_rh:
+                k = RHAND.index(j)
+                Ms[lay["right_hand_pose"], cols] = rh_c[:, 3 * k:3 * k + 3]
+                m0[cols] = rh_m[3 * k:3 * k + 3]
+            # other chain joints (leaf targets, unobserved hand joints) stay at zero rotation
+        self.register_buffer("pose_map", Ms.to(dev))
+        self.register_buffer("pose_mean", m0.to(dev))
+        # rest joints restricted to the chain: J = J0 + Jb b + Je e (kept linear)
+        idx = torch.as_tensor(flat, device=dev)
+        self.register_buffer("J0", sp.J0[idx])
+        self.register_buffer("Jb", sp.Jb[idx])
+        self.register_buffer("Je", sp.Je[idx])
+        par = torch.as_tensor([pos[int(parents[j])] if j else 0 for j in flat], device=dev)
+        self.register_buffer("par", par)
+        # skinned vertices: template, blend shapes, correctives for the rotating chain joints
+        used_t = torch.as_tensor(sel[used], device=dev)
+        self.register_buffer("v_template", sp.v_template[used_t])
+        self.register_buffer("shapedirs", sp.shapedirs[used_t])
+        self.register_buffer("expr_dirs", sp.expr_dirs[used_t])
+        rot_chain = [c for c, j in enumerate(flat) if j != 0 and moved_by[j]]
+        self.corr_cols = torch.as_tensor(rot_chain, device=dev)
+        rows = torch.as_tensor(np.concatenate([np.arange(9 * (flat[c] - 1), 9 * flat[c]) for c in rot_chain])
+                               if rot_chain else np.zeros(0, np.int64), device=dev)
+        pd = sp.posedirs.view(sp.posedirs.shape[0], -1, 3)[:, used_t].reshape(sp.posedirs.shape[0], -1)
+        self.register_buffer("posedirs", pd[rows])  # (9*|rot|, S*3)
+        self.register_buffer("weights", torch.as_tensor(weights[:, flat], device=dev))  # (S,|chain|)
+        # point extraction
+        vert_pts = np.flatnonzero(~is_joint)
+        self.register_buffer("tri", torch.as_tensor(tri[vert_pts], device=dev))
+        self.register_buffer("bary", torch.as_tensor(bary[vert_pts], device=dev))
+        self.register_buffer("joint_cols", torch.as_tensor([pos[int(j)] for j in joint_of[is_joint]], device=dev))
+        self.register_buffer("vert_pts", torch.as_tensor(vert_pts, device=dev))
+        self.register_buffer("order", torch.as_tensor(np.argsort(np.concatenate([np.flatnonzero(is_joint), vert_pts])),
+                                                      device=dev))
+        # contour points: per-frame triangles (R rows = sp's contour rows, 1 or T)
+        if contour_cols and ct_local is not None:
+            ct_pos = [int(np.flatnonzero(vert_pts == p)[0]) for p, _ in contour_cols]
+            cols = [c for _, c in contour_cols]
+            self.register_buffer("ct_pos", torch.as_tensor(ct_pos, device=dev))
+            self.register_buffer("ct_tri", torch.as_tensor(remap[ct_local[:, cols]], device=dev))  # (R,C,3)
+            self.register_buffer("ct_bary", torch.as_tensor(ct_bary[:, cols], device=dev))
+        else:
+            self.ct_pos = None
+        self.num_points = P
+
+    def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: x[..., s] for k, s in self.layout.items()}
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
+        N = x.shape[0]
+        lay = self.layout
+        betas = x[:, lay["betas"]]
+        expr = x[:, lay["expression"]]
+        aa = (x @ self.pose_map + self.pose_mean).view(N, -1, 3)
+        rot = rodrigues(aa)  # (N,C,3,3)
+        J = self.J0 + torch.einsum("jcb,nb->njc", self.Jb, betas) + torch.einsum("jce,ne->njc", self.Je, expr)
+        rel = J - J[:, self.par]
+        Rs, ts = [rot[:, :1]], [J[:, :1]]
+        start = 1
+        for size, pp in zip(self.level_sizes[1:], self.parent_pos):
+            Rp, tp = Rs[-1][:, pp], ts[-1][:, pp]
+            Rs.append(Rp @ rot[:, start:start + size])
+            ts.append((Rp @ rel[:, start:start + size, :, None])[..., 0] + tp)
+            start += size
+        # parent positions index the previous level only: levels are concatenated in order
+        Rw = torch.cat(Rs, 1)
+        tw = torch.cat(ts, 1)
+        At = tw - (Rw @ J[..., None])[..., 0]
+        A = torch.cat([Rw.reshape(N, -1, 9), At], -1)  # (N,C,12)
+        v = (self.v_template + torch.einsum("vcb,nb->nvc", self.shapedirs, betas)
+             + torch.einsum("vce,ne->nvc", self.expr_dirs, expr))
+        if len(self.corr_cols):
+            eye = torch.eye(3, dtype=x.dtype, device=x.device)
+            feat = (rot[:, self.corr_cols] - eye).reshape(N, -1)
+            v = v + (feat @ self.posedirs).view(N, -1, 3)
+        G = torch.einsum("vj,njk->nvk", self.weights, A)
+        v = (G[..., :9].reshape(N, -1, 3, 3) @ v[..., None])[..., 0] + G[..., 9:]  # (N,S,3)
+        tri, bary = self.tri, self.bary
+        vp = (v[:, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
+        if self.ct_pos is not None:
+            r = rows if rows is not None else torch.zeros(N, dtype=torch.long, device=x.device)
+            ct = (v[torch.arange(N, device=x.device)[:, None, None], self.ct_tri[r]] * self.ct_bary[r][..., None]).sum(2)
+            vp = vp.index_copy(1, self.ct_pos, ct)
+        pts = torch.cat([tw[:, self.joint_cols], vp], 1)[:, self.order]
+        return pts + x[:, None, lay["transl"]]
