@@ -107,7 +107,8 @@ class FlatSMPLX(nn.Module):
         pos = {int(j): n for n, j in enumerate(flat)}
         self.chain = flat
         self.level_sizes = [len(lv) for lv in order]
-        self.parent_pos = [torch.as_tensor([pos[int(parents[j])] for j in lv], device=dev) for lv in order[1:]]
+        self.parent_pos = [torch.as_tensor([int(np.flatnonzero(order[d - 1] == parents[j])[0]) for j in order[d]],
+                                           device=dev) for d in range(1, len(order))]
 
         # flat layout
         body_free = [j for j in range(1, 22) if free[j]]
@@ -202,12 +203,42 @@ class FlatSMPLX(nn.Module):
         else:
             self.ct_pos = None
         self.num_points = P
+        # skinning slots: each used vertex's nonzero influences, padded with weight 0
+        wc = weights[:, flat]
+        K = max(int((wc > 0).sum(1).max()), 1)
+        sj = np.zeros((len(used), K), np.int64)
+        sw = np.zeros((len(used), K), np.float32)
+        for i in range(len(used)):
+            nz = np.flatnonzero(wc[i] > 0)
+            sj[i, :len(nz)], sw[i, :len(nz)] = nz, wc[i, nz]
+        self.register_buffer("slot_joint", torch.as_tensor(sj, device=dev))
+        self.register_buffer("slot_weight", torch.as_tensor(sw, device=dev))
+        anc = desc[np.ix_(flat, flat)].T.astype(np.float32)  # anc[j, k]: k is an ancestor-or-self of j
+        self.register_buffer("anc_or_self", torch.as_tensor(anc, device=dev))
+        self.register_buffer("anc_proper", torch.as_tensor(anc - np.eye(len(flat), dtype=np.float32), device=dev))
+        # chain axis-angle components -> x columns: identity blocks, and the hands' PCA
+        Mn = Ms.numpy()
+        direct_x, direct_a = [], []
+        for a_col in range(Mn.shape[1]):
+            nz = np.flatnonzero(Mn[:, a_col])
+            if len(nz) == 1 and Mn[nz[0], a_col] == 1.0 and not any(
+                    nz[0] in range(lay[h].start, lay[h].stop) for h in ("left_hand_pose", "right_hand_pose") if h in lay):
+                direct_x.append(int(nz[0]))
+                direct_a.append(a_col)
+        self.direct_x = torch.as_tensor(direct_x, device=dev)
+        self.direct_a = torch.as_tensor(direct_a, device=dev)
+        self.pca_blocks = []
+        for h in ("left_hand_pose", "right_hand_pose"):
+            if h in lay:
+                acs = np.flatnonzero(np.abs(Mn[lay[h]]).sum(0) > 0)
+                self.pca_blocks.append((lay[h], torch.as_tensor(acs, device=dev),
+                                        torch.as_tensor(Mn[lay[h]][:, acs].T.copy(), device=dev)))
 
     def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: x[..., s] for k, s in self.layout.items()}
 
-    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
+    def _pose(self, x: torch.Tensor, rows: torch.Tensor | None):
+        """Shared forward work: local axis-angles, world rotations/positions, skinned slots."""
         N = x.shape[0]
         lay = self.layout
         betas = x[:, lay["betas"]]
@@ -216,6 +247,7 @@ class FlatSMPLX(nn.Module):
         rot = rodrigues(aa)  # (N,C,3,3)
         J = self.J0 + torch.einsum("jcb,nb->njc", self.Jb, betas) + torch.einsum("jce,ne->njc", self.Je, expr)
         rel = J - J[:, self.par]
+        # world transforms level by level: each level's parents are in the level above
         Rs, ts = [rot[:, :1]], [J[:, :1]]
         start = 1
         for size, pp in zip(self.level_sizes[1:], self.parent_pos):
@@ -223,24 +255,115 @@ class FlatSMPLX(nn.Module):
             Rs.append(Rp @ rot[:, start:start + size])
             ts.append((Rp @ rel[:, start:start + size, :, None])[..., 0] + tp)
             start += size
-        # parent positions index the previous level only: levels are concatenated in order
         Rw = torch.cat(Rs, 1)
         tw = torch.cat(ts, 1)
-        At = tw - (Rw @ J[..., None])[..., 0]
-        A = torch.cat([Rw.reshape(N, -1, 9), At], -1)  # (N,C,12)
-        v = (self.v_template + torch.einsum("vcb,nb->nvc", self.shapedirs, betas)
+        u = (self.v_template + torch.einsum("vcb,nb->nvc", self.shapedirs, betas)
              + torch.einsum("vce,ne->nvc", self.expr_dirs, expr))
         if len(self.corr_cols):
             eye = torch.eye(3, dtype=x.dtype, device=x.device)
             feat = (rot[:, self.corr_cols] - eye).reshape(N, -1)
-            v = v + (feat @ self.posedirs).view(N, -1, 3)
-        G = torch.einsum("vj,njk->nvk", self.weights, A)
-        v = (G[..., :9].reshape(N, -1, 3, 3) @ v[..., None])[..., 0] + G[..., 9:]  # (N,S,3)
-        tri, bary = self.tri, self.bary
-        vp = (v[:, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
+            u = u + (feat @ self.posedirs).view(N, -1, 3)
+        # linear blend skinning over each vertex's few influences ("slots")
+        js = self.slot_joint
+        y = (Rw[:, js] @ (u[:, :, None] - J[:, js])[..., None])[..., 0] + tw[:, js]  # (N,S,K,3)
+        v = (y * self.slot_weight[..., None]).sum(2)
         if self.ct_pos is not None:
             r = rows if rows is not None else torch.zeros(N, dtype=torch.long, device=x.device)
-            ct = (v[torch.arange(N, device=x.device)[:, None, None], self.ct_tri[r]] * self.ct_bary[r][..., None]).sum(2)
-            vp = vp.index_copy(1, self.ct_pos, ct)
-        pts = torch.cat([tw[:, self.joint_cols], vp], 1)[:, self.order]
-        return pts + x[:, None, lay["transl"]]
+            tri = self.tri.expand(N, -1, -1).index_copy(1, self.ct_pos, self.ct_tri[r])
+            bary = self.bary.expand(N, -1, -1).index_copy(1, self.ct_pos, self.ct_bary[r])
+        else:
+            tri, bary = self.tri.expand(N, -1, -1), self.bary.expand(N, -1, -1)
+        nidx = torch.arange(N, device=x.device)[:, None, None]
+        vp = (v[nidx, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
+        pts = torch.cat([tw[:, self.joint_cols], vp], 1)[:, self.order] + x[:, None, lay["transl"]]
+        return dict(aa=aa, Rw=Rw, tw=tw, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
+        return self._pose(x, rows)["pts"]
+
+    def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: torch.Tensor,
+                           with_betas: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x.
+
+        Analytic: a small rotation of chain joint k about world axis w moves every point it
+        carries by w x (point - joint_k), and the model is linear in shape and expression
+        for fixed rotations. Pose correctives are left out of the Jacobian (they are small
+        and smooth; the residuals themselves include them), so this is Gauss-Newton with a
+        slightly inexact Jacobian; columns of betas are zero unless with_betas.
+        """
+        N, D = x.shape
+        q = self._pose(x, rows)
+        pts, Rw, tw, J, y = q["pts"], q["Rw"], q["tw"], q["J"], q["y"]
+        tri, bary, nidx = q["tri"], q["bary"], q["nidx"]
+        # projection derivative (N,P,2,3)
+        f = camera[0]
+        z = pts[..., 2].clamp(min=1e-3)
+        uv = pts[..., :2] / z[..., None] * f + camera[1:3]
+        zero = torch.zeros_like(z)
+        Jp = torch.stack([torch.stack([f / z, zero, -f * pts[..., 0] / z**2], -1),
+                          torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)], -2)
+        # world angular velocity of each chain joint per unit local axis-angle: Rw_parent J_left(aa)
+        Rpar = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3), Rw[:, self.par[1:]]], 1)
+        omega = Rpar @ left_jacobian(q["aa"])  # (N,C,3,3): column i = axis for component i
+        # lever arms: for point P and joint k, sum over P's influences j below k of c (y_j - t_k)
+        Pv = tri.shape[1]
+        K = y.shape[2]
+        yE = y[nidx, tri].reshape(N, Pv, 3 * K, 3)
+        cE = (bary[..., None] * self.slot_weight[tri]).reshape(N, Pv, 3 * K)
+        dE = self.anc_or_self[self.slot_joint[tri]].reshape(N, Pv, 3 * K, -1)  # (N,Pv,E,C)
+        Ybar = ((cE[..., None] * yE).transpose(-1, -2) @ dE).transpose(-1, -2)  # (N,Pv,C,3)
+        Wbar = (cE[:, :, None, :] @ dE)[:, :, 0]  # (N,Pv,C)
+        Zv = Ybar - Wbar[..., None] * tw[:, None]
+        jc = self.joint_cols
+        Zj = self.anc_proper[jc][None, ..., None] * (tw[:, jc, None] - tw[:, None])  # (N,Pj,C,3)
+        Z = torch.cat([Zj, Zv], 1)[:, self.order]  # (N,P,C,3)
+        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z_k) = omega_ki . (Z_k x Jp_r)
+        Qx = torch.linalg.cross(Z[:, :, None], Jp[:, :, :, None].expand(-1, -1, -1, Z.shape[2], -1))  # (N,P,2,C,3)
+        Ja = torch.einsum("nprkc,nkci->nprki", Qx, omega).reshape(N, -1, 2, Z.shape[2] * 3)
+        Jx = torch.zeros(N, pts.shape[1], 2, D, dtype=x.dtype, device=x.device)
+        Jx[..., self.direct_x] = Ja[..., self.direct_a]
+        for xs, ac, comps in self.pca_blocks:
+            Jx[..., xs] = Ja[..., ac] @ comps
+        Jx[..., self.layout["transl"]] = Jp
+        # expression (and shape): linear given the rotations
+        lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
+        cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
+        dJ = torch.cat([self.Je, self.Jb], -1)[..., : len(cols)]  # (C,3,L)
+        du = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., : len(cols)]  # (S,3,L)
+        drel = dJ - dJ[self.par]
+        dts = [dJ[:1].expand(N, -1, -1, -1)]
+        start = 1
+        Rl = [Rw[:, :1]]
+        for size, pp in zip(self.level_sizes[1:], self.parent_pos):
+            Rp = Rl[-1][:, pp]
+            dts.append(Rp @ drel[start:start + size] + dts[-1][:, pp])
+            Rl.append(Rw[:, start:start + size])
+            start += size
+        dtw = torch.cat(dts, 1)  # (N,C,3,L)
+        dAt = dtw - Rw @ dJ  # (N,C,3,L)
+        js, ws = self.slot_joint, self.slot_weight
+        GR = (Rw[:, js] * ws[..., None, None]).sum(2)  # (N,S,3,3)
+        dv = GR @ du + (dAt[:, js] * ws[..., None, None]).sum(2)  # (N,S,3,L)
+        dvp = (dv[nidx, tri] * bary[..., None, None]).sum(2)
+        dP = torch.cat([dtw[:, jc], dvp], 1)[:, self.order]  # (N,P,3,L)
+        Jx[..., cols] = Jp @ dP
+        return uv, Jx
+
+
+def left_jacobian(aa: torch.Tensor) -> torch.Tensor:
+    """SO(3) left Jacobian of the exponential map at axis-angle aa (...,3) -> (...,3,3).
+
+    d exp(a) / d a_i = [J_l(a) e_i]_x exp(a): the world-frame rotation a change of a causes.
+    """
+    th2 = (aa * aa).sum(-1, keepdim=True)[..., None]
+    th = torch.sqrt(th2 + 1e-12)
+    small = th2 < 1e-6
+    safe = torch.where(small, torch.ones_like(th), th)
+    c1 = torch.where(small, 0.5 - th2 / 24, (1 - torch.cos(safe)) / safe**2)
+    c2 = torch.where(small, 1.0 / 6 - th2 / 120, (safe - torch.sin(safe)) / safe**3)
+    ax, ay, az = aa.unbind(-1)
+    zero = torch.zeros_like(ax)
+    Kx = torch.stack([zero, -az, ay, az, zero, -ax, -ay, ax, zero], -1).reshape(*aa.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
+    return eye + c1 * Kx + c2 * (Kx @ Kx)
