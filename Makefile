@@ -18,7 +18,7 @@ $(VENV)/.apt-done:
 
 $(VENV)/.deps-done: $(VENV)/.apt-done requirements/base.txt requirements/test.txt requirements/overrides.txt pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
-	@[ -x $(PY) ] || uv venv -q -p python3.11 $(VENV)
+	@[ -x $(PY) ] || uv venv -q --allow-existing -p python3.11 $(VENV)
 	uv pip install -q -p $(PY) -r requirements/base.txt -r requirements/test.txt --override requirements/overrides.txt
 	uv pip install -q -p $(PY) --no-deps -e .
 	@touch $@

@@ -32,6 +32,14 @@ class BuiltinPosePrior(nn.Module):
             cost = cost + 10.0 * torch.relu(sign * bp[:, j, axis]) ** 2
         return cost
 
+    def gn_hessian(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """(T,63) -> (T,63,63) Hessian of forward (exact: the cost is piecewise quadratic)."""
+        d = torch.full_like(body_pose, 2.0).view(-1, 21, 3).clone()
+        bp = body_pose.view(-1, 21, 3)
+        for j, axis, sign in ANGLE_LIMITS:
+            d[:, j, axis] = d[:, j, axis] + 20.0 * (sign * bp[:, j, axis] > 0).to(bp.dtype)
+        return torch.diag_embed(d.reshape(-1, 63))
+
 
 class GMMPosePrior(nn.Module):
     """Max-mixture negative log-likelihood of a SMPLify GMM pickle (per frame)."""
@@ -63,6 +71,12 @@ class GMMPosePrior(nn.Module):
         d = body_pose[:, None, :] - self.means  # (T,K,63)
         m = 0.5 * torch.einsum("tki,kij,tkj->tk", d, self.precisions, d) + self.const
         return m.min(1).values
+
+    def gn_hessian(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """(T,63) -> (T,63,63): the precision of each frame's best component."""
+        d = body_pose[:, None, :] - self.means
+        m = 0.5 * torch.einsum("tki,kij,tkj->tk", d, self.precisions, d) + self.const
+        return self.precisions[m.argmin(1)]
 
 
 def make_pose_prior(path: str | None) -> nn.Module:

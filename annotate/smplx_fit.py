@@ -1,14 +1,20 @@
-"""SMPL-X fitting of a whole clip in one optimisation, and its annotator.
+"""SMPL-X fitting of a whole clip in one batched optimisation, and its annotator.
 
 Objective (SMPLify-X's, with SHOW/EasyMocap-style clip terms), summed over frames:
-  data      Σ_k w_k c_tk GM(|π(X_tk) - x_tk|; ρ)    Geman-McClure on pixels, c = landmark
-                                                    confidence (0 = missing), ρ = rho x image side
-  priors    pose (GMM or built-in), |β|², |ψ_t|², |hand PCA|², |jaw|², |eyes|²
-  temporal  |X_{t+1} - 2X_t + X_{t-1}|² on the model points (mm) + |p_{t+1} - p_t|² on
-            face/hand parameters, so missing frames are filled smoothly
-with β (shape) shared by the clip and everything else per frame. Staged like SMPLify-X:
-camera + torso first, then the body, then hands and face; L-BFGS (strong Wolfe) on all
-frames at once. Only the observed model points are evaluated (annotate/smplx_sparse.py).
+  data      sum_k w_k c_tk GM(|pi(X_tk) - x_tk|; rho)   Geman-McClure on pixels, c = landmark
+                                                     confidence (0 = missing), rho = rho x image side
+  priors    pose (GMM or built-in), |beta|^2, |psi_t|^2, |hand PCA|^2, |jaw|^2, |eyes|^2
+  temporal  lambda_k |u_{t+1,k} - 2u_tk + u_{t-1,k}|^2 on the projected model points (px) and
+            a small second difference on every parameter, so noise averages out over
+            frames and missing frames are filled smoothly
+with beta (shape) shared by the clip and everything else per frame.
+
+Solver: Levenberg-Marquardt, batched over frames (annotate/smplx_optim.py). Each frame's
+~100 unknowns get a Gauss-Newton step from the analytic Jacobian of annotate/smplx_flat.py
+(only the joints that move an observed point; legs of a torso-up clip stay at zero) and
+the exact gradient (autograd), so a stage converges in ~10 steps. Staged like SMPLify-X:
+camera + torso, then the body (tried from two elbow starts per frame, the better kept),
+then hands and face; then one coupled solve with the temporal terms (block-PCG).
 Camera: OpenCV pinhole at the origin, principal point at the image centre.
 """
 
@@ -24,7 +30,8 @@ import torch
 
 from annotate.correspondences import Target, all_targets, gather_observations
 from annotate.pose_prior import make_pose_prior
-from annotate.smplx_optim import batched_lbfgs
+from annotate.smplx_flat import FlatSMPLX
+from annotate.smplx_optim import block_pcg, damped_solve, second_difference, second_difference_t
 from annotate.smplx_sparse import SparseSMPLX, project
 
 log = logging.getLogger(__name__)
@@ -32,14 +39,22 @@ log = logging.getLogger(__name__)
 STAGE = "smplx"
 PER_FRAME = ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
              "right_hand_pose", "expression", "transl")
+FLAT_ALL = ("transl", "global_orient", "body", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
+            "right_hand_pose", "expression", "betas")
 TORSO_POINTS = {("joint", 16), ("joint", 17), ("joint", 1), ("joint", 2)}
 UPPER_BODY_JOINTS = [12, 15, 16, 17, 18, 19, 20, 21]  # for the jitter score
+# temporal weights: px^2 per (px/frame^2)^2 of a projected point, by group (faces move faster)
+SMOOTH_2D = {"body": 2.0, "left_hand": 2.0, "right_hand": 2.0, "face": 0.3, "contour": 0.3}
+# and per parameter (second difference), small: they only steady what 2D cannot see (depth, twist)
+SMOOTH_PARAM = {"transl": 1e4, "global_orient": 10.0, "body": 10.0, "jaw_pose": 1.0, "leye_pose": 1.0,
+                "reye_pose": 1.0, "left_hand_pose": 0.1, "right_hand_pose": 0.1, "expression": 0.1, "betas": 0.0}
+BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fixed
 
 
 @dataclass
 class StageSpec:
     name: str
-    free: tuple[str, ...]
+    free: tuple[str, ...]  # FlatSMPLX layout names
     groups: tuple[str, ...]
     iterations: int
     pose_w: float
@@ -47,21 +62,23 @@ class StageSpec:
     face_w: float  # expression / jaw / eyes prior scale
     hand_w: float
     rho_scale: float = 1.0  # x robust_rho: wide early so far-off points still pull
-    temporal: bool = False  # add the temporal terms (this stage then runs as one coupled L-BFGS)
+    temporal: bool = False  # one coupled solve over the clip with the temporal terms
+    elbow_starts: bool = False  # try two elbow initialisations per frame, keep the better
 
 
 def default_stages(iterations: int) -> list[StageSpec]:
-    """SMPLify-X's schedule in three steps; prior weights fall as more is freed."""
-    it = max(iterations, 3)
+    """SMPLify-X's schedule in three steps, then the temporal solve; priors fall as more is freed.
+
+    iterations caps the Gauss-Newton steps of a stage (each stops earlier when converged).
+    """
+    it = max(iterations, 2)
     return [
-        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), max(it // 3, 5), 100, 100, 100, 100, 4.0),
-        StageSpec("body", ("transl", "global_orient", "body_pose", "betas"), ("body", "face", "contour"),
-                  max(it // 2, 5), 30, 50, 100, 100, 4.0),
-        StageSpec("full", PER_FRAME + ("betas",), ("body", "face", "contour", "left_hand", "right_hand"),
-                  it, 10, 25, 5, 2),
-        # the frames are fitted; now couple them in time (few iterations from a good start)
-        StageSpec("smooth", PER_FRAME + ("betas",), ("body", "face", "contour", "left_hand", "right_hand"),
-                  max(it // 3, 5), 10, 25, 5, 2, temporal=True),
+        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), min(it, 8), 100, 100, 100, 100, 4.0),
+        StageSpec("body", ("transl", "global_orient", "body", "betas"), ("body", "face", "contour"),
+                  min(it, 12), 30, 50, 100, 100, 4.0, elbow_starts=True),
+        StageSpec("full", FLAT_ALL, ("body", "face", "contour", "left_hand", "right_hand"), min(it, 12), 10, 25, 5, 2),
+        StageSpec("smooth", tuple(n for n in FLAT_ALL if n != "betas"),
+                  ("body", "face", "contour", "left_hand", "right_hand"), min(it, 6), 10, 25, 5, 2, temporal=True),
     ]
 
 
@@ -81,22 +98,6 @@ class FitResult:
 def estimate_focal(width: int, height: int) -> float:
     """A ~53 degree diagonal field of view, for footage whose camera is unknown."""
     return float(math.hypot(width, height))
-
-
-def _rest_pose(T: int, sp: SparseSMPLX, device) -> dict[str, torch.Tensor]:
-    z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
-    body = z(T, 63)
-    body[:, 15 * 3 + 2] = -1.2  # arms down: left shoulder about -z, right about +z
-    body[:, 16 * 3 + 2] = 1.2
-    # elbows half bent toward the camera: from a straight arm, bending moves the wrist only
-    # in depth, so 2D evidence has no gradient to start it (and talking people gesture)
-    body[:, 17 * 3 + 1] = -0.8
-    body[:, 18 * 3 + 1] = 0.8
-    go = z(T, 3)
-    go[:, 0] = math.pi  # body y-up -> camera y-down, facing the camera
-    return {"betas": z(1, sp.num_betas), "global_orient": go, "body_pose": body, "jaw_pose": z(T, 3),
-            "leye_pose": z(T, 3), "reye_pose": z(T, 3), "left_hand_pose": z(T, sp.num_pca),
-            "right_hand_pose": z(T, sp.num_pca), "expression": z(T, sp.num_expression), "transl": z(T, 3)}
 
 
 def _init_translation(rest_pts: np.ndarray, xy: np.ndarray, conf: np.ndarray, mask: np.ndarray,
@@ -127,8 +128,110 @@ def _init_translation(rest_pts: np.ndarray, xy: np.ndarray, conf: np.ndarray, ma
 
 
 def gm(r2: torch.Tensor, rho: float) -> torch.Tensor:
-    """Geman-McClure of squared residuals, scaled to rho² (quadratic near 0, flat beyond rho)."""
+    """Geman-McClure of squared residuals, scaled to rho^2 (quadratic near 0, flat beyond rho)."""
     return rho**2 * r2 / (rho**2 + r2)
+
+
+class ClipObjective:
+    """The fitting objective on FlatSMPLX parameters x (T,D), its pieces and GN Hessians."""
+
+    def __init__(self, fm: FlatSMPLX, obs, c_obs, groups, cam, rho, prior, smooth_weight, device):
+        self.fm, self.obs, self.c_obs, self.groups, self.cam, self.rho = fm, obs, c_obs, groups, cam, rho
+        self.prior = prior
+        lay = fm.layout
+        D = fm.dim
+        self.D = D
+        # body-pose columns of x -> the 63 body_pose values
+        cols = [(j - 1) * 3 + c for j in fm.body_free for c in range(3)]
+        self.body63 = torch.as_tensor(cols, dtype=torch.long, device=device)
+        self.body_x = torch.arange(lay["body"].start, lay["body"].stop, device=device) if "body" in lay else None
+        self.beta_x = torch.arange(lay["betas"].start, lay["betas"].stop, device=device)
+        self.sm2d = torch.tensor([SMOOTH_2D.get(g, 1.0) for g in groups], dtype=torch.float32,
+                                 device=device) * smooth_weight
+        wp = torch.zeros(D, device=device)
+        for k, sl in lay.items():
+            wp[sl] = SMOOTH_PARAM.get(k, 0.0) * smooth_weight
+        self.smooth_p = wp
+
+    def cols(self, names) -> torch.Tensor:
+        lay = self.fm.layout
+        return torch.cat([torch.arange(lay[n].start, lay[n].stop) for n in names if n in lay]).to(self.obs.device)
+
+    def stage_diag(self, st: StageSpec) -> torch.Tensor:
+        """(D,) weights of the quadratic priors: sum_d w_d x_d^2."""
+        w = torch.zeros(self.D, device=self.obs.device)
+        lay = self.fm.layout
+        for name, val in (("betas", st.shape_w), ("expression", st.face_w), ("jaw_pose", 100 * st.face_w),
+                          ("leye_pose", 100 * st.face_w), ("reye_pose", 100 * st.face_w),
+                          ("left_hand_pose", st.hand_w), ("right_hand_pose", st.hand_w)):
+            if name in lay:
+                w[lay[name]] = val
+        return w
+
+    def body_pose(self, x: torch.Tensor) -> torch.Tensor:
+        bp = torch.zeros(x.shape[0], 63, dtype=x.dtype, device=x.device)
+        if self.body_x is None:
+            return bp
+        return bp.index_copy(1, self.body63, x[:, self.body_x])
+
+    def frame_costs(self, x, st, cw, rows, bmean, wdiag, uv=None) -> torch.Tensor:
+        """(T,) objective without the temporal terms."""
+        if uv is None:
+            uv = project(self.fm(x, rows), self.cam)
+        r2 = ((uv - self.obs) ** 2).sum(-1)
+        f = (cw * gm(r2, self.rho * st.rho_scale)).sum(1)
+        f = f + st.pose_w * self.prior(self.body_pose(x)) + (wdiag * x * x).sum(1)
+        if bmean is not None:
+            f = f + BETA_POOL * ((x[:, self.beta_x] - bmean) ** 2).sum(1)
+        return f
+
+    def temporal_cost(self, x, uv) -> torch.Tensor:
+        a2 = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
+        return (a2 * self.sm2d).sum() + (second_difference(x) ** 2 * self.smooth_p).sum()
+
+    def prior_hessian(self, x, st, wdiag, with_pool: bool) -> torch.Tensor:
+        """(T,D,D) Gauss-Newton Hessian of the prior terms."""
+        T = x.shape[0]
+        d = 2 * wdiag.expand(T, -1).clone()
+        if with_pool:
+            d[:, self.beta_x] += 2 * BETA_POOL
+        H = torch.diag_embed(d)
+        if self.body_x is not None:
+            Hb = self.prior.gn_hessian(self.body_pose(x))[:, self.body63][:, :, self.body63] * st.pose_w
+            idx = self.body_x
+            H[:, idx[:, None], idx[None, :]] += Hb
+        return H
+
+
+def _rest_x(fm: FlatSMPLX, T: int, device, elbow: float = 0.8) -> torch.Tensor:
+    x = torch.zeros(T, fm.dim, device=device)
+    lay = fm.layout
+    x[:, lay["global_orient"].start] = math.pi  # body y-up -> camera y-down, facing the camera
+
+    def setj(j, c, v):
+        if j in fm.body_free:
+            x[:, lay["body"].start + 3 * fm.body_free.index(j) + c] = v
+
+    setj(16, 2, -1.2)  # arms down: left shoulder about -z, right about +z
+    setj(17, 2, 1.2)
+    # elbows bent toward the camera: from a straight arm, bending moves the wrist only in
+    # depth, so 2D evidence has no gradient to start it (and talking people gesture)
+    setj(18, 1, -elbow)
+    setj(19, 1, elbow)
+    return x
+
+
+def _params_from_x(fm: FlatSMPLX, obj: ClipObjective, x: torch.Tensor, sp: SparseSMPLX) -> dict[str, torch.Tensor]:
+    """Full SMPL-X parameter dict (T,...) from flat x; betas (1,B) = the clip mean."""
+    T = x.shape[0]
+    lay = fm.layout
+    z = lambda n: torch.zeros(T, n, dtype=x.dtype, device=x.device)  # noqa: E731
+    p = {"global_orient": x[:, lay["global_orient"]], "body_pose": obj.body_pose(x), "transl": x[:, lay["transl"]],
+         "expression": x[:, lay["expression"]], "betas": x[:, lay["betas"]].mean(0, keepdim=True)}
+    for name, n in (("jaw_pose", 3), ("leye_pose", 3), ("reye_pose", 3), ("left_hand_pose", sp.num_pca),
+                    ("right_hand_pose", sp.num_pca)):
+        p[name] = x[:, lay[name]] if name in lay else z(n)
+    return p
 
 
 def fit_clip(
@@ -144,7 +247,7 @@ def fit_clip(
     smooth_weight: float = 1.0,
     pose_prior: torch.nn.Module | None = None,
     device: str | torch.device = "cpu",
-    tolerance: float = 1e-9,
+    tolerance: float = 1e-4,
     stages: list[StageSpec] | None = None,
     optimizer: str = "batched",
 ) -> FitResult:
@@ -152,108 +255,86 @@ def fit_clip(
 
     xy: (T,K,2) observed pixels, conf: (T,K) in [0,1] (0 = missing), targets: the K model
     points they observe, camera: (f, cx, cy). Temporal terms apply when T > 2.
-    optimizer: "batched" (per-frame L-BFGS blocks, annotate/smplx_optim.py) or "lbfgs"
-    (torch's L-BFGS on the summed objective, SMPLify-X's choice for single images).
+    optimizer: "batched" (per-frame Levenberg-Marquardt, then the coupled temporal solve) or
+    "lbfgs" (torch's L-BFGS with strong Wolfe on the same objective, each stage run to
+    convergence with `iterations` as its cap, no temporal terms: SMPLify-X's per-image way;
+    use it on one frame at a time as the per-frame baseline).
     """
     t0 = time.perf_counter()
     device = torch.device(device)
     sp = sp.to(device)
     T, K = conf.shape
     prior = (pose_prior or make_pose_prior(None)).to(device)
-    w = torch.tensor([t.weight for t in targets], dtype=torch.float32, device=device)
-    groups = np.array([t.group for t in targets])
-    torso = np.array([t.point in TORSO_POINTS or t.group == "face" for t in targets])
-    obs = torch.tensor(xy, dtype=torch.float32, device=device)
-    c_obs = torch.tensor(conf, dtype=torch.float32, device=device) * w
+    active = conf.max(0) > 0
+    if active.sum() < 3:
+        raise ValueError("fewer than 3 landmarks observed in the whole clip")
+    sp.set_contour_rows(torch.arange(sp.dyn_faces.shape[0], device=device))  # frames index the whole table
+    fm = FlatSMPLX(sp, active).to(device)
+    tg = [t for t, a in zip(targets, active) if a]
+    w = torch.tensor([t.weight for t in tg], dtype=torch.float32, device=device)
+    groups = np.array([t.group for t in tg])
+    torso = np.array([t.point in TORSO_POINTS or t.group == "face" for t in tg])
+    obs = torch.tensor(xy[:, active], dtype=torch.float32, device=device)
+    c_obs = torch.tensor(conf[:, active], dtype=torch.float32, device=device) * w
     cam = torch.tensor(camera, dtype=torch.float32, device=device)
     rho = robust_rho * max(image_size)
+    obj = ClipObjective(fm, obs, c_obs, list(groups), cam, rho, prior, smooth_weight, device)
 
-    p = _rest_pose(T, sp, device)
+    x = _rest_x(fm, T, device)
+    rows = torch.zeros(T, dtype=torch.long, device=device)
     with torch.no_grad():
-        p1 = {k: v[:1] for k, v in p.items()}
-        sp.set_contour_rows(sp.contour_rows(p1))
-        rest, _ = sp(p1)
-    init = _init_translation(rest[0].cpu().numpy(), xy, conf, torso, np.asarray(camera, float))
+        rest = fm(x[:1], rows[:1])[0].cpu().numpy()
+    init = _init_translation(rest, xy[:, active], conf[:, active], torso, np.asarray(camera, float))
     if init is None:
         raise ValueError("no frame has 3 or more confident torso/face landmarks")
-    p["transl"] = torch.tensor(init, dtype=torch.float32, device=device)
+    x[:, fm.layout["transl"]] = torch.tensor(init, dtype=torch.float32, device=device)
     temporal = T > 2 and smooth_weight > 0
-    batched = optimizer == "batched"
-    if batched:  # per-frame shape, pulled to the clip's mean, keeps every frame its own block
-        p["betas"] = p["betas"].expand(T, -1).clone()
-    evals = 0
+    stats = {"evals": 0}
     losses: list[float] = []
 
-    def frame_losses(q: dict[str, torch.Tensor], st: StageSpec, cw: torch.Tensor) -> torch.Tensor:  # noqa: C901
-        """(T,) objective, each term charged to one frame (temporal ones to their first frame)."""
-        pts, _ = sp(q)
-        r2 = ((project(pts, cam) - obs) ** 2).sum(-1)
-        f = (cw * gm(r2, rho * st.rho_scale)).sum(1)
-        f = f + st.pose_w * prior(q["body_pose"])
-        b = q["betas"]
-        f = f + st.shape_w * (b**2).sum(1) * (T if b.shape[0] == 1 else 1)
-        if b.shape[0] > 1:
-            f = f + 1e3 * ((b - b.mean(0, keepdim=True)) ** 2).sum(1)
-        f = f + st.face_w * ((q["expression"] ** 2).sum(1) + 100 * (q["jaw_pose"] ** 2).sum(1)
-                             + 100 * (q["leye_pose"] ** 2).sum(1) + 100 * (q["reye_pose"] ** 2).sum(1))
-        f = f + st.hand_w * ((q["left_hand_pose"] ** 2).sum(1) + (q["right_hand_pose"] ** 2).sum(1))
-        if temporal and (st.temporal or not batched):
-            mm = pts * 1000.0
-            acc = ((mm[2:] - 2 * mm[1:-1] + mm[:-2]) ** 2).sum((1, 2))
-            tf = torch.nn.functional.pad(acc * 0.1, (0, 2))
-            for k, kw in (("expression", 5.0), ("jaw_pose", 500.0), ("left_hand_pose", 2.0),
-                          ("right_hand_pose", 2.0), ("global_orient", 200.0), ("body_pose", 50.0)):
-                tf = tf + kw * torch.nn.functional.pad(((q[k][1:] - q[k][:-1]) ** 2).sum(1), (0, 1))
-            f = f + smooth_weight * tf
-        return f
+    def update_rows(x):
+        with torch.no_grad():
+            return sp.contour_rows(_params_from_x(fm, obj, x, sp))
 
     for st in stages or default_stages(iterations):
+        if st.temporal and not (temporal and optimizer == "batched"):
+            continue
         gmask = torch.tensor(np.isin(groups, st.groups) | (("torso" in st.groups) & torso),
                              dtype=torch.float32, device=device)
         cw = c_obs * gmask
-        sp.set_contour_rows(sp.contour_rows(p))
-        if batched and not st.temporal:
-            sizes = [p[k].shape[1] for k in st.free]
-
-            def unpack(x, sizes=sizes, st=st):
-                q = dict(p)
-                q.update(zip(st.free, torch.split(x, sizes, 1)))
-                return q
-
-            x0 = torch.cat([p[k] for k in st.free], 1)
-            x, n = batched_lbfgs(lambda x, st=st, cw=cw: frame_losses(unpack(x), st, cw), x0, st.iterations,
-                                 tolerance=tolerance)
-            evals += n
-            p.update(zip(st.free, [v.detach() for v in torch.split(x, sizes, 1)]))
+        rows = update_rows(x)
+        free = obj.cols(st.free)
+        wdiag = obj.stage_diag(st)
+        if optimizer == "lbfgs":
+            x = _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
+        elif st.temporal:
+            x = _temporal_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
+        elif st.elbow_starts:
+            # the depth of a bent forearm is ambiguous in 2D: start from both bends, keep the better
+            xa = x.clone()
+            xb = x.clone()
+            xb[:, fm.layout["body"]] = _rest_x(fm, T, device, elbow=2.0)[:, fm.layout["body"]]
+            both = _lm_stage(obj, torch.cat([xa, xb]), st, torch.cat([cw, cw]), torch.cat([rows, rows]),
+                             wdiag, free, tolerance, stats, two=True)
             with torch.no_grad():
-                losses.append(float(frame_losses(p, st, cw).sum() / T))
+                fa, fb = (obj.frame_costs(h, st, cw, rows, None, wdiag) for h in both.split(T))
+            x = torch.where((fb < fa)[:, None], both[T:], both[:T])
         else:
-            if batched and p["betas"].shape[0] > 1:  # from here on one shape for the clip
-                p["betas"] = p["betas"].mean(0, keepdim=True)
-            free = [p[k].requires_grad_(True) for k in st.free]
-            opt = torch.optim.LBFGS(free, lr=1.0, max_iter=st.iterations, history_size=20,
-                                    line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=tolerance)
+            x = _lm_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
+        with torch.no_grad():
+            bm = x[:, obj.beta_x].mean(0) if "betas" in st.free else None
+            losses.append(float(obj.frame_costs(x, st, cw, rows, bm, wdiag).mean()))
+        log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], stats["evals"])
+        if "betas" in st.free:  # from here on (and in the output) one shape for the clip
+            x[:, obj.beta_x] = x[:, obj.beta_x].mean(0)
 
-            def closure(st=st, cw=cw):
-                nonlocal evals
-                evals += 1
-                opt.zero_grad()
-                loss = frame_losses(p, st, cw).sum() / T
-                loss.backward()
-                return loss
-
-            losses.append(float(opt.step(closure).detach()))
-            for k in st.free:
-                p[k] = p[k].detach()
-        log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], evals)
-
-    if p["betas"].shape[0] > 1:
-        p["betas"] = p["betas"].mean(0, keepdim=True)
+    p = _params_from_x(fm, obj, x.detach(), sp)
     with torch.no_grad():
         sp.set_contour_rows(sp.contour_rows(p))
         pts, joints = sp(p)
         uv = project(pts, cam)
-        err = torch.linalg.norm(uv - obs, dim=-1)
+        obs_all = torch.tensor(xy, dtype=torch.float32, device=device)
+        err = torch.linalg.norm(uv - obs_all, dim=-1)
         seen = torch.tensor(conf > 0.5, device=device)
         n = seen.sum(1)
         per_frame = torch.where(n > 0, (err * seen).sum(1) / n.clamp(min=1), torch.full_like(n, float("nan"),
@@ -263,7 +344,127 @@ def fit_clip(
     params = {k: v.detach().cpu().numpy() for k, v in p.items()}
     return FitResult(params=params, camera=np.asarray(camera, np.float32), reprojection_px=per_frame.cpu().numpy(),
                      points2d=uv.cpu().numpy(), joints=joints.cpu().numpy(), jitter=jitter,
-                     seconds=time.perf_counter() - t0, evaluations=evals, losses=losses)
+                     seconds=time.perf_counter() - t0, evaluations=stats["evals"], losses=losses)
+
+
+def _gn_system(obj: ClipObjective, x, st, cw, rows, wdiag, free, with_pool):
+    """Per-frame GN Hessian (T,F,F) on the free columns, and the weighted Jacobian pieces."""
+    uv, Jx = obj.fm.projected_jacobian(x, rows, obj.cam, with_betas="betas" in st.free)
+    T = x.shape[0]
+    rr = (obj.rho * st.rho_scale) ** 2
+    e2 = ((uv - obj.obs.repeat(T // obj.obs.shape[0], 1, 1)) ** 2).sum(-1)
+    wi = cw * rr**2 / (rr + e2) ** 2  # IRLS weight of Geman-McClure
+    Jf = Jx[..., free].reshape(T, -1, len(free))  # (T,2P,F)
+    W = wi.repeat_interleave(2, 1)[..., None]
+    H = 2 * (Jf * W).transpose(1, 2) @ Jf
+    Hp = obj.prior_hessian(x, st, wdiag, with_pool)
+    return H + Hp[:, free][:, :, free], Jf, uv
+
+
+def _lm_stage(obj, x, st, cw, rows, wdiag, free, tol, stats, two: bool = False):
+    """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step."""
+    T = x.shape[0]
+    obs = obj.obs
+    if two:  # two starts stacked: observations repeat
+        obj.obs = obs.repeat(2, 1, 1)
+    lam = torch.full((T,), 1e-3, device=x.device)
+    pool = "betas" in st.free
+    try:
+        for _ in range(st.iterations):
+            bm = x[:, obj.beta_x].mean(0).detach() if pool else None
+            xg = x.detach().requires_grad_(True)
+            f = obj.frame_costs(xg, st, cw, rows, bm, wdiag)
+            (g,) = torch.autograd.grad(f.sum(), xg)
+            stats["evals"] += 1
+            with torch.no_grad():
+                H, _, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, pool)
+                step = damped_solve(H, g[:, free], lam)
+                x_new = x.clone()
+                x_new[:, free] += step
+                f_new = obj.frame_costs(x_new, st, cw, rows, bm, wdiag)
+                stats["evals"] += 1
+                ok = f_new < f.detach()
+                x = torch.where(ok[:, None], x_new, x)
+                lam = torch.where(ok, lam / 3, lam * 4).clamp(1e-7, 1e7)
+                gain = (f.detach() - f_new) / f.detach().abs().clamp(min=1e-9)
+                if bool(((ok & (gain < tol)) | (~ok & (lam > 1e4))).all()):
+                    break
+    finally:
+        obj.obs = obs
+    return x
+
+
+def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
+    """Gauss-Newton on the whole clip with the temporal terms (block-banded, solved by PCG)."""
+    T = x.shape[0]
+    lam = 1e-3
+    cdiag = torch.zeros(T, device=x.device)
+    cdiag[:-2] += 1
+    cdiag[1:-1] += 4
+    cdiag[2:] += 1
+    sm2 = obj.sm2d.repeat_interleave(2)  # (2P,)
+    wp = obj.smooth_p[free]
+
+    def total(xv):
+        uv = project(obj.fm(xv, rows), obj.cam)
+        return obj.frame_costs(xv, st, cw, rows, None, wdiag, uv=uv).sum() + obj.temporal_cost(xv, uv)
+
+    for _ in range(st.iterations):
+        xg = x.detach().requires_grad_(True)
+        F = total(xg)
+        (g,) = torch.autograd.grad(F, xg)
+        stats["evals"] += 1
+        with torch.no_grad():
+            H, Jf, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, False)
+            Hs = 2 * (Jf * sm2[:, None]).transpose(1, 2) @ Jf  # one frame's share of the 2D smoothing
+            d = H.diagonal(dim1=-2, dim2=-1)
+            Hd = H + torch.diag_embed(lam * d)
+
+            def matvec(v):
+                u = second_difference((Jf @ v[..., None])[..., 0]) * sm2
+                back = (Jf.transpose(1, 2) @ second_difference_t(u)[..., None])[..., 0]
+                return (Hd @ v[..., None])[..., 0] + 2 * back + 2 * second_difference_t(second_difference(v) * wp)
+
+            pre = Hd + cdiag[:, None, None] * (Hs + torch.diag_embed(2 * wp).expand(T, -1, -1))
+            L = torch.linalg.cholesky(pre + 1e-6 * torch.eye(len(free), device=x.device))
+            step = block_pcg(matvec, -g[:, free], L, iterations=40)
+            x_new = x.clone()
+            x_new[:, free] += step
+            F_new = total(x_new)
+            stats["evals"] += 1
+            if float(F_new) < float(F):
+                gain = float((F - F_new) / F.abs().clamp(min=1e-9))
+                x, lam = x_new, lam / 3
+                if gain < tol:
+                    break
+            else:
+                lam *= 4
+                if lam > 1e4:
+                    break
+    return x
+
+
+def _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
+    """torch's L-BFGS (strong Wolfe) on the summed objective: the per-image SMPLify-X way."""
+    xf = x[:, free].clone().requires_grad_(True)
+    pool = "betas" in st.free and x.shape[0] > 1
+    opt = torch.optim.LBFGS([xf], lr=1.0, max_iter=st.iterations, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-7, tolerance_change=tol)
+
+    def closure():
+        stats["evals"] += 1
+        opt.zero_grad()
+        xx = x.clone()
+        xx[:, free] = xf
+        bm = xx[:, obj.beta_x].mean(0).detach() if pool else None
+        loss = obj.frame_costs(xx, st, cw, rows, bm, wdiag).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    x = x.clone()
+    x[:, free] = xf.detach()
+    return x
 
 
 # ------------------------------------------------------------------------ annotator

@@ -227,12 +227,95 @@ class FlatSMPLX(nn.Module):
                 direct_a.append(a_col)
         self.direct_x = torch.as_tensor(direct_x, device=dev)
         self.direct_a = torch.as_tensor(direct_a, device=dev)
-        self.pca_blocks = []
-        for h in ("left_hand_pose", "right_hand_pose"):
-            if h in lay:
-                acs = np.flatnonzero(np.abs(Mn[lay[h]]).sum(0) > 0)
-                self.pca_blocks.append((lay[h], torch.as_tensor(acs, device=dev),
-                                        torch.as_tensor(Mn[lay[h]][:, acs].T.copy(), device=dev)))
+        self._build_pairs(Mn, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
+                          contour_cols, remap, sp, used, rot_chain, moved_by, K, dev)
+
+    def _build_pairs(self, Mn, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
+                     contour_cols, remap, sp, used, rot_chain, moved_by, K, dev) -> None:
+        """(point, rotating chain joint) pairs of the sparse Jacobian, and where they land in x."""
+        flat = self.chain
+        C = len(flat)
+        pos = {int(j): n for n, j in enumerate(flat)}
+        anc = self.anc_or_self.cpu().numpy() > 0
+        rotating = np.array([j == 0 or moved_by[j] for j in flat])
+        sj, sw = self.slot_joint.cpu().numpy(), self.slot_weight.cpu().numpy()
+        E = 3 * K
+        Pj = int(is_joint.sum())
+        ec = np.zeros((1, Pj, E), np.float32)
+        ec[..., 0] = 1.0
+        ej = np.zeros((1, Pj, E), np.int64)
+        ej[0, :, 0] = [pos[int(j)] for j in joint_of[is_joint]]
+        self.register_buffer("joint_entry_c", torch.as_tensor(ec, device=dev))
+        self.register_buffer("joint_entry_j", torch.as_tensor(ej, device=dev))
+        # posedirs of the used vertices per rotating joint: (S, |rot|, 3, 9)
+        pdv = self.posedirs.view(len(rot_chain), 9, -1, 3).permute(2, 0, 3, 1).cpu().numpy() if rot_chain else None
+        rot_pos = {c: n for n, c in enumerate(rot_chain)}
+        ct_of = dict(contour_cols)
+        P = self.num_points
+        order_inv = np.concatenate([np.flatnonzero(is_joint), vert_pts])  # position in cat -> point
+        qp, qk, pd_q, pd_m = [], [], [], []
+        for n in range(P):
+            if is_joint[n]:
+                ks = anc[pos[int(joint_of[n])]].copy()
+                ks[pos[int(joint_of[n])]] = False
+                verts = []
+            else:
+                if n in ct_of and ct_local is not None:
+                    verts = np.unique(remap[ct_local[:, ct_of[n]]]).tolist()
+                else:
+                    verts = [int(v) for v, b in zip(tri[n], bary[n]) if b > 0]
+                ks = np.zeros(C, bool)
+                for v in verts:
+                    for j, w in zip(sj[v], sw[v]):
+                        if w > 0:
+                            ks |= anc[j]
+            ks &= rotating
+            static_vertex = not is_joint[n] and n not in ct_of
+            if static_vertex and pdv is not None:
+                m = sum(b * pdv[v] for v, b in zip(tri[n], bary[n]) if b > 0)  # (|rot|,3,9)
+                for c, r in rot_pos.items():
+                    if np.abs(m[r]).max() > 1e-7:
+                        ks[c] = True
+            for k in np.flatnonzero(ks):
+                if static_vertex and pdv is not None and k in rot_pos:
+                    mk = m[rot_pos[k]]
+                    if np.abs(mk).max() > 1e-7:
+                        pd_q.append(len(qp))
+                        pd_m.append(mk)
+                qp.append(n)
+                qk.append(int(k))
+        del order_inv
+        self.register_buffer("q_point", torch.as_tensor(qp, device=dev))
+        self.register_buffer("q_joint", torch.as_tensor(qk, device=dev))
+        if pd_q:
+            self.register_buffer("q_pd", torch.as_tensor(pd_q, device=dev))
+            self.register_buffer("q_pd_mat", torch.as_tensor(np.stack(pd_m).astype(np.float32), device=dev))
+        else:
+            self.q_pd = None
+        # scatter targets in the flattened (P,2,D) Jacobian
+        D = self.dim
+        a2x = dict(zip(direct_a, direct_x))
+        direct, flat_idx = [], []
+        pca: dict[str, tuple[list, list, list]] = {}
+        hands = {h: self.layout[h] for h in ("left_hand_pose", "right_hand_pose") if h in self.layout}
+        for n, (p_, k) in enumerate(zip(qp, qk)):
+            if 3 * k in a2x:
+                direct.append(n)
+                flat_idx.append([[p_ * 2 * D + r * D + a2x[3 * k + i] for i in range(3)] for r in range(2)])
+                continue
+            for h, sl in hands.items():
+                comps = Mn[sl, 3 * k:3 * k + 3]  # (pca, 3)
+                if np.abs(comps).sum() > 0:
+                    e = pca.setdefault(h, ([], [], []))
+                    e[0].append(n)
+                    e[1].append([[p_ * 2 * D + r * D + sl.start + c for c in range(sl.stop - sl.start)] for r in range(2)])
+                    e[2].append(comps.T)
+        self.q_direct = torch.as_tensor(direct, device=dev)
+        self.q_flat_direct = torch.as_tensor(np.array(flat_idx, np.int64).reshape(-1), device=dev)
+        self.q_pca = []
+        for h, (sel_, idx_, comps_) in pca.items():
+            self.q_pca.append((torch.as_tensor(sel_, device=dev), torch.as_tensor(np.array(idx_).reshape(-1), device=dev),
+                               torch.as_tensor(np.stack(comps_).astype(np.float32), device=dev)))
 
     def split(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: x[..., s] for k, s in self.layout.items()}
@@ -276,7 +359,7 @@ class FlatSMPLX(nn.Module):
         nidx = torch.arange(N, device=x.device)[:, None, None]
         vp = (v[nidx, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
         pts = torch.cat([tw[:, self.joint_cols], vp], 1)[:, self.order] + x[:, None, lay["transl"]]
-        return dict(aa=aa, Rw=Rw, tw=tw, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
+        return dict(aa=aa, rot=rot, Rw=Rw, tw=tw, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
@@ -305,26 +388,40 @@ class FlatSMPLX(nn.Module):
                           torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)], -2)
         # world angular velocity of each chain joint per unit local axis-angle: Rw_parent J_left(aa)
         Rpar = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3), Rw[:, self.par[1:]]], 1)
-        omega = Rpar @ left_jacobian(q["aa"])  # (N,C,3,3): column i = axis for component i
-        # lever arms: for point P and joint k, sum over P's influences j below k of c (y_j - t_k)
+        Jl = left_jacobian(q["aa"])
+        omega = Rpar @ Jl  # (N,C,3,3): column i = world axis for component i
+        jc = self.joint_cols
+        # each point's influences ("entries"): (position y_e, coefficient c_e, chain joint j_e);
+        # a joint target is one entry (itself), a vertex point its triangle's skinning slots
         Pv = tri.shape[1]
         K = y.shape[2]
-        yE = y[nidx, tri].reshape(N, Pv, 3 * K, 3)
-        cE = (bary[..., None] * self.slot_weight[tri]).reshape(N, Pv, 3 * K)
-        dE = self.anc_or_self[self.slot_joint[tri]].reshape(N, Pv, 3 * K, -1)  # (N,Pv,E,C)
-        Ybar = ((cE[..., None] * yE).transpose(-1, -2) @ dE).transpose(-1, -2)  # (N,Pv,C,3)
-        Wbar = (cE[:, :, None, :] @ dE)[:, :, 0]  # (N,Pv,C)
-        Zv = Ybar - Wbar[..., None] * tw[:, None]
-        jc = self.joint_cols
-        Zj = self.anc_proper[jc][None, ..., None] * (tw[:, jc, None] - tw[:, None])  # (N,Pj,C,3)
-        Z = torch.cat([Zj, Zv], 1)[:, self.order]  # (N,P,C,3)
-        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z_k) = omega_ki . (Z_k x Jp_r)
-        Qx = torch.linalg.cross(Z[:, :, None], Jp[:, :, :, None].expand(-1, -1, -1, Z.shape[2], -1))  # (N,P,2,C,3)
-        Ja = torch.einsum("nprkc,nkci->nprki", Qx, omega).reshape(N, -1, 2, Z.shape[2] * 3)
-        Jx = torch.zeros(N, pts.shape[1], 2, D, dtype=x.dtype, device=x.device)
-        Jx[..., self.direct_x] = Ja[..., self.direct_a]
-        for xs, ac, comps in self.pca_blocks:
-            Jx[..., xs] = Ja[..., ac] @ comps
+        E = 3 * K
+        yE = torch.cat([torch.nn.functional.pad(tw[:, jc, None], (0, 0, 0, E - 1)),
+                        y[nidx, tri].reshape(N, Pv, E, 3)], 1)[:, self.order]
+        cE = torch.cat([self.joint_entry_c.expand(N, -1, -1),
+                        (bary[..., None] * self.slot_weight[tri]).reshape(N, Pv, E)], 1)[:, self.order]
+        jE = torch.cat([self.joint_entry_j.expand(N, -1, -1), self.slot_joint[tri].reshape(N, Pv, E)], 1)[:, self.order]
+        # pairs (point P, chain joint k that moves it): lever Z = sum_e [j_e below k] c_e (y_e - t_k)
+        qp, qk = self.q_point, self.q_joint
+        cm = cE[:, qp] * self.anc_or_self[jE[:, qp], qk[:, None]]  # (N,Q,E)
+        Z = (cm[..., None] * yE[:, qp]).sum(2) - cm.sum(2)[..., None] * tw[:, qk]  # (N,Q,3)
+        JpQ = Jp[:, qp]  # (N,Q,2,3)
+        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r)
+        Zx = torch.linalg.cross(Z[:, :, None].expand(-1, -1, 2, -1), JpQ)
+        vals = Zx @ omega[:, qk]  # (N,Q,2,3)
+        if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
+            qi = self.q_pd
+            GR = (Rw[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
+            GRp = (GR[nidx, tri] * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
+            GRp = torch.cat([torch.zeros(N, len(jc), 3, 3, dtype=x.dtype, device=x.device), GRp], 1)[:, self.order]
+            dR = (skew(Jl.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
+            M = (JpQ[:, qi] @ GRp[:, qp[qi]]) @ self.q_pd_mat  # (N,Qp,2,9)
+            vals = vals.index_add(1, qi, M @ dR[:, qk[qi]])
+        Jx = torch.zeros(N, pts.shape[1] * 2 * D, dtype=x.dtype, device=x.device)
+        Jx.index_add_(1, self.q_flat_direct, vals[:, self.q_direct].reshape(N, -1))
+        for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,2,3) @ (Qh,3,pca)
+            Jx.index_add_(1, flat_idx, (vals[:, qsel] @ comps).reshape(N, -1))
+        Jx = Jx.view(N, -1, 2, D)
         Jx[..., self.layout["transl"]] = Jp
         # expression (and shape): linear given the rotations
         lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
@@ -362,8 +459,13 @@ def left_jacobian(aa: torch.Tensor) -> torch.Tensor:
     safe = torch.where(small, torch.ones_like(th), th)
     c1 = torch.where(small, 0.5 - th2 / 24, (1 - torch.cos(safe)) / safe**2)
     c2 = torch.where(small, 1.0 / 6 - th2 / 120, (safe - torch.sin(safe)) / safe**3)
-    ax, ay, az = aa.unbind(-1)
-    zero = torch.zeros_like(ax)
-    Kx = torch.stack([zero, -az, ay, az, zero, -ax, -ay, ax, zero], -1).reshape(*aa.shape[:-1], 3, 3)
+    Kx = skew(aa)
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
     return eye + c1 * Kx + c2 * (Kx @ Kx)
+
+
+def skew(w: torch.Tensor) -> torch.Tensor:
+    """(...,3) -> (...,3,3) cross-product matrices."""
+    ax, ay, az = w.unbind(-1)
+    zero = torch.zeros_like(ax)
+    return torch.stack([zero, -az, ay, az, zero, -ax, -ay, ax, zero], -1).reshape(*w.shape[:-1], 3, 3)

@@ -1,11 +1,10 @@
-"""L-BFGS run on every frame of a clip at once, each frame with its own curvature history.
+"""Small batched solvers for the clip fitter: damped Gauss-Newton steps and block-PCG.
 
-A clip objective is (almost) a sum of per-frame problems: torch's L-BFGS on the sum shares
-one history and one step length across all frames, which mixes unrelated curvature and
-converges slowly as frames are added. Here the two-loop recursion and the backtracking
-(Armijo) line search are done per frame, vectorised over the frames, so each frame
-converges at its own pace in one batched evaluation per step. The few coupling terms
-(temporal smoothness, the clip's shared shape) enter through the gradient.
+A clip objective is (almost) a sum of per-frame problems with ~100 unknowns each, so a
+Levenberg-Marquardt step is one batched (T,D,D) Cholesky solve: every frame gets its own
+damping and converges in ~10 steps, where first-order methods need hundreds of
+evaluations. The temporal terms couple neighbouring frames; their normal equations are
+block-banded, solved by conjugate gradients preconditioned with the per-frame blocks.
 """
 
 from __future__ import annotations
@@ -15,82 +14,57 @@ from typing import Callable
 import torch
 
 
-def batched_lbfgs(
-    frame_loss: Callable[[torch.Tensor], torch.Tensor],
-    x0: torch.Tensor,
-    iterations: int,
-    history: int = 10,
-    tolerance: float = 1e-6,
-    max_backtracks: int = 8,
-) -> tuple[torch.Tensor, int]:
-    """Minimise sum_t frame_loss(x)[t] over x (T,D); frame_loss returns (T,) losses.
+def damped_solve(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Levenberg-Marquardt step -(H + lam diag(H))^-1 g per frame. H (T,D,D), g (T,D), lam (T,)."""
+    d = H.diagonal(dim1=-2, dim2=-1)
+    A = H + torch.diag_embed(lam[:, None] * d + 1e-6 * (1 + d))
+    L, info = torch.linalg.cholesky_ex(A)
+    bad = info > 0
+    if bool(bad.any()):  # not positive definite (rare): make those frames a gradient step
+        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+        A = torch.where(bad[:, None, None], A + eye * (d.abs().amax(-1) + 1.0)[:, None, None], A)
+        L = torch.linalg.cholesky(A)
+    return -torch.cholesky_solve(g[..., None], L)[..., 0]
 
-    Returns the solution and the number of objective evaluations.
-    """
-    x = x0.detach().clone()
-    T, D = x.shape
-    evals = 0
 
-    def value_grad(z):
-        nonlocal evals
-        evals += 1
-        z = z.detach().requires_grad_(True)
-        f = frame_loss(z)
-        (g,) = torch.autograd.grad(f.sum(), z)
-        return f.detach(), g
+def block_pcg(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    precond_chol: torch.Tensor,
+    iterations: int = 30,
+    rtol: float = 1e-4,
+) -> torch.Tensor:
+    """Solve A x = b for (T,D) vectors, A given by matvec, preconditioned with the Cholesky
+    factors (T,D,D) of its diagonal blocks."""
+    def prec(r):
+        return torch.cholesky_solve(r[..., None], precond_chol)[..., 0]
 
-    f, g = value_grad(x)
-    S = torch.zeros(history, T, D, dtype=x.dtype, device=x.device)
-    Y = torch.zeros_like(S)
-    R = torch.zeros(history, T, dtype=x.dtype, device=x.device)  # 1 / (y.s), 0 = unused
-    k = 0
-    for it in range(iterations):
-        q = g.clone()
-        n = min(k, history)
-        idx = [(k - 1 - i) % history for i in range(n)]  # newest first
-        alpha = []
-        for i in idx:
-            a = R[i] * (S[i] * q).sum(1)
-            q = q - a[:, None] * Y[i]
-            alpha.append(a)
-        # initial inverse-Hessian scale s.y / y.y; without usable curvature (first step, or a
-        # frame whose last pair had s.y <= 0) a step of 0.1 along the gradient
-        gamma = 0.1 / g.norm(dim=1).clamp(min=1e-8)
-        if n:
-            last = idx[0]
-            yy = (Y[last] * Y[last]).sum(1)
-            gamma = torch.where(R[last] > 0, 1.0 / (R[last] * yy).clamp(min=1e-20), gamma)
-        r = q * gamma[:, None]
-        for i, a in zip(reversed(idx), reversed(alpha)):
-            b = R[i] * (Y[i] * r).sum(1)
-            r = r + S[i] * (a - b)[:, None]
-        d = -r
-        gd = (g * d).sum(1)
-        bad = gd >= 0  # not a descent direction: fall back to the gradient
-        d = torch.where(bad[:, None], -g * gamma[:, None], d)
-        gd = (g * d).sum(1)
-        # a step length per frame (backtracking Armijo on that frame's share of the objective)
-        step = torch.ones(T, dtype=x.dtype, device=x.device)
-        ok = torch.zeros(T, dtype=torch.bool, device=x.device)
-        with torch.no_grad():
-            for _ in range(max_backtracks):
-                evals += 1
-                ft = frame_loss(x + step[:, None] * d)
-                ok = ft <= f + 1e-4 * step * gd
-                if bool(ok.all()):
-                    break
-                step = torch.where(ok, step, step * 0.25)
-        step = torch.where(ok, step, torch.zeros_like(step))[:, None]
-        x_new = x + step * d
-        f_new, g_new = value_grad(x_new)
-        s, y = x_new - x, g_new - g
-        sy = (s * y).sum(1)
-        slot = k % history
-        S[slot], Y[slot] = s, y
-        R[slot] = torch.where(sy > 1e-10, 1.0 / sy.clamp(min=1e-10), torch.zeros_like(sy))
-        k += 1
-        change = (f - f_new).abs().max()
-        x, f, g = x_new, f_new, g_new
-        if float(change) < tolerance * max(1.0, float(f.abs().max())):
+    x = torch.zeros_like(b)
+    r = b.clone()
+    z = prec(r)
+    p = z.clone()
+    rz = (r * z).sum()
+    b_norm = float(b.norm()) + 1e-30
+    for _ in range(iterations):
+        Ap = matvec(p)
+        alpha = rz / (p * Ap).sum().clamp(min=1e-30)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        if float(r.norm()) < rtol * b_norm:
             break
-    return x.detach(), evals
+        z = prec(r)
+        rz_new = (r * z).sum()
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x
+
+
+def second_difference(x: torch.Tensor) -> torch.Tensor:
+    """(T,...) -> (T-2,...): x[t+1] - 2 x[t] + x[t-1]."""
+    return x[2:] - 2 * x[1:-1] + x[:-2]
+
+
+def second_difference_t(a: torch.Tensor) -> torch.Tensor:
+    """Adjoint of second_difference: (T-2,...) -> (T,...)."""
+    pad = torch.zeros_like(a[:1])
+    return torch.cat([a, pad, pad]) - 2 * torch.cat([pad, a, pad]) + torch.cat([pad, pad, a])
