@@ -48,7 +48,9 @@ SMOOTH_2D = {"body": 2.0, "left_hand": 2.0, "right_hand": 2.0, "face": 0.3, "con
 # and per parameter (second difference), small: they only steady what 2D cannot see (depth, twist)
 SMOOTH_PARAM = {"transl": 1e4, "global_orient": 10.0, "body": 10.0, "jaw_pose": 1.0, "leye_pose": 1.0,
                 "reye_pose": 1.0, "left_hand_pose": 0.1, "right_hand_pose": 0.1, "expression": 0.1, "betas": 0.0}
-BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fixed
+BETA_POOL = 1e3
+# cost per rad^2 of pose change between (key)frames when picking among a frame's candidate fits
+TRANSITION_WEIGHT = 100.0  # per-frame shapes are pulled to the clip's mean until it is fixed
 
 
 @dataclass
@@ -64,6 +66,8 @@ class StageSpec:
     rho_scale: float = 1.0  # x robust_rho: wide early so far-off points still pull
     temporal: bool = False  # one coupled solve over the clip with the temporal terms
     elbow_starts: bool = False  # try two elbow initialisations per frame, keep the better
+    keyframes: bool = False  # run on every keyframe_stride-th frame only (then interpolated)
+    neighbour_starts: bool = False  # also start each frame from its neighbours' fits, keep the best
 
 
 def default_stages(iterations: int) -> list[StageSpec]:
@@ -72,13 +76,22 @@ def default_stages(iterations: int) -> list[StageSpec]:
     iterations caps the Gauss-Newton steps of a stage (each stops earlier when converged).
     """
     it = max(iterations, 2)
+    allg = ("body", "face", "contour", "left_hand", "right_hand")
+    no_shape = tuple(n for n in FLAT_ALL if n != "betas")
     return [
-        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), min(it, 8), 100, 100, 100, 100, 4.0),
+        # coarse in time: keyframes only, SMPLify-X's stages
+        StageSpec("camera", ("transl", "global_orient"), ("torso", "face"), min(it, 8), 100, 100, 100, 100, 4.0,
+                  keyframes=True),
         StageSpec("body", ("transl", "global_orient", "body", "betas"), ("body", "face", "contour"),
-                  min(it, 12), 30, 50, 100, 100, 4.0, elbow_starts=True),
-        StageSpec("full", FLAT_ALL, ("body", "face", "contour", "left_hand", "right_hand"), min(it, 12), 10, 25, 5, 2),
-        StageSpec("smooth", tuple(n for n in FLAT_ALL if n != "betas"),
-                  ("body", "face", "contour", "left_hand", "right_hand"), min(it, 6), 10, 25, 5, 2, temporal=True),
+                  min(it, 12), 30, 50, 100, 100, 4.0, elbow_starts=True, keyframes=True),
+        # hands join wide (far-off fingers still pull), then the robust scale narrows
+        StageSpec("hands", FLAT_ALL, allg, min(it, 10), 10, 25, 5, 2, 4.0, keyframes=True),
+        StageSpec("full", FLAT_ALL, allg, min(it, 10), 10, 25, 5, 2, keyframes=True),
+        StageSpec("neighbours", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
+        StageSpec("neighbours2", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
+        # fine: every frame from the interpolated keyframes, then all frames coupled in time
+        StageSpec("refine", no_shape, allg, min(it, 4), 10, 25, 5, 2),
+        StageSpec("smooth", no_shape, allg, min(it, 5), 10, 25, 5, 2, temporal=True),
     ]
 
 
@@ -153,6 +166,13 @@ class ClipObjective:
             wp[sl] = SMOOTH_PARAM.get(k, 0.0) * smooth_weight
         self.smooth_p = wp
 
+    def subset(self, idx: torch.Tensor) -> "ClipObjective":
+        """The same objective on some frames only (observations sliced)."""
+        sub = object.__new__(ClipObjective)
+        sub.__dict__.update(self.__dict__)
+        sub.obs, sub.c_obs = self.obs[idx], self.c_obs[idx]
+        return sub
+
     def cols(self, names) -> torch.Tensor:
         lay = self.fm.layout
         return torch.cat([torch.arange(lay[n].start, lay[n].stop) for n in names if n in lay]).to(self.obs.device)
@@ -185,9 +205,15 @@ class ClipObjective:
             f = f + BETA_POOL * ((x[:, self.beta_x] - bmean) ** 2).sum(1)
         return f
 
+    def smooth_weights(self) -> torch.Tensor:
+        """(T-2,P) weight of each 2D acceleration: points seen in all three frames only (an
+        unseen point's 2D track is the prior's guess; the parameter term carries the gaps)."""
+        seen = (self.c_obs > 0).float()
+        return torch.minimum(torch.minimum(seen[2:], seen[1:-1]), seen[:-2]) * self.sm2d
+
     def temporal_cost(self, x, uv) -> torch.Tensor:
         a2 = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
-        return (a2 * self.sm2d).sum() + (second_difference(x) ** 2 * self.smooth_p).sum()
+        return (a2 * self.smooth_weights()).sum() + (second_difference(x) ** 2 * self.smooth_p).sum()
 
     def prior_hessian(self, x, st, wdiag, with_pool: bool) -> torch.Tensor:
         """(T,D,D) Gauss-Newton Hessian of the prior terms."""
@@ -250,6 +276,7 @@ def fit_clip(
     tolerance: float = 1e-4,
     stages: list[StageSpec] | None = None,
     optimizer: str = "batched",
+    keyframe_stride: int = 4,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -257,7 +284,8 @@ def fit_clip(
     points they observe, camera: (f, cx, cy). Temporal terms apply when T > 2.
     optimizer: "batched" (per-frame Levenberg-Marquardt, then the coupled temporal solve) or
     "lbfgs" (torch's L-BFGS with strong Wolfe on the same objective, each stage run to
-    convergence with `iterations` as its cap, no temporal terms: SMPLify-X's per-image way;
+    convergence (restarted until a restart gains < tolerance; at most 10 x `iterations`
+    evaluations a stage), no temporal terms: SMPLify-X's per-image way;
     use it on one frame at a time as the per-frame baseline).
     """
     t0 = time.perf_counter()
@@ -296,37 +324,60 @@ def fit_clip(
         with torch.no_grad():
             return sp.contour_rows(_params_from_x(fm, obj, x, sp))
 
+    stride = keyframe_stride if optimizer == "batched" and T >= 3 * keyframe_stride else 1
+    key = torch.as_tensor(np.unique(np.r_[np.arange(0, T, stride), T - 1]), device=device)
+    on_keys = False  # x holds keyframes only
+    xall = x
     for st in stages or default_stages(iterations):
         if st.temporal and not (temporal and optimizer == "batched"):
             continue
+        if st.keyframes and stride > 1 and not on_keys:
+            xall, x, on_keys = x, x[key], True
+        elif not st.keyframes and on_keys:
+            x, on_keys = _interpolate(x, key, T), False
+        o = obj.subset(key) if on_keys else obj
         gmask = torch.tensor(np.isin(groups, st.groups) | (("torso" in st.groups) & torso),
                              dtype=torch.float32, device=device)
-        cw = c_obs * gmask
+        cw = o.c_obs * gmask
         rows = update_rows(x)
-        free = obj.cols(st.free)
-        wdiag = obj.stage_diag(st)
+        free = o.cols(st.free)
+        wdiag = o.stage_diag(st)
+        n = x.shape[0]
         if optimizer == "lbfgs":
-            x = _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
+            x = _lbfgs_stage(o, x, st, cw, rows, wdiag, free, tolerance, stats, max_evals=10 * iterations)
         elif st.temporal:
-            x = _temporal_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
-        elif st.elbow_starts:
-            # the depth of a bent forearm is ambiguous in 2D: start from both bends, keep the better
-            xa = x.clone()
-            xb = x.clone()
-            xb[:, fm.layout["body"]] = _rest_x(fm, T, device, elbow=2.0)[:, fm.layout["body"]]
-            both = _lm_stage(obj, torch.cat([xa, xb]), st, torch.cat([cw, cw]), torch.cat([rows, rows]),
-                             wdiag, free, tolerance, stats, two=True)
+            x = _temporal_stage(o, x, st, cw, rows, wdiag, free, tolerance, stats)
+        elif (st.elbow_starts or st.neighbour_starts) and n > 1:
+            if st.elbow_starts:
+                # the depth of a bent forearm is ambiguous in 2D: start from both bends, keep the better
+                alt = x.clone()
+                alt[:, fm.layout["body"]] = _rest_x(fm, n, device, elbow=2.0)[:, fm.layout["body"]]
+                starts = [x, alt]
+            else:  # a frame stuck in a poor minimum restarts from its neighbours' fits
+                starts = [x, torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
+            m = len(starts)
+            o.obs, o.c_obs = o.obs.repeat(m, 1, 1), o.c_obs.repeat(m, 1)
+            cands = _lm_stage(o, torch.cat(starts), st, cw.repeat(m, 1), rows.repeat(m), wdiag, free, tolerance, stats)
+            o.obs, o.c_obs = o.obs[:n], o.c_obs[:n]
             with torch.no_grad():
-                fa, fb = (obj.frame_costs(h, st, cw, rows, None, wdiag) for h in both.split(T))
-            x = torch.where((fb < fa)[:, None], both[T:], both[:T])
+                costs = torch.stack([o.frame_costs(h, st, cw, rows, None, wdiag) for h in cands.split(n)])
+                cands = cands.view(m, n, -1)
+                if st.neighbour_starts:  # the most consistent sequence, not each frame's best alone
+                    pose = cands[..., o.cols(("global_orient", "body"))]
+                    best = _viterbi(costs, pose, TRANSITION_WEIGHT * smooth_weight)
+                else:
+                    best = costs.argmin(0)
+            x = cands[best, torch.arange(n, device=device)]
         else:
-            x = _lm_stage(obj, x, st, cw, rows, wdiag, free, tolerance, stats)
+            x = _lm_stage(o, x, st, cw, rows, wdiag, free, tolerance, stats)
         with torch.no_grad():
-            bm = x[:, obj.beta_x].mean(0) if "betas" in st.free else None
-            losses.append(float(obj.frame_costs(x, st, cw, rows, bm, wdiag).mean()))
+            bm = x[:, o.beta_x].mean(0) if "betas" in st.free else None
+            losses.append(float(o.frame_costs(x, st, cw, rows, bm, wdiag).mean()))
         log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], stats["evals"])
         if "betas" in st.free:  # from here on (and in the output) one shape for the clip
-            x[:, obj.beta_x] = x[:, obj.beta_x].mean(0)
+            x[:, o.beta_x] = x[:, o.beta_x].mean(0)
+    if on_keys:
+        x = _interpolate(x, key, T)
 
     p = _params_from_x(fm, obj, x.detach(), sp)
     with torch.no_grad():
@@ -347,12 +398,42 @@ def fit_clip(
                      seconds=time.perf_counter() - t0, evaluations=stats["evals"], losses=losses)
 
 
+def _viterbi(unary: torch.Tensor, pose: torch.Tensor, weight: float) -> torch.Tensor:
+    """Pick one of M candidates per frame minimising sum of unary (M,T) + weight |pose_t - pose_t-1|^2.
+
+    pose (M,T,J): the candidates' pose parameters. Returns (T,) candidate indices. Resolves
+    runs of frames that settled in a 2D-equivalent but different pose (forearm depth flips).
+    """
+    M, T = unary.shape
+    acc = unary[:, 0].clone()
+    back = torch.zeros(T, M, dtype=torch.long, device=unary.device)
+    for t in range(1, T):
+        trans = weight * ((pose[:, None, t] - pose[None, :, t - 1]) ** 2).sum(-1)  # (M now, M before)
+        tot = acc[None, :] + trans
+        back[t] = tot.argmin(1)
+        acc = tot.min(1).values + unary[:, t]
+    path = torch.zeros(T, dtype=torch.long, device=unary.device)
+    path[-1] = acc.argmin()
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _interpolate(xk: torch.Tensor, key: torch.Tensor, T: int) -> torch.Tensor:
+    """Linear interpolation of keyframe parameters (K,D) at frames key to all T frames."""
+    t = torch.arange(T, device=xk.device, dtype=torch.float32)
+    kf = key.to(torch.float32)
+    i = torch.searchsorted(kf, t, right=True).clamp(1, len(kf) - 1)
+    a = ((t - kf[i - 1]) / (kf[i] - kf[i - 1]).clamp(min=1)).clamp(0, 1)[:, None]
+    return xk[i - 1] * (1 - a) + xk[i] * a
+
+
 def _gn_system(obj: ClipObjective, x, st, cw, rows, wdiag, free, with_pool):
     """Per-frame GN Hessian (T,F,F) on the free columns, and the weighted Jacobian pieces."""
     uv, Jx = obj.fm.projected_jacobian(x, rows, obj.cam, with_betas="betas" in st.free)
     T = x.shape[0]
     rr = (obj.rho * st.rho_scale) ** 2
-    e2 = ((uv - obj.obs.repeat(T // obj.obs.shape[0], 1, 1)) ** 2).sum(-1)
+    e2 = ((uv - obj.obs) ** 2).sum(-1)
     wi = cw * rr**2 / (rr + e2) ** 2  # IRLS weight of Geman-McClure
     Jf = Jx[..., free].reshape(T, -1, len(free))  # (T,2P,F)
     W = wi.repeat_interleave(2, 1)[..., None]
@@ -361,36 +442,30 @@ def _gn_system(obj: ClipObjective, x, st, cw, rows, wdiag, free, with_pool):
     return H + Hp[:, free][:, :, free], Jf, uv
 
 
-def _lm_stage(obj, x, st, cw, rows, wdiag, free, tol, stats, two: bool = False):
+def _lm_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
     """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step."""
     T = x.shape[0]
-    obs = obj.obs
-    if two:  # two starts stacked: observations repeat
-        obj.obs = obs.repeat(2, 1, 1)
     lam = torch.full((T,), 1e-3, device=x.device)
     pool = "betas" in st.free
-    try:
-        for _ in range(st.iterations):
-            bm = x[:, obj.beta_x].mean(0).detach() if pool else None
-            xg = x.detach().requires_grad_(True)
-            f = obj.frame_costs(xg, st, cw, rows, bm, wdiag)
-            (g,) = torch.autograd.grad(f.sum(), xg)
+    for _ in range(st.iterations):
+        bm = x[:, obj.beta_x].mean(0).detach() if pool else None
+        xg = x.detach().requires_grad_(True)
+        f = obj.frame_costs(xg, st, cw, rows, bm, wdiag)
+        (g,) = torch.autograd.grad(f.sum(), xg)
+        stats["evals"] += 1
+        with torch.no_grad():
+            H, _, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, pool)
+            step = damped_solve(H, g[:, free], lam)
+            x_new = x.clone()
+            x_new[:, free] += step
+            f_new = obj.frame_costs(x_new, st, cw, rows, bm, wdiag)
             stats["evals"] += 1
-            with torch.no_grad():
-                H, _, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, pool)
-                step = damped_solve(H, g[:, free], lam)
-                x_new = x.clone()
-                x_new[:, free] += step
-                f_new = obj.frame_costs(x_new, st, cw, rows, bm, wdiag)
-                stats["evals"] += 1
-                ok = f_new < f.detach()
-                x = torch.where(ok[:, None], x_new, x)
-                lam = torch.where(ok, lam / 3, lam * 4).clamp(1e-7, 1e7)
-                gain = (f.detach() - f_new) / f.detach().abs().clamp(min=1e-9)
-                if bool(((ok & (gain < tol)) | (~ok & (lam > 1e4))).all()):
-                    break
-    finally:
-        obj.obs = obs
+            ok = f_new < f.detach()
+            x = torch.where(ok[:, None], x_new, x)
+            lam = torch.where(ok, lam / 3, lam * 4).clamp(1e-7, 1e7)
+            gain = (f.detach() - f_new) / f.detach().abs().clamp(min=1e-9)
+            if bool(((ok & (gain < tol)) | (~ok & (lam > 1e4))).all()):
+                break
     return x
 
 
@@ -402,7 +477,12 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
     cdiag[:-2] += 1
     cdiag[1:-1] += 4
     cdiag[2:] += 1
-    sm2 = obj.sm2d.repeat_interleave(2)  # (2P,)
+    sm2 = obj.smooth_weights().repeat_interleave(2, 1)  # (T-2,2P)
+    # a frame's own share of the 2D smoothing (the diagonal of D2^T S D2), for the preconditioner
+    sdiag = torch.zeros(T, sm2.shape[1], device=x.device)
+    sdiag[:-2] += sm2
+    sdiag[1:-1] += 4 * sm2
+    sdiag[2:] += sm2
     wp = obj.smooth_p[free]
 
     def total(xv):
@@ -416,7 +496,7 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
         stats["evals"] += 1
         with torch.no_grad():
             H, Jf, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, False)
-            Hs = 2 * (Jf * sm2[:, None]).transpose(1, 2) @ Jf  # one frame's share of the 2D smoothing
+            Hs = 2 * (Jf * sdiag[..., None]).transpose(1, 2) @ Jf
             d = H.diagonal(dim1=-2, dim2=-1)
             Hd = H + torch.diag_embed(lam * d)
 
@@ -425,7 +505,7 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
                 back = (Jf.transpose(1, 2) @ second_difference_t(u)[..., None])[..., 0]
                 return (Hd @ v[..., None])[..., 0] + 2 * back + 2 * second_difference_t(second_difference(v) * wp)
 
-            pre = Hd + cdiag[:, None, None] * (Hs + torch.diag_embed(2 * wp).expand(T, -1, -1))
+            pre = Hd + Hs + cdiag[:, None, None] * torch.diag_embed(2 * wp).expand(T, -1, -1)
             L = torch.linalg.cholesky(pre + 1e-6 * torch.eye(len(free), device=x.device))
             step = block_pcg(matvec, -g[:, free], L, iterations=40)
             x_new = x.clone()
@@ -444,16 +524,14 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
     return x
 
 
-def _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
+def _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tol, stats, max_evals):
     """torch's L-BFGS (strong Wolfe) on the summed objective: the per-image SMPLify-X way."""
     xf = x[:, free].clone().requires_grad_(True)
     pool = "betas" in st.free and x.shape[0] > 1
-    opt = torch.optim.LBFGS([xf], lr=1.0, max_iter=st.iterations, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-7, tolerance_change=tol)
 
     def closure():
         stats["evals"] += 1
-        opt.zero_grad()
+        xf.grad = None
         xx = x.clone()
         xx[:, free] = xf
         bm = xx[:, obj.beta_x].mean(0).detach() if pool else None
@@ -461,7 +539,17 @@ def _lbfgs_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
         loss.backward()
         return loss
 
-    opt.step(closure)
+    # torch's L-BFGS stops when a line search makes no float32 progress, often far from the
+    # minimum: restart it until a restart gains less than tol (relative), as "to convergence"
+    prev = float("inf")
+    start = stats["evals"]
+    while stats["evals"] - start < max_evals:
+        opt = torch.optim.LBFGS([xf], lr=1.0, max_iter=30, history_size=20, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-7, tolerance_change=1e-9)  # fresh history each restart
+        loss = float(opt.step(closure).detach())
+        if prev - loss < tol * abs(loss):
+            break
+        prev = loss
     x = x.clone()
     x[:, free] = xf.detach()
     return x

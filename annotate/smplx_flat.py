@@ -203,6 +203,7 @@ class FlatSMPLX(nn.Module):
         else:
             self.ct_pos = None
         self.num_points = P
+        self._jbuf = None
         # skinning slots: each used vertex's nonzero influences, padded with weight 0
         wc = weights[:, flat]
         K = max(int((wc > 0).sum(1).max()), 1)
@@ -253,7 +254,7 @@ class FlatSMPLX(nn.Module):
         ct_of = dict(contour_cols)
         P = self.num_points
         order_inv = np.concatenate([np.flatnonzero(is_joint), vert_pts])  # position in cat -> point
-        qp, qk, pd_q, pd_m = [], [], [], []
+        qp, qk, pd_q, pd_m, full_flags = [], [], [], [], []
         for n in range(P):
             if is_joint[n]:
                 ks = anc[pos[int(joint_of[n])]].copy()
@@ -276,7 +277,10 @@ class FlatSMPLX(nn.Module):
                 for c, r in rot_pos.items():
                     if np.abs(m[r]).max() > 1e-7:
                         ks[c] = True
+            infl = ([pos[int(joint_of[n])]] if is_joint[n] else
+                    sorted({int(j) for v in verts for j, w in zip(sj[v], sw[v]) if w > 0}))
             for k in np.flatnonzero(ks):
+                full_flags.append(all(anc[j, k] for j in infl))
                 if static_vertex and pdv is not None and k in rot_pos:
                     mk = m[rot_pos[k]]
                     if np.abs(mk).max() > 1e-7:
@@ -287,6 +291,9 @@ class FlatSMPLX(nn.Module):
         del order_inv
         self.register_buffer("q_point", torch.as_tensor(qp, device=dev))
         self.register_buffer("q_joint", torch.as_tensor(qk, device=dev))
+        ff = np.array(full_flags, bool)
+        self.register_buffer("q_full", torch.as_tensor(np.flatnonzero(ff), device=dev))
+        self.register_buffer("q_part", torch.as_tensor(np.flatnonzero(~ff), device=dev))
         if pd_q:
             self.register_buffer("q_pd", torch.as_tensor(pd_q, device=dev))
             self.register_buffer("q_pd_mat", torch.as_tensor(np.stack(pd_m).astype(np.float32), device=dev))
@@ -366,7 +373,8 @@ class FlatSMPLX(nn.Module):
         return self._pose(x, rows)["pts"]
 
     def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: torch.Tensor,
-                           with_betas: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                           with_betas: bool = True, with_expression: bool = True
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x.
 
         Analytic: a small rotation of chain joint k about world axis w moves every point it
@@ -403,12 +411,22 @@ class FlatSMPLX(nn.Module):
         jE = torch.cat([self.joint_entry_j.expand(N, -1, -1), self.slot_joint[tri].reshape(N, Pv, E)], 1)[:, self.order]
         # pairs (point P, chain joint k that moves it): lever Z = sum_e [j_e below k] c_e (y_e - t_k)
         qp, qk = self.q_point, self.q_joint
-        cm = cE[:, qp] * self.anc_or_self[jE[:, qp], qk[:, None]]  # (N,Q,E)
-        Z = (cm[..., None] * yE[:, qp]).sum(2) - cm.sum(2)[..., None] * tw[:, qk]  # (N,Q,3)
-        JpQ = Jp[:, qp]  # (N,Q,2,3)
-        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r)
-        Zx = torch.linalg.cross(Z[:, :, None].expand(-1, -1, 2, -1), JpQ)
-        vals = Zx @ omega[:, qk]  # (N,Q,2,3)
+        # a joint above all of a point's influences carries the whole point: Z = p - t_k
+        fp, fk = qp[self.q_full], qk[self.q_full]
+        Z = torch.empty(N, len(qp), 3, dtype=x.dtype, device=x.device)
+        Z[:, self.q_full] = pts[:, fp] - x[:, None, self.layout["transl"]] - tw[:, fk]
+        pp_, pk = qp[self.q_part], qk[self.q_part]
+        cm = cE[:, pp_] * self.anc_or_self[jE[:, pp_], pk[:, None]]  # (N,Qp,E)
+        Z[:, self.q_part] = (cm[..., None] * yE[:, pp_]).sum(2) - cm.sum(2)[..., None] * tw[:, pk]
+        JpQ = Jp.index_select(1, qp)  # (N,Q,2,3)
+        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r); written out on
+        # the last axes, since batched 3x3 matmuls are slow on the CPU
+        zx, zy, zz = (c[:, :, None] for c in Z.unbind(-1))
+        px, py, pz = JpQ.unbind(-1)
+        cx, cy, cz = zy * pz - zz * py, zz * px - zx * pz, zx * py - zy * px  # (N,Q,2)
+        om = omega.index_select(1, qk)  # (N,Q,3,3)
+        vals = torch.stack([cx * om[:, :, None, 0, i] + cy * om[:, :, None, 1, i] + cz * om[:, :, None, 2, i]
+                            for i in range(3)], -1)  # (N,Q,2,3)
         if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
             qi = self.q_pd
             GR = (Rw[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
@@ -417,13 +435,20 @@ class FlatSMPLX(nn.Module):
             dR = (skew(Jl.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
             M = (JpQ[:, qi] @ GRp[:, qp[qi]]) @ self.q_pd_mat  # (N,Qp,2,9)
             vals = vals.index_add(1, qi, M @ dR[:, qk[qi]])
-        Jx = torch.zeros(N, pts.shape[1] * 2 * D, dtype=x.dtype, device=x.device)
-        Jx.index_add_(1, self.q_flat_direct, vals[:, self.q_direct].reshape(N, -1))
+        size = pts.shape[1] * 2 * D
+        if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
+            self._jbuf = torch.zeros(N, size, dtype=x.dtype, device=x.device)
+        else:
+            self._jbuf.zero_()  # reused: a fresh 25 MB buffer costs page faults every call
+        Jx = self._jbuf
+        Jx.index_add_(1, self.q_flat_direct, vals.index_select(1, self.q_direct).reshape(N, -1))
         for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,2,3) @ (Qh,3,pca)
-            Jx.index_add_(1, flat_idx, (vals[:, qsel] @ comps).reshape(N, -1))
+            Jx.index_add_(1, flat_idx, (vals.index_select(1, qsel) @ comps).reshape(N, -1))
         Jx = Jx.view(N, -1, 2, D)
         Jx[..., self.layout["transl"]] = Jp
         # expression (and shape): linear given the rotations
+        if not (with_betas or with_expression):
+            return uv, Jx
         lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
         dJ = torch.cat([self.Je, self.Jb], -1)[..., : len(cols)]  # (C,3,L)
@@ -434,14 +459,16 @@ class FlatSMPLX(nn.Module):
         Rl = [Rw[:, :1]]
         for size, pp in zip(self.level_sizes[1:], self.parent_pos):
             Rp = Rl[-1][:, pp]
-            dts.append(Rp @ drel[start:start + size] + dts[-1][:, pp])
+            dts.append(torch.einsum("nkij,kjl->nkil", Rp, drel[start:start + size]) + dts[-1][:, pp])
             Rl.append(Rw[:, start:start + size])
             start += size
         dtw = torch.cat(dts, 1)  # (N,C,3,L)
-        dAt = dtw - Rw @ dJ  # (N,C,3,L)
+        dAt = dtw - torch.einsum("nkij,kjl->nkil", Rw, dJ)  # (N,C,3,L)
         js, ws = self.slot_joint, self.slot_weight
         GR = (Rw[:, js] * ws[..., None, None]).sum(2)  # (N,S,3,3)
-        dv = GR @ du + (dAt[:, js] * ws[..., None, None]).sum(2)  # (N,S,3,L)
+        L = dAt.shape[-1]
+        skin = (self.weights @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1)).view(-1, N, 3, L).transpose(0, 1)
+        dv = torch.einsum("nsij,sjl->nsil", GR, du) + skin  # (N,S,3,L)
         dvp = (dv[nidx, tri] * bary[..., None, None]).sum(2)
         dP = torch.cat([dtw[:, jc], dvp], 1)[:, self.order]  # (N,P,3,L)
         Jx[..., cols] = Jp @ dP

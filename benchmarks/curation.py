@@ -7,7 +7,7 @@ is measured under the same machine load. Ray's start-up is reported, not counted
 long-running cluster pays it once). Also prints MediaPipe's own frames/s on the frames
 the filter examines: the practical ceiling of the filter stage.
 
-    python benchmarks/curation.py [--sources 6] [--seconds 8]
+    python benchmarks/curation.py [--sources 8] [--seconds 30]
 
 The last line is the ratio (pipeline / loop).
 """
@@ -104,8 +104,8 @@ def mediapipe_fps(folder: Path, sample_fps: float) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sources", type=int, default=6)
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--sources", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--media", default="out/bench-media")
     args = ap.parse_args()
     folder = Path(args.media).resolve()

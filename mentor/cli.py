@@ -92,6 +92,12 @@ def cmd_split(args) -> int:
 
     cfg = _config(args.config)
     store = Store(args.store)
+    if cfg.annotate.attributes.face_recognition_model:
+        from annotate.identity import store_identities
+
+        identities = store_identities(store)
+        store.set_columns(identities)
+        print(f"{args.store}: {identities['identity'].nunique()} identities from face embeddings")
     clips = store.clips()
     splits = assign_splits(clips, cfg.split)
     store.set_columns(clips[["clip_id"]].assign(split=splits.to_numpy()))

@@ -72,6 +72,11 @@ def attribute_annotators(cfg: Config) -> list:
     out: list = [attributes]
     if cfg.annotate.attributes.on_rejected:
         out.append(OnRejected(attributes, cfg))
+    if cfg.annotate.attributes.face_recognition_model:
+        # face embeddings per clip; `mentor split` clusters them into identities
+        from annotate.identity import FaceIdentity
+
+        out.append(FaceIdentity(cfg.annotate.attributes))
     return out
 
 
