@@ -206,10 +206,11 @@ class ClipObjective:
         return f
 
     def smooth_weights(self) -> torch.Tensor:
-        """(T-2,P) weight of each 2D acceleration: points seen in all three frames only (an
-        unseen point's 2D track is the prior's guess; the parameter term carries the gaps)."""
+        """(T-2,P) weight of each 2D acceleration: full where the point is seen in all three
+        frames, a quarter elsewhere (an unseen point's track is only the prior's guess)."""
         seen = (self.c_obs > 0).float()
-        return torch.minimum(torch.minimum(seen[2:], seen[1:-1]), seen[:-2]) * self.sm2d
+        both = torch.minimum(torch.minimum(seen[2:], seen[1:-1]), seen[:-2])
+        return (0.25 + 0.75 * both) * self.sm2d
 
     def temporal_cost(self, x, uv) -> torch.Tensor:
         a2 = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
@@ -496,18 +497,28 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
         stats["evals"] += 1
         with torch.no_grad():
             H, Jf, _ = _gn_system(obj, x, st, cw, rows, wdiag, free, False)
-            Hs = 2 * (Jf * sdiag[..., None]).transpose(1, 2) @ Jf
+            # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
+            JfT = Jf.transpose(1, 2)
+            Hs = 2 * (JfT * sdiag[:, None]) @ Jf
+            s1 = torch.zeros(T - 1, sm2.shape[1], device=x.device)  # weight of the (t, t+1) products
+            s1[1:] += sm2
+            s1[:-1] += sm2
+            H1 = -4 * (JfT[:-1] * s1[:, None]) @ Jf[1:]  # (T-1,F,F)
+            H2 = 2 * (JfT[:-2] * sm2[:, None]) @ Jf[2:]  # (T-2,F,F)
             d = H.diagonal(dim1=-2, dim2=-1)
-            Hd = H + torch.diag_embed(lam * d)
+            Hd = H + Hs + torch.diag_embed(lam * d)
 
             def matvec(v):
-                u = second_difference((Jf @ v[..., None])[..., 0]) * sm2
-                back = (Jf.transpose(1, 2) @ second_difference_t(u)[..., None])[..., 0]
-                return (Hd @ v[..., None])[..., 0] + 2 * back + 2 * second_difference_t(second_difference(v) * wp)
+                out = (Hd @ v[..., None])[..., 0] + 2 * second_difference_t(second_difference(v) * wp)
+                out[:-1] += (H1 @ v[1:, :, None])[..., 0]
+                out[1:] += (H1.transpose(1, 2) @ v[:-1, :, None])[..., 0]
+                out[:-2] += (H2 @ v[2:, :, None])[..., 0]
+                out[2:] += (H2.transpose(1, 2) @ v[:-2, :, None])[..., 0]
+                return out
 
-            pre = Hd + Hs + cdiag[:, None, None] * torch.diag_embed(2 * wp).expand(T, -1, -1)
+            pre = Hd + cdiag[:, None, None] * torch.diag_embed(2 * wp).expand(T, -1, -1)
             L = torch.linalg.cholesky(pre + 1e-6 * torch.eye(len(free), device=x.device))
-            step = block_pcg(matvec, -g[:, free], L, iterations=40)
+            step = block_pcg(matvec, -g[:, free], L, iterations=30, rtol=1e-3)
             x_new = x.clone()
             x_new[:, free] += step
             F_new = total(x_new)

@@ -36,6 +36,10 @@ def quiet_ray_data() -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
+    # A row here is one clip (a few KB) whose stages take seconds: one row per block,
+    # so that the clips of one source spread over all workers instead of riding in the
+    # source's block through one worker at a time.
+    ctx.target_max_block_size = 1
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False
