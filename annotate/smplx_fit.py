@@ -90,8 +90,8 @@ def default_stages(iterations: int) -> list[StageSpec]:
         StageSpec("neighbours", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
         StageSpec("neighbours2", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
         # fine: every frame from the interpolated keyframes, then all frames coupled in time
-        StageSpec("refine", no_shape, allg, min(it, 4), 10, 25, 5, 2),
-        StageSpec("smooth", no_shape, allg, min(it, 5), 10, 25, 5, 2, temporal=True),
+        # StageSpec("refine", no_shape, allg, min(it, 4), 10, 25, 5, 2),
+        StageSpec("smooth", no_shape, allg, min(it, 8), 10, 25, 5, 2, temporal=True),
     ]
 
 

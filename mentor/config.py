@@ -311,6 +311,7 @@ class RayConfig(Section):
     num_cpus: int | None = None  # for the local Ray
     filter_actors: int = Field(2, ge=1)
     annotate_actors: int = Field(1, ge=1)
+    annotate_gpus: float = Field(0.0, ge=0)  # GPUs per annotate actor; its models then run on CUDA
     max_task_retries: int = Field(2, ge=0)
 
 

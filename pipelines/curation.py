@@ -66,9 +66,10 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     ds = ds.map_batches(stages.encode, fn_kwargs={"cfg": cfg, "out": out}, batch_size=1, batch_format="pandas",
                         **task_args)
     if ann_enabled(cfg):
+        gpu = {"num_gpus": r.annotate_gpus} if r.annotate_gpus else {}
         ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg), batch_size=1,
                             batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.annotate_actors),
-                            **actor_args)
+                            **actor_args, **gpu)
     return ds
 
 
