@@ -11,10 +11,16 @@ with beta (shape) shared by the clip and everything else per frame.
 
 Solver: Levenberg-Marquardt, batched over frames (annotate/smplx_optim.py). Each frame's
 ~100 unknowns get a Gauss-Newton step from the analytic Jacobian of annotate/smplx_flat.py
-(only the joints that move an observed point; legs of a torso-up clip stay at zero) and
-the exact gradient (autograd), so a stage converges in ~10 steps. Staged like SMPLify-X:
-camera + torso, then the body (tried from two elbow starts per frame, the better kept),
-then hands and face; then one coupled solve with the temporal terms (block-PCG).
+(only the joints that move an observed point; the legs of a torso-up clip stay at zero)
+and the exact gradient (autograd), so a stage needs ~5-12 steps, not hundreds.
+Schedule (default_stages), coarse to fine in time:
+  keyframes (every keyframe_stride-th frame), each frame its own problem, SMPLify-X's stages:
+    camera + torso (from a closed-form translation), body (from two elbow bends, the better
+    kept), hands wide then narrow robust scale, then a neighbour pass: each keyframe also
+    restarts from its neighbours' fits and a Viterbi pick keeps the most consistent
+    sequence (a forearm's depth is ambiguous in 2D: this removes runs of flipped frames);
+  all frames: interpolated from the keyframes, then one coupled Gauss-Newton solve with the
+    temporal terms (block-pentadiagonal normal equations, PCG with per-frame blocks).
 Camera: OpenCV pinhole at the origin, principal point at the image centre.
 """
 
@@ -88,10 +94,9 @@ def default_stages(iterations: int) -> list[StageSpec]:
         StageSpec("hands", FLAT_ALL, allg, min(it, 10), 10, 25, 5, 2, 4.0, keyframes=True),
         StageSpec("full", FLAT_ALL, allg, min(it, 10), 10, 25, 5, 2, keyframes=True),
         StageSpec("neighbours", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
-        StageSpec("neighbours2", FLAT_ALL, allg, min(it, 6), 10, 25, 5, 2, keyframes=True, neighbour_starts=True),
-        # fine: every frame from the interpolated keyframes, then all frames coupled in time
-        # StageSpec("refine", no_shape, allg, min(it, 4), 10, 25, 5, 2),
-        StageSpec("smooth", no_shape, allg, min(it, 8), 10, 25, 5, 2, temporal=True),
+        # fine: all frames from the interpolated keyframes, coupled in time (a per-frame pass
+        # here would let in-between frames fall into 2D-equivalent wrong poses)
+        StageSpec("smooth", no_shape, allg, min(it, 5), 10, 25, 5, 2, temporal=True),
     ]
 
 
@@ -277,7 +282,7 @@ def fit_clip(
     tolerance: float = 1e-4,
     stages: list[StageSpec] | None = None,
     optimizer: str = "batched",
-    keyframe_stride: int = 4,
+    keyframe_stride: int = 8,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -328,12 +333,11 @@ def fit_clip(
     stride = keyframe_stride if optimizer == "batched" and T >= 3 * keyframe_stride else 1
     key = torch.as_tensor(np.unique(np.r_[np.arange(0, T, stride), T - 1]), device=device)
     on_keys = False  # x holds keyframes only
-    xall = x
     for st in stages or default_stages(iterations):
         if st.temporal and not (temporal and optimizer == "batched"):
             continue
         if st.keyframes and stride > 1 and not on_keys:
-            xall, x, on_keys = x, x[key], True
+            x, on_keys = x[key], True
         elif not st.keyframes and on_keys:
             x, on_keys = _interpolate(x, key, T), False
         o = obj.subset(key) if on_keys else obj
@@ -348,7 +352,7 @@ def fit_clip(
             x = _lbfgs_stage(o, x, st, cw, rows, wdiag, free, tolerance, stats, max_evals=10 * iterations)
         elif st.temporal:
             x = _temporal_stage(o, x, st, cw, rows, wdiag, free, tolerance, stats)
-        elif (st.elbow_starts or st.neighbour_starts) and n > 1:
+        elif (st.elbow_starts and "body" in fm.layout or st.neighbour_starts) and n > 1:
             if st.elbow_starts:
                 # the depth of a bent forearm is ambiguous in 2D: start from both bends, keep the better
                 alt = x.clone()
@@ -374,7 +378,8 @@ def fit_clip(
         with torch.no_grad():
             bm = x[:, o.beta_x].mean(0) if "betas" in st.free else None
             losses.append(float(o.frame_costs(x, st, cw, rows, bm, wdiag).mean()))
-        log.debug("stage %s: loss %.3f after %d evaluations", st.name, losses[-1], stats["evals"])
+        log.debug("stage %s on %d frames: loss %.3f after %d evaluations, %.2f s", st.name, n, losses[-1],
+                  stats["evals"], time.perf_counter() - t0)
         if "betas" in st.free:  # from here on (and in the output) one shape for the clip
             x[:, o.beta_x] = x[:, o.beta_x].mean(0)
     if on_keys:
@@ -508,12 +513,15 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
             d = H.diagonal(dim1=-2, dim2=-1)
             Hd = H + Hs + torch.diag_embed(lam * d)
 
+            # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
+            H1t, H2t = H1.transpose(1, 2).contiguous(), H2.transpose(1, 2).contiguous()
+
             def matvec(v):
-                out = (Hd @ v[..., None])[..., 0] + 2 * second_difference_t(second_difference(v) * wp)
-                out[:-1] += (H1 @ v[1:, :, None])[..., 0]
-                out[1:] += (H1.transpose(1, 2) @ v[:-1, :, None])[..., 0]
-                out[:-2] += (H2 @ v[2:, :, None])[..., 0]
-                out[2:] += (H2.transpose(1, 2) @ v[:-2, :, None])[..., 0]
+                out = (Hd * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * wp)
+                out[:-1] += (H1 * v[1:, None]).sum(-1)
+                out[1:] += (H1t * v[:-1, None]).sum(-1)
+                out[:-2] += (H2 * v[2:, None]).sum(-1)
+                out[2:] += (H2t * v[:-2, None]).sum(-1)
                 return out
 
             pre = Hd + cdiag[:, None, None] * torch.diag_embed(2 * wp).expand(T, -1, -1)
@@ -523,9 +531,10 @@ def _temporal_stage(obj, x, st, cw, rows, wdiag, free, tol, stats):
             x_new[:, free] += step
             F_new = total(x_new)
             stats["evals"] += 1
+            log.debug("temporal step: %.1f -> %.1f (lambda %.0e)", float(F), float(F_new), lam)
             if float(F_new) < float(F):
                 gain = float((F - F_new) / F.abs().clamp(min=1e-9))
-                x, lam = x_new, lam / 3
+                x, lam = x_new, max(lam / 3, 1e-4)
                 if gain < tol:
                     break
             else:
@@ -631,7 +640,8 @@ class SmplxFitter:
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
-                           smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device)
+                           smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
+                           keyframe_stride=self.cfg.keyframe_stride)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record

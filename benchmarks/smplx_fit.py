@@ -66,17 +66,20 @@ def main() -> None:
 
     t0 = time.perf_counter()
     pts = []
+    evals = 0
     for t in frames:
         try:
             r = fit_clip(sp, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
                          optimizer="lbfgs", tolerance=1e-6, device=args.device)
             pts.append(r.points2d[0])
+            evals += r.evaluations
         except ValueError:  # a frame with too few landmarks to start from: no fit (batched fills it)
             pts.append(np.full_like(xy[t], np.nan))
     secs = time.perf_counter() - t0
     f_fps = len(frames) / secs
     f_err = errors(np.stack(pts), xy[frames], conf[frames], cxy[frames], cconf[frames])
-    print(f"per-frame: {f_fps:7.2f} frames/s ({secs:.1f} s for {len(frames)} frames, every {args.stride}th), "
+    print(f"per-frame: {f_fps:7.2f} frames/s ({secs:.1f} s for {len(frames)} frames, every {args.stride}th, "
+          f"{evals / len(frames):.0f} evaluations a frame), "
           f"reprojection {f_err[0]:.2f} px vs input, {f_err[1]:.2f} px vs clean")
     print(f"speed ratio batched / per-frame: {b_fps / f_fps:.1f}x")
 

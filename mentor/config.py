@@ -141,7 +141,8 @@ class SmplxConfig(Section):
     num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
     focal_length: float | None = None  # pixels; None -> estimated from the image size
     pose_prior: str | None = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
-    iterations: int = Field(60, ge=1)  # L-BFGS iterations of the last stage (earlier stages: fewer)
+    iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
+    keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
     device: str = "auto"  # auto | cpu | cuda
     min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are not fitted
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
