@@ -249,7 +249,7 @@ def encode_clip(
         x, y, s = crop
         vf.append(f"crop={s}:{s}:{x}:{y}")
     vf += [f"scale={size}:{size}:flags=bicubic", f"fps={fps:g}", "format=yuv420p"]
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{start:.3f}", "-i", str(src),
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}", "-i", str(src),
            "-t", f"{end - start:.3f}", "-vf", ",".join(vf), "-c:v", "libx264", "-crf", str(crf),
            "-preset", preset, "-threads", str(threads), "-movflags", "+faststart"]
     cmd += ["-c:a", "aac", "-ac", "1", "-ar", "16000"] if with_audio else ["-an"]

@@ -20,6 +20,13 @@ def filter_annotators(cfg: Config) -> list:
     return [PersonFilter(cfg.filters)]
 
 
+def curation_steps(cfg: Config, out: Path) -> list:
+    """What the filter actors run on each clip: track and filter, then encode."""
+    from pipelines.stages import Encoder, work_dir
+
+    return filter_annotators(cfg) + [Encoder(cfg, work_dir(cfg, out) / "clips")]
+
+
 def visual_annotators(cfg: Config) -> list:
     """Per-frame landmarks, then the SMPL-X fit that reads them."""
     out = []

@@ -61,10 +61,9 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     ds = ray.data.from_items([stages.source_row(s) for s in todo], override_num_blocks=max(1, len(todo)))
     ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
                      **task_args)
-    ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.filter_annotators, cfg), batch_size=1,
-                        batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.filter_actors), **actor_args)
-    ds = ds.map_batches(stages.encode, fn_kwargs={"cfg": cfg, "out": out}, batch_size=1, batch_format="pandas",
-                        **task_args)
+    ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(partial(ann.curation_steps, out=out), cfg),
+                        batch_size=1, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.filter_actors),
+                        **actor_args)
     if ann_enabled(cfg):
         gpu = {"num_gpus": r.annotate_gpus} if r.annotate_gpus else {}
         ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg), batch_size=1,

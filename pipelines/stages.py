@@ -131,21 +131,25 @@ class AnnotatorStage:
 
 
 # -- per clip: encode the crop -------------------------------------------------------
-def encode(batch: pd.DataFrame, cfg: Config, out: Path) -> pd.DataFrame:
-    """Encode each kept clip from its crop box: H.264 video and 16 kHz mono audio."""
-    rows = []
-    for row, rec in _records(batch):
-        if rec is not None and rec.kept:
-            t0 = time.perf_counter()
-            try:
-                encode_record(rec, cfg, work_dir(cfg, out) / "clips")
-            except MediaError as e:
-                rec.fail("encode", str(e))
-                rec.reject("encode", str(e))
-            _timed(rec, "encode", t0)
-            row = row | rec.to_row()
-        rows.append(row)
-    return _frame(rows)
+class Encoder:
+    """Encoding as a clip step: each kept clip gets its H.264 crop and 16 kHz mono audio.
+
+    It runs in the filter actors, right after the filter, so a clip's source is read
+    while it is still in the page cache and no extra hop or worker pool is needed."""
+
+    name = "encode"
+
+    def __init__(self, cfg: Config, folder: Path):
+        self.cfg = cfg
+        self.folder = folder
+
+    def __call__(self, rec: ClipRecord) -> ClipRecord:
+        try:
+            encode_record(rec, self.cfg, self.folder)
+        except MediaError as e:
+            rec.fail(self.name, str(e))
+            rec.reject(self.name, str(e))
+        return rec
 
 
 def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float = 0.0) -> None:
