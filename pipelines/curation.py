@@ -112,6 +112,9 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
             rec = ClipRecord.from_row(row)
             writer.add(rec)
             summary.add_clip(rec)
+            summary.clip_seconds.append(time.perf_counter() - t0)
+            if summary.first_clip_seconds is None:
+                summary.first_clip_seconds = summary.clip_seconds[0]
             show.clip(rec)
             if not keep_work:
                 _remove_work_files(rec)

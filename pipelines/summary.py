@@ -24,6 +24,8 @@ class BuildSummary:
     stage_seconds: Counter = field(default_factory=Counter)  # summed over clips (worker time)
     statuses: Counter = field(default_factory=Counter)  # "stage: status" for non-"done" ones
     wall_seconds: float = 0.0
+    first_clip_seconds: float | None = None  # from start until the first clip was written (warm-up)
+    clip_seconds: list[float] = field(default_factory=list, repr=False)  # when each clip was written
     notes: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
@@ -51,6 +53,7 @@ class BuildSummary:
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        d.pop("clip_seconds")
         d["hours_in"] = round(self.seconds_in / 3600, 4)
         d["hours_out"] = round(self.seconds_out / 3600, 4)
         return d
