@@ -310,6 +310,7 @@ class AuditConfig(Section):
 class RayConfig(Section):
     address: str | None = None  # None -> $RAY_ADDRESS, else a local Ray in-process
     num_cpus: int | None = None  # for the local Ray
+    prepare_tasks: int = Field(1, ge=1)  # concurrent fetch/probe/shot tasks
     filter_actors: int = Field(2, ge=1)
     annotate_actors: int = Field(1, ge=1)
     annotate_gpus: float = Field(0.0, ge=0)  # GPUs per annotate actor; its models then run on CUDA

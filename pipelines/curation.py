@@ -59,8 +59,10 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     actor_args = {"num_cpus": 0.5, "ray_remote_args_fn": partial(dict, max_restarts=r.max_task_retries,
                                                                   max_task_retries=r.max_task_retries)}
     ds = ray.data.from_items([stages.source_row(s) for s in todo], override_num_blocks=max(1, len(todo)))
+    # Fetching and shot detection are light next to the filter; a small pool of them keeps
+    # new worker processes from crowding the model actors while those load.
     ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
-                     **task_args)
+                     compute=ray.data.TaskPoolStrategy(size=r.prepare_tasks), **task_args)
     ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(partial(ann.curation_steps, out=out), cfg),
                         batch_size=1, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.filter_actors),
                         **actor_args)
