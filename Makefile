@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# uv lives inside the project's own venv: no global install, no PATH assumptions
+UV := $(PY) -m uv
 APT_PACKAGES := ffmpeg espeak-ng sox chromium
 DEMO_OUT ?= out/demo
 
@@ -17,10 +19,10 @@ $(VENV)/.apt-done:
 	@mkdir -p $(VENV) && touch $@
 
 $(VENV)/.deps-done: $(VENV)/.apt-done requirements/base.txt requirements/test.txt requirements/overrides.txt pyproject.toml
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
-	@[ -x $(PY) ] || uv venv -q --allow-existing -p python3.11 $(VENV)
-	uv pip install -q -p $(PY) -r requirements/base.txt -r requirements/test.txt --override requirements/overrides.txt
-	uv pip install -q -p $(PY) --no-deps -e .
+	@[ -x $(PY) ] || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	@$(UV) --version >/dev/null 2>&1 || $(PY) -m pip install -q uv
+	$(UV) pip install -q -p $(PY) -r requirements/base.txt -r requirements/test.txt --override requirements/overrides.txt
+	$(UV) pip install -q -p $(PY) --no-deps -e .
 	@touch $@
 
 setup: $(VENV)/.deps-done

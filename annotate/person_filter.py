@@ -18,8 +18,6 @@ the clip with a short machine-friendly reason when a threshold of FilterConfig f
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from collections import Counter
 from typing import Any
 
@@ -28,7 +26,7 @@ import numpy as np
 from annotate.face_track import Box, Track, extra_face_frames, link_tracks, main_track, side, square_crop
 from annotate.head_pose import head_pose
 from mentor.config import FilterConfig
-from mentor.media import MediaError, Probe, probe, read_frames
+from mentor.media import MediaError, Probe, probe, read_audio, read_frames
 from mentor.record import ClipRecord, CropBox
 
 log = logging.getLogger(__name__)
@@ -246,9 +244,7 @@ class PersonFilter:
         import torch
 
         dur = record.end - record.start
-        audio = _span_audio(src, record.start, dur)
-        if audio.size == 0:
-            return {"has_audio": True, "speech_fraction": 0.0}
+        audio = read_audio(src, SAMPLE_RATE, start=record.start, duration=dur)
         with torch.no_grad():
             spans = self._speech_timestamps(torch.from_numpy(audio).to(self.device), self._vad,
                                             sampling_rate=SAMPLE_RATE, return_seconds=True)
@@ -292,21 +288,6 @@ class PersonFilter:
         elif s["speech_fraction"] < c.min_speech_fraction:
             out.append(f"little_speech: speech in {s['speech_fraction']:.0%} of the clip < {c.min_speech_fraction:.0%}")
         return out
-
-
-def _span_audio(src: str, start: float, duration: float) -> np.ndarray:
-    """Mono float32 samples at SAMPLE_RATE of [start, start + duration) of `src`, piped
-    from one ffmpeg call (-ss/-t), no temporary file. Raises MediaError."""
-    cmd = [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-v", "error", "-ss", f"{start:.3f}", "-i", src,
-           "-t", f"{duration:.3f}", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, timeout=600)
-    except FileNotFoundError:
-        raise MediaError("'ffmpeg' not found on PATH: install it (Debian: apt-get install ffmpeg)") from None
-    if res.returncode != 0:
-        why = (res.stderr.decode(errors="replace").strip().splitlines() or ["ffmpeg failed"])[-1]
-        raise MediaError(f"{src}: cannot read audio of {start:.2f}-{start + duration:.2f} s ({why})")
-    return np.frombuffer(res.stdout, dtype=np.float32).copy()
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:

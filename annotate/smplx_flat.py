@@ -385,7 +385,7 @@ class FlatSMPLX(nn.Module):
         """
         N, D = x.shape
         q = self._pose(x, rows)
-        pts, Rw, tw, J, y = q["pts"], q["Rw"], q["tw"], q["J"], q["y"]
+        pts, Rw, tw, y = q["pts"], q["Rw"], q["tw"], q["y"]
         tri, bary, nidx = q["tri"], q["bary"], q["nidx"]
         # projection derivative (N,P,2,3)
         f = camera[0]

@@ -67,7 +67,6 @@ def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
     torch.set_num_threads(1)
     filters = ann.filter_annotators(cfg)
     seconds = 0.0
-    first = None
     done: list[float] = []
     t0 = time.perf_counter()
     with StoreWriter(out, cfg.store.shard_bytes) as writer:
@@ -82,7 +81,7 @@ def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
                 for f in filters:
                     rec = stages._call(f, rec)
                 if rec.kept:
-                    stages.encode_record(rec, cfg, stages.work_dir(cfg, out) / "clips")
+                    stages.encode_record(rec, cfg, stages.work_dir(out) / "clips")
                 writer.add(rec)
                 done.append(time.perf_counter() - t0)
             seconds += float(s.probe.get("duration") or 0.0)

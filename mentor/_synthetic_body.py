@@ -253,7 +253,7 @@ def build(seed: int, tag: str, parents: np.ndarray) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     mesh = _Mesh()
     _body(mesh)
-    head = _ellipsoid(mesh, HEAD_C, HEAD_R, 44, 52, 15, "head")
+    _ellipsoid(mesh, HEAD_C, HEAD_R, 44, 52, 15, "head")
     _tube(mesh, [(0, 0.672, 0.095), (0, 0.660, 0.112), (0, 0.652, 0.122)], [(0.006, 0.010), (0.008, 0.013), (0.007, 0.011)],
           [15, 15], "nose", around=12, per_seg=3, cap_end=True)
     eyes = {}

@@ -130,14 +130,15 @@ def fetch(uri: str, cache_dir: str | os.PathLike[str], cfg: FetchConfig, *, page
                           "or a `kind: pages` source for sites like YouTube)")
 
 
-def fetch_source(src: SourceRecord, cfg: Config) -> SourceRecord:
+def fetch_source(src: SourceRecord, cfg: Config, output: str | os.PathLike[str] | None = None) -> SourceRecord:
     """Fetch one discovered source; sets `src.path`, or `src.error` ("fetch: ...") on failure.
 
-    The cache is `fetch.cache_dir` (default <output>/cache); the source's kind is looked up
-    by its dataset name among `cfg.sources`.
+    The cache is `fetch.cache_dir`, by default <output>/cache (`output`: the store folder,
+    default the config's); the source's kind is looked up by its dataset name.
     """
     kinds = {s.name: s.kind for s in cfg.sources}
-    cache = cfg.resolve(cfg.fetch.cache_dir) or (cfg.resolve(cfg.output) / "cache")  # type: ignore[operator]
+    store = Path(output) if output is not None else cfg.resolve(cfg.output)
+    cache = cfg.resolve(cfg.fetch.cache_dir) or store / "cache"  # type: ignore[operator]
     try:
         src.path = str(fetch(src.uri, cache, cfg.fetch, page=kinds.get(src.dataset) == "pages"))
         src.error = None

@@ -207,10 +207,14 @@ def extract_audio(
     return dst
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate` (resampled by ffmpeg if needed)."""
+def read_audio(path: str | Path, sample_rate: int = 16000, start: float = 0.0,
+               duration: float | None = None) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate` (resampled by ffmpeg if needed),
+    of [start, start + duration) seconds (the whole file by default), piped, no temp file."""
     _check_file(path)
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
+    seek = ["-ss", f"{start:.3f}"] if start else []
+    limit = ["-t", f"{duration:.3f}"] if duration else []
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", *seek, "-i", str(path), *limit, "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     res = subprocess.run(cmd, capture_output=True, timeout=600)
     err = res.stderr.decode(errors="replace")

@@ -24,7 +24,7 @@ def curation_steps(cfg: Config, out: Path) -> list:
     """What the filter actors run on each clip: track and filter, then encode."""
     from pipelines.stages import Encoder, work_dir
 
-    return filter_annotators(cfg) + [Encoder(cfg, work_dir(cfg, out) / "clips")]
+    return filter_annotators(cfg) + [Encoder(cfg, work_dir(out) / "clips")]
 
 
 def visual_annotators(cfg: Config) -> list:

@@ -130,7 +130,7 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
         writer.close()
         show.close()
     if not keep_work:
-        shutil.rmtree(stages.work_dir(cfg, out), ignore_errors=True)
+        shutil.rmtree(stages.work_dir(out), ignore_errors=True)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
 

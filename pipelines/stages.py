@@ -9,7 +9,6 @@ turns them back; it never raises on a bad clip or source.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -42,7 +41,7 @@ def clip_row(src: SourceRecord, rec: ClipRecord, n_clips: int) -> dict[str, Any]
     return {"kind": "clip", "source": src.model_dump_json(), "n_clips": n_clips} | rec.to_row()
 
 
-def work_dir(cfg: Config, out: Path) -> Path:
+def work_dir(out: Path) -> Path:
     return out / "_work"
 
 
@@ -50,14 +49,13 @@ def work_dir(cfg: Config, out: Path) -> Path:
 def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: frozenset[str]) -> list[dict[str, Any]]:
     """One source -> one row per new clip span (or one "source" row saying why none)."""
     from annotate.shots import clip_spans, detect_shots
-    from mentor.fetch import fetch
+    from mentor.fetch import fetch_source
 
     src = SourceRecord.model_validate_json(row["source"])
     t0 = time.perf_counter()
+    if fetch_source(src, cfg, out).error:
+        return [source_row(src)]
     try:
-        cache = cfg.resolve(cfg.fetch.cache_dir) or out / "cache"
-        page = any(s.name == src.dataset and s.kind == "pages" for s in cfg.sources)
-        src.path = str(fetch(src.uri, Path(cache), cfg.fetch, page=page))
         info = probe(src.path)
         src.probe = info.as_dict()
         if not info.has_video:
@@ -66,9 +64,11 @@ def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: f
             raise MediaError(f"{src.uri}: {info.duration:.1f} s is shorter than clips.min_seconds ({cfg.clips.min_seconds})")
         shots = detect_shots(src.path, cfg.shots)
         spans = clip_spans(shots, cfg.clips)
-    except Exception as e:  # FetchError, MediaError, or a library's own error on bad data
-        stage = {"FetchError": "fetch", "MediaError": "probe"}.get(type(e).__name__, "prepare")
-        src.error = f"{stage}: {e}" if stage != "prepare" else f"prepare: {type(e).__name__}: {e}"
+    except MediaError as e:
+        src.error = f"probe: {e}"
+    except Exception as e:  # a library's own error on bad data: recorded, the run goes on
+        src.error = f"prepare: {type(e).__name__}: {e}"
+    if src.error:
         log.info("source failed: %s", src.error)
         return [source_row(src)]
     src.probe["shots"] = len(shots)
@@ -164,7 +164,3 @@ def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float
                               start=rec.start, duration=rec.duration, shift=audio_shift)
         rec.files["audio"] = str(audio)
     rec.mark("encode")
-
-
-def files_of(row: dict[str, Any]) -> dict[str, str]:
-    return json.loads(row.get("files") or "{}")

@@ -97,10 +97,6 @@ class Store:
                             rec.files[kind] = str(p)
                 yield rec
 
-    def rejected_records(self) -> Iterator[ClipRecord]:
-        for text in self.rejected().get("record", []):
-            yield ClipRecord.from_json(text)
-
     def set_columns(self, df: pd.DataFrame) -> None:
         """Set or overwrite index columns (split, identity, attr.*) by clip_id; shards untouched."""
         if "clip_id" not in df.columns:

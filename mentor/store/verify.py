@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mentor.store.layout import commit_path, sha256_file, shard_path, table_path
+from mentor.store.layout import commit_path, sha256_file
 from mentor.store.reader import Store
 
 

@@ -32,8 +32,9 @@ from mentor.store.layout import (
     write_atomic,
 )
 
-# record.files key -> tar member extension
-MEDIA_MEMBERS = {"video": "mp4", "audio": None}  # audio extension follows the file's suffix
+# record.files kinds stored in the shard; the member extension is the file's suffix
+# (mp4 video, flac or wav audio). "source" and other working files are not stored.
+MEDIA_KINDS = ("video", "audio")
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -102,11 +103,10 @@ class StoreWriter:
             self._open_shard()
         sample: dict[str, Any] = {"__key__": record.id}
         sizes = {}
-        for kind, path in record.files.items():
-            if kind not in MEDIA_MEMBERS:
-                continue
-            ext = MEDIA_MEMBERS[kind] or Path(path).suffix.lstrip(".")
-            sample[ext] = Path(path).read_bytes()
+        for kind in MEDIA_KINDS:
+            if kind in record.files:
+                path = Path(record.files[kind])
+                sample[path.suffix.lstrip(".")] = path.read_bytes()
         text = (record.annotations.get("asr") or {}).get("text")
         if text:
             sample["txt"] = text.encode()
@@ -187,15 +187,6 @@ class StoreWriter:
 
     def close(self) -> None:
         self.commit()
-
-    def abort(self) -> None:
-        """Drop what was not committed (its files are removed on the next open too)."""
-        if self._tar is not None:
-            self._tar.close()
-            tmp = shard_path(self.root, self._next)
-            tmp.with_name(tmp.name + ".tmp").unlink(missing_ok=True)
-        self._tar = self._tar_file = None
-        self._clips, self._rejected, self._sources = [], [], []
 
     def __enter__(self) -> "StoreWriter":
         return self

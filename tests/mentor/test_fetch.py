@@ -7,7 +7,6 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -240,12 +239,12 @@ def test_discover_sources(tmp_path, mp4_bytes):
     (folder / ".hidden.mp4").write_bytes(mp4_bytes)
     (folder / ".cache").mkdir()
     (folder / ".cache" / "d.mp4").write_bytes(mp4_bytes)
-    text = f"""
+    text = """
 sources:
-  - {{name: vlogs, kind: folder, path: raw, license: CC-BY, identity: per_source}}
-  - {{name: listed, kind: files, items: [raw/b.mp4, raw/missing.mp4], notes: hand picked}}
-  - {{name: web, kind: urls, items: ["http://127.0.0.1:1/x.mp4"], identity: alice}}
-  - {{name: yt, kind: pages, items: ["https://www.youtube.com/watch?v=abc"]}}
+  - {name: vlogs, kind: folder, path: raw, license: CC-BY, identity: per_source}
+  - {name: listed, kind: files, items: [raw/b.mp4, raw/missing.mp4], notes: hand picked}
+  - {name: web, kind: urls, items: ["http://127.0.0.1:1/x.mp4"], identity: alice}
+  - {name: yt, kind: pages, items: ["https://www.youtube.com/watch?v=abc"]}
 """
     cfg = parse_config(text, base_dir=str(tmp_path))
     recs = discover_sources(cfg)
