@@ -32,7 +32,6 @@ from mentor.store import StoreWriter  # noqa: E402
 CONFIG = """
 sources:
   - {{name: bench, kind: folder, path: {folder}}}
-ray: {{filter_actors: 2}}
 annotate:
   landmarks: {{enabled: false}}
   smplx: {{enabled: false}}
@@ -114,14 +113,22 @@ def mediapipe_fps(folder: Path, sample_fps: float) -> tuple[float, int]:
 
 
 def warm_up_ray_data() -> None:
-    """Run a trivial dataset once: Ray Data starts its own helper actors (stats,
-    autoscaling, locality) and worker processes on first use, once per Ray session."""
+    """Run a trivial dataset once, through a task and an actor pool: Ray Data starts its
+    own helper actors (stats, autoscaling, actor locations) and worker processes on
+    first use, once per Ray session."""
     import ray.data
 
     from pipelines.runtime import quiet_ray_data
 
+    class Identity:  # defined here so that it travels by value to the actor
+        def __call__(self, batch):
+            return batch
+
     quiet_ray_data()
-    ray.data.range(8, override_num_blocks=8).map_batches(lambda b: b, batch_size=1, num_cpus=0.5).materialize()
+    (ray.data.range(8, override_num_blocks=8)
+     .map_batches(lambda b: b, batch_size=1, num_cpus=0.5)
+     .map_batches(Identity, batch_size=1, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(size=1))
+     .materialize())
 
 
 def main() -> None:

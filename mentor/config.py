@@ -311,7 +311,8 @@ class RayConfig(Section):
     address: str | None = None  # None -> $RAY_ADDRESS, else a local Ray in-process
     num_cpus: int | None = None  # for the local Ray
     prepare_tasks: int = Field(1, ge=1)  # concurrent fetch/probe/shot tasks
-    filter_actors: int = Field(2, ge=1)
+    filter_actors: int = Field(1, ge=1)  # actor processes of the track-and-filter + encode stage
+    filter_threads: int = Field(2, ge=1)  # clips each filter actor works on at once (one thread each)
     annotate_actors: int = Field(1, ge=1)
     annotate_gpus: float = Field(0.0, ge=0)  # GPUs per annotate actor; its models then run on CUDA
     max_task_retries: int = Field(2, ge=0)
