@@ -1,0 +1,96 @@
+"""The annotator stage's threads: each concurrent clip gets its own annotator set."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mentor.config import parse_config
+from mentor.record import ClipRecord, SourceRecord
+from pipelines import stages
+
+CFG = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "test", ".")
+
+
+class Meeting:
+    """An annotator that waits until `parties` calls are inside it at once, so two
+    concurrent calls can only pass if they hold different annotator sets."""
+
+    name = "meeting"
+
+    def __init__(self, barrier: threading.Barrier):
+        self.barrier = barrier
+        self.clips: list[str] = []
+
+    def __call__(self, rec: ClipRecord) -> ClipRecord:
+        self.clips.append(rec.id)
+        self.barrier.wait(timeout=10)
+        rec.set_score("meeting.set", id(self))
+        return rec
+
+
+def clip_batch(i: int):
+    src = SourceRecord.from_uri(f"file:///v{i}.mp4")
+    rec = ClipRecord.for_span(src, 0.0, 3.0)
+    return stages._frame([stages.clip_row(src, rec, 1)])
+
+
+def run_concurrently(stage, batches):
+    results: list = [None] * len(batches)
+    errors: list = []
+
+    def call(k):
+        try:
+            results[k] = stage(batches[k])
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+def test_concurrent_clips_get_their_own_annotator_sets():
+    barrier = threading.Barrier(2)
+    built: list[Meeting] = []
+
+    def factory(cfg):
+        built.append(Meeting(barrier))
+        return [built[-1]]
+
+    stage = stages.AnnotatorStage(factory, CFG, threads=2)
+    assert len(built) == 1  # the first set at construction, the second on demand
+    out = run_concurrently(stage, [clip_batch(0), clip_batch(1)])
+    assert len(built) == 2
+    used = {ClipRecord.from_row(df.to_dict("records")[0]).scores["meeting.set"] for df in out}
+    assert used == {id(m) for m in built}
+    # later clips reuse the two sets: no third one is built
+    out = run_concurrently(stage, [clip_batch(2), clip_batch(3)])
+    assert len(built) == 2
+    assert sorted(len(m.clips) for m in built) == [2, 2]
+
+
+def test_one_thread_builds_one_set_and_serves_clips_in_turn():
+    built = []
+
+    def factory(cfg):
+        built.append(Meeting(threading.Barrier(1)))
+        return [built[-1]]
+
+    stage = stages.AnnotatorStage(factory, CFG, threads=1)
+    for i in range(3):
+        stage(clip_batch(i))
+    assert len(built) == 1 and len(built[0].clips) == 3
+
+
+def test_a_factory_that_fails_fails_the_stage_at_construction():
+    def factory(cfg):
+        raise FileNotFoundError("weights.onnx: no such file")
+
+    with pytest.raises(FileNotFoundError, match="weights.onnx"):
+        stages.AnnotatorStage(factory, CFG, threads=2)
