@@ -3,8 +3,9 @@
 Both run over the same generated media (talking clips of a real photo with espeak-ng
 speech), with the same config (annotators off: this is the curation half of `mentor
 build`) and one thread per ffmpeg / MediaPipe call, in one process run, so the ratio
-is measured under the same machine load. Ray's start-up is reported, not counted (a
-long-running cluster pays it once). Also prints MediaPipe's own frames/s on the frames
+is measured under the same machine load. Ray's start-up is reported, not counted: ray.init
+and Ray Data's first use in a session (its helper actors, and worker processes that import
+Ray Data); the pipeline's own actor process, its imports and models are counted. Also prints MediaPipe's own frames/s on the frames
 the filter examines: the practical ceiling of the filter stage.
 
     python benchmarks/curation.py [--sources 8] [--seconds 30]
@@ -135,9 +136,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--media", default="out/bench-media")
+    ap.add_argument("--media", default=None, help="folder of sources (default: out/bench-media/<N>x<S>s, "
+                    "generated when missing); every video in it is used")
     args = ap.parse_args()
-    folder = Path(args.media).resolve()
+    # The default folder is named by its shape: every video in the folder is a source.
+    folder = Path(args.media or f"out/bench-media/{args.sources}x{args.seconds:g}s").resolve()
     make_media(folder, args.sources, args.seconds)
     cfg = parse_config(CONFIG.format(folder=folder), "benchmark", str(folder))
     cpus = os.cpu_count() or 1
