@@ -22,24 +22,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                        "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"},
-           "worker_process_setup_hook": "pipelines.runtime.prepare_worker"}
+                        "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}}
     if address:
         ray.init(address=address, runtime_env=env, logging_level=logging.WARNING, log_to_driver=False)
         return f"ray cluster at {address}"
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=env,
              logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     return f"local ray ({num_cpus or os.cpu_count()} CPUs, in-process)"
-
-
-def prepare_worker() -> None:
-    """Runs in every Ray worker process as it starts (Ray's setup hook): import Ray Data
-    and the stage code now, while the worker waits in Ray's pool, not when the first
-    clip's actor starts on it (about 3 s of a build's warm-up on 2 cores). Models are
-    not loaded here: each stage loads its own."""
-    import ray.data  # noqa: F401
-
-    import pipelines.stages  # noqa: F401
 
 
 def quiet_ray_data() -> None:
