@@ -314,6 +314,7 @@ class RayConfig(Section):
     filter_actors: int = Field(1, ge=1)  # actor processes of the track-and-filter + encode stage
     filter_threads: int = Field(2, ge=1)  # clips each filter actor works on at once (one thread each)
     annotate_actors: int = Field(1, ge=1)
+    annotate_threads: int = Field(2, ge=1)  # clips each annotate actor works on at once (a model set each)
     annotate_gpus: float = Field(0.0, ge=0)  # GPUs per annotate actor; its models then run on CUDA
     max_task_retries: int = Field(2, ge=0)
 

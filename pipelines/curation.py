@@ -63,18 +63,16 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     # new worker processes from crowding the model actors while those load.
     ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
                      compute=ray.data.TaskPoolStrategy(size=r.prepare_tasks), **task_args)
-    # Filter threads share one actor process (one set of imports and model files);
-    # each thread holds half a CPU, like the other stages.
-    threads = r.filter_threads
-    filter_pool = ray.data.ActorPoolStrategy(size=r.filter_actors, max_concurrent_calls_per_actor=threads,
-                                             enable_true_multi_threading=True)
-    ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(partial(ann.curation_steps, out=out), cfg, threads),
-                        batch_size=1, batch_format="pandas", compute=filter_pool,
-                        **(actor_args | {"num_cpus": 0.5 * threads}))
+    # Threads of a stage share one actor process (one set of imports and model files).
+    ds = ds.map_batches(stages.AnnotatorStage,
+                        fn_constructor_args=(partial(ann.curation_steps, out=out), cfg, r.filter_threads),
+                        batch_size=1, batch_format="pandas", compute=stages.actor_pool(r.filter_actors, r.filter_threads),
+                        **actor_args)
     if ann_enabled(cfg):
         gpu = {"num_gpus": r.annotate_gpus} if r.annotate_gpus else {}
-        ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg), batch_size=1,
-                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=r.annotate_actors),
+        ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg, r.annotate_threads),
+                            batch_size=1, batch_format="pandas",
+                            compute=stages.actor_pool(r.annotate_actors, r.annotate_threads),
                             **actor_args, **gpu)
     return ds
 

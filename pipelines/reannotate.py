@@ -44,9 +44,10 @@ def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None
                 for r in store.records(ids, media_dir=work)]
         if rows:
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg),
+            r = cfg.ray
+            ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg, r.annotate_threads),
                                 batch_size=1, batch_format="pandas", num_cpus=0.5,
-                                compute=ray.data.ActorPoolStrategy(size=cfg.ray.annotate_actors))
+                                compute=stages.actor_pool(r.annotate_actors, r.annotate_threads))
             for row in ds.iter_rows():
                 rec = ClipRecord.from_row(row)
                 writer.add(rec)

@@ -157,6 +157,15 @@ class AnnotatorStage:
             self._free.put(annotators)
 
 
+def actor_pool(size: int, threads: int):
+    """Ray Data's strategy for an AnnotatorStage: `size` processes, each running up to
+    `threads` calls at once (pass the same `threads` to the stage)."""
+    import ray.data
+
+    return ray.data.ActorPoolStrategy(size=size, max_concurrent_calls_per_actor=threads,
+                                      enable_true_multi_threading=threads > 1)
+
+
 # -- per clip: encode the crop -------------------------------------------------------
 class Encoder:
     """Encoding as a clip step: each kept clip gets its H.264 crop and 16 kHz mono audio.
