@@ -94,3 +94,18 @@ def test_a_factory_that_fails_fails_the_stage_at_construction():
 
     with pytest.raises(FileNotFoundError, match="weights.onnx"):
         stages.AnnotatorStage(factory, CFG, threads=2)
+
+
+def test_actor_cpus_fit_every_stage_on_a_small_machine():
+    from pipelines.curation import actor_cpus
+
+    cfg = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "test", ".")  # annotators on
+    f, a = actor_cpus(cfg, 2.0)
+    r = cfg.ray
+    assert 0.5 * r.prepare_tasks + r.filter_actors * f + r.annotate_actors * a <= 2.0 + 1e-9
+    assert f > 0 and a > 0
+    assert actor_cpus(cfg, 64.0) == (0.5 * r.filter_threads, 0.5 * r.annotate_threads)  # room: unscaled
+    off = cfg.model_copy(deep=True)
+    for section in ("landmarks", "smplx", "vad", "diarization", "asr", "sync", "audio_features", "attributes"):
+        getattr(off.annotate, section).enabled = False
+    assert actor_cpus(off, 2.0)[0] == 0.5 * r.filter_threads  # curation only: the filter keeps its share
