@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # uv lives inside the project's own venv: no global install, no PATH assumptions
 UV := $(PY) -m uv
-APT_PACKAGES := ffmpeg espeak-ng sox chromium
+APT_PACKAGES := ffmpeg espeak-ng sox chromium python3-venv
 DEMO_OUT ?= out/demo
 
 .PHONY: setup demo test test-all bench clean

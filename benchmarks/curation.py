@@ -5,8 +5,9 @@ speech), with the same config (annotators off: this is the curation half of `men
 build`) and one thread per ffmpeg / MediaPipe call, in one process run, so the ratio
 is measured under the same machine load. Ray's start-up is reported, not counted: ray.init
 and Ray Data's cluster-wide helper actors (started by a warm-up in a separate job). The
-build's own worker processes, their imports and models are counted. Also prints MediaPipe's own frames/s on the frames
-the filter examines: the practical ceiling of the filter stage.
+build's own worker processes, their imports and models are counted. Also prints
+MediaPipe's own frames/s on the frames the filter examines: the practical ceiling of the
+filter stage.
 
     python benchmarks/curation.py [--sources 8] [--seconds 30]
 

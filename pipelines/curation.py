@@ -82,14 +82,15 @@ def actor_cpus(cfg: Config, cluster_cpus: float) -> tuple[float, float]:
     """CPUs each filter and annotate actor asks Ray for: half a CPU per thread (measured
     faster than half a CPU per actor: Ray Data then keeps every thread fed), scaled down
     when the pools would not fit beside the fetch/shot tasks, so that on a small machine
-    every stage still gets its workers at once."""
+    every stage still gets its workers at once. The annotate share is 0 when no
+    annotator is enabled (that stage is then not in the graph)."""
     r = cfg.ray
     filter_cpus = 0.5 * r.filter_threads
     annotate_cpus = 0.5 * r.annotate_threads if ann_enabled(cfg) else 0.0
     want = r.filter_actors * filter_cpus + r.annotate_actors * annotate_cpus
     room = max(cluster_cpus - 0.5 * r.prepare_tasks, 0.5)
     scale = min(1.0, room / want)
-    return round(filter_cpus * scale, 3), round(max(annotate_cpus * scale, 0.001), 3)
+    return round(filter_cpus * scale, 3), round(annotate_cpus * scale, 3)
 
 
 def ann_enabled(cfg: Config) -> bool:

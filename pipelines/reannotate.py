@@ -46,7 +46,9 @@ def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
             r = cfg.ray
             ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg, r.annotate_threads),
-                                batch_size=1, batch_format="pandas", num_cpus=0.5,
+                                batch_size=1, batch_format="pandas",
+                                # half a CPU per thread, as in `mentor build`; it is the only stage here
+                                num_cpus=min(0.5 * r.annotate_threads, ray.cluster_resources().get("CPU", 1.0)),
                                 compute=stages.actor_pool(r.annotate_actors, r.annotate_threads))
             for row in ds.iter_rows():
                 rec = ClipRecord.from_row(row)

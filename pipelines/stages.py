@@ -138,7 +138,14 @@ class AnnotatorStage:
             with self._lock:
                 build = self._built < self._threads
                 self._built += build
-            return self._factory() if build else self._free.get()
+            if not build:
+                return self._free.get()
+            try:
+                return self._factory()
+            except BaseException:
+                with self._lock:  # not built: a later call may try again
+                    self._built -= 1
+                raise
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         annotators = self._take()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -109,3 +110,30 @@ def test_actor_cpus_fit_every_stage_on_a_small_machine():
     for section in ("landmarks", "smplx", "vad", "diarization", "asr", "sync", "audio_features", "attributes"):
         getattr(off.annotate, section).enabled = False
     assert actor_cpus(off, 2.0)[0] == 0.5 * r.filter_threads  # curation only: the filter keeps its share
+
+
+def test_a_set_that_fails_to_build_on_demand_is_tried_again_later():
+    barrier = threading.Barrier(2)
+    calls = {"n": 0}
+    built: list[Meeting] = []
+
+    def factory(cfg):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second set fails once (a model file not yet synced, say)
+            raise OSError("model busy")
+        built.append(Meeting(barrier))
+        return [built[-1]]
+
+    stage = stages.AnnotatorStage(factory, CFG, threads=2)
+    # the first set is held by a call waiting at the barrier while the second set fails
+    holder = threading.Thread(target=stage, args=(clip_batch(0),))
+    holder.start()
+    deadline = time.monotonic() + 10
+    while not stage._free.empty() and time.monotonic() < deadline:  # the holder has the first set
+        time.sleep(0.01)
+    with pytest.raises(OSError, match="model busy"):
+        stage(clip_batch(1))
+    out = stage(clip_batch(2))  # builds the second set now, and meets the holder
+    holder.join(timeout=30)
+    assert len(built) == 2 and calls["n"] == 3
+    assert ClipRecord.from_row(out.to_dict("records")[0]).scores["meeting.set"] == id(built[1])
