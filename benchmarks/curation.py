@@ -2,12 +2,14 @@
 
 Both run over the same generated media (talking clips of a real photo with espeak-ng
 speech), with the same config (annotators off: this is the curation half of `mentor
-build`) and one thread per ffmpeg / MediaPipe call, in one process run, so the ratio
-is measured under the same machine load. Ray's start-up is reported, not counted: ray.init
-and Ray Data's cluster-wide helper actors (started by a warm-up in a separate job). The
-build's own worker processes, their imports and models are counted. Also prints
-MediaPipe's own frames/s on the frames the filter examines: the practical ceiling of the
-filter stage.
+build`) and one thread per ffmpeg / MediaPipe call, one after the other in one benchmark
+run, so the ratio is measured under the same machine load. Each runs in a fresh Python
+process and pays for its own imports and models (the loop: the stages' libraries and the
+shard writer's; the pipeline: Ray Data, the writer's, and in its workers the stages').
+Ray's start-up is reported, not counted: ray.init with the idle workers it boots, and
+Ray Data's cluster-wide helper actors (started by a warm-up in a separate job). Also
+prints MediaPipe's own frames/s on the frames the filter examines: the practical ceiling
+of the filter stage.
 
     python benchmarks/curation.py [--sources 8] [--seconds 30]
 
@@ -17,6 +19,7 @@ The last line is the ratio (pipeline / loop).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -30,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mentor.config import parse_config  # noqa: E402
 from mentor.record import ClipRecord, SourceRecord  # noqa: E402
-from mentor.store import StoreWriter  # noqa: E402
 
 CONFIG = """
 sources:
@@ -60,9 +62,11 @@ def make_media(folder: Path, n: int, seconds: float) -> None:
 def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
     """The same stages, one after another, in this process. Returns video seconds seen
     and when each clip was written (seconds from the start)."""
+    t0 = time.perf_counter()
     import torch
 
     from mentor.fetch import discover_sources
+    from mentor.store import StoreWriter
     from pipelines import annotators as ann
     from pipelines import stages
 
@@ -70,7 +74,6 @@ def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
     filters = ann.filter_annotators(cfg)
     seconds = 0.0
     done: list[float] = []
-    t0 = time.perf_counter()
     with StoreWriter(out, cfg.store.shard_bytes) as writer:
         for src in discover_sources(cfg):
             rows = stages.prepare_source(stages.source_row(src), cfg, out, frozenset())
@@ -132,16 +135,65 @@ ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def warm_up_ray_data() -> None:
-    """Run a trivial dataset once, in a separate Ray job on this cluster.
+    """Run a trivial dataset once, in a separate Ray job on this cluster, then boot this
+    job's idle workers again.
 
     Ray Data starts cluster-wide helper actors on first use (stats, autoscaling, actor
     locations: detached, about 4 CPU-s each here); a long-running cluster already has
-    them. The benchmark's own job stays cold: the build pays for its worker processes
-    and their imports, as a new `mentor build` on a running cluster does."""
+    them. That job's workers make Ray retire the idle workers ray.init booted for this
+    job, which a fresh `mentor build` finds ready, so as many are booted again (empty
+    processes: no Ray Data, no model). The build still pays for its imports and models."""
     import ray
 
     env = os.environ | {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     subprocess.run([sys.executable, "-c", WARM_UP_JOB], env=env, check=True, capture_output=True)
+    boot = ray.remote(num_cpus=1)(_boot_worker)
+    pids = set(ray.get([boot.remote() for _ in range(int(ray.cluster_resources().get("CPU", 1)))]))
+    print(f"booted {len(pids)} idle worker process(es) for this job, as ray.init does")
+
+
+def _boot_worker() -> int:
+    time.sleep(0.5)  # held, so that each call gets its own process
+    return os.getpid()
+
+
+def run_loop(cfg, out: Path) -> dict:
+    t0 = time.perf_counter()
+    seconds, done = plain_loop(cfg, out)
+    return {"seconds": seconds, "wall": time.perf_counter() - t0, "first": done[0], "done": done}
+
+
+def run_pipeline(cfg, out: Path) -> dict:
+    from pipelines.runtime import init_ray
+
+    t0 = time.perf_counter()
+    init_ray()
+    warm_up_ray_data()
+    startup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from pipelines.curation import build
+
+    summary = build(cfg, out=out, progress=False)
+    return {"seconds": summary.seconds_in, "wall": time.perf_counter() - t0, "startup": startup,
+            "first": summary.first_clip_seconds or 0.0, "done": summary.clip_seconds, "kept": summary.clips_kept,
+            "rejected": sum(summary.clips_rejected.values())}
+
+
+def run_side(side: str, args: argparse.Namespace, folder: Path, out: Path) -> dict:
+    """One side in a fresh Python process: nothing either side imported or loaded is
+    reused by the other."""
+    cmd = [sys.executable, __file__, "--side", side, "--out", str(out), "--media", str(folder)]
+    for flag in ("filter_actors", "filter_threads"):
+        if getattr(args, flag):
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not result:
+        sys.exit(f"the {side} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        if not line.startswith("RESULT "):
+            print(line)
+    return json.loads(result[-1][len("RESULT "):])
 
 
 def main() -> None:
@@ -152,49 +204,42 @@ def main() -> None:
                     "generated when missing); every video in it is used")
     ap.add_argument("--filter-actors", type=int, help="ray.filter_actors (default: the config's)")
     ap.add_argument("--filter-threads", type=int, help="ray.filter_threads (default: the config's)")
+    ap.add_argument("--side", choices=["loop", "pipeline"], help=argparse.SUPPRESS)  # one side, in a child
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     # The default folder is named by its shape: every video in the folder is a source.
     folder = Path(args.media or f"out/bench-media/{args.sources}x{args.seconds:g}s").resolve()
-    make_media(folder, args.sources, args.seconds)
     cfg = parse_config(CONFIG.format(folder=folder), "benchmark", str(folder))
     if args.filter_actors:
         cfg.ray.filter_actors = args.filter_actors
     if args.filter_threads:
         cfg.ray.filter_threads = args.filter_threads
+    if args.side:
+        run = run_loop if args.side == "loop" else run_pipeline
+        print("RESULT " + json.dumps(run(cfg, Path(args.out))))
+        return
+
+    make_media(folder, args.sources, args.seconds)
     cpus = os.cpu_count() or 1
     print(f"machine: {cpus} CPUs; {args.sources} sources x {args.seconds:.0f} s, video {cfg.video.size}px "
           f"@ {cfg.video.fps:g} fps, filter samples {cfg.filters.sample_fps:g} frames per video second; "
           f"filter stage {cfg.ray.filter_actors} actor(s) x {cfg.ray.filter_threads} thread(s)")
-
     tmp = Path(tempfile.mkdtemp(prefix="mentor-bench-"))
     try:
-        t0 = time.perf_counter()
-        seconds, loop_done = plain_loop(cfg, tmp / "loop")
-        loop_first = loop_done[0]
-        loop_s = time.perf_counter() - t0
-        loop_rate = seconds / loop_s
-        print(f"plain loop: {seconds:.0f} s of video in {loop_s:.1f} s -> {loop_rate:.2f} video-s per wall-s "
-              f"(first clip after {loop_first:.1f} s)")
-
-        from pipelines.curation import build
-        from pipelines.runtime import init_ray
-
-        t0 = time.perf_counter()
-        init_ray()
-        warm_up_ray_data()
-        print(f"ray start-up: {time.perf_counter() - t0:.1f} s (not counted: ray.init and Ray Data's cluster-wide "
-              "helpers, which a long-running cluster has already)")
-        t0 = time.perf_counter()
-        summary = build(cfg, out=tmp / "pipe", progress=False)
-        pipe_s = time.perf_counter() - t0
-        pipe_rate = summary.seconds_in / pipe_s
-        pipe_first = summary.first_clip_seconds or 0.0
-        print(f"pipeline:   {summary.seconds_in:.0f} s of video in {pipe_s:.1f} s -> {pipe_rate:.2f} video-s per wall-s "
-              f"({summary.clips_kept} clips kept, {sum(summary.clips_rejected.values())} rejected; "
-              f"first clip after {pipe_first:.1f} s: actor processes start and load their models)")
+        loop = run_side("loop", args, folder, tmp / "loop")
+        loop_rate = loop["seconds"] / loop["wall"]
+        print(f"plain loop: {loop['seconds']:.0f} s of video in {loop['wall']:.1f} s -> {loop_rate:.2f} video-s per "
+              f"wall-s (first clip after {loop['first']:.1f} s)")
+        pipe = run_side("pipeline", args, folder, tmp / "pipe")
+        pipe_rate = pipe["seconds"] / pipe["wall"]
+        print(f"ray start-up: {pipe['startup']:.1f} s (not counted: ray.init with the idle workers it boots, and "
+              "Ray Data's cluster-wide helpers, which a long-running cluster has already)")
+        print(f"pipeline:   {pipe['seconds']:.0f} s of video in {pipe['wall']:.1f} s -> {pipe_rate:.2f} video-s per "
+              f"wall-s ({pipe['kept']} clips kept, {pipe['rejected']} rejected; first clip after {pipe['first']:.1f} s: "
+              "actor processes load their libraries and models)")
         # Steady state, what a long build sees: clips per second over the middle half
         # of each run's clip completions (past warm-up, before the tail drains).
-        steady = middle_rate(summary.clip_seconds) / middle_rate(loop_done)
+        steady = middle_rate(pipe["done"]) / middle_rate(loop["done"])
         print(f"steady state (middle half of clip completions): pipeline/loop {steady:.2f}x")
 
         fps, n = mediapipe_fps(folder, cfg.filters.sample_fps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +21,35 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # Workers must find the project's packages however the driver was started.
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                        "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}}
+    env_vars = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+                "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
     if address:
-        ray.init(address=address, runtime_env=env, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
+                 log_to_driver=False)
         return f"ray cluster at {address}"
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=env,
-             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    # A local Ray's workers inherit the environment of the raylet that ray.init starts
+    # here, so the variables go there rather than into a job runtime_env: workers Ray
+    # boots at start-up then match the job and are used (with a runtime_env they are
+    # not, and every stage waits for a new worker process to boot).
+    with _environ(env_vars):
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     return f"local ray ({num_cpus or os.cpu_count()} CPUs, in-process)"
+
+
+@contextmanager
+def _environ(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def quiet_ray_data() -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from mentor.record import SCHEMA_VERSION, ClipRecord, SourceRecord
 from mentor.store.layout import (
@@ -62,7 +62,7 @@ class StoreWriter:
         self._remove_uncommitted()
         self._next = max(self._parts, default=-1) + 1
         self._tar_file = None
-        self._tar: wds.TarWriter | None = None
+        self._tar: tarfile.TarFile | None = None
         self._clips: list[dict] = []
         self._rejected: list[dict] = []
         self._sources: list[dict] = []
@@ -89,10 +89,13 @@ class StoreWriter:
 
     # -- writing --------------------------------------------------------------------
     def _open_shard(self) -> None:
+        # A WebDataset shard is a plain tar of <key>.<ext> members; the stdlib writes it.
+        # webdataset's TarWriter would do the same but imports torch (2.6 CPU-s here) into
+        # the driver, which otherwise never needs it. webdataset reads the shards.
         path = shard_path(self.root, self._next)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tar_file = open(path.with_name(path.name + ".tmp"), "wb")
-        self._tar = wds.TarWriter(self._tar_file)
+        self._tar = tarfile.open(fileobj=self._tar_file, mode="w")
 
     def add(self, record: ClipRecord) -> None:
         """Write one clip: kept ones with their media into the shard, rejected into the table."""
@@ -113,10 +116,13 @@ class StoreWriter:
         sample["json"] = record.to_json().encode()
         if record.arrays:
             sample["npz"] = record.arrays_npz()
+        now = time.time()
         for ext, data in sample.items():
             if ext != "__key__":
                 sizes[ext] = len(data)
-        self._tar.write(sample)
+                info = tarfile.TarInfo(f"{record.id}.{ext}")
+                info.size, info.mtime, info.mode = len(data), now, 0o444
+                self._tar.addfile(info, io.BytesIO(data))
         shard = shard_path(self.root, self._next)
         row = record.index_row() | {
             "shard": str(shard.relative_to(self.root)),
@@ -155,7 +161,8 @@ class StoreWriter:
         n = self._next
         files: dict[str, dict] = {}
         if self._tar is not None:
-            self._tar.close()  # also closes the file object
+            self._tar.close()
+            self._tar_file.close()
             final = shard_path(self.root, n)
             tmp = final.with_name(final.name + ".tmp")
             with open(tmp, "rb+") as f:
