@@ -40,6 +40,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str:
 
 @contextmanager
 def _environ(values: dict[str, str]):
+    """Set `values` in os.environ for the block, then put back only those keys (not
+    mock.patch.dict: ray.init sets variables of its own that must stay)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

@@ -104,8 +104,7 @@ class StoreWriter:
             return
         if self._tar is None:
             self._open_shard()
-        sample: dict[str, Any] = {"__key__": record.id}
-        sizes = {}
+        sample: dict[str, bytes] = {}  # extension -> member bytes, written as <clip id>.<ext>
         for kind in MEDIA_KINDS:
             if kind in record.files:
                 path = Path(record.files[kind])
@@ -118,11 +117,10 @@ class StoreWriter:
             sample["npz"] = record.arrays_npz()
         now = time.time()
         for ext, data in sample.items():
-            if ext != "__key__":
-                sizes[ext] = len(data)
-                info = tarfile.TarInfo(f"{record.id}.{ext}")
-                info.size, info.mtime, info.mode = len(data), now, 0o444
-                self._tar.addfile(info, io.BytesIO(data))
+            info = tarfile.TarInfo(f"{record.id}.{ext}")
+            info.size, info.mtime, info.mode = len(data), now, 0o444
+            self._tar.addfile(info, io.BytesIO(data))
+        sizes = {ext: len(data) for ext, data in sample.items()}
         shard = shard_path(self.root, self._next)
         row = record.index_row() | {
             "shard": str(shard.relative_to(self.root)),

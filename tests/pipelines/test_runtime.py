@@ -25,13 +25,17 @@ def worker_view():
     return {{"pythonpath": os.environ.get("PYTHONPATH", ""), "omp": os.environ.get("OMP_NUM_THREADS"),
              "glog": os.environ.get("GLOG_minloglevel")}}
 
-def idle_workers():
+def parent(p):
+    return int(open(f"/proc/{{p}}/stat").read().rsplit(")", 1)[1].split()[1])
+
+def idle_workers():  # idle workers of this driver's own Ray (worker -> raylet -> this process)
     pids = set()
     for p in os.listdir("/proc"):
         try:
-            if p.isdigit() and open(f"/proc/{{p}}/cmdline").read().startswith("ray::IDLE"):
+            if (p.isdigit() and open(f"/proc/{{p}}/cmdline").read().startswith("ray::IDLE")
+                    and parent(parent(p)) == os.getpid()):
                 pids.add(int(p))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
     return pids
 
