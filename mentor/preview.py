@@ -1,8 +1,8 @@
 """Preview video of a clip's annotations: MediaPipe landmarks and the fitted SMPL-X mesh.
 
-The mesh is posed with smplx's own forward pass from the record's `smplx.*` arrays,
-projected with `smplx.camera`, and drawn as flat-shaded triangles back to front (painter's
-algorithm) at half opacity over the frame; landmarks are dots (pose green, face white,
+The mesh is posed with the body model's forward pass (mentor.body) from the record's
+`smplx.*` arrays, projected with `smplx.camera` (mentor.body.Camera), and drawn as
+flat-shaded triangles back to front (painter's algorithm) at half opacity over the frame; landmarks are dots (pose green, face white,
 hands orange/blue). A record fitted with the synthetic body model gets a "SYNTHETIC body
 model" banner.
 """
@@ -15,8 +15,6 @@ import numpy as np
 
 from mentor.media import write_video
 
-PARAMS = ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
-          "right_hand_pose", "expression", "transl")
 COLORS = {"landmarks.pose": (60, 220, 60), "landmarks.face": (255, 255, 255),
           "landmarks.left_hand": (255, 150, 0), "landmarks.right_hand": (0, 150, 255)}
 
@@ -25,26 +23,27 @@ def posed_vertices(record, body_model, chunk: int = 64) -> np.ndarray | None:
     """(T,V,3) camera-space vertices from the record's smplx arrays, or None if not fitted."""
     import torch
 
+    from mentor.body import SmplxParams
+
     if "smplx.transl" not in record.arrays:
         return None
-    model = body_model.model
-    T = len(record.arrays["smplx.transl"].data)
-    out = []
+    params = SmplxParams.from_record(record)
     with torch.no_grad():
-        for s in range(0, T, chunk):
-            p = {k: torch.tensor(record.arrays[f"smplx.{k}"].data[s:s + chunk], dtype=torch.float32) for k in PARAMS}
-            p["betas"] = torch.tensor(record.arrays["smplx.betas"].data[s:s + chunk], dtype=torch.float32)
-            out.append(model(**p).vertices.numpy())
+        out = [body_model(params[s:s + chunk]).vertices.cpu().numpy() for s in range(0, params.num_frames, chunk)]
     return np.concatenate(out)
 
 
 def draw_mesh(img: np.ndarray, verts: np.ndarray, faces: np.ndarray, camera: np.ndarray, alpha: float = 0.5) -> None:
-    """Draw camera-space vertices (V,3) as shaded triangles into img (H,W,3 uint8), in place."""
-    import cv2
+    """Draw camera-space vertices (V,3) as shaded triangles into img (H,W,3 uint8), in place.
 
-    f, cx, cy = camera
-    z = np.clip(verts[:, 2], 1e-3, None)
-    uv = np.stack([verts[:, 0] / z * f + cx, verts[:, 1] / z * f + cy], 1)
+    faces (F,3) vertex indices; camera: the store's [f, cx, cy] row.
+    """
+    import cv2
+    import torch
+
+    from mentor.body import Camera
+
+    uv = Camera.from_array(camera).project(torch.as_tensor(verts, dtype=torch.float32)).numpy()
     tri = verts[faces]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
@@ -66,8 +65,8 @@ def render_preview(frames: np.ndarray, record, body_model, out_path: str | Path,
     import cv2
 
     frames = np.array(frames, dtype=np.uint8, copy=True)
-    verts = posed_vertices(record, body_model)
-    faces = body_model.faces
+    verts = posed_vertices(record, body_model) if body_model is not None else None
+    faces = body_model.faces.cpu().numpy() if verts is not None else None
     synthetic = record.annotations.get("smplx", {}).get("body_model") == "synthetic"
     for t in range(len(frames)):
         img = frames[t]

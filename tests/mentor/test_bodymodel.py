@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mentor.bodymodel import BodyModelError, load_body_model, validate_smplx_file, write_synthetic_smplx
+from mentor.body import BodyModelError, load_body_model, validate_smplx_file, write_synthetic_smplx
 
 
 @pytest.fixture(scope="session")
