@@ -197,9 +197,10 @@ class SyncConfig(Section):
     """Weight-free mouth-opening vs speech-envelope sync; SyncNet LSE-D/C when weights are given."""
 
     enabled: bool = True
-    max_offset_frames: int = Field(8, ge=0)
+    max_offset_frames: int = Field(15, ge=0)  # lags searched each side (SyncNet's vshift is 15)
     min_confidence: float = Field(0.15, ge=0)
-    max_shift_frames: int = Field(6, ge=0)  # offsets up to this are corrected when encoding
+    # offsets up to this are corrected (audio re-cut); beyond it: "audio offset N frames > M"
+    max_shift_frames: int = Field(10, ge=0)
     syncnet_weights: str | None = None  # syncnet_python's syncnet_v2.model (a state dict)
     device: str = "auto"
     min_face_fraction: float = Field(0.5, ge=0, le=1)  # frames with lips found, else reject

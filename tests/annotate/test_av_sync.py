@@ -131,3 +131,59 @@ def test_mfcc_is_100_per_second_13_coefficients():
 
     feats = mfcc(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
     assert feats.shape == (99, 13) and np.isfinite(feats).all()  # python_speech_features' framing
+
+
+# -- search range and correction limit (issue 15, item 2) -----------------------------
+@pytest.fixture(scope="module")
+def talking_face(sync, talking_clip):
+    """FaceMesh landmarks of the talking clip, found once (the pictures do not depend on
+    the audio shift)."""
+    from mentor.media import read_frames
+
+    return sync._run_face_mesh(read_frames(talking_clip, fps=FPS))
+
+
+def _shifted_speech(folder, frames: int):
+    """The talking clip's own speech, delayed by `frames` video frames, as a wav."""
+    from mentor.testmedia import _shift_audio, _write_wav, speech_samples
+
+    from tests.conftest import TALKING_SECONDS
+
+    speech = speech_samples(None, "en", TALKING_SECONDS)
+    return _write_wav(folder / f"speech_late_{frames}.wav", _shift_audio(speech, frames * 16000 // FPS), 16000)
+
+
+def _record_with(make_record, wav, landmarks):
+    rec = make_record(audio=wav, fps=FPS)
+    rec.add_array("landmarks.face", landmarks, fps=FPS)
+    return rec
+
+
+def test_defaults_search_as_wide_as_syncnet_and_correct_up_to_ten_frames():
+    cfg = SyncConfig()
+    assert cfg.max_offset_frames >= 15  # SyncNet's own search (vshift 15)
+    assert cfg.max_shift_frames == 10
+
+
+def test_audio_ten_frames_late_is_found_and_corrected(sync, talking_face, tmp_path, make_record):
+    rec = sync(_record_with(make_record, _shifted_speech(tmp_path, 10), talking_face))
+    assert rec.scores["sync.offset_frames"] == 10
+    assert rec.annotations["sync"]["shift_seconds"] == pytest.approx(0.4)
+    assert rec.kept, rec.rejected
+
+
+def test_offset_beyond_the_limit_is_its_own_reason(talking_face, tmp_path, make_record):
+    sync = AvSync(SyncConfig(device="cpu", max_offset_frames=15, max_shift_frames=10))
+    rec = sync(_record_with(make_record, _shifted_speech(tmp_path, 12), talking_face))
+    assert rec.scores["sync.offset_frames"] == 12
+    assert rec.scores["sync.confidence"] >= sync.cfg.min_confidence  # the speaker is visible
+    assert rec.rejected == "sync: audio offset 12 frames > 10"
+    assert "shift_seconds" not in rec.annotations["sync"]
+
+
+def test_offset_found_only_inside_the_search_range(talking_face, tmp_path, make_record):
+    # searched +-8 (the old default), a 10-frame delay cannot be found: that is "not
+    # visible", the failure the wider default search removes
+    narrow = AvSync(SyncConfig(device="cpu", max_offset_frames=8, max_shift_frames=6))
+    rec = narrow(_record_with(make_record, _shifted_speech(tmp_path, 10), talking_face))
+    assert rec.scores["sync.offset_frames"] != 10
