@@ -2,12 +2,21 @@
 encode clips (ffmpeg).
 
 Every failure on a file raises `MediaError` naming the file and what is wrong with it;
-pipelines record that on the one source or clip and go on with the rest.
+pipelines record that on the one source or clip and go on with the rest. A full disk is
+not the file's fault: it raises `DiskFull` (an OSError, ENOSPC), which stops a build.
+
+Every path reaches ffmpeg/ffprobe as `file:/absolute/path`, so a name like `-report` is
+never read as an option and no other protocol is used. Playlists and other files that
+make ffmpeg open further files or URLs (HLS, DASH, concat scripts, SDP) are refused.
+Everything encoded is probed before it is returned (streams and duration), because
+ffmpeg can exit 0 after failing to write an output's trailer.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +27,65 @@ import numpy as np
 
 class MediaError(RuntimeError):
     """A file that is not usable media (missing, empty, truncated, no stream, ...)."""
+
+
+# How the OS words ENOSPC (strerror); ffmpeg prints it too. A clip or source error that
+# holds it failed for want of space, not for its data (see `disk_full_in`).
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+class DiskFull(OSError):
+    """No space left on the device a file was being written to."""
+
+    def __init__(self, path: str | os.PathLike[str], detail: str = ""):
+        more = f" ({detail})" if detail else ""
+        super().__init__(errno.ENOSPC, f"{NO_SPACE} writing {path}{more}: free space (or write elsewhere) "
+                                       "and run again; nothing half-written is kept")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return f"[Errno {errno.ENOSPC}] {self.strerror}"
+
+
+def disk_full_in(text: str | None) -> bool:
+    """Whether an error message (a clip's or source's recorded error) is a full disk."""
+    return bool(text) and (NO_SPACE in text or "ENOSPC" in text)
+
+
+# ffmpeg's words when it refuses the options it was given (a preset, an encoder, a rate):
+# the configuration's fault, not the clip's.
+_SETTINGS_WORDS = ("Error setting option", "Error setting preset", "invalid preset", "Unknown preset", "Possible presets", "Unrecognized option",
+                   "Unknown encoder", "Encoder not found", "Option not found", "Invalid value for option")
+SETTINGS_REFUSED = "ffmpeg refused the configured settings"
+
+
+def settings_error_in(text: str | None) -> bool:
+    """Whether an error message says the configured settings (or a missing tool) failed,
+    rather than the clip's data: such a failure is redone once the setup is fixed."""
+    return bool(text) and (SETTINGS_REFUSED in text or "not found on PATH" in text)
+
+
+def ff_path(path: str | os.PathLike[str]) -> str:
+    """A local path as ffmpeg/ffprobe must get it: `file:` + absolute path (never an option,
+    never another protocol)."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+# Demuxers that open other files or URLs named inside the input.
+_REFERENCE_FORMATS = {"hls", "applehttp", "dash", "concat", "ffconcat", "sdp", "rtp", "rtsp", "tee", "image2"}
+_REFERENCE_HEADS = (b"#EXTM3U", b"ffconcat", b"[playlist]", b"#EXTINF", b"v=0\n", b"v=0\r\n")
+
+
+def refuse_references(path: str | os.PathLike[str], head: bytes | None = None) -> None:
+    """Raise MediaError for a playlist or any file that names other files or URLs (HLS,
+    DASH manifests, ffmpeg concat scripts, SDP): ffmpeg would open what it names."""
+    if head is None:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(_REFERENCE_HEADS) or (b"<MPD" in text[:2048] and text.lstrip().startswith(b"<")):
+        raise MediaError(f"{path}: a playlist or manifest (HLS, DASH, concat, SDP), refused: it makes ffmpeg "
+                         "read other files or URLs; give the media file itself")
 
 
 def _require(tool: str) -> str:
@@ -55,11 +123,46 @@ def _check_file(path: str | Path) -> Path:
     return p
 
 
+def _input(path: str | Path) -> str:
+    """A checked local input for ffmpeg: exists, not empty, not a playlist; as `file:`."""
+    p = _check_file(path)
+    refuse_references(p)
+    return ff_path(p)
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def check_output(dst: str | Path, video: bool, audio: bool, duration: float | None = None) -> Probe:
+    """Probe a file ffmpeg just wrote: it must be readable with the streams asked for and
+    at least half the expected duration. Raises DiskFull when it is broken and its disk
+    is (nearly) full, MediaError naming the file otherwise."""
+    dst = Path(dst)
+    try:
+        info = probe(dst)
+        why = ("no video stream" if video and not info.has_video else
+               "no audio stream" if audio and not info.has_audio else
+               f"{info.duration:.3f} s long, expected {duration:.3f} s"
+               if duration and info.duration < 0.5 * duration else None)
+    except MediaError as e:
+        info, why = None, str(e).removeprefix(f"{dst}: ")
+    if why is None:
+        return info  # type: ignore[return-value]
+    if _free_bytes(dst) < (1 << 20):
+        raise DiskFull(dst, why)
+    raise MediaError(f"{dst}: encoded output is broken ({why}); nothing kept")
+
+
 def _why(stderr: str, path: str | Path, default: str) -> str:
     """The useful part of ffmpeg's complaint: its distinct lines, without the path."""
     lines = []
     for line in stderr.strip().splitlines():
-        line = line.replace(f"{path}: ", "").strip()
+        line = line.replace(f"{ff_path(path)}: ", "").replace(f"{path}: ", "").strip()
         if line.startswith("[") and "] " in line:  # "[mov,mp4,... @ 0x55...] moov atom not found"
             line = line.split("] ", 1)[1]
         if line and line not in lines:
@@ -103,7 +206,9 @@ def probe(path: str | Path) -> Probe:
     """What a media file holds, from ffprobe. Raises MediaError for a non-media file,
     an empty or truncated one, or one with neither a video nor an audio stream."""
     p = _check_file(path)
-    cmd = [_require("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(p)]
+    refuse_references(p)
+    cmd = [_require("ffprobe"), "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
+           "-show_format", "-show_streams", ff_path(p)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if res.returncode != 0:
         raise MediaError(f"{p}: not readable media ({_why(res.stderr, p, 'ffprobe failed')})")
@@ -111,6 +216,9 @@ def probe(path: str | Path) -> Probe:
     if cut:
         raise MediaError(f"{p}: {cut}")
     info = json.loads(res.stdout or "{}")
+    fmt = str(info.get("format", {}).get("format_name", ""))
+    if _REFERENCE_FORMATS & set(fmt.split(",")):
+        raise MediaError(f"{p}: {fmt} input refused: it makes ffmpeg read other files or URLs; give the media file itself")
     streams = info.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and s.get("disposition", {}).get("attached_pic", 0) == 0), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -151,6 +259,7 @@ def read_frames(
     import decord
 
     _check_file(path)
+    refuse_references(path)
     try:
         kw = {"width": size[0], "height": size[1]} if size else {}
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
@@ -186,7 +295,7 @@ def extract_audio(
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _check_file(src)
+    src_in = _input(src)
     ss = max(0.0, start - shift)
     pad = max(0.0, shift - start)  # seconds of silence before the first sample
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{ss:.3f}"]
@@ -196,14 +305,15 @@ def extract_audio(
         # An input-side limit: an output-side -t would also count the delay and cut it
         # off the end.
         cmd += ["-t", f"{max(duration - pad, 0.001):.3f}"]
-    cmd += ["-i", str(src)]
+    cmd += ["-protocol_whitelist", "file", "-i", src_in]
     af = [f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else []
     if duration is not None:
         af += [f"apad=whole_dur={duration:.3f}", f"atrim=end={duration:.3f}"]
     if af:
         cmd += ["-af", ",".join(af)]
-    cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), str(dst)]
-    _run(cmd, src, "extract audio")
+    cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), ff_path(dst)]
+    _run(cmd, src, "extract audio", dst)
+    check_output(dst, video=False, audio=True, duration=duration)
     return dst
 
 
@@ -211,10 +321,11 @@ def read_audio(path: str | Path, sample_rate: int = 16000, start: float = 0.0,
                duration: float | None = None) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at `sample_rate` (resampled by ffmpeg if needed),
     of [start, start + duration) seconds (the whole file by default), piped, no temp file."""
-    _check_file(path)
+    src_in = _input(path)
     seek = ["-ss", f"{start:.3f}"] if start else []
     limit = ["-t", f"{duration:.3f}"] if duration else []
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", *seek, "-i", str(path), *limit, "-vn", "-ac", "1",
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", *seek, "-protocol_whitelist", "file,pipe", "-i", src_in,
+           *limit, "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     res = subprocess.run(cmd, capture_output=True, timeout=600)
     err = res.stderr.decode(errors="replace")
@@ -244,8 +355,9 @@ def encode_clip(
     threads: int = 1,
 ) -> Path:
     """Cut [start, end) of `src`, crop a square (x, y, side in source pixels), scale to
-    `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked."""
-    _check_file(src)
+    `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked.
+    The output is probed before it is returned (MediaError naming it if broken)."""
+    src_in = _input(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     vf = []
@@ -253,12 +365,14 @@ def encode_clip(
         x, y, s = crop
         vf.append(f"crop={s}:{s}:{x}:{y}")
     vf += [f"scale={size}:{size}:flags=bicubic", f"fps={fps:g}", "format=yuv420p"]
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}", "-i", str(src),
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}",
+           "-protocol_whitelist", "file", "-i", src_in,
            "-t", f"{end - start:.3f}", "-vf", ",".join(vf), "-c:v", "libx264", "-crf", str(crf),
            "-preset", preset, "-threads", str(threads), "-movflags", "+faststart"]
     cmd += ["-c:a", "aac", "-ac", "1", "-ar", "16000"] if with_audio else ["-an"]
-    cmd.append(str(dst))
-    _run(cmd, src, "encode clip")
+    cmd.append(ff_path(dst))
+    _run(cmd, src, "encode clip", dst)
+    check_output(dst, video=True, audio=with_audio, duration=end - start)
     return dst
 
 
@@ -270,21 +384,32 @@ def write_video(frames: np.ndarray, dst: str | Path, fps: float, audio: str | Pa
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-"]
     if audio is not None:
-        cmd += ["-i", str(audio), "-c:a", "aac", "-shortest"]
-    cmd += ["-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p", str(dst)]
+        cmd += ["-protocol_whitelist", "file", "-i", _input(audio), "-c:a", "aac", "-shortest"]
+    cmd += ["-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p", ff_path(dst)]
     res = subprocess.run(cmd, input=np.ascontiguousarray(frames, dtype=np.uint8).tobytes(), capture_output=True, timeout=600)
+    err = res.stderr.decode(errors="replace")
+    if disk_full_in(err):
+        dst.unlink(missing_ok=True)
+        raise DiskFull(dst, err.strip()[-200:])
     if res.returncode != 0:
-        raise MediaError(f"{dst}: encoding failed ({res.stderr.decode(errors='replace').strip()[-300:]})")
+        raise MediaError(f"{dst}: encoding failed ({err.strip()[-300:]})")
+    check_output(dst, video=True, audio=audio is not None)
     return dst
 
 
-def _run(cmd: list[str], src: str | Path, what: str) -> None:
+def _run(cmd: list[str], src: str | Path, what: str, dst: Path | None = None) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if dst is not None and disk_full_in(res.stderr):  # ffmpeg may still exit 0 (trailer not written)
+        dst.unlink(missing_ok=True)
+        raise DiskFull(dst, _why(res.stderr, dst, NO_SPACE))
     no_stream = "does not contain any stream" in res.stderr or "matches no streams" in res.stderr
     if res.returncode != 0 and no_stream and what == "extract audio":
         raise MediaError(f"{src}: no audio stream (video only)")
     if res.returncode != 0 and no_stream and what == "encode clip":
         raise MediaError(f"{src}: no video stream (audio only)")
+    if res.returncode != 0 and any(w in res.stderr for w in _SETTINGS_WORDS):
+        raise MediaError(f"{src}: cannot {what}: {SETTINGS_REFUSED} ({_why(res.stderr, src, 'ffmpeg failed')}); "
+                         "fix video.* / audio.* in the config")
     if res.returncode != 0:
         raise MediaError(f"{src}: cannot {what} ({_why(res.stderr, src, 'ffmpeg failed')})")
     if "partial file" in res.stderr:  # ffmpeg used what was there and exited 0

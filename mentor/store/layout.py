@@ -9,8 +9,15 @@
       commits/part-000003.json            the commit point: files, sizes, sha256, counts
 
 A part is written under temporary names and renamed; its commit marker is written last.
-Files of a part with no marker are leftovers of a killed run and are removed on open,
-so a reader never sees a half-written shard and a resumed run redoes exactly that part.
+Files of a part with no marker are leftovers of a killed run (or a marker lost later):
+on open, an intact such part is re-adopted (its shard holds exactly the clips its index
+rows name, none of them committed elsewhere) and any other is removed, its sources
+re-opened so that a resumed run redoes exactly its clips. A reader never sees a
+half-written shard.
+
+STORE/lock is held by the one process writing (mentor/store/lock.py). Every shard path
+and clip key read from an index is checked against the layout (`index_problems`), so a
+tampered index cannot make a reader open or write files outside the store.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 FORMAT = "mentor-store"
@@ -26,6 +34,48 @@ TABLES = ("clips", "rejected", "sources")
 
 class StoreError(RuntimeError):
     """A store folder that is missing, not a store, or damaged."""
+
+
+# What a writer puts in an index: "shards/shard-000003.tar" and a WebDataset key (no dot,
+# no slash). Anything else in an index was not written by mentor.
+SHARD_RE = re.compile(r"shards/shard-\d{6}\.tar")
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# columns every clips table has, with the kind of values they hold
+CLIP_COLUMNS = {"clip_id": "text", "source_id": "text", "shard": "text", "key": "text", "members": "text",
+                "duration": "number", "start": "number", "end": "number"}
+TABLE_COLUMNS = {"clips": CLIP_COLUMNS, "rejected": {"clip_id": "text", "source_id": "text"},
+                 "sources": {"source_id": "text", "status": "text", "attempts": "number"}}
+
+
+def index_problems(df, table: str, where: str) -> list[str]:
+    """What is wrong with one index table (a pandas frame) read from `where`: missing or
+    wrongly typed columns, and for clips, shard paths and keys that are not the layout's."""
+    import pandas as pd
+
+    problems = []
+    for col, kind in TABLE_COLUMNS[table].items():
+        if col not in df.columns:
+            problems.append(f"{where}: column {col!r} is missing (not an index mentor wrote)")
+            continue
+        values = df[col].dropna()
+        ok = (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+              if kind == "number" else values.map(lambda v: isinstance(v, str)).all())
+        if len(values) and not ok:
+            problems.append(f"{where}: column {col!r} holds {df[col].dtype} values, expected {kind}")
+    if table == "clips" and not problems:
+        for row in df[["key", "shard"]].itertuples():
+            if not isinstance(row.shard, str) or not SHARD_RE.fullmatch(row.shard):
+                problems.append(f"{where}: row {row.Index}: shard path {row.shard!r} is not shards/shard-NNNNNN.tar")
+            if not isinstance(row.key, str) or not KEY_RE.fullmatch(row.key):
+                problems.append(f"{where}: row {row.Index}: clip key {row.key!r} is not a plain key "
+                                "(letters, digits, - and _)")
+    return problems
+
+
+def part_of(name: str) -> int | None:
+    """The part number in a store file's name (shard-000003.tar, part-000003.parquet), else None."""
+    m = re.fullmatch(r"(?:shard|part)-(\d{6})\.(?:tar|parquet|json)", name)
+    return int(m.group(1)) if m else None
 
 
 def part_name(n: int) -> str:

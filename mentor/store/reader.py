@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from mentor.record import ClipRecord
 from mentor.store import decode
-from mentor.store.layout import StoreError, committed_parts, require_store, table_path, write_atomic
+from mentor.store.layout import StoreError, committed_parts, index_problems, require_store, table_path, write_atomic
 
 
 class Store:
@@ -37,7 +37,14 @@ class Store:
         for n in self.parts():
             p = table_path(self.root, table, n)
             if p.exists():
-                df = pq.read_table(p).to_pandas()
+                try:
+                    df = pq.read_table(p).to_pandas()
+                except (OSError, pa.ArrowException) as e:
+                    raise StoreError(f"{p}: not a readable Parquet index table ({str(e)[:160]}); "
+                                     "run `mentor verify`") from None
+                bad = index_problems(df, table, str(p))  # a tampered index never names files outside
+                if bad:
+                    raise StoreError(f"{bad[0]}; run `mentor verify`")
                 df["part"] = n
                 frames.append(df)
         if not frames:

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from mentor.store.layout import commit_path, sha256_file
+from mentor.store.layout import TABLES, commit_path, index_problems, part_of, sha256_file, shard_path, table_path
 from mentor.store.reader import Store
 
 
-def verify_store(root: str | Path, checksums: bool = True) -> list[str]:
+def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -> list[str]:
     """Every problem found, as one line each; an empty list means the store is whole.
 
-    Checks each committed part's files (present, size, sha256), that each shard holds
-    exactly the clips its index rows name with the member sizes recorded, that no clip
-    appears twice, and reports leftovers of a killed run.
+    Checks each committed part's files (present, size, sha256, table row counts), that
+    every index table is readable and well-formed (columns, shard paths, keys), that each
+    committed shard and the index rows of its part name exactly the same clips with the
+    member sizes recorded (both ways: a deleted row or a deleted member is found), that no
+    clip appears twice, and reports leftovers of a killed run. `deep` also decodes every
+    member of every shard (video and audio to the last frame, records and arrays).
     """
     store = Store(root)
     root = store.root
     problems: list[str] = []
     parts = store.parts()
+    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
     for n, marker in sorted(parts.items()):
         for rel, info in marker.get("files", {}).items():
             p = root / rel
@@ -33,16 +41,42 @@ def verify_store(root: str | Path, checksums: bool = True) -> list[str]:
                 problems.append(f"{rel}: {p.stat().st_size} bytes, commit says {info['bytes']}")
             elif checksums and "sha256" in info and sha256_file(p) != info["sha256"]:
                 problems.append(f"{rel}: sha256 differs from the commit marker (file changed or corrupt)")
-    clips = store.clips()
-    for shard, group in clips.groupby("shard") if len(clips) else []:
+        for table in TABLES:
+            p = table_path(root, table, n)
+            rel = str(p.relative_to(root))
+            if not p.exists():
+                continue
+            try:
+                df = pq.read_table(p).to_pandas()
+            except (OSError, pa.ArrowException) as e:
+                problems.append(f"{rel}: not a readable Parquet table ({str(e)[:160]})")
+                continue
+            bad = index_problems(df, table, rel)
+            problems += bad
+            rows = marker.get("files", {}).get(rel, {}).get("rows")
+            if rows is not None and rows != len(df):
+                problems.append(f"{rel}: {len(df)} rows, commit says {rows} (rows deleted or added)")
+            if not bad:
+                tables[table].append(df.assign(part=n))
+    clips = pd.concat(tables["clips"], ignore_index=True) if tables["clips"] else pd.DataFrame(
+        columns=["clip_id", "shard", "key", "members", "part"])
+    shards = {(n, rel) for n, m in parts.items() for rel in m.get("files", {}) if rel.startswith("shards/")}
+    for n, shard in sorted(shards | {(int(r.part), r.shard) for r in clips[["part", "shard"]].itertuples()}):
+        if shard != str(shard_path(root, n).relative_to(root)):
+            problems.append(f"index of part {n} names {shard}, not its own shard "
+                            f"{shard_path(root, n).relative_to(root)}")
+            continue
         path = root / shard
         if not path.exists():
-            continue  # reported above
+            if (n, shard) not in shards:
+                problems.append(f"{shard}: missing (named by the index of part {n})")
+            continue  # else reported above
         try:
             found = _tar_members(path)
         except (OSError, tarfile.TarError) as e:
             problems.append(f"{shard}: unreadable tar ({e})")
             continue
+        group = clips[(clips["part"] == n) & (clips["shard"] == shard)]
         expected = {row.key: json.loads(row.members) for row in group.itertuples()}
         for key in sorted(set(expected) - set(found)):
             problems.append(f"{shard}: clip {key} is in the index but not in the shard")
@@ -51,32 +85,56 @@ def verify_store(root: str | Path, checksums: bool = True) -> list[str]:
         for key in sorted(set(found) & set(expected)):
             if found[key] != expected[key]:
                 problems.append(f"{shard}: clip {key} members {found[key]} != index {expected[key]}")
-    rejected = store.rejected()
-    ids = pd.concat([clips["clip_id"], rejected["clip_id"]]) if len(rejected) else clips["clip_id"]
+        if deep:
+            problems += _decode_members(path, shard, set(found) & set(expected))
+    ids = pd.concat([clips["clip_id"], *(t["clip_id"] for t in tables["rejected"])])
     for cid, count in ids.value_counts().items():
         if count > 1:
             problems.append(f"clip {cid} appears {count} times in the index (should be exactly once)")
     for folder in ("shards", "index/clips", "index/rejected", "index/sources"):
         for p in sorted((root / folder).glob("*")):
-            try:
-                n = int(p.name.split("-")[1].split(".")[0])
-            except (IndexError, ValueError):
-                n = -1
-            if p.name.endswith(".tmp") or n not in parts:
+            n = part_of(p.name)
+            if n is None or n not in parts:
                 problems.append(f"{p.relative_to(root)}: uncommitted leftover of an interrupted run "
                                 "(removed by the next `mentor build` on this store)")
     return problems
 
 
-def _tar_members(path: Path) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    with tarfile.open(path) as tf:
-        for m in tf:
-            if m.isfile():
-                key, _, ext = m.name.partition(".")
-                out.setdefault(key, {})[ext] = m.size
-    return out
+def _decode_members(path: Path, shard: str, keys: set[str]) -> list[str]:
+    """Decode every member of the given clips: media to the end, records and arrays."""
+    from mentor.media import MediaError, check_output, ff_path
+    from mentor.record import ClipRecord
 
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="mentor-verify-") as tmp, tarfile.open(path) as tf:
+        members: dict[str, dict[str, bytes]] = {}
+        for m in tf:
+            key, _, ext = m.name.partition(".")
+            if m.isfile() and key in keys:
+                members.setdefault(key, {})[ext] = tf.extractfile(m).read()
+        for key, files in sorted(members.items()):
+            try:
+                rec = ClipRecord.from_json(files["json"], files.get("npz"))
+            except Exception as e:  # pydantic, json, numpy: any of them means a broken member
+                problems.append(f"{shard}: clip {key}: record/arrays do not load ({type(e).__name__}: {str(e)[:120]})")
+                continue
+            for ext in ("mp4", "flac", "wav"):
+                if ext not in files:
+                    continue
+                f = Path(tmp) / f"{key}.{ext}"
+                f.write_bytes(files[ext])
+                try:
+                    info = check_output(f, video=ext == "mp4", audio=ext != "mp4", duration=rec.duration)
+                    res = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", ff_path(f),
+                                          "-f", "null", "-"], capture_output=True, text=True, timeout=600)
+                    if res.returncode != 0 or res.stderr.strip():
+                        raise MediaError(f"decoding failed: {res.stderr.strip()[:160] or 'ffmpeg failed'}")
+                    if info.duration <= 0:
+                        raise MediaError("no duration")
+                except (MediaError, OSError) as e:
+                    problems.append(f"{shard}: clip {key}.{ext} does not decode ({str(e).replace(str(f), '').strip(': ')[:200]})")
+                f.unlink()
+    return problems
 
 def store_info(root: str | Path) -> dict:
     """What a store holds: clips, hours, identities, shards, rejections by reason."""

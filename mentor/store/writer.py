@@ -1,14 +1,24 @@
 """StoreWriter: clip records in, WebDataset shards and a Parquet index out.
 
-One writer per store (the pipeline's driver). Kept clips go into the current shard with
-their media; rejected clips and finished sources go into side tables of the same part.
-A part is committed when its shard reaches `shard_bytes` and when the writer closes.
+One writer per store (the pipeline's driver), held to that by STORE/lock. Kept clips go
+into the current shard with their media; rejected clips and finished sources go into
+side tables of the same part. A part is committed when its shard reaches `shard_bytes`
+and when the writer closes.
+
+Faults: a full disk (while writing the shard, committing, or reported by a worker in a
+clip's or source's error) raises `DiskFull`; the part being written is discarded whole,
+so what is committed stays whole and a re-run redoes the rest. A clip that failed for
+a reason outside its data (a full disk, ffmpeg refusing the configured settings) is not
+recorded as rejected: its source is recorded failed with 0 attempts, so the next run
+redoes it instead of treating the rejection as final.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import os
 import tarfile
 import time
@@ -18,12 +28,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mentor.media import DiskFull, disk_full_in, settings_error_in
 from mentor.record import SCHEMA_VERSION, ClipRecord, SourceRecord
 from mentor.store.layout import (
     FORMAT,
+    TABLES,
     StoreError,
     commit_path,
     committed_parts,
+    index_problems,
+    part_of,
     remove_part,
     is_store,
     sha256_file,
@@ -31,6 +45,9 @@ from mentor.store.layout import (
     table_path,
     write_atomic,
 )
+from mentor.store.lock import LOCK_NAME, StoreLock
+
+log = logging.getLogger(__name__)
 
 # record.files kinds stored in the shard; the member extension is the file's suffix
 # (mp4 video, flac or wav audio). "source" and other working files are not stored.
@@ -52,24 +69,149 @@ class StoreWriter:
     def __init__(self, root: str | os.PathLike[str], shard_bytes: int = 1_000_000_000, meta: dict | None = None):
         self.root = Path(root)
         self.shard_bytes = int(shard_bytes)
-        if self.root.exists() and any(self.root.iterdir()) and not is_store(self.root):
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root}: is a file, not a folder; pass a folder for the store (--out)")
+        if self.root.exists() and not is_store(self.root) and any(
+                p.name not in (LOCK_NAME, "store.json.tmp") for p in self.root.iterdir()):
             raise StoreError(f"{self.root}: folder exists, is not empty and is not a mentor store; pick an empty --out")
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not is_store(self.root):
-            info = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "created": time.time(), **(meta or {})}
-            write_atomic(self.root / "store.json", json.dumps(info, indent=1).encode())
-        self._parts = committed_parts(self.root)
-        self._remove_uncommitted()
-        self._next = max(self._parts, default=-1) + 1
         self._tar_file = None
         self._tar: tarfile.TarFile | None = None
         self._clips: list[dict] = []
         self._rejected: list[dict] = []
         self._sources: list[dict] = []
         self._supersedes: list[int] = []
+        self._retry: dict[str, str] = {}  # source id -> why some of its clips must be redone
         self.committed_clips = 0
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _disk_full_or(e, self.root) from None
+        self._lock = StoreLock(self.root).acquire()  # before anything is read or removed
+        try:
+            if not is_store(self.root):
+                info = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "created": time.time(), **(meta or {})}
+                write_atomic(self.root / "store.json", json.dumps(info, indent=1).encode())
+            self._parts = committed_parts(self.root)
+            self._next = max(self._parts, default=-1) + 1
+            reopen = self._recover()
+            self._remove_uncommitted()
+            self._next = max(self._parts, default=-1) + 1
+            if reopen:
+                self._sources.extend(reopen)
+                self.commit()
+        except OSError as e:
+            self._lock.release()
+            raise _disk_full_or(e, self.root) from None
+        except BaseException:
+            self._lock.release()
+            raise
 
     # -- resume ---------------------------------------------------------------------
+    def _recover(self) -> list[dict]:
+        """Parts whose files are there but whose commit marker is not: re-adopt each that
+        is intact, remove the others. Returns source rows that re-open the sources of the
+        clips a removed part held (status failed, 0 attempts), so a build redoes them."""
+        orphans = set()
+        for folder in ("shards", *(f"index/{t}" for t in TABLES)):
+            for p in (self.root / folder).glob("*"):
+                n = part_of(p.name)
+                if n is not None and n not in self._parts and not commit_path(self.root, n).exists():
+                    orphans.add(n)
+        if not orphans:
+            return []
+        committed = self._committed_clip_ids()
+        reopen: dict[str, dict] = {}
+        for n in sorted(orphans):
+            marker, why, rows = self._adoptable(n, committed)
+            if marker is not None:
+                write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
+                self._parts[n] = marker
+                committed |= {r["clip_id"] for r in rows}
+                log.warning("%s: part %d had no commit marker; its files are intact and were re-adopted", self.root, n)
+                continue
+            lost = [r for r in rows if r.get("clip_id") not in committed]
+            log.warning("%s: part %d has no commit marker and is not intact (%s): removed; the sources of its "
+                        "%d clip(s) will be redone", self.root, n, why, len(lost))
+            remove_part(self.root, n)
+            for r in lost:
+                if r.get("source_id"):
+                    reopen[r["source_id"]] = {
+                        "source_id": r["source_id"], "uri": r.get("source_uri") or "", "dataset": r.get("dataset") or "",
+                        "status": "failed", "attempts": 0, "clips": 0, "duration": 0.0, "time": time.time(),
+                        "error": f"store: part {n} was lost (no commit marker, {why}); its clips are redone by the next build"}
+        return list(reopen.values())
+
+    def _committed_clip_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for n in self._parts:
+            for table in ("clips", "rejected"):
+                p = table_path(self.root, table, n)
+                if p.exists():
+                    try:
+                        ids.update(pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist())
+                    except (OSError, pa.ArrowException):
+                        pass  # a damaged committed part is `mentor verify`'s to report
+        return ids
+
+    def _adoptable(self, n: int, committed: set[str]) -> tuple[dict | None, str, list[dict]]:
+        """(marker, "", rows) for an intact part without a marker, else (None, why, rows):
+        rows are whatever clip rows could be read (index tables, else the shard's records)."""
+        tables: dict[str, list[dict]] = {}
+        why = ""
+        for table in TABLES:
+            p = table_path(self.root, table, n)
+            if not p.exists():
+                continue
+            try:
+                df = pq.read_table(p).to_pandas()
+            except (OSError, pa.ArrowException) as e:
+                why = why or f"{p.name} unreadable: {str(e)[:80]}"
+                continue
+            bad = index_problems(df, table, str(p.relative_to(self.root)))
+            if bad:
+                why = why or bad[0]
+                continue
+            tables[table] = df.to_dict("records")
+        shard = shard_path(self.root, n)
+        members: dict[str, dict[str, int]] = {}
+        records: list[dict] = []
+        if shard.exists():
+            try:
+                with tarfile.open(shard) as tf:
+                    for m in tf:
+                        if m.isfile():
+                            key, _, ext = m.name.partition(".")
+                            members.setdefault(key, {})[ext] = m.size
+                            if ext == "json":
+                                rec = json.loads(tf.extractfile(m).read())
+                                records.append({"clip_id": rec.get("id"), "source_id": rec.get("source_id"),
+                                                "source_uri": rec.get("source_uri"), "dataset": rec.get("dataset")})
+            except (OSError, tarfile.TarError, ValueError) as e:
+                why = why or f"{shard.name} unreadable: {str(e)[:80]}"
+        clips = tables.get("clips", [])
+        rows = clips + tables.get("rejected", []) + [r for r in records if r["clip_id"] not in {c["clip_id"] for c in clips}]
+        if not why:
+            expected = {c["key"]: json.loads(c["members"]) for c in clips}
+            if any(c["shard"] != str(shard.relative_to(self.root)) for c in clips):
+                why = "its index rows name another shard"
+            elif expected != members:
+                why = "its shard and its index rows disagree"
+            elif committed & {r["clip_id"] for r in clips + tables.get("rejected", [])}:
+                why = "it repeats clips committed in another part"
+            elif not tables and not members:
+                why = "nothing readable in it"
+        if why:
+            return None, why, rows
+        files: dict[str, dict] = {}
+        if shard.exists():
+            files[str(shard.relative_to(self.root))] = {"bytes": shard.stat().st_size, "sha256": sha256_file(shard)}
+        for table, trows in tables.items():
+            files[str(table_path(self.root, table, n).relative_to(self.root))] = {"rows": len(trows)}
+        marker = {"part": n, "time": time.time(), "files": files, "clips": len(clips),
+                  "rejected": len(tables.get("rejected", [])), "sources": len(tables.get("sources", [])),
+                  "recovered": "re-adopted: commit marker was missing, files intact"}
+        return marker, "", rows
+
     def _remove_uncommitted(self) -> None:
         """Delete files of parts that never got a commit marker (a killed run), and of
         parts that a committed part supersedes."""
@@ -87,6 +229,18 @@ class StoreWriter:
                 if p.name.endswith(".tmp") or n not in self._parts:
                     p.unlink()
 
+    def _discard(self) -> None:
+        """Drop the part being written (after a write failed): its temporary shard and
+        every row added since the last commit. Nothing of it was committed."""
+        if self._tar_file is not None:
+            try:
+                self._tar_file.close()
+            except OSError:
+                pass
+        shard_path(self.root, self._next).with_name(f"{shard_path(self.root, self._next).name}.tmp").unlink(missing_ok=True)
+        self._tar = self._tar_file = None
+        self._clips, self._rejected, self._sources, self._retry = [], [], [], {}
+
     # -- writing --------------------------------------------------------------------
     def _open_shard(self) -> None:
         # A WebDataset shard is a plain tar of <key>.<ext> members; the stdlib writes it.
@@ -98,17 +252,28 @@ class StoreWriter:
         self._tar = tarfile.open(fileobj=self._tar_file, mode="w")
 
     def add(self, record: ClipRecord) -> None:
-        """Write one clip: kept ones with their media into the shard, rejected into the table."""
+        """Write one clip: kept ones with their media into the shard, rejected into the table.
+
+        Raises DiskFull when the clip (in a worker) or this write ran out of space."""
         if not record.kept:
+            why = next((e for e in [record.rejected, *record.errors.values()] if disk_full_in(e)), None)
+            if why:
+                raise DiskFull(self.root / "_work", f"clip {record.id}: {why[:200]}")
+            why = next((e for e in [record.rejected, *record.errors.values()] if settings_error_in(e)), None)
+            if why:  # not the clip's fault: its source is redone once the config is fixed
+                self._retry.setdefault(record.source_id, why[:300])
+                return
             self._rejected.append(record.index_row() | {"record": record.to_json()})
             return
-        if self._tar is None:
-            self._open_shard()
         sample: dict[str, bytes] = {}  # extension -> member bytes, written as <clip id>.<ext>
         for kind in MEDIA_KINDS:
             if kind in record.files:
                 path = Path(record.files[kind])
-                sample[path.suffix.lstrip(".")] = path.read_bytes()
+                data = path.read_bytes()
+                if not data:  # the encoder checks its output; this is the last line of defence
+                    raise DiskFull(path, f"clip {record.id}: its {kind} file is empty") if _nearly_full(path) else \
+                        StoreError(f"{path}: clip {record.id}'s {kind} file is empty; not stored")
+                sample[path.suffix.lstrip(".")] = data
         text = (record.annotations.get("asr") or {}).get("text")
         if text:
             sample["txt"] = text.encode()
@@ -116,10 +281,16 @@ class StoreWriter:
         if record.arrays:
             sample["npz"] = record.arrays_npz()
         now = time.time()
-        for ext, data in sample.items():
-            info = tarfile.TarInfo(f"{record.id}.{ext}")
-            info.size, info.mtime, info.mode = len(data), now, 0o444
-            self._tar.addfile(info, io.BytesIO(data))
+        try:
+            if self._tar is None:
+                self._open_shard()
+            for ext, data in sample.items():
+                info = tarfile.TarInfo(f"{record.id}.{ext}")
+                info.size, info.mtime, info.mode = len(data), now, 0o444
+                self._tar.addfile(info, io.BytesIO(data))
+        except OSError as e:
+            self._discard()
+            raise _disk_full_or(e, shard_path(self.root, self._next)) from None
         sizes = {ext: len(data) for ext, data in sample.items()}
         shard = shard_path(self.root, self._next)
         row = record.index_row() | {
@@ -133,10 +304,19 @@ class StoreWriter:
             self.commit()
 
     def add_source(self, source: SourceRecord, status: str = "ok", attempts: int = 1, clips: int = 0) -> None:
-        """Mark a source finished; call it after all of its clips were added."""
+        """Mark a source finished; call it after all of its clips were added.
+
+        A source whose fetch ran out of space raises DiskFull; one with clips that failed
+        for a reason outside their data is recorded failed with 0 attempts (redone)."""
+        if disk_full_in(source.error):
+            raise DiskFull(self.root / "cache", f"source {source.uri}: {source.error[:200]}")
+        error = source.error
+        if source.id in self._retry:
+            status, attempts = "failed", 0
+            error = f"some clips failed for a reason outside their data, redone by the next build: {self._retry.pop(source.id)}"
         self._sources.append({
             "source_id": source.id, "uri": source.uri, "dataset": source.dataset, "status": status,
-            "error": source.error, "attempts": attempts, "clips": clips,
+            "error": error, "attempts": attempts, "clips": clips,
             "duration": float(source.probe.get("duration") or 0.0), "time": time.time(),
         })
 
@@ -156,7 +336,36 @@ class StoreWriter:
         """Make everything added so far durable, as one part."""
         if not self.pending:
             return
+        if not self._lock.held:
+            raise StoreError(f"{self.root}: this writer is closed; open a new StoreWriter")
         n = self._next
+        try:
+            files = self._write_part(n)
+            marker = {"part": n, "time": time.time(), "files": files, "clips": len(self._clips),
+                      "rejected": len(self._rejected), "sources": len(self._sources)}
+            if self._supersedes:
+                marker["supersedes"] = self._supersedes
+            write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
+        except OSError as e:
+            # Without its marker the part is not committed; remove what was written of it.
+            self._discard()
+            for p in [commit_path(self.root, n).with_name(f"{commit_path(self.root, n).name}.tmp"),
+                      *(table_path(self.root, t, n).with_name(f"{table_path(self.root, t, n).name}.tmp") for t in TABLES)]:
+                p.unlink(missing_ok=True)
+            remove_part(self.root, n)
+            self._supersedes = []
+            raise _disk_full_or(e, self.root) from None
+        for old in self._supersedes:
+            remove_part(self.root, old)
+            self._parts.pop(old, None)
+        self._supersedes = []
+        self._parts[n] = marker
+        self.committed_clips += len(self._clips)
+        self._next += 1
+        self._tar = self._tar_file = None
+        self._clips, self._rejected, self._sources = [], [], []
+
+    def _write_part(self, n: int) -> dict[str, dict]:
         files: dict[str, dict] = {}
         if self._tar is not None:
             self._tar.close()
@@ -175,23 +384,14 @@ class StoreWriter:
             pq.write_table(_table(rows), buf)
             write_atomic(path, buf.getvalue())
             files[str(path.relative_to(self.root))] = {"rows": len(rows)}
-        marker = {"part": n, "time": time.time(), "files": files, "clips": len(self._clips),
-                  "rejected": len(self._rejected), "sources": len(self._sources)}
-        if self._supersedes:
-            marker["supersedes"] = self._supersedes
-        write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
-        for old in self._supersedes:
-            remove_part(self.root, old)
-            self._parts.pop(old, None)
-        self._supersedes = []
-        self._parts[n] = marker
-        self.committed_clips += len(self._clips)
-        self._next += 1
-        self._tar = self._tar_file = None
-        self._clips, self._rejected, self._sources = [], [], []
+        return files
 
     def close(self) -> None:
-        self.commit()
+        """Commit what is pending and release the store's lock (also when the commit fails)."""
+        try:
+            self.commit()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -199,3 +399,20 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         # Commit what is complete even on error: every added clip is whole.
         self.close()
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
+def _disk_full_or(e: OSError, path: Path) -> OSError:
+    """DiskFull for ENOSPC/EDQUOT (one message, names the store), the error itself otherwise."""
+    if isinstance(e, DiskFull):
+        return e
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(path, e.strerror or "")
+    return e

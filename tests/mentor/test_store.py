@@ -166,6 +166,7 @@ def test_killed_part_is_removed_and_resume_adds_each_clip_once(tmp_path, tiny_me
     w.commit()
     w.add(recs[1])  # never committed: the process "dies" here
     w._tar.close()
+    w._lock.release()  # the process is gone, and with it its flock
     assert list((tmp_path / "s" / "shards").glob("*.tmp")), "the open shard has a temporary name"
     assert [r.clip_id for r in Store(tmp_path / "s").clips().itertuples()] == [recs[0].id]
     with StoreWriter(tmp_path / "s") as w2:  # resume
