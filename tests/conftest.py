@@ -235,3 +235,16 @@ def tiny_syncnet_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
     torch.save(SyncNet().state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory) -> Path:
+    """A real store of 6 synthetic talking bodies (mentor.synthstore): 2 s each, 25 fps,
+    64x64 mp4 rendered from the stored SMPL-X parameters and camera, espeak-ng speech as
+    16 kHz flac, audio.logmel; 3 identities with splits train/val/test by identity and
+    perceived attributes varied across them; several shards. Shared by the session: treat
+    it as read-only (copy the folder before changing its index)."""
+    from mentor.synthstore import write_synthetic_store
+
+    return write_synthetic_store(tmp_path_factory.mktemp("synthstore") / "store", n_clips=6, seconds=2.0,
+                                 fps=25, size=64, seed=0, identities=3)
