@@ -90,6 +90,10 @@ class FetchConfig(Section):
     rate_limit_s: float = Field(1.0, ge=0)  # minimum gap between yt-dlp page requests
     cache_dir: str | None = None  # default: <output>/cache
     max_attempts: int = Field(3, ge=1)  # a source failing this often over re-runs stays failed
+    deadline_s: float = Field(1800.0, gt=0)  # one fetch, all its attempts, from start to end
+    # folders that `urls` items may name as local paths or file:// URLs (relative to the
+    # config file's folder); none listed -> the config file's folder only
+    local_roots: list[str] = Field(default_factory=list)
     # yt-dlp format selection for `pages` sources (merged to mp4 with ffmpeg when split)
     ytdlp_format: str = "bv*[height<=1080]+ba/b[height<=1080]/bv*+ba/b"
 

@@ -10,8 +10,14 @@
 - a page (`kind: pages`: YouTube, Vimeo, ... anything yt-dlp understands) is downloaded
   by yt-dlp used as a library, with a process-wide minimum gap between requests.
 
-Every failure raises `FetchError(uri, reason)`; the pipeline records it on the source
-and goes on with the others.
+Every failure raises `FetchError(uri, reason)`; `fetch_source` never raises for a bad
+source (any exception becomes that source's error), so the pipeline records it and goes
+on with the others. Limits that hold whatever a server does: `fetch.max_bytes` counts
+bytes as they arrive (with or without Content-Length), `fetch.deadline_s` bounds one
+fetch from start to end (a watchdog cuts a trickling download; yt-dlp runs in a child
+process that is killed at the deadline). Playlists and manifests (HLS, DASH) are refused,
+since their entries can name local files or other hosts; local paths in `urls` items
+are relative to the config file and must lie under `fetch.local_roots`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +40,7 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 from mentor.config import Config, ConfigError, FetchConfig, SourceConfig
+from mentor.media import MediaError, refuse_references
 from mentor.record import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -108,14 +118,24 @@ def cache_key(uri: str) -> str:
     return hashlib.sha1(uri.encode()).hexdigest()
 
 
-def fetch(uri: str, cache_dir: str | os.PathLike[str], cfg: FetchConfig, *, page: bool = False) -> Path:
+def fetch(uri: str, cache_dir: str | os.PathLike[str], cfg: FetchConfig, *, page: bool = False,
+          local_roots: list[Path] | None = None) -> Path:
     """A local file holding the media of `uri` (downloaded into `cache_dir` when remote).
 
     page=True: `uri` is a web page for yt-dlp (a `kind: pages` source). A URL already in
-    the cache is not downloaded again. Raises FetchError(uri, reason).
+    the cache is not downloaded again. `local_roots`: folders a local path or file:// URL
+    must lie in (None: anywhere). Raises FetchError(uri, reason).
     """
-    parsed = urlparse(uri)
+    if not isinstance(uri, str) or not uri.strip() or "\x00" in uri:
+        raise FetchError(str(uri), f"not a path or URL: {uri!r}")
+    try:
+        parsed = urlparse(uri)
+        parsed.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        raise FetchError(uri, f"not a valid URL: {uri} ({e})") from None
     scheme = parsed.scheme.lower()
+    if len(scheme) == 1 and os.name == "nt":  # a drive letter
+        scheme = ""
     if page:
         if scheme not in ("http", "https"):
             raise FetchError(uri, f"not a web page URL: {uri} (a `pages` source lists http(s) URLs)")
@@ -123,9 +143,11 @@ def fetch(uri: str, cache_dir: str | os.PathLike[str], cfg: FetchConfig, *, page
     if scheme in ("http", "https"):
         return _fetch_http(uri, Path(cache_dir), cfg)
     if scheme == "file":
-        return _local(uri, Path(url2pathname(unquote(parsed.path))))
+        if parsed.netloc not in ("", "localhost"):
+            raise FetchError(uri, f"file URL names another host ({parsed.netloc}): {uri}")
+        return _local(uri, Path(url2pathname(unquote(parsed.path))), local_roots)
     if scheme == "":
-        return _local(uri, Path(os.path.expanduser(uri)))
+        return _local(uri, Path(os.path.expanduser(uri)), local_roots)
     raise FetchError(uri, f"unsupported URL scheme {scheme!r} in {uri} (use a path, file://, http(s):// "
                           "or a `kind: pages` source for sites like YouTube)")
 
@@ -136,19 +158,33 @@ def fetch_source(src: SourceRecord, cfg: Config, output: str | os.PathLike[str] 
     The cache is `fetch.cache_dir`, by default <output>/cache (`output`: the store folder,
     default the config's); the source's kind is looked up by its dataset name.
     """
-    kinds = {s.name: s.kind for s in cfg.sources}
-    store = Path(output) if output is not None else cfg.resolve(cfg.output)
-    cache = cfg.resolve(cfg.fetch.cache_dir) or store / "cache"  # type: ignore[operator]
     try:
-        src.path = str(fetch(src.uri, cache, cfg.fetch, page=kinds.get(src.dataset) == "pages"))
+        kind = {s.name: s.kind for s in cfg.sources}.get(src.dataset)
+        store = Path(output) if output is not None else cfg.resolve(cfg.output)
+        cache = cfg.resolve(cfg.fetch.cache_dir) or store / "cache"  # type: ignore[operator]
+        uri, roots = src.uri, None
+        if kind == "urls":  # local items: relative to the config file, inside the allowed roots
+            roots = [cfg.resolve(r) for r in cfg.fetch.local_roots] or [Path(cfg.base_dir)]
+            if "://" not in uri and not uri.startswith(("~", "/")):
+                uri = str(cfg.resolve(uri))
+        src.path = str(fetch(uri, cache, cfg.fetch, page=kind == "pages", local_roots=roots))
         src.error = None
     except FetchError as e:
         src.error = f"fetch: {e.reason}"
         log.warning("source %s: %s", src.uri, e.reason)
+    except Exception as e:  # any failure of one source is that source's error, never the run's
+        src.error = f"fetch: {type(e).__name__}: {str(e)[:300]}"
+        log.warning("source %s: %s", src.uri, src.error)
     return src
 
 
-def _local(uri: str, path: Path) -> Path:
+def _local(uri: str, path: Path, roots: list[Path] | None = None) -> Path:
+    if roots is not None:
+        real = path.resolve()
+        if not any(real.is_relative_to(r.resolve()) for r in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            raise FetchError(uri, f"local file {path} is outside the folders a `urls` source may read ({allowed}); "
+                                  "add its folder to fetch.local_roots, or list it under a `files` source")
     if not path.exists():
         raise FetchError(uri, f"no such file: {path}")
     if not path.is_file():
@@ -198,31 +234,43 @@ def _fetch_http(url: str, cache_dir: Path, cfg: FetchConfig) -> Path:
             return final
         attempts = cfg.retries + 1
         last = ""
+        deadline = time.monotonic() + cfg.deadline_s
         with requests.Session() as session:
+            session.max_redirects = 10
             for attempt in range(attempts):
                 if attempt:
                     delay = cfg.backoff_s * 2 ** (attempt - 1)
+                    if time.monotonic() + delay >= deadline:
+                        break
                     log.info("retrying %s in %.1f s (attempt %d/%d): %s", url, delay, attempt + 1, attempts, last)
                     time.sleep(delay)
                 try:
-                    _download(session, url, part, cfg)
+                    _download(session, url, part, cfg, deadline)
                 except _Retry as e:
                     last = str(e)
                     continue
                 os.replace(part, final)
                 return final
+            else:
+                if time.monotonic() < deadline:
+                    raise FetchError(url, f"{last} (gave up after {attempts} attempt{'s' * (attempts > 1)})")
+    raise FetchError(url, f"took longer than fetch.deadline_s ({cfg.deadline_s:g} s) ({last}); "
+                          "raise fetch.deadline_s for slow servers")
     raise FetchError(url, f"{last} (gave up after {attempts} attempt{'s' * (attempts > 1)})")
 
 
-def _download(session: Any, url: str, part: Path, cfg: FetchConfig) -> None:
+def _download(session: Any, url: str, part: Path, cfg: FetchConfig, deadline: float) -> None:
     """One attempt: (re)start or resume `part`. Raises _Retry or FetchError."""
     import requests
 
     have = part.stat().st_size if part.is_file() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError(url, f"took longer than fetch.deadline_s ({cfg.deadline_s:g} s)")
     try:
-        resp = session.get(url, stream=True, timeout=(cfg.timeout_s, cfg.timeout_s), headers=headers,
-                           allow_redirects=True)
+        t = min(cfg.timeout_s, left)
+        resp = session.get(url, stream=True, timeout=(t, t), headers=headers, allow_redirects=True)
     except requests.ConnectTimeout:
         raise _Retry(f"timed out after {cfg.timeout_s:.1f} s connecting to {url}") from None
     except requests.Timeout:
@@ -231,6 +279,27 @@ def _download(session: Any, url: str, part: Path, cfg: FetchConfig) -> None:
         raise _Retry(f"connection failed for {url}: {_short(e)}") from None
     except requests.RequestException as e:
         raise FetchError(url, f"request failed for {url}: {_short(e)}") from None
+    # A server that trickles bytes passes every read timeout: cut the socket at the deadline.
+    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), resp.raw.shutdown)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        _receive(resp, url, part, cfg, have, deadline)
+    except (requests.RequestException, OSError, ValueError, AttributeError) as e:
+        if time.monotonic() >= deadline:
+            raise FetchError(url, f"took longer than fetch.deadline_s ({cfg.deadline_s:g} s); "
+                                  "raise fetch.deadline_s for slow servers") from None
+        if isinstance(e, OSError) and e.errno is not None:
+            raise  # our own disk (ENOSPC, ...), not the server
+        raise _Retry(f"connection broke while reading {url}: {_short(e)}") from None
+    finally:
+        watchdog.cancel()
+        resp.close()
+
+
+def _receive(resp: Any, url: str, part: Path, cfg: FetchConfig, have: int, deadline: float) -> None:
+    import requests
+
     with resp:
         code = resp.status_code
         if code == 416 and have:  # our partial file is not a prefix the server knows: restart
@@ -266,6 +335,8 @@ def _download(session: Any, url: str, part: Path, cfg: FetchConfig) -> None:
                 _check_content(url, ctype, first)
             with open(part, "ab" if offset else "wb") as fh:
                 for chunk in _chain(first, chunks):
+                    if time.monotonic() >= deadline:
+                        raise OSError("deadline passed")
                     written += len(chunk)
                     if written > cfg.max_bytes:
                         fh.close()
@@ -298,12 +369,21 @@ def _range_start(content_range: str) -> int:
 
 _MEDIA_TYPES = ("video/", "audio/")
 _BINARY_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/mp4",
-                 "application/x-matroska", "application/vnd.apple.mpegurl", "application/x-mpegurl",
-                 "application/mxf", "application/ogg"}
+                 "application/x-matroska", "application/mxf", "application/ogg"}
+# playlists and manifests: their entries can name local files (file://) or other hosts
+_PLAYLIST_TYPES = {"application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl",
+                   "application/dash+xml", "video/vnd.mpeg.dash.mpd", "audio/x-scpls", "application/sdp"}
 
 
 def _check_content(url: str, ctype: str, head: bytes) -> None:
-    """Reject a body that is a web page or text, unless its first bytes are media."""
+    """Reject a playlist, and a body that is a web page or text unless its first bytes are media."""
+    try:
+        refuse_references(url, head)
+        if ctype in _PLAYLIST_TYPES:
+            raise MediaError(f"{url}: a playlist or manifest ({ctype}), refused")
+    except MediaError as e:
+        raise FetchError(url, f"{str(e).removeprefix(url + ': ')}: {url} (give a direct media URL, "
+                              "or a `kind: pages` source)") from None
     if ctype.startswith(_MEDIA_TYPES) or ctype in _BINARY_TYPES or sniff_media(head):
         return
     preview = head[:60].decode("utf-8", "replace").replace("\n", " ").strip()
@@ -370,8 +450,7 @@ class _YtdlpLog:
 
 def _fetch_page(url: str, cache_dir: Path, cfg: FetchConfig) -> Path:
     try:
-        import yt_dlp
-        from yt_dlp.utils import DownloadError
+        import yt_dlp  # noqa: F401 - checked here, used in the child process
     except ImportError:
         raise FetchError(url, "yt-dlp is not installed: pip install yt-dlp (needed for `kind: pages`)") from None
 
@@ -380,42 +459,123 @@ def _fetch_page(url: str, cache_dir: Path, cfg: FetchConfig) -> Path:
     done = _cached_page(marker)
     if done is not None:
         return done
+    cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(cache_dir / ".locks" / f"{key}.lock"):
         done = _cached_page(marker)
         if done is not None:
             return done
-        opts = {
-            "outtmpl": {"default": str(cache_dir / f"{key}.%(ext)s")},
-            "format": cfg.ytdlp_format,
-            "merge_output_format": "mp4",
-            "noplaylist": True,
-            "quiet": True,
-            "no_warnings": True,
-            "noprogress": True,
-            "logger": _YtdlpLog(),
-            "socket_timeout": cfg.timeout_s,
-            "retries": cfg.retries,
-            "max_filesize": cfg.max_bytes,
-            "continuedl": True,
-            "overwrites": False,
-        }
         _PAGE_RATE.wait(cfg.rate_limit_s)
+        job = {"url": url, "cache_dir": str(cache_dir), "key": key, "cfg": cfg.model_dump()}
         try:
-            with yt_dlp.YoutubeDL(opts) as ydl:
-                info = ydl.extract_info(url, download=True)
-                path = _downloaded_path(ydl, info)
-        except DownloadError as e:
-            raise FetchError(url, f"yt-dlp: {_strip_ansi(str(e)).removeprefix('ERROR: ')}") from None
-        if path is None or not path.is_file():
-            raise FetchError(url, f"yt-dlp finished but wrote no media file for {url} "
-                                  "(too large for fetch.max_bytes, or a playlist?)")
-        meta = {"path": path.name, "id": info.get("id"), "title": info.get("title"),
-                "uploader": info.get("uploader"), "license": info.get("license"),
-                "webpage_url": info.get("webpage_url"), "extractor": info.get("extractor_key")}
+            meta = _run_page_child(job, cfg)
+        except FetchError:
+            for p in cache_dir.glob(f"{key}.*"):  # partial downloads of a refused or cut fetch
+                if p.suffix != ".json":
+                    p.unlink(missing_ok=True)
+            raise
+        path = cache_dir / meta["path"]
         tmp = marker.with_name(marker.name + ".tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, marker)  # the marker is what says "complete"
         return path
+
+
+def _run_page_child(job: dict, cfg: FetchConfig) -> dict:
+    """yt-dlp in a child process, killed (with its ffmpeg) at fetch.deadline_s."""
+    url = job["url"]
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", "from mentor.fetch import _page_child; _page_child()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(json.dumps(job), timeout=cfg.deadline_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise FetchError(url, f"took longer than fetch.deadline_s ({cfg.deadline_s:g} s); "
+                              "raise fetch.deadline_s for slow servers") from None
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise FetchError(url, f"yt-dlp process failed (exit {proc.returncode}): {err.strip()[-300:]}") from None
+    if "error" in result:
+        raise FetchError(url, result["error"])
+    return result
+
+
+def _page_child() -> None:
+    """Child process: download one page with yt-dlp, print the result as one JSON line.
+    Bytes are capped as they arrive (yt-dlp's max_filesize trusts the declared size)."""
+    job = json.loads(sys.stdin.read())
+    url, cfg = job["url"], FetchConfig(**job["cfg"])
+    try:
+        print(json.dumps(_ytdlp_download(url, Path(job["cache_dir"]), job["key"], cfg)), flush=True)
+    except FetchError as e:
+        print(json.dumps({"error": e.reason}), flush=True)
+    except Exception as e:  # yt-dlp's own errors (RequestError, ...) on a hostile page
+        print(json.dumps({"error": f"yt-dlp: {type(e).__name__}: {_strip_ansi(str(e))[:300]}"}), flush=True)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _ytdlp_download(url: str, cache_dir: Path, key: str, cfg: FetchConfig) -> dict:
+    import yt_dlp
+    from yt_dlp.utils import DownloadError
+
+    def cap(d: dict) -> None:
+        got = d.get("downloaded_bytes") or 0
+        if got > cfg.max_bytes:
+            raise _TooBig(f"larger than max_bytes: more than {cfg.max_bytes} bytes received from {url}; "
+                          "raise fetch.max_bytes to accept it")
+
+    opts = {
+        "outtmpl": {"default": str(cache_dir / f"{key}.%(ext)s")},
+        "format": cfg.ytdlp_format,
+        "merge_output_format": "mp4",
+        "noplaylist": True,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _YtdlpLog(),
+        "socket_timeout": cfg.timeout_s,
+        "retries": cfg.retries,
+        "max_filesize": cfg.max_bytes,
+        "continuedl": True,
+        "overwrites": False,
+        "progress_hooks": [cap],
+        "buffersize": 16384,
+        "noresizebuffer": True,
+    }
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=True)
+            path = _downloaded_path(ydl, info)
+    except _TooBig as e:
+        raise FetchError(url, str(e)) from None
+    except DownloadError as e:
+        cause = getattr(e, "exc_info", None)
+        if cause and isinstance(cause[1], _TooBig):
+            raise FetchError(url, str(cause[1])) from None
+        raise FetchError(url, f"yt-dlp: {_strip_ansi(str(e)).removeprefix('ERROR: ')}") from None
+    if path is None or not path.is_file():
+        raise FetchError(url, f"yt-dlp finished but wrote no media file for {url} "
+                              "(too large for fetch.max_bytes, or a playlist?)")
+    if path.stat().st_size > cfg.max_bytes:
+        path.unlink()
+        raise FetchError(url, f"larger than max_bytes: {cfg.max_bytes} bytes ({url}); raise fetch.max_bytes to accept it")
+    with open(path, "rb") as f:
+        try:
+            refuse_references(path, f.read(4096))
+        except MediaError as e:
+            path.unlink()
+            raise FetchError(url, f"{str(e).removeprefix(str(path) + ': ')} ({url})") from None
+    return {"path": path.name, "id": info.get("id"), "title": info.get("title"),
+            "uploader": info.get("uploader"), "license": info.get("license"),
+            "webpage_url": info.get("webpage_url"), "extractor": info.get("extractor_key")}
 
 
 def _cached_page(marker: Path) -> Path | None:
