@@ -2,19 +2,42 @@
 
 Every section is a pydantic model with `extra="forbid"`, so a misspelt key is an error,
 not a silently ignored setting. `load_config` reports the file, the line and the key of
-every problem, and what is allowed there.
+every problem, and what is allowed there. Every value a later stage hands to a tool is
+checked here (the x264 preset, device strings, an even frame size, unique source names),
+so a run never starts with settings that would fail every clip.
+
+The YAML is read safely: plain YAML types only (no custom or python tags), nesting at
+most MAX_DEPTH deep, and no more than MAX_NODES nodes once aliases are expanded (an
+"alias bomb" is refused at once rather than expanded), in UTF-8.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml import events as ev
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+
+MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_NODES = 100_000  # nodes once every alias is expanded
+MAX_BYTES = 4 << 20  # a config file is a few kB
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+_STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+
+
+def _device(value: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+        raise ValueError(f"device {value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_device)]
 
 
 class ConfigError(ValueError):
@@ -64,14 +87,14 @@ class ClipConfig(Section):
 
 class VideoConfig(Section):
     fps: float = Field(25.0, gt=0, le=120)
-    size: int = Field(512, ge=64, le=4096)  # square output side in pixels
+    size: int = Field(512, ge=64, le=4096, multiple_of=2)  # square output side in pixels (even: yuv420p)
     crf: int = Field(20, ge=0, le=51)  # H.264 quality
-    preset: str = "veryfast"
+    preset: Literal[X264_PRESETS] = "veryfast"  # type: ignore[valid-type]
     threads: int = Field(1, ge=0)  # ffmpeg threads per clip; clips run in parallel (0 = ffmpeg's choice)
 
 
 class AudioConfig(Section):
-    sample_rate: int = Field(16000, ge=8000)
+    sample_rate: int = Field(16000, ge=8000, le=192000)
     format: Literal["flac", "wav"] = "flac"
 
 
@@ -147,7 +170,7 @@ class SmplxConfig(Section):
     pose_prior: str | None = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = "auto"  # auto | cpu | cuda
     min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are not fitted
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
@@ -175,7 +198,7 @@ class DiarizationConfig(Section):
     enabled: bool = True
     pyannote_dir: str | None = None  # local pyannote pipeline folder; None -> Resemblyzer
     min_dominant_share: float = Field(0.8, ge=0, le=1)
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = "auto"  # auto | cpu | cuda
     # Resemblyzer backend: embedding windows over the VAD segments, then agglomerative
     # clustering (average linkage) cut at a cosine distance.
     window_seconds: float = Field(1.6, gt=0.2, le=10)  # Resemblyzer's own partial length
@@ -190,7 +213,7 @@ class AsrConfig(Section):
     enabled: bool = True
     whisper_model: str | None = None  # a local checkpoint path (or a model name already cached)
     language: str | None = None  # None -> detected per clip
-    device: str = "auto"
+    device: Device = "auto"
     word_timestamps: bool = True
     beam_size: int | None = Field(None, ge=1)  # None -> greedy
     # whisper's fallback: decode again hotter when the text looks like a loop or gibberish
@@ -206,7 +229,7 @@ class SyncConfig(Section):
     # offsets up to this are corrected (audio re-cut); beyond it: "audio offset N frames > M"
     max_shift_frames: int = Field(10, ge=0)
     syncnet_weights: str | None = None  # syncnet_python's syncnet_v2.model (a state dict)
-    device: str = "auto"
+    device: Device = "auto"
     min_face_fraction: float = Field(0.5, ge=0, le=1)  # frames with lips found, else reject
 
 
@@ -217,7 +240,7 @@ class AudioFeatureConfig(Section):
     n_mels: int = Field(80, ge=8)
     window_frames: int = Field(2, ge=0)  # context frames each side of a video frame
     whisper_model: str | None = None  # local Whisper checkpoint -> array "audio.whisper"
-    device: str = "auto"
+    device: Device = "auto"
 
 
 class AttributeConfig(Section):
@@ -331,7 +354,7 @@ class StoreConfig(Section):
 class Config(Section):
     version: Literal[1] = 1
     output: str = "out/store"
-    sources: list[SourceConfig]
+    sources: list[SourceConfig] = Field(min_length=1)
     clips: ClipConfig = ClipConfig()
     video: VideoConfig = VideoConfig()
     audio: AudioConfig = AudioConfig()
@@ -345,6 +368,17 @@ class Config(Section):
     store: StoreConfig = StoreConfig()
     # where the file was read from, to resolve relative paths
     base_dir: str = Field(".", exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        seen: dict[str, int] = {}
+        for i, src in enumerate(sources):
+            if src.name in seen:
+                raise ValueError(f"source name {src.name!r} is used by items {seen[src.name]} and {i}; "
+                                 "names must be unique (a store records sources by name)")
+            seen[src.name] = i
+        return sources
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the config, relative to the config file's folder."""
@@ -396,11 +430,72 @@ def _plain(node: Any) -> Any:
     return node
 
 
+def _check_events(text: str, filename: str) -> None:
+    """Walk the YAML's events (no objects built) and refuse what a config never needs:
+    custom tags, nesting deeper than MAX_DEPTH, more than MAX_NODES nodes with aliases
+    expanded. Raises ConfigError with file:line: key."""
+    stack: list[dict] = []  # open collections: kind, key path part, node count, anchor
+    sizes: dict[str, int] = {}  # anchor -> expanded node count
+    total = 0
+
+    def where(event: Any) -> str:
+        parts = [str(f["at"]) for f in stack if f["at"] is not None]
+        path = ".".join(parts if len(parts) <= 6 else parts[:3] + ["..."] + parts[-2:]) or "(top level)"
+        return f"{filename}:{event.start_mark.line + 1}: {path}"
+
+    def node_done(count: int, anchor: str | None) -> None:
+        nonlocal total
+        if anchor:
+            sizes[anchor] = count
+        if stack:
+            top = stack[-1]
+            top["count"] += count
+            if top["kind"] == "map":
+                top["want_key"] = not top["want_key"]
+            else:
+                top["index"] += 1
+                top["at"] = top["index"]
+        total += count
+        if total > MAX_NODES:
+            raise ConfigError(f"{filename}: more than {MAX_NODES} values once aliases are expanded "
+                              "(an alias bomb?); a config needs a few hundred")
+
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, (ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent)):
+            tag = getattr(event, "tag", None)
+            tag = getattr(tag, "value", tag)  # ruamel 0.18+ wraps tags in a Tag object
+            if tag and tag not in _STANDARD_TAGS and tag != "!":
+                raise ConfigError(f"{where(event)}: YAML tag {tag} is not allowed; a config holds plain "
+                                  "mappings, lists, strings and numbers")
+        if isinstance(event, ev.ScalarEvent):
+            if stack and stack[-1]["kind"] == "map" and stack[-1]["want_key"]:
+                stack[-1]["at"] = event.value
+            node_done(1, event.anchor)
+        elif isinstance(event, ev.AliasEvent):
+            if stack and stack[-1]["kind"] == "map" and stack[-1]["want_key"]:
+                stack[-1]["at"] = f"*{event.anchor}"
+            node_done(sizes.get(event.anchor, 1), None)
+        elif isinstance(event, (ev.MappingStartEvent, ev.SequenceStartEvent)):
+            if len(stack) >= MAX_DEPTH:
+                raise ConfigError(f"{where(event)}: nested more than {MAX_DEPTH} levels deep; a config needs a few")
+            kind = "map" if isinstance(event, ev.MappingStartEvent) else "seq"
+            stack.append({"kind": kind, "at": 0 if kind == "seq" else None, "index": 0, "count": 1,
+                          "anchor": event.anchor, "want_key": True})
+        elif isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
+            done = stack.pop()
+            node_done(done["count"], done["anchor"])
+
+
 def parse_config(text: str, filename: str = "<string>", base_dir: str = ".") -> Config:
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{filename}: {len(text)} characters; a config is at most {MAX_BYTES} (is this the right file?)")
     try:
+        _check_events(text, filename)
         doc = YAML(typ="rt").load(text)
     except YAMLError as e:
         raise ConfigError(f"{filename}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{filename}: nested too deeply to read; a config needs a few levels") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{filename}: expected a mapping with at least 'sources:', got {type(doc).__name__}")
     try:
@@ -419,7 +514,7 @@ def parse_config(text: str, filename: str = "<string>", base_dir: str = ".") -> 
                     ann = getattr(parent, "model_fields", {}).get(part)
                     inner = getattr(ann, "annotation", None)
                     parent = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else parent
-                allowed = ", ".join(getattr(parent, "model_fields", {}).keys())
+                allowed = ", ".join(k for k in getattr(parent, "model_fields", {}) if k != "base_dir")
                 msg = f"unknown key; allowed here: {allowed}"
             elif "input" in err and not isinstance(err["input"], (dict, list)):
                 msg = f"{msg} (got {err['input']!r})"
@@ -434,4 +529,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found (pass a datasets.yaml path)")
-    return parse_config(p.read_text(), str(p), str(p.parent.resolve()))
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{p}:{line}: byte 0x{data[e.start]:02x} at column {col} is not UTF-8 text; "
+                          "save the file as UTF-8") from None
+    return parse_config(text, str(p), str(p.parent.resolve()))

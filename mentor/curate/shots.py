@@ -1,4 +1,5 @@
-"""Shots of a source (PySceneDetect's ContentDetector) and the clip spans cut from them.
+"""Shots of a source (PySceneDetect's ContentDetector) and the clip spans cut from them: the
+"shots" step of curation (no learned model, so it lives in mentor/curate, not annotate/).
 
 `detect_shots` finds hard cuts; `clip_spans` trims each shot's edges (cuts and fades
 smear a frame or two), drops shots that are too short and cuts long ones into even

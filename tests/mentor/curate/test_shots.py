@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotate.shots import clip_spans, detect_shots
 from mentor.config import ClipConfig, ShotConfig
+from mentor.curate.shots import clip_spans, detect_shots
 from mentor.media import MediaError
 
 

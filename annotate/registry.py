@@ -1,0 +1,84 @@
+"""Every clip step of curation, in the order it runs: the one list to change.
+
+Adding an annotator is one new module in annotate/ (a plain class: `name`, `reads`,
+`writes`, `__init__(section)` loads its models once, `__call__(record) -> record`) and
+one line here; give it a config section in mentor/config.py's AnnotateConfig when it has
+settings (`enabled` switches it). The graph is checked when it is built
+(mentor.contracts.check_graph): a stage that reads a field nothing before it writes fails
+then, naming the stage and the field.
+
+Constructors are "module:Class" strings, imported only where the stage is built (the
+worker that runs it) or its contract is read (the driver, for the enabled stages only),
+so the driver never loads a model. Reads and writes come from the class's own attributes;
+the two annotators whose modules the body-model work owns (landmarks, smplx) have theirs
+written on their lines. A line may also say `when` (a config value that must be set, a
+weights path) and `on_rejected` (a config switch to run it on rejected clips too).
+
+pool "curate": on the source span, before and including the encode (the filter actors);
+pool "annotate": on the encoded clip (the annotate actors). pipelines/ decides the
+resources of each pool; nothing here knows about Ray.
+"""
+
+from __future__ import annotations
+
+from annotate.landmarks import ARRAYS as LANDMARK_ARRAYS
+from annotate.landmarks import FACE, LEFT_HAND, POSE, RIGHT_HAND
+from annotate.landmarks import SCORES as LANDMARK_SCORES
+from mentor.contracts import Stage, annotation, array, enabled_stages, file, record_field, score
+from mentor.curate.encode import VIDEO
+
+# SMPL-X parameters as annotate.smplx_fit writes them (T rows each; betas and camera repeat)
+SMPLX_ARRAYS = tuple(f"smplx.{k}" for k in (
+    "betas", "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
+    "right_hand_pose", "expression", "transl", "camera", "reprojection_px"))
+SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.fit_seconds")
+
+STAGES: tuple[Stage, ...] = (
+    # -- on the source span (filter actors) --------------------------------------------------
+    Stage("filter", "filters", "annotate.person_filter:PersonFilter", pool="curate"),
+    Stage("encode", None, "mentor.curate.encode:Encoder", pool="curate"),
+    # -- on the encoded clip (annotate actors) -----------------------------------------------
+    Stage("landmarks", "annotate.landmarks", "annotate.landmarks:HolisticLandmarks",
+          reads=(file(VIDEO), record_field("fps", optional=True)),
+          writes=(*map(array, LANDMARK_ARRAYS), *map(score, LANDMARK_SCORES), annotation("landmarks"))),
+    Stage("smplx", "annotate.smplx", "annotate.smplx_fit:SmplxFitter",
+          reads=(array(POSE), array(FACE), array(LEFT_HAND, optional=True), array(RIGHT_HAND, optional=True),
+                 record_field("width"), record_field("height")),
+          writes=(*map(array, SMPLX_ARRAYS), *map(score, SMPLX_SCORES), annotation("smplx"))),
+    # sync first, and its correction, so every later stage hears audio in sync with the video
+    Stage("sync", "annotate.sync", "annotate.av_sync:AvSync"),
+    Stage("sync_shift", "annotate.sync", "mentor.curate.sync_shift:SyncShift"),
+    Stage("vad", "annotate.vad", "annotate.vad:VoiceActivity"),
+    Stage("diarization", "annotate.diarization", "annotate.diarize:Diarizer"),
+    Stage("asr", "annotate.asr", "annotate.asr:Transcriber"),
+    Stage("audio", "annotate.audio_features", "annotate.audio_features:AudioFeatures"),
+    Stage("attributes", "annotate.attributes", "annotate.attributes:PerceivedAttributes",
+          on_rejected="annotate.attributes.on_rejected"),
+    # face embeddings per clip; `mentor split` clusters them into identities
+    Stage("identity", "annotate.attributes", "annotate.identity:FaceIdentity",
+          when="annotate.attributes.face_recognition_model"),
+)
+
+
+def with_stage(stage: Stage, after: str | None = None, stages: tuple[Stage, ...] = STAGES) -> tuple[Stage, ...]:
+    """`stages` with `stage` added after the one named `after` (None: at the end)."""
+    if after is None:
+        return (*stages, stage)
+    names = [s.name for s in stages]
+    if after not in names:
+        raise ValueError(f"no stage named {after!r} to add {stage.name!r} after; the stages are {names}")
+    i = names.index(after) + 1
+    return (*stages[:i], stage, *stages[i:])
+
+
+def build_annotators(cfg, stages: tuple[Stage, ...], work) -> list:
+    """The annotators of `stages` (the enabled ones, in order), each built once; a stage
+    with `on_rejected` switched on is wrapped to run on rejected clips too. Loads models:
+    call it in the worker that runs them."""
+    from mentor.curate.rejected_preview import RejectedPreview
+
+    out = []
+    for stage in enabled_stages(stages, cfg):
+        annotator = stage.build(cfg, work)
+        out.append(RejectedPreview(annotator, cfg) if stage.runs_on_rejected(cfg) else annotator)
+    return out

@@ -1,0 +1,52 @@
+"""One source -> its clip records: fetch -> probe -> shots -> spans.
+
+The per-source half of curation; the per-clip half (filter, encode, annotate) is the
+stage list in annotate/registry.py. A source that fails says why in `src.error` and gives
+no clips; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mentor.config import Config
+from mentor.contracts import file
+from mentor.curate.probe import probe_source
+from mentor.curate.shots import clip_spans, detect_shots
+from mentor.media import MediaError
+from mentor.record import ClipRecord, SourceRecord
+
+log = logging.getLogger(__name__)
+
+SOURCE = "source"  # record.files[SOURCE]: the fetched source video, set by ClipRecord.for_span
+# what every clip record carries before its first clip step
+GIVEN = (file(SOURCE),)
+
+
+def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRecord]:
+    """Fetch, probe and cut one source into clip records (no stage has run on them yet).
+
+    On failure `src.error` says why ("fetch: ...", "probe: ...", "prepare: ...") and the
+    list is empty. `src.probe` gets the probe, the shot count and the seconds taken.
+    """
+    from mentor.fetch import fetch_source
+
+    t0 = time.perf_counter()
+    if fetch_source(src, cfg, out).error:
+        return []
+    try:
+        probe_source(src, cfg)
+        shots = detect_shots(src.path, cfg.shots)
+        spans = clip_spans(shots, cfg.clips)
+    except MediaError as e:
+        src.error = f"probe: {e}"
+    except Exception as e:  # a library's own error on bad data: recorded, the run goes on
+        src.error = f"prepare: {type(e).__name__}: {e}"
+    if src.error:
+        log.info("source failed: %s", src.error)
+        return []
+    src.probe["shots"] = len(shots)
+    src.probe["prepare_seconds"] = round(time.perf_counter() - t0, 3)
+    return [ClipRecord.for_span(src, s, e) for s, e in spans]
