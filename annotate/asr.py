@@ -22,6 +22,8 @@ import numpy as np
 
 from annotate.audio_common import clip_audio, require, resolve_device
 from mentor.config import AsrConfig
+from mentor.contracts import annotation, file, score
+from mentor.curate.encode import AUDIO
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ def load_whisper(spec: str, device: str, stage: str):
 
 class Transcriber:
     name = "asr"
+    reads = (file(AUDIO),)
+    writes = (annotation("asr"), *(score(f"asr.{k}") for k in ("words", "language", "no_speech_prob", "avg_logprob")))
 
     def __init__(self, cfg: AsrConfig):
         self.cfg = cfg
@@ -98,6 +102,7 @@ class Transcriber:
             "segments": segments,
         }
         record.set_score("asr.words", sum(len(s["words"]) for s in segments))
+        record.set_score("asr.language", result.get("language"))  # a column the audit groups by
         raw = result.get("segments", [])
         if raw:
             record.set_score("asr.no_speech_prob", round(float(np.mean([s["no_speech_prob"] for s in raw])), 4))

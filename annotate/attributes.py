@@ -38,7 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from annotate.face_regions import FaceFrames, FaceMeshRunner, face_box, face_frames, skin_mask
+from annotate.landmarks import FACE
+from annotate.person_filter import BODY_VISIBILITY
 from mentor.config import AttributeConfig
+from mentor.contracts import array, attribute, file, score
+from mentor.curate.encode import VIDEO
 from mentor.media import MediaError
 from mentor.record import Attribute, ClipRecord
 
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 # The Monk Skin Tone scale's 10 published reference colours (skintone.google), steps 1..10.
 MONK_HEX = ["f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a", "292420"]
 NOT_CONFIGURED = "not estimated: no model configured"
-BODY_VISIBILITY_SCORE = "filter.body_visibility"
+BODY_VISIBILITY_SCORE = BODY_VISIBILITY
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -110,6 +114,9 @@ class PerceivedAttributes:
     and gender. See the module docstring for what each value means."""
 
     name = "attributes"
+    reads = (file(VIDEO), array(FACE, optional=True), score(BODY_VISIBILITY_SCORE, optional=True))
+    writes = tuple(attribute(k) for k in ("skin_tone_ita", "skin_tone_monk", "skin_tone_group", "perceived_age",
+                                          "perceived_gender", "body_visibility"))
 
     def __init__(self, cfg: AttributeConfig | None = None, device: str = "cpu"):
         self.cfg = cfg or AttributeConfig()

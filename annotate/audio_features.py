@@ -18,6 +18,8 @@ import numpy as np
 
 from annotate.audio_common import SAMPLE_RATE, clip_audio, require, resolve_device
 from mentor.config import AudioFeatureConfig
+from mentor.contracts import annotation, array, file, record_field
+from mentor.curate.encode import AUDIO
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,14 @@ MEL_HOP = 160  # 10 ms
 MEL_WIN = 400  # 25 ms
 
 
+LOGMEL = "audio.logmel"  # T x (2*window_frames+1) x n_mels, at the clip's fps
+WHISPER = "audio.whisper"  # T x d_model, with a Whisper checkpoint
+
+
 class AudioFeatures:
     name = "audio"
+    reads = (file(AUDIO), record_field("fps"))
+    writes = (array(LOGMEL), array(WHISPER), annotation("audio"))
 
     def __init__(self, cfg: AudioFeatureConfig):
         self.cfg = cfg
@@ -54,13 +62,13 @@ class AudioFeatures:
         with self._torch.inference_mode():
             power = self.mel(self._torch.from_numpy(audio)).T.numpy()  # steps x n_mels, 100 per s
         per_frame = np.log(pool_to_frames(power, 100.0, record.fps, n_frames) + 1e-6)
-        record.add_array("audio.logmel", context_windows(per_frame, self.cfg.window_frames).astype(np.float32),
+        record.add_array(LOGMEL, context_windows(per_frame, self.cfg.window_frames).astype(np.float32),
                          fps=record.fps)
         info = {"logmel": {"n_mels": self.cfg.n_mels, "window_frames": self.cfg.window_frames,
                            "layout": "T x (2*window_frames+1) x n_mels"}}
         if self.whisper is not None:
             feats = self._whisper_features(audio, record.fps, n_frames)
-            record.add_array("audio.whisper", feats.astype(np.float16), fps=record.fps)
+            record.add_array(WHISPER, feats.astype(np.float16), fps=record.fps)
             info["whisper"] = {"dim": int(feats.shape[1]), "layout": "T x d_model"}
         else:
             info["whisper"] = "skipped: no weights"

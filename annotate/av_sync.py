@@ -25,11 +25,16 @@ it. Low confidence rejects the clip. With `syncnet_weights`, SyncNet's LSE-D / L
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from annotate.audio_common import SAMPLE_RATE, clip_audio, require, resolve_device
+from annotate.landmarks import FACE
 from mentor.config import SyncConfig
+from mentor.contracts import annotation, array, file, record_field, score
+from mentor.curate.encode import AUDIO, VIDEO
 from mentor.media import MediaError, read_frames
 from mentor.record import ClipRecord
 
@@ -38,10 +43,29 @@ log = logging.getLogger(__name__)
 UPPER_LIP, LOWER_LIP = 13, 14  # FaceMesh inner-lip midpoints
 EYE_OUTER = (33, 263)
 MIN_FRAMES = 10  # fewer paired frames than this cannot show a correlation
+SCORES = ("face_fraction", "offset_frames", "correlation", "confidence", "lse_d", "lse_c", "lse_offset_frames")
+
+
+class SyncResult(BaseModel):
+    """annotations["sync"] as later stages read it (mentor.curate.sync_shift)."""
+
+    model_config = ConfigDict(extra="allow")  # lags, correlation: for people, not stages
+    STAGE: ClassVar[str] = "sync"
+
+    method: str = ""
+    shift_seconds: float | None = None  # the audio is late by this much (> 0): advance it
+
+    @classmethod
+    def of(cls, record: ClipRecord) -> "SyncResult | None":
+        """The sync stage's result on `record`, or None when it has not run."""
+        raw = record.annotations.get(cls.STAGE)
+        return cls.model_validate(raw) if raw is not None else None
 
 
 class AvSync:
-    name = "sync"
+    name = SyncResult.STAGE
+    reads = (file(VIDEO), file(AUDIO), record_field("fps"), array(FACE, optional=True))
+    writes = (*(score(f"sync.{k}") for k in SCORES), annotation("sync"))
 
     def __init__(self, cfg: SyncConfig):
         self.cfg = cfg
@@ -100,7 +124,7 @@ class AvSync:
     # -- inputs -------------------------------------------------------------------------
     def _landmarks(self, record: ClipRecord) -> np.ndarray:
         """T x 478 x 3 face landmarks in pixels (NaN rows where no face)."""
-        arr = record.arrays.get("landmarks.face")
+        arr = record.arrays.get(FACE)
         if arr is not None:
             data = np.asarray(arr.data, dtype=np.float32)
             if abs(arr.fps - record.fps) > 1e-3:  # resample to the clip's frame times

@@ -26,7 +26,9 @@ import numpy as np
 
 from annotate.audio_common import SAMPLE_RATE, clip_audio, merge_segments, require, resolve_device
 from annotate.vad import VoiceActivity, vad_segments
-from mentor.config import DiarizationConfig, VadConfig
+from mentor.config import Config, DiarizationConfig, VadConfig
+from mentor.contracts import annotation, file, score
+from mentor.curate.encode import AUDIO
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ Turn = tuple[float, float, str]
 
 class Diarizer:
     name = "diarization"
+    reads = (file(AUDIO), annotation(VoiceActivity.name, optional=True))  # without VAD it runs its own
+    writes = (annotation("diarization"), score("diarization.num_speakers"), score("diarization.dominant_share"))
+
+    @classmethod
+    def from_config(cls, cfg: Config, work: Path) -> "Diarizer":
+        """As the stage list builds it: its own VAD pass (when no vad stage ran) uses annotate.vad's settings."""
+        return cls(cfg.annotate.diarization, cfg.annotate.vad)
 
     def __init__(self, cfg: DiarizationConfig, vad_cfg: VadConfig | None = None):
         self.cfg = cfg

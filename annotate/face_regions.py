@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotate.landmarks import FACE
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
 
-LANDMARKS_ARRAY = "landmarks.face"
+LANDMARKS_ARRAY = FACE
 NUM_FACE_LANDMARKS = 478
 
 # Skin regions (FaceMesh indices, polygon order). The forehead band lies between the brows

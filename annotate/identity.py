@@ -25,7 +25,10 @@ import pandas as pd
 
 from annotate.attributes import onnx_session
 from annotate.face_regions import FaceMeshRunner, align_face, face_frames
+from annotate.landmarks import FACE
 from mentor.config import AttributeConfig
+from mentor.contracts import annotation, array, file, score
+from mentor.curate.encode import VIDEO
 from mentor.media import MediaError
 from mentor.record import ClipRecord
 
@@ -43,6 +46,8 @@ class FaceIdentity:
     "model": file name}; never changes record.identity (that is a store-wide decision)."""
 
     name = "identity"
+    reads = (file(VIDEO), array(FACE, optional=True))
+    writes = (annotation("identity"), score("identity.frame_consistency"))
 
     def __init__(self, cfg: AttributeConfig | None = None, device: str = "cpu"):
         self.cfg = cfg or AttributeConfig()

@@ -24,6 +24,13 @@ from mentor.media import MediaError, probe, read_frames
 log = logging.getLogger(__name__)
 
 STAGE = "landmarks"
+# the arrays it writes, as later stages (SMPL-X fit, sync, attributes) read them
+POSE = f"{STAGE}.pose"
+FACE = f"{STAGE}.face"
+LEFT_HAND = f"{STAGE}.left_hand"
+RIGHT_HAND = f"{STAGE}.right_hand"
+ARRAYS = (POSE, FACE, LEFT_HAND, RIGHT_HAND)
+SCORES = (f"{STAGE}.face_fraction", f"{STAGE}.pose_fraction", f"{STAGE}.hand_fraction")
 
 
 def _to_array(lms, n: int, w: int, h: int, visibility: bool) -> np.ndarray:

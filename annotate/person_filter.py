@@ -26,6 +26,8 @@ import numpy as np
 from annotate.face_track import Box, Track, extra_face_frames, link_tracks, main_track, side, square_crop
 from annotate.head_pose import head_pose
 from mentor.config import FilterConfig
+from mentor.contracts import annotation, array, file, record_field, score
+from mentor.curate.prepare import SOURCE
 from mentor.media import MediaError, Probe, probe, read_audio, read_frames
 from mentor.record import ClipRecord, CropBox
 
@@ -37,6 +39,14 @@ BLUR_SIDE = 128  # the face crop is resampled to this side before the Laplacian
 # Pose landmark ids (BlazePose 33)
 SHOULDERS, WRISTS = (11, 12), (15, 16)
 
+# what the filter writes (every clip gets every score; None where not measured)
+SCORES = ("resolution", "frames", "extra_person_fraction", "face_fraction", "face_size_px", "face_jitter",
+          "yaw_deg", "pitch_deg", "blur_var", "brightness", "body_visibility", "has_audio", "speech_fraction")
+HAS_AUDIO = "filter.has_audio"  # read by the encoder: no audio stream, no audio file
+FACE_FRACTION = "filter.face_fraction"  # read by the rejected-clip preview
+BODY_VISIBILITY = "filter.body_visibility"  # read by the attributes
+FACE_BOX = "filter.face_box"
+
 
 class PersonFilter:
     """Scores and filters one clip; `__call__(record) -> record`.
@@ -46,6 +56,8 @@ class PersonFilter:
     """
 
     name = "filter"
+    reads = (file(SOURCE),)
+    writes = (*(score(f"filter.{k}") for k in SCORES), array(FACE_BOX), annotation("filter"), record_field("crop"))
 
     def __init__(self, cfg: FilterConfig, device: str = "cpu"):
         try:
@@ -144,7 +156,7 @@ class PersonFilter:
                 face_box[t] = b
             x, y, s = square_crop(list(main.boxes.values()), width, height, cfg.crop_margin, cfg.crop_down_shift)
             record.crop = CropBox(x=x, y=y, size=s)
-        record.add_array(f"{self.name}.face_box", face_box, fps=cfg.sample_fps, start=0.0)
+        record.add_array(FACE_BOX, face_box, fps=cfg.sample_fps, start=0.0)
 
         failed = self._checks(scores)
         record.annotations[self.name] = {"failed": failed, "tracks": len(tracks),

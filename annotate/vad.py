@@ -13,6 +13,8 @@ import numpy as np
 
 from annotate.audio_common import SAMPLE_RATE, clip_audio, require
 from mentor.config import VadConfig
+from mentor.contracts import annotation, file, score
+from mentor.curate.encode import AUDIO
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 class VoiceActivity:
     name = "vad"
+    reads = (file(AUDIO),)
+    writes = (annotation("vad"), score("vad.speech_fraction"), score("vad.speech_seconds"))
 
     def __init__(self, cfg: VadConfig):
         self.cfg = cfg

@@ -71,13 +71,15 @@ def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
     t0 = time.perf_counter()
     import torch
 
+    from annotate.registry import STAGES, build_annotators
+    from mentor.curate import run as steps
     from mentor.fetch import discover_sources
     from mentor.store import StoreWriter
-    from pipelines import annotators as ann
     from pipelines import stages
 
     torch.set_num_threads(1)
-    filters = ann.filter_annotators(cfg)
+    curate = tuple(s for s in STAGES if s.pool == "curate")  # filter, encode
+    annotators = build_annotators(cfg, curate, stages.work_dir(out))
     seconds = 0.0
     done: list[float] = []
     with StoreWriter(out, cfg.store.shard_bytes) as writer:
@@ -88,11 +90,7 @@ def plain_loop(cfg, out: Path) -> tuple[float, list[float]]:
                 if row["kind"] == "source":
                     writer.add_source(s, "failed" if s.error else "ok")
                     continue
-                rec = ClipRecord.from_row(row)
-                for f in filters:
-                    rec = stages._call(f, rec)
-                if rec.kept:
-                    stages.encode_record(rec, cfg, stages.work_dir(out) / "clips")
+                rec = steps.run(annotators, ClipRecord.from_row(row))
                 writer.add(rec)
                 done.append(time.perf_counter() - t0)
             seconds += float(s.probe.get("duration") or 0.0)

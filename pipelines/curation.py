@@ -1,6 +1,10 @@
 """`mentor build`: datasets.yaml -> discover -> fetch/probe/shots -> filter -> encode ->
 annotate -> store, as one streaming Ray Data graph.
 
+The steps themselves are mentor/curate (per source) and the stage list of
+annotate/registry.py (per clip, checked before Ray starts); this module decides only how
+they run: which pool, how many actors and threads, how many CPUs and GPUs each.
+
 The driver is the only writer: it commits shards as clips arrive, and marks a source
 finished once all of its clips are in. A killed run loses only the uncommitted part; a
 re-run skips finished sources before Ray starts and drops already committed clips.
@@ -15,11 +19,13 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+from annotate.registry import STAGES, build_annotators
 from mentor.config import Config
+from mentor.contracts import Stage, check_graph, enabled_stages
+from mentor.curate.prepare import GIVEN
 from mentor.fetch import discover_sources
 from mentor.record import ClipRecord, SourceRecord
 from mentor.store import Store, StoreWriter
-from pipelines import annotators as ann
 from pipelines import stages
 from pipelines.progress import Progress
 from pipelines.runtime import init_ray, quiet_ray_data
@@ -48,10 +54,22 @@ def pending_sources(cfg: Config, out: Path) -> tuple[list[SourceRecord], dict[st
     return todo, attempts, frozenset(done_ids), len(sources) - len(todo)
 
 
-def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: frozenset[str]):
+def plan(cfg: Config, stage_list: tuple[Stage, ...] = STAGES) -> tuple[tuple[Stage, ...], tuple[Stage, ...]]:
+    """The enabled clip stages of each pool (curate, annotate), after checking the graph
+    they make: raises mentor.contracts.GraphError naming the stage and the field when a
+    stage reads what nothing before it writes."""
+    enabled = enabled_stages(stage_list, cfg)
+    check_graph(enabled, given=GIVEN, off=[s for s in stage_list if s not in enabled])
+    return tuple(s for s in enabled if s.pool == "curate"), tuple(s for s in enabled if s.pool == "annotate")
+
+
+def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: frozenset[str],
+                  stage_list: tuple[Stage, ...] = STAGES):
     """The Ray Data graph (lazy; runs as the driver iterates it)."""
     import ray.data
 
+    curate, annotate = plan(cfg, stage_list)
+    work = stages.work_dir(out)
     r = cfg.ray
     # Half a CPU each: on a small machine every stage gets a worker at once (Ray Data
     # would otherwise wait for whole free CPUs that the actors already hold).
@@ -64,21 +82,23 @@ def build_dataset(cfg: Config, todo: list[SourceRecord], out: Path, done_ids: fr
     ds = ds.flat_map(stages.prepare_source, fn_kwargs={"cfg": cfg, "out": out, "done_clip_ids": done_ids},
                      compute=ray.data.TaskPoolStrategy(size=r.prepare_tasks), **task_args)
     # Threads of a stage share one actor process (one set of imports and model files).
-    filter_cpus, annotate_cpus = actor_cpus(cfg, ray.cluster_resources().get("CPU", 1.0))
+    filter_cpus, annotate_cpus = actor_cpus(cfg, ray.cluster_resources().get("CPU", 1.0), stage_list)
     ds = ds.map_batches(stages.AnnotatorStage,
-                        fn_constructor_args=(partial(ann.curation_steps, out=out), cfg, r.filter_threads),
+                        fn_constructor_args=(partial(build_annotators, stages=curate, work=work), cfg, r.filter_threads),
                         batch_size=1, batch_format="pandas", compute=stages.actor_pool(r.filter_actors, r.filter_threads),
                         **(actor_args | {"num_cpus": filter_cpus}))
-    if ann_enabled(cfg):
+    if annotate:
         gpu = {"num_gpus": r.annotate_gpus} if r.annotate_gpus else {}
-        ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg, r.annotate_threads),
+        ds = ds.map_batches(stages.AnnotatorStage,
+                            fn_constructor_args=(partial(build_annotators, stages=annotate, work=work), cfg,
+                                                 r.annotate_threads),
                             batch_size=1, batch_format="pandas",
                             compute=stages.actor_pool(r.annotate_actors, r.annotate_threads),
                             **(actor_args | {"num_cpus": annotate_cpus}), **gpu)
     return ds
 
 
-def actor_cpus(cfg: Config, cluster_cpus: float) -> tuple[float, float]:
+def actor_cpus(cfg: Config, cluster_cpus: float, stage_list: tuple[Stage, ...] = STAGES) -> tuple[float, float]:
     """CPUs each filter and annotate actor asks Ray for: half a CPU per thread (measured
     faster than half a CPU per actor: Ray Data then keeps every thread fed), scaled down
     when the pools would not fit beside the fetch/shot tasks, so that on a small machine
@@ -86,25 +106,25 @@ def actor_cpus(cfg: Config, cluster_cpus: float) -> tuple[float, float]:
     annotator is enabled (that stage is then not in the graph)."""
     r = cfg.ray
     filter_cpus = 0.5 * r.filter_threads
-    annotate_cpus = 0.5 * r.annotate_threads if ann_enabled(cfg) else 0.0
+    annotate_cpus = 0.5 * r.annotate_threads if enabled_stages(stage_list, cfg, "annotate") else 0.0
     want = r.filter_actors * filter_cpus + r.annotate_actors * annotate_cpus
     room = max(cluster_cpus - 0.5 * r.prepare_tasks, 0.5)
     scale = min(1.0, room / want)
     return round(filter_cpus * scale, 3), round(annotate_cpus * scale, 3)
 
 
-def ann_enabled(cfg: Config) -> bool:
-    a = cfg.annotate
-    return any(s.enabled for s in (a.landmarks, a.smplx, a.vad, a.diarization, a.asr, a.sync,
-                                   a.audio_features, a.attributes))
-
-
 def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = None,
-          progress: bool = True, keep_work: bool = False) -> BuildSummary:
-    """Run the curation graph into the store at `out` (default: the config's output)."""
+          progress: bool = True, keep_work: bool = False, stage_list: tuple[Stage, ...] = STAGES) -> BuildSummary:
+    """Run the curation graph into the store at `out` (default: the config's output).
+
+    `stage_list`: the clip stages (default annotate.registry.STAGES; a test or a plug-in
+    passes its own list, e.g. `with_stage(...)`). The graph is checked first, before
+    anything is written or Ray starts.
+    """
     out = Path(out) if out else cfg.resolve(cfg.output)
     out = out.resolve()
     cfg = cfg.with_resolved_paths()
+    plan(cfg, stage_list)
     t0 = time.perf_counter()
     summary = BuildSummary(store=str(out))
     writer = StoreWriter(out, cfg.store.shard_bytes)  # opens/resumes before any work
@@ -117,7 +137,7 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
         return summary
     summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
     quiet_ray_data()
-    ds = build_dataset(cfg, todo, out, done_ids)
+    ds = build_dataset(cfg, todo, out, done_ids, stage_list)
     remaining: dict[str, int] = {}
     received: Counter[str] = Counter()
     show = Progress(len(todo), enabled=progress)

@@ -10,42 +10,54 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from annotate.registry import STAGES, build_annotators
 from mentor.config import Config
+from mentor.contracts import Stage, check_graph, enabled_stages, present
 from mentor.record import ClipRecord
 from mentor.store import Store, StoreWriter
 from mentor.store.layout import table_path
-from pipelines import annotators as ann
 from pipelines import stages
 from pipelines.runtime import init_ray, quiet_ray_data
 from pipelines.summary import BuildSummary
 
 
-def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None) -> BuildSummary:
+def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None,
+                   stage_list: tuple[Stage, ...] = STAGES) -> BuildSummary:
+    """Run the enabled annotate-pool stages of `stage_list` again on every part of the
+    store. The graph is checked first, against what a stored clip already carries (a
+    stage may read what an earlier run wrote), before Ray starts or anything is written."""
     import ray.data
 
     root = Path(root).resolve()
     cfg = cfg.with_resolved_paths()
+    annotate = enabled_stages(stage_list, cfg, "annotate")
     store = Store(root)
     summary = BuildSummary(store=str(root))
     t0 = time.perf_counter()
     parts = sorted(store.parts())
+    work = root / "_work" / "annotate"
+    clips = store.clips()
+    if len(clips):  # the graph against what the clips carry already (an earlier run's fields count)
+        check_graph(annotate, given=present(next(iter(store.records(clips["clip_id"][:1].tolist(), media_dir=work)))))
+        shutil.rmtree(work, ignore_errors=True)
     summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
     quiet_ray_data()
-    work = root / "_work" / "annotate"
     writer = StoreWriter(root, shard_bytes=1 << 62)  # one new part per old part
     for n in parts:
         clips = store.clips()
         ids = clips.loc[clips["part"] == n, "clip_id"].tolist()
-        rows = [r.to_row() | {"kind": "clip", "source": "", "n_clips": 0}
-                for r in store.records(ids, media_dir=work)]
+        records = list(store.records(ids, media_dir=work))
+        rows = [r.to_row() | {"kind": "clip", "source": "", "n_clips": 0} for r in records]
         if rows:
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
             r = cfg.ray
-            ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(ann.clip_annotators, cfg, r.annotate_threads),
+            factory = partial(build_annotators, stages=annotate, work=work)
+            ds = ds.map_batches(stages.AnnotatorStage, fn_constructor_args=(factory, cfg, r.annotate_threads),
                                 batch_size=1, batch_format="pandas",
                                 # half a CPU per thread, as in `mentor build`; it is the only stage here
                                 num_cpus=min(0.5 * r.annotate_threads, ray.cluster_resources().get("CPU", 1.0)),

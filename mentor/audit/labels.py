@@ -18,7 +18,6 @@ LABELS = {
     "score.filter.pitch_deg": "head pitch (degrees)",
     "score.asr.language": "spoken language (ASR)",
     "attr.language": "spoken language",
-    "score.smplx.expression_std": "expression spread (SMPL-X)",
     "duration": "clip duration (s)",
 }
 
