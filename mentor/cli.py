@@ -79,7 +79,7 @@ def cmd_info(args) -> int:
 def cmd_verify(args) -> int:
     from mentor.store import verify_store
 
-    problems = verify_store(args.store, checksums=not args.fast)
+    problems = verify_store(args.store, checksums=not args.fast, deep=args.deep)
     for p in problems:
         print(p)
     print(f"{args.store}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -204,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check every shard against the index")
     s.add_argument("store")
     s.add_argument("--fast", action="store_true", help="skip sha256 checksums")
+    s.add_argument("--deep", action="store_true", help="also decode every member (video, audio, records, arrays)")
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("split", help="(re)assign identity-disjoint train/val/test splits in the index")
@@ -244,14 +245,43 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was committed stays; the same command resumes", file=sys.stderr)
+        return 130
     except Exception as e:
-        from mentor.media import MediaError
-        from mentor.store import StoreError
+        if args.verbose:
+            raise
+        code, message = _error_message(e, args)
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
-        if isinstance(e, (StoreError, MediaError, ValueError, FileNotFoundError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
+
+def _error_message(e: Exception, args) -> tuple[int, str]:
+    """(exit status, one line) for an error that ends a command: what failed and the fix."""
+    import errno
+    import traceback
+
+    from mentor.media import DiskFull, MediaError
+    from mentor.store import StoreError
+
+    if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+        where = getattr(e, "path", None) or e.filename or getattr(args, "out", None) or getattr(args, "store", "")
+        return 1, (f"disk full writing {where}: free space (or use another --out) and run the same command "
+                   "again; nothing half-written was committed")
+    if isinstance(e, (StoreError, MediaError, ValueError, FileNotFoundError)):
+        return 2, str(e)
+    frames = traceback.extract_tb(e.__traceback__)
+    if type(e).__module__.startswith("ray") or any(f"{os.sep}ray{os.sep}" in f.filename for f in frames[-3:]):
+        address = getattr(args, "ray_address", None) or os.environ.get("RAY_ADDRESS") or "a local Ray"
+        return 1, (f"Ray failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}) "
+                   f"with {address}: check --ray-address / ray.address, free memory and disk, or run `ray stop` "
+                   "to clear a stale local Ray; the same command resumes")
+    if isinstance(e, (PermissionError, IsADirectoryError, NotADirectoryError)):
+        return 2, f"{e.filename}: {e.strerror}; pass a path you can write (a folder for stores and reports)"
+    if isinstance(e, OSError):
+        return 1, f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return 1, f"unexpected {type(e).__name__}: {str(e)[:300]}{where} (run with -v for the traceback)"
 
 
 if __name__ == "__main__":
