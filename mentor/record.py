@@ -54,6 +54,20 @@ class FrameArray:
     def times(self) -> np.ndarray:
         return self.start + np.arange(len(self.data)) / self.fps
 
+    # numpy sees the data: np.asarray(a), a.shape, len(a), a[i]
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
     def meta(self) -> dict[str, Any]:
         return {
             "fps": float(self.fps),

@@ -16,6 +16,41 @@ def video(data: bytes) -> np.ndarray:
     return vr.get_batch(list(range(len(vr)))).asnumpy()
 
 
+def video_frames(data: bytes, indices, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """Only the frames `indices` of H.264 mp4 bytes -> (len(indices) x H x W x 3 uint8 RGB,
+    the video's frame count). decord seeks to the key frame before each wanted frame and
+    decodes forward from there, so a window costs its own span plus at most one GOP.
+    Indices past the end give black frames (the caller marks them invalid). `size` is
+    (width, height) to resize to in the decoder."""
+    import decord
+
+    kw = {"width": size[0], "height": size[1]} if size else {}
+    vr = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=1, **kw)
+    n = len(vr)
+    idx = np.asarray(indices, dtype=np.int64)
+    ok = (idx >= 0) & (idx < n)
+    h, w = vr[0].shape[:2] if n else (size[1], size[0]) if size else (0, 0)
+    out = np.zeros((len(idx), h, w, 3), np.uint8)
+    if ok.any():
+        out[ok] = vr.get_batch(idx[ok].tolist()).asnumpy()
+    return out, n
+
+
+def audio_span(data: bytes, start: int, count: int) -> tuple[np.ndarray, int]:
+    """`count` float32 samples of flac/wav bytes from sample `start` (zeros past either
+    end), decoding only that span; returns (samples, sample rate)."""
+    import soundfile as sf
+
+    out = np.zeros(count, np.float32)
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        lo, hi = max(start, 0), min(start + count, f.frames)
+        if hi > lo:
+            f.seek(lo)
+            x = f.read(hi - lo, dtype="float32", always_2d=True)
+            out[lo - start:lo - start + len(x)] = x.mean(1)
+        return out, f.samplerate
+
+
 def audio(data: bytes) -> tuple[np.ndarray, int]:
     """flac/wav bytes -> (float32 samples, sample rate)."""
     import soundfile as sf
@@ -29,8 +64,13 @@ def arrays(data: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def sample(s: dict[str, Any], decode_video: bool = True) -> dict[str, Any]:
-    """A raw WebDataset sample (ext -> bytes) -> tensors and a ClipRecord."""
+def sample(s: dict[str, Any], decode_video: bool = True, index: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A raw WebDataset sample (ext -> bytes) -> tensors and a ClipRecord.
+
+    "arrays" maps names to the record's FrameArrays (numpy sees their data; .fps and
+    .start say when each row is). `index` (key -> {"split": ..., "identity": ...}) sets
+    those fields from the store's index, which is where they live after `mentor split`.
+    """
     import torch
 
     from mentor.record import ClipRecord
@@ -38,7 +78,9 @@ def sample(s: dict[str, Any], decode_video: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"__key__": s["__key__"]}
     npz = s.get("npz")
     out["record"] = ClipRecord.from_json(s["json"], npz)
-    out["arrays"] = {k: a.data for k, a in out["record"].arrays.items()}
+    for field, value in ((index or {}).get(s["__key__"]) or {}).items():
+        setattr(out["record"], field, value)
+    out["arrays"] = dict(out["record"].arrays)
     if "mp4" in s:
         out["video"] = torch.from_numpy(video(s["mp4"])) if decode_video else s["mp4"]
     for ext in ("flac", "wav"):

@@ -92,7 +92,8 @@ class Store:
             keys = set(group["key"])
             for key, members in _iter_tar(self.root / shard, keys):
                 rec = ClipRecord.from_json(members["json"], members.get("npz"))
-                rec.split = group.loc[group["key"] == key, "split"].iloc[0]
+                row = group.loc[group["key"] == key].iloc[0]
+                rec.split, rec.identity = _value(row.get("split")), _value(row.get("identity"))
                 if media_dir is not None:
                     out = Path(media_dir)
                     out.mkdir(parents=True, exist_ok=True)
@@ -131,8 +132,10 @@ class Store:
         """A webdataset pipeline (a torch IterableDataset) over the matching clips.
 
         Yields dicts: "__key__", "video" (uint8 tensor TxHxWx3), "audio" (float32 tensor),
-        "record" (ClipRecord), "arrays" (name -> numpy array), "txt" when present.
-        Only the shards holding matching clips are opened.
+        "record" (ClipRecord, split and identity as the index has them), "arrays" (name ->
+        FrameArray: numpy sees its data, .fps and .start say when its rows are), "txt" when
+        present. Only the shards holding matching clips are opened. For training on
+        windows of frames use mentor.store.windows.WindowDataset.
         """
         import webdataset as wds
 
@@ -141,13 +144,19 @@ class Store:
             raise StoreError(f"{self.root}: no clips match {where!r}")
         urls = [str(self.root / s) for s in sorted(df["shard"].unique())]
         keys = set(df["key"])
+        index = {r.key: {"split": _value(r.split), "identity": _value(r.identity)} for r in df.itertuples()}
         ds = wds.WebDataset(urls, shardshuffle=len(urls) if shuffle else False, seed=seed,
                             resampled=resampled, empty_check=False, nodesplitter=wds.split_by_node,
                             workersplitter=wds.split_by_worker)
         ds = ds.select(lambda s: s["__key__"] in keys)
         if shuffle:
-            ds = ds.shuffle(shuffle, rng=None)
-        return ds.map(lambda s: decode.sample(s, decode_video=decode_video))
+            ds = ds.shuffle(shuffle, seed=seed)  # the same order for the same seed
+        return ds.map(lambda s: decode.sample(s, decode_video=decode_video, index=index))
+
+
+def _value(v):
+    """An index cell as a Python value: NaN / NA (pandas' empty cell) -> None."""
+    return None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
 
 
 def _iter_tar(path: Path, keys: set[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
