@@ -1,10 +1,10 @@
 """Which SMPL-X point each MediaPipe Holistic landmark observes, and how much to trust it.
 
-A model point is one of:
-  ("joint", j)   SMPL-X joint j (smplx/joint_names.py order, 0..54),
-  ("vertex", v)  a mesh vertex (smplx/vertex_ids.py: fingertips, nose, eyes, ears),
-  ("face", k)    SMPL-X face landmark k: 0..50 the static ones (iBUG 17..67: brows, nose,
-                 eyes, mouth), 51..67 the dynamic contour (iBUG 0..16, the jaw line).
+A model point (mentor.body.ModelPoint) is one of:
+  joint j        SMPL-X joint j (smplx/joint_names.py order, 0..54),
+  vertex v       a mesh vertex (smplx/vertex_ids.py: fingertips, nose, eyes, ears),
+  landmark k     a static SMPL-X face landmark, 0..50 (iBUG 17..67: brows, nose, eyes, mouth),
+  contour k      a dynamic contour landmark, 0..16 (iBUG 0..16, the jaw line).
 
 Reasoning, group by group:
 - Pose (33): shoulders/elbows/wrists/knees/ankles are joint centres in both models.
@@ -35,49 +35,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# smplx/vertex_ids.py ('smplx')
-NOSE, REYE, LEYE, REAR, LEAR = 9120, 9929, 9448, 616, 6
-TIPS = {"l": (5361, 4933, 5058, 5169, 5286), "r": (8079, 7669, 7794, 7905, 8022)}  # thumb, index, middle, ring, pinky
-LHEEL, RHEEL, LBIGTOE, RBIGTOE = 8846, 8635, 5770, 8463
+from mentor.body.constants import FINGERTIPS, JOINT
+from mentor.body.points import ModelPoint
+
+J, V = ModelPoint.joint, ModelPoint.vertex
 
 # (MediaPipe pose index, model point, weight, name)
-POSE_TO_SMPLX: list[tuple[int, tuple[str, int], float, str]] = [
-    (0, ("vertex", NOSE), 0.5, "nose"),
-    (2, ("vertex", LEYE), 0.3, "left_eye"),
-    (5, ("vertex", REYE), 0.3, "right_eye"),
-    (7, ("vertex", LEAR), 0.3, "left_ear"),
-    (8, ("vertex", REAR), 0.3, "right_ear"),
-    (11, ("joint", 16), 1.0, "left_shoulder"),
-    (12, ("joint", 17), 1.0, "right_shoulder"),
-    (13, ("joint", 18), 1.0, "left_elbow"),
-    (14, ("joint", 19), 1.0, "right_elbow"),
-    (15, ("joint", 20), 1.0, "left_wrist"),
-    (16, ("joint", 21), 1.0, "right_wrist"),
-    (23, ("joint", 1), 0.5, "left_hip"),
-    (24, ("joint", 2), 0.5, "right_hip"),
-    (25, ("joint", 4), 1.0, "left_knee"),
-    (26, ("joint", 5), 1.0, "right_knee"),
-    (27, ("joint", 7), 1.0, "left_ankle"),
-    (28, ("joint", 8), 1.0, "right_ankle"),
-    (29, ("vertex", LHEEL), 0.5, "left_heel"),
-    (30, ("vertex", RHEEL), 0.5, "right_heel"),
-    (31, ("vertex", LBIGTOE), 0.5, "left_foot_index"),
-    (32, ("vertex", RBIGTOE), 0.5, "right_foot_index"),
+POSE_TO_SMPLX: list[tuple[int, ModelPoint, float, str]] = [
+    (0, V("nose"), 0.5, "nose"),
+    (2, V("leye"), 0.3, "left_eye"),
+    (5, V("reye"), 0.3, "right_eye"),
+    (7, V("lear"), 0.3, "left_ear"),
+    (8, V("rear"), 0.3, "right_ear"),
+    (11, J(JOINT["left_shoulder"]), 1.0, "left_shoulder"),
+    (12, J(JOINT["right_shoulder"]), 1.0, "right_shoulder"),
+    (13, J(JOINT["left_elbow"]), 1.0, "left_elbow"),
+    (14, J(JOINT["right_elbow"]), 1.0, "right_elbow"),
+    (15, J(JOINT["left_wrist"]), 1.0, "left_wrist"),
+    (16, J(JOINT["right_wrist"]), 1.0, "right_wrist"),
+    (23, J(JOINT["left_hip"]), 0.5, "left_hip"),
+    (24, J(JOINT["right_hip"]), 0.5, "right_hip"),
+    (25, J(JOINT["left_knee"]), 1.0, "left_knee"),
+    (26, J(JOINT["right_knee"]), 1.0, "right_knee"),
+    (27, J(JOINT["left_ankle"]), 1.0, "left_ankle"),
+    (28, J(JOINT["right_ankle"]), 1.0, "right_ankle"),
+    (29, V("LHeel"), 0.5, "left_heel"),
+    (30, V("RHeel"), 0.5, "right_heel"),
+    (31, V("LBigToe"), 0.5, "left_foot_index"),
+    (32, V("RBigToe"), 0.5, "right_foot_index"),
 ]
 
 
-def hand_to_smplx(side: str) -> list[tuple[int, tuple[str, int]]]:
+def hand_to_smplx(side: str) -> list[tuple[int, ModelPoint]]:
     """MediaPipe hand index (0..20) -> SMPL-X point for side 'l' or 'r'."""
-    w = 20 if side == "l" else 21
-    b = 25 if side == "l" else 40  # first finger joint of this hand
-    thumb, index, middle, ring, pinky = TIPS[side]
-    # SMPL-X finger joint order per hand: index, middle, pinky, ring, thumb (3 each)
-    fingers = [(b + 12, thumb), (b + 0, index), (b + 3, middle), (b + 9, ring), (b + 6, pinky)]
-    table = [(0, ("joint", w))]
-    for f, (j0, tip) in enumerate(fingers):
+    name = {"l": "left", "r": "right"}[side]
+    thumb, index, middle, ring, pinky = FINGERTIPS[side]
+    # MediaPipe's finger order (thumb, index, middle, ring, pinky): first joint, then the tip vertex
+    fingers = [(JOINT[f"{name}_{finger}1"], tip) for finger, tip in
+               (("thumb", thumb), ("index", index), ("middle", middle), ("ring", ring), ("pinky", pinky))]
+    table = [(0, J(JOINT[f"{name}_wrist"]))]
+    for finger, (first, tip) in enumerate(fingers):
         for k in range(3):
-            table.append((1 + 4 * f + k, ("joint", j0 + k)))
-        table.append((4 + 4 * f, ("vertex", tip)))
+            table.append((1 + 4 * finger + k, J(first + k)))
+        table.append((4 + 4 * finger, V(tip)))
     return table
 
 
@@ -90,18 +90,16 @@ IBUG68_FROM_MEDIAPIPE = [
     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
     78, 82, 13, 312, 308, 317, 14, 87,  # inner lips 60-67
 ]
-IRIS = [(468, ("vertex", REYE)), (473, ("vertex", LEYE))]
+IRIS = [(468, V("reye")), (473, V("leye"))]
 
 
-def face_to_smplx() -> list[tuple[int, tuple[str, int], float]]:
+def face_to_smplx() -> list[tuple[int, ModelPoint, float]]:
     """MediaPipe face index -> SMPL-X face landmark, with weight (contour lower)."""
     table = []
-    for ibug, mp in enumerate(IBUG68_FROM_MEDIAPIPE):
-        if ibug >= 17:
-            table.append((mp, ("face", ibug - 17), 1.0))
-        else:
-            table.append((mp, ("face", 51 + ibug), 0.3))
-    table += [(mp, pt, 0.5) for mp, pt in IRIS]
+    for ibug, mesh_index in enumerate(IBUG68_FROM_MEDIAPIPE):
+        point = ModelPoint.ibug(ibug)
+        table.append((mesh_index, point, 0.3 if point.kind == "contour" else 1.0))
+    table += [(mesh_index, point, 0.5) for mesh_index, point in IRIS]
     return table
 
 
@@ -111,7 +109,7 @@ class Target:
 
     source: str  # landmarks.pose | landmarks.face | landmarks.left_hand | landmarks.right_hand
     index: int  # row in that array
-    point: tuple[str, int]
+    point: ModelPoint
     weight: float
     group: str  # body | face | contour | left_hand | right_hand
 
@@ -119,9 +117,8 @@ class Target:
 def all_targets() -> list[Target]:
     """Every correspondence the fitter uses, in a fixed order."""
     out = [Target("landmarks.pose", i, p, w, "body") for i, p, w, _ in POSE_TO_SMPLX]
-    for mp, p, w in face_to_smplx():
-        group = "contour" if p[0] == "face" and p[1] >= 51 else "face"
-        out.append(Target("landmarks.face", mp, p, w, group))
+    for mesh_index, point, weight in face_to_smplx():
+        out.append(Target("landmarks.face", mesh_index, point, weight, "contour" if point.kind == "contour" else "face"))
     for side, name in (("l", "left_hand"), ("r", "right_hand")):
         out += [Target(f"landmarks.{name}", i, p, 1.0, name) for i, p in hand_to_smplx(side)]
     return out

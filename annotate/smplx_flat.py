@@ -21,11 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from annotate.smplx_sparse import SparseSMPLX, rodrigues
+from annotate.smplx_sparse import SparseSMPLX
+from mentor.body import Camera
+from mentor.body.constants import JAW, LEFT_EYE, LEFT_HAND_JOINTS, NUM_JOINTS, RIGHT_EYE, RIGHT_HAND_JOINTS
+from mentor.body.geometry import MIN_DEPTH, rodrigues, skew
 
-JAW, LEYE, REYE = 22, 23, 24
-LHAND = list(range(25, 40))
-RHAND = list(range(40, 55))
+LHAND = list(LEFT_HAND_JOINTS)
+RHAND = list(RIGHT_HAND_JOINTS)
+LEYE, REYE = LEFT_EYE, RIGHT_EYE
 
 
 class FlatSMPLX(nn.Module):
@@ -51,24 +54,24 @@ class FlatSMPLX(nn.Module):
         joint_of = np.zeros(P, np.int64)
         sel = sp.sel.cpu().numpy()
         where = {int(v): i for i, v in enumerate(sel)}
-        static_ids = [i for k, i in sp.points if k == "face" and i < 51]
-        contour_ids = [i - 51 for k, i in sp.points if k == "face" and i >= 51]
+        static_ids = [p.index for p in sp.points if p.kind == "landmark"]
+        contour_ids = [p.index for p in sp.points if p.kind == "contour"]
         st_local = sp.static_local.cpu().numpy() if sp.static_local is not None else None
         st_bary = sp.static_bary.cpu().numpy() if sp.static_bary is not None else None
         ct_local = sp.contour_local.cpu().numpy() if sp.contour_local is not None else None  # (R,C,3)
         ct_bary = sp.contour_bary.cpu().numpy() if sp.contour_bary is not None else None
         contour_cols = []  # (point position, contour column)
-        for n, (k, i) in enumerate(points):
-            if k == "joint":
-                is_joint[n], joint_of[n] = True, i
-            elif k == "vertex":
-                tri[n] = where[i]
+        for n, point in enumerate(points):
+            if point.kind == "joint":
+                is_joint[n], joint_of[n] = True, point.index
+            elif point.kind == "vertex":
+                tri[n] = where[point.index]
                 bary[n, 0] = 1.0
-            elif i < 51:
-                s = static_ids.index(i)
+            elif point.kind == "landmark":
+                s = static_ids.index(point.index)
                 tri[n], bary[n] = st_local[s], st_bary[s]
             else:
-                contour_cols.append((n, contour_ids.index(i - 51)))
+                contour_cols.append((n, contour_ids.index(point.index)))
         # vertices actually used (restrict skinning to them)
         used_rows = set(tri[~is_joint & (bary.sum(1) > 0)].ravel().tolist())
         if contour_cols and ct_local is not None:
@@ -80,15 +83,15 @@ class FlatSMPLX(nn.Module):
         weights = sp.sel_weights.cpu().numpy()[used]  # (S,55)
 
         # which joints' rotations move an observed point
-        desc = np.zeros((55, 55), bool)  # desc[a, j]: j is a descendant-or-self of a
-        for j in range(55):
+        desc = np.zeros((NUM_JOINTS, NUM_JOINTS), bool)  # desc[a, j]: j is a descendant-or-self of a
+        for j in range(NUM_JOINTS):
             a = j
             while a >= 0:
                 desc[a, j] = True
                 a = parents[a]
-        moved_by = np.zeros(55, bool)
+        moved_by = np.zeros(NUM_JOINTS, bool)
         for j in joint_of[is_joint]:
-            moved_by |= desc[:, j] & (np.arange(55) != j)  # proper ancestors move a joint
+            moved_by |= desc[:, j] & (np.arange(NUM_JOINTS) != j)  # proper ancestors move a joint
         skin = (weights > 0).any(0)
         for j in np.flatnonzero(skin):
             moved_by |= desc[:, j]
@@ -98,8 +101,8 @@ class FlatSMPLX(nn.Module):
         free = moved_by.copy()
         free[0] = False  # the root is global_orient
         # depth levels over the chain
-        depth = np.zeros(55, int)
-        for j in range(1, 55):
+        depth = np.zeros(NUM_JOINTS, int)
+        for j in range(1, NUM_JOINTS):
             depth[j] = depth[parents[j]] + 1
         order = [np.array([0])] + [np.array([j for j in np.flatnonzero(chain) if depth[j] == d and j > 0])
                                    for d in range(1, depth.max() + 1)]
@@ -372,7 +375,7 @@ class FlatSMPLX(nn.Module):
         """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
         return self._pose(x, rows)["pts"]
 
-    def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: torch.Tensor,
+    def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: Camera,
                            with_betas: bool = True, with_expression: bool = True
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x.
@@ -388,9 +391,9 @@ class FlatSMPLX(nn.Module):
         pts, Rw, tw, y = q["pts"], q["Rw"], q["tw"], q["y"]
         tri, bary, nidx = q["tri"], q["bary"], q["nidx"]
         # projection derivative (N,P,2,3)
-        f = camera[0]
-        z = pts[..., 2].clamp(min=1e-3)
-        uv = pts[..., :2] / z[..., None] * f + camera[1:3]
+        f = camera.focal
+        uv = camera.project(pts)
+        z = pts[..., 2].clamp(min=MIN_DEPTH)
         zero = torch.zeros_like(z)
         Jp = torch.stack([torch.stack([f / z, zero, -f * pts[..., 0] / z**2], -1),
                           torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)], -2)
@@ -490,9 +493,3 @@ def left_jacobian(aa: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
     return eye + c1 * Kx + c2 * (Kx @ Kx)
 
-
-def skew(w: torch.Tensor) -> torch.Tensor:
-    """(...,3) -> (...,3,3) cross-product matrices."""
-    ax, ay, az = w.unbind(-1)
-    zero = torch.zeros_like(ax)
-    return torch.stack([zero, -az, ay, az, zero, -ax, -ay, ax, zero], -1).reshape(*w.shape[:-1], 3, 3)

@@ -1,4 +1,4 @@
-"""Small batched solvers for the clip fitter: damped Gauss-Newton steps and block-PCG.
+"""Small batched solvers for the clip fitter: damped Gauss-Newton steps, block-PCG, Viterbi.
 
 A clip objective is (almost) a sum of per-frame problems with ~100 unknowns each, so a
 Levenberg-Marquardt step is one batched (T,D,D) Cholesky solve: every frame gets its own
@@ -68,3 +68,24 @@ def second_difference_t(a: torch.Tensor) -> torch.Tensor:
     """Adjoint of second_difference: (T-2,...) -> (T,...)."""
     pad = torch.zeros_like(a[:1])
     return torch.cat([a, pad, pad]) - 2 * torch.cat([pad, a, pad]) + torch.cat([pad, pad, a])
+
+
+def viterbi(unary: torch.Tensor, pose: torch.Tensor, weight: float) -> torch.Tensor:
+    """Pick one of M candidates per frame minimising sum_t unary[m_t, t] + weight |pose_t - pose_t-1|^2.
+
+    unary (M,T) each candidate's cost; pose (M,T,J) the candidates' pose parameters. Returns
+    (T,) candidate indices of the cheapest sequence (exact dynamic programming).
+    """
+    M, T = unary.shape
+    cost = unary[:, 0].clone()
+    back = torch.zeros(T, M, dtype=torch.long, device=unary.device)
+    for t in range(1, T):
+        transition = weight * ((pose[:, None, t] - pose[None, :, t - 1]) ** 2).sum(-1)  # (M now, M before)
+        total = cost[None, :] + transition
+        back[t] = total.argmin(1)
+        cost = total.min(1).values + unary[:, t]
+    path = torch.zeros(T, dtype=torch.long, device=unary.device)
+    path[-1] = cost.argmin()
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path

@@ -16,20 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-NECK_CHAIN = (12, 9, 6, 3, 0)  # smplx find_joint_kin_chain(12): neck up to the root
-
-
-def rodrigues(aa: torch.Tensor) -> torch.Tensor:
-    """Axis-angle (...,3) -> rotation matrices (...,3,3), smooth at zero."""
-    angle = torch.sqrt((aa * aa).sum(-1, keepdim=True) + 1e-12)
-    k = aa / angle
-    kx, ky, kz = k.unbind(-1)
-    zero = torch.zeros_like(kx)
-    K = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).reshape(*aa.shape[:-1], 3, 3)
-    s = torch.sin(angle)[..., None]
-    c = torch.cos(angle)[..., None]
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
-    return eye + s * K + (1 - c) * (K @ K)
+from mentor.body import BodyModel, ModelPoint, SmplxParams
+from mentor.body.constants import NECK_CHAIN
+from mentor.body.geometry import rodrigues
 
 
 def _depth_levels(parents: np.ndarray) -> list[np.ndarray]:
@@ -42,13 +31,14 @@ def _depth_levels(parents: np.ndarray) -> list[np.ndarray]:
 class SparseSMPLX(nn.Module):
     """SMPL-X restricted to a list of model points, batched over the frames of a clip.
 
-    points: list of ("joint", j) | ("vertex", v) | ("face", k) (k < 51 static, else contour).
-    forward(p) with p holding betas (1,B) and per-frame (T,...) tensors returns the points
-    in camera coordinates (T,P,3) and the posed joints (T,55,3).
+    points: the ModelPoints to evaluate (joints, vertices, static and contour landmarks).
+    forward(params: SmplxParams) returns the points in camera coordinates (T,P,3) and the
+    posed joints (T,55,3).
     """
 
-    def __init__(self, model, points: list[tuple[str, int]]):
+    def __init__(self, body: BodyModel, points: list[ModelPoint]):
         super().__init__()
+        model = body.model
         dt = torch.float32
         vt = model.v_template.detach().to(dt)
         sd = model.shapedirs.detach().to(dt)
@@ -92,11 +82,9 @@ class SparseSMPLX(nn.Module):
         """Fix the contour look-up row per frame (T,) (or (1,) for all) and re-select vertices."""
         dev = self.v_template.device
         rows = rows.to(dev)
-        kinds = [k for k, _ in self.points]
-        ids = [i for _, i in self.points]
-        vert_pts = [i for k, i in self.points if k == "vertex"]
-        static = [i for k, i in self.points if k == "face" and i < 51]
-        contour = [i - 51 for k, i in self.points if k == "face" and i >= 51]
+        vert_pts = [p.index for p in self.points if p.kind == "vertex"]
+        static = [p.index for p in self.points if p.kind == "landmark"]
+        contour = [p.index for p in self.points if p.kind == "contour"]
         need = [torch.as_tensor(vert_pts, dtype=torch.long, device=dev).reshape(-1)]
         st_faces = self.faces[self.lmk_faces[torch.as_tensor(static, dtype=torch.long, device=dev)]] if static else None
         if st_faces is not None:
@@ -112,8 +100,8 @@ class SparseSMPLX(nn.Module):
         self.sel = sel
         self.sel_posedirs = self.posedirs.view(self.posedirs.shape[0], -1, 3)[:, sel].reshape(self.posedirs.shape[0], -1)
         self.sel_weights = self.lbs_weights[sel]
-        self.point_kind = kinds
-        self.joint_idx = torch.as_tensor([i for k, i in zip(kinds, ids) if k == "joint"], dtype=torch.long, device=dev)
+        self.joint_idx = torch.as_tensor([p.index for p in self.points if p.kind == "joint"], dtype=torch.long,
+                                         device=dev)
         self.vert_idx = lookup[torch.as_tensor(vert_pts, dtype=torch.long, device=dev)] if vert_pts else None
         self.static_local = lookup[st_faces] if st_faces is not None else None  # (S,3)
         self.static_bary = self.lmk_bary[torch.as_tensor(static, dtype=torch.long, device=dev)] if static else None
@@ -122,27 +110,27 @@ class SparseSMPLX(nn.Module):
             self.contour_bary = self.dyn_bary[rows][:, ct]  # (T|1,C,3)
         else:
             self.contour_local = None
-        order = {"joint": [], "vertex": [], "static": [], "contour": []}
-        for n, (k, i) in enumerate(self.points):
-            order["static" if k == "face" and i < 51 else "contour" if k == "face" else k].append(n)
-        cat = order["joint"] + order["vertex"] + order["static"] + order["contour"]
+        order = {"joint": [], "vertex": [], "landmark": [], "contour": []}
+        for n, point in enumerate(self.points):
+            order[point.kind].append(n)
+        cat = order["joint"] + order["vertex"] + order["landmark"] + order["contour"]
         self.unpermute = torch.as_tensor(np.argsort(cat), dtype=torch.long, device=dev)
 
     # -- forward ---------------------------------------------------------------------
-    def full_pose(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    def full_pose(self, params: SmplxParams) -> torch.Tensor:
         """(T,55,3) axis-angle: root, 21 body, jaw, eyes, 15+15 hand joints (PCA + mean)."""
-        T = p["global_orient"].shape[0]
-        lh = p["left_hand_pose"] @ self.lhand_comps + self.lhand_mean
-        rh = p["right_hand_pose"] @ self.rhand_comps + self.rhand_mean
-        return torch.cat([p["global_orient"].view(T, 1, 3), p["body_pose"].view(T, 21, 3), p["jaw_pose"].view(T, 1, 3),
-                          p["leye_pose"].view(T, 1, 3), p["reye_pose"].view(T, 1, 3), lh.view(T, 15, 3),
-                          rh.view(T, 15, 3)], 1)
+        T = params.num_frames
+        left = params.left_hand_pose @ self.lhand_comps + self.lhand_mean
+        right = params.right_hand_pose @ self.rhand_comps + self.rhand_mean
+        return torch.cat([params.global_orient.view(T, 1, 3), params.body_pose.view(T, 21, 3),
+                          params.jaw_pose.view(T, 1, 3), params.leye_pose.view(T, 1, 3),
+                          params.reye_pose.view(T, 1, 3), left.view(T, 15, 3), right.view(T, 15, 3)], 1)
 
-    def forward(self, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        betas, expr = p["betas"], p["expression"]
+    def forward(self, params: SmplxParams) -> tuple[torch.Tensor, torch.Tensor]:
+        betas, expr = params.betas, params.expression
         T = expr.shape[0]
-        rot = rodrigues(self.full_pose(p))  # (T,55,3,3)
-        betas = betas.expand(T, -1)  # (1,B) shared or (T,B) per frame
+        rot = rodrigues(self.full_pose(params))  # (T,55,3,3)
+        betas = betas.expand(T, -1)  # rows of one shared shape are views
         J = self.J0 + torch.einsum("jcb,tb->tjc", self.Jb, betas) + torch.einsum("jce,te->tjc", self.Je, expr)
         rel = torch.cat([J[:, :1], J[:, 1:] - J[:, self.parents[1:]]], 1)
         # world transforms level by level of the tree: a joint's parent is always in the level above
@@ -176,13 +164,13 @@ class SparseSMPLX(nn.Module):
             tri = torch.gather(v, 1, loc.reshape(T, -1, 1).expand(-1, -1, 3)).view(T, -1, 3, 3)
             parts.append((tri * self.contour_bary.expand(T, -1, -1)[..., None]).sum(2))
         pts = torch.cat(parts, 1)[:, self.unpermute]
-        transl = p["transl"][:, None]
+        transl = params.transl[:, None]
         return pts + transl, tw + transl
 
     @torch.no_grad()
-    def contour_rows(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    def contour_rows(self, params: SmplxParams) -> torch.Tensor:
         """Per-frame row of the contour look-up table from the neck chain's yaw, as smplx does."""
-        rot = rodrigues(self.full_pose(p))
+        rot = rodrigues(self.full_pose(params))
         R = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], 3, 3)
         for j in NECK_CHAIN:
             R = rot[:, j] @ R
@@ -190,8 +178,3 @@ class SparseSMPLX(nn.Module):
         yaw = torch.round(torch.clamp(-torch.atan2(-R[:, 2, 0], sy) * 180.0 / np.pi, max=39)).long()
         return torch.where(yaw < 0, torch.where(yaw < -39, torch.full_like(yaw, 78), 39 - yaw), yaw)
 
-
-def project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-    """Pinhole (OpenCV axes: x right, y down, z forward). points (...,3), camera (f, cx, cy)."""
-    z = points[..., 2:3].clamp(min=1e-3)
-    return points[..., :2] / z * camera[0] + camera[1:3]

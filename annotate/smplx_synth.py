@@ -16,16 +16,7 @@ import numpy as np
 import torch
 
 from annotate.correspondences import all_targets
-
-# smplx output joint index of each vertex keypoint (vertex_joint_selector order)
-VERTEX_OUTPUT = {9120: 55, 9929: 56, 9448: 57, 616: 58, 6: 59, 5770: 60, 5780: 61, 8846: 62, 8463: 63,
-                 8474: 64, 8635: 65, 5361: 66, 4933: 67, 5058: 68, 5169: 69, 5286: 70,
-                 8079: 71, 7669: 72, 7794: 73, 7905: 74, 8022: 75}
-
-
-def output_index(point: tuple[str, int]) -> int:
-    kind, i = point
-    return i if kind == "joint" else VERTEX_OUTPUT[i] if kind == "vertex" else 76 + i
+from mentor.body import BodyModel, Camera, SmplxParams
 
 
 @dataclass
@@ -82,7 +73,7 @@ def make_motion(num_frames: int, fps: float = 25.0, seed: int = 0, num_betas: in
 
 
 @torch.no_grad()
-def render_clip(body_model, params: dict[str, np.ndarray], size: int = 512, focal: float = 1000.0,
+def render_clip(body_model: BodyModel, params: dict[str, np.ndarray], size: int = 512, focal: float = 1000.0,
                 fps: float = 25.0, noise_px: float = 1.5, seed: int = 0, face_dropout: float = 0.04,
                 pose_dropout: float = 0.03, hand_dropout: float = 0.15) -> SyntheticClip:
     """Project the model's landmarks with a known camera into MediaPipe-layout arrays."""
@@ -91,23 +82,20 @@ def render_clip(body_model, params: dict[str, np.ndarray], size: int = 512, foca
     if params.get("reye_pose") is None:
         params["reye_pose"] = params["leye_pose"]  # eyes look the same way
     T = len(params["transl"])
-    model = body_model.model
-    dev = model.v_template.device
-    tens = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in params.items()}
-    tens["betas"] = tens["betas"].expand(T, -1)
-    out = model(**tens)
-    j3 = out.joints.cpu().numpy()  # (T,144,3): joints, vertex keypoints, face landmarks
-    cam = np.array([focal, size / 2, size / 2], np.float32)
-    uv = j3[..., :2] / j3[..., 2:3] * focal + cam[1:]
+    out = body_model(SmplxParams.from_dict(params, device=body_model.device))
+    targets = all_targets()
+    points = out.points([t.point for t in targets]).cpu()  # (T,K,3) camera space
+    camera = Camera.centered(focal, size, size)
+    uv = camera.project(points).numpy()
+    depth = (points[..., 2] - out.joints[:, 0, 2].cpu()[:, None]).numpy()  # relative to the pelvis, as MediaPipe's z
     clean = {"landmarks.pose": np.full((T, 33, 4), np.nan, np.float32),
              "landmarks.face": np.full((T, 478, 3), np.nan, np.float32),
              "landmarks.left_hand": np.full((T, 21, 3), np.nan, np.float32),
              "landmarks.right_hand": np.full((T, 21, 3), np.nan, np.float32)}
-    for t in all_targets():
-        o = output_index(t.point)
+    for k, t in enumerate(targets):
         a = clean[t.source]
-        a[:, t.index, :2] = uv[:, o]
-        a[:, t.index, 2] = j3[:, o, 2] - j3[:, 0, 2]  # depth relative to the pelvis, like MediaPipe's z
+        a[:, t.index, :2] = uv[:, k]
+        a[:, t.index, 2] = depth[:, k]
     inside = lambda p: ((p[..., 0] > 0) & (p[..., 0] < size) & (p[..., 1] > 0) & (p[..., 1] < size))  # noqa: E731
     pose = clean["landmarks.pose"]
     pose[..., 3] = np.where(inside(pose), 0.99, 0.05)
@@ -127,20 +115,6 @@ def render_clip(body_model, params: dict[str, np.ndarray], size: int = 512, foca
             if rng.random() < hand_dropout:
                 a[start:start + run] = np.nan
             start += run
-    return SyntheticClip(params=params, camera=cam, joints=j3[:, :55], clean=clean, arrays=noisy, size=size, fps=fps)
+    return SyntheticClip(params=params, camera=camera.to_array(), joints=out.joints.cpu().numpy(), clean=clean,
+                         arrays=noisy, size=size, fps=fps)
 
-
-def procrustes_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per-frame mean joint distance after similarity (Procrustes) alignment: (T,J,3) x2 -> (T,)."""
-    errs = []
-    for p, g in zip(pred, gt):
-        mp, mg = p.mean(0), g.mean(0)
-        p0, g0 = p - mp, g - mg
-        u, s, vt = np.linalg.svd(p0.T @ g0)
-        d = np.sign(np.linalg.det(u @ vt))
-        D = np.diag([1, 1, d])
-        R = u @ D @ vt
-        scale = (s * np.diag(D)).sum() / (p0**2).sum()
-        aligned = scale * p0 @ R + mg
-        errs.append(np.linalg.norm(aligned - g, axis=1).mean())
-    return np.array(errs)

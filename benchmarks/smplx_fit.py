@@ -24,7 +24,7 @@ from annotate.correspondences import all_targets, gather_observations
 from annotate.smplx_fit import fit_clip
 from annotate.smplx_sparse import SparseSMPLX
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.bodymodel import load_body_model
+from mentor.body import load_body_model
 
 
 def errors(points2d, xy, conf, cxy, cconf):
@@ -51,11 +51,11 @@ def main() -> None:
     targets = all_targets()
     xy, conf = gather_observations(clip.arrays, targets, T, 0.5)
     cxy, cconf = gather_observations(clip.clean, targets, T, 0.5)
-    sp = SparseSMPLX(body.model, [t.point for t in targets])
-    print(f"synthetic clip: {T} frames, 512 px, {len(targets)} landmarks, {len(sp.sel)} skinned vertices, "
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+    print(f"synthetic clip: {T} frames, 512 px, {len(targets)} landmarks, {len(sparse.sel)} skinned vertices, "
           f"{args.threads} thread(s), device {args.device}")
 
-    res = fit_clip(sp, targets, xy, conf, clip.camera, (512, 512), iterations=args.iterations, device=args.device)
+    res = fit_clip(sparse, targets, xy, conf, clip.camera, (512, 512), iterations=args.iterations, device=args.device)
     b_fps = T / res.seconds
     frames = np.arange(0, T, args.stride)
     b_err = errors(res.points2d[frames], xy[frames], conf[frames], cxy[frames], cconf[frames])
@@ -69,7 +69,7 @@ def main() -> None:
     evals = 0
     for t in frames:
         try:
-            r = fit_clip(sp, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
+            r = fit_clip(sparse, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
                          optimizer="lbfgs", tolerance=1e-6, device=args.device)
             pts.append(r.points2d[0])
             evals += r.evaluations

@@ -10,8 +10,8 @@ import torch
 from annotate.correspondences import all_targets
 from annotate.smplx_fit import SmplxFitter
 from annotate.smplx_sparse import SparseSMPLX
-from annotate.smplx_synth import make_motion, output_index, procrustes_error, render_clip
-from mentor.bodymodel import load_body_model
+from annotate.smplx_synth import make_motion, render_clip
+from mentor.body import Camera, SmplxParams, load_body_model, pa_mpjpe
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
@@ -48,17 +48,18 @@ def fitted(body, clip):
 def test_sparse_points_match_smplx_forward(body):
     torch.manual_seed(0)
     n = 4
-    p = {"betas": torch.randn(1, 10), "expression": torch.randn(n, 10), "global_orient": torch.randn(n, 3),
-         "body_pose": 0.3 * torch.randn(n, 63), "jaw_pose": 0.2 * torch.randn(n, 3), "leye_pose": torch.zeros(n, 3),
-         "reye_pose": torch.zeros(n, 3), "left_hand_pose": torch.randn(n, 12), "right_hand_pose": torch.randn(n, 12),
-         "transl": torch.randn(n, 3)}
-    ref = body.model(**dict(p, betas=p["betas"].expand(n, -1))).joints
+    p = SmplxParams.from_dict({
+        "betas": torch.randn(1, 10), "expression": torch.randn(n, 10), "global_orient": torch.randn(n, 3),
+        "body_pose": 0.3 * torch.randn(n, 63), "jaw_pose": 0.2 * torch.randn(n, 3), "leye_pose": torch.zeros(n, 3),
+        "reye_pose": torch.zeros(n, 3), "left_hand_pose": torch.randn(n, 12), "right_hand_pose": torch.randn(n, 12),
+        "transl": torch.randn(n, 3)})
+    ref = body.model(**p.as_dict()).joints  # smplx's own forward: joints, keypoints, landmarks
     pts = [t.point for t in all_targets()]
-    sp = SparseSMPLX(body.model, pts)
-    sp.set_contour_rows(sp.contour_rows(p))
-    mine, joints = sp(p)
-    assert len(sp.sel) < 400  # only the observed vertices are skinned
-    assert torch.allclose(mine, ref[:, [output_index(q) for q in pts]], atol=1e-5)
+    sparse = SparseSMPLX(body, pts)
+    sparse.set_contour_rows(sparse.contour_rows(p))
+    mine, joints = sparse(p)
+    assert len(sparse.sel) < 400  # only the observed vertices are skinned
+    assert torch.allclose(mine, ref[:, [q.output_index for q in pts]], atol=1e-5)
     assert torch.allclose(joints, ref[:, :55], atol=1e-5)
 
 
@@ -70,23 +71,19 @@ def test_fit_accuracy(fitted, clip, capsys):
         assert rec.arrays[f"smplx.{k}"].data.shape[0] == T
     # model points projected with the fitted parameters vs the noise-free landmarks
     from annotate.correspondences import gather_observations
-    from annotate.smplx_sparse import project
 
     targets = all_targets()
     cxy, cconf = gather_observations(clip.clean, targets, T, 0.5)
-    sp = SparseSMPLX(load_body_model().model, [t.point for t in targets])
-    p = {k: torch.tensor(rec.arrays[f"smplx.{k}"].data) for k in
-         ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose", "right_hand_pose",
-          "expression", "transl")}
-    p["betas"] = torch.tensor(rec.arrays["smplx.betas"].data[:1])
-    sp.set_contour_rows(sp.contour_rows(p))
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+    p = SmplxParams.from_record(rec)
+    sparse.set_contour_rows(sparse.contour_rows(p))
     with torch.no_grad():
-        pts, joints = sp(p)
-        uv = project(pts, torch.tensor(clip.camera)).numpy()
+        pts, joints = sparse(p)
+        uv = Camera.from_array(rec.arrays["smplx.camera"].data).project(pts).numpy()
     seen = np.stack([np.isfinite(clip.arrays[t.source][:, t.index, 0]) for t in targets], 1) & (cconf > 0.5)
     err_clean = np.linalg.norm(uv - cxy, axis=-1)[seen].mean()
     reproj = rec.scores["smplx.reprojection_px"]
-    pa = procrustes_error(joints.numpy()[:, UPPER + list(range(25, 55))], clip.joints[:, UPPER + list(range(25, 55))])
+    pa = pa_mpjpe(joints.numpy()[:, UPPER + list(range(25, 55))], clip.joints[:, UPPER + list(range(25, 55))])
     g2 = clip.joints[:, UPPER, :2] / clip.joints[:, UPPER, 2:] * clip.camera[0]
     gt_jitter = np.linalg.norm(g2[2:] - 2 * g2[1:-1] + g2[:-2], axis=-1).mean()
     with capsys.disabled():
