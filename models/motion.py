@@ -223,8 +223,9 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         self,
         num_expression: int = 10,
         num_hand_pca: int = 12,
-        audio_dim: int = 7 * 80,
-        audio_features: tuple[str, ...] = ("audio.logmel",),
+        n_mels: int = 80,
+        audio_window_frames: int = 2,
+        whisper_dim: int = 0,
         d_model: int = 256,
         num_layers: int = 4,
         num_heads: int = 4,
@@ -249,6 +250,7 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
             raise ValueError(f"sample_scheduler={sample_scheduler!r}: use one of {sorted(SCHEDULERS)}")
         self.layout = MotionLayout(num_expression, num_hand_pca)
         D, R = self.layout.dim, self.layout.reference_dim
+        audio_dim = self.audio_dim
         self.motion_in = nn.Linear(2 * D + 1, d_model)
         self.audio_mlp = nn.Sequential(nn.Linear(audio_dim, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.null_audio = nn.Parameter(torch.zeros(d_model))
@@ -268,6 +270,17 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         self.register_buffer("ref_mean", torch.zeros(R))
         self.register_buffer("ref_std", torch.ones(R))
 
+    @property
+    def audio_dim(self) -> int:
+        """Audio features per frame: the flattened log-mel window, then Whisper's (when used)."""
+        c = self.config
+        return (2 * c.audio_window_frames + 1) * c.n_mels + c.whisper_dim
+
+    @property
+    def audio_arrays(self) -> tuple[str, ...]:
+        """The store arrays this model reads: audio.logmel, and audio.whisper when whisper_dim > 0."""
+        return ("audio.logmel", "audio.whisper") if self.config.whisper_dim else ("audio.logmel",)
+
     # -- normalisation -------------------------------------------------------------
     def set_statistics(self, stats: "MotionStatistics") -> None:
         for name in ("motion", "audio", "ref"):
@@ -281,7 +294,8 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         return x * self.motion_std + self.motion_mean
 
     def normalize_audio(self, a: torch.Tensor) -> torch.Tensor:
-        return (a.flatten(2) - self.audio_mean) / self.audio_std
+        """(B,T,A) raw features (audio_features_from_arrays) -> normalised; NaN (missing) -> 0."""
+        return torch.nan_to_num((a - self.audio_mean) / self.audio_std)
 
     def normalize_reference(self, r: torch.Tensor) -> torch.Tensor:
         return (r - self.ref_mean) / self.ref_std
@@ -293,8 +307,8 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         B, T, D = sample.shape
         if D != self.layout.dim:
             raise ValueError(f"sample has {D} motion dims per frame; this model has {self.layout.dim}")
-        if audio.shape[:2] != (B, T) or audio.shape[-1] != self.config.audio_dim:
-            raise ValueError(f"audio has shape {tuple(audio.shape)}; expected ({B}, {T}, {self.config.audio_dim}) "
+        if audio.shape[:2] != (B, T) or audio.shape[-1] != self.audio_dim:
+            raise ValueError(f"audio has shape {tuple(audio.shape)}; expected ({B}, {T}, {self.audio_dim}) "
                              "normalised features (normalize_audio)")
         if known is None:
             known = torch.zeros_like(sample)
@@ -324,6 +338,24 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         out = self(dup(sample), timestep, dup(audio), dup(reference), dup(known), dup(known_mask), keep)
         cond, uncond = out[:B], out[B:]
         return uncond + guidance_scale * (cond - uncond)
+
+
+def audio_features_from_arrays(arrays: dict[str, torch.Tensor], names: tuple[str, ...],
+                               expect_dim: int | None = None) -> torch.Tensor:
+    """The store's per-frame audio arrays -> (..., T, A): audio.logmel (..., T, 2w+1, n_mels)
+    flattened, then audio.whisper (..., T, d) when named."""
+    parts = []
+    for name in names:
+        if name not in arrays:
+            raise ValueError(f"no array {name!r} among {sorted(arrays)}: the model was trained with {list(names)}; "
+                             "run `mentor annotate` with the audio features (and the same Whisper checkpoint)")
+        a = torch.as_tensor(arrays[name]).float()
+        parts.append(a.flatten(-2) if name == "audio.logmel" else a)
+    out = torch.cat(parts, -1)
+    if expect_dim is not None and out.shape[-1] != expect_dim:
+        raise ValueError(f"audio features have {out.shape[-1]} values per frame, the model expects {expect_dim} "
+                         "(n_mels / window_frames / Whisper size differ from the training store's)")
+    return out
 
 
 # ------------------------------------------------------------------------- schedulers

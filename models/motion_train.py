@@ -1,0 +1,329 @@
+"""Train the motion diffusion model (models/motion.py) on a store's training windows.
+
+    from pipelines.train import launch
+    from models.motion_train import train_loop
+    launch(train_loop, {"store": "out/store", "run_dir": "runs/motion", "steps": 2000}, num_workers=1)
+
+or `mentor train-motion STORE -o RUN_DIR`. Windows come from `mentor.store.windows`
+(split and filters from the index, a reference frame of the same clip drawn away from the
+window). Per step:
+
+    x0      = normalised motion of the window, relative to its reference frame
+    x_t     = DDPM noising of x0 at a random step t (diffusers DDPMScheduler)
+    known   = with probability `context_prob`, the first 1..context_frames frames are
+              given clean (the carried-over frames of window-by-window sampling)
+    audio   = replaced by the null embedding with probability audio_dropout (for CFG)
+    loss    = |f(x_t) - x0|^2 over valid frames                          (diffusion, x0)
+            + w_face |d/dt f - d/dt x0|^2 on expression, jaw, eyes     (temporal)
+            + w_body |d/dt f - d/dt x0|^2 on head, body, hands, transl
+
+The run folder (models/training.py) gets checkpoints, loss.csv, tb/, and at the end
+`model/` (save_pretrained + normalization.json + training.json), which `from_pretrained`
+and `mentor generate-motion` read. Normalisation statistics are computed once, from the
+training selection, before the first step, and kept in RUN/normalization.json so that a
+resumed run uses the same ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.motion import (MotionDiffusionModel, MotionLayout, MotionStatistics, audio_features_from_arrays,
+                           encode_motion, make_scheduler, reference_features, tiny_config)
+from models.training import dist_info, resolve_device, train, unwrap
+
+log = logging.getLogger(__name__)
+
+MODEL_SUBDIR = "model"
+PRESETS: dict[str, dict[str, Any]] = {"tiny": tiny_config(), "base": {}}
+
+
+class MotionTrainConfig(BaseModel):
+    """What `train_loop` reads (a plain dict travels to Ray workers; it is checked here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: str
+    run_dir: str
+    where: str = "split == 'train'"
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(32, ge=1)  # global: split over the workers
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    model: dict[str, Any] = Field(default_factory=dict)  # MotionDiffusionModel kwargs (a preset or a file)
+    temporal_face: float = Field(1.0, ge=0)
+    temporal_body: float = Field(1.0, ge=0)
+    context_prob: float = Field(0.5, ge=0, le=1)
+    min_reference_gap_s: float = Field(1.0, ge=0)
+    loader_workers: int = Field(0, ge=0)  # torch DataLoader worker processes per rank
+    windows_per_clip: int | None = Field(None, ge=1)  # per epoch; None: see window_batches
+    stats_clips: int = Field(500, ge=1)  # clips read for the normalisation statistics
+    log_every: int = Field(10, ge=1)
+    ckpt_every: int = Field(200, ge=1)
+    keep_checkpoints: int = Field(3, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    progress: bool = True
+    use_whisper: Literal["auto", "yes", "no"] = "auto"
+
+
+def model_preset(name_or_file: str | None) -> dict[str, Any]:
+    """"tiny" | "base" | a JSON file of MotionDiffusionModel kwargs."""
+    if not name_or_file:
+        return {}
+    if name_or_file in PRESETS:
+        return dict(PRESETS[name_or_file])
+    p = Path(name_or_file)
+    if not p.is_file():
+        raise ValueError(f"--config {name_or_file!r}: use 'tiny', 'base' or a JSON file of model settings")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+
+
+# ----------------------------------------------------------------------------- data
+
+SMPLX_FIELDS = ("betas", "expression", "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
+                "left_hand_pose", "right_hand_pose", "transl")
+
+
+def _clip_params(arrays: dict[str, Any], frames=slice(None)) -> dict[str, torch.Tensor]:
+    return {f: torch.as_tensor(np.asarray(getattr(arrays[f"smplx.{f}"], "data", arrays[f"smplx.{f}"]))[frames],
+                               dtype=torch.float32) for f in SMPLX_FIELDS}
+
+
+def store_layout(store, where: str | None) -> tuple[MotionLayout, dict[str, Any]]:
+    """Sizes the model must have, read from the first selected clip: (layout, audio info)."""
+    df = store.clips(where)
+    if not len(df):
+        raise ValueError(f"{store.root}: no clips match {where!r}; check --where and `mentor info`")
+    rec = next(store.records(list(df["clip_id"][:1])))
+    missing = [f"smplx.{f}" for f in SMPLX_FIELDS if f"smplx.{f}" not in rec.arrays]
+    if missing or "audio.logmel" not in rec.arrays:
+        raise ValueError(f"{store.root}: clip {rec.id} has no {missing or ['audio.logmel']}: the motion model "
+                         "needs SMPL-X fits and audio features (`mentor annotate`)")
+    logmel = rec.arrays["audio.logmel"].data
+    info = {"n_mels": int(logmel.shape[-1]), "audio_window_frames": int((logmel.shape[-2] - 1) // 2),
+            "whisper_dim": int(rec.arrays["audio.whisper"].data.shape[-1]) if "audio.whisper" in rec.arrays else 0,
+            "fps": float(rec.fps or 25.0)}
+    layout = MotionLayout(int(rec.arrays["smplx.expression"].data.shape[-1]),
+                          int(rec.arrays["smplx.left_hand_pose"].data.shape[-1]))
+    return layout, info
+
+
+def compute_statistics(store, where: str | None, layout: MotionLayout, audio_names: tuple[str, ...],
+                       max_clips: int = 500, refs_per_clip: int = 4, seed: int = 0) -> MotionStatistics:
+    """Normalisation statistics from whole clips of the selection: motion relative to a few
+    random reference frames per clip, audio features, reference features."""
+    rng = np.random.default_rng(seed)
+    df = store.clips(where)
+    ids = list(df["clip_id"])
+    if len(ids) > max_clips:
+        ids = list(rng.choice(ids, max_clips, replace=False))
+    motion, audio, refs = [], [], []
+    for rec in store.records(ids):
+        try:
+            p = _clip_params(rec.arrays)
+            a = audio_features_from_arrays({n: rec.arrays[n].data for n in audio_names if n in rec.arrays},
+                                           audio_names)
+        except (KeyError, ValueError) as e:
+            log.warning("statistics: clip %s skipped (%s)", rec.id, e)
+            continue
+        T = len(p["transl"])
+        for r in rng.choice(T, min(refs_per_clip, T), replace=False):
+            ref = {k: v[r] for k, v in p.items()}
+            motion.append(encode_motion(layout, p, ref).numpy())
+            refs.append(reference_features(layout, ref).numpy()[None])
+        audio.append(a.numpy())
+    if not motion:
+        raise ValueError(f"{store.root}: no clip of {where!r} has SMPL-X and audio arrays for the statistics")
+    return MotionStatistics.from_samples(np.concatenate(motion), np.concatenate(audio), np.concatenate(refs),
+                                         where=where)
+
+
+def window_batches(cfg: MotionTrainConfig, frames: int, audio_names: tuple[str, ...], per_rank_batch: int):
+    """batches(epoch) for models.training.train: random training windows with a reference.
+
+    Windows per clip and epoch: cfg.windows_per_clip, else enough for a few batches even on
+    a small store (random starts, so overlapping windows are fresh crops, not repeats)."""
+    from torch.utils.data import DataLoader
+
+    from mentor.store.windows import WindowDataset, collate_windows, distributed_rank
+
+    _, world = distributed_rank()
+    wpc = cfg.windows_per_clip
+    if wpc is None:
+        from mentor.store import Store
+
+        df = Store(cfg.store).clips(cfg.where)
+        mean_frames = float((df["duration"] * df["fps"]).mean())
+        wpc = max(1, math.ceil(mean_frames / frames), math.ceil(2 * per_rank_batch * world / len(df)))
+    ds = WindowDataset(cfg.store, where=cfg.where, frames=frames, mode="random", seed=cfg.seed,
+                       arrays=("smplx.*", *audio_names), video=False, audio=False, reference=True,
+                       min_reference_gap_s=cfg.min_reference_gap_s, windows_per_clip=wpc)
+    loader = DataLoader(ds, batch_size=per_rank_batch, num_workers=cfg.loader_workers, collate_fn=collate_windows,
+                        drop_last=True, persistent_workers=cfg.loader_workers > 0)
+
+    def batches(epoch: int):
+        ds.set_epoch(epoch)
+        return loader
+
+    return batches
+
+
+# ----------------------------------------------------------------------------- loss
+
+class MotionLoss:
+    """loss_fn(model, batch) for models.training.train (see the module docstring)."""
+
+    def __init__(self, layout: MotionLayout, audio_names: tuple[str, ...], cfg: MotionTrainConfig,
+                 num_train_timesteps: int, beta_schedule: str, context_frames: int, audio_dropout: float):
+        self.layout = layout
+        self.audio_names = audio_names
+        self.cfg = cfg
+        self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_schedule)
+        self.context_frames = context_frames
+        self.audio_dropout = audio_dropout
+        self.face = layout.face_mask()
+
+    def inputs(self, model: MotionDiffusionModel, batch: dict) -> dict[str, torch.Tensor]:
+        """Normalised x0 (B,T,D), audio (B,T,A), reference (B,R) and the frame mask (B,T)."""
+        arrays, ref_arrays = batch["arrays"], batch["reference"]["arrays"]
+        params = {f: arrays[f"smplx.{f}"].float() for f in SMPLX_FIELDS}
+        ref = {f: ref_arrays[f"smplx.{f}"].float() for f in SMPLX_FIELDS}
+        x0 = model.normalize_motion(encode_motion(self.layout, params, ref))
+        ok = batch["valid"].bool() & torch.isfinite(x0).all(-1)
+        audio = model.normalize_audio(audio_features_from_arrays(arrays, self.audio_names, model.audio_dim))
+        reff = torch.nan_to_num(model.normalize_reference(reference_features(self.layout, ref)))
+        return {"x0": torch.nan_to_num(x0) * ok[..., None], "audio": audio, "reference": reff, "mask": ok}
+
+    def __call__(self, net, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        model = unwrap(net)
+        inp = self.inputs(model, batch)
+        x0, mask = inp["x0"], inp["mask"]
+        B, T, D = x0.shape
+        dev = x0.device
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (B,), device=dev)
+        noise = torch.randn_like(x0)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        known_len = torch.randint(1, max(self.context_frames, 1) + 1, (B,), device=dev)
+        if not self.context_frames:
+            known_len.zero_()
+        known_len = torch.where(torch.rand(B, device=dev) < self.cfg.context_prob, known_len, torch.zeros_like(known_len))
+        known_mask = torch.arange(T, device=dev)[None] < known_len[:, None]
+        keep = torch.rand(B, device=dev) >= self.audio_dropout
+        pred = net(xt, t, inp["audio"], inp["reference"], x0, known_mask, keep)
+        w = mask.to(pred.dtype)[..., None]
+        diffusion = ((pred.float() - x0) ** 2 * w).sum() / (w.sum() * D).clamp_min(1)
+        dp, dx = pred.float()[:, 1:] - pred.float()[:, :-1], x0[:, 1:] - x0[:, :-1]
+        pair = (w[:, 1:] * w[:, :-1])
+        sq = (dp - dx) ** 2 * pair
+        face = self.face.to(dev)
+        n_pairs = pair.sum().clamp_min(1)
+        t_face = sq[..., face].sum() / (n_pairs * face.sum())
+        t_body = sq[..., ~face].sum() / (n_pairs * (~face).sum())
+        loss = diffusion + self.cfg.temporal_face * t_face + self.cfg.temporal_body * t_body
+        return loss, {"diffusion": float(diffusion.detach()), "temporal_face": float(t_face.detach()),
+                      "temporal_body": float(t_body.detach())}
+
+
+# ------------------------------------------------------------------------------ loop
+
+def build_model(cfg: MotionTrainConfig, store) -> tuple[MotionDiffusionModel, tuple[str, ...]]:
+    """The model for a run: its config from RUN/model_config.json when resuming, else from the
+    preset and the store's sizes."""
+    run = Path(cfg.run_dir)
+    saved = run / "model_config.json"
+    if saved.exists():
+        kwargs = json.loads(saved.read_text())
+    else:
+        layout, info = store_layout(store, cfg.where)
+        use_whisper = info["whisper_dim"] > 0 if cfg.use_whisper == "auto" else cfg.use_whisper == "yes"
+        if cfg.use_whisper == "yes" and not info["whisper_dim"]:
+            raise ValueError(f"{cfg.store}: use_whisper='yes' but the store has no audio.whisper array "
+                             "(set audio.whisper_model in datasets.yaml and run `mentor annotate`)")
+        kwargs = {"num_expression": layout.num_expression, "num_hand_pca": layout.num_hand_pca,
+                  "n_mels": info["n_mels"], "audio_window_frames": info["audio_window_frames"],
+                  "whisper_dim": info["whisper_dim"] if use_whisper else 0, "fps": info["fps"], **cfg.model}
+    model = MotionDiffusionModel(**kwargs)
+    return model, model.audio_arrays
+
+
+def _barrier() -> None:
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+
+
+def train_loop(config: dict[str, Any]) -> dict[str, Any]:
+    """One worker's training (see pipelines/train.py); returns a summary dict."""
+    from mentor.store import Store
+
+    cfg = MotionTrainConfig(**config)
+    dist = dist_info()
+    device = resolve_device(cfg.device, dist.local_rank)
+    run = Path(cfg.run_dir)
+    store = Store(cfg.store)
+    torch.manual_seed(cfg.seed)
+    model, audio_names = build_model(cfg, store)
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "model_config.json").write_text(json.dumps(dict(model.config), default=list))
+        (run / "config.json").write_text(cfg.model_dump_json(indent=1))
+        if not (run / "normalization.json").exists():
+            stats = compute_statistics(store, cfg.where, model.layout, audio_names, cfg.stats_clips, seed=cfg.seed)
+            stats.save(run, model.layout)
+    _barrier()
+    model.set_statistics(MotionStatistics.load(run))
+    model.to(device)
+    per_rank = max(1, cfg.batch_size // dist.world_size)
+    c = model.config
+    loss_fn = MotionLoss(model.layout, audio_names, cfg, c.num_train_timesteps, c.beta_schedule, c.context_frames,
+                         c.audio_dropout)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = cfg.warmup_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    result = train(model=model, optimizer=opt, loss_fn=loss_fn,
+                   batches=window_batches(cfg, c.num_frames, audio_names, per_rank), steps=cfg.steps,
+                   run_dir=run, lr_scheduler=sched, device=device, amp=cfg.amp, log_every=cfg.log_every,
+                   ckpt_every=cfg.ckpt_every, keep=cfg.keep_checkpoints, batch_size=per_rank,
+                   progress=cfg.progress, seed=cfg.seed)
+    if dist.main:
+        save_model(model, run)
+    _barrier()
+    return {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
+            "steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
+            "data_wait": result.data_wait, "seconds": result.seconds, "model_dir": str(run / MODEL_SUBDIR),
+            "world_size": dist.world_size}
+
+
+def save_model(model: MotionDiffusionModel, run: Path) -> Path:
+    """RUN/model: weights + config (save_pretrained) and normalization.json beside them."""
+    out = run / MODEL_SUBDIR
+    tmp = run / f".{MODEL_SUBDIR}.{os.getpid()}.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    unwrap(model).to("cpu").save_pretrained(tmp)
+    MotionStatistics.load(run).save(tmp, model.layout)
+    (tmp / "training.json").write_text((run / "config.json").read_text())
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
