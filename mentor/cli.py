@@ -9,6 +9,8 @@
     mentor audit STORE -o report/ [--compare OTHER]
     mentor preview STORE CLIP_ID -o out.mp4
     mentor demo [--out DIR]
+    mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
+    mentor generate-motion --model RUN --audio speech.wav --reference ref.(png|mp4|npz) -o out/ [--samples K]
 
 Exit status: 0 ok, 1 the command ran and found problems, 2 bad arguments or config.
 """
@@ -124,25 +126,39 @@ def cmd_audit(args) -> int:
 def cmd_preview(args) -> int:
     import tempfile
 
-    from mentor.bodymodel import load_body_model
-    from mentor.media import read_frames
-    from mentor.preview import render_preview
     from mentor.store import Store
 
     cfg = _config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
-        recs = list(Store(args.store).records([args.clip_id], media_dir=tmp))
+        recs = list(Store(args.store).records([args.clip_id], media_dir=tmp))  # keys checked: files stay in tmp
         if not recs:
             print(f"{args.store}: no kept clip with id {args.clip_id} (see `mentor info`)", file=sys.stderr)
             return 1
+        from mentor.bodymodel import load_body_model
+        from mentor.media import read_frames
+        from mentor.preview import render_preview
+
         rec = recs[0]
+        if "video" not in rec.files:
+            raise ValueError(f"{args.store}: clip {args.clip_id} has no video member; run `mentor verify`")
         frames = read_frames(rec.files["video"])
         sx = cfg.annotate.smplx
-        body = (load_body_model(cfg.resolve(sx.model_dir), gender=sx.gender, num_betas=sx.num_betas,
-                                num_expression=sx.num_expression, num_pca_comps=sx.num_pca_comps)
-                if any(k.startswith("smplx.") for k in rec.arrays) else None)
-        render_preview(frames, rec, body, args.out)
-    print(f"preview written: {args.out}")
+        body = None
+        if "smplx.transl" in rec.arrays:  # a store built without SMPL-X draws landmarks only
+            try:
+                body = load_body_model(cfg.resolve(sx.model_dir), gender=sx.gender, num_betas=sx.num_betas,
+                                       num_expression=sx.num_expression, num_pca_comps=sx.num_pca_comps)
+            except (OSError, ValueError, KeyError) as e:
+                raise ValueError(f"SMPL-X model {sx.model_dir or '(synthetic)'}: cannot load ({e}); pass the "
+                                 "--config the store was built with (annotate.smplx.model_dir)") from None
+        try:
+            render_preview(frames, rec, body, args.out)
+        except (RuntimeError, ValueError, IndexError) as e:
+            if body is None:
+                raise
+            raise ValueError(f"clip {args.clip_id}: its SMPL-X parameters do not fit the body model of the config "
+                             f"({str(e).splitlines()[0][:160]}); pass the --config the store was built with") from None
+    print(f"preview written: {args.out}" + ("" if body is not None else " (no SMPL-X fit in this clip: landmarks only)"))
     return 0
 
 
@@ -170,6 +186,39 @@ def cmd_demo(args) -> int:
         code = main(cmd)
         if code:
             return code
+    return 0
+
+
+def cmd_train_motion(args) -> int:
+    """Train the motion diffusion model on a store (models/motion_train.py via pipelines/train.py)."""
+    from models.motion_train import model_preset, train_loop
+    from pipelines.train import launch
+
+    loop = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+            "steps": args.steps, "batch_size": args.batch_size, "model": model_preset(args.config),
+            "device": args.device, "loader_workers": args.loader_workers, "progress": not args.quiet}
+    if args.lr:
+        loop["lr"] = args.lr
+    if args.ckpt_every:
+        loop["ckpt_every"] = args.ckpt_every
+    result = launch(train_loop, loop, num_workers=args.workers, use_gpu=args.gpu, ray_address=args.ray_address,
+                    run_dir=args.out)
+    print(f"trained to step {result.get('step')} (resumed from {result.get('resumed_from')}), last loss "
+          f"{result.get('last_loss', float('nan')):.4f}, {result.get('samples_per_s', 0):.1f} samples/s; "
+          f"model: {result.get('model_dir')}")
+    return 0
+
+
+def cmd_generate_motion(args) -> int:
+    """Speech + reference -> SMPL-X motion npz and preview mp4 per sample."""
+    from models.motion_generate import generate_to_folder
+
+    summary = generate_to_folder(args.model, args.audio, args.reference, args.out, seconds=args.seconds,
+                                 seed=args.seed, samples=args.samples, guidance=args.guidance,
+                                 scheduler=args.scheduler, steps=args.steps, reference_frame=args.reference_frame,
+                                 preview=not args.no_preview, whisper_model=args.whisper_model, device=args.device)
+    print(f"{summary['samples']} sample(s) of {summary['seconds']:.2f} s ({summary['frames']} frames at "
+          f"{summary['fps']:g} fps) in {summary['sampling_seconds']:.2f} s -> {args.out}")
     return 0
 
 
@@ -231,6 +280,40 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="default: the repo's datasets.yaml")
     s.add_argument("--ray-address", default=None)
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("train-motion", help="train the speech-to-motion diffusion model on a store")
+    s.add_argument("store")
+    s.add_argument("-o", "--out", required=True, help="run folder (checkpoints, loss.csv, tb/, model/); re-run resumes")
+    s.add_argument("--where", default="split == 'train'", help="pandas query over the index (default: the train split)")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--batch-size", type=int, default=32, help="global batch, split over the workers")
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (default 200)")
+    s.add_argument("--workers", type=int, default=1, help="data-parallel Ray Train workers (1: no Ray)")
+    s.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); default CPU (gloo)")
+    s.add_argument("--ray-address", default=None, help="an existing Ray cluster")
+    s.add_argument("--config", default="base", help="model size: tiny | base | a JSON file of model settings")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--loader-workers", type=int, default=1, help="DataLoader processes per training worker")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.set_defaults(fn=cmd_train_motion)
+
+    s = sub.add_parser("generate-motion", help="SMPL-X motion from speech and a reference (npz + preview mp4)")
+    s.add_argument("--model", required=True, help="a train-motion run folder or its model/ folder")
+    s.add_argument("--audio", required=True, help="speech (any format ffmpeg reads)")
+    s.add_argument("--reference", required=True, help="an image, a video clip, or an npz of smplx.* arrays")
+    s.add_argument("--reference-frame", type=int, default=0, help="which frame of a clip / npz is the reference")
+    s.add_argument("-o", "--out", required=True, help="output folder")
+    s.add_argument("--seconds", type=float, default=None, help="trim or pad the audio to this length")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--samples", type=int, default=1, help="different motions for the same input")
+    s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance on audio (model default)")
+    s.add_argument("--scheduler", choices=["dpmsolver++", "ddim", "ddpm"], default=None)
+    s.add_argument("--steps", type=int, default=None, help="denoising steps (model default; ddpm: all)")
+    s.add_argument("--whisper-model", default=None, help="the Whisper checkpoint, for a model trained on Whisper features")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--no-preview", action="store_true", help="write the npz files only")
+    s.set_defaults(fn=cmd_generate_motion)
     return p
 
 

@@ -136,6 +136,16 @@ def _decode_members(path: Path, shard: str, keys: set[str]) -> list[str]:
                 f.unlink()
     return problems
 
+def _tar_members(path: Path) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if m.isfile():
+                key, _, ext = m.name.partition(".")
+                out.setdefault(key, {})[ext] = m.size
+    return out
+
+
 def store_info(root: str | Path) -> dict:
     """What a store holds: clips, hours, identities, shards, rejections by reason."""
     store = Store(root)
