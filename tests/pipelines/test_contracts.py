@@ -4,6 +4,7 @@ reads a field nothing writes fails before anything runs, naming the stage and th
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,9 +167,12 @@ def test_a_toy_annotator_added_with_one_line_builds_a_store_with_its_field(tmp_p
     from mentor.testmedia import make_talking_clip
     from pipelines.curation import build
 
+    # Ray's workers cannot import a test module by name: send this one by value (a
+    # plug-in's own package would be imported by name, as annotate/ is)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[Brightness.__module__])
     folder = tmp_path / "src"
     folder.mkdir()
-    make_talking_clip(folder / "talk.mp4", seconds=4.0, size=256, seed=5)
+    make_talking_clip(folder / "talk.mp4", seconds=4.0, seed=5)
     try:
         summary = build(_cfg(folder, ALL_OFF), out=tmp_path / "store", progress=False, stage_list=with_stage(TOY))
     finally:
