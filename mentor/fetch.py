@@ -432,27 +432,11 @@ class _RateLimit:
 _PAGE_RATE = _RateLimit()
 
 
-class _YtdlpLog:
-    """yt-dlp's messages into our logger (yt-dlp would otherwise print)."""
-
-    def debug(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
-
-    def info(self, msg: str) -> None:
-        log.debug("yt-dlp: %s", msg)
-
-    def warning(self, msg: str) -> None:
-        log.info("yt-dlp: %s", msg)
-
-    def error(self, msg: str) -> None:
-        log.info("yt-dlp: %s", msg)
-
-
 def _fetch_page(url: str, cache_dir: Path, cfg: FetchConfig) -> Path:
-    try:
-        import yt_dlp  # noqa: F401 - checked here, used in the child process
-    except ImportError:
-        raise FetchError(url, "yt-dlp is not installed: pip install yt-dlp (needed for `kind: pages`)") from None
+    import importlib.util
+
+    if importlib.util.find_spec("yt_dlp") is None:  # imported by the child process only
+        raise FetchError(url, "yt-dlp is not installed: pip install yt-dlp (needed for `kind: pages`)")
 
     key = cache_key(url)
     marker = cache_dir / f"{key}.json"
@@ -465,7 +449,8 @@ def _fetch_page(url: str, cache_dir: Path, cfg: FetchConfig) -> Path:
         if done is not None:
             return done
         _PAGE_RATE.wait(cfg.rate_limit_s)
-        job = {"url": url, "cache_dir": str(cache_dir), "key": key, "cfg": cfg.model_dump()}
+        job = {"url": url, "cache_dir": str(cache_dir), "key": key, "max_bytes": cfg.max_bytes,
+               "format": cfg.ytdlp_format, "timeout_s": cfg.timeout_s, "retries": cfg.retries}
         try:
             meta = _run_page_child(job, cfg)
         except FetchError:
@@ -485,7 +470,7 @@ def _run_page_child(job: dict, cfg: FetchConfig) -> dict:
     url = job["url"]
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-c", "from mentor.fetch import _page_child; _page_child()"],
+    proc = subprocess.Popen([sys.executable, "-m", "mentor.ytdlp_child"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
     try:
@@ -502,80 +487,18 @@ def _run_page_child(job: dict, cfg: FetchConfig) -> dict:
         raise FetchError(url, f"yt-dlp process failed (exit {proc.returncode}): {err.strip()[-300:]}") from None
     if "error" in result:
         raise FetchError(url, result["error"])
-    return result
-
-
-def _page_child() -> None:
-    """Child process: download one page with yt-dlp, print the result as one JSON line.
-    Bytes are capped as they arrive (yt-dlp's max_filesize trusts the declared size)."""
-    job = json.loads(sys.stdin.read())
-    url, cfg = job["url"], FetchConfig(**job["cfg"])
-    try:
-        print(json.dumps(_ytdlp_download(url, Path(job["cache_dir"]), job["key"], cfg)), flush=True)
-    except FetchError as e:
-        print(json.dumps({"error": e.reason}), flush=True)
-    except Exception as e:  # yt-dlp's own errors (RequestError, ...) on a hostile page
-        print(json.dumps({"error": f"yt-dlp: {type(e).__name__}: {_strip_ansi(str(e))[:300]}"}), flush=True)
-
-
-class _TooBig(Exception):
-    pass
-
-
-def _ytdlp_download(url: str, cache_dir: Path, key: str, cfg: FetchConfig) -> dict:
-    import yt_dlp
-    from yt_dlp.utils import DownloadError
-
-    def cap(d: dict) -> None:
-        got = d.get("downloaded_bytes") or 0
-        if got > cfg.max_bytes:
-            raise _TooBig(f"larger than max_bytes: more than {cfg.max_bytes} bytes received from {url}; "
-                          "raise fetch.max_bytes to accept it")
-
-    opts = {
-        "outtmpl": {"default": str(cache_dir / f"{key}.%(ext)s")},
-        "format": cfg.ytdlp_format,
-        "merge_output_format": "mp4",
-        "noplaylist": True,
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "logger": _YtdlpLog(),
-        "socket_timeout": cfg.timeout_s,
-        "retries": cfg.retries,
-        "max_filesize": cfg.max_bytes,
-        "continuedl": True,
-        "overwrites": False,
-        "progress_hooks": [cap],
-        "buffersize": 16384,
-        "noresizebuffer": True,
-    }
-    try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(url, download=True)
-            path = _downloaded_path(ydl, info)
-    except _TooBig as e:
-        raise FetchError(url, str(e)) from None
-    except DownloadError as e:
-        cause = getattr(e, "exc_info", None)
-        if cause and isinstance(cause[1], _TooBig):
-            raise FetchError(url, str(cause[1])) from None
-        raise FetchError(url, f"yt-dlp: {_strip_ansi(str(e)).removeprefix('ERROR: ')}") from None
-    if path is None or not path.is_file():
-        raise FetchError(url, f"yt-dlp finished but wrote no media file for {url} "
-                              "(too large for fetch.max_bytes, or a playlist?)")
+    path = Path(job["cache_dir"]) / result["path"]
     if path.stat().st_size > cfg.max_bytes:
         path.unlink()
-        raise FetchError(url, f"larger than max_bytes: {cfg.max_bytes} bytes ({url}); raise fetch.max_bytes to accept it")
+        raise FetchError(url, f"larger than max_bytes: more than {cfg.max_bytes} bytes ({url}); "
+                              "raise fetch.max_bytes to accept it")
     with open(path, "rb") as f:
         try:
             refuse_references(path, f.read(4096))
         except MediaError as e:
             path.unlink()
             raise FetchError(url, f"{str(e).removeprefix(str(path) + ': ')} ({url})") from None
-    return {"path": path.name, "id": info.get("id"), "title": info.get("title"),
-            "uploader": info.get("uploader"), "license": info.get("license"),
-            "webpage_url": info.get("webpage_url"), "extractor": info.get("extractor_key")}
+    return result
 
 
 def _cached_page(marker: Path) -> Path | None:
@@ -586,17 +509,3 @@ def _cached_page(marker: Path) -> Path | None:
     except (ValueError, KeyError, TypeError):
         return None
     return path if path.is_file() else None
-
-
-def _downloaded_path(ydl: Any, info: dict[str, Any] | None) -> Path | None:
-    if not info:
-        return None
-    for item in info.get("requested_downloads") or []:
-        if item.get("filepath"):
-            return Path(item["filepath"])
-    name = Path(ydl.prepare_filename(info))
-    return name if name.suffix not in _SIDE_FILES else None
-
-
-def _strip_ansi(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
