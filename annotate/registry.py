@@ -82,3 +82,27 @@ def build_annotators(cfg, stages: tuple[Stage, ...], work) -> list:
         annotator = stage.build(cfg, work)
         out.append(RejectedPreview(annotator, cfg) if stage.runs_on_rejected(cfg) else annotator)
     return out
+
+
+def switches(pool: str = "annotate", stages: tuple[Stage, ...] = STAGES) -> tuple[str, ...]:
+    """The config sections that switch the stages of `pool` on and off, each once, in order
+    ("annotate.landmarks", ...): what a config turns off to run curation alone."""
+    out: list[str] = []
+    for s in stages:
+        if s.pool == pool and s.section and s.section not in out:
+            out.append(s.section)
+    return tuple(out)
+
+
+def all_off_yaml(pool: str = "annotate", stages: tuple[Stage, ...] = STAGES) -> str:
+    """A datasets.yaml fragment that switches off every stage of `pool` (tests, benchmarks)."""
+    lines, parent = [], None
+    for section in switches(pool, stages):
+        if section.count(".") != 1:
+            raise ValueError(f"all_off_yaml writes 'parent: child' sections only, not {section!r}")
+        head, _, key = section.rpartition(".")
+        if head != parent:
+            lines.append(f"{head}:")
+            parent = head
+        lines.append(f"  {key}: {{enabled: false}}")
+    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotate.registry import STAGES, with_stage
+from annotate.registry import STAGES, all_off_yaml, with_stage
 from mentor.config import parse_config
 from mentor.contracts import (GraphError, Stage, annotation, array, check_graph, enabled_stages, file, present,
                               record_field, score, writes_of)
@@ -19,17 +19,7 @@ from mentor.curate.prepare import GIVEN
 from mentor.media import read_frames
 from mentor.record import ClipRecord, SourceRecord
 
-ALL_OFF = """
-annotate:
-  landmarks: {enabled: false}
-  smplx: {enabled: false}
-  vad: {enabled: false}
-  diarization: {enabled: false}
-  asr: {enabled: false}
-  sync: {enabled: false}
-  audio_features: {enabled: false}
-  attributes: {enabled: false}
-"""
+ALL_OFF = all_off_yaml("annotate")
 
 
 def _cfg(folder: Path | str = ".", extra: str = ""):
@@ -140,6 +130,12 @@ def test_every_audit_label_of_a_score_is_written_by_some_stage():
     cfg = _cfg()
     cols = cfg.audit.spread_columns + cfg.audit.language_columns
     assert not [c for c in cols if c.startswith("score.") and c[len("score."):] not in written]
+
+
+def test_one_switch_per_section_turns_the_annotate_pool_off():
+    cfg = _cfg(extra=ALL_OFF)
+    assert not enabled_stages(STAGES, cfg, "annotate")
+    assert [s.name for s in enabled_stages(STAGES, cfg)] == ["filter", "encode"]
 
 
 def test_the_stage_list_builds_annotators_from_config(tmp_path):

@@ -15,23 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from annotate.registry import all_off_yaml
 from mentor.config import parse_config
 from mentor.store import Store, verify_store
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-NO_ANNOTATORS = """
-annotate:
-  landmarks: {enabled: false}
-  smplx: {enabled: false}
-  vad: {enabled: false}
-  diarization: {enabled: false}
-  asr: {enabled: false}
-  sync: {enabled: false}
-  audio_features: {enabled: false}
-  attributes: {enabled: false}
-"""
+NO_ANNOTATORS = all_off_yaml("annotate")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

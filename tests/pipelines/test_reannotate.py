@@ -7,30 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from annotate.registry import all_off_yaml
 from mentor.config import parse_config
 from mentor.store import Store, verify_store
 
 pytestmark = pytest.mark.slow
 
-OFF = "{enabled: false}"
-
-
-def _cfg(folder: Path, vad: bool) -> str:
-    return f"""
+def _cfg(folder: Path, name: str, vad: bool):
+    text = f"""
 sources:
   - {{name: r, kind: folder, path: {folder}}}
 store: {{shard_bytes: 1000}}
 ray: {{filter_actors: 1}}
-annotate:
-  landmarks: {OFF}
-  smplx: {OFF}
-  vad: {{enabled: {str(vad).lower()}}}
-  diarization: {OFF}
-  asr: {OFF}
-  sync: {OFF}
-  audio_features: {OFF}
-  attributes: {OFF}
-"""
+""" + all_off_yaml("annotate")
+    cfg = parse_config(text, name, str(folder.parent))
+    cfg.annotate.vad.enabled = vad
+    return cfg
 
 
 def test_annotate_store_adds_fields_without_reencoding(tmp_path):
@@ -46,11 +38,11 @@ def test_annotate_store_adds_fields_without_reencoding(tmp_path):
         make_talking_clip(folder / f"t{i}.mp4", seconds=4.0, seed=20 + i)
     out = tmp_path / "store"
     try:
-        build(parse_config(_cfg(folder, vad=False), "a.yaml", str(tmp_path)), out=out, progress=False)
+        build(_cfg(folder, "a.yaml", vad=False), out=out, progress=False)
         before = Store(out).clips()
         assert len(before) == 2 and "score.vad.speech_fraction" not in before.columns
         videos = {r.id: Path(r.files["video"]).read_bytes() for r in Store(out).records(media_dir=tmp_path / "m1")}
-        summary = annotate_store(out, parse_config(_cfg(folder, vad=True), "b.yaml", str(tmp_path)))
+        summary = annotate_store(out, _cfg(folder, "b.yaml", vad=True))
     finally:
         ray.shutdown()
     after = Store(out).clips()

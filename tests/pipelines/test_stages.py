@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from annotate.registry import switches
 from mentor.config import parse_config
+from mentor.contracts import config_value
 from mentor.record import ClipRecord, SourceRecord
 from pipelines import stages
 
@@ -107,8 +109,8 @@ def test_actor_cpus_fit_every_stage_on_a_small_machine():
     assert f > 0 and a > 0
     assert actor_cpus(cfg, 64.0) == (0.5 * r.filter_threads, 0.5 * r.annotate_threads)  # room: unscaled
     off = cfg.model_copy(deep=True)
-    for section in ("landmarks", "smplx", "vad", "diarization", "asr", "sync", "audio_features", "attributes"):
-        getattr(off.annotate, section).enabled = False
+    for section in switches("annotate"):
+        config_value(off, section).enabled = False
     assert actor_cpus(off, 2.0)[0] == 0.5 * r.filter_threads  # curation only: the filter keeps its share
 
 
