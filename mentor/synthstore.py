@@ -54,8 +54,8 @@ def write_synthetic_store(root: str | os.PathLike[str], n_clips: int = 6, second
     Clip i belongs to identity i % identities; identity k gets split splits[k % len(splits)]
     (splits=None leaves the split column empty). Deterministic from `seed` (the mp4 bytes
     depend on the installed libx264). `shard_bytes` is small by default so that even a
-    small store has several shards. `body_model` (mentor.bodymodel.BodyModel) defaults to
-    the generated synthetic SMPL-X model. Returns the store's path.
+    small store has several shards. `body_model` (mentor.body.BodyModel) defaults to the
+    generated synthetic SMPL-X model. Returns the store's path.
     """
     from mentor.record import Attribute, ClipRecord, SourceRecord
     from mentor.store.writer import StoreWriter
@@ -119,6 +119,7 @@ def make_clip(body, num_frames: int, fps: float, size: int, seed: int = 0, ident
     import torch
 
     from annotate.smplx_synth import make_motion
+    from mentor.body import Camera, SmplxParams
     from mentor.testmedia import DEFAULT_SENTENCES, speech_envelope, speech_samples
 
     voice = VOICES[identity_index % len(VOICES)]
@@ -126,93 +127,97 @@ def make_clip(body, num_frames: int, fps: float, size: int, seed: int = 0, ident
     seconds = num_frames / fps
     audio = speech_samples(text, voice, seconds=seconds, sample_rate=SAMPLE_RATE)
     env = speech_envelope(audio, SAMPLE_RATE, fps, num_frames)
-    model = body.model
-    motion = make_motion(num_frames, fps, seed=seed, num_betas=model.num_betas,
-                         num_expression=model.num_expression_coeffs, num_pca=body.num_pca_comps)
+    motion = make_motion(num_frames, fps, seed=seed, num_betas=body.num_betas,
+                         num_expression=body.num_expression, num_pca=body.num_pca_comps)
     # one body shape per identity; the jaw opens with the speech
-    motion["betas"] = np.random.default_rng(1000 + identity_index).normal(0, 0.7, (1, model.num_betas))
+    motion["betas"] = np.random.default_rng(1000 + identity_index).normal(0, 0.7, (1, body.num_betas))
     motion["jaw_pose"][:, 0] = 0.02 + 0.35 * env
     motion["jaw_pose"][:, 1:] = 0.0
     motion["reye_pose"] = motion["leye_pose"]
     params = {k: np.asarray(v, np.float32) for k, v in motion.items()}
     params["betas"] = np.repeat(params["betas"], num_frames, 0)
+    camera = Camera.centered(FOCAL_AT_512 * size / 512, size, size)
     with torch.no_grad():
-        dev = model.v_template.device
-        out = model(**{k: torch.from_numpy(v).to(dev) for k, v in params.items()})
-    verts = out.vertices.cpu().numpy()
-    camera = np.array([FOCAL_AT_512 * size / 512, size / 2, size / 2], np.float32)
+        out = body(SmplxParams.from_dict(params)).vertices
+        pixels = camera.to(out.device).project(out).cpu().numpy()
+        verts = out.cpu().numpy()
+    faces = body.faces.cpu().numpy()
     skin = np.array(LOOKS[identity_index % len(LOOKS)][1], np.float32)
     rng = np.random.default_rng(seed)
     background = rng.uniform(40, 200, 3).astype(np.float32)
-    frames = np.stack([render_mesh(v, body.faces, camera, size, size, skin, background) for v in verts])
+    winding = mesh_winding(verts[0], faces)
+    frames = np.stack([render_mesh(v, uv, faces, size, size, skin, background, winding)
+                       for v, uv in zip(verts, pixels)])
+    cam = camera.to_array()
     arrays = {f"smplx.{k}": v for k, v in params.items()}
-    arrays["smplx.camera"] = np.repeat(camera[None], num_frames, 0)
+    arrays["smplx.camera"] = np.repeat(cam[None], num_frames, 0)
     return {"frames": frames, "audio": audio, "arrays": arrays, "text": text, "voice": voice}
 
 
-def render_mesh(vertices: np.ndarray, faces: np.ndarray, camera: np.ndarray, width: int, height: int,
-                color, background, cull: bool = True) -> np.ndarray:
+def render_mesh(vertices: np.ndarray, pixels: np.ndarray, faces: np.ndarray, width: int, height: int,
+                color, background, winding: float | None = None) -> np.ndarray:
     """Flat-shaded z-buffered render of a mesh: (V,3) camera-space vertices (OpenCV: +z
-    forward, +y down), (F,3) faces, camera [f, cx, cy] -> (height,width,3) uint8.
+    forward, +y down), their (V,2) pixels (mentor.body.Camera.project), (F,3) faces ->
+    (height,width,3) uint8.
 
-    Each triangle is sampled on a barycentric grid finer than a pixel and the nearest
-    sample wins per pixel (a point z-buffer; exact enough at test resolutions and fast in
-    numpy). Shading is Lambert on the face normal, lit from the camera. `cull` drops the
-    faces turned away from the camera (which side is outside comes from the sign of the
-    mesh's volume, so either winding works).
+    A point z-buffer, fast in numpy at test resolutions: faces smaller than a pixel are
+    drawn by their vertices and centroid, bigger ones by a barycentric grid finer than a
+    pixel; the nearest point wins each pixel. Faces turned away from the camera are
+    dropped (`winding`: +1 for faces wound counter-clockwise seen from outside, as
+    SMPL-X's, -1 for the other way; None works it out from the mesh's signed volume).
+    Shading is Lambert on the face normal, lit from the camera.
     """
-    f, cx, cy = (float(c) for c in camera)
     img = np.empty((height, width, 3), np.float32)
     img[:] = background
-    z = vertices[:, 2]
-    front = z > 1e-3
-    uv = np.empty((len(vertices), 2), np.float64)
-    uv[front] = vertices[front, :2] / z[front, None] * f + (cx, cy)
-    uv[~front] = np.nan
-    all_faces = faces
-    tri = uv[faces]  # (F,3,2)
-    ok = np.isfinite(tri).all(axis=(1, 2))
-    lo, hi = tri.min(1), tri.max(1)
-    ok &= (hi[:, 0] >= 0) & (lo[:, 0] < width) & (hi[:, 1] >= 0) & (lo[:, 1] < height)
-    faces, tri = faces[ok], tri[ok]
-    if not len(faces):
-        return img.astype(np.uint8)
+    if winding is None:
+        winding = mesh_winding(vertices, faces)
+    uv = np.asarray(pixels, np.float64)
     p = vertices[faces]  # (F,3,3)
     a, b = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
     normal = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
                        a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], 1)
     centre = p.sum(1)
-    facing = (normal * centre).sum(1)
-    if cull:
-        # keep faces turned to the camera: normal . centre < 0 for a mesh wound counter-
-        # clockwise seen from outside (positive signed volume, as SMPL-X), > 0 otherwise
-        outward = _winding(vertices, all_faces)
-        front = facing * outward < 0
-        faces, tri, p, normal, centre, facing = (x[front] for x in (faces, tri, p, normal, centre, facing))
-    cosine = np.abs(facing) / (np.sqrt((normal * normal).sum(1) * (centre * centre).sum(1)) + 1e-12)
-    shade = (0.35 + 0.65 * cosine)[:, None] * np.asarray(color, np.float32)[None]
+    facing = (normal * centre).sum(1) * winding
+    tri = uv[faces]  # (F,3,2)
+    lo, hi = tri.min(1), tri.max(1)
+    keep = ((facing < 0) & (p[..., 2] > 1e-3).all(1) & (hi[:, 0] >= 0) & (lo[:, 0] < width)
+            & (hi[:, 1] >= 0) & (lo[:, 1] < height))
+    if not keep.any():
+        return np.clip(np.round(img), 0, 255).astype(np.uint8)
+    faces, tri, p, normal, centre, facing = (x[keep] for x in (faces, tri, p, normal, centre, facing))
+    cosine = -facing / (np.sqrt((normal * normal).sum(1) * (centre * centre).sum(1)) + 1e-12)
+    shade = (0.35 + 0.65 * np.clip(cosine, 0, 1))[:, None] * np.asarray(color, np.float32)[None]
     depth = p[..., 2]  # (F,3)
-    edge = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(1)
-    steps = np.clip(np.ceil(edge).astype(int), 1, 64)  # samples closer than a pixel
-    pix, dep, col = [], [], []
-    for n in np.unique(steps):
+    edge = np.sqrt(((tri - tri[:, [1, 2, 0]]) ** 2).sum(2)).max(1)
+    steps = np.clip(np.ceil(edge).astype(int), 1, 64)  # grid points closer than a pixel
+    small = steps == 1
+    # small faces: each vertex once (the shade of one of its faces) and each centroid
+    owner = np.full(len(vertices), -1, np.int64)
+    owner[faces[small].ravel()] = np.repeat(np.flatnonzero(small), 3)
+    vid = np.flatnonzero(owner >= 0)
+    xs, ys, ds, cs = [uv[vid, 0]], [uv[vid, 1]], [vertices[vid, 2]], [owner[vid]]
+    xs.append(tri[small, :, 0].mean(1))
+    ys.append(tri[small, :, 1].mean(1))
+    ds.append(depth[small].mean(1))
+    cs.append(np.flatnonzero(small))
+    for n in np.unique(steps[~small]):
         sel = np.flatnonzero(steps == n)
         i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-        keep = i + j <= n
-        bary = np.stack([i[keep], j[keep], n - i[keep] - j[keep]], 1).astype(np.float64) / n  # (K,3)
+        grid = i + j <= n
+        bary = np.stack([i[grid], j[grid], n - i[grid] - j[grid]], 1).astype(np.float64) / n  # (K,3)
         t, d3 = tri[sel], depth[sel]
-        x = t[:, None, 0, 0] * bary[:, 0] + t[:, None, 1, 0] * bary[:, 1] + t[:, None, 2, 0] * bary[:, 2]
-        y = t[:, None, 0, 1] * bary[:, 0] + t[:, None, 1, 1] * bary[:, 1] + t[:, None, 2, 1] * bary[:, 2]
-        d = d3[:, None, 0] * bary[:, 0] + d3[:, None, 1] * bary[:, 1] + d3[:, None, 2] * bary[:, 2]
-        x, y = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        pix.append((y * width + x)[inside])
-        dep.append(d[inside])
-        col.append(np.broadcast_to(sel[:, None], x.shape)[inside])
-    pix, dep, col = np.concatenate(pix), np.concatenate(dep), np.concatenate(col)
-    # nearest sample per pixel: sort by pixel, then depth (depth scaled into [0, 0.5))
+        xs.append((t[:, None, :, 0] * bary).sum(2).ravel())
+        ys.append((t[:, None, :, 1] * bary).sum(2).ravel())
+        ds.append((d3[:, None, :] * bary).sum(2).ravel())
+        cs.append(np.repeat(sel, len(bary)))
+    x = np.floor(np.concatenate(xs)).astype(np.int64)
+    y = np.floor(np.concatenate(ys)).astype(np.int64)
+    dep, col = np.concatenate(ds), np.concatenate(cs)
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    pix, dep, col = (y * width + x)[inside], dep[inside], col[inside]
+    # nearest point per pixel: sort by pixel, then depth (depth scaled into [0, 0.5))
     span = float(dep.max() - dep.min()) or 1.0
-    order = np.argsort(pix + (dep - dep.min()) * (0.5 / span), kind="stable")
+    order = np.argsort(pix + (dep - dep.min()) * (0.5 / span))
     first = np.ones(len(order), bool)
     first[1:] = pix[order][1:] != pix[order][:-1]
     win = order[first]
@@ -220,7 +225,7 @@ def render_mesh(vertices: np.ndarray, faces: np.ndarray, camera: np.ndarray, wid
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def _winding(vertices: np.ndarray, faces: np.ndarray) -> float:
+def mesh_winding(vertices: np.ndarray, faces: np.ndarray) -> float:
     """+1 when the faces are wound counter-clockwise seen from outside (positive signed
     volume), else -1."""
     p = vertices[faces].astype(np.float64)
@@ -242,7 +247,7 @@ def _write_flac(path: Path, samples: np.ndarray) -> None:
 
 
 def _default_body_model():
-    from mentor.bodymodel import load_body_model
+    from mentor.body import load_body_model
 
     return load_body_model()
 
