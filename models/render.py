@@ -300,7 +300,7 @@ class ControlRenderer(torch.nn.Module):
 
     def forward(self, verts: torch.Tensor, focal, cx, cy, width: int, height: int,
                 ref_image: torch.Tensor | None = None, ref_verts: torch.Tensor | None = None,
-                ref_camera: tuple | None = None) -> Controls:
+                ref_camera: tuple | None = None, ref_frags: Fragments | None = None) -> Controls:
         """verts (B,V,3) camera space; ref_image (H',W',3) float [0,1] with ref_verts (V,3) and
         ref_camera (focal, cx, cy) at ref_image's size (default: the target camera scaled)."""
         frags = rasterize(verts, self.faces, focal, cx, cy, width, height)
@@ -316,7 +316,7 @@ class ControlRenderer(torch.nn.Module):
             rf, rcx, rcy = (torch.as_tensor(v, dtype=torch.float32, device=verts.device) for v in ref_camera)
             rf, rcx, rcy = (v.reshape(-1)[:1].squeeze() if v.ndim else v for v in (rf, rcx, rcy))
             warped, wmask = warp_reference(frags, verts, self.faces, ref_image.to(verts.device), ref_verts.to(verts.device),
-                                           rf, rcx, rcy)
+                                           rf, rcx, rcy, ref_frags=ref_frags)
         else:
             warped = torch.zeros(B, height, width, 3, device=verts.device)
             wmask = torch.zeros(B, height, width, dtype=torch.bool, device=verts.device)
