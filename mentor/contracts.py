@@ -32,6 +32,8 @@ from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
+from mentor.config import ConfigError
+
 Kind = Literal["score", "array", "annotation", "attribute", "file", "field"]
 KINDS: tuple[str, ...] = ("score", "array", "annotation", "attribute", "file", "field")
 Pool = Literal["curate", "annotate"]
@@ -39,8 +41,9 @@ Pool = Literal["curate", "annotate"]
 OWNED_KINDS = ("score", "array", "annotation")
 
 
-class GraphError(ValueError):
-    """A stage graph that cannot run: the message names the stage and the field."""
+class GraphError(ConfigError):
+    """A stage graph that cannot run (a config that switches a stage on without what it
+    reads, or a stage list that is wrong): the message names the stage and the field."""
 
 
 @dataclass(frozen=True)

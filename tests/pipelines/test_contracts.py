@@ -183,3 +183,17 @@ def test_a_toy_annotator_added_with_one_line_builds_a_store_with_its_field(tmp_p
         assert 0 < rec.scores["toy.mean_brightness"] < 255
         assert abs(float(b.data.mean()) - rec.scores["toy.mean_brightness"]) < 1e-2
     assert verify_store(tmp_path / "store") == []
+
+
+def test_validate_config_checks_the_graph(tmp_path, capsys):
+    from mentor.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"sources:\n  - {{name: a, kind: folder, path: {tmp_path}}}\nannotate:\n  landmarks: {{enabled: false}}\n")
+    assert main(["validate-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "stage 'smplx' reads array 'landmarks." in err and "(annotate.landmarks)" in err
+    good = tmp_path / "good.yaml"
+    good.write_text(bad.read_text() + "  smplx: {enabled: false}\n")
+    assert main(["validate-config", str(good)]) == 0
+    assert "stages: filter, encode, sync" in capsys.readouterr().out
