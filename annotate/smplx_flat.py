@@ -382,9 +382,11 @@ class FlatSMPLX(nn.Module):
 
         Analytic: a small rotation of chain joint k about world axis w moves every point it
         carries by w x (point - joint_k), and the model is linear in shape and expression
-        for fixed rotations. Pose correctives are left out of the Jacobian (they are small
-        and smooth; the residuals themselves include them), so this is Gauss-Newton with a
-        slightly inexact Jacobian; columns of betas are zero unless with_betas.
+        for fixed rotations. Pose correctives enter through each static point's blended
+        rotation (joints, vertices and static landmarks); the contour points leave them out
+        (their triangles change with the frame's row; the residuals themselves include them),
+        so there this is Gauss-Newton with a slightly inexact Jacobian. Columns of betas are
+        zero unless with_betas. tests/annotate/test_smplx_flat.py compares it with autograd.
         """
         N, D = x.shape
         q = self._pose(x, rows)

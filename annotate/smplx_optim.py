@@ -23,7 +23,13 @@ def damped_solve(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.T
     if bool(bad.any()):  # not positive definite (rare): make those frames a gradient step
         eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
         A = torch.where(bad[:, None, None], A + eye * (d.abs().amax(-1) + 1.0)[:, None, None], A)
-        L = torch.linalg.cholesky(A)
+        L, info = torch.linalg.cholesky_ex(A)
+        still = info > 0
+        if bool(still.any()):  # far from positive (an indefinite H): a shift past Gershgorin's bound is enough
+            off_diagonal = A.abs().sum(-1) - A.diagonal(dim1=-2, dim2=-1).abs()
+            shift = (off_diagonal - A.diagonal(dim1=-2, dim2=-1)).amax(-1).clamp(min=0) + 1.0
+            A = torch.where(still[:, None, None], A + eye * shift[:, None, None], A)
+            L = torch.linalg.cholesky(A)
     return -torch.cholesky_solve(g[..., None], L)[..., 0]
 
 

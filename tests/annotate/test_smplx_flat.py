@@ -1,0 +1,90 @@
+"""FlatSMPLX, the fitter's evaluator: its forward against the smplx library's, and its
+analytic Jacobian against torch.autograd.functional.jacobian on a few frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from annotate.correspondences import all_targets
+from annotate.smplx_flat import FlatSMPLX
+from annotate.smplx_objective import rest_x
+from annotate.smplx_sparse import SparseSMPLX
+from mentor.body import Camera, SmplxParams, load_body_model
+
+FRAMES = 3
+POINTS = [t.point for t in all_targets()]
+KINDS = np.array([p.kind for p in POINTS])
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body_model()
+
+
+def flat_model(body, correctives: bool = True) -> FlatSMPLX:
+    sparse = SparseSMPLX(body, POINTS)
+    if not correctives:
+        sparse.posedirs = torch.zeros_like(sparse.posedirs)  # a new buffer: the body model keeps its own
+    sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0]))  # rows index the whole contour table
+    return FlatSMPLX(sparse, np.ones(len(POINTS), bool))
+
+
+def random_x(flat: FlatSMPLX, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = rest_x(flat, FRAMES, "cpu") + 0.2 * torch.randn(FRAMES, flat.dim, generator=g)
+    x[:, flat.layout["transl"]] = torch.tensor([0.0, 0.3, 2.0]) + 0.05 * torch.randn(FRAMES, 3, generator=g)
+    return x
+
+
+def params_of(flat: FlatSMPLX, x: torch.Tensor) -> SmplxParams:
+    """The SMPL-X parameters a flat vector holds (every body joint is free when every point is observed)."""
+    layout = flat.layout
+    assert flat.body_free == list(range(1, 22))
+    return SmplxParams.from_dict({"transl": x[:, layout["transl"]], "global_orient": x[:, layout["global_orient"]],
+                                  "body_pose": x[:, layout["body"]], "jaw_pose": x[:, layout["jaw_pose"]],
+                                  "leye_pose": x[:, layout["leye_pose"]], "reye_pose": x[:, layout["reye_pose"]],
+                                  "left_hand_pose": x[:, layout["left_hand_pose"]],
+                                  "right_hand_pose": x[:, layout["right_hand_pose"]],
+                                  "expression": x[:, layout["expression"]], "betas": x[:, layout["betas"]]})
+
+
+def test_flat_forward_matches_smplx(body):
+    flat = flat_model(body)
+    x = random_x(flat)
+    params = params_of(flat, x)
+    sparse = SparseSMPLX(body, POINTS)
+    rows = sparse.contour_rows(params)  # each frame's contour row from its neck yaw, as smplx picks it
+    assert len(set(rows.tolist())) > 1  # frames look different ways: rows differ
+    with torch.no_grad():
+        mine = flat(x, rows)
+        ref = body.model(**params.as_dict()).joints  # the library's own forward
+    assert torch.allclose(mine, ref[:, [p.output_index for p in POINTS]], atol=1e-5)
+
+
+def jacobians(flat: FlatSMPLX, x: torch.Tensor):
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])  # yaw 0, 5 and -6 degrees
+    uv, analytic = flat.projected_jacobian(x, rows, camera, with_betas=True)  # (N,P,2,D)
+    full = torch.autograd.functional.jacobian(lambda v: camera.project(flat(v, rows)), x,
+                                                  vectorize=True)  # (N,P,2,N,D)
+    autograd = torch.stack([full[n, :, :, n] for n in range(x.shape[0])])
+    assert torch.allclose(uv, camera.project(flat(x, rows)))
+    assert full.abs().sum() == autograd.abs().sum()  # a frame's points depend on its own parameters only
+    scale = autograd.abs().amax(dim=(0, 1, 2), keepdim=True).clamp(min=1e-6)  # per column
+    return ((analytic - autograd).abs() / scale).amax(dim=(0, 2, 3))  # (P,) worst relative error per point
+
+
+def test_analytic_jacobian_matches_autograd(body):
+    flat = flat_model(body, correctives=False)
+    error = jacobians(flat, random_x(flat))
+    assert float(error.max()) < 1e-4, f"worst point {int(error.argmax())}: {float(error.max()):.2e}"
+
+
+def test_analytic_jacobian_with_pose_correctives(body):
+    """With the pose correctives: exact on joints, vertices; the static landmarks' triangles
+    are close; the contour points leave the correctives out by design (smplx_flat's docstring)."""
+    flat = flat_model(body)
+    error = jacobians(flat, random_x(flat, seed=1))
+    for kind, bound in (("joint", 1e-4), ("vertex", 1e-4), ("landmark", 0.03), ("contour", 0.5)):
+        worst = float(error[torch.as_tensor(KINDS == kind)].max())
+        assert worst < bound, f"{kind}: relative Jacobian error {worst:.2e} >= {bound}"
