@@ -24,13 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mentor.body.constants import (NUM_CONTOUR_LANDMARKS, NUM_CONTOUR_ROWS, NUM_FACE_LANDMARKS, NUM_JOINTS,
-                                   NUM_STATIC_LANDMARKS, VERTEX_IDS, KEYPOINT_NAMES)
+from mentor.body.constants import (KEYPOINT_NAMES, NUM_CONTOUR_LANDMARKS, NUM_CONTOUR_ROWS, NUM_FACE_LANDMARKS,
+                                   NUM_JOINTS, NUM_STATIC_LANDMARKS, VERTEX_IDS)
 from mentor.body.params import SmplxParams
+from mentor.body.points import ModelPoint
 
 log = logging.getLogger(__name__)
 
 MIN_VERTICES = max(VERTEX_IDS.values()) + 1  # smplx reads these keypoint vertices by index
+KEYPOINT_VERTICES = frozenset(VERTEX_IDS.values())
 
 
 class BodyModelError(ValueError):
@@ -137,6 +139,18 @@ class BodyOutput:
     joints: torch.Tensor
     landmarks: torch.Tensor
     keypoints: torch.Tensor
+
+    def points(self, points: list[ModelPoint]) -> torch.Tensor:
+        """(T,P,3) the given model points (joints, keypoint vertices, landmarks; any other
+        vertex is read from `vertices`)."""
+        smplx_order = torch.cat([self.joints, self.keypoints, self.landmarks], 1)
+        cols = []
+        for p in points:
+            if p.kind == "vertex" and p.index not in KEYPOINT_VERTICES:
+                cols.append(self.vertices[:, p.index])
+            else:
+                cols.append(smplx_order[:, p.output_index])
+        return torch.stack(cols, 1)
 
 
 class BodyModel(nn.Module):

@@ -46,6 +46,12 @@ def test_forward_matches_smplx(body):
     # keypoints are the vertices smplx names, in KEYPOINT_NAMES order
     ids = [VERTEX_IDS[n] for n in KEYPOINT_NAMES]
     assert torch.allclose(out.keypoints, out.vertices[:, ids], atol=1e-6)
+    # typed model points read the same places as smplx's output order
+    points = [ModelPoint.joint(16), ModelPoint.vertex("lthumb"), ModelPoint.landmark(3), ModelPoint.contour(8),
+              ModelPoint.vertex(100)]
+    picked = out.points(points)
+    assert torch.allclose(picked[:, :4], ref.joints[:, [p.output_index for p in points[:4]]], atol=1e-6)
+    assert torch.allclose(picked[:, 4], out.vertices[:, 100])
 
 
 def test_vertex_ids_are_smplx_own():
