@@ -5,15 +5,33 @@ Two backends with one output:
 - pyannote.audio 4, its pipeline loaded from a local folder (`pyannote_dir`: config.yaml
   plus the checkpoints it names, e.g. speaker-diarization-community-1 as downloaded) with
   pyannote's own `Pipeline.from_pretrained(folder)`;
-- otherwise Resemblyzer (weights ship in its wheel): one speaker embedding per window of
-  `window_seconds` over the VAD segments, agglomerative clustering (average linkage,
-  cosine distance cut at `cluster_threshold`, so one speaker is a possible answer).
+- otherwise Resemblyzer (weights ship in its wheel) plus the voice's spectral envelope.
+  The units are the speech segments (VAD, pauses under 0.2 s joined, long ones cut into
+  pieces of at most `unit_seconds`): speakers change at pauses far more often than inside
+  them. Each unit gets two descriptions: its Resemblyzer embedding (the mean of its
+  `window_seconds` partials) and a Gaussian of its MFCCs (the classic BIC-diarization
+  model of a voice, content averaged out over a second or more). Two units differ by
+  max(cosine distance / `cluster_threshold`, symmetric KL / `mfcc_threshold`); average
+  linkage cut at 1 (so one speaker is a possible answer). Resemblyzer alone missed
+  espeak's en vs en+m7 (cosine 0.21, under its 0.3 cut); the MFCC Gaussians part them
+  (KL 20-80 between the voices, 3-25 between sentences of one voice).
 
 annotations["diarization"] = {"backend": "pyannote" | "resemblyzer",
-                              "turns": [[start_s, end_s, "SPEAKER_00"], ...]}
+                              "turns": [[start_s, end_s, "SPEAKER_00"], ...],
+                              "verdict": "one speaker" | "N speakers" | "cannot tell",
+                              "why": reason, only with "cannot tell"}
 Speakers are renamed by talk time (SPEAKER_00 talks most). Scores:
 `diarization.num_speakers`, `diarization.dominant_share` (dominant speaker's talk time /
-all talk time). A clip whose dominant share is below `min_dominant_share` is rejected.
+all talk time), and with Resemblyzer `diarization.confidence` in [0, 1]: how far the
+clustering's nearest decision lies from its cut (0 = on the cut, or too little speech
+to compare two units). Below `min_confidence` the verdict is "cannot tell" rather than a
+speaker count given with full confidence (the clip is not rejected for that: its
+scores say it). A clip whose dominant share is below `min_dominant_share` is rejected.
+
+What it cannot do: voices that differ less than two sentences of one voice do (espeak's
+en vs en+m3: formants 3-5 % apart, same pitch; cosine 0.05-0.24 and KL 3-28 between
+them, inside one voice's own spread) come out as one speaker, and the confidence does
+not warn of it. A pyannote pipeline (`pyannote_dir`) is the better model when one is at hand.
 """
 
 from __future__ import annotations
@@ -39,7 +57,8 @@ Turn = tuple[float, float, str]
 class Diarizer:
     name = "diarization"
     reads = (file(AUDIO), annotation(VoiceActivity.name, optional=True))  # without VAD it runs its own
-    writes = (annotation("diarization"), score("diarization.num_speakers"), score("diarization.dominant_share"))
+    writes = (annotation("diarization"), score("diarization.num_speakers"), score("diarization.dominant_share"),
+              score("diarization.confidence"))
 
     @classmethod
     def from_config(cls, cfg: Config, work: Path) -> "Diarizer":
@@ -68,9 +87,10 @@ class Diarizer:
         audio = clip_audio(record, self.name)
         if audio is None:
             return record
+        confidence = None
         try:
             if isinstance(self.backend, ResemblyzerBackend):
-                turns = self.backend.turns(audio, self._speech(record, audio))
+                turns, confidence = self.backend.diarize(audio, self._speech(record, audio))
             else:
                 turns = self.backend.turns(audio)
         except (RuntimeError, ValueError) as e:  # a model that chokes on this clip's audio
@@ -79,17 +99,24 @@ class Diarizer:
         turns, talk = rename_by_talk_time(turns)
         total = sum(talk.values())
         share = max(talk.values()) / total if total > 0 else 0.0
-        record.annotations[self.name] = {
-            "backend": self.backend.name,
-            "turns": [[round(s, 3), round(e, 3), spk] for s, e, spk in turns],
-        }
+        ann: dict = {"backend": self.backend.name, "turns": [[round(s, 3), round(e, 3), spk] for s, e, spk in turns]}
+        ann["verdict"] = "one speaker" if len(talk) == 1 else f"{len(talk)} speakers"
+        if confidence is not None:
+            record.set_score("diarization.confidence", round(confidence, 4))
+            if talk and confidence < self.cfg.min_confidence:
+                ann["verdict"] = "cannot tell"
+                ann["why"] = (f"one stretch of speech ({total:.1f} s): nothing to compare it with"
+                              if len(turns) == 1 and confidence == 0 else
+                              f"{len(talk)} speaker(s) found, but the nearest decision is close to the cut "
+                              f"(confidence {confidence:.2f} < {self.cfg.min_confidence})")
+        record.annotations[self.name] = ann
         record.set_score("diarization.num_speakers", len(talk))
         record.set_score("diarization.dominant_share", round(share, 4))
         record.mark(self.name)
         if not talk:
-            record.reject(self.name, "no speech found")
+            record.reject(self.name, "no_speech: no speech found")
         elif share < self.cfg.min_dominant_share:
-            record.reject(self.name, f"dominant speaker {share:.0%} < {self.cfg.min_dominant_share:.0%}")
+            record.reject(self.name, f"dominant_speaker: dominant speaker {share:.0%} < {self.cfg.min_dominant_share:.0%}")
         return record
 
 
@@ -168,40 +195,119 @@ class ResemblyzerBackend:
         with torch.inference_mode():
             return np.concatenate([self.encoder(b).cpu().numpy() for b in batch.split(64)])
 
-    def windows(self, speech: list[tuple[float, float]], duration: float) -> list[tuple[float, float, float, float]]:
-        """(window_start, window_end, span_start, span_end): windows of `window_seconds`
-        every `hop_seconds` inside each speech segment; a segment shorter than a window
-        gets one window centred on it. Span = the part of the speech the window labels."""
-        win, hop = self.cfg.window_seconds, self.cfg.hop_seconds
+    def units(self, speech: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Speech segments (pauses under 0.2 s joined), long ones cut into equal pieces of
+        at most `unit_seconds`: the stretches that get one speaker label each."""
         out = []
         for s, e in merge_segments(speech, gap=0.2):
-            if e - s <= win:
-                c = (s + e) / 2
-                ws = min(max(0.0, c - win / 2), max(0.0, duration - win))
-                out.append((ws, ws + win, s, e))
-                continue
-            starts = [float(x) for x in np.arange(s, e - win + 1e-6, hop)]
-            if e - win - starts[-1] > hop / 2:
-                starts.append(e - win)
-            centres = [x + win / 2 for x in starts]
-            bounds = [s] + [(a + b) / 2 for a, b in zip(centres[:-1], centres[1:])] + [e]
-            out += [(x, x + win, bounds[i], bounds[i + 1]) for i, x in enumerate(starts)]
+            n = max(1, int(np.ceil((e - s) / self.cfg.unit_seconds - 1e-9)))
+            step = (e - s) / n
+            out += [(s + i * step, s + (i + 1) * step) for i in range(n)]
         return out
 
-    def turns(self, audio: np.ndarray, speech: list[tuple[float, float]]) -> list[Turn]:
-        wins = self.windows(speech, len(audio) / SAMPLE_RATE)
-        if not wins:
-            return []
-        emb = self.embed_windows(audio, [(w[0], w[1]) for w in wins])
-        spans = np.array([w[3] - w[2] for w in wins])
-        labels = cluster_speakers(emb, spans, self.cfg.cluster_threshold, self.cfg.min_speaker_seconds)
+    def unit_embeddings(self, audio: np.ndarray, units: list[tuple[float, float]]) -> np.ndarray:
+        """One L2-normalised Resemblyzer embedding per unit: the mean of its partials
+        (`window_seconds` every `hop_seconds`; a short unit gets one centred window)."""
+        win, hop, duration = self.cfg.window_seconds, self.cfg.hop_seconds, len(audio) / SAMPLE_RATE
+        windows, owner = [], []
+        for k, (s, e) in enumerate(units):
+            if e - s <= win:
+                starts = [min(max(0.0, (s + e - win) / 2), max(0.0, duration - win))]
+            else:
+                starts = [float(x) for x in np.arange(s, e - win + 1e-6, hop)]
+                if e - win - starts[-1] > hop / 2:
+                    starts.append(e - win)
+            windows += [(x, x + win) for x in starts]
+            owner += [k] * len(starts)
+        emb = self.embed_windows(audio, windows)
+        owner_arr = np.array(owner)
+        out = np.stack([emb[owner_arr == k].mean(0) for k in range(len(units))])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def diarize(self, audio: np.ndarray, speech: list[tuple[float, float]]) -> tuple[list[Turn], float]:
+        """(turns, confidence) of 16 kHz `audio` whose speech is `speech` (VAD spans)."""
+        units = self.units(speech)
+        if not units:
+            return [], 0.0
+        dist = unit_distances(self.unit_embeddings(audio, units), mfcc_gaussians(audio, units),
+                              np.array([e - s for s, e in units]), self.cfg)
+        labels, confidence = cluster_units(dist, np.array([e - s for s, e in units]), self.cfg.min_speaker_seconds)
         turns: list[list] = []
-        for (_, _, s, e), lab in zip(wins, labels):
+        for (s, e), lab in zip(units, labels):
             if turns and turns[-1][2] == lab and s - turns[-1][1] < 0.25:
                 turns[-1][1] = e
             else:
                 turns.append([s, e, lab])
-        return [(float(s), float(e), f"S{lab}") for s, e, lab in turns]
+        return [(float(s), float(e), f"S{lab}") for s, e, lab in turns], confidence
+
+
+MIN_MFCC_SECONDS = 1.5  # shorter units' MFCC Gaussians are too noisy to compare: embedding only
+
+
+def mfcc_gaussians(audio: np.ndarray, units: list[tuple[float, float]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(mean, covariance) of MFCCs 1-12 over the louder 70 % of each unit's 10 ms frames
+    (c0, the loudness, left out; covariance shrunk 1 % towards its mean variance)."""
+    from annotate.syncnet import mfcc
+
+    cep = mfcc(audio)
+    loud = cep[:, 0] > np.percentile(cep[:, 0], 30)
+    out = []
+    for s, e in units:
+        idx = np.arange(int(s * 100), min(int(np.ceil(e * 100)), len(cep)))
+        x = cep[idx[loud[idx]] if loud[idx].sum() > 13 else idx, 1:]
+        if len(x) < 2:
+            x = cep[max(0, len(cep) - 2):, 1:]
+        cov = np.cov(x.T) + 1e-6 * np.eye(x.shape[1])
+        cov += 0.01 * np.trace(cov) / len(cov) * np.eye(len(cov))
+        out.append((x.mean(0), cov))
+    return out
+
+
+def gaussian_kl(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Symmetric Kullback-Leibler divergence of two Gaussians (mean, covariance)."""
+    (ma, sa), (mb, sb) = a, b
+    ia, ib = np.linalg.inv(sa), np.linalg.inv(sb)
+    dm = ma - mb
+    return float(0.5 * (np.trace(ia @ sb) + np.trace(ib @ sa) - 2 * len(ma) + dm @ (ia + ib) @ dm))
+
+
+def unit_distances(emb: np.ndarray, gaussians: list, seconds: np.ndarray, cfg: DiarizationConfig) -> np.ndarray:
+    """N x N: max(cosine distance / cluster_threshold, KL / mfcc_threshold), 1 = the cut.
+    The KL term only between units of at least MIN_MFCC_SECONDS each."""
+    dist = np.clip(1.0 - emb @ emb.T, 0.0, 2.0) / cfg.cluster_threshold
+    for i in range(len(emb)):
+        for j in range(i + 1, len(emb)):
+            if min(seconds[i], seconds[j]) >= MIN_MFCC_SECONDS:
+                kl = gaussian_kl(gaussians[i], gaussians[j]) / cfg.mfcc_threshold
+                dist[i, j] = dist[j, i] = max(dist[i, j], kl)
+    np.fill_diagonal(dist, 0.0)
+    return dist
+
+
+def cluster_units(dist: np.ndarray, seconds: np.ndarray, min_seconds: float) -> tuple[np.ndarray, float]:
+    """(speaker label per unit, confidence) from an N x N distance whose cut is 1.
+
+    Average-linkage clustering cut at 1; clusters with less than `min_seconds` of speech
+    join the cluster nearest on average (a stray short unit should not invent a
+    speaker). Confidence = how far the merges nearest the cut lie from it, over 0.5,
+    clipped to [0, 1]; 0 with a single unit (nothing to compare).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    if len(dist) == 1:
+        return np.zeros(1, dtype=int), 0.0
+    tree = linkage(squareform(dist, checks=False), method="average")
+    labels = fcluster(tree, t=1.0, criterion="distance") - 1
+    heights = tree[:, 2]
+    confidence = float(np.clip(np.min(np.abs(heights - 1.0)) / 0.5, 0.0, 1.0))
+    talk = np.bincount(labels, weights=seconds)
+    big = [k for k in range(len(talk)) if talk[k] >= min_seconds] or [int(np.argmax(talk))]
+    for k in set(labels.tolist()) - set(big):
+        rows = labels == k
+        labels[rows] = big[int(np.argmin([dist[np.ix_(rows, labels == b)].mean() for b in big]))]
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels, confidence
 
 
 def cluster_speakers(emb: np.ndarray, seconds: np.ndarray, threshold: float, min_seconds: float) -> np.ndarray:

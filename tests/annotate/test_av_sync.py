@@ -53,7 +53,7 @@ def test_someone_elses_audio_has_low_confidence_and_is_rejected(sync, talking_cl
     synced = sync(make_record(audio=clip_audio_of(talking_clip), video=talking_clip, fps=FPS))
     dubbed = sync(make_record(audio=clip_audio_of(other), video=talking_clip, fps=FPS))
     assert dubbed.scores["sync.confidence"] < sync.cfg.min_confidence < synced.scores["sync.confidence"]
-    assert dubbed.rejected.startswith("sync: speaker not visible or dubbed (confidence ")
+    assert dubbed.rejected.startswith("sync: not_visible: speaker not visible or dubbed (confidence ")
 
 
 def _landmarks_with_mouth(gap: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_no_face_in_the_landmarks_rejects(sync, speech_wav, make_record):
     rec = make_record(audio=speech_wav, fps=FPS)
     rec.add_array("landmarks.face", np.full((75, 478, 3), np.nan, np.float32), fps=FPS)
     rec = sync(rec)
-    assert rec.rejected == "sync: speaker not visible or dubbed (lips found in 0% of frames)"
+    assert rec.rejected == "sync: not_visible: speaker not visible or dubbed (lips found in 0% of frames)"
 
 
 def test_syncnet_weights_load_and_give_lse(tiny_syncnet_checkpoint, speech_wav, make_record, monkeypatch):
@@ -177,7 +177,7 @@ def test_offset_beyond_the_limit_is_its_own_reason(talking_face, tmp_path, make_
     rec = sync(_record_with(make_record, _shifted_speech(tmp_path, 12), talking_face))
     assert rec.scores["sync.offset_frames"] == 12
     assert rec.scores["sync.confidence"] >= sync.cfg.min_confidence  # the speaker is visible
-    assert rec.rejected == "sync: audio offset 12 frames > 10"
+    assert rec.rejected == "sync: audio_offset: audio offset 12 frames > 10"
     assert "shift_seconds" not in rec.annotations["sync"]
 
 
