@@ -100,7 +100,7 @@ class AvSync:
             record.annotations[self.name] = {"method": "lip-gap/envelope correlation"}
             record.mark(self.name)
             why = f"lips found in {seen:.0%} of frames" if seen < self.cfg.min_face_fraction else "mouth or voice never moves"
-            record.reject(self.name, f"not_visible: speaker not visible or dubbed ({why})")
+            record.reject(self.name, "not_visible", f"speaker not visible or dubbed ({why})")
             return record
         best = int(np.nanargmax(corr))
         offset, peak = int(lags[best]), float(corr[best])
@@ -116,9 +116,11 @@ class AvSync:
         self._lse(record, landmarks, audio, ann)
         record.mark(self.name)
         if confidence < self.cfg.min_confidence:
-            record.reject(self.name, f"not_visible: speaker not visible or dubbed (confidence {confidence:.2f})")
+            record.reject(self.name, "not_visible", f"speaker not visible or dubbed (confidence {confidence:.2f})",
+                          value=confidence, threshold=self.cfg.min_confidence)
         elif abs(offset) > self.cfg.max_shift_frames:
-            record.reject(self.name, f"audio_offset: audio offset {offset} frames > {self.cfg.max_shift_frames}")
+            record.reject(self.name, "audio_offset", f"audio offset {offset} frames > {self.cfg.max_shift_frames}",
+                          value=abs(offset), threshold=self.cfg.max_shift_frames)
         return record
 
     # -- inputs -------------------------------------------------------------------------

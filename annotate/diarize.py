@@ -114,9 +114,10 @@ class Diarizer:
         record.set_score("diarization.dominant_share", round(share, 4))
         record.mark(self.name)
         if not talk:
-            record.reject(self.name, "no_speech: no speech found")
+            record.reject(self.name, "no_speech", "no speech found")
         elif share < self.cfg.min_dominant_share:
-            record.reject(self.name, f"dominant_speaker: dominant speaker {share:.0%} < {self.cfg.min_dominant_share:.0%}")
+            record.reject(self.name, "dominant_speaker", f"dominant speaker {share:.0%} < {self.cfg.min_dominant_share:.0%}",
+                          value=share, threshold=self.cfg.min_dominant_share)
         return record
 
 

@@ -91,13 +91,13 @@ class PersonFilter:
         src = record.files.get("source")
         if not src:
             record.fail(self.name, "no source file on the record (files['source'] is missing)")
-            record.reject(self.name, "unreadable: no source file")
+            record.reject(self.name, "unreadable", "no source file")
             return record
         try:
             self._measure(record, src)
         except MediaError as e:
             record.fail(self.name, str(e))
-            record.reject(self.name, f"unreadable: {e}")
+            record.reject(self.name, "unreadable", str(e))
         return record
 
     def process_batch(self, records: list[ClipRecord]) -> list[ClipRecord]:
@@ -162,7 +162,7 @@ class PersonFilter:
         record.annotations[self.name] = {"failed": failed, "tracks": len(tracks),
                                          "source_size": [width, height], "sample_fps": cfg.sample_fps}
         if failed:
-            record.reject(self.name, failed[0])
+            record.reject(self.name, *failed[0].split(": ", 1))  # "code: detail"
         record.mark(self.name, "done")
 
     def _faces(self, frame: np.ndarray, sx: float, sy: float) -> list[Box]:

@@ -61,7 +61,8 @@ class VoiceActivity:
         record.set_score("vad.speech_seconds", round(speech, 3))
         record.mark(self.name)
         if fraction < self.cfg.min_speech_fraction:
-            record.reject(self.name, f"speech in {fraction:.0%} of the clip < {self.cfg.min_speech_fraction:.0%}")
+            record.reject(self.name, "low_speech", f"speech in {fraction:.0%} of the clip < {self.cfg.min_speech_fraction:.0%}",
+                          value=fraction, threshold=self.cfg.min_speech_fraction)
         return record
 
 
