@@ -24,7 +24,8 @@ def test_silence_has_no_speech_and_is_rejected(vad, silence_wav, make_record):
     rec = vad(make_record(audio=silence_wav))
     assert rec.annotations["vad"]["segments"] == []
     assert rec.scores["vad.speech_fraction"] == 0
-    assert rec.rejected == "vad: speech in 0% of the clip < 30%"
+    assert rec.rejected == "vad: low_speech: speech in 0% of the clip < 30%"
+    assert (rec.rejection.code, rec.rejection.value, rec.rejection.threshold) == ("low_speech", 0.0, 0.3)
 
 
 def test_unreadable_audio_fails_the_clip_not_the_call(vad, tmp_path, make_record):
