@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mentor.store.layout import TABLES, commit_path, index_problems, part_of, sha256_file, shard_path, table_path
+from mentor.rejections import group_rejections
 from mentor.store.reader import Store
 
 
@@ -150,7 +151,7 @@ def store_info(root: str | Path) -> dict:
     """What a store holds: clips, hours, identities, shards, rejections by reason."""
     store = Store(root)
     clips, rejected, sources = store.clips(), store.rejected(), store.sources()
-    reasons = rejected["rejected"].str.split(":").str[:2].str.join(":").str.strip() if len(rejected) else pd.Series([], dtype=str)
+    groups = group_rejections(rejected)  # one row per (stage, code), as the build summary and the audit
     shards = sorted(store.root.glob("shards/*.tar"))
     return {
         "store": str(store.root),
@@ -161,7 +162,8 @@ def store_info(root: str | Path) -> dict:
         "bytes": int(sum(p.stat().st_size for p in shards)),
         "splits": clips["split"].fillna("unassigned").value_counts().to_dict() if len(clips) else {},
         "rejected": int(len(rejected)),
-        "rejected_by_reason": reasons.value_counts().to_dict(),
+        "rejected_by_reason": {r: int(n) for r, n in zip(groups["reason"], groups["clips"])},
+        "rejections": json.loads(groups.to_json(orient="records")),  # with measured value ranges
         "sources_ok": int((sources["status"] == "ok").sum()) if len(sources) else 0,
         "sources_failed": int((sources["status"] == "failed").sum()) if len(sources) else 0,
         "failed_sources": (sources[sources["status"] == "failed"][["uri", "error"]].to_dict("records") if len(sources) else []),
