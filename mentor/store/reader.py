@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mentor.record import ClipRecord
+from mentor.record import ClipRecord, SchemaVersionError, check_version
+from mentor.rejections import rejection_columns
 from mentor.store import decode
 from mentor.store.layout import StoreError, committed_parts, index_problems, require_store, table_path, write_atomic
 
@@ -28,6 +29,10 @@ class Store:
         self.root = Path(root)
         require_store(self.root)
         self.meta = json.loads((self.root / "store.json").read_text())
+        try:  # older stores are read as they are (records migrate on read); newer ones refused
+            check_version(self.meta.get("schema_version", "1.0"), f"store {self.root}")
+        except SchemaVersionError as e:
+            raise StoreError(str(e)) from None
 
     def parts(self) -> dict[int, dict]:
         return committed_parts(self.root)
@@ -49,7 +54,9 @@ class Store:
                 frames.append(df)
         if not frames:
             return pd.DataFrame(columns=["clip_id", "source_id", "duration", "identity", "split", "part"])
-        return pd.concat(frames, ignore_index=True, sort=False)
+        df = pd.concat(frames, ignore_index=True, sort=False)
+        # parts written before rejection codes (schema 1.0) get reject_stage/reject_code from their text
+        return rejection_columns(df) if table == "rejected" else df
 
     def clips(self, where: str | None = None) -> pd.DataFrame:
         """Kept clips, one row each. `where` is a pandas query over the index columns, e.g.
