@@ -69,3 +69,39 @@ def test_weight_paths_resolve_against_the_config_folder(tmp_path):
     assert r.annotate.smplx.model_dir == "/abs/smplx"
     assert r.annotate.asr.whisper_model == "small"  # a model name, not a path
     assert cfg.annotate.diarization.pyannote_dir == "models/pya"  # the original is untouched
+
+
+@pytest.mark.parametrize("text, line, key, hint", [
+    (GOOD + "video: {preset: bogus}\n", 5, "video.preset", "'veryfast'"),
+    (GOOD + "annotate:\n  asr: {device: gpu}\n", 6, "annotate.asr.device", "auto, cpu, cuda, cuda:N"),
+    (GOOD + "video: {size: 511}\n", 5, "video.size", "multiple of 2"),
+    ("sources: []\n", 1, "sources", "at least 1"),
+    (GOOD + "  - {name: a, kind: urls, items: [x]}\n", 1, "sources", "'a' is used by items 0 and 1"),
+    (GOOD + "video: !custom {fps: 3}\n", 5, "video", "YAML tag !custom is not allowed"),
+    (GOOD + "x: " + "[" * 100 + "]" * 100 + "\n", 5, "x.0.0", "nested more than 64 levels"),
+])
+def test_values_a_later_stage_needs_are_checked(text, line, key, hint):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "my.yaml")
+    msg = str(e.value)
+    assert f"my.yaml:{line}: {key}" in msg and hint in msg, msg
+
+
+def test_alias_bomb_is_refused_at_once_and_anchors_still_work():
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="aliases are expanded"):
+        parse_config(bomb + GOOD, "my.yaml")
+    assert time.monotonic() - t0 < 5
+    cfg = parse_config("sources:\n  - &s {name: a, kind: urls, items: [u]}\n  - {<<: *s, name: b}\n")
+    assert [s.name for s in cfg.sources] == ["a", "b"] and cfg.sources[1].items == ["u"]
+
+
+def test_non_utf8_names_file_and_line(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(GOOD.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=rf"{p}:5: byte 0xe9 at column 6 is not UTF-8"):
+        load_config(p)

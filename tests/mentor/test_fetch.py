@@ -104,6 +104,10 @@ class _Server:
         h.wfile.write(self.body)
         h.close_connection = True
 
+    def r_list_m3u8(self, h):  # an HLS playlist whose segment is a local file
+        self.send(h, b"#EXTM3U\n#EXTINF:1.0,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n",
+                  ctype="application/vnd.apple.mpegurl")
+
     def r_video_html(self, h):  # a page with an HTML5 <video>, for yt-dlp's generic extractor
         self.send(h, b'<html><head><title>talk</title></head><body><video src="/good.mp4"></video></body></html>',
                   ctype="text/html")
@@ -265,3 +269,30 @@ sources:
     bad = parse_config("sources: [{name: x, kind: folder, path: nowhere}]", base_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="nowhere does not exist"):
         discover_sources(bad)
+
+
+def test_playlists_bad_urls_and_local_roots(server, tmp_path, mp4_bytes):
+    with pytest.raises(FetchError, match="playlist or manifest"):
+        fetch(server.url + "/list.m3u8", tmp_path, CFG)
+    for bad in ("http://[::1:bad/x.mp4", "http://127.0.0.1:70000/x.mp4"):
+        with pytest.raises(FetchError, match="not a valid URL"):
+            fetch(bad, tmp_path, CFG)
+    inside = tmp_path / "media" / "a.mp4"
+    inside.parent.mkdir()
+    inside.write_bytes(mp4_bytes)
+    assert fetch(inside.as_uri(), tmp_path / "c", CFG, local_roots=[inside.parent]) == inside
+    link = inside.parent / "link.mp4"
+    link.symlink_to("/etc/hostname")  # a way out of the root through a link
+    for uri in ("/etc/hostname", link.as_uri(), str(inside.parent / ".." / ".." / "x.mp4")):
+        with pytest.raises(FetchError, match="outside the folders"):
+            fetch(uri, tmp_path / "c", CFG, local_roots=[inside.parent])
+
+
+def test_fetch_source_resolves_bare_urls_items_against_the_config(tmp_path, mp4_bytes, monkeypatch):
+    (tmp_path / "clip.mp4").write_bytes(mp4_bytes)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = parse_config("sources: [{name: u, kind: urls, items: [clip.mp4]}]", base_dir=str(tmp_path))
+    src = discover_sources(cfg)[0]
+    assert fetch_source(src, cfg).path == str(tmp_path / "clip.mp4")

@@ -247,3 +247,43 @@ def test_shifted_clip_audio_lags_by_four_frames(lip_gaps, talking_clip_shifted):
     r = _lag_correlations(lip_gaps, env)
     assert max(r, key=r.get) == 4
     assert r[4] > 0.7 and r[0] < 0.5
+
+
+def test_encoded_output_check_names_the_broken_file(talking_clip, tmp_path):
+    from mentor.media import check_output
+
+    good = media.encode_clip(talking_clip, tmp_path / "good.mp4", 0.0, 1.0, 25, 64)
+    assert check_output(good, video=True, audio=False, duration=1.0).has_video
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    for path, kw in ((cut, {"video": True, "audio": False}), (empty, {"video": False, "audio": True}),
+                     (good, {"video": True, "audio": True})):  # asked for audio it does not have
+        with pytest.raises(MediaError, match=rf"{path}: encoded output is broken"):
+            check_output(path, duration=1.0, **kw)
+
+
+def test_playlists_and_option_like_names(tmp_path, monkeypatch):
+    from mentor.media import ff_path, refuse_references
+
+    m3u = tmp_path / "a.mp4"
+    m3u.write_text("#EXTM3U\n#EXTINF:1,\nfile:///etc/hostname\n")
+    concat = tmp_path / "b.mp4"
+    concat.write_text("ffconcat version 1.0\nfile /etc/hostname\n")
+    for p in (m3u, concat):
+        with pytest.raises(MediaError, match="playlist or manifest"):
+            refuse_references(p)
+        with pytest.raises(MediaError, match="playlist or manifest"):
+            media.probe(p)
+    monkeypatch.chdir(tmp_path)
+    assert ff_path("-report") == f"file:{tmp_path}/-report"
+
+
+def test_bad_encoder_settings_are_told_apart_from_bad_clips(talking_clip, tmp_path):
+    from mentor.media import settings_error_in
+
+    with pytest.raises(MediaError) as e:
+        media.encode_clip(talking_clip, tmp_path / "x.mp4", 0.0, 1.0, 25, 64, preset="bogus")
+    assert settings_error_in(str(e.value)) and "video.*" in str(e.value)
+    assert not settings_error_in(f"{talking_clip}: truncated: cannot encode clip, the data ends early")

@@ -240,3 +240,40 @@ def test_not_a_store_is_a_clear_error(tmp_path):
     (tmp_path / "store.json").write_text(json.dumps(meta))
     with pytest.raises(StoreError, match="format"):
         Store(tmp_path)
+
+
+def test_one_writer_at_a_time(tmp_path):
+    from mentor.store.lock import StoreLocked
+
+    w = StoreWriter(tmp_path / "s")
+    with pytest.raises(StoreLocked, match=r"another build is writing this store \(pid \d+ on host "):
+        StoreWriter(tmp_path / "s")
+    w.close()
+    StoreWriter(tmp_path / "s").close()  # released on close
+
+
+def test_index_rows_must_name_store_files():
+    import pandas as pd
+
+    from mentor.store.layout import index_problems
+
+    row = {"clip_id": "a", "source_id": "s", "members": "{}", "duration": 1.0, "start": 0.0, "end": 1.0}
+    good = pd.DataFrame([row | {"shard": "shards/shard-000001.tar", "key": "abc_1-2"}])
+    assert index_problems(good, "clips", "p") == []
+    for shard, key in [("../x/shard-000001.tar", "abc"), ("/abs/shard-000001.tar", "abc"),
+                       ("shards/shard-000001.tar", "/etc/passwd"), ("shards/shard-000001.tar", "a.b"),
+                       ("shards/shard-000001.tar", "../../x")]:
+        assert index_problems(pd.DataFrame([row | {"shard": shard, "key": key}]), "clips", "p")
+    typed = good.assign(duration="1.0")
+    assert "column 'duration'" in index_problems(typed, "clips", "p")[0]
+    assert "column 'key' is missing" in index_problems(good.drop(columns="key"), "clips", "p")[0]
+
+
+def test_verify_counts_rows_against_the_commit(store_with_clips):
+    import pyarrow.parquet as pq
+
+    root, recs, _ = store_with_clips
+    p = next((root / "index" / "rejected").glob("*.parquet"))
+    table = pq.read_table(p)
+    pq.write_table(table.slice(0, 0), p)  # the rejected clip's row deleted
+    assert any("0 rows, commit says 1" in line for line in verify_store(root, checksums=False))
