@@ -77,9 +77,13 @@ def cmd_info(args) -> int:
     print(f"sources     {info['sources_ok']} ok, {info['sources_failed']} failed")
     for f in info["failed_sources"]:
         print(f"  failed    {f['uri']}: {f['error']}")
-    print(f"rejected    {info['rejected']}")
-    for reason, n in info["rejected_by_reason"].items():
-        print(f"  {n:5d}     {reason}")
+    print(f"rejected    {info['rejected']}  (by stage: code)")
+    import pandas as pd
+
+    from mentor.rejections import COLUMNS, render_rejections
+
+    for line in render_rejections(pd.DataFrame(info["rejections"], columns=COLUMNS), indent="  "):
+        print(line)
     return 0
 
 

@@ -301,13 +301,15 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
                    run_dir=run, lr_scheduler=sched, device=device, amp=cfg.amp, log_every=cfg.log_every,
                    ckpt_every=cfg.ckpt_every, keep=cfg.keep_checkpoints, batch_size=per_rank,
                    progress=cfg.progress, seed=cfg.seed)
+    summary = {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
+               "steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
+               "data_wait": result.data_wait, "seconds": result.seconds, "model_dir": str(run / MODEL_SUBDIR),
+               "world_size": dist.world_size}
     if dist.main:
         save_model(model, run)
+        (run / "result.json").write_text(json.dumps(summary, indent=1))
     _barrier()
-    return {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
-            "steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
-            "data_wait": result.data_wait, "seconds": result.seconds, "model_dir": str(run / MODEL_SUBDIR),
-            "world_size": dist.world_size}
+    return summary
 
 
 def save_model(model: MotionDiffusionModel, run: Path) -> Path:

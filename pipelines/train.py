@@ -9,7 +9,8 @@ One launcher for every trainer (motion, video). A trainer is a plain function
   torch.distributed first: gloo on CPUs, nccl on GPUs (`use_gpu`). `models.training.train`
   then wraps the model in DDP and only rank 0 writes the run folder.
 
-Checkpoints and loss logs live in the shared run folder (`run_dir`, which every worker
+A trainer's rank 0 writes its summary dict to `run_dir/result.json`; `launch` returns it
+(in-process: the loop's return value). Checkpoints and loss logs live in the shared run folder (`run_dir`, which every worker
 must see: on a cluster, put it on shared storage); re-running the same command resumes
 from its newest checkpoint whichever way it was launched. Ray Train's own run state
 (`run_dir/ray/`) holds only what Ray records about the job.
@@ -22,6 +23,7 @@ from its newest checkpoint whichever way it was launched. Ray Train's own run st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"  # a trainer's rank 0 writes its summary here (workers cannot return values)
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -77,7 +81,14 @@ def launch(
 
     started = not ray.is_initialized()
     need = max(int(round(num_workers * cpus_per_worker + 0.5)), os.cpu_count() or 1)
-    where = init_ray(address, num_cpus=None if address else need)
+    try:
+        where = init_ray(address, num_cpus=None if address else need)
+    except Exception as e:  # a local raylet has 30 s to register: a loaded machine can miss it once
+        if address or "timed out during startup" not in str(e):
+            raise
+        log.warning("local Ray did not start in time (%s); trying once more", e)
+        ray.shutdown()
+        where = init_ray(address, num_cpus=need)
     log.info("training on %s with %d worker(s), %s", where, num_workers, "nccl" if use_gpu else "gloo")
     storage = Path(run_dir or loop_config.get("run_dir") or "runs").resolve() / "ray"
     storage.mkdir(parents=True, exist_ok=True)
@@ -93,6 +104,9 @@ def launch(
         result = trainer.fit()
         if result.error:
             raise result.error
+        summary = Path(run_dir or loop_config.get("run_dir") or "runs") / RESULT_FILE
+        if summary.is_file():
+            return json.loads(summary.read_text())
         return dict(result.metrics or {})
     finally:
         if started and not address:
