@@ -215,7 +215,7 @@ def save_model(model, run_dir: Path, cfg: VideoTrainConfig, scheduler, vae=None,
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """The video trainer (see module docstring); config: VideoTrainConfig fields."""
     from models.controls import ControlSource
-    from models.training import dist_info, resolve_device, train
+    from models.training import dist_info, resolve_device, seed_everything, train
 
     cfg = config if isinstance(config, VideoTrainConfig) else VideoTrainConfig(**config)
     run_dir = Path(cfg.run_dir)
@@ -230,6 +230,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     source = ControlSource(body)
     vae = load_vae(cfg.vae_dir, device)
     scheduler = make_scheduler(cfg)
+    seed_everything(cfg.seed)  # the initial weights depend on the seed only
     model = build_model(cfg, source.num_channels, vae).to(device)
     results: dict[str, Any] = {}
     s1_model = run_dir / "stage1" / "model"
