@@ -199,6 +199,20 @@ class FID:
             return float("nan")
         return float(self.metric.compute())
 
+    def features(self, frames: Any, batch: int = 32) -> np.ndarray:
+        """(N, D) float64 features of (N, H, W, 3) uint8 frames, from the same extractor
+        (so that any subset of clips, e.g. one perceived group, gets its own FID through
+        `motion.frechet_distance_features`)."""
+        import torch
+
+        v = _check_frames(frames, "frames")
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(v), batch):
+                x = torch.from_numpy(np.ascontiguousarray(v[i:i + batch])).permute(0, 3, 1, 2).to(self.device)
+                out.append(self.metric.inception(x).reshape(len(x), -1).double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
 
 class FVD:
     """Frechet Video Distance with I3D features: the TorchScript I3D of StyleGAN-V / the
@@ -215,17 +229,24 @@ class FVD:
         self.device, self.clip_frames = device, clip_frames
         self.feats: dict[bool, list[np.ndarray]] = {True: [], False: []}
 
-    def update(self, frames: Any, real: bool) -> None:
+    def features(self, frames: Any) -> np.ndarray:
+        """(n, D) I3D features of the n = T // clip_frames consecutive clips of a video."""
         import torch
 
         v = _check_frames(frames, "frames")
-        n = len(v) // self.clip_frames
-        for i in range(n):
+        out = []
+        for i in range(len(v) // self.clip_frames):
             clip = v[i * self.clip_frames:(i + 1) * self.clip_frames]
             x = torch.from_numpy(np.ascontiguousarray(clip)).to(self.device).permute(3, 0, 1, 2)[None].float()
             with torch.inference_mode():
                 f = self.model(x / 127.5 - 1, rescale=False, resize=True, return_features=True)
-            self.feats[real].append(f.reshape(1, -1).cpu().numpy().astype(np.float64))
+            out.append(f.reshape(1, -1).cpu().numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def update(self, frames: Any, real: bool) -> None:
+        f = self.features(frames)
+        if len(f):
+            self.feats[real].append(f)
 
     def compute(self) -> float:
         from models.metrics.motion import frechet_distance_features
