@@ -12,6 +12,10 @@
     mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
     mentor eval --store STORE --generated DIR -o report/ [--split test] [--manifest CSV] [--compare DIR2]
     mentor generate-motion --model RUN --audio speech.wav --reference ref.(png|mp4|npz) -o out/ [--samples K]
+    mentor train-video --store STORE -o RUN [--size 64] [--window 8] [--stage1-steps N] [--stage2-steps N] [--unet DIR] [--vae DIR]
+    mentor generate-video --image ref.jpg --audio speech.wav --model RUN [--motion m.npz | --motion-model MRUN] -o out.mp4
+    mentor edit-video --video in.mp4 --region mouth|face --model RUN [--audio new.wav --motion-model MRUN] -o out.mp4
+    mentor personalize --store STORE --where "identity == 'x'" --model RUN -o NEW_RUN
 
 Exit status: 0 ok, 1 the command ran and found problems, 2 bad arguments or config.
 """
@@ -35,8 +39,12 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_validate(args) -> int:
+    from pipelines.curation import plan
+
     cfg = load_config(args.config)
-    print(f"{args.config}: ok ({len(cfg.sources)} sources, output {cfg.output})")
+    curate, annotate = plan(cfg)  # the stage graph too: a stage on without what it reads fails here
+    print(f"{args.config}: ok ({len(cfg.sources)} sources, output {cfg.output}; "
+          f"stages: {', '.join(s.name for s in curate + annotate)})")
     return 0
 
 
@@ -73,9 +81,13 @@ def cmd_info(args) -> int:
     print(f"sources     {info['sources_ok']} ok, {info['sources_failed']} failed")
     for f in info["failed_sources"]:
         print(f"  failed    {f['uri']}: {f['error']}")
-    print(f"rejected    {info['rejected']}")
-    for reason, n in info["rejected_by_reason"].items():
-        print(f"  {n:5d}     {reason}")
+    print(f"rejected    {info['rejected']}  (by stage: code)")
+    import pandas as pd
+
+    from mentor.rejections import COLUMNS, render_rejections
+
+    for line in render_rejections(pd.DataFrame(info["rejections"], columns=COLUMNS), indent="  "):
+        print(line)
     return 0
 
 
@@ -230,8 +242,9 @@ def cmd_eval(args) -> int:
     cfg = EvalConfig(fid_weights=args.fid_weights, fvd_weights=args.fvd_weights, lpips_weights=args.lpips_weights,
                      syncnet_weights=args.syncnet_weights, arcface_model=args.arcface_model,
                      niqe_params=args.niqe_params, face_metrics=not args.no_face_metrics, fit_3d=not args.no_3d,
-                     real_fit=args.real_fit, body_model_dir=args.body_model_dir, bootstrap=args.bootstrap, quality_frames=args.quality_frames,
-                     min_group_clips=args.min_group_clips, device=args.device, seed=args.seed)
+                     real_fit=args.real_fit, body_model_dir=args.body_model_dir, bootstrap=args.bootstrap,
+                     quality_frames=args.quality_frames, min_group_clips=args.min_group_clips, device=args.device,
+                     seed=args.seed)
     summary = evaluate(args.store, args.generated, args.out, split=args.split or None, manifest=args.manifest,
                        compare=args.compare, cfg=cfg, where=args.where)
     for m in summary["methods"]:
@@ -248,6 +261,55 @@ def cmd_eval(args) -> int:
     for note in sorted({n for m in summary["methods"] for n in m["notes"]}):
         print(f"note: {note}")
     print(f"report written: {Path(args.out) / 'index.html'} (numbers: eval.json, tables/*.csv)")
+    return 0
+
+
+def cmd_train_video(args) -> int:
+    """Train the control-conditioned video diffusion model, both stages (models/video_train.py)."""
+    from models.video_train import train_video
+
+    cfg = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+           "size": args.size, "window": args.window, "stage1_steps": args.stage1_steps,
+           "stage2_steps": args.stage2_steps, "batch_size": args.batch_size, "clip_batch_size": args.clip_batch_size,
+           "lr": args.lr, "unet_dir": args.unet, "vae_dir": args.vae, "body_model_dir": args.body_model_dir,
+           "num_workers": args.loader_workers, "device": args.device, "progress": not args.quiet,
+           "stages": tuple(args.stages)}
+    r = train_video(cfg, num_workers=args.workers, use_gpu=args.gpu, ray_address=args.ray_address)
+    for st in (1, 2):
+        if f"stage{st}_step" in r:
+            print(f"stage {st}: step {r[f'stage{st}_step']}, last loss {r[f'stage{st}_last_loss']:.4f}, "
+                  f"{r[f'stage{st}_samples_per_s']:.2f} samples/s, data wait {100 * r[f'stage{st}_data_wait']:.0f} %")
+    print(f"model: {r.get('model')}")
+    return 0
+
+
+def cmd_generate_video(args) -> int:
+    """Reference image + speech (+ motion) -> talking video (models/video_cli.py)."""
+    from models.video_cli import generate_video
+
+    r = generate_video(args.image, args.audio, args.model, args.out, motion=args.motion,
+                       motion_model=args.motion_model, device=args.device, steps=args.steps,
+                       overlap=args.overlap, seed=args.seed)
+    print(f"{r['frames']} frames at {r['fps']:g} fps ({r['frames_per_s']} frames/s) -> {r['out']}")
+    return 0
+
+
+def cmd_edit_video(args) -> int:
+    """Regenerate the mouth or face of a video; every other pixel kept (models/video_cli.py)."""
+    from models.video_cli import edit_video
+
+    r = edit_video(args.video, args.region, args.model, args.out, audio=args.audio, fit=args.fit,
+                   motion_model=args.motion_model, device=args.device, steps=args.steps, seed=args.seed)
+    print(f"{r['frames']} frames, {100 * r['region_share']:.1f} % of the pixels regenerated -> {r['out']}")
+    return 0
+
+
+def cmd_personalize(args) -> int:
+    """Fine-tune a trained video model on one identity's clips (models/video_cli.py)."""
+    from models.video_cli import personalize
+
+    r = personalize(args.store, args.where, args.model, args.out, steps=args.steps, lr=args.lr, device=args.device)
+    print(f"personalised model: {r.get('model')}")
     return 0
 
 
@@ -360,15 +422,71 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--body-model-dir", help="SMPL-X folder for the 3D metrics (default: $MENTOR_SMPLX_DIR / synthetic)")
     s.add_argument("--real-fit", choices=["stored", "refit"], default="stored",
                    help="compare with the real clip's stored SMPL-X fit, or refit its video the same way")
-    s.add_argument("--no-3d", action="store_true", help="skip the SMPL-X fit metrics (LME, head pose, jitter)")
-    s.add_argument("--no-face-metrics", action="store_true",
-                   help="skip every landmark-based metric (sync, identity, 3D): image metrics only, much faster")
+    s.add_argument("--no-3d", action="store_true", help="skip the landmarks + SMPL-X fit metrics (LME, head pose, jitter)")
     s.add_argument("--quality-frames", type=int, default=4, help="frames per video for CPBD and NIQE")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     s.add_argument("--min-group-clips", type=int, default=3, help="smaller groups are shown, never flagged")
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("train-video", help="train the control-conditioned video diffusion model (two stages)")
+    s.add_argument("--store", required=True)
+    s.add_argument("-o", "--out", required=True, help="run folder (re-running resumes it)")
+    s.add_argument("--where", default="split == 'train'", help="index filter of the training clips")
+    s.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    s.add_argument("--window", type=int, default=8, help="frames per clip in stage 2 and per generated window")
+    s.add_argument("--stage1-steps", type=int, default=1000)
+    s.add_argument("--stage2-steps", type=int, default=1000)
+    s.add_argument("--stages", type=int, nargs="+", default=[1, 2])
+    s.add_argument("--batch-size", type=int, default=8, help="stage 1 frames per step")
+    s.add_argument("--clip-batch-size", type=int, default=2, help="stage 2 clips per step")
+    s.add_argument("--lr", type=float, default=1e-4)
+    s.add_argument("--unet", help="pretrained UNet2DConditionModel folder for the frozen base")
+    s.add_argument("--vae", help="AutoencoderKL folder: train in its latent space")
+    s.add_argument("--body-model-dir", help="SMPL-X folder (default $MENTOR_SMPLX_DIR, else synthetic)")
+    s.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP); 1 = in this process")
+    s.add_argument("--gpu", action="store_true")
+    s.add_argument("--ray-address", default=None)
+    s.add_argument("--loader-workers", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_train_video)
+
+    s = sub.add_parser("generate-video", help="reference image + speech -> talking video (temporal outpainting)")
+    s.add_argument("--image", required=True, help="reference image (fitted with the project's SMPL-X fitter)")
+    s.add_argument("--audio", required=True, help="speech (muxed into the output)")
+    s.add_argument("--model", required=True, help="a train-video run folder")
+    s.add_argument("--motion", help="npz of smplx.* arrays driving the body (else --motion-model)")
+    s.add_argument("--motion-model", help="a train-motion run folder: motion from the speech")
+    s.add_argument("-o", "--out", required=True)
+    s.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    s.add_argument("--overlap", type=float, default=0.5, help="share of each window conditioned on frames made")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_generate_video)
+
+    s = sub.add_parser("edit-video", help="regenerate the mouth or face of a video; other pixels unchanged")
+    s.add_argument("--video", required=True)
+    s.add_argument("--region", required=True, choices=["mouth", "face"])
+    s.add_argument("--model", required=True, help="a train-video run folder")
+    s.add_argument("--audio", help="new speech (needs --motion-model); default: keep the video's")
+    s.add_argument("--motion-model")
+    s.add_argument("--fit", help="npz of the video's smplx.* arrays (default: fit it with the project's annotators)")
+    s.add_argument("-o", "--out", required=True, help="output mp4 (lossless H.264 RGB)")
+    s.add_argument("--steps", type=int, default=25)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_edit_video)
+
+    s = sub.add_parser("personalize", help="fine-tune a trained video model on one identity's clips")
+    s.add_argument("--store", required=True)
+    s.add_argument("--where", required=True, help="e.g. \"identity == 'x'\"")
+    s.add_argument("--model", required=True, help="the train-video run to start from")
+    s.add_argument("-o", "--out", required=True, help="new run folder")
+    s.add_argument("--steps", type=int, default=200)
+    s.add_argument("--lr", type=float, default=5e-5)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(fn=cmd_personalize)
     return p
 
 
