@@ -422,7 +422,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--body-model-dir", help="SMPL-X folder for the 3D metrics (default: $MENTOR_SMPLX_DIR / synthetic)")
     s.add_argument("--real-fit", choices=["stored", "refit"], default="stored",
                    help="compare with the real clip's stored SMPL-X fit, or refit its video the same way")
-    s.add_argument("--no-3d", action="store_true", help="skip the landmarks + SMPL-X fit metrics (LME, head pose, jitter)")
+    s.add_argument("--no-3d", action="store_true", help="skip the SMPL-X fit metrics (LME, head pose, jitter)")
+    s.add_argument("--no-face-metrics", action="store_true",
+                   help="skip every landmark-based metric (sync, identity, 3D): image metrics only, much faster")
     s.add_argument("--quality-frames", type=int, default=4, help="frames per video for CPBD and NIQE")
     s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     s.add_argument("--min-group-clips", type=int, default=3, help="smaller groups are shown, never flagged")
