@@ -229,7 +229,8 @@ def cmd_generate_motion(args) -> int:
     summary = generate_to_folder(args.model, args.audio, args.reference, args.out, seconds=args.seconds,
                                  seed=args.seed, samples=args.samples, guidance=args.guidance,
                                  scheduler=args.scheduler, steps=args.steps, reference_frame=args.reference_frame,
-                                 preview=not args.no_preview, whisper_model=args.whisper_model, device=args.device)
+                                 preview=not args.no_preview, preview_size=args.preview_size,
+                                 whisper_model=args.whisper_model, device=args.device)
     print(f"{summary['samples']} sample(s) of {summary['seconds']:.2f} s ({summary['frames']} frames at "
           f"{summary['fps']:g} fps) in {summary['sampling_seconds']:.2f} s -> {args.out}")
     return 0
@@ -404,6 +405,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--whisper-model", default=None, help="the Whisper checkpoint, for a model trained on Whisper features")
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-preview", action="store_true", help="write the npz files only")
+    s.add_argument("--preview-size", type=int, default=256, help="longer side of the preview video in pixels")
     s.set_defaults(fn=cmd_generate_motion)
     s = sub.add_parser("eval", help="judge generated videos against a store's real clips (metrics per perceived group)")
     s.add_argument("--store", required=True)

@@ -7,7 +7,8 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from mentor.record import ClipRecord, SourceRecord
+from mentor.record import ClipRecord, Rejection, SourceRecord
+from mentor.rejections import group_rejections, render_rejections
 
 
 @dataclass
@@ -18,7 +19,7 @@ class BuildSummary:
     sources_failed: list[dict] = field(default_factory=list)
     sources_skipped: int = 0  # finished in an earlier run
     clips_kept: int = 0
-    clips_rejected: Counter = field(default_factory=Counter)  # "stage: kind" -> count
+    rejections: list[Rejection] = field(default_factory=list, repr=False)  # every rejected clip's
     seconds_in: float = 0.0  # source video seen
     seconds_out: float = 0.0  # kept clips
     stage_seconds: Counter = field(default_factory=Counter)  # summed over clips (worker time)
@@ -43,17 +44,25 @@ class BuildSummary:
             self.clips_kept += 1
             self.seconds_out += rec.duration
         else:
-            # "filter: face_small: 48 px < 64 px" -> "filter: face_small"
-            self.clips_rejected[":".join(rec.rejected.split(":")[:2]).strip()] += 1
+            self.rejections.append(rec.rejection_info)
         for stage, secs in (rec.annotations.get("pipeline") or {}).get("seconds", {}).items():
             self.stage_seconds[stage] += secs
         for stage, status in rec.status.items():
             if status != "done":
                 self.statuses[f"{stage}: {status}"] += 1
 
+    @property
+    def clips_rejected(self) -> Counter:
+        """"stage: code" -> clips (mentor.rejections.group_rejections, as `mentor info` and the audit)."""
+        g = group_rejections(self.rejections)
+        return Counter(dict(zip(g["reason"], (int(n) for n in g["clips"]))))
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.pop("clip_seconds")
+        d.pop("rejections")
+        d["clips_rejected"] = dict(self.clips_rejected)
+        d["rejections"] = json.loads(group_rejections(self.rejections).to_json(orient="records"))
         d["hours_in"] = round(self.seconds_in / 3600, 4)
         d["hours_out"] = round(self.seconds_out / 3600, 4)
         return d
@@ -67,10 +76,8 @@ class BuildSummary:
                      + (f", {self.sources_skipped} already done" if self.sources_skipped else ""))
         for f in self.sources_failed:
             lines.append(f"  failed: {f['uri']}: {f['error']}")
-        rejected = sum(self.clips_rejected.values())
-        lines.append(f"clips: {self.clips_kept} kept, {rejected} rejected")
-        for reason, n in self.clips_rejected.most_common():
-            lines.append(f"  rejected {n:5d}  {reason}")
+        lines.append(f"clips: {self.clips_kept} kept, {len(self.rejections)} rejected")
+        lines += render_rejections(group_rejections(self.rejections), indent="  rejected ")
         lines.append(f"video: {self.seconds_in / 3600:.4f} h in, {self.seconds_out / 3600:.4f} h kept")
         if self.stage_seconds:
             lines.append("worker seconds per stage: " + ", ".join(

@@ -76,8 +76,7 @@ def compute_tables(clips: pd.DataFrame, rejected: pd.DataFrame, cfg: AuditConfig
     t["categories"] = _concat([stats.category_table(clips, g, c) for g in group_cols for c in category_cols])
     t["category_totals"] = _concat([stats.group_table(clips, c) for c in category_cols])
     t["rejections"] = _concat([stats.rejection_table(clips, rejected, c, cfg.confidence) for c in group_cols])
-    reasons = pd.DataFrame({"reason": rejected.get("rejected", pd.Series(dtype=object)).map(stats.reason_key)})
-    t["reasons"] = reasons.value_counts().rename("clips").reset_index() if len(reasons) else pd.DataFrame()
+    t["reasons"] = stats.reason_counts(rejected)  # by stage and code, as the build summary and `mentor info`
     t["reasons_by_group"] = _concat([stats.reason_table(rejected, c) for c in group_cols])
     t["imbalance"] = stats.imbalance_flags(t["groups"], cfg.targets, cfg.max_share_gap) if len(t["groups"]) else \
         pd.DataFrame()

@@ -8,13 +8,13 @@ group "unknown", which is shown but never flagged.
 from __future__ import annotations
 
 import itertools
-import re
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from mentor.audit.labels import label
+from mentor.rejections import group_rejections, rejection_columns
 
 UNKNOWN = "unknown"
 _ORDER = {"light": 0, "medium": 1, "dark": 2}
@@ -151,12 +151,22 @@ def category_table(clips: pd.DataFrame, col: str, cat_col: str) -> pd.DataFrame:
     return t
 
 
-def reason_key(text) -> str:
-    """A rejection reason with its numbers masked, so "face 40 px" and "face 52 px" count
-    as one reason: "filter: face too small (# px)"."""
-    if not isinstance(text, str) or not text:
-        return UNKNOWN
-    return re.sub(r"-?\d+(\.\d+)?", "#", text).strip()
+def reason_counts(rejected: pd.DataFrame) -> pd.DataFrame:
+    """Rejected clips per reason, "stage: code" (mentor.rejections.group_rejections, the same
+    grouping as the build summary and `mentor info`): reason, stage, code, clips, the range
+    of measured values and the limit."""
+    return group_rejections(rejected)
+
+
+def reasons(rejected: pd.DataFrame) -> pd.Series:
+    """Each rejected row's reason, "stage: code" (stores from before codes: see
+    mentor.rejections.rejection_columns)."""
+    if not len(rejected):
+        return pd.Series([], dtype=object)
+    df = rejection_columns(rejected)
+    if "reject_code" not in df.columns:
+        return pd.Series(UNKNOWN, index=rejected.index)
+    return (df["reject_stage"].fillna(UNKNOWN).astype(str) + ": " + df["reject_code"].fillna(UNKNOWN).astype(str))
 
 
 def _all_clips(kept: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
@@ -185,11 +195,10 @@ def rejection_table(kept: pd.DataFrame, rejected: pd.DataFrame, col: str, confid
 
 
 def reason_table(rejected: pd.DataFrame, col: str) -> pd.DataFrame:
-    """Rejected clips per reason (numbers masked) and group of `col`."""
+    """Rejected clips per reason ("stage: code") and group of `col`."""
     if not len(rejected):
         return pd.DataFrame(columns=["column", "reason", "group", "clips"])
-    df = pd.DataFrame({"reason": rejected.get("rejected", pd.Series(UNKNOWN, index=rejected.index)).map(reason_key),
-                       "group": group_values(rejected, col)})
+    df = pd.DataFrame({"reason": reasons(rejected), "group": group_values(rejected, col)})
     t = df.groupby(["reason", "group"]).size().rename("clips").reset_index()
     t.insert(0, "column", col)
     return t.sort_values(["reason", "clips"], ascending=[True, False], ignore_index=True)

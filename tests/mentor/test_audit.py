@@ -34,11 +34,11 @@ def _record(group: str, i: int, person: int, rng, rejected: bool) -> ClipRecord:
     rec.set_score("filter.pitch_deg", float(rng.normal(0, 5)))
     rec.set_score("filter.body_visibility", ["head_torso", "torso_hands"][i % 2])
     rec.set_score("asr.language", ["en", "es", "en"][i % 3])
-    rec.set_score("smplx.expression_std", float(rng.uniform(0.1, 1.0)))
     if rejected and i % 5 == 0:
-        rec.reject("sync", f"audio offset {7 + i % 3} frames")
+        rec.reject("sync", "audio_offset", f"audio offset {7 + i % 3} frames > 6", value=7 + i % 3, threshold=6)
     elif rejected:
-        rec.reject("filter", f"face too small ({int(rng.integers(20, 60))} px)")
+        px = int(rng.integers(20, 60))
+        rec.reject("filter", "face_small", f"face too small ({px} px < 64 px)", value=px, threshold=64)
     return rec
 
 
@@ -116,8 +116,9 @@ def test_rejection_rates_and_flags(audited):
     assert chi and chi[0]["p_value"] < 0.001
     reasons = result.tables["reasons"].set_index("reason")["clips"]
     n_sync = sum(1 for kept, rej, _ in PLAN.values() for i in range(kept, kept + rej) if i % 5 == 0)
-    assert reasons["sync: audio offset # frames"] == n_sync
-    assert reasons["filter: face too small (# px)"] == sum(r for _, r, _ in PLAN.values()) - n_sync
+    assert reasons["sync: audio_offset"] == n_sync
+    assert reasons["filter: face_small"] == sum(r for _, r, _ in PLAN.values()) - n_sync
+    assert len(reasons) == 2, "one row per stage and code, whatever the measured values"
     per_stage = result.tables["rejections"].query("column == 'attr.skin_tone_group' and stage == 'sync'")
     assert per_stage.set_index("group").loc["dark", "rejected"] == 4  # clips 20, 25, 30, 35
 
@@ -141,7 +142,7 @@ def test_balanced_store_raises_no_flag(tmp_path):
 def test_spread_language_compare_and_files(audited):
     result, out, *_ = audited
     spread = result.tables["spread"]
-    assert {"duration", "score.filter.yaw_deg", "score.filter.pitch_deg", "score.smplx.expression_std"} <= set(spread["value"])
+    assert {"duration", "score.filter.yaw_deg", "score.filter.pitch_deg"} <= set(spread["value"])
     lang = result.tables["categories"].query("of == 'score.asr.language' and column == 'attr.skin_tone_group'")
     assert set(lang["category"]) == {"en", "es"}
     assert result.tables["categories"].query("of == 'score.filter.body_visibility'")["category"].nunique() == 2
@@ -181,3 +182,91 @@ def test_report_renders_in_headless_chromium(audited, tmp_path):
     assert img is not None and img.shape[:2] == (2000, 1280)
     assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50  # text, bars and photos, not a blank page
     assert img.std() > 20
+
+
+# -- rejections grouped the same way by `mentor info`, the build summary and the audit
+
+def _vad_rejected(fractions, min_fraction=0.3):
+    src = SourceRecord.from_uri("file:///vad/a.mp4", identity="p0")
+    out = []
+    for i, f in enumerate(fractions):
+        rec = ClipRecord.for_span(src, 10.0 * i, 10.0 * i + 3, fps=25.0)
+        rec.attributes["skin_tone_group"] = Attribute(value="light", method="test")
+        # what annotate/vad.py calls for a clip with too little speech
+        rec.reject("vad", "low_speech", f"speech in {f:.0%} of the clip < {min_fraction:.0%}",
+                   value=f, threshold=min_fraction)
+        out.append(rec)
+    kept = ClipRecord.for_span(src, 100.0, 103.0, fps=25.0)
+    return out, kept
+
+
+def _write(root, records):
+    from mentor.store import StoreWriter
+
+    with StoreWriter(root) as w:
+        for r in records:
+            w.add(r)
+    return root
+
+
+def test_vad_rejections_at_different_values_group_as_one_row(tmp_path, capsys):
+    from mentor.audit.core import compute_tables
+    from mentor.cli import main
+    from mentor.store import Store
+    from pipelines.summary import BuildSummary
+
+    rejected, kept = _vad_rejected([0.12, 0.25, 0.05])
+    assert len({r.rejected for r in rejected}) == 3, "the texts differ (they hold the measured values)"
+    root = _write(tmp_path / "store", rejected + [kept])
+    # mentor info
+    assert main(["info", str(root)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "low_speech" in line]
+    assert len(rows) == 1 and rows[0].split()[:3] == ["3", "vad:", "low_speech"], out
+    assert "0.05..0.25" in rows[0] and "limit 0.3" in rows[0]
+    # the build summary
+    summary = BuildSummary(store=str(root))
+    for r in rejected + [kept]:
+        summary.add_clip(r)
+    assert summary.clips_rejected == {"vad: low_speech": 3}
+    lines = [line for line in summary.render().splitlines() if "low_speech" in line]
+    assert len(lines) == 1 and "3  vad: low_speech" in lines[0]
+    assert summary.as_dict()["rejections"][0]["clips"] == 3
+    # the audit
+    store = Store(root)
+    assert store.rejected()["reject_code"].tolist() == ["low_speech"] * 3
+    t = compute_tables(store.clips(), store.rejected(), AuditConfig(targets={})).tables
+    assert t["reasons"][["reason", "clips"]].values.tolist() == [["vad: low_speech", 3]]
+    by_group = t["reasons_by_group"]
+    assert by_group[by_group["column"] == "attr.skin_tone_group"][["reason", "clips"]].values.tolist() == [["vad: low_speech", 3]]
+
+
+def test_old_store_rejections_still_read_and_group(tmp_path):
+    """A store written before codes (schema 1.0): free-text `rejected`, no reject_code column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mentor.rejections import group_rejections
+    from mentor.store import Store, store_info
+
+    rejected, kept = _vad_rejected([0.12, 0.25, 0.05])
+    root = _write(tmp_path / "old", rejected + [kept])
+    meta = json.loads((root / "store.json").read_text())
+    meta["schema_version"] = "1.0"
+    (root / "store.json").write_text(json.dumps(meta))
+    for p in (root / "index" / "rejected").glob("*.parquet"):
+        df = pq.read_table(p).to_pandas().drop(columns=["reject_code", "reject_value", "reject_threshold"])
+        df["rejected"] = [t.replace("vad: low_speech: ", "vad: ") for t in df["rejected"]]
+        df["record"] = [json.dumps({k: v for k, v in json.loads(r).items() if k != "rejection"}
+                                   | {"schema_version": "1.0", "rejected": t})
+                        for r, t in zip(df["record"], df["rejected"])]
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), p)
+    store = Store(root)
+    rej = store.rejected()
+    assert rej["rejected"].iloc[0].startswith("vad: speech in ")
+    assert rej["reject_stage"].tolist() == ["vad"] * 3 and rej["reject_code"].tolist() == ["legacy"] * 3
+    g = group_rejections(rej)
+    assert g[["reason", "clips"]].values.tolist() == [["vad: legacy", 3]]
+    assert store_info(root)["rejected_by_reason"] == {"vad: legacy": 3}
+    rec = ClipRecord.from_json(rej["record"].iloc[0])  # migrated 1.0 -> current on read
+    assert rec.rejection.stage == "vad" and rec.rejection.code == "legacy" and not rec.kept
