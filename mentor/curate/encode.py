@@ -39,7 +39,7 @@ class Encoder:
             encode_record(rec, self.cfg, self.folder)
         except MediaError as e:
             rec.fail(self.name, str(e))
-            rec.reject(self.name, str(e))
+            rec.reject(self.name, "encode_failed", str(e))
         return rec
 
 

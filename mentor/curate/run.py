@@ -33,7 +33,7 @@ def call(annotator: Any, rec: ClipRecord) -> ClipRecord:
         log.warning("%s failed on clip %s: %s", name, rec.id, e)
         rec.fail(name, f"{type(e).__name__}: {e}")
         rec.annotations.setdefault(PIPELINE, {}).setdefault("tracebacks", {})[name] = traceback.format_exc(limit=3)
-        rec.reject(name, f"error: {type(e).__name__}: {str(e)[:200]}")
+        rec.reject(name, "error", f"{type(e).__name__}: {str(e)[:200]}")
     timed(rec, name, t0)
     return rec
 

@@ -1,0 +1,67 @@
+"""The plain curation steps on one record, no Ray: the runner turns an exception into a
+coded rejection and keeps rejected clips from model work; the encoder rejects media it
+cannot read with a code; the sync shift reads the sync stage's typed result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from annotate.av_sync import SyncResult
+from mentor.config import parse_config
+from mentor.curate import run
+from mentor.curate.encode import AUDIO, VIDEO, Encoder
+from mentor.curate.sync_shift import SyncShift
+from mentor.record import ClipRecord, SourceRecord
+
+CFG = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "t.yaml", ".")
+
+
+def _clip(path: str = "/nonexistent/v.mp4") -> ClipRecord:
+    src = SourceRecord.from_uri(f"file://{path}", path=path)
+    return ClipRecord.for_span(src, 0.0, 3.0)
+
+
+class Boom:
+    name = "boom"
+
+    def __call__(self, rec):
+        raise RuntimeError("model exploded")
+
+
+class Counter:
+    def __init__(self, name: str, on_rejected: bool = False):
+        self.name, self.runs_on_rejected, self.seen = name, on_rejected, 0
+
+    def __call__(self, rec):
+        self.seen += 1
+        return rec
+
+
+def test_run_records_an_exception_as_a_coded_rejection_and_stops_model_work():
+    after, auditor = Counter("after"), Counter("auditor", on_rejected=True)
+    rec = run.run([Boom(), after, auditor], _clip())
+    assert not rec.kept and rec.rejection.stage == "boom" and rec.rejection.code == "error"
+    assert "RuntimeError: model exploded" in rec.rejection.detail and rec.status["boom"] == "failed"
+    assert "boom" in rec.annotations[run.PIPELINE]["tracebacks"]
+    assert set(rec.annotations[run.PIPELINE]["seconds"]) == {"boom", "auditor"}
+    assert after.seen == 0 and auditor.seen == 1  # only the step that audits rejected clips
+
+
+def test_encoder_rejects_unreadable_media_with_a_code(tmp_path):
+    enc = Encoder.from_config(CFG, tmp_path)
+    assert enc.folder == tmp_path / "clips"
+    rec = enc(_clip())
+    assert rec.rejection.stage == "encode" and rec.rejection.code == "encode_failed"
+    assert rec.errors["encode"] and VIDEO not in rec.files
+
+
+def test_sync_shift_reads_the_typed_sync_result(tmp_path, talking_clip):
+    rec = _clip(str(talking_clip))
+    assert SyncResult.of(rec) is None and SyncShift(CFG)(rec).status.get("sync_shift") is None
+    audio = tmp_path / "a.wav"
+    rec.files[AUDIO] = str(audio)
+    rec.annotations["sync"] = {"method": "lip-gap/envelope correlation", "shift_seconds": 0.16, "lags": [0]}
+    assert SyncResult.of(rec).shift_seconds == 0.16
+    rec = SyncShift(CFG)(rec)
+    assert rec.status["sync_shift"] == "done" and rec.scores["sync_shift.seconds"] == -0.16
+    assert Path(audio).stat().st_size > 0
