@@ -254,7 +254,10 @@ def read_frames(
 ) -> np.ndarray:
     """Decode frames between `start` and `end` seconds, resampled to `fps` (nearest frame).
 
-    Returns TxHxWx3 uint8 RGB. `size` is (width, height) to resize to while decoding.
+    Times are the frames' own timestamps, so a variable-frame-rate file resamples in
+    sync: the frame at time t is the one whose timestamp is nearest t, not frame
+    round(t * average fps). Returns TxHxWx3 uint8 RGB. `size` is (width, height) to
+    resize to while decoding.
     """
     import decord
 
@@ -272,16 +275,41 @@ def read_frames(
     if n == 0:
         raise MediaError(f"{path}: video stream has no frames")
     src_fps = float(vr.get_avg_fps()) or 25.0
-    end = n / src_fps if end is None else min(end, n / src_fps)
+    stamps, last = frame_times(vr, src_fps)
+    end = last if end is None else min(end, last)
     step = 1.0 / (fps or src_fps)
     times = np.arange(start, end - 1e-6, step)
-    idx = np.clip(np.round(times * src_fps).astype(int), 0, n - 1)
+    idx = nearest_frames(stamps, times)
     if len(idx) == 0:
         raise MediaError(f"{path}: no frames between {start:.2f}s and {end:.2f}s")
     try:
         return vr.get_batch(list(idx)).asnumpy()
     except Exception as e:
         raise MediaError(f"{path}: decoding failed part-way ({str(e).splitlines()[0][:200]}); the file may be truncated") from None
+
+
+def frame_times(vr, fps: float) -> tuple[np.ndarray, float]:
+    """(each frame's start time, when the last frame ends) in seconds from the first frame,
+    from a decord VideoReader's timestamps; from the frame count over `fps` when the
+    container gives no usable timestamps."""
+    n = len(vr)
+    try:
+        stamps = np.asarray(vr.get_frame_timestamp(list(range(n))), np.float64).reshape(n, 2)
+    except Exception:  # decord raises its own error types for odd containers
+        stamps = np.full((n, 2), np.nan)
+    starts, ends = stamps[:, 0], stamps[:, 1]
+    if not np.all(np.isfinite(stamps)) or np.any(np.diff(starts) <= 0) or ends[-1] <= starts[-1]:
+        return np.arange(n) / fps, n / fps
+    return starts - starts[0], float(ends[-1] - starts[0])
+
+
+def nearest_frames(starts: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Index of the frame whose start time is nearest each of `times` (starts ascending)."""
+    right = np.clip(np.searchsorted(starts, times), 1, max(len(starts) - 1, 1))
+    left = right - 1
+    pick = np.where(np.abs(times - starts[left]) <= np.abs(starts[np.minimum(right, len(starts) - 1)] - times),
+                    left, right)
+    return np.clip(pick, 0, len(starts) - 1).astype(int)
 
 
 def extract_audio(

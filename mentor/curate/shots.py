@@ -45,9 +45,27 @@ def detect_shots(path: str | Path, cfg: ShotConfig) -> list[Span]:
     if frames == 0:
         raise MediaError(f"{path}: no decodable video frames for shot detection")
     scenes = manager.get_scene_list(start_in_scene=True)
-    shots = [(s.get_seconds(), e.get_seconds()) for s, e in scenes]
+    # Times, not frame counts: PySceneDetect 0.7 gives each cut its frame's timestamp (on a
+    # variable-frame-rate file its frame_num is only seconds x the average rate), and the
+    # last shot ends where the last frame ends, so the whole file is covered.
+    bounds = [0.0, *(float(s.seconds) for s, _ in scenes[1:]), video_end(path)]
+    shots = [(float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     log.debug("%s: %d shot(s) in %d frames", path, len(shots), frames)
     return shots
+
+
+def video_end(path: str | Path) -> float:
+    """When the last video frame ends, in seconds from the first frame's timestamp (the
+    container's own timestamps, through decord)."""
+    import decord
+
+    from mentor.media import frame_times
+
+    try:
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, width=32, height=32)
+    except Exception as e:  # decord raises its own DECORDError and RuntimeError
+        raise MediaError(f"{path}: cannot read frame times ({str(e).splitlines()[0][:200]})") from None
+    return frame_times(vr, float(vr.get_avg_fps()) or 25.0)[1]
 
 
 def clip_spans(shots: list[Span], cfg: ClipConfig) -> list[Span]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mentor.config import ClipConfig, ShotConfig
@@ -64,3 +65,68 @@ def test_clip_spans_edge_cases():
     assert clip_spans([(0.0, 11.0)], tight) == [(0.0, 10.0)]
     flat = [t for span in clip_spans([(0.0, 25.0)], tight) for t in span]
     assert flat == pytest.approx([0.0, 25 / 3, 25 / 3, 50 / 3, 50 / 3, 25.0])
+
+
+# -- variable frame rate (issue 15, item 4) --------------------------------------------
+@pytest.fixture(scope="module")
+def vfr_pair(tmp_path_factory):
+    """(cfr, vfr): three 4 s shots at 25 fps (astronaut, cameraman, astronaut), and the
+    same file with every frame after the 50th kept one in three, at their true
+    timestamps (134 frames over 12 s: an average of 11.3 fps)."""
+    import subprocess
+
+    from mentor.testmedia import make_shot_change_clip
+
+    folder = tmp_path_factory.mktemp("vfr")
+    cfr = make_shot_change_clip(folder / "cfr.mp4", (4.0, 4.0, 4.0), size=128)
+    vfr = folder / "vfr.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(cfr),
+                    "-vf", r"select='lt(n\,50)+not(mod(n-50\,3))'", "-fps_mode", "vfr",
+                    "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", str(vfr)], check=True)
+    return cfr, vfr
+
+
+def test_vfr_shots_follow_timestamps_and_cover_the_file(vfr_pair):
+    from mentor.media import probe
+
+    cfr, vfr = vfr_pair
+    assert probe(vfr).num_frames == 134  # the file really is variable-rate
+    shots = detect_shots(vfr, ShotConfig())
+    assert len(shots) == 3
+    assert [round(s[0], 1) for s in shots[1:]] == pytest.approx([4.0, 8.0], abs=0.15)
+    assert shots[0][0] == 0.0 and shots[-1][1] == pytest.approx(12.0, abs=0.1)
+    assert all(a[1] == b[0] for a, b in zip(shots, shots[1:]))
+
+
+def _face_pixels(frames):
+    return frames.astype(float).mean(axis=(1, 2, 3))
+
+
+def test_vfr_frames_are_read_at_their_time(vfr_pair):
+    """8.2 s is in the third shot (the astronaut); frame round(8.2 x 11.3) = 93 is at
+    7.16 s, in the second (the cameraman): reading by frame count shows the wrong shot."""
+    from mentor.media import read_frames
+
+    cfr, vfr = vfr_pair
+    times = [1.0, 5.0, 8.2, 11.5]
+    want = np.concatenate([read_frames(cfr, fps=25, start=t, end=t + 0.04) for t in times])
+    got = np.concatenate([read_frames(vfr, fps=25, start=t, end=t + 0.04) for t in times])
+    # the one-in-three file shows a frame at most 0.08 s from t: the same shot, nearly the same picture
+    assert np.abs(_face_pixels(got) - _face_pixels(want)).max() < 3.0
+    every = read_frames(vfr, fps=5)
+    assert len(every) == 60  # 12 s at 5 fps: the whole file, not 134 / 11.3 s of it
+
+
+def test_vfr_clip_encoded_at_25_fps_stays_in_sync(vfr_pair, tmp_path):
+    from mentor.media import encode_clip, read_audio, read_frames
+
+    cfr, vfr = vfr_pair
+    clip = encode_clip(vfr, tmp_path / "clip.mp4", 7.0, 10.0, fps=25, size=64, with_audio=True)
+    frames = read_frames(clip)
+    assert len(frames) == 75
+    ref = read_frames(cfr, fps=25, start=7.0, end=10.0, size=(64, 64))
+    # across the cut at 8 s: the clip's pictures follow the source's timeline
+    assert np.abs(_face_pixels(frames)[::5] - _face_pixels(ref)[::5]).max() < 4.0
+    audio, ref_audio = read_audio(clip), read_audio(cfr, start=7.0, duration=3.0)
+    n = min(len(audio), len(ref_audio))
+    assert n >= 16000 * 2.9 and np.corrcoef(audio[:n], ref_audio[:n])[0, 1] > 0.9
