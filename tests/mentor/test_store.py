@@ -48,7 +48,7 @@ def store_with_clips(tmp_path, tiny_media):
     src = SourceRecord.from_uri("file:///videos/a.mp4", dataset="demo", license="CC-BY")
     recs = [make_record(src, i, tiny_media, rng) for i in range(5)]
     bad = make_record(src, 9, tiny_media, rng)
-    bad.reject("filter", "face_small: 40 px < 64 px")
+    bad.reject("filter", "face_small", "40 px < 64 px", value=40, threshold=64)
     with StoreWriter(tmp_path / "store", shard_bytes=60_000) as w:  # ~2 clips per shard
         for r in recs + [bad]:
             w.add(r)
@@ -66,6 +66,8 @@ def test_index_holds_kept_and_rejected_with_reasons(store_with_clips):
     rej = store.rejected()
     assert rej["clip_id"].tolist() == [bad.id]
     assert rej["rejected"].iloc[0] == "filter: face_small: 40 px < 64 px"
+    assert rej[["reject_stage", "reject_code", "reject_value", "reject_threshold"]].iloc[0].tolist() == [
+        "filter", "face_small", 40.0, 64.0]
     assert store.clips("duration >= 6")["clip_id"].tolist() == [recs[3].id, recs[4].id]
     assert verify_store(root) == []
     info = store_info(root)
