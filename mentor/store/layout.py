@@ -43,7 +43,7 @@ KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # columns every clips table has, with the kind of values they hold
 CLIP_COLUMNS = {"clip_id": "text", "source_id": "text", "shard": "text", "key": "text", "members": "text",
                 "duration": "number", "start": "number", "end": "number"}
-TABLE_COLUMNS = {"clips": CLIP_COLUMNS, "rejected": {"clip_id": "text", "source_id": "text"},
+TABLE_COLUMNS = {"clips": CLIP_COLUMNS, "rejected": {"clip_id": "text", "source_id": "text", "rejected": "text"},
                  "sources": {"source_id": "text", "status": "text", "attempts": "number"}}
 
 
@@ -59,16 +59,16 @@ def index_problems(df, table: str, where: str) -> list[str]:
             continue
         values = df[col].dropna()
         ok = (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-              if kind == "number" else values.map(lambda v: isinstance(v, str)).all())
+              if kind == "number" else pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"))
         if len(values) and not ok:
             problems.append(f"{where}: column {col!r} holds {df[col].dtype} values, expected {kind}")
     if table == "clips" and not problems:
-        for row in df[["key", "shard"]].itertuples():
-            if not isinstance(row.shard, str) or not SHARD_RE.fullmatch(row.shard):
-                problems.append(f"{where}: row {row.Index}: shard path {row.shard!r} is not shards/shard-NNNNNN.tar")
-            if not isinstance(row.key, str) or not KEY_RE.fullmatch(row.key):
-                problems.append(f"{where}: row {row.Index}: clip key {row.key!r} is not a plain key "
-                                "(letters, digits, - and _)")
+        bad_shard = ~df["shard"].str.fullmatch(SHARD_RE.pattern).fillna(False).astype(bool)
+        bad_key = ~df["key"].str.fullmatch(KEY_RE.pattern).fillna(False).astype(bool)
+        for i, v in df.loc[bad_shard, "shard"].items():
+            problems.append(f"{where}: row {i}: shard path {v!r} is not shards/shard-NNNNNN.tar")
+        for i, v in df.loc[bad_key, "key"].items():
+            problems.append(f"{where}: row {i}: clip key {v!r} is not a plain key (letters, digits, - and _)")
     return problems
 
 
