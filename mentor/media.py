@@ -158,6 +158,25 @@ def check_output(dst: str | Path, video: bool, audio: bool, duration: float | No
     raise MediaError(f"{dst}: encoded output is broken ({why}); nothing kept")
 
 
+NOT_MEDIA = "not a media file: no container format recognised"
+# what an ISO-BMFF (mp4/mov/m4a) file's first box is called: a file that starts otherwise
+# and that ffmpeg cannot open is not a cut-short MP4, whatever its name says
+_BMFF_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp"}
+
+
+def _not_media(stderr: str, path: str | Path) -> bool:
+    """ffmpeg found no demuxer that reads the file (its "Invalid data found when
+    processing input"), and the bytes do not start like an MP4 that was cut short."""
+    if "Invalid data found when processing input" not in stderr:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head[4:8] not in _BMFF_BOXES
+
+
 def _why(stderr: str, path: str | Path, default: str) -> str:
     """The useful part of ffmpeg's complaint: its distinct lines, without the path."""
     lines = []
@@ -210,6 +229,8 @@ def probe(path: str | Path) -> Probe:
     cmd = [_require("ffprobe"), "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
            "-show_format", "-show_streams", ff_path(p)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if res.returncode != 0 and _not_media(res.stderr, p):
+        raise MediaError(f"{p}: not readable media ({NOT_MEDIA})")
     if res.returncode != 0:
         raise MediaError(f"{p}: not readable media ({_why(res.stderr, p, 'ffprobe failed')})")
     cut = _mp4_truncated(p)
@@ -360,6 +381,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000, start: float = 0.0,
     if res.returncode != 0:
         if "does not contain any stream" in err or "matches no streams" in err:
             raise MediaError(f"{path}: no audio stream (video only)")
+        if _not_media(err, path):
+            raise MediaError(f"{path}: {NOT_MEDIA}")
         raise MediaError(f"{path}: cannot read audio ({_why(err, path, 'ffmpeg failed')})")
     if "partial file" in err:  # ffmpeg decodes what is there and exits 0
         raise MediaError(f"{path}: truncated: audio data ends early ({_why(err, path, 'partial file')})")
@@ -438,6 +461,8 @@ def _run(cmd: list[str], src: str | Path, what: str, dst: Path | None = None) ->
     if res.returncode != 0 and any(w in res.stderr for w in _SETTINGS_WORDS):
         raise MediaError(f"{src}: cannot {what}: {SETTINGS_REFUSED} ({_why(res.stderr, src, 'ffmpeg failed')}); "
                          "fix video.* / audio.* in the config")
+    if res.returncode != 0 and _not_media(res.stderr, src):
+        raise MediaError(f"{src}: {NOT_MEDIA}")
     if res.returncode != 0:
         raise MediaError(f"{src}: cannot {what} ({_why(res.stderr, src, 'ffmpeg failed')})")
     if "partial file" in res.stderr:  # ffmpeg used what was there and exited 0
