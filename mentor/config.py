@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
@@ -42,6 +42,21 @@ Device = Annotated[str, AfterValidator(_device)]
 
 class ConfigError(ValueError):
     """A config file (or value) that cannot be used; the message says where and why."""
+
+
+class _Weights:
+    """Marks a field that holds a local weights path (see WeightsPath)."""
+
+
+WEIGHTS = _Weights()
+# A local weights file or folder: `with_resolved_paths` makes it absolute against the
+# config file's folder, so a section that declares its weights this way needs no table.
+WeightsPath = Annotated[str | None, WEIGHTS]
+
+
+def weight_fields(section: type[BaseModel]) -> list[str]:
+    """The fields of a config section declared as WeightsPath."""
+    return [k for k, f in section.model_fields.items() if WEIGHTS in f.metadata]
 
 
 class Section(BaseModel):
@@ -161,13 +176,13 @@ class SmplxConfig(Section):
     enabled: bool = True
     # folder holding smplx/SMPLX_NEUTRAL.npz; None -> $MENTOR_SMPLX_DIR, else the bundled
     # synthetic model (labelled synthetic in every record)
-    model_dir: str | None = None
+    model_dir: WeightsPath = None
     gender: Literal["neutral", "male", "female"] = "neutral"
     num_betas: int = Field(10, ge=1, le=300)
     num_expression: int = Field(10, ge=1, le=100)
     num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
     focal_length: float | None = None  # pixels; None -> estimated from the image size
-    pose_prior: str | None = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
+    pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
     device: Device = "auto"  # auto | cpu | cuda
@@ -196,7 +211,7 @@ class DiarizationConfig(Section):
     """pyannote.audio 4 pipeline from a local folder, else Resemblyzer windows + clustering."""
 
     enabled: bool = True
-    pyannote_dir: str | None = None  # local pyannote pipeline folder; None -> Resemblyzer
+    pyannote_dir: WeightsPath = None  # local pyannote pipeline folder; None -> Resemblyzer
     min_dominant_share: float = Field(0.8, ge=0, le=1)
     device: Device = "auto"  # auto | cpu | cuda
     # Resemblyzer backend: embedding windows over the VAD segments, then agglomerative
@@ -218,7 +233,7 @@ class AsrConfig(Section):
     """openai-whisper from a local checkpoint; without one, status says "skipped: no weights"."""
 
     enabled: bool = True
-    whisper_model: str | None = None  # a local checkpoint path (or a model name already cached)
+    whisper_model: WeightsPath = None  # a local checkpoint path (or a model name already cached)
     language: str | None = None  # None -> detected per clip
     device: Device = "auto"
     word_timestamps: bool = True
@@ -235,7 +250,7 @@ class SyncConfig(Section):
     min_confidence: float = Field(0.15, ge=0)
     # offsets up to this are corrected (audio re-cut); beyond it: "audio offset N frames > M"
     max_shift_frames: int = Field(10, ge=0)
-    syncnet_weights: str | None = None  # syncnet_python's syncnet_v2.model (a state dict)
+    syncnet_weights: WeightsPath = None  # syncnet_python's syncnet_v2.model (a state dict)
     device: Device = "auto"
     min_face_fraction: float = Field(0.5, ge=0, le=1)  # frames with lips found, else reject
 
@@ -246,7 +261,7 @@ class AudioFeatureConfig(Section):
     enabled: bool = True
     n_mels: int = Field(80, ge=8)
     window_frames: int = Field(2, ge=0)  # context frames each side of a video frame
-    whisper_model: str | None = None  # local Whisper checkpoint -> array "audio.whisper"
+    whisper_model: WeightsPath = None  # local Whisper checkpoint -> array "audio.whisper"
     device: Device = "auto"
 
 
@@ -271,7 +286,7 @@ class AttributeConfig(Section):
     min_skin_pixels: int = Field(50, ge=1)  # per frame, after the L* band
     ita_light_min: float = 41.0
     ita_dark_max: float = 10.0
-    age_gender_model: str | None = None  # ONNX classifier; None -> "not estimated"
+    age_gender_model: WeightsPath = None  # ONNX classifier; None -> "not estimated"
     # what the classifier's outputs mean (FairFace's classes by default)
     age_labels: list[str] = Field(default_factory=lambda: [
         "0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"])
@@ -280,7 +295,7 @@ class AttributeConfig(Section):
     classifier_mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406])  # on RGB in [0, 1]
     classifier_std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225])
     classifier_face_margin: float = Field(0.25, ge=0)  # crop = face box grown by this share each way
-    face_recognition_model: str | None = None  # ArcFace ONNX; None -> source identity
+    face_recognition_model: WeightsPath = None  # ArcFace ONNX; None -> source identity
     # clips whose face embeddings are at least this cosine-similar (average linkage) share an identity
     identity_min_similarity: float = Field(0.4, ge=-1, le=1)
 
@@ -394,21 +409,17 @@ class Config(Section):
         p = Path(os.path.expanduser(path))
         return p if p.is_absolute() else Path(self.base_dir) / p
 
-    # (section, field) of every weights path, resolved against the config file's folder
-    WEIGHT_PATHS: ClassVar[tuple[tuple[str, str], ...]] = (("smplx", "model_dir"), ("smplx", "pose_prior"), ("diarization", "pyannote_dir"),
-                    ("asr", "whisper_model"), ("sync", "syncnet_weights"), ("audio_features", "whisper_model"),
-                    ("attributes", "age_gender_model"), ("attributes", "face_recognition_model"))
-
     def with_resolved_paths(self) -> "Config":
         """A copy whose weight paths are absolute, so annotators built anywhere (a Ray
         worker's own working directory) find them. A bare name with no path separator
         and no suffix (a Whisper model name like "small") is left as it is."""
         annotate = self.annotate.model_copy(deep=True)
-        for section, key in self.WEIGHT_PATHS:
+        for section in type(annotate).model_fields:
             sec = getattr(annotate, section)
-            value = getattr(sec, key)
-            if value and ("/" in value or "." in value or value.startswith("~")):
-                setattr(sec, key, str(self.resolve(value)))
+            for key in weight_fields(type(sec)):
+                value = getattr(sec, key)
+                if value and ("/" in value or "." in value or value.startswith("~")):
+                    setattr(sec, key, str(self.resolve(value)))
         out = self.model_copy(update={"annotate": annotate})
         out.base_dir = self.base_dir
         return out

@@ -197,3 +197,19 @@ def test_validate_config_checks_the_graph(tmp_path, capsys):
     good.write_text(bad.read_text() + "  smplx: {enabled: false}\n")
     assert main(["validate-config", str(good)]) == 0
     assert "stages: filter, encode, sync" in capsys.readouterr().out
+
+
+def test_weights_paths_are_declared_by_their_sections_not_a_table(tmp_path):
+    from mentor.config import weight_fields
+
+    cfg = _cfg(tmp_path)
+    declared = {s: weight_fields(type(getattr(cfg.annotate, s))) for s in type(cfg.annotate).model_fields}
+    assert declared["smplx"] == ["model_dir", "pose_prior"] and declared["asr"] == ["whisper_model"]
+    assert declared["attributes"] == ["age_gender_model", "face_recognition_model"]
+    for section, keys in declared.items():  # each one resolves against the config's folder
+        for key in keys:
+            setattr(getattr(cfg.annotate, section), key, f"w/{section}.{key}")
+    r = cfg.with_resolved_paths()
+    for section, keys in declared.items():
+        for key in keys:
+            assert getattr(getattr(r.annotate, section), key) == str(tmp_path / "w" / f"{section}.{key}")
