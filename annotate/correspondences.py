@@ -138,11 +138,11 @@ def gather_observations(arrays: dict[str, np.ndarray], targets: list[Target], nu
         if a is None or t.index >= a.shape[1]:
             continue
         p = a[:num_frames, t.index]
-        ok = np.isfinite(p[:, :2]).all(1)
-        c = np.where(ok, 1.0, 0.0)
+        found = np.isfinite(p[:, :2]).all(1)
+        c = np.where(found, 1.0, 0.0)
         if a.shape[2] >= 4:  # pose: visibility
             vis = np.nan_to_num(p[:, 3], nan=0.0)
             c = c * np.where(vis >= min_visibility, vis, 0.0)
-        xy[: len(p), k] = np.where(ok[:, None], p[:, :2], 0.0)
+        xy[: len(p), k] = np.where(found[:, None], p[:, :2], 0.0)
         conf[: len(p), k] = c
     return xy, conf

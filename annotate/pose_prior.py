@@ -26,18 +26,18 @@ class BuiltinPosePrior(nn.Module):
 
     def forward(self, body_pose: torch.Tensor) -> torch.Tensor:
         """body_pose (T,63) -> (T,) cost."""
-        bp = body_pose.view(-1, 21, 3)
-        cost = (bp**2).sum((1, 2))
+        pose = body_pose.view(-1, 21, 3)
+        cost = (pose**2).sum((1, 2))
         for j, axis, sign in ANGLE_LIMITS:
-            cost = cost + 10.0 * torch.relu(sign * bp[:, j, axis]) ** 2
+            cost = cost + 10.0 * torch.relu(sign * pose[:, j, axis]) ** 2
         return cost
 
     def gn_hessian(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(T,63) -> (T,63,63) Hessian of forward (exact: the cost is piecewise quadratic)."""
         d = torch.full_like(body_pose, 2.0).view(-1, 21, 3).clone()
-        bp = body_pose.view(-1, 21, 3)
+        pose = body_pose.view(-1, 21, 3)
         for j, axis, sign in ANGLE_LIMITS:
-            d[:, j, axis] = d[:, j, axis] + 20.0 * (sign * bp[:, j, axis] > 0).to(bp.dtype)
+            d[:, j, axis] = d[:, j, axis] + 20.0 * (sign * pose[:, j, axis] > 0).to(pose.dtype)
         return torch.diag_embed(d.reshape(-1, 63))
 
 
@@ -51,8 +51,8 @@ class GMMPosePrior(nn.Module):
             raise FileNotFoundError(f"{path}: pose prior file not found (set annotate.smplx.pose_prior to "
                                     "SMPLify's gmm_08.pkl, or leave it empty for the built-in prior)")
         try:
-            with open(path, "rb") as fh:
-                gmm = pickle.load(fh, encoding="latin1")
+            with open(path, "rb") as handle:
+                gmm = pickle.load(handle, encoding="latin1")
             means, covars, weights = (np.asarray(gmm[k], np.float64) for k in ("means", "covars", "weights"))
         except Exception as e:
             raise ValueError(f"{path}: not a SMPLify GMM pickle with keys means/covars/weights ({e})") from None

@@ -135,10 +135,10 @@ def initial_translation(rest_points: np.ndarray, xy: np.ndarray, conf: np.ndarra
     frames = len(xy)
     transl = np.full((frames, 3), np.nan)
     for t in range(frames):
-        ok = (conf[t] > 0.3) & mask
-        if ok.sum() < 3:
+        usable = (conf[t] > 0.3) & mask
+        if usable.sum() < 3:
             continue
-        model, seen = rest_points[ok], xy[t, ok]
+        model, seen = rest_points[usable], xy[t, usable]
         spread_3d = np.sqrt(((model[:, :2] - model[:, :2].mean(0)) ** 2).sum(1).mean())
         spread_2d = np.sqrt(((seen - seen.mean(0)) ** 2).sum(1).mean())
         if spread_2d < 1e-3:
@@ -304,7 +304,8 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
                 out[2:] += (hess_skip_t * v[:-2, None]).sum(-1)
                 return out
 
-            precond = hess_block + frame_share[:, None, None] * torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)
+            param_block = torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)
+            precond = hess_block + frame_share[:, None, None] * param_block
             chol = torch.linalg.cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
             step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
             x_new = x.clone()
@@ -419,19 +420,19 @@ def fit_clip(
     x[:, flat.layout["transl"]] = torch.tensor(start, dtype=torch.float32, device=device)
     progress = Progress(tolerance=tolerance)
 
-    def run(stage: StageSpec, solve, x: torch.Tensor, on: ClipObjective) -> torch.Tensor:
+    def run(stage: StageSpec, solve, x: torch.Tensor, scope: ClipObjective) -> torch.Tensor:
         """One stage: its problem at the current contour rows, the strategy, then the shape pooled."""
         with torch.no_grad():
-            rows = sparse.contour_rows(params_from_x(on, x, sparse.num_pca))
-        problem = on.stage(stage, rows)
+            rows = sparse.contour_rows(params_from_x(scope, x, sparse.num_pca))
+        problem = scope.stage(stage, rows)
         x = solve(problem, x, progress)
         with torch.no_grad():
-            beta_mean = x[:, on.beta_columns].mean(0) if problem.pools_shape else None
+            beta_mean = x[:, scope.beta_columns].mean(0) if problem.pools_shape else None
             progress.losses.append(float(problem.frame_costs(x, beta_mean).mean()))
         log.debug("stage %s on %d frames: loss %.3f after %d evaluations, %.2f s", stage.name, x.shape[0],
                   progress.losses[-1], progress.evaluations, time.perf_counter() - started)
         if problem.pools_shape:  # from here on (and in the output) one shape for the clip
-            x[:, on.beta_columns] = x[:, on.beta_columns].mean(0)
+            x[:, scope.beta_columns] = x[:, scope.beta_columns].mean(0)
         return x
 
     if optimizer == "lbfgs":
@@ -540,8 +541,8 @@ class SmplxFitter:
         ref = record.arrays["landmarks.pose" if "landmarks.pose" in arrays else "landmarks.face"]
         T = len(ref.data)
         face_f, pose_f = _fraction(arrays.get("landmarks.face")), _fraction(arrays.get("landmarks.pose"))
-        lh, rh = arrays.get("landmarks.left_hand"), arrays.get("landmarks.right_hand")
-        hands = [np.isfinite(a[..., :2]).any(axis=(1, 2)) for a in (lh, rh) if a is not None]
+        left_hand, right_hand = arrays.get("landmarks.left_hand"), arrays.get("landmarks.right_hand")
+        hands = [np.isfinite(a[..., :2]).any(axis=(1, 2)) for a in (left_hand, right_hand) if a is not None]
         hand_f = float(np.logical_or.reduce(hands).mean()) if hands else 0.0
         xy, conf = gather_observations(arrays, self.targets, T, self.cfg.min_visibility)
         camera, focal_source = self.camera_for(record)

@@ -40,11 +40,11 @@ class FlatSMPLX(nn.Module):
     points, in the order of the active points.
     """
 
-    def __init__(self, sp: SparseSMPLX, active: np.ndarray):
+    def __init__(self, sparse: SparseSMPLX, active: np.ndarray):
         super().__init__()
-        dev = sp.v_template.device
-        parents = sp.parents
-        points = [p for p, a in zip(sp.points, active) if a]
+        dev = sparse.v_template.device
+        parents = sparse.parents
+        points = [p for p, a in zip(sparse.points, active) if a]
         self.point_ids = np.flatnonzero(active)
         # vertices needed by the active points, as (index into sp.sel, barycentric) triples
         P = len(points)
@@ -52,14 +52,14 @@ class FlatSMPLX(nn.Module):
         bary = np.zeros((P, 3), np.float32)
         is_joint = np.zeros(P, bool)
         joint_of = np.zeros(P, np.int64)
-        sel = sp.sel.cpu().numpy()
+        sel = sparse.sel.cpu().numpy()
         where = {int(v): i for i, v in enumerate(sel)}
-        static_ids = [p.index for p in sp.points if p.kind == "landmark"]
-        contour_ids = [p.index for p in sp.points if p.kind == "contour"]
-        st_local = sp.static_local.cpu().numpy() if sp.static_local is not None else None
-        st_bary = sp.static_bary.cpu().numpy() if sp.static_bary is not None else None
-        ct_local = sp.contour_local.cpu().numpy() if sp.contour_local is not None else None  # (R,C,3)
-        ct_bary = sp.contour_bary.cpu().numpy() if sp.contour_bary is not None else None
+        static_ids = [p.index for p in sparse.points if p.kind == "landmark"]
+        contour_ids = [p.index for p in sparse.points if p.kind == "contour"]
+        st_local = sparse.static_local.cpu().numpy() if sparse.static_local is not None else None
+        st_bary = sparse.static_bary.cpu().numpy() if sparse.static_bary is not None else None
+        ct_local = sparse.contour_local.cpu().numpy() if sparse.contour_local is not None else None  # (R,C,3)
+        ct_bary = sparse.contour_bary.cpu().numpy() if sparse.contour_bary is not None else None
         contour_cols = []  # (point position, contour column)
         for n, point in enumerate(points):
             if point.kind == "joint":
@@ -80,7 +80,7 @@ class FlatSMPLX(nn.Module):
         remap = np.full(len(sel), -1, np.int64)
         remap[used] = np.arange(len(used))
         tri = np.where(bary > 0, remap[tri], 0)
-        weights = sp.sel_weights.cpu().numpy()[used]  # (S,55)
+        weights = sparse.sel_weights.cpu().numpy()[used]  # (S,55)
 
         # which joints' rotations move an observed point
         desc = np.zeros((NUM_JOINTS, NUM_JOINTS), bool)  # desc[a, j]: j is a descendant-or-self of a
@@ -106,11 +106,11 @@ class FlatSMPLX(nn.Module):
             depth[j] = depth[parents[j]] + 1
         order = [np.array([0])] + [np.array([j for j in np.flatnonzero(chain) if depth[j] == d and j > 0])
                                    for d in range(1, depth.max() + 1)]
-        order = [lv for lv in order if len(lv)]
+        order = [level for level in order if len(level)]
         flat = np.concatenate(order)
         pos = {int(j): n for n, j in enumerate(flat)}
         self.chain = flat
-        self.level_sizes = [len(lv) for lv in order]
+        self.level_sizes = [len(level) for level in order]
         self.parent_pos = [torch.as_tensor([int(np.flatnonzero(order[d - 1] == parents[j])[0]) for j in order[d]],
                                            device=dev) for d in range(1, len(order))]
 
@@ -134,60 +134,61 @@ class FlatSMPLX(nn.Module):
         self.use_lh = bool(free[LHAND].any())
         self.use_rh = bool(free[RHAND].any())
         if self.use_lh:
-            add("left_hand_pose", sp.num_pca)
+            add("left_hand_pose", sparse.num_pca)
         if self.use_rh:
-            add("right_hand_pose", sp.num_pca)
-        add("expression", sp.num_expression)
-        add("betas", sp.num_betas)
+            add("right_hand_pose", sparse.num_pca)
+        add("expression", sparse.num_expression)
+        add("betas", sparse.num_betas)
         self.layout = lay
         self.dim = n
         self.body_free = body_free
-        self.num_pca = sp.num_pca
+        self.num_pca = sparse.num_pca
 
         # where each chain joint's axis-angle comes from: a (N, 3*|chain|) = x @ M + m0
-        Ms = torch.zeros(n, 3 * len(flat))
-        m0 = torch.zeros(3 * len(flat))
-        lh_c, rh_c = sp.lhand_comps.cpu(), sp.rhand_comps.cpu()
-        lh_m, rh_m = sp.lhand_mean.cpu(), sp.rhand_mean.cpu()
+        pose_map_t = torch.zeros(n, 3 * len(flat))
+        pose_offset = torch.zeros(3 * len(flat))
+        lh_c, rh_c = sparse.lhand_comps.cpu(), sparse.rhand_comps.cpu()
+        lh_m, rh_m = sparse.lhand_mean.cpu(), sparse.rhand_mean.cpu()
         for c, j in enumerate(flat):
             cols = slice(3 * c, 3 * c + 3)
             if j == 0:
-                Ms[lay["global_orient"], cols] = torch.eye(3)
+                pose_map_t[lay["global_orient"], cols] = torch.eye(3)
             elif j in body_free:
                 k = body_free.index(j)
-                Ms[lay["body"].start + 3 * k: lay["body"].start + 3 * k + 3, cols] = torch.eye(3)
+                pose_map_t[lay["body"].start + 3 * k: lay["body"].start + 3 * k + 3, cols] = torch.eye(3)
             elif j in (JAW, LEYE, REYE) and free[j]:
                 name = {JAW: "jaw_pose", LEYE: "leye_pose", REYE: "reye_pose"}[j]
-                Ms[lay[name], cols] = torch.eye(3)
+                pose_map_t[lay[name], cols] = torch.eye(3)
             elif j in LHAND and self.use_lh:
                 k = LHAND.index(j)
-                Ms[lay["left_hand_pose"], cols] = lh_c[:, 3 * k:3 * k + 3]
-                m0[cols] = lh_m[3 * k:3 * k + 3]
+                pose_map_t[lay["left_hand_pose"], cols] = lh_c[:, 3 * k:3 * k + 3]
+                pose_offset[cols] = lh_m[3 * k:3 * k + 3]
             elif j in RHAND and self.use_rh:
                 k = RHAND.index(j)
-                Ms[lay["right_hand_pose"], cols] = rh_c[:, 3 * k:3 * k + 3]
-                m0[cols] = rh_m[3 * k:3 * k + 3]
+                pose_map_t[lay["right_hand_pose"], cols] = rh_c[:, 3 * k:3 * k + 3]
+                pose_offset[cols] = rh_m[3 * k:3 * k + 3]
             # other chain joints (leaf targets, unobserved hand joints) stay at zero rotation
-        self.register_buffer("pose_map", Ms.to(dev))
-        self.register_buffer("pose_mean", m0.to(dev))
+        self.register_buffer("pose_map", pose_map_t.to(dev))
+        self.register_buffer("pose_mean", pose_offset.to(dev))
         # rest joints restricted to the chain: J = J0 + Jb b + Je e (kept linear)
         idx = torch.as_tensor(flat, device=dev)
-        self.register_buffer("J0", sp.J0[idx])
-        self.register_buffer("Jb", sp.Jb[idx])
-        self.register_buffer("Je", sp.Je[idx])
+        self.register_buffer("J0", sparse.J0[idx])
+        self.register_buffer("Jb", sparse.Jb[idx])
+        self.register_buffer("Je", sparse.Je[idx])
         par = torch.as_tensor([pos[int(parents[j])] if j else 0 for j in flat], device=dev)
         self.register_buffer("par", par)
         # skinned vertices: template, blend shapes, correctives for the rotating chain joints
         used_t = torch.as_tensor(sel[used], device=dev)
-        self.register_buffer("v_template", sp.v_template[used_t])
-        self.register_buffer("shapedirs", sp.shapedirs[used_t])
-        self.register_buffer("expr_dirs", sp.expr_dirs[used_t])
+        self.register_buffer("v_template", sparse.v_template[used_t])
+        self.register_buffer("shapedirs", sparse.shapedirs[used_t])
+        self.register_buffer("expr_dirs", sparse.expr_dirs[used_t])
         rot_chain = [c for c, j in enumerate(flat) if j != 0 and moved_by[j]]
         self.corr_cols = torch.as_tensor(rot_chain, device=dev)
         rows = torch.as_tensor(np.concatenate([np.arange(9 * (flat[c] - 1), 9 * flat[c]) for c in rot_chain])
                                if rot_chain else np.zeros(0, np.int64), device=dev)
-        pd = sp.posedirs.view(sp.posedirs.shape[0], -1, 3)[:, used_t].reshape(sp.posedirs.shape[0], -1)
-        self.register_buffer("posedirs", pd[rows])  # (9*|rot|, S*3)
+        num_features = sparse.posedirs.shape[0]
+        posedirs_used = sparse.posedirs.view(num_features, -1, 3)[:, used_t].reshape(num_features, -1)
+        self.register_buffer("posedirs", posedirs_used[rows])  # (9*|rot|, S*3)
         self.register_buffer("weights", torch.as_tensor(weights[:, flat], device=dev))  # (S,|chain|)
         # point extraction
         vert_pts = np.flatnonzero(~is_joint)
@@ -209,92 +210,92 @@ class FlatSMPLX(nn.Module):
         self.num_points = P
         self._jbuf = None
         # skinning slots: each used vertex's nonzero influences, padded with weight 0
-        wc = weights[:, flat]
-        K = max(int((wc > 0).sum(1).max()), 1)
-        sj = np.zeros((len(used), K), np.int64)
-        sw = np.zeros((len(used), K), np.float32)
+        chain_weights = weights[:, flat]
+        K = max(int((chain_weights > 0).sum(1).max()), 1)
+        slot_joints = np.zeros((len(used), K), np.int64)
+        slot_weights = np.zeros((len(used), K), np.float32)
         for i in range(len(used)):
-            nz = np.flatnonzero(wc[i] > 0)
-            sj[i, :len(nz)], sw[i, :len(nz)] = nz, wc[i, nz]
-        self.register_buffer("slot_joint", torch.as_tensor(sj, device=dev))
-        self.register_buffer("slot_weight", torch.as_tensor(sw, device=dev))
+            nonzero = np.flatnonzero(chain_weights[i] > 0)
+            slot_joints[i, :len(nonzero)], slot_weights[i, :len(nonzero)] = nonzero, chain_weights[i, nonzero]
+        self.register_buffer("slot_joint", torch.as_tensor(slot_joints, device=dev))
+        self.register_buffer("slot_weight", torch.as_tensor(slot_weights, device=dev))
         anc = desc[np.ix_(flat, flat)].T.astype(np.float32)  # anc[j, k]: k is an ancestor-or-self of j
         self.register_buffer("anc_or_self", torch.as_tensor(anc, device=dev))
         self.register_buffer("anc_proper", torch.as_tensor(anc - np.eye(len(flat), dtype=np.float32), device=dev))
         # chain axis-angle components -> x columns: identity blocks, and the hands' PCA
-        Mn = Ms.numpy()
+        pose_map_np = pose_map_t.numpy()
         direct_x, direct_a = [], []
-        for a_col in range(Mn.shape[1]):
-            nz = np.flatnonzero(Mn[:, a_col])
-            if len(nz) == 1 and Mn[nz[0], a_col] == 1.0 and not any(
-                    nz[0] in range(lay[h].start, lay[h].stop)
+        for a_col in range(pose_map_np.shape[1]):
+            nonzero = np.flatnonzero(pose_map_np[:, a_col])
+            if len(nonzero) == 1 and pose_map_np[nonzero[0], a_col] == 1.0 and not any(
+                    nonzero[0] in range(lay[h].start, lay[h].stop)
                     for h in ("left_hand_pose", "right_hand_pose") if h in lay):
-                direct_x.append(int(nz[0]))
+                direct_x.append(int(nonzero[0]))
                 direct_a.append(a_col)
-        self._build_pairs(Mn, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
-                          contour_cols, remap, sp, used, rot_chain, moved_by, K, dev)
+        self._build_pairs(pose_map_np, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
+                          contour_cols, remap, sparse, used, rot_chain, moved_by, K, dev)
 
-    def _build_pairs(self, Mn, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
-                     contour_cols, remap, sp, used, rot_chain, moved_by, K, dev) -> None:
+    def _build_pairs(self, pose_map_np, direct_x, direct_a, joint_of, is_joint, vert_pts, tri, bary, ct_local,
+                     contour_cols, remap, sparse, used, rot_chain, moved_by, K, dev) -> None:
         """(point, rotating chain joint) pairs of the sparse Jacobian, and where they land in x."""
         flat = self.chain
         C = len(flat)
         pos = {int(j): n for n, j in enumerate(flat)}
         anc = self.anc_or_self.cpu().numpy() > 0
         rotating = np.array([j == 0 or moved_by[j] for j in flat])
-        sj, sw = self.slot_joint.cpu().numpy(), self.slot_weight.cpu().numpy()
+        slot_joints, slot_weights = self.slot_joint.cpu().numpy(), self.slot_weight.cpu().numpy()
         E = 3 * K
-        Pj = int(is_joint.sum())
-        ec = np.zeros((1, Pj, E), np.float32)
-        ec[..., 0] = 1.0
-        ej = np.zeros((1, Pj, E), np.int64)
-        ej[0, :, 0] = [pos[int(j)] for j in joint_of[is_joint]]
-        self.register_buffer("joint_entry_c", torch.as_tensor(ec, device=dev))
-        self.register_buffer("joint_entry_j", torch.as_tensor(ej, device=dev))
+        num_joint_points = int(is_joint.sum())
+        entry_coef0 = np.zeros((1, num_joint_points, E), np.float32)
+        entry_coef0[..., 0] = 1.0
+        entry_joint0 = np.zeros((1, num_joint_points, E), np.int64)
+        entry_joint0[0, :, 0] = [pos[int(j)] for j in joint_of[is_joint]]
+        self.register_buffer("joint_entry_c", torch.as_tensor(entry_coef0, device=dev))
+        self.register_buffer("joint_entry_j", torch.as_tensor(entry_joint0, device=dev))
         # posedirs of the used vertices per rotating joint: (S, |rot|, 3, 9)
         pdv = self.posedirs.view(len(rot_chain), 9, -1, 3).permute(2, 0, 3, 1).cpu().numpy() if rot_chain else None
         rot_pos = {c: n for n, c in enumerate(rot_chain)}
         ct_of = dict(contour_cols)
         P = self.num_points
-        qp, qk, pd_q, pd_m, full_flags = [], [], [], [], []
+        pair_point, pair_joint, pd_q, pd_m, full_flags = [], [], [], [], []
         for n in range(P):
             if is_joint[n]:
-                ks = anc[pos[int(joint_of[n])]].copy()
-                ks[pos[int(joint_of[n])]] = False
+                moves = anc[pos[int(joint_of[n])]].copy()
+                moves[pos[int(joint_of[n])]] = False
                 verts = []
             else:
                 if n in ct_of and ct_local is not None:
                     verts = np.unique(remap[ct_local[:, ct_of[n]]]).tolist()
                 else:
                     verts = [int(v) for v, b in zip(tri[n], bary[n]) if b > 0]
-                ks = np.zeros(C, bool)
+                moves = np.zeros(C, bool)
                 for v in verts:
-                    for j, w in zip(sj[v], sw[v]):
+                    for j, w in zip(slot_joints[v], slot_weights[v]):
                         if w > 0:
-                            ks |= anc[j]
-            ks &= rotating
+                            moves |= anc[j]
+            moves &= rotating
             static_vertex = not is_joint[n] and n not in ct_of
             if static_vertex and pdv is not None:
                 m = sum(b * pdv[v] for v, b in zip(tri[n], bary[n]) if b > 0)  # (|rot|,3,9)
                 for c, r in rot_pos.items():
                     if np.abs(m[r]).max() > 1e-7:
-                        ks[c] = True
+                        moves[c] = True
             infl = ([pos[int(joint_of[n])]] if is_joint[n] else
-                    sorted({int(j) for v in verts for j, w in zip(sj[v], sw[v]) if w > 0}))
-            for k in np.flatnonzero(ks):
+                    sorted({int(j) for v in verts for j, w in zip(slot_joints[v], slot_weights[v]) if w > 0}))
+            for k in np.flatnonzero(moves):
                 full_flags.append(all(anc[j, k] for j in infl))
                 if static_vertex and pdv is not None and k in rot_pos:
-                    mk = m[rot_pos[k]]
-                    if np.abs(mk).max() > 1e-7:
-                        pd_q.append(len(qp))
-                        pd_m.append(mk)
-                qp.append(n)
-                qk.append(int(k))
-        self.register_buffer("q_point", torch.as_tensor(qp, device=dev))
-        self.register_buffer("q_joint", torch.as_tensor(qk, device=dev))
-        ff = np.array(full_flags, bool)
-        self.register_buffer("q_full", torch.as_tensor(np.flatnonzero(ff), device=dev))
-        self.register_buffer("q_part", torch.as_tensor(np.flatnonzero(~ff), device=dev))
+                    corrective = m[rot_pos[k]]
+                    if np.abs(corrective).max() > 1e-7:
+                        pd_q.append(len(pair_point))
+                        pd_m.append(corrective)
+                pair_point.append(n)
+                pair_joint.append(int(k))
+        self.register_buffer("q_point", torch.as_tensor(pair_point, device=dev))
+        self.register_buffer("q_joint", torch.as_tensor(pair_joint, device=dev))
+        carried_whole = np.array(full_flags, bool)
+        self.register_buffer("q_full", torch.as_tensor(np.flatnonzero(carried_whole), device=dev))
+        self.register_buffer("q_part", torch.as_tensor(np.flatnonzero(~carried_whole), device=dev))
         if pd_q:
             self.register_buffer("q_pd", torch.as_tensor(pd_q, device=dev))
             self.register_buffer("q_pd_mat", torch.as_tensor(np.stack(pd_m).astype(np.float32), device=dev))
@@ -306,17 +307,17 @@ class FlatSMPLX(nn.Module):
         direct, flat_idx = [], []
         pca: dict[str, tuple[list, list, list]] = {}
         hands = {h: self.layout[h] for h in ("left_hand_pose", "right_hand_pose") if h in self.layout}
-        for n, (p_, k) in enumerate(zip(qp, qk)):
+        for n, (pair_pt, k) in enumerate(zip(pair_point, pair_joint)):
             if 3 * k in a2x:
                 direct.append(n)
-                flat_idx.append([[p_ * 2 * D + r * D + a2x[3 * k + i] for i in range(3)] for r in range(2)])
+                flat_idx.append([[pair_pt * 2 * D + r * D + a2x[3 * k + i] for i in range(3)] for r in range(2)])
                 continue
-            for h, sl in hands.items():
-                comps = Mn[sl, 3 * k:3 * k + 3]  # (pca, 3)
+            for h, hand_columns in hands.items():
+                comps = pose_map_np[hand_columns, 3 * k:3 * k + 3]  # (pca, 3)
                 if np.abs(comps).sum() > 0:
                     e = pca.setdefault(h, ([], [], []))
                     e[0].append(n)
-                    e[1].append([[p_ * 2 * D + r * D + sl.start + c for c in range(sl.stop - sl.start)]
+                    e[1].append([[pair_pt * 2 * D + r * D + c for c in range(hand_columns.start, hand_columns.stop)]
                                  for r in range(2)])
                     e[2].append(comps.T)
         self.q_direct = torch.as_tensor(direct, device=dev)
@@ -336,20 +337,20 @@ class FlatSMPLX(nn.Module):
         lay = self.layout
         betas = x[:, lay["betas"]]
         expr = x[:, lay["expression"]]
-        aa = (x @ self.pose_map + self.pose_mean).view(N, -1, 3)
-        rot = rodrigues(aa)  # (N,C,3,3)
+        axis_angle = (x @ self.pose_map + self.pose_mean).view(N, -1, 3)
+        rot = rodrigues(axis_angle)  # (N,C,3,3)
         J = self.J0 + torch.einsum("jcb,nb->njc", self.Jb, betas) + torch.einsum("jce,ne->njc", self.Je, expr)
         rel = J - J[:, self.par]
         # world transforms level by level: each level's parents are in the level above
-        Rs, ts = [rot[:, :1]], [J[:, :1]]
+        level_rots, level_pos = [rot[:, :1]], [J[:, :1]]
         start = 1
-        for size, pp in zip(self.level_sizes[1:], self.parent_pos):
-            Rp, tp = Rs[-1][:, pp], ts[-1][:, pp]
-            Rs.append(Rp @ rot[:, start:start + size])
-            ts.append((Rp @ rel[:, start:start + size, :, None])[..., 0] + tp)
+        for size, parent_index in zip(self.level_sizes[1:], self.parent_pos):
+            parent_rot, parent_t = level_rots[-1][:, parent_index], level_pos[-1][:, parent_index]
+            level_rots.append(parent_rot @ rot[:, start:start + size])
+            level_pos.append((parent_rot @ rel[:, start:start + size, :, None])[..., 0] + parent_t)
             start += size
-        Rw = torch.cat(Rs, 1)
-        tw = torch.cat(ts, 1)
+        world_rot = torch.cat(level_rots, 1)
+        world_t = torch.cat(level_pos, 1)
         u = (self.v_template + torch.einsum("vcb,nb->nvc", self.shapedirs, betas)
              + torch.einsum("vce,ne->nvc", self.expr_dirs, expr))
         if len(self.corr_cols):
@@ -357,8 +358,9 @@ class FlatSMPLX(nn.Module):
             feat = (rot[:, self.corr_cols] - eye).reshape(N, -1)
             u = u + (feat @ self.posedirs).view(N, -1, 3)
         # linear blend skinning over each vertex's few influences ("slots")
-        js = self.slot_joint
-        y = (Rw[:, js] @ (u[:, :, None] - J[:, js])[..., None])[..., 0] + tw[:, js]  # (N,S,K,3)
+        slot_joint_ids = self.slot_joint
+        y = ((world_rot[:, slot_joint_ids] @ (u[:, :, None] - J[:, slot_joint_ids])[..., None])[..., 0]
+             + world_t[:, slot_joint_ids])  # (N,S,K,3)
         v = (y * self.slot_weight[..., None]).sum(2)
         if self.ct_pos is not None:
             r = rows if rows is not None else torch.zeros(N, dtype=torch.long, device=x.device)
@@ -367,9 +369,9 @@ class FlatSMPLX(nn.Module):
         else:
             tri, bary = self.tri.expand(N, -1, -1), self.bary.expand(N, -1, -1)
         nidx = torch.arange(N, device=x.device)[:, None, None]
-        vp = (v[nidx, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
-        pts = torch.cat([tw[:, self.joint_cols], vp], 1)[:, self.order] + x[:, None, lay["transl"]]
-        return dict(aa=aa, rot=rot, Rw=Rw, tw=tw, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
+        vertex_points = (v[nidx, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
+        pts = torch.cat([world_t[:, self.joint_cols], vertex_points], 1)[:, self.order] + x[:, None, lay["transl"]]
+        return dict(aa=axis_angle, rot=rot, Rw=world_rot, tw=world_t, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x (N,D) -> (N,P,3) points; rows (N,) contour-table rows of these frames (None: row 0)."""
@@ -390,108 +392,115 @@ class FlatSMPLX(nn.Module):
         """
         N, D = x.shape
         q = self._pose(x, rows)
-        pts, Rw, tw, y = q["pts"], q["Rw"], q["tw"], q["y"]
+        pts, world_rot, world_t, y = q["pts"], q["Rw"], q["tw"], q["y"]
         tri, bary, nidx = q["tri"], q["bary"], q["nidx"]
         # projection derivative (N,P,2,3)
         f = camera.focal
         uv = camera.project(pts)
         z = pts[..., 2].clamp(min=MIN_DEPTH)
         zero = torch.zeros_like(z)
-        Jp = torch.stack([torch.stack([f / z, zero, -f * pts[..., 0] / z**2], -1),
+        dproj = torch.stack([torch.stack([f / z, zero, -f * pts[..., 0] / z**2], -1),
                           torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)], -2)
         # world angular velocity of each chain joint per unit local axis-angle: Rw_parent J_left(aa)
-        Rpar = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3), Rw[:, self.par[1:]]], 1)
-        Jl = left_jacobian(q["aa"])
-        omega = Rpar @ Jl  # (N,C,3,3): column i = world axis for component i
-        jc = self.joint_cols
+        parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3),
+                                 world_rot[:, self.par[1:]]], 1)
+        left_jac = left_jacobian(q["aa"])
+        omega = parents_rot @ left_jac  # (N,C,3,3): column i = world axis for component i
+        joint_columns = self.joint_cols
         # each point's influences ("entries"): (position y_e, coefficient c_e, chain joint j_e);
         # a joint target is one entry (itself), a vertex point its triangle's skinning slots
-        Pv = tri.shape[1]
+        num_vertex_points = tri.shape[1]
         K = y.shape[2]
         E = 3 * K
-        yE = torch.cat([torch.nn.functional.pad(tw[:, jc, None], (0, 0, 0, E - 1)),
-                        y[nidx, tri].reshape(N, Pv, E, 3)], 1)[:, self.order]
-        cE = torch.cat([self.joint_entry_c.expand(N, -1, -1),
-                        (bary[..., None] * self.slot_weight[tri]).reshape(N, Pv, E)], 1)[:, self.order]
-        jE = torch.cat([self.joint_entry_j.expand(N, -1, -1), self.slot_joint[tri].reshape(N, Pv, E)], 1)[:, self.order]
+        entry_pos = torch.cat([torch.nn.functional.pad(world_t[:, joint_columns, None], (0, 0, 0, E - 1)),
+                        y[nidx, tri].reshape(N, num_vertex_points, E, 3)], 1)[:, self.order]
+        entry_coef = torch.cat([self.joint_entry_c.expand(N, -1, -1),
+                        (bary[..., None] * self.slot_weight[tri]).reshape(N, num_vertex_points, E)], 1)[:, self.order]
+        entry_joint = torch.cat([self.joint_entry_j.expand(N, -1, -1),
+                                 self.slot_joint[tri].reshape(N, num_vertex_points, E)], 1)[:, self.order]
         # pairs (point P, chain joint k that moves it): lever Z = sum_e [j_e below k] c_e (y_e - t_k)
-        qp, qk = self.q_point, self.q_joint
+        pair_point, pair_joint = self.q_point, self.q_joint
         # a joint above all of a point's influences carries the whole point: Z = p - t_k
-        fp, fk = qp[self.q_full], qk[self.q_full]
-        Z = torch.empty(N, len(qp), 3, dtype=x.dtype, device=x.device)
-        Z[:, self.q_full] = pts[:, fp] - x[:, None, self.layout["transl"]] - tw[:, fk]
-        pp_, pk = qp[self.q_part], qk[self.q_part]
-        cm = cE[:, pp_] * self.anc_or_self[jE[:, pp_], pk[:, None]]  # (N,Qp,E)
-        Z[:, self.q_part] = (cm[..., None] * yE[:, pp_]).sum(2) - cm.sum(2)[..., None] * tw[:, pk]
-        JpQ = Jp.index_select(1, qp)  # (N,Q,2,3)
+        full_point, full_joint = pair_point[self.q_full], pair_joint[self.q_full]
+        Z = torch.empty(N, len(pair_point), 3, dtype=x.dtype, device=x.device)
+        Z[:, self.q_full] = pts[:, full_point] - x[:, None, self.layout["transl"]] - world_t[:, full_joint]
+        pp_, part_joint = pair_point[self.q_part], pair_joint[self.q_part]
+        carried = entry_coef[:, pp_] * self.anc_or_self[entry_joint[:, pp_], part_joint[:, None]]  # (N,Qp,E)
+        Z[:, self.q_part] = ((carried[..., None] * entry_pos[:, pp_]).sum(2)
+                             - carried.sum(2)[..., None] * world_t[:, part_joint])
+        JpQ = dproj.index_select(1, pair_point)  # (N,Q,2,3)
         # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r); written out on
         # the last axes, since batched 3x3 matmuls are slow on the CPU
-        zx, zy, zz = (c[:, :, None] for c in Z.unbind(-1))
-        px, py, pz = JpQ.unbind(-1)
-        cx, cy, cz = zy * pz - zz * py, zz * px - zx * pz, zx * py - zy * px  # (N,Q,2)
-        om = omega.index_select(1, qk)  # (N,Q,3,3)
-        vals = torch.stack([cx * om[:, :, None, 0, i] + cy * om[:, :, None, 1, i] + cz * om[:, :, None, 2, i]
+        lever_x, lever_y, lever_z = (c[:, :, None] for c in Z.unbind(-1))
+        dproj_x, dproj_y, dproj_z = JpQ.unbind(-1)
+        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (N,Q,2)
+        cross_y = lever_z * dproj_x - lever_x * dproj_z
+        cross_z = lever_x * dproj_y - lever_y * dproj_x
+        axes = omega.index_select(1, pair_joint)  # (N,Q,3,3)
+        vals = torch.stack([cross_x * axes[:, :, None, 0, i] + cross_y * axes[:, :, None, 1, i]
+                            + cross_z * axes[:, :, None, 2, i]
                             for i in range(3)], -1)  # (N,Q,2,3)
         if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
-            qi = self.q_pd
-            GR = (Rw[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
-            GRp = (GR[nidx, tri] * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
-            GRp = torch.cat([torch.zeros(N, len(jc), 3, 3, dtype=x.dtype, device=x.device), GRp], 1)[:, self.order]
-            dR = (skew(Jl.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
-            M = (JpQ[:, qi] @ GRp[:, qp[qi]]) @ self.q_pd_mat  # (N,Qp,2,9)
-            vals = vals.index_add(1, qi, M @ dR[:, qk[qi]])
+            corrective_pairs = self.q_pd
+            blend_rot = (world_rot[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
+            point_rot = (blend_rot[nidx, tri] * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
+            point_rot = torch.cat([torch.zeros(N, len(joint_columns), 3, 3, dtype=x.dtype, device=x.device), point_rot],
+                            1)[:, self.order]
+            drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
+            M = (JpQ[:, corrective_pairs] @ point_rot[:, pair_point[corrective_pairs]]) @ self.q_pd_mat  # (N,Qp,2,9)
+            vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
         size = pts.shape[1] * 2 * D
         if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
             self._jbuf = torch.zeros(N, size, dtype=x.dtype, device=x.device)
         else:
             self._jbuf.zero_()  # reused: a fresh 25 MB buffer costs page faults every call
-        Jx = self._jbuf
-        Jx.index_add_(1, self.q_flat_direct, vals.index_select(1, self.q_direct).reshape(N, -1))
+        jac = self._jbuf
+        jac.index_add_(1, self.q_flat_direct, vals.index_select(1, self.q_direct).reshape(N, -1))
         for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,2,3) @ (Qh,3,pca)
-            Jx.index_add_(1, flat_idx, (vals.index_select(1, qsel) @ comps).reshape(N, -1))
-        Jx = Jx.view(N, -1, 2, D)
-        Jx[..., self.layout["transl"]] = Jp
+            jac.index_add_(1, flat_idx, (vals.index_select(1, qsel) @ comps).reshape(N, -1))
+        jac = jac.view(N, -1, 2, D)
+        jac[..., self.layout["transl"]] = dproj
         # expression (and shape): linear given the rotations
         if not (with_betas or with_expression):
-            return uv, Jx
+            return uv, jac
         lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
-        dJ = torch.cat([self.Je, self.Jb], -1)[..., : len(cols)]  # (C,3,L)
-        du = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., : len(cols)]  # (S,3,L)
-        drel = dJ - dJ[self.par]
-        dts = [dJ[:1].expand(N, -1, -1, -1)]
+        djoint = torch.cat([self.Je, self.Jb], -1)[..., : len(cols)]  # (C,3,L)
+        dvert_rest = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., : len(cols)]  # (S,3,L)
+        drel = djoint - djoint[self.par]
+        dts = [djoint[:1].expand(N, -1, -1, -1)]
         start = 1
-        Rl = [Rw[:, :1]]
-        for size, pp in zip(self.level_sizes[1:], self.parent_pos):
-            Rp = Rl[-1][:, pp]
-            dts.append(torch.einsum("nkij,kjl->nkil", Rp, drel[start:start + size]) + dts[-1][:, pp])
-            Rl.append(Rw[:, start:start + size])
+        level_world_rots = [world_rot[:, :1]]
+        for size, parent_index in zip(self.level_sizes[1:], self.parent_pos):
+            parent_rot = level_world_rots[-1][:, parent_index]
+            dts.append(torch.einsum("nkij,kjl->nkil", parent_rot, drel[start:start + size]) + dts[-1][:, parent_index])
+            level_world_rots.append(world_rot[:, start:start + size])
             start += size
         dtw = torch.cat(dts, 1)  # (N,C,3,L)
-        dAt = dtw - torch.einsum("nkij,kjl->nkil", Rw, dJ)  # (N,C,3,L)
-        js, ws = self.slot_joint, self.slot_weight
-        GR = (Rw[:, js] * ws[..., None, None]).sum(2)  # (N,S,3,3)
+        dAt = dtw - torch.einsum("nkij,kjl->nkil", world_rot, djoint)  # (N,C,3,L)
+        slot_joint_ids, slot_weight_values = self.slot_joint, self.slot_weight
+        blend_rot = (world_rot[:, slot_joint_ids] * slot_weight_values[..., None, None]).sum(2)  # (N,S,3,3)
         L = dAt.shape[-1]
         skin = (self.weights @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1)).view(-1, N, 3, L).transpose(0, 1)
-        dv = torch.einsum("nsij,sjl->nsil", GR, du) + skin  # (N,S,3,L)
-        dvp = (dv[nidx, tri] * bary[..., None, None]).sum(2)
-        dP = torch.cat([dtw[:, jc], dvp], 1)[:, self.order]  # (N,P,3,L)
-        Jx[..., cols] = Jp @ dP
-        return uv, Jx
+        dvert = torch.einsum("nsij,sjl->nsil", blend_rot, dvert_rest) + skin  # (N,S,3,L)
+        dvp = (dvert[nidx, tri] * bary[..., None, None]).sum(2)
+        dpoint = torch.cat([dtw[:, joint_columns], dvp], 1)[:, self.order]  # (N,P,3,L)
+        jac[..., cols] = dproj @ dpoint
+        return uv, jac
 
 
-def left_jacobian(aa: torch.Tensor) -> torch.Tensor:
+def left_jacobian(axis_angle: torch.Tensor) -> torch.Tensor:
     """SO(3) left Jacobian of the exponential map at axis-angle aa (...,3) -> (...,3,3).
 
     d exp(a) / d a_i = [J_l(a) e_i]_x exp(a): the world-frame rotation a change of a causes.
     """
-    th2 = (aa * aa).sum(-1, keepdim=True)[..., None]
-    th = torch.sqrt(th2 + 1e-12)
+    th2 = (axis_angle * axis_angle).sum(-1, keepdim=True)[..., None]
+    angle = torch.sqrt(th2 + 1e-12)
     small = th2 < 1e-6
-    safe = torch.where(small, torch.ones_like(th), th)
-    c1 = torch.where(small, 0.5 - th2 / 24, (1 - torch.cos(safe)) / safe**2)
-    c2 = torch.where(small, 1.0 / 6 - th2 / 120, (safe - torch.sin(safe)) / safe**3)
-    Kx = skew(aa)
-    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
-    return eye + c1 * Kx + c2 * (Kx @ Kx)
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    coef1 = torch.where(small, 0.5 - th2 / 24, (1 - torch.cos(safe)) / safe**2)
+    coef2 = torch.where(small, 1.0 / 6 - th2 / 120, (safe - torch.sin(safe)) / safe**3)
+    cross_matrix = skew(axis_angle)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + coef1 * cross_matrix + coef2 * (cross_matrix @ cross_matrix)
 

@@ -49,19 +49,19 @@ def block_pcg(
     r = b.clone()
     z = prec(r)
     p = z.clone()
-    rz = (r * z).sum()
+    r_dot_z = (r * z).sum()
     b_norm = float(b.norm()) + 1e-30
     for _ in range(iterations):
-        Ap = matvec(p)
-        alpha = rz / (p * Ap).sum().clamp(min=1e-30)
+        a_times_p = matvec(p)
+        alpha = r_dot_z / (p * a_times_p).sum().clamp(min=1e-30)
         x = x + alpha * p
-        r = r - alpha * Ap
+        r = r - alpha * a_times_p
         if float(r.norm()) < rtol * b_norm:
             break
         z = prec(r)
         rz_new = (r * z).sum()
-        p = z + (rz_new / rz) * p
-        rz = rz_new
+        p = z + (rz_new / r_dot_z) * p
+        r_dot_z = rz_new
     return x
 
 

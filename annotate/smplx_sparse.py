@@ -39,41 +39,41 @@ class SparseSMPLX(nn.Module):
     def __init__(self, body: BodyModel, points: list[ModelPoint]):
         super().__init__()
         model = body.model
-        dt = torch.float32
-        vt = model.v_template.detach().to(dt)
-        sd = model.shapedirs.detach().to(dt)
-        ed = model.expr_dirs.detach().to(dt)
-        jr = model.J_regressor.detach().to(dt)
-        self.num_verts = vt.shape[0]
-        self.register_buffer("v_template", vt)
-        self.register_buffer("shapedirs", sd)
-        self.register_buffer("expr_dirs", ed)
-        self.register_buffer("posedirs", model.posedirs.detach().to(dt))  # (486, V*3)
-        self.register_buffer("lbs_weights", model.lbs_weights.detach().to(dt))
-        self.register_buffer("J0", jr @ vt)
-        self.register_buffer("Jb", torch.einsum("jv,vcb->jcb", jr, sd))
-        self.register_buffer("Je", torch.einsum("jv,vce->jce", jr, ed))
+        float_type = torch.float32
+        template = model.v_template.detach().to(float_type)
+        shape_dirs = model.shapedirs.detach().to(float_type)
+        expression_dirs = model.expr_dirs.detach().to(float_type)
+        regressor = model.J_regressor.detach().to(float_type)
+        self.num_verts = template.shape[0]
+        self.register_buffer("v_template", template)
+        self.register_buffer("shapedirs", shape_dirs)
+        self.register_buffer("expr_dirs", expression_dirs)
+        self.register_buffer("posedirs", model.posedirs.detach().to(float_type))  # (486, V*3)
+        self.register_buffer("lbs_weights", model.lbs_weights.detach().to(float_type))
+        self.register_buffer("J0", regressor @ template)
+        self.register_buffer("Jb", torch.einsum("jv,vcb->jcb", regressor, shape_dirs))
+        self.register_buffer("Je", torch.einsum("jv,vce->jce", regressor, expression_dirs))
         self.register_buffer("faces", model.faces_tensor.detach())
         self.register_buffer("lmk_faces", model.lmk_faces_idx.detach())
-        self.register_buffer("lmk_bary", model.lmk_bary_coords.detach().to(dt))
+        self.register_buffer("lmk_bary", model.lmk_bary_coords.detach().to(float_type))
         self.register_buffer("dyn_faces", model.dynamic_lmk_faces_idx.detach())
-        self.register_buffer("dyn_bary", model.dynamic_lmk_bary_coords.detach().to(dt))
-        self.register_buffer("lhand_comps", model.left_hand_components.detach().to(dt))
-        self.register_buffer("rhand_comps", model.right_hand_components.detach().to(dt))
-        self.register_buffer("lhand_mean", model.left_hand_mean.detach().to(dt))
-        self.register_buffer("rhand_mean", model.right_hand_mean.detach().to(dt))
+        self.register_buffer("dyn_bary", model.dynamic_lmk_bary_coords.detach().to(float_type))
+        self.register_buffer("lhand_comps", model.left_hand_components.detach().to(float_type))
+        self.register_buffer("rhand_comps", model.right_hand_components.detach().to(float_type))
+        self.register_buffer("lhand_mean", model.left_hand_mean.detach().to(float_type))
+        self.register_buffer("rhand_mean", model.right_hand_mean.detach().to(float_type))
         parents = model.parents.detach().cpu().numpy().copy()
         parents[0] = -1
         self.parents = parents
         levels = [np.array([0])] + _depth_levels(parents)
-        self.levels = [torch.as_tensor(lv) for lv in levels[1:]]
+        self.levels = [torch.as_tensor(level) for level in levels[1:]]
         # position of each joint's parent inside the previous level's list
         self.parent_pos = [torch.as_tensor([int(np.where(levels[d - 1] == parents[j])[0][0]) for j in levels[d]])
                            for d in range(1, len(levels))]
         self.level_unpermute = torch.as_tensor(np.argsort(np.concatenate(levels)))
         self.points = list(points)
-        self.num_betas = sd.shape[-1]
-        self.num_expression = ed.shape[-1]
+        self.num_betas = shape_dirs.shape[-1]
+        self.num_expression = expression_dirs.shape[-1]
         self.num_pca = model.left_hand_components.shape[0]
         self.set_contour_rows(torch.zeros(1, dtype=torch.long))
 
@@ -89,10 +89,10 @@ class SparseSMPLX(nn.Module):
         st_faces = self.faces[self.lmk_faces[torch.as_tensor(static, dtype=torch.long, device=dev)]] if static else None
         if st_faces is not None:
             need.append(st_faces.reshape(-1))
-        ct = torch.as_tensor(contour, dtype=torch.long, device=dev)
+        contour_cols = torch.as_tensor(contour, dtype=torch.long, device=dev)
         if contour:
             used_rows = torch.unique(rows)
-            ct_faces_all = self.faces[self.dyn_faces[used_rows][:, ct]]  # (R,C,3)
+            ct_faces_all = self.faces[self.dyn_faces[used_rows][:, contour_cols]]  # (R,C,3)
             need.append(ct_faces_all.reshape(-1))
         sel = torch.unique(torch.cat(need))
         lookup = torch.full((self.num_verts,), -1, dtype=torch.long, device=dev)
@@ -106,8 +106,8 @@ class SparseSMPLX(nn.Module):
         self.static_local = lookup[st_faces] if st_faces is not None else None  # (S,3)
         self.static_bary = self.lmk_bary[torch.as_tensor(static, dtype=torch.long, device=dev)] if static else None
         if contour:
-            self.contour_local = lookup[self.faces[self.dyn_faces[rows][:, ct]]]  # (T|1,C,3)
-            self.contour_bary = self.dyn_bary[rows][:, ct]  # (T|1,C,3)
+            self.contour_local = lookup[self.faces[self.dyn_faces[rows][:, contour_cols]]]  # (T|1,C,3)
+            self.contour_bary = self.dyn_bary[rows][:, contour_cols]  # (T|1,C,3)
         else:
             self.contour_local = None
         order = {"joint": [], "vertex": [], "landmark": [], "contour": []}
@@ -134,16 +134,16 @@ class SparseSMPLX(nn.Module):
         J = self.J0 + torch.einsum("jcb,tb->tjc", self.Jb, betas) + torch.einsum("jce,te->tjc", self.Je, expr)
         rel = torch.cat([J[:, :1], J[:, 1:] - J[:, self.parents[1:]]], 1)
         # world transforms level by level of the tree: a joint's parent is always in the level above
-        Rs, ts = [rot[:, :1]], [J[:, :1]]
-        for lv, pp in zip(self.levels, self.parent_pos):
-            Rp, tp = Rs[-1][:, pp], ts[-1][:, pp]
-            Rs.append(Rp @ rot[:, lv])
-            ts.append((Rp @ rel[:, lv, :, None])[..., 0] + tp)
-        Rw = torch.cat(Rs, 1)[:, self.level_unpermute]
-        tw = torch.cat(ts, 1)[:, self.level_unpermute]
+        level_rots, level_pos = [rot[:, :1]], [J[:, :1]]
+        for level, parent_index in zip(self.levels, self.parent_pos):
+            parent_rot, parent_t = level_rots[-1][:, parent_index], level_pos[-1][:, parent_index]
+            level_rots.append(parent_rot @ rot[:, level])
+            level_pos.append((parent_rot @ rel[:, level, :, None])[..., 0] + parent_t)
+        world_rot = torch.cat(level_rots, 1)[:, self.level_unpermute]
+        world_t = torch.cat(level_pos, 1)[:, self.level_unpermute]
         # relative transforms (what skinning applies to rest-pose vertices)
-        At = tw - (Rw @ J[..., None])[..., 0]
-        A = torch.cat([Rw.reshape(T, 55, 9), At], -1)  # (T,55,12)
+        world_offset = world_t - (world_rot @ J[..., None])[..., 0]
+        A = torch.cat([world_rot.reshape(T, 55, 9), world_offset], -1)  # (T,55,12)
         # selected vertices
         sel = self.sel
         v = (self.v_template[sel] + torch.einsum("vcb,tb->tvc", self.shapedirs[sel], betas)
@@ -152,9 +152,9 @@ class SparseSMPLX(nn.Module):
         feat = (rot[:, 1:] - eye).reshape(T, -1)
         v = v + (feat @ self.sel_posedirs).view(T, -1, 3)
         G = torch.einsum("vj,tjk->tvk", self.sel_weights, A)  # (T,S,12)
-        Rv = G[..., :9].reshape(T, -1, 3, 3)
-        v = (Rv @ v[..., None])[..., 0] + G[..., 9:]
-        parts = [tw[:, self.joint_idx]]
+        vertex_rot = G[..., :9].reshape(T, -1, 3, 3)
+        v = (vertex_rot @ v[..., None])[..., 0] + G[..., 9:]
+        parts = [world_t[:, self.joint_idx]]
         if self.vert_idx is not None:
             parts.append(v[:, self.vert_idx])
         if self.static_local is not None:
@@ -165,7 +165,7 @@ class SparseSMPLX(nn.Module):
             parts.append((tri * self.contour_bary.expand(T, -1, -1)[..., None]).sum(2))
         pts = torch.cat(parts, 1)[:, self.unpermute]
         transl = params.transl[:, None]
-        return pts + transl, tw + transl
+        return pts + transl, world_t + transl
 
     @torch.no_grad()
     def contour_rows(self, params: SmplxParams) -> torch.Tensor:
@@ -174,7 +174,7 @@ class SparseSMPLX(nn.Module):
         R = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], 3, 3)
         for j in NECK_CHAIN:
             R = rot[:, j] @ R
-        sy = torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2)
-        yaw = torch.round(torch.clamp(-torch.atan2(-R[:, 2, 0], sy) * 180.0 / np.pi, max=39)).long()
+        cos_pitch = torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2)
+        yaw = torch.round(torch.clamp(-torch.atan2(-R[:, 2, 0], cos_pitch) * 180.0 / np.pi, max=39)).long()
         return torch.where(yaw < 0, torch.where(yaw < -39, torch.full_like(yaw, 78), 39 - yaw), yaw)
 

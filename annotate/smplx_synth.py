@@ -36,8 +36,8 @@ def _smooth(rng, T: int, dims: int, fps: float, amp, freqs=(0.2, 1.2)) -> np.nda
     out = np.zeros((T, dims))
     for _ in range(3):
         f = rng.uniform(*freqs, size=dims)
-        ph = rng.uniform(0, 2 * np.pi, size=dims)
-        out += np.sin(2 * np.pi * f * t + ph) / 3
+        phase = rng.uniform(0, 2 * np.pi, size=dims)
+        out += np.sin(2 * np.pi * f * t + phase) / 3
     return out * np.asarray(amp)
 
 
@@ -58,12 +58,12 @@ def make_motion(num_frames: int, fps: float = 25.0, seed: int = 0, num_betas: in
     body[:, 15, 2] += -1.3; body[:, 16, 2] += 1.3  # arms down
     body[:, 17, 1] += -1.6; body[:, 18, 1] += 1.6  # forearms bent forward
     body[:, 17, 1] = np.minimum(body[:, 17, 1], -0.05); body[:, 18, 1] = np.maximum(body[:, 18, 1], 0.05)
-    go = np.zeros((T, 3)); go[:, 0] = math.pi
-    go += _smooth(rng, T, 3, fps, (0.04, 0.12, 0.04), (0.05, 0.3))
+    orient = np.zeros((T, 3)); orient[:, 0] = math.pi
+    orient += _smooth(rng, T, 3, fps, (0.04, 0.12, 0.04), (0.05, 0.3))
     jaw = np.zeros((T, 3)); jaw[:, 0] = 0.12 + _smooth(rng, T, 1, fps, 0.12, (1.0, 3.0))[:, 0]
     return {
         "betas": rng.normal(0, 0.7, (1, num_betas)),
-        "global_orient": go, "body_pose": body.reshape(T, 63), "jaw_pose": jaw,
+        "global_orient": orient, "body_pose": body.reshape(T, 63), "jaw_pose": jaw,
         "leye_pose": _smooth(rng, T, 3, fps, 0.1, (0.1, 0.8)), "reye_pose": None,
         "left_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),
         "right_hand_pose": _smooth(rng, T, num_pca, fps, 1.0, (0.2, 1.0)),

@@ -2,9 +2,9 @@
 
 The mesh is posed with the body model's forward pass (mentor.body) from the record's
 `smplx.*` arrays, projected with `smplx.camera` (mentor.body.Camera), and drawn as
-flat-shaded triangles back to front (painter's algorithm) at half opacity over the frame; landmarks are dots (pose green, face white,
-hands orange/blue). A record fitted with the synthetic body model gets a "SYNTHETIC body
-model" banner.
+flat-shaded triangles back to front (painter's algorithm) at half opacity over the frame;
+landmarks are dots (pose green, face white, hands orange/blue). A record fitted with the
+synthetic body model gets a "SYNTHETIC body model" banner.
 """
 
 from __future__ import annotations
@@ -86,3 +86,32 @@ def render_preview(frames: np.ndarray, record, body_model, out_path: str | Path,
                         cv2.LINE_AA)
     fps = record.fps or 25.0
     return write_video(frames, out_path, fps=fps)
+
+
+# -- hook: the mesh overlay rasterised with the video model's z-buffer (models/render.py):
+# exact per-pixel occlusion instead of the painter's order above, batched in torch.
+# `draw_mesh` keeps its signature; the painter's version stays as `draw_mesh_painter`.
+
+def draw_mesh_zbuffer(img: np.ndarray, verts: np.ndarray, faces: np.ndarray, camera: np.ndarray,
+                      alpha: float = 0.5) -> None:
+    """draw_mesh with models.render.rasterize: flat |n.z| shading, blended at `alpha`, in place."""
+    import torch
+
+    from models.render import rasterize
+
+    f, cx, cy = (float(c) for c in camera)
+    v = torch.as_tensor(verts, dtype=torch.float32)
+    fc = torch.as_tensor(faces, dtype=torch.long)
+    frags = rasterize(v, fc, f, cx, cy, img.shape[1], img.shape[0])
+    tri = v[fc]
+    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    shade = (n[:, 2].abs() / n.norm(dim=1).clamp_min(1e-12)).numpy()
+    face = frags.face[0].numpy()
+    fg = face >= 0
+    c = 60 + 170 * shade[face[fg]]
+    layer = np.stack([c, c * 0.85, c * 0.7], -1)
+    img[fg] = (alpha * layer + (1 - alpha) * img[fg]).astype(np.uint8)
+
+
+draw_mesh_painter = draw_mesh
+draw_mesh = draw_mesh_zbuffer
