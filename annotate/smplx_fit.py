@@ -529,6 +529,28 @@ class SmplxFitter:
             f = estimate_focal(record.source_width, record.source_height) * w / record.crop.size
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
+    def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
+                      body_fraction: float) -> list[tuple[str, str, float, float]]:
+        """The gates a fit fails, as (code, detail, value, threshold), in order of importance."""
+        cfg = self.cfg
+        failed = []
+        if not np.isfinite(reprojection_px) or reprojection_px > cfg.max_reprojection_px:
+            failed.append(("reprojection_high", f"reprojection {reprojection_px:.1f} px > {cfg.max_reprojection_px:g}",
+                           reprojection_px, cfg.max_reprojection_px))
+        if jitter > cfg.max_jitter:
+            failed.append(("jitter_high", f"jitter {jitter:.2f} px/frame^2 > {cfg.max_jitter:g}", jitter,
+                           cfg.max_jitter))
+        if cfg.min_hand_fraction > 0 and hand_fraction < cfg.min_hand_fraction:
+            failed.append(("hands_missing", f"hands found in {hand_fraction:.0%} of frames < "
+                           f"{cfg.min_hand_fraction:.0%}", hand_fraction, cfg.min_hand_fraction))
+        if face_fraction < cfg.min_face_fraction:
+            failed.append(("face_missing", f"face found in {face_fraction:.0%} of frames < "
+                           f"{cfg.min_face_fraction:.0%}", face_fraction, cfg.min_face_fraction))
+        if body_fraction < cfg.min_pose_fraction:
+            failed.append(("body_missing", f"body found in {body_fraction:.0%} of frames < "
+                           f"{cfg.min_pose_fraction:.0%}", body_fraction, cfg.min_pose_fraction))
+        return failed
+
     def __call__(self, record):
         names = ("landmarks.pose", "landmarks.face", "landmarks.left_hand", "landmarks.right_hand")
         arrays = {n: record.arrays[n].data for n in names if n in record.arrays}
@@ -569,18 +591,10 @@ class SmplxFitter:
             "focal_source": focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
-        reasons = []
-        if not np.isfinite(mean_err) or mean_err > self.cfg.max_reprojection_px:
-            reasons.append(f"reprojection {mean_err:.1f} px > {self.cfg.max_reprojection_px:g}")
-        if res.jitter > self.cfg.max_jitter:
-            reasons.append(f"jitter {res.jitter:.2f} px/frame^2 > {self.cfg.max_jitter:g}")
-        if self.cfg.min_hand_fraction > 0 and hand_f < self.cfg.min_hand_fraction:
-            reasons.append(f"hands found in {hand_f:.0%} of frames < {self.cfg.min_hand_fraction:.0%}")
-        if face_f < self.cfg.min_face_fraction:
-            reasons.append(f"face found in {face_f:.0%} of frames < {self.cfg.min_face_fraction:.0%}")
-        if pose_f < self.cfg.min_pose_fraction:
-            reasons.append(f"body found in {pose_f:.0%} of frames < {self.cfg.min_pose_fraction:.0%}")
-        if reasons:
-            record.reject(STAGE, "; ".join(reasons))
+        failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f)
+        if failed:  # the first gate gives the code; the detail lists every gate the fit failed
+            code, _, value, threshold = failed[0]
+            record.reject(STAGE, code, "; ".join(detail for _, detail, _, _ in failed), value=value,
+                          threshold=threshold)
         record.mark(STAGE, "done")
         return record

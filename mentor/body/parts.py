@@ -19,7 +19,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mentor.body.constants import JOINT, LEFT_HAND_JOINTS, NUM_JOINTS, RIGHT_HAND_JOINTS
+from mentor.body.constants import (JOINT, LEFT_HAND_JOINTS, NUM_FACE_LANDMARKS, NUM_JOINTS, NUM_STATIC_LANDMARKS,
+                                   RIGHT_HAND_JOINTS)
+
+BROWS = slice(0, 10)  # static landmarks 0..9: iBUG 17..26, right brow then left
 
 PART_NAMES = ("face", "head", "neck", "torso", "left_upper_arm", "right_upper_arm", "left_forearm",
               "right_forearm", "left_hand", "right_hand", "lower_body")
@@ -71,7 +74,8 @@ def label_vertices(weights: np.ndarray, rest_vertices: np.ndarray, rest_landmark
     labels = per_part.argmax(1)
     # the face: inside the landmarks' outline seen from the front (the contour runs ear to ear
     # under the chin; the brows close it at the top), in front of the head joint
-    contour, brows = rest_landmarks[51:68, :2], rest_landmarks[0:10, :2]
+    contour = rest_landmarks[NUM_STATIC_LANDMARKS:NUM_FACE_LANDMARKS, :2]
+    brows = rest_landmarks[BROWS, :2]
     outline = np.concatenate([contour, brows[::-1]])
     in_front = rest_vertices[:, 2] > head_joint[2]
     face = (labels == PART["head"]) & in_front & _inside_polygon(rest_vertices[:, :2], outline)

@@ -109,7 +109,24 @@ def test_quality_gates_reject(body, clip):
         rec.add_array(f"landmarks.{side}", np.full_like(clip.arrays[f"landmarks.{side}"], np.nan), 25.0)
     rec = SmplxFitter(cfg, body_model=body)(rec)
     assert rec.status["smplx"] == "done" and rec.rejected.startswith("smplx:")
-    assert "hands found" in rec.rejected and "reprojection" in rec.rejected
+    assert "hands found" in rec.rejected and "reprojection" in rec.rejected  # every failed gate in the detail
+    rejection = rec.rejection_info
+    assert (rejection.stage, rejection.code) == ("smplx", "reprojection_high")  # the first gate's code
+    assert rejection.threshold == 0.1 and rejection.value > 0.1
+
+
+def test_quality_gate_codes(body):
+    cfg = SmplxConfig(max_reprojection_px=5, max_jitter=2, min_hand_fraction=0.5, min_face_fraction=0.8,
+                      min_pose_fraction=0.8)
+    fitter = SmplxFitter(cfg, body_model=body)
+    assert fitter.quality_gates(1.0, 1.0, 0.9, 0.9, 0.9) == []
+    cases = {"reprojection_high": (9.0, 1.0, 0.9, 0.9, 0.9), "jitter_high": (1.0, 3.0, 0.9, 0.9, 0.9),
+             "hands_missing": (1.0, 1.0, 0.2, 0.9, 0.9), "face_missing": (1.0, 1.0, 0.9, 0.5, 0.9),
+             "body_missing": (1.0, 1.0, 0.9, 0.9, 0.1)}
+    for code, args in cases.items():
+        (failed,) = fitter.quality_gates(*args)
+        assert failed[0] == code and failed[3] in (5, 2, 0.5, 0.8) and failed[2] in args
+    assert fitter.quality_gates(float("nan"), 1.0, 0.9, 0.9, 0.9)[0][0] == "reprojection_high"
 
 
 def test_no_landmarks_fails_the_clip(body):
