@@ -59,19 +59,22 @@ class ControlSource:
         return verts.reshape(*lead, *verts.shape[1:]), valid.reshape(lead)
 
     @staticmethod
-    def scaled_camera(camera: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Stored rows [f, cx, cy] (..., 3) for frames of 2cx x 2cy -> (f, cx, cy) at size x size."""
+    def scaled_camera(camera: torch.Tensor, size: int, src_width: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stored rows [f, cx, cy] (..., 3) for square frames of src_width pixels (default 2 cx,
+        the store's convention) -> (f, cx, cy) at size x size."""
         camera = torch.nan_to_num(camera.float(), nan=1.0)
-        src_w = (2 * camera[..., 1]).clamp_min(1.0)
+        src_w = (2 * camera[..., 1]).clamp_min(1.0) if src_width is None else torch.full_like(camera[..., 1], float(src_width))
         s = size / src_w
         # pixel centres at integers: x' = (x + 0.5) s - 0.5
         return camera[..., 0] * s, (camera[..., 1] + 0.5) * s - 0.5, (camera[..., 2] + 0.5) * s - 0.5
 
     def render(self, arrays: dict[str, torch.Tensor], ref_arrays: dict[str, torch.Tensor],
-               ref_image: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+               ref_image: torch.Tensor, size: int, src_width: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """arrays (B,T,...) of the target frames; ref_arrays (B,...) of the reference frame;
         ref_image (B,S,S,3) uint8 or float in [0,1] at `size`. Returns controls
-        (B,T,C,size,size) in [0,1] and validity (B,T)."""
+        (B,T,C,size,size) in [0,1] and validity (B,T). src_width: the side of the square frames
+        the cameras belong to (default 2 cx)."""
         cam = arrays.get("smplx.camera")
         rcam = ref_arrays.get("smplx.camera")
         if cam is None or rcam is None:
@@ -79,8 +82,8 @@ class ControlSource:
         B, T = cam.shape[:2]
         verts, valid = self.vertices(arrays, (B, T))
         rverts, rvalid = self.vertices(ref_arrays, (B,))
-        f, cx, cy = self.scaled_camera(cam.to(self.device), size)
-        rf, rcx, rcy = self.scaled_camera(rcam.to(self.device), size)
+        f, cx, cy = self.scaled_camera(cam.to(self.device), size, src_width)
+        rf, rcx, rcy = self.scaled_camera(rcam.to(self.device), size, src_width)
         img = ref_image.to(self.device)
         img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
         out = []

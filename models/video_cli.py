@@ -73,8 +73,13 @@ def fit_frames(frames: np.ndarray, fps: float, motion_model=None) -> dict[str, n
 
 def generate_video(image: str, audio: str, model: str, out: str, motion: str | None = None,
                    motion_model: str | None = None, device: str = "auto", steps: int = 25, overlap: float = 0.5,
-                   seed: int = 0, fps: float | None = None) -> dict[str, Any]:
-    """Reference image + speech (+ motion) -> talking video with the speech muxed in."""
+                   seed: int = 0, fps: float | None = None, reference_fit: str | None = None) -> dict[str, Any]:
+    """Reference image + speech (+ motion) -> talking video with the speech muxed in.
+
+    The reference image is fitted with the project's annotators (MediaPipe Holistic, the
+    SMPL-X fitter), unless `reference_fit` gives its fit (an npz of smplx.* arrays with
+    smplx.camera, first row). The motion (from --motion or the motion model) is rendered
+    with the reference's camera."""
     import cv2
     import torch
 
@@ -84,7 +89,7 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
 
     if motion is None and motion_model is None:
         raise ValueError("generate-video needs the motion: --motion file.npz or --motion-model RUN")
-    for p, what in ((image, "--image"), (audio, "--audio"), (motion, "--motion")):
+    for p, what in ((image, "--image"), (audio, "--audio"), (motion, "--motion"), (reference_fit, "--reference-fit")):
         if p is not None and not Path(p).exists():
             raise FileNotFoundError(f"{what} {p}: not found")
     gen = VideoGenerator(model, device=device, steps=steps)
@@ -97,14 +102,11 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
     if img is None:
         raise ValueError(f"--image {image}: not a readable image")
     img = img[:, :, ::-1].copy()
-    ref = load_reference(image, _body_layout(mm))
+    ref = load_reference(reference_fit or image, _body_layout(mm))
     crop, cam = square_crop(img, ref.camera)
     S = gen.size
     ref_small = _resize(crop, S)
-    scale = S / crop.shape[0]
-    # store camera rows are for frames of 2cx x 2cy: express the cropped camera that way at size S
-    ref_cam = np.array([cam[0] * scale, (cam[1] + 0.5) * scale - 0.5, (cam[2] + 0.5) * scale - 0.5], np.float32)
-    ref_cam[1:] = np.clip(ref_cam[1:], 1, None)
+    ref_cam = np.asarray(cam, np.float32)  # for the square crop, crop.shape[0] pixels wide
     ref_arrays = {f"smplx.{k}": np.asarray(v, np.float32) for k, v in ref.params.items()}
     ref_arrays["smplx.camera"] = ref_cam
     wav = read_audio(audio, 16000)
@@ -122,7 +124,7 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
     arrays = {k: np.asarray(v)[:n] for k, v in arrays.items() if k.startswith("smplx.")}
     arrays["smplx.camera"] = np.repeat(ref_cam[None], n, 0)  # the motion lives in the reference's camera
     t0 = time.perf_counter()
-    controls = gen.controls(arrays, ref_arrays, ref_small)
+    controls = gen.controls(arrays, ref_arrays, ref_small, src_width=crop.shape[0])
     frames = gen.generate(controls, to_model(ref_small[None], S)[:, 0], overlap=overlap, seed=seed)
     gen_s = time.perf_counter() - t0
     path = write_video(to_uint8(frames), out, fps, audio=audio)

@@ -93,14 +93,16 @@ class VideoGenerator:
 
     # ---------------------------------------------------------------- controls
 
-    def controls(self, arrays: dict[str, Any], ref_arrays: dict[str, Any], ref_image: np.ndarray) -> torch.Tensor:
+    def controls(self, arrays: dict[str, Any], ref_arrays: dict[str, Any], ref_image: np.ndarray,
+                 src_width: float | None = None) -> torch.Tensor:
         """Per-frame smplx.* arrays (T,...) with smplx.camera (T,3), the reference frame's arrays
-        (...), and the reference image (S,S,3) uint8 at the model's size -> (1,T,C,S,S)."""
+        (...), and the reference image (S,S,3) uint8 at the model's size -> (1,T,C,S,S).
+        src_width: side of the square frames the cameras are for (default 2 cx)."""
         a = {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in arrays.items() if k.startswith("smplx.")}
         r = {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in ref_arrays.items() if k.startswith("smplx.")}
         img = torch.as_tensor(np.asarray(ref_image))[None]
         with torch.no_grad():
-            c, _ = self.source.render(a, r, img, self.size)
+            c, _ = self.source.render(a, r, img, self.size, src_width)
         return c
 
     # ---------------------------------------------------------------- sampling
@@ -265,6 +267,8 @@ def edit_frames(gen: VideoGenerator, frames: np.ndarray, arrays: dict[str, np.nd
     (T,...) (the video's own fit, or new motion for new speech). Returns (edited frames, masks
     (T,H,W)); every pixel outside the masks is the input's own byte."""
     T, H, W = frames.shape[:3]
+    if H != W:
+        raise ValueError(f"edit needs square frames (the model works at a square size), got {W}x{H}: crop first")
     for k in ("smplx.transl", "smplx.camera"):
         if k not in arrays or len(arrays[k]) != T:
             raise ValueError(f"edit needs per-frame {k} for all {T} frames (got {None if k not in arrays else len(arrays[k])})")

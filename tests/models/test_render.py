@@ -179,3 +179,15 @@ def test_cuda_matches_cpu():
     a = rasterize(verts, faces, 110.0, 47.5, 52.5, 96, 96)
     b = rasterize(verts.cuda(), faces.cuda(), 110.0, 47.5, 52.5, 96, 96)
     assert (a.face == b.face.cpu()).float().mean() > 0.999
+
+
+def test_preview_hook_draws_the_zbuffer_silhouette():
+    from mentor import preview
+
+    verts, faces, _ = _smplx_mesh()
+    img = np.zeros((64, 64, 3), np.uint8)
+    cam = np.array([140.0, 37.5, 43.5])
+    assert preview.draw_mesh is preview.draw_mesh_zbuffer
+    preview.draw_mesh(img, verts.numpy(), faces.numpy(), cam)
+    frags = rasterize(verts, faces, *cam, 64, 64)
+    np.testing.assert_array_equal(img.any(-1), frags.mask[0].numpy())

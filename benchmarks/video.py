@@ -1,0 +1,226 @@
+"""Video model benchmark: control rendering, training throughput, generation with outpainting.
+
+1. Control rendering at --size (256) of the SMPL-X mesh (the body model in use; the synthetic
+   stand-in without $MENTOR_SMPLX_DIR), posed over --frames frames: models/render.rasterize
+   (face index, depth, barycentrics; batched) and the full controls (dense map, part masks,
+   warped reference), against a software OpenGL renderer measured in the same run (moderngl
+   on Mesa's llvmpipe through EGL, face index + depth read back per frame) where it starts,
+   else against trimesh ray casting (one ray per pixel). Frames/s and the ratio.
+2. Training: samples/s and the share of step time spent waiting for data, stage 1 (frames)
+   and stage 2 (clips), on a synthetic store (mentor.synthstore) at --train-size.
+3. Generation: frames/s with temporal outpainting (50 % overlap) of --gen-frames frames.
+On CUDA (device auto) the same figures run on the GPU and peak memory is printed.
+
+    python benchmarks/video.py [--size 256] [--frames 32] [--train-steps 20] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def posed_frames(body, n: int, seed: int = 0) -> torch.Tensor:
+    """(n,V,3) camera-space vertices: random small poses, upper body framed at 2.5 m."""
+    from mentor.body import SmplxParams
+
+    g = torch.Generator().manual_seed(seed)
+    p = body.zeros(n)
+    vals = p.as_dict()
+    vals["body_pose"] = torch.randn(n, 63, generator=g) * 0.15
+    vals["global_orient"] = torch.tensor([np.pi, 0.0, 0.0]).expand(n, 3).clone()  # y down, z forward
+    vals["transl"] = torch.tensor([0.0, 0.35, 2.2]).expand(n, 3).clone()
+    with torch.no_grad():
+        return body(SmplxParams.from_dict(vals, device=body.device)).vertices
+
+
+def time_it(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+class GLRenderer:
+    """moderngl off-screen: face index (R32I via gl_PrimitiveID) and depth, read back per frame."""
+
+    def __init__(self, faces: np.ndarray, num_vertices: int, size: int):
+        import moderngl
+
+        self.ctx = moderngl.create_standalone_context(backend="egl")
+        self.size = size
+        prog = self.ctx.program(vertex_shader="""
+            #version 330
+            uniform vec3 cam;  // f, cx, cy (pixels)
+            uniform float size;
+            in vec3 pos;
+            out float z;
+            void main() {
+                float u = pos.x / pos.z * cam.x + cam.y, v = pos.y / pos.z * cam.x + cam.z;
+                z = pos.z;
+                // pixel centres at integers: NDC = (p + 0.5) / size * 2 - 1 (row v lands in texture row v)
+                gl_Position = vec4(((u + 0.5) / size * 2.0 - 1.0) * pos.z, ((v + 0.5) / size * 2.0 - 1.0) * pos.z,
+                                   (pos.z - 0.02) / 100.0 * pos.z, pos.z);
+            }""", fragment_shader="""
+            #version 330
+            in float z;
+            layout(location = 0) out int face;
+            layout(location = 1) out float depth;
+            void main() { face = gl_PrimitiveID; depth = z; }""")
+        self.prog = prog
+        self.vbo = self.ctx.buffer(reserve=num_vertices * 12)
+        ibo = self.ctx.buffer(np.ascontiguousarray(faces, dtype=np.int32).tobytes())
+        self.vao = self.ctx.vertex_array(prog, [(self.vbo, "3f", "pos")], index_buffer=ibo, index_element_size=4)
+        self.face_tex = self.ctx.texture((size, size), 1, dtype="i4")
+        self.depth_tex = self.ctx.texture((size, size), 1, dtype="f4")
+        self.fbo = self.ctx.framebuffer([self.face_tex, self.depth_tex], self.ctx.depth_renderbuffer((size, size)))
+        prog["size"].value = float(size)
+
+    def render(self, verts: np.ndarray, cam: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        import moderngl
+
+        self.prog["cam"].value = cam
+        self.fbo.use()
+        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.fbo.clear(depth=1.0)
+        self.face_tex.write(np.full((self.size, self.size), -1, np.int32).tobytes())
+        self.vbo.write(np.ascontiguousarray(verts, dtype=np.float32).tobytes())
+        self.vao.render(moderngl.TRIANGLES)
+        face = np.frombuffer(self.face_tex.read(), np.int32).reshape(self.size, self.size)
+        depth = np.frombuffer(self.depth_tex.read(), np.float32).reshape(self.size, self.size)
+        return face, depth
+
+
+def bench_render(args, device) -> None:
+    from mentor.body import load_body_model
+    from models.render import ControlRenderer, rasterize
+
+    body = load_body_model(args.body_model_dir, device=device)
+    S = args.size
+    verts = posed_frames(body, args.frames).to(device)
+    faces = body.faces.to(device)
+    f, c = 1.6 * S, (S - 1) / 2
+    t_rast = time_it(lambda: rasterize(verts, faces, f, c, c, S, S))
+    renderer = ControlRenderer.from_body_model(body).to(device)
+    ref = torch.rand(S, S, 3, device=device)
+    t_ctrl = time_it(lambda: renderer(verts, f, c, c, S, S, ref_image=ref, ref_verts=verts[0], ref_camera=(f, c, c)))
+    n = args.frames
+    frags = rasterize(verts, faces, f, c, c, S, S)
+    cover = float(frags.mask.float().mean())
+    print(f"control rendering at {S}x{S}, {body.num_vertices} vertices, {faces.shape[0]} faces, {n} frames, "
+          f"body covers {100 * cover:.0f} % of the pixels ({device}):")
+    print(f"  torch z-buffer rasterize      {n / t_rast:8.1f} frames/s")
+    print(f"  full controls (dense, parts, warp) {n / t_ctrl:8.1f} frames/s")
+    v_np, f_np = verts.cpu().numpy(), faces.cpu().numpy()
+    try:
+        gl = GLRenderer(f_np, v_np.shape[1], S)
+        info = gl.ctx.info["GL_RENDERER"]
+    except Exception as e:  # no EGL / Mesa here
+        gl, info = None, f"{type(e).__name__}: {e}"
+    if gl is not None:
+        t_gl = time_it(lambda: [gl.render(v, (f, c, c)) for v in v_np])
+        face_gl, _ = gl.render(v_np[0], (f, c, c))
+        # texture row 0 is NDC y = -1, which the shader maps to pixel row 0: no flip
+        agree = float((face_gl == frags.face[0].cpu().numpy()).mean())
+        print(f"  OpenGL (moderngl, {info})   {n / t_gl:8.1f} frames/s; face index agrees on {100 * agree:.1f} % "
+              "of pixels")
+        print(f"  ratio torch / OpenGL: {t_gl / t_rast:.2f}x")
+    else:
+        import trimesh
+        from trimesh.ray.ray_triangle import RayMeshIntersector
+
+        print(f"  (no OpenGL: {info}); baseline: trimesh ray casting on 2 frames")
+        ys, xs = np.mgrid[0:S, 0:S]
+        dirs = np.stack([(xs - c) / f, (ys - c) / f, np.ones((S, S))], -1).reshape(-1, 3)
+
+        def cast():
+            for v in v_np[:2]:
+                RayMeshIntersector(trimesh.Trimesh(v, f_np, process=False)).intersects_first(np.zeros_like(dirs), dirs)
+        t_tm = time_it(cast, repeats=1) / 2
+        print(f"  trimesh ray casting          {1 / t_tm:8.2f} frames/s")
+        print(f"  ratio torch / trimesh: {t_tm / (t_rast / n):.1f}x")
+    if device.type == "cuda":
+        print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+
+
+def bench_train_and_generate(args, device) -> None:
+    from mentor.synthstore import write_synthetic_store
+    from models.video_train import train_loop
+
+    tmp = Path(tempfile.mkdtemp(prefix="video_bench_"))
+    try:
+        t = time.perf_counter()
+        store = write_synthetic_store(tmp / "store", n_clips=4, seconds=3.0, fps=25, size=args.train_size,
+                                      identities=2, splits=None)
+        print(f"synthetic store: 4 clips x 3 s at {args.train_size} px in {time.perf_counter() - t:.0f} s")
+        r = train_loop(dict(store=str(store), run_dir=str(tmp / "run"), where=None, size=args.train_size, window=8,
+                            stage1_steps=args.train_steps, stage2_steps=max(2, args.train_steps // 2),
+                            batch_size=args.batch_size, clip_batch_size=2, channels=tuple(args.channels),
+                            num_workers=args.loader_workers, device=str(device), progress=False,
+                            log_every=max(1, args.train_steps // 2), ckpt_every=10 ** 6))
+        for st, unit in ((1, "frames"), (2, "clips of 8")):
+            print(f"training stage {st} ({unit}, {args.train_size} px, {args.loader_workers} loader workers): "
+                  f"{r[f'stage{st}_samples_per_s']:.2f} samples/s, data wait {100 * r[f'stage{st}_data_wait']:.1f} % "
+                  f"of step time")
+        from mentor.media import read_frames
+        from mentor.store import Store
+        from models.video_sample import VideoGenerator, to_model
+
+        gen = VideoGenerator(tmp / "run", device=str(device), steps=args.gen_steps)
+        st = Store(store)
+        rec = list(st.records([st.clips()["clip_id"].iloc[0]], media_dir=str(tmp)))[0]
+        frames = read_frames(rec.files["video"])
+        arrays = {k: np.asarray(a.data) for k, a in rec.arrays.items() if k.startswith("smplx.")}
+        n = min(args.gen_frames, len(frames))
+        t = time.perf_counter()
+        controls = gen.controls({k: v[:n] for k, v in arrays.items()}, {k: v[0] for k, v in arrays.items()}, frames[0])
+        t_c = time.perf_counter() - t
+        t = time.perf_counter()
+        gen.generate(controls, to_model(frames[:1], args.train_size)[:, 0], overlap=0.5)
+        t_g = time.perf_counter() - t
+        print(f"generation: {n} frames, window 8, 50 % overlap, {args.gen_steps} DDIM steps: "
+              f"{n / t_g:.2f} frames/s (controls {n / t_c:.1f} frames/s)")
+        if device.type == "cuda":
+            print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--train-size", type=int, default=64)
+    ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--channels", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--loader-workers", type=int, default=1)
+    ap.add_argument("--gen-frames", type=int, default=24)
+    ap.add_argument("--gen-steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--body-model-dir", default=None)
+    ap.add_argument("--skip-training", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from models.training import resolve_device
+
+    device = resolve_device(args.device)
+    bench_render(args, device)
+    if not args.skip_training:
+        bench_train_and_generate(args, device)
+
+
+if __name__ == "__main__":
+    main()
