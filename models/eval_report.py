@@ -180,7 +180,7 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
                 f'<div class="flag"><b>{html.escape(name)}</b>: {html.escape(labels.get(g["metric"], g["metric"]))} '
                 f'is worse for {html.escape(label(g["column"]))} = <b>{html.escape(str(g["worst_group"]))}</b> '
                 f'({_fmt(g["worst"])}) than for {html.escape(str(g["best_group"]))} ({_fmt(g["best"])}): gap '
-                f'{_fmt(g["gap"])}, {cfg.confidence:.0%} interval [{_fmt(g["ci_low"])}, {_fmt(g["ci_high"])}] '
+                f'{_fmt(g["gap"])}, {g["level"]:.1%} interval [{_fmt(g["ci_low"])}, {_fmt(g["ci_high"])}] '
                 "excludes zero.</div>")
     else:
         parts.append(f'<div class="ok">No metric differs between the best and the worst perceived group by more '
@@ -209,7 +209,7 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
                          ignore_index=True) if any(len(r.gaps) for r in results) else pd.DataFrame()
         if len(gaps):
             gaps = gaps[["method", "metric", "best_group", "worst_group", "best", "worst", "gap", "ci_low", "ci_high",
-                         "flagged"]]
+                         "level", "flagged"]]
             gaps["metric"] = gaps["metric"].map(lambda m: labels.get(m, m))
             parts += ["<p class=\"note\">Best and worst group per metric (groups of at least "
                       f"{cfg.min_group_clips} clips), gap in the metric's bad direction with its interval:</p>",
@@ -269,7 +269,12 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
               "landmarks in camera space, head-pose error between head-joint rotations.</li>",
               "<li>Intervals: percentile bootstrap over clips "
               f"({cfg.bootstrap} resamples; FID/FVD {cfg.set_bootstrap}). The best and worst group are chosen on "
-              "the same data, so a flag asks for a look, not a verdict.</li>",
+              "the same data, so the gap's interval is widened for all k(k&minus;1)/2 pairs of k groups (Bonferroni); a "
+              "flag still asks for a look, not a verdict (every metric and column is tested).</li>",
+              "<li>Flags come only from metrics measured against the real clip (PSNR, SSIM, LPIPS, the CPBD lost "
+              "and NIQE added relative to the real clip, the A/V offset, identity distance, LME, head-pose error). "
+              "Absolute CPBD, NIQE, sync confidence, LSE, jitter, expression spread and BC also describe the real "
+              "footage, which differs between groups by itself: their group tables are shown without flags.</li>",
               "<li>Every number here is in <code>eval.json</code> and <code>tables/*.csv</code>.</li></ul>"]
     page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Model evaluation: {html.escape(names)}</title><style>{CSS}{EXTRA_CSS}</style></head><body>"

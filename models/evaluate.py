@@ -55,6 +55,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "lpips": ("reconstruction", "lower", "LPIPS"),
     "cpbd": ("quality", "higher", "CPBD sharpness"),
     "niqe": ("quality", "lower", "NIQE"),
+    "cpbd_loss": ("quality", "lower", "CPBD lost vs the real clip"),
+    "niqe_rise": ("quality", "lower", "NIQE added vs the real clip"),
     "sync_offset": ("sync", "lower", "|A/V offset| (frames, weight-free)"),
     "sync_confidence": ("sync", "higher", "A/V sync confidence (weight-free)"),
     "lse_d": ("sync", "lower", "LSE-D (SyncNet)"),
@@ -67,6 +69,13 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "beat_consistency": ("motion3d", "higher", "beat consistency (EMAGE BC)"),
     "stochasticity": ("diversity", "info", "stochasticity (pixel std over K)"),
 }
+# Metrics measured against the real clip (or its reference frame): a gap between groups in
+# these is the generator's. The others (CPBD, NIQE, sync confidence, LSE, jitter, expression
+# spread, BC) also describe the real footage, which differs between groups by itself; their
+# group tables are shown, and only their changes from the real clip (cpbd_loss, niqe_rise)
+# raise flags.
+FLAGGED = ("psnr", "ssim", "lpips", "cpbd_loss", "niqe_rise", "sync_offset", "identity_distance", "lme",
+           "head_pose_error")
 SET_METRICS: dict[str, tuple[str, str, str]] = {
     "fid": ("set", "lower", "FID (frames)"),
     "fvd": ("set", "lower", "FVD (16-frame clips)"),
@@ -202,16 +211,18 @@ def group_labels(groups: pd.DataFrame, col: str) -> pd.Series:
 
 
 def stratify(per_clip: pd.DataFrame, groups: pd.DataFrame, metrics: dict[str, str], columns: list[str],
-             min_group_clips: int = 3, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+             min_group_clips: int = 3, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+             flag_metrics: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group means with bootstrap intervals, and the best-worst gap per metric and column.
 
     per_clip: one row per clip (clip_id + metric columns); groups: clip_id + group columns
     (values become labels as in the dataset audit; missing = "unknown", never flagged);
-    metrics: name -> "lower" | "higher"; columns: group columns, and "a x b" for pairs.
+    metrics: name -> "lower" | "higher"; columns: group columns, and "a x b" for pairs;
+    flag_metrics: the metrics whose gaps may be flagged (None: all).
     Returns (groups table: column, group, metric, clips, mean, ci_low, ci_high;
              gaps table: column, metric, best_group, worst_group, best, worst, gap, ci_low,
-             ci_high, flagged).
+             ci_high, level (the interval's confidence, Bonferroni-adjusted for the k groups'
+             pairs), groups, flagged).
     """
     rng = np.random.default_rng(seed)
     df = per_clip.merge(groups, on="clip_id", how="left")
@@ -241,10 +252,17 @@ def stratify(per_clip: pd.DataFrame, groups: pd.DataFrame, metrics: dict[str, st
             key = (lambda gv: gv[1].mean()) if direction == "lower" else (lambda gv: -gv[1].mean())
             ordered = sorted(stats, key=key)
             (bg, bv), (wg, wv) = ordered[0], ordered[-1]
-            gap, lo, hi = gap_ci(wv, bv, direction, n_boot, confidence, rng)
+            # best and worst are picked from the same data: the interval is widened for every
+            # pair that could have been picked (Bonferroni over k(k-1)/2 pairs), so that with no
+            # real difference a flag comes at most 1 - confidence of the time per metric and column
+            pairs = len(stats) * (len(stats) - 1) // 2
+            level = 1 - (1 - confidence) / pairs
+            gap, lo, hi = gap_ci(wv, bv, direction, n_boot, level, rng)
             gaps.append({"column": col, "metric": metric, "best_group": bg, "worst_group": wg,
                          "best": float(bv.mean()), "worst": float(wv.mean()), "gap": gap, "ci_low": lo,
-                         "ci_high": hi, "flagged": bool(np.isfinite(lo) and lo > 0)})
+                         "ci_high": hi, "level": level, "groups": len(stats),
+                         "flagged": bool(np.isfinite(lo) and lo > 0
+                                         and (flag_metrics is None or metric in flag_metrics))})
     return pd.DataFrame(rows), pd.DataFrame(gaps)
 
 
@@ -388,6 +406,7 @@ class Evaluator:
         if self.fvd is not None:
             res.fvd_real = [self.fvd.features(real)]
         samples = []
+        real_quality = None
         for k, path in enumerate(paths):
             row: dict[str, Any] = {"clip_id": rec.id, "sample": k, "file": str(path)}
             try:
@@ -408,13 +427,13 @@ class Evaluator:
             row["ssim"] = img_metrics.ssim(real[:n], fake)
             if self.lpips is not None:
                 row["lpips"] = self.lpips(real[:n], fake)
-            row["cpbd"] = img_metrics.cpbd(fake, self.cfg.quality_frames)
-            try:
-                row["niqe"] = img_metrics.niqe(fake, self.cfg.quality_frames, self.cfg.niqe_params)
-                if not np.isfinite(row["niqe"]):
-                    res.errors.append(f"NIQE: fewer than two {w}x{h} frame blocks of 96 px with texture")
-            except ValueError as e:  # frames under 96 px
-                res.errors.append(f"NIQE: {e}")
+            if real_quality is None:
+                real_quality = self._quality(real[:n], res)
+            row.update(self._quality(fake, res))
+            if "cpbd" in real_quality:
+                row["cpbd_loss"] = real_quality["cpbd"] - row["cpbd"]
+            if "niqe" in real_quality and "niqe" in row:
+                row["niqe_rise"] = row["niqe"] - real_quality["niqe"]
             if self.fid is not None:
                 res.fid_fake.append(self.fid.features(fake[img_metrics.sample_indices(n, self.cfg.fid_frames)]))
             if self.fvd is not None:
@@ -435,6 +454,18 @@ class Evaluator:
         mid = len(real) // 2
         res.examples = {"real": real[mid], "generated": [s[min(mid, len(s) - 1)] for s in samples[:3]]}
         return res
+
+    def _quality(self, frames: np.ndarray, res: ClipResult) -> dict[str, float]:
+        out = {"cpbd": img_metrics.cpbd(frames, self.cfg.quality_frames)}
+        try:
+            v = img_metrics.niqe(frames, self.cfg.quality_frames, self.cfg.niqe_params)
+            if np.isfinite(v):
+                out["niqe"] = v
+            else:
+                res.errors.append("NIQE: fewer than two frame blocks of 96 px with texture")
+        except ValueError as e:  # frames under 96 px
+            res.errors.append(f"NIQE: {e}")
+        return out
 
     def _sync(self, frames, face, audio, fps) -> dict[str, float]:
         from annotate.av_sync import lagged_correlation, mouth_opening, peak_prominence, speech_envelope
@@ -625,7 +656,7 @@ def evaluate_method(store, clips: pd.DataFrame, generated: str | Path, cfg: Eval
     columns = group_column_sets(groups, cfg.group_columns, cfg.min_group_clips)
     directions = {m: METRICS[m][1] for m in metric_names}
     gtab, gaps = stratify(per_clip, groups, directions, columns, cfg.min_group_clips, cfg.bootstrap, cfg.confidence,
-                          cfg.seed)
+                          cfg.seed, flag_metrics=FLAGGED)
     set_rows = []
     for metric, real, fake in (("fid", fid_real, fid_fake), ("fvd", fvd_real, fvd_fake)):
         if not real:

@@ -1,0 +1,181 @@
+"""`mentor eval`: matching, stratified statistics with a planted gap, the whole run on a store
+with its own videos as the "generated" ones (perfect) and degraded copies, and the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.evaluate import (EvalConfig, bootstrap_ci, evaluate, group_column_sets, match_generated,
+                             stratify)
+
+# ------------------------------------------------------------------------- matching
+
+
+def test_match_generated_by_clip_id_samples_and_manifest(tmp_path):
+    for name in ("aaa.mp4", "bbb_1.mp4", "bbb_0.mp4", "ccc/x.mp4", "ccc/y.mp4", "zzz.mp4", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    got, unmatched = match_generated(["aaa", "bbb", "ccc", "ddd"], tmp_path)
+    assert {k: [p.relative_to(tmp_path).as_posix() for p in v] for k, v in got.items()} == {
+        "aaa": ["aaa.mp4"], "bbb": ["bbb_0.mp4", "bbb_1.mp4"], "ccc": ["ccc/x.mp4", "ccc/y.mp4"]}
+    assert unmatched == ["zzz.mp4"]
+    man = pd.DataFrame({"file": ["zzz.mp4", "gone.mp4"], "clip_id": ["ddd", "aaa"]})
+    got, unmatched = match_generated(["aaa", "ddd"], tmp_path, man)
+    assert list(got) == ["ddd"] and unmatched == ["gone.mp4 (file not found)"]
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        match_generated(["aaa"], tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------- statistics
+
+def _planted(gap: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """60 clips: 25 light, 25 dark, 6 medium, 4 unknown; lme ~ N(3, 0.3), dark + gap."""
+    rng = np.random.default_rng(seed)
+    tone = ["light"] * 25 + ["dark"] * 25 + ["medium"] * 6 + [None] * 4
+    gender = (["female", "male"] * 30)[:60]
+    lme = rng.normal(3.0, 0.3, 60) + gap * (np.array(tone, dtype=object) == "dark")
+    ids = [f"c{i:02d}" for i in range(60)]
+    return (pd.DataFrame({"clip_id": ids, "lme": lme, "psnr": rng.normal(30, 1, 60)}),
+            pd.DataFrame({"clip_id": ids, "attr.skin_tone_group": tone, "attr.perceived_gender": gender}))
+
+
+def test_planted_gap_is_flagged_and_absent_gap_is_not():
+    metrics = {"lme": "lower", "psnr": "higher"}
+    per_clip, groups = _planted(gap=1.0)
+    cols = group_column_sets(groups, ("attr.skin_tone_group", "attr.perceived_gender", "attr.perceived_age"), 5)
+    assert cols == ["attr.skin_tone_group", "attr.perceived_gender", "attr.skin_tone_group x attr.perceived_gender"]
+    table, gaps = stratify(per_clip, groups, metrics, cols, min_group_clips=10, n_boot=500)
+    sizes = table[(table.column == "attr.skin_tone_group") & (table.metric == "lme")].set_index("group")["clips"]
+    assert sizes.to_dict() == {"dark": 25, "light": 25, "medium": 6, "unknown": 4}
+    row = gaps[(gaps.column == "attr.skin_tone_group") & (gaps.metric == "lme")].iloc[0]
+    assert row.worst_group == "dark" and row.best_group == "light"  # medium (6 < 10) is not ranked
+    assert row.flagged and row.ci_low > 0.5 and row.gap == pytest.approx(1.0, abs=0.3)
+    assert not gaps[gaps.metric == "psnr"].flagged.any()  # nothing planted there
+    assert not gaps[(gaps.column == "attr.perceived_gender")].flagged.any()
+
+    per_clip, groups = _planted(gap=0.0)
+    _, gaps = stratify(per_clip, groups, metrics, cols, min_group_clips=10, n_boot=500)
+    assert not gaps.flagged.any()
+
+
+def test_bootstrap_interval_covers_the_mean():
+    rng = np.random.default_rng(0)
+    v = rng.normal(5, 1, 200)
+    lo, hi = bootstrap_ci(v, 1000, 0.95, rng)
+    assert lo < 5 < hi and hi - lo == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
+    assert bootstrap_ci(np.full(10, 2.0), 100, 0.95, rng) == (2.0, 2.0)
+    assert np.isnan(bootstrap_ci(np.array([1.0]), 100, 0.95, rng)[0])
+
+
+# ------------------------------------------------------------ the synthetic store
+
+def _extractor():
+    import torch
+
+    class Pool(torch.nn.Module):
+        """A small fixed random feature extractor for FID: 4x4-pooled colours, 12 features."""
+
+        def __init__(self):
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.register_buffer("w", torch.randn(48, 12, generator=g))
+
+        def forward(self, x):
+            return torch.nn.functional.adaptive_avg_pool2d(x.float() / 255, 4).flatten(1).double() @ self.w.double()
+
+    return Pool()
+
+
+def _blur_copy(src: Path, dst: Path, sigma: float = 3.0) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-vf", f"gblur=sigma={sigma}",
+                    "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "copy", str(dst)], check=True)
+
+
+@pytest.fixture(scope="module")
+def synth_generated(synthetic_store, tmp_path_factory):
+    """The store's own videos (perfect) and a copy where one perceived group's are blurred."""
+    from mentor.store import Store
+
+    root = tmp_path_factory.mktemp("eval_synth")
+    store = Store(synthetic_store)
+    clips = store.clips()
+    perfect, planted = root / "perfect", root / "planted"
+    perfect.mkdir()
+    planted.mkdir()
+    for rec in store.records(media_dir=root / "media"):
+        shutil.copy(rec.files["video"], perfect / f"{rec.id}.mp4")
+        tone = clips.set_index("clip_id").loc[rec.id, "attr.skin_tone_group"]
+        if tone == "dark":
+            _blur_copy(Path(rec.files["video"]), planted / f"{rec.id}.mp4")
+        else:
+            shutil.copy(rec.files["video"], planted / f"{rec.id}.mp4")
+    return {"perfect": perfect, "planted": planted, "clips": clips}
+
+
+def _cfg(**kw) -> EvalConfig:
+    return EvalConfig(**{"fid_extractor": _extractor(), "face_metrics": False, "quality_frames": 1, "bootstrap": 300,
+                         "set_bootstrap": 20, "min_group_clips": 2, **kw})
+
+
+@pytest.mark.slow
+def test_eval_of_the_real_videos_is_perfect_and_a_planted_group_gap_is_flagged(synthetic_store, synth_generated,
+                                                                             tmp_path):
+    clips = synth_generated["clips"]
+    sizes = clips["attr.skin_tone_group"].value_counts().to_dict()
+    assert sizes == {"light": 2, "medium": 2, "dark": 2}  # the synthetic store's known groups
+    s = evaluate(synthetic_store, synth_generated["perfect"], tmp_path / "perfect", split=None, cfg=_cfg(),
+                 compare=synth_generated["planted"])
+    perfect, planted = s["methods"]
+    overall = {r["metric"]: r for r in perfect["overall"]}
+    assert overall["psnr"]["mean"] == 100.0 and overall["ssim"]["mean"] > 0.999
+    assert overall["fid"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert not any(g["flagged"] for g in perfect["gaps"])
+    assert any("LPIPS: skipped" in n and "alexnet-owt-7be5be79.pth" in n for n in perfect["notes"])
+    assert any("FVD: skipped" in n for n in perfect["notes"])
+
+    p_overall = {r["metric"]: r for r in planted["overall"]}
+    assert p_overall["fid"]["mean"] > 1e-3 and p_overall["psnr"]["mean"] < 100
+    flagged = {(g["column"], g["metric"]): g for g in planted["gaps"] if g["flagged"]}
+    for metric in ("psnr", "ssim"):
+        g = flagged[("attr.skin_tone_group", metric)]
+        assert g["worst_group"] == "dark"
+    # the blur lowers the blurred clips' picture metrics and no other clip's
+    per = pd.DataFrame(planted["per_clip"]).set_index("clip_id")
+    tone = synth_generated["clips"].set_index("clip_id")["attr.skin_tone_group"].reindex(per.index)
+    dark, rest = per[tone == "dark"], per[tone != "dark"]
+    assert (dark["psnr"] < 60).all() and (rest["psnr"] == 100).all()
+    assert (dark["cpbd_loss"] > 0.05).all() and (rest["cpbd_loss"] == 0).all()
+    groups = pd.DataFrame(planted["set_groups"])
+    fid = groups[(groups.column == "attr.skin_tone_group") & (groups.metric == "fid")].set_index("group")["value"]
+    assert fid["dark"] > 100 * max(fid["light"], fid["medium"], 1e-9)
+
+    # every number is in the JSON and the CSVs, and the page names both methods
+    saved = json.loads((tmp_path / "perfect" / "eval.json").read_text())
+    assert len(saved["methods"]) == 2 and saved["methods"][1]["gaps"] == planted["gaps"]
+    csv = pd.read_csv(tmp_path / "perfect" / "tables" / "planted.per_clip.csv")
+    assert len(csv) == 6 and {"psnr", "ssim", "cpbd"} <= set(csv.columns)
+    page = (tmp_path / "perfect" / "index.html").read_text()
+    assert "Flags" in page and "planted" in page and "perceived skin tone group" in page
+    assert "data:image/png;base64," in page
+
+
+def test_cli_eval_runs_and_names_missing_weights(synthetic_store, synth_generated, tmp_path, capsys):
+    from mentor.cli import main
+
+    rc = main(["eval", "--store", str(synthetic_store), "--generated", str(synth_generated["perfect"]),
+               "-o", str(tmp_path / "r"), "--split", "test", "--no-face-metrics", "--quality-frames", "1",
+               "--bootstrap", "50"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 clip(s) scored" in out and "4 file(s) matching no clip" in out
+    assert "FID: skipped" in out and "pt_inception-2015-12-05-6726825d.pth" in out
+    assert (tmp_path / "r" / "index.html").is_file()
+    assert main(["eval", "--store", str(synthetic_store), "--generated", str(tmp_path / "none"), "-o",
+                 str(tmp_path / "x")]) != 0
