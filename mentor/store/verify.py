@@ -103,39 +103,46 @@ def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -
 
 def _decode_members(path: Path, shard: str, keys: set[str]) -> list[str]:
     """Decode every member of the given clips: media to the end, records and arrays."""
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="mentor-verify-") as tmp, tarfile.open(path) as tf:
+        current, files = None, {}
+        for m in [*tf, None]:  # a clip's members are consecutive: one clip in memory at a time
+            key, _, ext = m.name.partition(".") if m is not None else ("", "", "")
+            if key != current and current in keys:
+                problems += _decode_clip(shard, current, files, Path(tmp))
+            if key != current:
+                current, files = key, {}
+            if m is not None and m.isfile() and key in keys:
+                files[ext] = tf.extractfile(m).read()
+    return problems
+
+
+def _decode_clip(shard: str, key: str, files: dict[str, bytes], tmp: Path) -> list[str]:
     from mentor.media import MediaError, check_output, ff_path
     from mentor.record import ClipRecord
 
+    try:
+        rec = ClipRecord.from_json(files["json"], files.get("npz"))
+    except Exception as e:  # pydantic, json, numpy: any of them means a broken member
+        return [f"{shard}: clip {key}: record/arrays do not load ({type(e).__name__}: {str(e)[:120]})"]
     problems = []
-    with tempfile.TemporaryDirectory(prefix="mentor-verify-") as tmp, tarfile.open(path) as tf:
-        members: dict[str, dict[str, bytes]] = {}
-        for m in tf:
-            key, _, ext = m.name.partition(".")
-            if m.isfile() and key in keys:
-                members.setdefault(key, {})[ext] = tf.extractfile(m).read()
-        for key, files in sorted(members.items()):
-            try:
-                rec = ClipRecord.from_json(files["json"], files.get("npz"))
-            except Exception as e:  # pydantic, json, numpy: any of them means a broken member
-                problems.append(f"{shard}: clip {key}: record/arrays do not load ({type(e).__name__}: {str(e)[:120]})")
-                continue
-            for ext in ("mp4", "flac", "wav"):
-                if ext not in files:
-                    continue
-                f = Path(tmp) / f"{key}.{ext}"
-                f.write_bytes(files[ext])
-                try:
-                    info = check_output(f, video=ext == "mp4", audio=ext != "mp4", duration=rec.duration)
-                    res = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", ff_path(f),
-                                          "-f", "null", "-"], capture_output=True, text=True, timeout=600)
-                    if res.returncode != 0 or res.stderr.strip():
-                        raise MediaError(f"decoding failed: {res.stderr.strip()[:160] or 'ffmpeg failed'}")
-                    if info.duration <= 0:
-                        raise MediaError("no duration")
-                except (MediaError, OSError) as e:
-                    problems.append(f"{shard}: clip {key}.{ext} does not decode ({str(e).replace(str(f), '').strip(': ')[:200]})")
-                f.unlink()
+    for ext in ("mp4", "flac", "wav"):
+        if ext not in files:
+            continue
+        f = tmp / f"{key}.{ext}"
+        f.write_bytes(files[ext])
+        try:
+            check_output(f, video=ext == "mp4", audio=ext != "mp4", duration=rec.duration)
+            res = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", ff_path(f), "-f", "null", "-"],
+                                 capture_output=True, text=True, timeout=600)
+            if res.returncode != 0 or res.stderr.strip():
+                raise MediaError(f"decoding failed: {res.stderr.strip()[:160] or 'ffmpeg failed'}")
+        except (MediaError, OSError) as e:
+            problems.append(f"{shard}: clip {key}.{ext} does not decode ({str(e).replace(str(f), '').strip(': ')[:200]})")
+        finally:
+            f.unlink(missing_ok=True)
     return problems
+
 
 def _tar_members(path: Path) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
