@@ -15,6 +15,7 @@ ffmpeg can exit 0 after failing to write an output's trailer.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
@@ -128,6 +129,39 @@ def _input(path: str | Path) -> str:
     p = _check_file(path)
     refuse_references(p)
     return ff_path(p)
+
+
+# Audio on the video's timeline: ffmpeg starts an extract at the first audio sample after
+# the seek point; when the audio stream starts later than the video (a container start
+# offset) or has gaps, this puts silence there instead, so the samples keep their times.
+AUDIO_ON_TIMELINE = "aresample=async=1:first_pts=0"
+
+
+def video_origin(path: str | Path) -> float:
+    """Seconds from the start of the file (where ffmpeg's -ss counts from) to its first
+    video frame: time 0 of every clip span (shots and frames are timed from that frame).
+    0 for a file without video; looked up once per file version."""
+    p = Path(path)
+    st = p.stat()
+    return _video_origin(str(p), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _video_origin(path: str, mtime_ns: int, size: int) -> float:
+    cmd = [_require("ffprobe"), "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
+           "-show_entries", "stream=codec_type,start_time:stream_disposition=attached_pic:format=start_time",
+           ff_path(path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        return 0.0  # the call that reads the file says what is wrong with it
+    info = json.loads(res.stdout or "{}")
+    video = next((st for st in info.get("streams", []) if st.get("codec_type") == "video"
+                  and not st.get("disposition", {}).get("attached_pic", 0)), None)
+    try:
+        origin = float(video["start_time"]) - float(info["format"]["start_time"]) if video else 0.0
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, origin)
 
 
 def _free_bytes(path: Path) -> int:
@@ -339,14 +373,17 @@ def extract_audio(
 ) -> Path:
     """Write mono audio at `sample_rate` (format from dst's suffix: .flac or .wav).
 
-    `shift` seconds delays the audio (positive) or advances it (negative) relative to
-    the video, used to correct a measured audio-visual offset.
+    `start` is on the video's timeline (0 = the first video frame); the audio is cut
+    from the same timeline, its stream start time honoured and gaps filled with silence
+    (AUDIO_ON_TIMELINE). `shift` seconds delays the audio (positive) or advances it
+    (negative) relative to the video, used to correct a measured audio-visual offset.
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     src_in = _input(src)
-    ss = max(0.0, start - shift)
-    pad = max(0.0, shift - start)  # seconds of silence before the first sample
+    at = video_origin(src) + start - shift  # where the audio is read from, in the file's time
+    ss = max(0.0, at)
+    pad = max(0.0, -at)  # seconds of silence before the first sample
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-ss", f"{ss:.3f}"]
     if duration is not None:
         if duration <= 0:
@@ -355,11 +392,10 @@ def extract_audio(
         # off the end.
         cmd += ["-t", f"{max(duration - pad, 0.001):.3f}"]
     cmd += ["-protocol_whitelist", "file", "-i", src_in]
-    af = [f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else []
+    af = [AUDIO_ON_TIMELINE] + ([f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else [])
     if duration is not None:
         af += [f"apad=whole_dur={duration:.3f}", f"atrim=end={duration:.3f}"]
-    if af:
-        cmd += ["-af", ",".join(af)]
+    cmd += ["-af", ",".join(af)]
     cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), ff_path(dst)]
     _run(cmd, src, "extract audio", dst)
     check_output(dst, video=False, audio=True, duration=duration)
@@ -369,12 +405,14 @@ def extract_audio(
 def read_audio(path: str | Path, sample_rate: int = 16000, start: float = 0.0,
                duration: float | None = None) -> np.ndarray:
     """Mono float32 samples in [-1, 1] at `sample_rate` (resampled by ffmpeg if needed),
-    of [start, start + duration) seconds (the whole file by default), piped, no temp file."""
+    of [start, start + duration) seconds (the whole file by default), piped, no temp file.
+    Times are on the video's timeline when the file has video (as extract_audio)."""
     src_in = _input(path)
-    seek = ["-ss", f"{start:.3f}"] if start else []
+    at = video_origin(path) + start
+    seek = ["-ss", f"{at:.3f}"] if at else []
     limit = ["-t", f"{duration:.3f}"] if duration else []
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", *seek, "-protocol_whitelist", "file,pipe", "-i", src_in,
-           *limit, "-vn", "-ac", "1",
+           *limit, "-af", AUDIO_ON_TIMELINE, "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     res = subprocess.run(cmd, capture_output=True, timeout=600)
     err = res.stderr.decode(errors="replace")
@@ -416,7 +454,8 @@ def encode_clip(
         x, y, s = crop
         vf.append(f"crop={s}:{s}:{x}:{y}")
     vf += [f"scale={size}:{size}:flags=bicubic", f"fps={fps:g}", "format=yuv420p"]
-    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{start:.3f}",
+    at = video_origin(src) + start  # spans are timed from the first video frame
+    cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{at:.3f}",
            "-protocol_whitelist", "file", "-i", src_in,
            "-t", f"{end - start:.3f}", "-vf", ",".join(vf), "-c:v", "libx264", "-crf", str(crf),
            "-preset", preset, "-threads", str(threads), "-movflags", "+faststart"]

@@ -187,3 +187,41 @@ def test_offset_found_only_inside_the_search_range(talking_face, tmp_path, make_
     narrow = AvSync(SyncConfig(device="cpu", max_offset_frames=8, max_shift_frames=6))
     rec = narrow(_record_with(make_record, _shifted_speech(tmp_path, 10), talking_face))
     assert rec.scores["sync.offset_frames"] != 10
+
+
+# -- a container start offset, measured and corrected (issue 15, item 1) ----------------
+def test_audio_stream_starting_late_is_measured_corrected_and_checks_zero(sync, talking_clip, talking_face,
+                                                                          tmp_path, make_record):
+    """The talking clip's pictures with its speech in an audio stream that starts 0.35 s
+    (8.75 frames) after the video: the clip's audio, cut on the video's timeline, shows
+    the whole offset; once SyncShift re-cuts it, the stored audio measures 0."""
+    import subprocess
+
+    from mentor.curate.sync_shift import SyncShift
+    from mentor.testmedia import _write_wav, speech_samples
+
+    from tests.conftest import TALKING_SECONDS
+
+    wav = _write_wav(tmp_path / "speech.wav", speech_samples(None, "en", TALKING_SECONDS), 16000)
+    late = tmp_path / "late.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(talking_clip), "-itsoffset", "0.35",
+                    "-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-ar", "16000",
+                    str(late)], check=True)
+    audio = extract_audio(late, tmp_path / "clip.wav", start=0.0, duration=TALKING_SECONDS)
+    rec = _record_with(make_record, audio, talking_face)
+    rec.files["source"] = str(late)
+    rec = sync(rec)
+    assert rec.scores["sync.offset_frames"] == 9, rec.scores  # 0.35 s at 25 fps
+    assert rec.kept
+    rec = SyncShift(_shift_cfg())(rec)
+    assert rec.scores["sync_shift.seconds"] == pytest.approx(-0.36)
+    again = sync(_record_with(make_record, audio, talking_face))
+    assert again.scores["sync.offset_frames"] == 0
+    assert "shift_seconds" not in again.annotations["sync"]
+
+
+def _shift_cfg():
+    """What SyncShift reads of the config: the audio sample rate."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(audio=SimpleNamespace(sample_rate=16000))

@@ -290,3 +290,50 @@ def test_bad_encoder_settings_are_told_apart_from_bad_clips(talking_clip, tmp_pa
         media.encode_clip(talking_clip, tmp_path / "x.mp4", 0.0, 1.0, 25, 64, preset="bogus")
     assert settings_error_in(str(e.value)) and "video.*" in str(e.value)
     assert not settings_error_in(f"{talking_clip}: truncated: cannot encode clip, the data ends early")
+
+
+# ---------------------------------------------------------------- audio start offsets (issue 15, item 1)
+LATE_S = 0.35  # the audio stream starts this long after the video
+
+
+@pytest.fixture(scope="module")
+def late_audio_clip(tmp_path_factory):
+    """(mp4 whose audio stream starts LATE_S after its video, the speech samples in it)."""
+    import subprocess
+
+    from mentor.testmedia import _write_wav, make_talking_clip, speech_samples
+
+    folder = tmp_path_factory.mktemp("late_audio")
+    clip = make_talking_clip(folder / "talk.mp4", seconds=3.0, size=64, mouth=False, audio=False)
+    speech = speech_samples(None, "en", 3.0)
+    wav = _write_wav(folder / "speech.wav", speech, 16000)
+    late = folder / "late.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(clip), "-itsoffset", str(LATE_S), "-i", str(wav),
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-ar", "16000", str(late)], check=True)
+    return late, speech
+
+
+def _lag_ms(got: np.ndarray, speech: np.ndarray, first: float) -> int:
+    """The lag (ms) at which `got` best matches `speech` read from time `first` on."""
+    best = (-2.0, 0)
+    for lag in range(-400, 401, 2):
+        idx = np.arange(len(got)) + int(round((first + lag / 1000) * 16000))
+        ok = (idx >= 0) & (idx < len(speech))
+        ref = np.zeros(len(got), np.float32)
+        ref[ok] = speech[idx[ok]]
+        c = float(ref @ got / (np.linalg.norm(ref) * np.linalg.norm(got) + 1e-9))
+        best = max(best, (c, lag))
+    return best[1]
+
+
+@pytest.mark.parametrize("start", [0.0, 0.2, 1.0])
+def test_audio_cut_on_the_video_timeline_when_its_stream_starts_late(late_audio_clip, tmp_path, start):
+    late, speech = late_audio_clip
+    out = media.extract_audio(late, tmp_path / "a.wav", start=start, duration=1.5)
+    got = media.read_audio(out)
+    assert len(got) == 24000  # the gap before the audio stream is silence, not missing
+    # clip time t holds what the video shows at start + t: the speech of start + t - LATE_S
+    assert abs(_lag_ms(got, speech, start - LATE_S)) <= 4
+    assert np.abs(got[: int(max(0.0, LATE_S - start - 0.05) * 16000)]).max(initial=0.0) < 0.01
+    direct = media.read_audio(late, start=start, duration=1.5)
+    assert len(direct) == 24000 and abs(_lag_ms(direct, speech, start - LATE_S)) <= 4
