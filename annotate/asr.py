@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from annotate.audio_common import clip_audio, require, resolve_device
 from mentor.config import AsrConfig
@@ -29,6 +31,38 @@ from mentor.record import ClipRecord
 log = logging.getLogger(__name__)
 
 NO_WEIGHTS = "skipped: no weights"
+
+
+class Word(BaseModel):
+    word: str
+    start: float  # seconds from the clip's start
+    end: float
+    probability: float
+
+
+class Segment(BaseModel):
+    start: float
+    end: float
+    text: str
+    words: list[Word] = []
+
+
+class Transcript(BaseModel):
+    """annotations["asr"] as later readers use it (the store writes `text` as each sample's
+    txt member; a text-conditioned model reads the words and their times)."""
+
+    model_config = ConfigDict(extra="allow")
+    STAGE: ClassVar[str] = "asr"
+
+    language: str | None = None
+    text: str = ""
+    segments: list[Segment] = []
+
+    @classmethod
+    def of(cls, record: ClipRecord) -> "Transcript | None":
+        """The transcript on `record`, or None when ASR has not run (or was skipped)."""
+        raw = record.annotations.get(cls.STAGE)
+        return cls.model_validate(raw) if raw is not None else None
 
 
 def load_whisper(spec: str, device: str, stage: str):
@@ -57,7 +91,7 @@ def load_whisper(spec: str, device: str, stage: str):
 
 
 class Transcriber:
-    name = "asr"
+    name = Transcript.STAGE
     reads = (file(AUDIO),)
     writes = (annotation("asr"), *(score(f"asr.{k}") for k in ("words", "language", "no_speech_prob", "avg_logprob")))
 
@@ -96,11 +130,9 @@ class Transcriber:
             record.fail(self.name, f"whisper: {str(e).splitlines()[0][:200]}")
             return record
         segments = [_segment(s) for s in result.get("segments", [])]
-        record.annotations[self.name] = {
-            "language": result.get("language"),
-            "text": str(result.get("text", "")).strip(),
-            "segments": segments,
-        }
+        record.annotations[self.name] = Transcript(language=result.get("language"),
+                                                   text=str(result.get("text", "")).strip(),
+                                                   segments=segments).model_dump()
         record.set_score("asr.words", sum(len(s["words"]) for s in segments))
         record.set_score("asr.language", result.get("language"))  # a column the audit groups by
         raw = result.get("segments", [])
