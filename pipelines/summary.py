@@ -58,7 +58,9 @@ class BuildSummary:
         return Counter(dict(zip(g["reason"], (int(n) for n in g["clips"]))))
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self)  # asdict rebuilds a Counter from (key, value) pairs: keys become tuples
+        d["stage_seconds"] = {k: round(v, 4) for k, v in self.stage_seconds.items()}
+        d["statuses"] = dict(self.statuses)
         d.pop("clip_seconds")
         d.pop("rejections")
         d["clips_rejected"] = dict(self.clips_rejected)
