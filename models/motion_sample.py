@@ -84,9 +84,18 @@ def generate(model: MotionDiffusionModel, audio_features: torch.Tensor | np.ndar
     """
     if num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: ask for at least 1 sample")
-    c = model.config
     dev = torch.device(device) if device is not None else model.device
     model.to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        return _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev)
+    finally:
+        model.train(was_training)
+
+
+def _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev):
+    c = model.config
     kind = scheduler or c.sample_scheduler
     sched = make_scheduler(kind, c.num_train_timesteps, c.beta_schedule)
     if steps is None:
