@@ -22,7 +22,7 @@ from pathlib import Path
 from annotate.registry import STAGES, build_annotators
 from mentor.config import Config
 from mentor.contracts import Stage, check_graph, enabled_stages
-from mentor.curate.prepare import GIVEN
+from mentor.curate.prepare import GIVEN, source_stamp
 from mentor.fetch import discover_sources
 from mentor.record import ClipRecord, SourceRecord
 from mentor.store import Store, StoreWriter
@@ -45,7 +45,9 @@ def pending_sources(cfg: Config, out: Path) -> tuple[list[SourceRecord], dict[st
         store = Store(out)
         for row in store.sources().to_dict("records"):
             attempts[row["source_id"]] = int(row["attempts"])
-            if row["status"] == "ok" or int(row["attempts"]) >= cfg.fetch.max_attempts:
+            final = row.get("final") if isinstance(row.get("final"), str) else ""  # absent in older parts
+            if (row["status"] == "ok" or int(row["attempts"]) >= cfg.fetch.max_attempts
+                    or (final and final == source_stamp(row["uri"]))):  # failed for good, file unchanged
                 finished.add(row["source_id"])
         for table in (store.clips(), store.rejected()):
             if len(table):
@@ -133,7 +135,8 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
     if not todo:
         writer.close()
         summary.wall_seconds = time.perf_counter() - t0
-        summary.note("nothing to do: every source is already in the store")
+        summary.note("nothing to do: every source is in the store or failed for good "
+                     "(`mentor info` lists the failures; a replaced file is tried again)")
         return summary
     summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
     quiet_ray_data()

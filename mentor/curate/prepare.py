@@ -42,11 +42,32 @@ def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRe
         spans = clip_spans(shots, cfg.clips)
     except MediaError as e:
         src.error = f"probe: {e}"
+        src.final = source_stamp(src.uri)  # the same bytes give the same answer: final
     except Exception as e:  # a library's own error on bad data: recorded, the run goes on
         src.error = f"prepare: {type(e).__name__}: {e}"
+        src.final = source_stamp(src.uri)
     if src.error:
         log.info("source failed: %s", src.error)
         return []
     src.probe["shots"] = len(shots)
     src.probe["prepare_seconds"] = round(time.perf_counter() - t0, 3)
     return [ClipRecord.for_span(src, s, e) for s, e in spans]
+
+
+def source_stamp(uri: str) -> str:
+    """What a final failure of the source at `uri` is tied to: a local file's size and
+    modification time (so a file the user replaces is tried again), else the URI's
+    scheme (a remote source that failed for good stays failed)."""
+    import os
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file") and len(parsed.scheme) > 1:  # "c:" is a Windows drive
+        return parsed.scheme
+    path = url2pathname(parsed.path) if parsed.scheme == "file" else uri
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -311,12 +311,16 @@ class StoreWriter:
         if disk_full_in(source.error):
             raise DiskFull(self.root / "cache", f"source {source.uri}: {source.error[:200]}")
         error = source.error
+        # final: a failure no re-run can mend (not media, no video stream, too short), as
+        # the stamp of the file it was found in (mentor.curate.prepare.source_stamp; "" when
+        # the failure may pass): the next build skips it at once unless the file changed
+        final = str((source.model_extra or {}).get("final") or "") if status == "failed" else ""
         if source.id in self._retry:
-            status, attempts = "failed", 0
+            status, attempts, final = "failed", 0, ""
             error = f"some clips failed for a reason outside their data, redone by the next build: {self._retry.pop(source.id)}"
         self._sources.append({
             "source_id": source.id, "uri": source.uri, "dataset": source.dataset, "status": status,
-            "error": error, "attempts": attempts, "clips": clips,
+            "error": error, "attempts": attempts, "clips": clips, "final": final,
             "duration": float(source.probe.get("duration") or 0.0), "time": time.time(),
         })
 
