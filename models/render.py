@@ -95,88 +95,99 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, focal, cx, cy, width: in
     B, F = verts.shape[0], faces.shape[0]
     H, W = int(height), int(width)
     uv = project(verts, focal, cx, cy)  # (B,V,2)
-    tri_uv = uv[:, faces]  # (B,F,3,2)
-    tri_z = verts[:, faces, 2]  # (B,F,3)
+    tri_uv = uv[:, faces].reshape(B * F, 3, 2)
+    tri_z = verts[:, faces, 2].reshape(B * F, 3)
 
     # per-triangle pixel bounding boxes (pixel centres at integers)
-    lo = torch.ceil(tri_uv.amin(2) - 1e-6)
-    hi = torch.floor(tri_uv.amax(2) + 1e-6)
-    x0 = lo[..., 0].clamp(0, W - 1)
-    y0 = lo[..., 1].clamp(0, H - 1)
-    x1 = hi[..., 0].clamp(-1, W - 1)
-    y1 = hi[..., 1].clamp(-1, H - 1)
-    ok = (tri_z.amin(2) > near) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0) & (lo[..., 0] <= W - 1) & (lo[..., 1] <= H - 1)
+    lo = torch.ceil(tri_uv.amin(1) - 1e-6)
+    hi = torch.floor(tri_uv.amax(1) + 1e-6)
+    x0, y0 = lo[:, 0].clamp(0, W - 1), lo[:, 1].clamp(0, H - 1)
+    x1, y1 = hi[:, 0].clamp(-1, W - 1), hi[:, 1].clamp(-1, H - 1)
+    # screen-space barycentrics as affine functions of the pixel: l_k = a_k x + b_k y + c_k
+    coef, den = _bary_coefficients(tri_uv)
+    ok = ((tri_z.amin(1) > near) & (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] <= W - 1) & (lo[:, 1] <= H - 1)
+          & (den.abs() > 1e-12))
     bw = torch.where(ok, (x1 - x0 + 1).clamp_min(0), torch.zeros_like(x0)).long()
     bh = torch.where(ok, (y1 - y0 + 1).clamp_min(0), torch.zeros_like(y0)).long()
-    area = (bw * bh).reshape(-1)  # (B*F,)
+    area = bw * bh  # (B*F,)
     tri_ids = torch.nonzero(area > 0).squeeze(1)
+    inv_z = 1.0 / tri_z.clamp_min(near)
+    # one gather per candidate pair: x0, y0, box width, 9 coefficients, 3 inverse depths
+    packed = torch.cat([x0[:, None], y0[:, None], bw[:, None].float(), coef.reshape(-1, 9), inv_z], 1)
 
     zbuf = torch.full((B * H * W,), float("inf"), device=device)
-    win = torch.full((B * H * W,), -1, dtype=torch.long, device=device)
-    # chunks of triangles with at most max_pairs candidate pixels each
     counts = area[tri_ids]
     cum = torch.cumsum(counts, 0)
     bounds = [0]
-    if len(cum):
+    if len(cum):  # chunks of triangles with at most max_pairs candidate pixels each
         chunk_id = torch.div(cum - 1, max_pairs, rounding_mode="floor")
-        changes = torch.nonzero(chunk_id[1:] != chunk_id[:-1]).squeeze(1) + 1
-        bounds += changes.tolist()
+        bounds += (torch.nonzero(chunk_id[1:] != chunk_id[:-1]).squeeze(1) + 1).tolist()
     bounds.append(len(tri_ids))
-
-    flat_uv = tri_uv.reshape(B * F, 3, 2)
-    flat_z = tri_z.reshape(B * F, 3)
-    x0f, y0f, bwf = x0.reshape(-1).long(), y0.reshape(-1).long(), bw.reshape(-1)
+    HW = H * W
     pending = []
     for a, b in zip(bounds[:-1], bounds[1:]):  # chunks of triangles, not triangles
         if b <= a:
             continue
-        ids = tri_ids[a:b]
-        n = counts[a:b]
+        ids, n = tri_ids[a:b], counts[a:b]
         pair_tri = torch.repeat_interleave(ids, n)  # (P,) flat (frame, face) index
         start = torch.cumsum(n, 0) - n
         local = torch.arange(len(pair_tri), device=device) - torch.repeat_interleave(start, n)
-        px = x0f[pair_tri] + local % bwf[pair_tri]
-        py = y0f[pair_tri] + torch.div(local, bwf[pair_tri], rounding_mode="floor")
-        t = flat_uv[pair_tri]  # (P,3,2)
-        p = torch.stack([px, py], -1).float()
-        bary, inside = _barycentric(t, p)
-        z = flat_z[pair_tri]
-        # perspective-correct: weights b_i / z_i, depth 1 / sum(b_i / z_i)
-        wz = bary / z
-        s = wz.sum(-1)
-        depth = 1.0 / s
-        keep = inside & (depth > near)
-        pair_tri, px, py, depth, bary_pc = (pair_tri[keep], px[keep], py[keep], depth[keep], (wz / s[:, None])[keep])
-        frame = torch.div(pair_tri, F, rounding_mode="floor")
-        pix = (frame * H + py) * W + px
+        d = packed[pair_tri]  # (P,15)
+        wbox = d[:, 2].long()
+        px = d[:, 0] + (local % wbox).float()
+        py = d[:, 1] + torch.div(local, wbox, rounding_mode="floor").float()
+        l1 = d[:, 3] * px + d[:, 4] * py + d[:, 5]
+        l2 = d[:, 6] * px + d[:, 7] * py + d[:, 8]
+        l0 = 1.0 - l1 - l2
+        eps = -1e-6
+        s = l0 * d[:, 12] + l1 * d[:, 13] + l2 * d[:, 14]  # perspective-correct: depth = 1 / sum(l_k / z_k)
+        keep = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (s > 0)
+        idx = torch.nonzero(keep).squeeze(1)
+        depth = 1.0 / s[idx]
+        frame = torch.div(pair_tri[idx], F, rounding_mode="floor")
+        pix = frame * HW + py[idx].long() * W + px[idx].long()
+        good = depth > near
+        pix, depth, face = pix[good], depth[good], (pair_tri[idx] % F)[good]
         zbuf.scatter_reduce_(0, pix, depth, reduce="amin")
-        pending.append((pix, depth, pair_tri % F, bary_pc))
-    # second pass: among the candidates at the z-buffer's depth, the lowest face index wins
-    bary_out = torch.zeros(B * H * W, 3, device=device)
-    big = torch.full((B * H * W,), F, dtype=torch.long, device=device)
-    for pix, depth, face, _ in pending:
+        pending.append((pix, depth, face))
+    # among the candidates at the z-buffer's depth, the lowest face index wins
+    best = torch.full((B * HW,), F, dtype=torch.long, device=device)
+    for pix, depth, face in pending:
         at = depth <= zbuf[pix]
-        big.scatter_reduce_(0, pix[at], face[at], reduce="amin")
-    for pix, depth, face, bc in pending:
-        sel = (depth <= zbuf[pix]) & (face == big[pix])
-        bary_out[pix[sel]] = bc[sel]
-    win = torch.where(big < F, big, win)
+        best.scatter_reduce_(0, pix[at], face[at], reduce="amin")
+    win = torch.where(best < F, best, torch.full_like(best, BACKGROUND))
+    # barycentrics of the winners only, at their pixel centres
+    bary_out = torch.zeros(B * HW, 3, device=device)
+    cov = torch.nonzero(win >= 0).squeeze(1)
+    if len(cov):
+        frame = torch.div(cov, HW, rounding_mode="floor")
+        rem = cov % HW
+        py, px = torch.div(rem, W, rounding_mode="floor").float(), (rem % W).float()
+        d = packed[frame * F + win[cov]]
+        l1 = d[:, 3] * px + d[:, 4] * py + d[:, 5]
+        l2 = d[:, 6] * px + d[:, 7] * py + d[:, 8]
+        lb = torch.stack([1.0 - l1 - l2, l1, l2], 1).clamp_min(0)
+        wz = lb * d[:, 12:15]
+        bary_out[cov] = wz / wz.sum(1, keepdim=True).clamp_min(1e-20)
     return Fragments(face=win.view(B, H, W), depth=zbuf.view(B, H, W), bary=bary_out.view(B, H, W, 3))
 
 
-def _barycentric(tri: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Screen-space barycentrics of points p (P,2) in triangles tri (P,3,2); (bary (P,3), inside (P,))."""
+def _bary_coefficients(tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Screen-space barycentrics of triangles tri (N,3,2) as affine functions of the pixel:
+    (coef (N,3,3) rows [a, b, c] for l1, l2 and (unused) l0 so that l_k = a x + b y + c,
+    den (N,) twice the signed area; 0 for a degenerate triangle)."""
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    v0, v1, v2 = b - a, c - a, p - a
+    v0, v1 = b - a, c - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    safe = torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
-    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / safe
-    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / safe
-    l0 = 1.0 - l1 - l2
-    bary = torch.stack([l0, l1, l2], -1)
-    eps = 1e-6
-    inside = (den.abs() > 1e-12) & (bary >= -eps).all(-1)
-    return bary.clamp_min(0) / bary.clamp_min(0).sum(-1, keepdim=True).clamp_min(1e-12), inside
+    inv = 1.0 / torch.where(den.abs() > 1e-12, den, torch.ones_like(den))
+    # l1 = ((p - a) x v1) / den, l2 = (v0 x (p - a)) / den
+    a1, b1 = v1[:, 1] * inv, -v1[:, 0] * inv
+    c1 = -(a[:, 0] * a1 + a[:, 1] * b1)
+    a2, b2 = -v0[:, 1] * inv, v0[:, 0] * inv
+    c2 = -(a[:, 0] * a2 + a[:, 1] * b2)
+    l1 = torch.stack([a1, b1, c1], 1)
+    l2 = torch.stack([a2, b2, c2], 1)
+    return torch.stack([l1, l2, -l1 - l2], 1), den
 
 
 def interpolate(frags: Fragments, faces: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
