@@ -195,3 +195,28 @@ def test_resample_and_bad_arguments(synthetic_store):
         WindowDataset(synthetic_store, mode="forward")
     with pytest.raises(ValueError, match="frames=0"):
         WindowDataset(synthetic_store, frames=0)
+
+
+@pytest.mark.slow
+def test_ray_windows_rows_are_the_same_windows(synthetic_store):
+    import ray
+
+    from mentor.store.windows import ray_windows
+
+    kw = dict(frames=16, mode="sequential", arrays=("smplx.jaw_pose",))
+    want = {(s["clip_id"], s["start"]): s for s in WindowDataset(synthetic_store, **kw)}
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        rows = ray_windows(synthetic_store, pieces=3, **kw).take_all()
+    finally:
+        if started:
+            ray.shutdown()
+    assert sorted((r["clip_id"], r["start"]) for r in rows) == sorted(want)
+    for r in rows:
+        s = want[(r["clip_id"], r["start"])]
+        np.testing.assert_array_equal(r["video"], s["video"].numpy())
+        np.testing.assert_array_equal(r["audio"], s["audio"].numpy())
+        np.testing.assert_array_equal(r["array.smplx.jaw_pose"], s["arrays"]["smplx.jaw_pose"].numpy())
+        assert ClipRecord.from_json(r["record"]).split == s["record"].split
