@@ -200,6 +200,10 @@ class WindowDataset(IterableDataset):
         idx = np.arange(w.start, w.start + T)
         valid = idx < n
         out: dict[str, Any] = {"clip_id": w.clip_id, "start": int(w.start), "fps": fps}
+        for wanted, exts in ((self.video, ("mp4",)), (self.audio, ("flac", "wav"))):
+            if wanted and not any(e in members for e in exts):
+                raise StoreError(f"{self.root / row['shard']}: clip {w.clip_id} has no {'/'.join(exts)} member; "
+                                 f"pass {'video' if 'mp4' in exts else 'audio'}=False to read the store without it")
         if self.video:
             want = idx if w.reference is None else np.append(idx, w.reference)
             frames, decoded = decode.video_frames(members["mp4"], want, self.size)
