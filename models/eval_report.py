@@ -21,7 +21,6 @@ from mentor.audit import plots
 from mentor.audit.labels import PERCEIVED, label
 from mentor.audit.report import CSS, SCRIPT
 from mentor.audit.report import _img as img_tag
-from mentor.audit.report import _table as audit_table
 from mentor.audit.stats import sort_groups
 
 if TYPE_CHECKING:
@@ -31,6 +30,11 @@ EXTRA_CSS = """
 .ci { color: #666; font-size: 12px; } .better { color: #555; font-size: 12px; }
 details { margin: 6px 0; } summary { cursor: pointer; color: #333; }
 """
+
+
+def col_label(col: str) -> str:
+    """Readable name of a group column or of a combination "a x b"."""
+    return " x ".join(label(c) for c in col.split(" x "))
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -75,7 +79,7 @@ def group_metric_plot(groups: list[tuple[str, pd.DataFrame]], column: str, metri
         ax.set_title(labels.get(m, m), fontsize=8)
         if i == 0 and len(groups) > 1:
             ax.legend(fontsize=7)
-    fig.suptitle(f"per {label(column)} (mean and bootstrap interval; clips in white)", fontsize=9)
+    fig.suptitle(f"per {col_label(column)} (mean and bootstrap interval; clips in white)", fontsize=9)
     return plots._png(fig)
 
 
@@ -155,7 +159,7 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
     for r in results:
         rows.append({"method": r.name, "clips scored": int(r.per_clip["clip_id"].nunique()) if len(r.per_clip) else 0,
                      "videos scored": len(r.per_sample), "clips without a generated video": len(r.missing),
-                     "files matching no clip": len(r.unmatched), "clips with errors": len(r.errors),
+                     "files matching no clip": len(r.unmatched), "clips with notes": len(r.errors),
                      "seconds": round(r.seconds, 1),
                      "s per video-s": round(r.seconds / r.video_seconds, 2) if r.video_seconds else None})
     parts += ["<h2>Summary</h2>", pd.DataFrame(rows).to_html(index=False, border=0, na_rep="")]
@@ -174,14 +178,21 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
     # -- flags
     parts.append("<h2>Flags: gaps between perceived groups</h2>")
     flagged = [(r.name, g) for r in results if len(r.gaps) for g in r.gaps[r.gaps["flagged"]].to_dict("records")]
-    if flagged:
-        for name, g in flagged:
-            parts.append(
-                f'<div class="flag"><b>{html.escape(name)}</b>: {html.escape(labels.get(g["metric"], g["metric"]))} '
-                f'is worse for {html.escape(label(g["column"]))} = <b>{html.escape(str(g["worst_group"]))}</b> '
+
+    def flag_html(name: str, g: dict) -> str:
+        return (f'<div class="flag"><b>{html.escape(name)}</b>: {html.escape(labels.get(g["metric"], g["metric"]))} '
+                f'is worse for {html.escape(col_label(g["column"]))} = <b>{html.escape(str(g["worst_group"]))}</b> '
                 f'({_fmt(g["worst"])}) than for {html.escape(str(g["best_group"]))} ({_fmt(g["best"])}): gap '
                 f'{_fmt(g["gap"])}, {g["level"]:.1%} interval [{_fmt(g["ci_low"])}, {_fmt(g["ci_high"])}] '
                 "excludes zero.</div>")
+
+    if flagged:
+        single = [flag_html(n, g) for n, g in flagged if " x " not in g["column"]]
+        combos = [flag_html(n, g) for n, g in flagged if " x " in g["column"]]
+        parts += single
+        if combos:
+            parts.append(f"<details><summary>{len(combos)} more on combinations of groups</summary>"
+                         f"{''.join(combos)}</details>")
     else:
         parts.append(f'<div class="ok">No metric differs between the best and the worst perceived group by more '
                      f'than its {cfg.confidence:.0%} bootstrap interval allows (groups of at least '
@@ -202,22 +213,24 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
     for col in group_cols:
         per = [(r.name, r.groups[r.groups["column"] == col]) for r in results if len(r.groups)]
         metrics = [m for m in summary["metrics"] if any(m in set(t["metric"]) for _, t in per)]
-        parts.append(f"<h3>{html.escape(' x '.join(label(c) for c in col.split(' x ')))}</h3>")
+        parts.append(f"<h3>{html.escape(col_label(col))}</h3>")
         if " x " not in col and metrics:
-            parts.append(img_tag(group_metric_plot(per, col, metrics, labels), f"metrics per {label(col)}"))
+            parts.append(img_tag(group_metric_plot(per, col, metrics, labels), f"metrics per {col_label(col)}"))
         gaps = pd.concat([r.gaps[r.gaps["column"] == col].assign(method=r.name) for r in results if len(r.gaps)],
                          ignore_index=True) if any(len(r.gaps) for r in results) else pd.DataFrame()
         if len(gaps):
             gaps = gaps[["method", "metric", "best_group", "worst_group", "best", "worst", "gap", "ci_low", "ci_high",
                          "level", "flagged"]]
             gaps["metric"] = gaps["metric"].map(lambda m: labels.get(m, m))
+            gaps["flagged"] = gaps["flagged"].map(lambda f: "FLAG" if f else "")
             parts += ["<p class=\"note\">Best and worst group per metric (groups of at least "
                       f"{cfg.min_group_clips} clips), gap in the metric's bad direction with its interval:</p>",
                       gaps.to_html(index=False, border=0, float_format="{:.3g}".format, na_rep="")]
         sets = [r.set_groups[r.set_groups["column"] == col].assign(method=r.name) for r in results if len(r.set_groups)]
         if sets:
-            parts.append(audit_table(pd.concat(sets, ignore_index=True)[["method", "metric", "group", "clips", "value",
-                                                                         "ci_low", "ci_high"]]))
+            t = pd.concat(sets, ignore_index=True)[["method", "metric", "group", "clips", "value", "ci_low", "ci_high"]]
+            t["metric"] = t["metric"].map(lambda m: labels.get(m, m))
+            parts.append(t.to_html(index=False, border=0, float_format="{:.3g}".format, na_rep=""))
         if " x " in col:
             t = pd.concat([g.assign(method=n) for n, g in per], ignore_index=True)
             t["metric"] = t["metric"].map(lambda m: labels.get(m, m))
