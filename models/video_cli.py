@@ -80,9 +80,6 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
     SMPL-X fitter), unless `reference_fit` gives its fit (an npz of smplx.* arrays with
     smplx.camera, first row). The motion (from --motion or the motion model) is rendered
     with the reference's camera."""
-    import cv2
-    import torch
-
     from mentor.media import read_audio, write_video
     from models.motion_generate import load_reference
     from models.video_sample import VideoGenerator, read_motion_npz, to_model, to_uint8
@@ -98,10 +95,12 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
         from models.motion_sample import load_motion_model
 
         mm = load_motion_model(motion_model, "cpu")
-    img = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"--image {image}: not a readable image")
-    img = img[:, :, ::-1].copy()
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = np.asarray(Image.open(image).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"--image {image}: not a readable image ({e})") from None
     ref = load_reference(reference_fit or image, _body_layout(mm))
     crop, cam = square_crop(img, ref.camera)
     S = gen.size
