@@ -636,8 +636,8 @@ BAD_YAML = {
     "alias bomb": "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
                           for p, c in zip([None, *"abcdefgh"], "abcdefghi")),
     "deep nesting": "x: " + "[" * 5000 + "]" * 5000 + "\n",
-    "custom tag": "video: !custom [1, 2]\n",
-    "python tag": "video: !!python/tuple [1, 2]\n",
+    "custom tag": "split: {stratify_by: !custom [a, b]}\n",  # was taken as a plain list
+    "python tag": "split: {stratify_by: !!python/tuple [a, b]}\n",
     "bad preset": "video: {preset: bogus}\n",
     "bad device": "annotate: {smplx: {device: gpu0}}\n",
     "odd size": "video: {size: 513}\n",
