@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from annotate.asr import Transcript
+from annotate.registry import STAGES
 from mentor.config import parse_config
+from mentor.contracts import present, writes_of
+from mentor.curate.prepare import GIVEN
+from mentor.curate.run import PIPELINE
 from mentor.store import Store, verify_store
 
 pytestmark = pytest.mark.slow
@@ -53,6 +58,12 @@ def test_every_annotation_is_written(source_folder, tmp_path, tiny_whisper_check
         assert rec.scores["diarization.num_speakers"] == 1 and rec.scores["sync.offset_frames"] == 0
         assert rec.attributes["skin_tone_group"].value in {"light", "medium", "dark"}
     assert verify_store(tmp_path / "no-asr") == []
+    # every field a stored clip carries is declared by the stage list (no stage writes
+    # what it does not declare)
+    allowed = {f.key for f in writes_of(STAGES) | set(GIVEN)} | {("annotation", PIPELINE)}
+    for rec in store.records(media_dir=tmp_path / "media"):
+        undeclared = {f.key for f in present(rec)} - allowed
+        assert not undeclared, f"fields no stage declares: {sorted(undeclared)}"
 
     _build(source_folder, tmp_path / "asr", whisper=tiny_whisper_checkpoint)
     samples = list(Store(tmp_path / "asr").dataset(decode_video=False))
@@ -60,6 +71,8 @@ def test_every_annotation_is_written(source_folder, tmp_path, tiny_whisper_check
     for s in samples:
         asr = s["record"].annotations["asr"]
         assert s["record"].status["asr"] == "done"
+        assert s["record"].scores["asr.language"] == asr["language"]  # the audit groups by it
         words = [w for seg in asr["segments"] for w in seg["words"]]
         assert words and all(0 <= w["start"] <= w["end"] for w in words)
-        assert s["txt"] == asr["text"]
+        assert s["txt"] == asr["text"] == Transcript.of(s["record"]).text
+        assert [w.word for seg in Transcript.of(s["record"]).segments for w in seg.words] == [w["word"] for w in words]
