@@ -10,7 +10,8 @@
     mentor preview STORE CLIP_ID -o out.mp4
     mentor demo [--out DIR]
     mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
-    mentor eval --store STORE --generated DIR -o report/ [--split test] [--manifest CSV] [--compare DIR2]
+    mentor eval --store STORE (--generated DIR | --model RUN [--motion-model MRUN] [--samples K]) -o report/
+                [--split test] [--manifest CSV] [--compare DIR2]
     mentor generate-motion --model RUN --audio speech.wav --reference ref.(png|mp4|npz) -o out/ [--samples K]
     mentor train-video --store STORE -o RUN [--size 64] [--window 8] [--stage1-steps N] [--stage2-steps N] [--unet DIR] [--vae DIR]
     mentor generate-video --image ref.jpg --audio speech.wav --model RUN [--motion m.npz | --motion-model MRUN] -o out.mp4
@@ -247,7 +248,8 @@ def cmd_eval(args) -> int:
                      quality_frames=args.quality_frames, min_group_clips=args.min_group_clips, device=args.device,
                      seed=args.seed)
     summary = evaluate(args.store, args.generated, args.out, split=args.split or None, manifest=args.manifest,
-                       compare=args.compare, cfg=cfg, where=args.where)
+                       compare=args.compare, cfg=cfg, where=args.where, model=args.model,
+                       motion_model=args.motion_model, samples=args.samples, gen_steps=args.gen_steps)
     for m in summary["methods"]:
         scored = len({r["clip_id"] for r in m["per_clip"]})
         print(f"{m['name']}: {scored} clip(s) scored, {len(m['clips_without_generated_video'])} without a "
@@ -409,7 +411,13 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_generate_motion)
     s = sub.add_parser("eval", help="judge generated videos against a store's real clips (metrics per perceived group)")
     s.add_argument("--store", required=True)
-    s.add_argument("--generated", required=True, help="folder of generated videos named by clip id (or --manifest)")
+    s.add_argument("--generated", help="folder of generated videos named by clip id (or --manifest)")
+    s.add_argument("--model", help="a `mentor train-video` run: generate the videos first (into --generated, "
+                   "default OUT/generated) from each clip's first frame and audio")
+    s.add_argument("--motion-model", help="with --model: sample the motion from speech with this `train-motion` run "
+                   "(default: the clip's own stored motion, a reconstruction run)")
+    s.add_argument("--samples", type=int, default=1, help="with --model: samples per clip (best-of-K, stochasticity)")
+    s.add_argument("--gen-steps", type=int, default=25, help="with --model: denoising steps")
     s.add_argument("-o", "--out", required=True, help="report folder (index.html, eval.json, tables/)")
     s.add_argument("--split", default="test", help="the store's split to judge against ('' for every clip)")
     s.add_argument("--where", default=None, help="an extra pandas query over the index")

@@ -683,6 +683,50 @@ def evaluate_method(store, clips: pd.DataFrame, generated: str | Path, cfg: Eval
                         video_seconds=video_seconds)
 
 
+def generate_for_eval(store, clips: pd.DataFrame, model: str | Path, out_dir: str | Path,
+                      motion_model: str | Path | None = None, samples: int = 1, device: str = "auto",
+                      steps: int = 25) -> Path:
+    """Generate the videos to judge with the bundled video model (models/video_cli.py): per
+    clip, its first frame as the reference image (with the clip's stored SMPL-X fit as the
+    reference's fit) and its audio; the motion is the clip's own stored fit (a reconstruction
+    run, VLOGGER's Table 3) or, with `motion_model`, sampled from speech (seed k for sample k,
+    Table 4). Writes out_dir/<clip_id>_<k>.mp4 and returns out_dir."""
+    import tempfile
+
+    from mentor.media import read_frames
+    from models.video_cli import generate_video
+
+    if samples < 1:
+        raise ValueError(f"samples={samples}: must be >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mentor-eval-gen-") as tmp:
+        t = Path(tmp)
+        for rec in store.records(list(clips["clip_id"]), media_dir=t):
+            smplx = {k: np.asarray(v.data) for k, v in rec.arrays.items() if k.startswith("smplx.")}
+            if "smplx.camera" not in smplx:
+                log.warning("clip %s: no stored SMPL-X fit; not generated", rec.id)
+                continue
+            from PIL import Image
+
+            ref_png = t / f"{rec.id}.png"
+            Image.fromarray(read_frames(rec.files["video"], fps=rec.fps)[0]).save(ref_png)
+            fit = t / f"{rec.id}.fit.npz"
+            np.savez(fit, **{k: v[:1] for k, v in smplx.items()})
+            motion = None
+            if motion_model is None:
+                motion = t / f"{rec.id}.motion.npz"
+                np.savez(motion, fps=np.asarray(rec.fps), **smplx)
+            for k in range(samples):
+                dst = out / f"{rec.id}_{k}.mp4"
+                if dst.exists():
+                    continue
+                generate_video(str(ref_png), rec.files["audio"], str(model), str(dst), motion=motion and str(motion),
+                               motion_model=motion_model and str(motion_model), device=device, steps=steps, seed=k,
+                               fps=rec.fps, reference_fit=str(fit))
+    return out
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -701,12 +745,14 @@ def _records(df: pd.DataFrame) -> list[dict]:
     return _jsonable(df.to_dict(orient="records")) if df is not None and len(df) else []
 
 
-def evaluate(store_path: str | Path, generated: str | Path, out_dir: str | Path, split: str | None = "test",
+def evaluate(store_path: str | Path, generated: str | Path | None, out_dir: str | Path, split: str | None = "test",
              manifest: str | Path | None = None, compare: str | Path | None = None, cfg: EvalConfig | None = None,
-             where: str | None = None) -> dict[str, Any]:
+             where: str | None = None, model: str | Path | None = None, motion_model: str | Path | None = None,
+             samples: int = 1, gen_steps: int = 25) -> dict[str, Any]:
     """Evaluate `generated` (and `compare`, the same way) against the store's clips of
     `split` (None: every clip); writes eval.json, tables/*.csv and index.html to out_dir.
-    Returns the JSON summary."""
+    With `model` (a `mentor train-video` run), the videos are first generated into
+    `generated` (default out_dir/generated; see `generate_for_eval`). Returns the JSON summary."""
     import tempfile
 
     from mentor.store import Store
@@ -720,6 +766,11 @@ def evaluate(store_path: str | Path, generated: str | Path, out_dir: str | Path,
                          f"{sorted(store.clips()['split'].dropna().unique().tolist())})")
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        generated = generate_for_eval(store, clips, model, generated or out / "generated", motion_model, samples,
+                                      cfg.device, gen_steps)
+    elif generated is None:
+        raise ValueError("give --generated DIR (videos to judge) or --model RUN (generate them first)")
     man = read_manifest(manifest) if manifest else None
     evaluator = Evaluator(cfg)
     results = []

@@ -164,6 +164,30 @@ def test_eval_of_the_real_videos_is_perfect_and_a_planted_group_gap_is_flagged(s
     page = (tmp_path / "perfect" / "index.html").read_text()
     assert "Flags" in page and "planted" in page and "perceived skin tone group" in page
     assert "data:image/png;base64," in page
+    _check_in_chromium(tmp_path / "perfect" / "index.html", tmp_path)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _check_in_chromium(page: Path, tmp: Path) -> None:
+    """Every picture decodes in headless Chromium and the screenshot is a page, not a blank."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("chromium is not installed (the Makefile installs it): the page is not rendered")
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp / 'profile'}"]
+    url = page.resolve().as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    ok, total = map(int, dom.split('data-images="', 1)[1].split('"', 1)[0].split("/"))
+    assert total >= 6 and ok == total
+    shot = tmp / "page.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2400", url], capture_output=True, timeout=180)
+    import cv2
+
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (2400, 1280)
+    assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50 and img.std() > 20
 
 
 def test_cli_eval_runs_and_names_missing_weights(synthetic_store, synth_generated, tmp_path, capsys):
@@ -179,3 +203,104 @@ def test_cli_eval_runs_and_names_missing_weights(synthetic_store, synth_generate
     assert (tmp_path / "r" / "index.html").is_file()
     assert main(["eval", "--store", str(synthetic_store), "--generated", str(tmp_path / "none"), "-o",
                  str(tmp_path / "x")]) != 0
+
+
+# ------------------------------------------------ a real face: degradations one by one
+
+def _talking_store(root: Path, video: Path) -> tuple[Path, str]:
+    """A store of one real-face clip (the astronaut), annotated the way `mentor build` does:
+    MediaPipe landmarks and the project's SMPL-X fit stored with it."""
+    from annotate.landmarks import HolisticLandmarks
+    from annotate.smplx_fit import SmplxFitter
+    from mentor.config import LandmarksConfig, SmplxConfig
+    from mentor.media import extract_audio, probe
+    from mentor.record import Attribute, ClipRecord, SourceRecord
+    from mentor.store.writer import StoreWriter
+
+    info = probe(video)
+    src = SourceRecord.from_uri(f"file://{video}", dataset="test", license="CC0", identity="astronaut",
+                                probe={"fps": info.fps, "width": info.width, "height": info.height,
+                                       "duration": info.duration})
+    rec = ClipRecord.for_span(src, 0.0, round(info.duration, 3))
+    rec.fps, rec.width, rec.height, rec.split = info.fps, info.width, info.height, "test"
+    rec.files = {"video": str(video), "audio": str(extract_audio(video, root / "audio.flac"))}
+    rec.attributes["skin_tone_group"] = Attribute(value="light", confidence=1.0, method="test")
+    rec = HolisticLandmarks(LandmarksConfig())(rec)
+    rec = SmplxFitter(SmplxConfig())(rec)
+    assert "smplx.expression" in rec.arrays, rec.errors
+    rec.rejected = None  # a short test clip may miss a curation threshold; it is kept here on purpose
+    with StoreWriter(root / "store") as w:
+        w.add(rec)
+        w.add_source(src, "ok", clips=1)
+    return root / "store", rec.id
+
+
+@pytest.mark.slow
+def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path_factory):
+    """The real clip as its own "generated" video scores perfect; a blurred copy, one with the
+    audio 10 frames late and one with another face each lose on their own metrics only."""
+    import importlib.util
+
+    from mentor.testmedia import make_talking_clip
+
+    root = tmp_path_factory.mktemp("eval_face")
+    kw = {"seconds": 2.4, "fps": 25, "size": 256}
+    real = make_talking_clip(root / "real.mp4", **kw)
+    store, cid = _talking_store(root, real)
+    variants = {"perfect": real, "shifted": make_talking_clip(root / "shifted.mp4", shift_frames=10, **kw),
+                "swapped": make_talking_clip(root / "swapped.mp4", image="camera", **kw)}
+    _blur_copy(real, root / "blurred.mp4", sigma=1.2)
+    variants["blurred"] = root / "blurred.mp4"
+    for name, path in variants.items():
+        (root / name).mkdir()
+        shutil.copy(path, root / name / f"{cid}.mp4")
+    spec = importlib.util.spec_from_file_location("tid", Path(__file__).parents[1] / "annotate" / "test_identity.py")
+    tid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tid)
+    tid.build_arcface_onnx(root / "arcface.onnx")
+    cfg = _cfg(arcface_model=str(root / "arcface.onnx"), face_metrics=True, bootstrap=20, min_group_clips=1)
+    got = {}
+    for a, b in (("perfect", "shifted"), ("blurred", "swapped")):
+        s = evaluate(store, root / a, root / f"report_{a}", cfg=cfg, compare=root / b)
+        for m in s["methods"]:
+            assert not m["errors"], m["errors"]
+            got[m["name"].replace(" (compare)", "")] = m["per_clip"][0]
+    p, sh, bl, sw = got["perfect"], got["shifted"], got["blurred"], got["swapped"]
+    # perfect: identical pictures, the same 3D fit, in sync
+    assert p["psnr"] == 100 and p["cpbd_loss"] == 0
+    assert p["lme"] < 0.5 and p["head_pose_error"] < 0.5 and p["sync_offset"] <= 1, p
+    # audio 10 frames late: the sync sees it, nothing about the pictures changes
+    assert sh["sync_offset"] == pytest.approx(10, abs=1)
+    assert sh["psnr"] == 100 and sh["cpbd_loss"] == 0 and sh["lme"] == pytest.approx(p["lme"], abs=0.2)
+    assert sh["identity_distance"] == pytest.approx(p["identity_distance"], abs=1e-6)
+    # blurred: the pictures lose sharpness and fidelity; the lips still move in sync
+    assert bl["psnr"] < 40 and bl["cpbd_loss"] > 0.05, bl
+    assert bl["sync_offset"] <= 1, bl
+    # another face: identity distance grows, and its 3D face is not the real one's
+    assert sw["identity_distance"] > p["identity_distance"] + 0.05, (sw, p)
+    assert sw["psnr"] < 30
+    assert not np.isfinite(sw.get("lme") or np.nan) or sw["lme"] > p["lme"] + 1.0
+
+
+@pytest.mark.slow
+def test_model_run_generates_k_samples_per_clip_then_judges_them(synthetic_store, tmp_path):
+    """`--model RUN`: the bundled video model (a tiny, barely trained one) generates K samples
+    per test clip from its first frame, audio and stored motion; they are then judged, with
+    best-of-K and stochasticity maps."""
+    from models.video_train import train_loop
+
+    run = tmp_path / "run"
+    train_loop(dict(store=str(synthetic_store), run_dir=str(run), where="split == 'train'", size=32, window=4,
+                    stage1_steps=2, stage2_steps=1, batch_size=2, clip_batch_size=1, channels=(8, 16), lr=1e-3,
+                    lr_temporal=1e-3, prediction_type="sample", log_every=1, ckpt_every=10, progress=False,
+                    min_reference_gap_s=1.0, seed=0))
+    s = evaluate(synthetic_store, None, tmp_path / "r", split="test", cfg=_cfg(bootstrap=20), model=run, samples=2,
+                 gen_steps=2)
+    m = s["methods"][0]
+    made = sorted(p.name for p in (tmp_path / "r" / "generated").glob("*.mp4"))
+    assert len(made) == 4 and all(n.endswith(("_0.mp4", "_1.mp4")) for n in made)
+    assert len(m["per_sample"]) == 4 and not m["clips_without_generated_video"]
+    overall = {r["metric"]: r for r in m["overall"]}
+    assert overall["psnr"]["k"] == 2 and overall["psnr"]["best_of_k"] >= overall["psnr"]["mean"]
+    assert all(v > 0 for v in m["stochasticity_mean"].values()) and len(m["stochasticity_mean"]) == 2
+    assert "Stochasticity" in (tmp_path / "r" / "index.html").read_text()
