@@ -136,16 +136,18 @@ def edit_video(video: str, region: str, model: str, out: str, audio: str | None 
     """Regenerate the mouth or face of a video (for its own speech, or new speech with the
     motion model's jaw and expression); every other pixel stays the input's, and the output
     is encoded losslessly so that it does in the file too."""
-    from mentor.media import extract_audio, probe, read_audio, read_frames
-    from models.video_sample import VideoGenerator, edit_frames, read_motion_npz, write_video_lossless
+    from mentor.media import extract_audio, probe, read_frames
+    from models.video_sample import REGIONS, VideoGenerator, edit_frames, read_motion_npz, write_video_lossless
 
+    if audio is not None and motion_model is None:
+        raise ValueError("edit-video --audio needs --motion-model RUN (the new mouth motion comes from it)")
+    if region not in REGIONS:
+        raise ValueError(f"--region {region!r}: use one of {REGIONS}")
     info = probe(video)
     fps = info.fps or 25.0
     frames = read_frames(video)
     mm = None
     if audio is not None:
-        if motion_model is None:
-            raise ValueError("edit-video --audio needs --motion-model RUN (the new mouth motion comes from it)")
         from models.motion_sample import load_motion_model
 
         mm = load_motion_model(motion_model, "cpu")

@@ -154,3 +154,19 @@ def test_window_plan_and_bad_arguments():
         _model(prediction_type="noise")
     with pytest.raises(ValueError, match="pixel_factor"):
         _model(pixel_factor=3)
+
+
+def test_cli_verbs_refuse_bad_arguments(tmp_path, capsys):
+    from mentor.cli import main
+
+    code = main(["generate-video", "--image", str(tmp_path / "none.png"), "--audio", str(tmp_path / "a.wav"),
+                 "--model", str(tmp_path), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2 and "--motion file.npz or --motion-model" in capsys.readouterr().err
+    code = main(["generate-video", "--image", str(tmp_path / "none.png"), "--audio", str(tmp_path / "a.wav"),
+                 "--model", str(tmp_path), "--motion", str(tmp_path / "m.npz"), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2 and "none.png: not found" in capsys.readouterr().err
+    code = main(["edit-video", "--video", str(tmp_path / "v.mp4"), "--region", "mouth", "--model", str(tmp_path),
+                 "--audio", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2 and "--motion-model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["edit-video", "--video", "v.mp4", "--region", "hair", "--model", "m", "-o", "o.mp4"])
