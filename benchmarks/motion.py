@@ -1,6 +1,6 @@
 """Motion model speed: training throughput with its data-wait share, and sampling speed.
 
-    python -m benchmarks.motion [--config base] [--steps 40] [--threads 2]
+    python -m benchmarks.motion [--config base] [--steps 40] [--threads 1]
 
 Training: the model (`--config`, default base: 4 layers, 256 wide, 50-frame windows) trains
 `--steps` steps on a synthetic store (benchmarks/motion_data.py) through the real loader
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--config", default="base", help="tiny | base | a JSON file of model settings")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--audio-seconds", type=float, default=10.0)
     ap.add_argument("--ddpm", action=argparse.BooleanOptionalAction, default=True,
                     help="also time DDPM with all its steps (the baseline)")
@@ -91,5 +91,5 @@ def _rest_reference(model: MotionDiffusionModel) -> dict[str, torch.Tensor]:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()

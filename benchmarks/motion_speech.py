@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--config", default="small", help="small | tiny | base | a JSON file of model settings")
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--guidance", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -141,5 +141,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()

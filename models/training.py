@@ -61,7 +61,10 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
     if isinstance(device, torch.device):
         return device
     if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # a launcher may show each worker only its own GPU: wrap the local rank into what is visible
+        return torch.device(f"cuda:{local_rank % torch.cuda.device_count()}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
     return torch.device(device)
