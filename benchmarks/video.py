@@ -5,7 +5,8 @@
    (face index, depth, barycentrics; batched) and the full controls (dense map, part masks,
    warped reference), against a software OpenGL renderer measured in the same run (moderngl
    on Mesa's llvmpipe through EGL, face index + depth read back per frame) where it starts,
-   else against trimesh ray casting (one ray per pixel). Frames/s and the ratio.
+   else against trimesh ray casting (one ray per pixel). Frames/s and the ratio; both sides
+   get --threads threads (LP_NUM_THREADS for llvmpipe unless set).
 2. Training: samples/s and the share of step time spent waiting for data, stage 1 (frames)
    and stage 2 (clips), on a synthetic store (mentor.synthstore) at --train-size.
 3. Generation: frames/s with temporal outpainting (50 % overlap) of --gen-frames frames.
@@ -213,6 +214,9 @@ def main() -> None:
     ap.add_argument("--body-model-dir", default=None)
     ap.add_argument("--skip-training", action="store_true")
     args = ap.parse_args()
+    import os
+
+    os.environ.setdefault("LP_NUM_THREADS", str(args.threads))  # llvmpipe gets the threads torch gets
     torch.set_num_threads(args.threads)
     from models.training import resolve_device
 

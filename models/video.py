@@ -155,7 +155,7 @@ class VideoDiffusion(ModelMixin, ConfigMixin):
         UNet2DConditionModel folder (`save_pretrained` layout)."""
         if not os.path.isdir(unet_dir):
             raise ValueError(f"{unet_dir}: not a folder; give a UNet2DConditionModel folder (config.json + weights)")
-        base = UNet2DConditionModel.from_pretrained(unet_dir)
+        base = UNet2DConditionModel.from_pretrained(unet_dir, low_cpu_mem_usage=False)
         model = cls(base_config=dict(base.config), freeze_base=freeze_base, **kw)
         sd = {}
         for k, v in base.state_dict().items():

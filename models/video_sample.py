@@ -72,7 +72,7 @@ class VideoGenerator:
         self.folder = folder
         self.meta = json.loads((folder / "video.json").read_text())
         self.device = resolve_device(device)
-        self.model = VideoDiffusion.from_pretrained(folder).to(self.device).eval()
+        self.model = VideoDiffusion.from_pretrained(folder, low_cpu_mem_usage=False).to(self.device).eval()
         self.scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
         if steps < 1 or steps > self.scheduler.config.num_train_timesteps:
             raise ValueError(f"steps={steps}: use 1..{self.scheduler.config.num_train_timesteps}")

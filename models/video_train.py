@@ -90,7 +90,7 @@ def build_model(cfg: VideoTrainConfig, render_channels: int, vae=None):
     from models.video import VideoDiffusion, tiny_base_config
 
     if cfg.init_model:
-        return VideoDiffusion.from_pretrained(cfg.init_model)
+        return VideoDiffusion.from_pretrained(cfg.init_model, low_cpu_mem_usage=False)
     pixel_factor = 1
     in_ch, sample = 3, cfg.size
     if vae is not None:
@@ -114,7 +114,7 @@ def load_vae(vae_dir: str | None, device):
 
     if not os.path.isdir(vae_dir):
         raise ValueError(f"vae_dir={vae_dir}: not a folder; give an AutoencoderKL folder (config.json + weights)")
-    vae = AutoencoderKL.from_pretrained(vae_dir).to(device).eval()
+    vae = AutoencoderKL.from_pretrained(vae_dir, low_cpu_mem_usage=False).to(device).eval()
     vae.requires_grad_(False)
     return vae
 
@@ -238,7 +238,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         if stage == 1 and 2 in cfg.stages and (s1_model / "config.json").exists():
             from models.video import VideoDiffusion
 
-            model = VideoDiffusion.from_pretrained(s1_model).to(device)
+            model = VideoDiffusion.from_pretrained(s1_model, low_cpu_mem_usage=False).to(device)
             log.info("stage 1 already done (%s): going on with stage 2", s1_model)
             continue
         params = model.set_stage(stage)
