@@ -16,23 +16,34 @@ def video(data: bytes) -> np.ndarray:
     return vr.get_batch(list(range(len(vr)))).asnumpy()
 
 
-def video_frames(data: bytes, indices, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
-    """Only the frames `indices` of H.264 mp4 bytes -> (len(indices) x H x W x 3 uint8 RGB,
-    the video's frame count). decord seeks to the key frame before each wanted frame and
-    decodes forward from there, so a window costs its own span plus at most one GOP.
-    Indices past the end give black frames (the caller marks them invalid). `size` is
-    (width, height) to resize to in the decoder."""
+def open_video(data: bytes, size: tuple[int, int] | None = None):
+    """A decord VideoReader on H.264 mp4 bytes (resized in the decoder to `size`, (width,
+    height), if given). Keep it to read several windows of one clip: reading frames after
+    the last ones read continues decoding instead of seeking back to a key frame."""
     import decord
 
     kw = {"width": size[0], "height": size[1]} if size else {}
-    vr = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=1, **kw)
+    return decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=1, **kw)
+
+
+def video_frames(data_or_reader, indices, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """Only the frames `indices` of a video (mp4 bytes, or a reader from `open_video`) ->
+    (len(indices) x H x W x 3 uint8 RGB, the video's frame count). decord seeks to the key
+    frame before a wanted frame (or continues from where the reader is) and decodes
+    forward, so a window costs its own span plus at most one GOP. Indices past the end
+    give black frames (the caller marks them invalid)."""
+    vr = open_video(data_or_reader, size) if isinstance(data_or_reader, (bytes, bytearray)) else data_or_reader
     n = len(vr)
     idx = np.asarray(indices, dtype=np.int64)
     ok = (idx >= 0) & (idx < n)
-    h, w = vr[0].shape[:2] if n else (size[1], size[0]) if size else (0, 0)
-    out = np.zeros((len(idx), h, w, 3), np.uint8)
     if ok.any():
-        out[ok] = vr.get_batch(idx[ok].tolist()).asnumpy()
+        got = vr.get_batch(idx[ok].tolist()).asnumpy()
+        shape = got.shape[1:]
+    else:  # the whole window is past the end: only the frame size is needed
+        got, shape = None, (vr[0].shape if n else (size[1], size[0], 3) if size else (0, 0, 3))
+    out = np.zeros((len(idx),) + tuple(shape), np.uint8)
+    if got is not None:
+        out[ok] = got
     return out, n
 
 

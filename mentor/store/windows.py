@@ -29,7 +29,9 @@ again per torch DataLoader worker, so every window is read exactly once per epoc
 neighbouring windows of one clip stay with one worker (its member bytes are read once).
 A worker opens only the shards its windows are in, reads a shard's tar headers once,
 then seeks straight to the members it needs; video is decoded only for the window's
-frames (decord) and audio only for its span (soundfile).
+frames (decord, one reader kept per clip, so the ordered windows of a clip decode forward
+from one key frame instead of seeking back for each) and audio only for its span
+(soundfile).
 """
 
 from __future__ import annotations
@@ -205,10 +207,11 @@ class WindowDataset(IterableDataset):
                 raise StoreError(f"{self.root / row['shard']}: clip {w.clip_id} has no {'/'.join(exts)} member; "
                                  f"pass {'video' if 'mp4' in exts else 'audio'}=False to read the store without it")
         if self.video:
-            want = idx if w.reference is None else np.append(idx, w.reference)
-            frames, decoded = decode.video_frames(members["mp4"], want, self.size)
+            # one reader per clip for the windows (they come in order of start, so decoding
+            # continues forward), another for the reference frames (anywhere in the clip)
+            frames, decoded = decode.video_frames(self._reader.video(row["shard"], row["key"], self.size), idx)
             valid &= idx < decoded
-            out["video"] = torch.from_numpy(frames[:T])
+            out["video"] = torch.from_numpy(frames)
         if self.audio:
             ext = "flac" if "flac" in members else "wav"
             sr = _sample_rate(members[ext])
@@ -229,7 +232,8 @@ class WindowDataset(IterableDataset):
             ref: dict[str, Any] = {"index": int(w.reference),
                                    "gap_s": float(_gap(w.reference, w.start, min(w.start + T, n) - 1) / fps)}
             if self.video:
-                ref["video"] = torch.from_numpy(frames[T])
+                reader = self._reader.video(row["shard"], row["key"], self.size, purpose="reference")
+                ref["video"] = torch.from_numpy(decode.video_frames(reader, [w.reference])[0][0])
             ref["arrays"] = {k: torch.from_numpy(np.asarray(resample(a, np.array([w.reference / fps]))[0]))
                              for k, a in self._arrays(rec).items()}
             out["reference"] = ref
@@ -414,6 +418,7 @@ class _ShardReader:
         self.offsets: dict[str, dict[str, dict[str, tuple[int, int]]]] = {}  # shard -> key -> ext -> (offset, size)
         self.files: dict[str, Any] = {}
         self.cache: OrderedDict[tuple[str, str], tuple[dict[str, bytes], ClipRecord]] = OrderedDict()
+        self.readers: OrderedDict[tuple, Any] = OrderedDict()
         self.keep = keep
 
     def _open(self, shard: str):
@@ -450,6 +455,18 @@ class _ShardReader:
         while len(self.cache) > self.keep:
             self.cache.popitem(last=False)
         return members, rec
+
+    def video(self, shard: str, key: str, size: tuple[int, int] | None, purpose: str = "window"):
+        """A decord reader on the clip's mp4, kept with the clip's bytes."""
+        members = self.members(shard, key)
+        cache_key = (shard, key, size, purpose)
+        vr = self.readers.get(cache_key)
+        if vr is None:
+            vr = self.readers[cache_key] = decode.open_video(members["mp4"], size)
+        self.readers.move_to_end(cache_key)
+        while len(self.readers) > 2 * self.keep:
+            self.readers.popitem(last=False)
+        return vr
 
     def members(self, shard: str, key: str) -> dict[str, bytes]:
         return self._load(shard, key)[0]
