@@ -130,7 +130,7 @@ def initial_translation(rest_points: np.ndarray, xy: np.ndarray, conf: np.ndarra
 
     rest_points (P,3) the model points at the rest pose; xy (T,P,2), conf (T,P); mask (P,) the points to use.
     """
-    focal = float(camera.focal)
+    focal = np.float64(camera.focal)  # float64 numpy: the float32 point spreads promote to it
     centre = np.array([float(camera.cx), float(camera.cy)])
     frames = len(xy)
     transl = np.full((frames, 3), np.nan)

@@ -19,9 +19,9 @@ def project_points(points: torch.Tensor, focal: torch.Tensor | float, cx: torch.
     focal, cx, cy: scalars, or tensors of shape (...) matching the leading dimensions of
     points (one camera per frame). u = f x / z + cx, v = f y / z + cy, with z clamped to MIN_DEPTH.
     """
-    f, cx, cy = (torch.as_tensor(a, dtype=points.dtype, device=points.device)[..., None] for a in (focal, cx, cy))
-    z = points[..., 2].clamp(min=MIN_DEPTH)
-    return torch.stack([points[..., 0] / z * f + cx, points[..., 1] / z * f + cy], -1)
+    f, cx, cy = (torch.as_tensor(a, dtype=points.dtype, device=points.device) for a in (focal, cx, cy))
+    z = points[..., 2:3].clamp(min=MIN_DEPTH)
+    return points[..., :2] / z * f[..., None, None] + torch.stack([cx, cy], -1)[..., None, :]
 
 
 def skew(w: torch.Tensor) -> torch.Tensor:
