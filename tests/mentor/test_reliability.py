@@ -245,18 +245,19 @@ def test_commit_hits_enospc_leaves_no_half_part(tmp_path, tiny, monkeypatch):
 def test_store_on_a_real_full_disk(small_fs, tiny):
     """Clips into a store on a 2 MB tmpfs until it is full; then space is freed and the
     same clips are offered again: each ends up exactly once, whole."""
-    plan = sources(4, 2, tiny)  # 8 clips of ~10 kB each, with a filler taking most of the disk
+    plan = sources(4, 2, tiny)  # 8 clips, one part each; the disk has room for about half
+    clip_bytes = sum(p.stat().st_size for p in tiny) + 4096
     root = small_fs.path / "store"
     filler = small_fs.path / "filler"
-    filler.write_bytes(b"\0" * (2 * 1024 * 1024 - 56 * 1024))
+    filler.write_bytes(b"\0" * (2 * 1024 * 1024 - 4 * clip_bytes - 96 * 1024))
     COUNTS["faults"] += 1
     with pytest.raises(DiskFull, match="No space left on device"):
-        write_all(root, plan, shard_bytes=20_000)
+        write_all(root, plan, shard_bytes=1)
     committed = Store(root).clips()["clip_id"].tolist()
     assert 0 < len(committed) < 8 and verify_store(root) == []
     filler.unlink()
     done = set(committed) | set(Store(root).rejected()["clip_id"])
-    with StoreWriter(root, shard_bytes=20_000) as w:  # what a re-run does: skip what is committed
+    with StoreWriter(root, shard_bytes=1) as w:  # what a re-run does: skip what is committed
         for src, recs in plan:
             for r in recs:
                 if r.id not in done:
