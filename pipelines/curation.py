@@ -27,7 +27,7 @@ from mentor.fetch import discover_sources
 from mentor.record import ClipRecord, SourceRecord
 from mentor.store import Store, StoreWriter
 from pipelines import stages
-from pipelines.progress import Progress
+from pipelines.progress import Progress, quiet_console
 from pipelines.runtime import init_ray, quiet_ray_data
 from pipelines.summary import BuildSummary
 
@@ -138,39 +138,46 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
         summary.note("nothing to do: every source is in the store or failed for good "
                      "(`mentor info` lists the failures; a replaced file is tried again)")
         return summary
-    summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
-    quiet_ray_data()
-    ds = build_dataset(cfg, todo, out, done_ids, stage_list)
-    remaining: dict[str, int] = {}
-    received: Counter[str] = Counter()
-    show = Progress(len(todo), enabled=progress)
-    try:
-        for row in ds.iter_rows():
-            src = SourceRecord.model_validate_json(row["source"])
-            if row["kind"] == "source":
-                status = "failed" if src.error else "ok"
-                writer.add_source(src, status, attempts=attempts.get(src.id, 0) + 1)
-                summary.add_source(src, status)
-                show.source_done(src, failed=bool(src.error))
-                continue
-            rec = ClipRecord.from_row(row)
-            writer.add(rec)
-            summary.add_clip(rec)
-            summary.clip_seconds.append(time.perf_counter() - t0)
-            if summary.first_clip_seconds is None:
-                summary.first_clip_seconds = summary.clip_seconds[0]
-            show.clip(rec)
-            if not keep_work:
-                _remove_work_files(rec)
-            remaining.setdefault(src.id, int(row["n_clips"]))
-            received[src.id] += 1
-            if received[src.id] == remaining[src.id]:
-                writer.add_source(src, "ok", attempts=attempts.get(src.id, 0) + 1, clips=received[src.id])
-                summary.add_source(src, "ok")
-                show.source_done(src, failed=False)
-    finally:
-        writer.close()
-        show.close()
+    # Library noise (MediaPipe, TFLite, Ray's notices and core lines) goes to a log in the
+    # store, named in the summary; Ray's own processes start inside, so theirs does too.
+    # With `mentor -v` (logging at INFO) nothing is redirected.
+    log_file = out / "logs" / f"build-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    summary.log_file = str(log_file) if quiet else ""
+    with quiet_console(log_file, enabled=quiet) as console:
+        summary.ray = init_ray(ray_address or cfg.ray.address, cfg.ray.num_cpus)
+        quiet_ray_data()
+        ds = build_dataset(cfg, todo, out, done_ids, stage_list)
+        remaining: dict[str, int] = {}
+        received: Counter[str] = Counter()
+        show = Progress(len(todo), enabled=progress, stream=console)
+        try:
+            for row in ds.iter_rows():
+                src = SourceRecord.model_validate_json(row["source"])
+                if row["kind"] == "source":
+                    status = "failed" if src.error else "ok"
+                    writer.add_source(src, status, attempts=attempts.get(src.id, 0) + 1)
+                    summary.add_source(src, status)
+                    show.source_done(src, failed=bool(src.error))
+                    continue
+                rec = ClipRecord.from_row(row)
+                writer.add(rec)
+                summary.add_clip(rec)
+                summary.clip_seconds.append(time.perf_counter() - t0)
+                if summary.first_clip_seconds is None:
+                    summary.first_clip_seconds = summary.clip_seconds[0]
+                show.clip(rec)
+                if not keep_work:
+                    _remove_work_files(rec)
+                remaining.setdefault(src.id, int(row["n_clips"]))
+                received[src.id] += 1
+                if received[src.id] == remaining[src.id]:
+                    writer.add_source(src, "ok", attempts=attempts.get(src.id, 0) + 1, clips=received[src.id])
+                    summary.add_source(src, "ok")
+                    show.source_done(src, failed=False)
+        finally:
+            writer.close()
+            show.close()
     if not keep_work:
         shutil.rmtree(stages.work_dir(out), ignore_errors=True)
     summary.wall_seconds = time.perf_counter() - t0

@@ -28,6 +28,7 @@ class BuildSummary:
     first_clip_seconds: float | None = None  # from start until the first clip was written (warm-up)
     clip_seconds: list[float] = field(default_factory=list, repr=False)  # when each clip was written
     notes: list[str] = field(default_factory=list)
+    log_file: str = ""  # the libraries' own messages during the build (pipelines.progress.quiet_console)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -87,5 +88,7 @@ class BuildSummary:
         for status, n in sorted(self.statuses.items()):
             lines.append(f"  {n:5d} clips  {status}")
         lines.append(f"wall time: {self.wall_seconds:.1f} s")
+        if self.log_file:
+            lines.append(f"library messages: {self.log_file}")
         lines += self.notes
         return "\n".join(lines)

@@ -114,7 +114,7 @@ def test_a_missing_config_is_one_line_and_status_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_real_build_with_every_flag(tmp_path):
+def test_real_build_console_and_summary_json(tmp_path):
     """The command as a user runs it: one talking clip and a text file named .mp4."""
     from mentor.testmedia import make_talking_clip
 
@@ -124,11 +124,18 @@ def test_real_build_with_every_flag(tmp_path):
     (folder / "notes.mp4").write_text("This is a text file, not a video.\n" * 20)
     store, summary = tmp_path / "store", tmp_path / "summary.json"
     res = subprocess.run([sys.executable, "-m", "mentor.cli", "build", str(_config(tmp_path, folder)), "--out", str(store),
-                          "--quiet", "--summary-json", str(summary)], cwd=REPO, capture_output=True, text=True,
+                          "--summary-json", str(summary)], cwd=REPO, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    # the console: mentor's progress and summary only; the libraries' noise is in the store's log
+    for noise in ("GetPrototype", "TensorFlow Lite", "XNNPACK", "W0000", "Warning", "ray", "Ray"):
+        assert noise not in res.stderr, (noise, res.stderr[-2000:])
+    assert "sources" in res.stderr and "kept" in res.stderr  # the progress bar
+    (log_line,) = [line for line in res.stdout.splitlines() if line.startswith("library messages: ")]
+    log_file = Path(log_line.split(": ", 1)[1])
+    assert log_file.parent == store.resolve() / "logs" and log_file.is_file()
     d = json.loads(summary.read_text())
-    assert d["store"] == str(store.resolve()) and d["sources_ok"] == 1
+    assert d["store"] == str(store.resolve()) and d["sources_ok"] == 1 and d["log_file"] == str(log_file)
     (failed,) = d["sources_failed"]
     assert failed["uri"].endswith("notes.mp4") and "not a media file: no container format recognised" in failed["error"]
     assert d["clips_kept"] + sum(d["clips_rejected"].values()) >= 1

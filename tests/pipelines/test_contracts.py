@@ -146,7 +146,7 @@ def test_the_stage_list_builds_annotators_from_config(tmp_path):
     cfg.annotate.vad.enabled = True
     cfg.annotate.sync.enabled = True
     built = build_annotators(cfg, with_stage(TOY), tmp_path)
-    assert [a.name for a in built] == ["filter", "encode", "sync", "sync_shift", "vad", "toy"]
+    assert [a.name for a in built] == ["filter", "encode", "vad", "sync", "sync_shift", "toy"]
     cfg.annotate.attributes.enabled = True
     wrapped = build_annotators(cfg, tuple(s for s in STAGES if s.name == "attributes"), tmp_path)
     assert isinstance(wrapped[0], RejectedPreview) and wrapped[0].runs_on_rejected
@@ -196,7 +196,7 @@ def test_validate_config_checks_the_graph(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text(bad.read_text() + "  smplx: {enabled: false}\n")
     assert main(["validate-config", str(good)]) == 0
-    assert "stages: filter, encode, sync" in capsys.readouterr().out
+    assert "stages: filter, encode, vad, diarization, sync" in capsys.readouterr().out
 
 
 def test_weights_paths_are_declared_by_their_sections_not_a_table(tmp_path):
