@@ -121,6 +121,31 @@ class Diarizer:
         return record
 
 
+_SOURCE_DIARIZERS: dict[str, "Diarizer"] = {}
+
+
+def source_turns(path: str, cfg: DiarizationConfig, vad_cfg: VadConfig | None = None) -> list[Turn]:
+    """Speaker turns over a whole source file (its audio on the video's timeline), for
+    cutting clips at speaker changes before any clip is made. The models load once per
+    process. An empty list when the file has no readable audio."""
+    from mentor.media import MediaError, read_audio
+
+    key = cfg.model_dump_json() + (vad_cfg.model_dump_json() if vad_cfg else "")
+    if key not in _SOURCE_DIARIZERS:
+        _SOURCE_DIARIZERS[key] = Diarizer(cfg, vad_cfg)
+    dia = _SOURCE_DIARIZERS[key]
+    try:
+        audio = read_audio(path, SAMPLE_RATE)
+    except MediaError:
+        return []
+    if isinstance(dia.backend, ResemblyzerBackend):
+        if dia._vad is None:
+            dia._vad = VoiceActivity(dia._vad_cfg)
+        turns, _ = dia.backend.diarize(audio, dia._vad.segments(audio))
+        return turns
+    return dia.backend.turns(audio)
+
+
 def rename_by_talk_time(turns: list[Turn]) -> tuple[list[Turn], dict[str, float]]:
     """Rename speakers SPEAKER_00, SPEAKER_01, ... by decreasing talk time; sort turns by
     start. Returns (turns, {new name: seconds})."""

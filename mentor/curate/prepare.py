@@ -14,7 +14,7 @@ from pathlib import Path
 from mentor.config import Config
 from mentor.contracts import file
 from mentor.curate.probe import probe_source
-from mentor.curate.shots import clip_spans, detect_shots
+from mentor.curate.shots import clip_spans, detect_shots, speaker_changes, split_at_turns
 from mentor.media import MediaError
 from mentor.record import ClipRecord, SourceRecord
 
@@ -37,9 +37,17 @@ def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRe
     if fetch_source(src, cfg, out).error:
         return []
     try:
-        probe_source(src, cfg)
+        info = probe_source(src, cfg)
         shots = detect_shots(src.path, cfg.shots)
         spans = clip_spans(shots, cfg.clips)
+        if cfg.annotate.diarization.enabled and info.has_audio and spans:
+            # cut at speaker changes, so that a clip holds one voice (the clip-level
+            # diarizer then checks each piece)
+            from annotate.diarize import source_turns
+
+            turns = source_turns(src.path, cfg.annotate.diarization, cfg.annotate.vad)
+            src.probe["speaker_changes"] = len(speaker_changes(turns))
+            spans = split_at_turns(spans, turns, cfg.clips.min_seconds)
     except MediaError as e:
         src.error = f"probe: {e}"
         src.final = source_stamp(src.uri)  # the same bytes give the same answer: final

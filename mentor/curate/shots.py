@@ -90,3 +90,21 @@ def clip_spans(shots: list[Span], cfg: ClipConfig) -> list[Span]:
             piece = min(cfg.max_seconds, length / n)
         spans.extend((s + i * piece, s + (i + 1) * piece) for i in range(n))
     return spans
+
+
+def speaker_changes(turns: list[tuple[float, float, str]]) -> list[float]:
+    """Times where the voice changes: the middle of the pause between consecutive turns
+    of different speakers (turns as the diarizer gives them: start, end, speaker)."""
+    turns = sorted(turns)
+    return [(a[1] + b[0]) / 2 for a, b in zip(turns, turns[1:]) if a[2] != b[2]]
+
+
+def split_at_turns(spans: list[Span], turns: list[tuple[float, float, str]], min_seconds: float) -> list[Span]:
+    """`spans` cut at every speaker change inside them, so that each piece holds one
+    voice; pieces shorter than `min_seconds` are dropped."""
+    changes = speaker_changes(turns)
+    out: list[Span] = []
+    for start, end in spans:
+        bounds = [start, *(t for t in changes if start < t < end), end]
+        out += [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= min_seconds - 1e-9]
+    return out

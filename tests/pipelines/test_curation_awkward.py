@@ -98,3 +98,29 @@ def test_a_failure_that_may_pass_is_retried_up_to_max_attempts(tmp_path):
         writer.add_source(flaky, "failed", attempts=attempt)
         writer.close()
     assert curation.pending_sources(cfg, out)[0] == []
+
+
+# -- speaker turns (issue 15, item 3): a kept clip holds one voice ----------------------
+def test_clips_are_cut_at_speaker_turns(tmp_path):
+    import subprocess
+
+    from mentor.testmedia import _write_wav, make_talking_clip, two_speaker_samples
+
+    folder = tmp_path / "media"
+    face = make_talking_clip(tmp_path / "face.mp4", seconds=10.0, size=128, audio=False)
+    samples, truth = two_speaker_samples(10.0, voices=("en", "en+f4"))
+    wav = _write_wav(tmp_path / "voices.wav", samples, 16000)
+    folder.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(face), "-i", str(wav), "-map", "0:v", "-map",
+                    "1:a", "-c:v", "copy", "-c:a", "aac", "-ar", "16000", str(folder / "two_voices.mp4")], check=True)
+    text = (f"sources:\n  - {{name: local, kind: folder, path: {folder}}}\noutput: {tmp_path / 'store'}\n"
+            "clips: {min_seconds: 1.5, max_seconds: 10}\n")
+    cfg = parse_config(text, "test.yaml", str(tmp_path))
+    (src,) = discover_sources(cfg)
+    clips = source_clips(src, cfg, tmp_path / "store")
+    assert src.error is None and src.probe["speaker_changes"] == len(truth) - 1
+    assert len(clips) >= 2
+    for c in clips:
+        # the true turns this clip overlaps by more than 0.3 s: one voice only
+        voices = {spk for s, e, spk in truth if min(e, c.end) - max(s, c.start) > 0.3}
+        assert len(voices) == 1, (c.start, c.end, truth)
