@@ -73,7 +73,7 @@ def ff_path(path: str | os.PathLike[str]) -> str:
 
 
 # Demuxers that open other files or URLs named inside the input.
-_REFERENCE_FORMATS = {"hls", "applehttp", "dash", "concat", "ffconcat", "sdp", "rtp", "rtsp", "tee", "image2"}
+_REFERENCE_FORMATS = {"hls", "applehttp", "dash", "concat", "ffconcat", "sdp", "rtp", "rtsp", "tee"}
 _REFERENCE_HEADS = (b"#EXTM3U", b"ffconcat", b"[playlist]", b"#EXTINF", b"v=0\n", b"v=0\r\n")
 
 
