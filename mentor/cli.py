@@ -292,7 +292,8 @@ def cmd_generate_video(args) -> int:
 
     r = generate_video(args.image, args.audio, args.model, args.out, motion=args.motion,
                        motion_model=args.motion_model, device=args.device, steps=args.steps,
-                       overlap=args.overlap, seed=args.seed, reference_fit=args.reference_fit)
+                       overlap=args.overlap, seed=args.seed, reference_fit=args.reference_fit,
+                       seconds=args.seconds)
     print(f"{r['frames']} frames at {r['fps']:g} fps ({r['frames_per_s']} frames/s) -> {r['out']}")
     return 0
 
@@ -471,6 +472,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--motion", help="npz of smplx.* arrays driving the body (else --motion-model)")
     s.add_argument("--motion-model", help="a train-motion run folder: motion from the speech")
     s.add_argument("--reference-fit", help="npz of the image's smplx.* arrays + smplx.camera (skips fitting it)")
+    s.add_argument("--seconds", type=float, default=None, help="only the first seconds of the speech")
     s.add_argument("-o", "--out", required=True)
     s.add_argument("--steps", type=int, default=25, help="DDIM steps")
     s.add_argument("--overlap", type=float, default=0.5, help="share of each window conditioned on frames made")

@@ -73,13 +73,14 @@ def fit_frames(frames: np.ndarray, fps: float, motion_model=None) -> dict[str, n
 
 def generate_video(image: str, audio: str, model: str, out: str, motion: str | None = None,
                    motion_model: str | None = None, device: str = "auto", steps: int = 25, overlap: float = 0.5,
-                   seed: int = 0, fps: float | None = None, reference_fit: str | None = None) -> dict[str, Any]:
+                   seed: int = 0, fps: float | None = None, reference_fit: str | None = None,
+                   seconds: float | None = None) -> dict[str, Any]:
     """Reference image + speech (+ motion) -> talking video with the speech muxed in.
 
     The reference image is fitted with the project's annotators (MediaPipe Holistic, the
     SMPL-X fitter), unless `reference_fit` gives its fit (an npz of smplx.* arrays with
     smplx.camera, first row). The motion (from --motion or the motion model) is rendered
-    with the reference's camera."""
+    with the reference's camera. seconds: generate only the first seconds of the speech."""
     from mentor.media import read_audio, write_video
     from models.motion_generate import load_reference
     from models.video_sample import VideoGenerator, read_motion_npz, to_model, to_uint8
@@ -108,15 +109,17 @@ def generate_video(image: str, audio: str, model: str, out: str, motion: str | N
     ref_cam = np.asarray(cam, np.float32)  # for the square crop, crop.shape[0] pixels wide
     ref_arrays = {f"smplx.{k}": np.asarray(v, np.float32) for k, v in ref.params.items()}
     ref_arrays["smplx.camera"] = ref_cam
+    if seconds is not None and seconds <= 0:
+        raise ValueError(f"seconds={seconds}: must be > 0")
     wav = read_audio(audio, 16000)
-    seconds = len(wav) / 16000
+    seconds = min(len(wav) / 16000, seconds or float("inf"))
     if motion is not None:
         arrays, mfps = read_motion_npz(motion)
         fps = fps or mfps or 25.0
     else:
         from models.motion_sample import audio_features_for_wav, generate
 
-        feats, _, fps = audio_features_for_wav(audio, mm)
+        feats, _, fps = audio_features_for_wav(audio, mm, seconds=seconds)
         params = generate(mm, feats, ref.params, num_samples=1, seed=seed)
         arrays = {f"smplx.{k}": np.asarray(v[0], np.float32) for k, v in params.items()}
     n = min(len(arrays["smplx.transl"]), max(1, int(round(seconds * fps))))

@@ -196,3 +196,27 @@ def test_bad_config_raises():
         VideoTrainConfig(store="s", run_dir="r", size=60)
     with pytest.raises(ValueError, match="stages"):
         VideoTrainConfig(store="s", run_dir="r", stages=(3,))
+
+
+def test_generate_video_with_motion_from_the_motion_model(trained, clip, tmp_path, speech_wav):
+    """The motion model's path: speech -> SMPL-X motion (an untrained tiny motion model with
+    unit statistics: the wiring, not the motion's quality) -> controls -> video with audio."""
+    from PIL import Image
+
+    from mentor.media import probe
+    from models.motion import MotionDiffusionModel, MotionStatistics, tiny_config
+    from models.video_cli import generate_video
+
+    torch.manual_seed(0)
+    mm = MotionDiffusionModel(**tiny_config()).eval()
+    L, A, R = mm.layout.dim, mm.audio_dim, mm.layout.reference_dim
+    mm.set_statistics(MotionStatistics(np.zeros(L), np.full(L, 0.05), np.zeros(A), np.ones(A), np.zeros(R),
+                                       np.ones(R)))
+    mm.save_pretrained(tmp_path / "motion" / "model")
+    Image.fromarray(clip["frames"][0]).save(tmp_path / "ref.png")
+    np.savez(tmp_path / "ref.npz", **{k: v[:1] for k, v in clip["arrays"].items()})
+    r = generate_video(str(tmp_path / "ref.png"), str(speech_wav), str(trained["run"]), str(tmp_path / "out.mp4"),
+                       motion_model=str(tmp_path / "motion"), reference_fit=str(tmp_path / "ref.npz"), device="cpu",
+                       steps=3, seconds=0.6)
+    info = probe(tmp_path / "out.mp4")
+    assert r["frames"] == 15 == info.num_frames and info.has_audio and abs(info.fps - 25) < 1e-3
