@@ -63,7 +63,7 @@ def test_sparse_points_match_smplx_forward(body):
     assert torch.allclose(joints, ref[:, :55], atol=1e-5)
 
 
-def test_fit_accuracy(fitted, clip, capsys):
+def test_fit_accuracy(body, fitted, clip, capsys):
     rec = fitted
     assert rec.status["smplx"] == "done", rec.errors
     assert rec.annotations["smplx"]["body_model"] == "synthetic"
@@ -103,7 +103,7 @@ def test_fit_jitter_close_to_ground_truth(fitted, clip):
 
 
 def test_quality_gates_reject(body, clip):
-    cfg = SmplxConfig(focal_length=float(clip.camera[0]), iterations=3, min_hand_fraction=1.0, max_reprojection_px=0.1)
+    cfg = SmplxConfig(focal_length=float(clip.camera[0]), iterations=3, min_hand_fraction=1.0, max_reprojection_face=0.001)
     rec = _record(clip)
     for side in ("left_hand", "right_hand"):  # hands never detected
         rec.add_array(f"landmarks.{side}", np.full_like(clip.arrays[f"landmarks.{side}"], np.nan), 25.0)
@@ -112,21 +112,45 @@ def test_quality_gates_reject(body, clip):
     assert "hands found" in rec.rejected and "reprojection" in rec.rejected  # every failed gate in the detail
     rejection = rec.rejection_info
     assert (rejection.stage, rejection.code) == ("smplx", "reprojection_high")  # the first gate's code
-    assert rejection.threshold == 0.1 and rejection.value > 0.1
+    assert rejection.threshold == 0.001 and rejection.value > 0.001
 
 
 def test_quality_gate_codes(body):
-    cfg = SmplxConfig(max_reprojection_px=5, max_jitter=2, min_hand_fraction=0.5, min_face_fraction=0.8,
+    cfg = SmplxConfig(max_reprojection_face=0.05, max_jitter_face=0.02, min_hand_fraction=0.5, min_face_fraction=0.8,
                       min_pose_fraction=0.8)
     fitter = SmplxFitter(cfg, body_model=body)
-    assert fitter.quality_gates(1.0, 1.0, 0.9, 0.9, 0.9) == []
+    assert fitter.quality_gates(1.0, 1.0, 0.9, 0.9, 0.9, 100.0) == []
     cases = {"reprojection_high": (9.0, 1.0, 0.9, 0.9, 0.9), "jitter_high": (1.0, 3.0, 0.9, 0.9, 0.9),
              "hands_missing": (1.0, 1.0, 0.2, 0.9, 0.9), "face_missing": (1.0, 1.0, 0.9, 0.5, 0.9),
              "body_missing": (1.0, 1.0, 0.9, 0.9, 0.1)}
     for code, args in cases.items():
-        (failed,) = fitter.quality_gates(*args)
-        assert failed[0] == code and failed[3] in (5, 2, 0.5, 0.8) and failed[2] in args
-    assert fitter.quality_gates(float("nan"), 1.0, 0.9, 0.9, 0.9)[0][0] == "reprojection_high"
+        (failed,) = fitter.quality_gates(*args, 100.0)
+        assert failed[0] == code and failed[3] in (0.05, 0.02, 0.5, 0.8)
+        assert failed[2] in args or failed[2] in (args[0] / 100, args[1] / 100)
+    assert fitter.quality_gates(float("nan"), 1.0, 0.9, 0.9, 0.9, 100.0)[0][0] == "reprojection_high"
+
+
+def test_pixel_gates_scale_with_the_face(body):
+    """Issue 15, item 5: a good 1280x720 clip failed `jitter 5.17 px/frame^2 > 5`. The same
+    fit quality is the same fraction of the face at any resolution: 5.17 px on a
+    200 px face passes; the same pixels on a 60 px face are a shaky fit."""
+    from annotate.smplx_fit import face_height_px
+
+    fitter = SmplxFitter(SmplxConfig(), body_model=body)
+    assert fitter.quality_gates(8.0, 5.17, 0.9, 0.9, 0.9, face_px=200.0) == []
+    assert [f[0] for f in fitter.quality_gates(8.0, 5.17, 0.9, 0.9, 0.9, face_px=60.0)] == ["jitter_high"]
+    # twice the resolution: pixels double, the decision stays
+    assert fitter.quality_gates(16.0, 10.34, 0.9, 0.9, 0.9, face_px=400.0) == []
+    face = np.full((4, 478, 3), np.nan, np.float32)
+    face[1:, :, 1] = np.linspace(100, 280, 478)  # 180 px tall in three frames, none in one
+    assert face_height_px(face, fallback=1.0) == pytest.approx(180.0)
+    assert face_height_px(None, fallback=64.0) == 64.0
+
+
+def test_fit_records_the_face_height_it_gates_by(fitted, clip):
+    from annotate.smplx_fit import face_height_px
+
+    assert fitted.scores["smplx.face_px"] == pytest.approx(face_height_px(clip.arrays["landmarks.face"], 1.0), abs=0.01)
 
 
 def test_no_landmarks_fails_the_clip(body):
