@@ -101,6 +101,7 @@ def test_a_failure_that_may_pass_is_retried_up_to_max_attempts(tmp_path):
 
 
 # -- speaker turns (issue 15, item 3): a kept clip holds one voice ----------------------
+@pytest.mark.slow
 def test_clips_are_cut_at_speaker_turns(tmp_path):
     import subprocess
 
