@@ -169,7 +169,8 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
         parts += [f'<div class="flag">{html.escape(n)}</div>' for n in notes]
     for r in results:
         if r.errors or r.unmatched or r.missing:
-            items = [f"<li><code>{html.escape(c)}</code>: {html.escape('; '.join(e))}</li>" for c, e in r.errors.items()]
+            items = [f"<li><code>{html.escape(c)}</code>: {html.escape('; '.join(e))}</li>"
+                     for c, e in r.errors.items()]
             items += [f"<li>no clip for file <code>{html.escape(u)}</code></li>" for u in r.unmatched[:50]]
             items += [f"<li>no generated video for clip <code>{html.escape(m)}</code></li>" for m in r.missing[:50]]
             parts.append(f"<details><summary>{html.escape(r.name)}: {len(items)} notes on clips and files</summary>"
@@ -234,9 +235,10 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
         if " x " in col:
             t = pd.concat([g.assign(method=n) for n, g in per], ignore_index=True)
             t["metric"] = t["metric"].map(lambda m: labels.get(m, m))
-            parts.append(f"<details><summary>every group's mean and interval</summary>"
-                         f"{t.drop(columns=['column']).to_html(index=False, border=0, float_format='{:.3g}'.format, na_rep='')}"
-                         "</details>")
+            parts.append("<details><summary>every group's mean and interval</summary>"
+                         + t.drop(columns=["column"]).to_html(index=False, border=0, float_format="{:.3g}".format,
+                                                              na_rep="")
+                         + "</details>")
 
     # -- distributions
     per_clip = [(r.name, r.per_clip) for r in results if len(r.per_clip)]
@@ -282,7 +284,8 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
               "landmarks in camera space, head-pose error between head-joint rotations.</li>",
               "<li>Intervals: percentile bootstrap over clips "
               f"({cfg.bootstrap} resamples; FID/FVD {cfg.set_bootstrap}). The best and worst group are chosen on "
-              "the same data, so the gap's interval is widened for all k(k&minus;1)/2 pairs of k groups (Bonferroni); a "
+              "the same data, so the gap's interval is widened for all k(k&minus;1)/2 pairs of k groups "
+              "(Bonferroni); a "
               "flag still asks for a look, not a verdict (every metric and column is tested).</li>",
               "<li>Flags come only from metrics measured against the real clip (PSNR, SSIM, LPIPS, the CPBD lost "
               "and NIQE added relative to the real clip, the A/V offset, identity distance, LME, head-pose error). "

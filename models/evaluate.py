@@ -378,8 +378,9 @@ class Evaluator:
         if self._body is None:
             from mentor.body import load_body_model
 
-            fitter_body = self._fitter.body if self._fitter is not None else None
-            self._body = load_body_model(self.cfg.body_model_dir, num_pca_comps=getattr(fitter_body, "num_pca_comps", 12))
+            fitted_with = self._fitter.body if self._fitter is not None else None
+            self._body = load_body_model(self.cfg.body_model_dir,
+                                         num_pca_comps=getattr(fitted_with, "num_pca_comps", 12))
         return self._body
 
     # -- one clip
@@ -607,7 +608,8 @@ def _set_metric(real: dict[str, np.ndarray], fake: dict[str, list[np.ndarray]], 
 
 
 def evaluate_method(store, clips: pd.DataFrame, generated: str | Path, cfg: EvalConfig, evaluator: Evaluator,
-                    manifest: pd.DataFrame | None = None, name: str = "", media_dir: Path | None = None) -> MethodResult:
+                    manifest: pd.DataFrame | None = None, name: str = "", media_dir: Path | None = None
+                    ) -> MethodResult:
     """Score every generated video of one folder against its real clip, and summarise."""
     t0 = time.perf_counter()
     matches, unmatched = match_generated(list(clips["clip_id"]), generated, manifest)
@@ -782,7 +784,8 @@ def evaluate(store_path: str | Path, generated: str | Path | None, out_dir: str 
     summary = {"store": str(store_path), "split": split, "where": where, "clips": int(len(clips)),
                "config": {k: (v if k != "fid_extractor" else (type(v).__name__ if v is not None else None))
                           for k, v in asdict(cfg).items()},
-               "metrics": {m: {"family": f, "better": d, "label": lab} for m, (f, d, lab) in {**METRICS, **SET_METRICS}.items()},
+               "metrics": {m: {"family": f, "better": d, "label": lab}
+                           for m, (f, d, lab) in {**METRICS, **SET_METRICS}.items()},
                "methods": []}
     for r in results:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", r.name)
