@@ -51,9 +51,11 @@ def _report(request):
             f"clips lost {COUNTS['lost']}, clips duplicated {COUNTS['duplicated']}, "
             f"corrupt clips committed {COUNTS['corrupt']}")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown even when output is captured
+            reporter.write_line("")
+            reporter.write_line(line)
     else:
         print(line)
     assert COUNTS["lost"] == COUNTS["duplicated"] == COUNTS["corrupt"] == 0, line
