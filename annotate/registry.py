@@ -31,7 +31,7 @@ from mentor.curate.encode import VIDEO
 SMPLX_ARRAYS = tuple(f"smplx.{k}" for k in (
     "betas", "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
     "right_hand_pose", "expression", "transl", "camera", "reprojection_px"))
-SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.fit_seconds")
+SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.face_px", "smplx.fit_seconds")
 
 STAGES: tuple[Stage, ...] = (
     # -- on the source span (filter actors) --------------------------------------------------

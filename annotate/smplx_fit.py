@@ -486,6 +486,17 @@ def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: 
 
 # ------------------------------------------------------------------------ annotator
 
+def face_height_px(face: np.ndarray | None, fallback: float) -> float:
+    """Median height of the face-mesh points' box over the frames that have a face (T x N x
+    >=2 pixels, NaN rows where none): the length the pixel gates are scaled by, so that a
+    gate means the same for a face of 100 px and of 400 px. `fallback` without a face."""
+    if face is None or not np.isfinite(face[..., 1]).any():
+        return float(fallback)
+    y = face[..., 1]
+    seen = np.isfinite(y).any(axis=1)
+    return float(np.median(np.nanmax(y[seen], axis=1) - np.nanmin(y[seen], axis=1)))
+
+
 def _fraction(a: np.ndarray | None) -> float:
     if a is None or len(a) == 0:
         return 0.0
@@ -530,16 +541,20 @@ class SmplxFitter:
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
     def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
-                      body_fraction: float) -> list[tuple[str, str, float, float]]:
-        """The gates a fit fails, as (code, detail, value, threshold), in order of importance."""
+                      body_fraction: float, face_px: float = 100.0) -> list[tuple[str, str, float, float]]:
+        """The gates a fit fails, as (code, detail, value, threshold), in order of importance.
+
+        The pixel scores are gated as fractions of the face height `face_px` (a pixel
+        threshold would pass a small face and fail a large one for the same fit)."""
         cfg = self.cfg
         failed = []
-        if not np.isfinite(reprojection_px) or reprojection_px > cfg.max_reprojection_px:
-            failed.append(("reprojection_high", f"reprojection {reprojection_px:.1f} px > {cfg.max_reprojection_px:g}",
-                           reprojection_px, cfg.max_reprojection_px))
-        if jitter > cfg.max_jitter:
-            failed.append(("jitter_high", f"jitter {jitter:.2f} px/frame^2 > {cfg.max_jitter:g}", jitter,
-                           cfg.max_jitter))
+        reproj, jit = reprojection_px / face_px, jitter / face_px
+        if not np.isfinite(reproj) or reproj > cfg.max_reprojection_face:
+            failed.append(("reprojection_high", f"reprojection {reprojection_px:.1f} px = {reproj:.3f} face heights > "
+                           f"{cfg.max_reprojection_face:g}", reproj, cfg.max_reprojection_face))
+        if jit > cfg.max_jitter_face:
+            failed.append(("jitter_high", f"jitter {jitter:.2f} px/frame^2 = {jit:.4f} face heights > "
+                           f"{cfg.max_jitter_face:g}", jit, cfg.max_jitter_face))
         if cfg.min_hand_fraction > 0 and hand_fraction < cfg.min_hand_fraction:
             failed.append(("hands_missing", f"hands found in {hand_fraction:.0%} of frames < "
                            f"{cfg.min_hand_fraction:.0%}", hand_fraction, cfg.min_hand_fraction))
@@ -584,6 +599,8 @@ class SmplxFitter:
         mean_err = float(np.nanmean(res.reprojection_px)) if np.isfinite(res.reprojection_px).any() else float("nan")
         record.set_score(f"{STAGE}.reprojection_px", round(mean_err, 3))
         record.set_score(f"{STAGE}.jitter", round(res.jitter, 3))
+        face_px = face_height_px(arrays.get("landmarks.face"), fallback=min(record.width, record.height) / 4)
+        record.set_score(f"{STAGE}.face_px", round(face_px, 2))
         record.set_score(f"{STAGE}.fit_seconds", round(res.seconds, 3))
         record.annotations[STAGE] = {
             "body_model": self.body.label, "model_file": self.body.path.name, "gender": self.cfg.gender,
@@ -591,7 +608,7 @@ class SmplxFitter:
             "focal_source": focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
-        failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f)
+        failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f, face_px)
         if failed:  # the first gate gives the code; the detail lists every gate the fit failed
             code, _, value, threshold = failed[0]
             record.reject(STAGE, code, "; ".join(detail for _, detail, _, _ in failed), value=value,

@@ -189,8 +189,11 @@ class SmplxConfig(Section):
     min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are not fitted
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
-    max_reprojection_px: float = Field(20.0, ge=0)  # quality gates
-    max_jitter: float = Field(5.0, ge=0)  # px/frame^2: mean 2D acceleration of the body joints
+    # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
+    # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike.
+    # Set from the scores of clips that should pass: FACE_GATES_FROM below.
+    max_reprojection_face: float = Field(0.15, ge=0)  # mean reprojection error / face height
+    max_jitter_face: float = Field(0.05, ge=0)  # mean 2D joint acceleration (px/frame^2) / face height
     min_hand_fraction: float = Field(0.0, ge=0, le=1)
     min_face_fraction: float = Field(0.8, ge=0, le=1)  # frames with the face mesh found
     min_pose_fraction: float = Field(0.8, ge=0, le=1)  # frames with the body found
