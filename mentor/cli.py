@@ -9,6 +9,7 @@
     mentor audit STORE -o report/ [--compare OTHER]
     mentor preview STORE CLIP_ID -o out.mp4
     mentor demo [--out DIR]
+    mentor run datasets.yaml [--out DIR] [--ray-address A] [--redo STEP] [--stop-after STEP]
     mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
     mentor eval --store STORE (--generated DIR | --model RUN [--motion-model MRUN] [--samples K]) -o report/
                 [--split test] [--manifest CSV] [--compare DIR2]
@@ -177,9 +178,8 @@ def cmd_preview(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Generate the demo sources, build the store, then info, verify, split and audit it."""
+    """Generate the demo media if missing, then `mentor run` on it (the config's presets: tiny)."""
     from mentor.testmedia import make_demo_sources
-    from pipelines.curation import build
 
     cfg = _config(args.config)
     src_cfg = next((s for s in cfg.sources if s.kind == "folder"), None)
@@ -189,17 +189,20 @@ def cmd_demo(args) -> int:
     if not folder.exists() or not any(folder.iterdir()):
         print(f"generating demo media in {folder} ...")
         make_demo_sources(folder)
-    out = Path(args.out) if args.out else cfg.resolve(cfg.output)
-    summary = build(cfg, out=out, ray_address=args.ray_address, progress=True)
+    return _run(cfg, args)
+
+
+def cmd_run(args) -> int:
+    """build -> split -> train motion -> train video -> eval -> audit -> report (pipelines/run.py)."""
+    return _run(load_config(args.config), args)
+
+
+def _run(cfg: Config, args) -> int:
+    from pipelines.run import run
+
+    summary = run(cfg, out=args.out, ray_address=args.ray_address, progress=not getattr(args, "quiet", False),
+                  redo=getattr(args, "redo", None), stop_after=getattr(args, "stop_after", None))
     print(summary.render())
-    for cmd in (["info", str(out)], ["verify", str(out)], ["split", str(out)],
-                ["audit", str(out), "-o", str(out / "report")]):
-        if args.config:
-            cmd += ["--config", args.config] if cmd[0] in ("split", "audit") else []
-        print(f"\n$ mentor {' '.join(cmd)}")
-        code = main(cmd)
-        if code:
-            return code
     return 0
 
 
@@ -370,11 +373,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config")
     s.set_defaults(fn=cmd_preview)
 
-    s = sub.add_parser("demo", help="generate demo media, build a store from it, check and audit it")
-    s.add_argument("--out", help="store folder (default: the config's output)")
+    s = sub.add_parser("demo", help="generate the demo media, then `mentor run` on it (tiny presets: minutes on a CPU)")
+    s.add_argument("--out", help="run folder (default: the config's output + '-run')")
     s.add_argument("--config", help="default: the repo's datasets.yaml")
     s.add_argument("--ray-address", default=None)
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("run", help="build -> split -> train motion + video -> eval -> audit; re-running resumes")
+    s.add_argument("config", help="datasets.yaml (train.motion, train.video and eval blocks; presets tiny | gpu)")
+    s.add_argument("--out", help="run folder: store/, runs/, eval/, audit/, index.html (default: output + '-run')")
+    s.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: ray.address, $RAY_ADDRESS)")
+    s.add_argument("--redo", choices=["build", "split", "train-motion", "train-video", "eval", "audit", "report"],
+                   help="run this step and every later one again")
+    s.add_argument("--stop-after", choices=["build", "split", "train-motion", "train-video", "eval", "audit"],
+                   help="stop once this step is done")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("train-motion", help="train the speech-to-motion diffusion model on a store")
     s.add_argument("store")

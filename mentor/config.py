@@ -379,6 +379,113 @@ class StoreConfig(Section):
     shard_bytes: int = Field(1_000_000_000, ge=1_000)
 
 
+# `mentor run`'s training and evaluation blocks: every value left unset comes from the
+# block's preset. "tiny" trains and judges in minutes on a 2-core CPU (the demo: it shows the
+# path works, the models are not useful); "gpu" is a real run, one GPU per Ray Train worker.
+RUN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "motion": {
+        "tiny": {"steps": 40, "batch_size": 4, "model": "tiny", "lr": 1e-3, "ckpt_every": 10, "workers": 1,
+                 "gpu": False, "device": "cpu", "loader_workers": 0},
+        "gpu": {"steps": 100_000, "batch_size": 256, "model": "base", "lr": 2e-4, "ckpt_every": 1000, "workers": 1,
+                "gpu": True, "device": "auto", "loader_workers": 4},
+    },
+    "video": {
+        "tiny": {"size": 64, "channels": [16, 32], "window": 4, "stage1_steps": 16, "stage2_steps": 8, "batch_size": 2,
+                 "clip_batch_size": 1, "lr": 1e-3, "ckpt_every": 4, "workers": 1, "gpu": False, "device": "cpu",
+                 "loader_workers": 0},
+        "gpu": {"size": 256, "window": 16, "stage1_steps": 100_000, "stage2_steps": 50_000, "batch_size": 32,
+                "clip_batch_size": 4, "lr": 1e-4, "ckpt_every": 1000, "workers": 1, "gpu": True, "device": "auto",
+                "loader_workers": 4},
+    },
+    "eval": {
+        "tiny": {"samples": 1, "gen_steps": 4, "face_metrics": False, "fit_3d": False, "bootstrap": 100,
+                 "quality_frames": 1, "device": "cpu"},
+        "gpu": {"samples": 3, "gen_steps": 25, "face_metrics": True, "fit_3d": True, "bootstrap": 1000,
+                "quality_frames": 4, "device": "auto"},
+    },
+}
+
+
+class _PresetSection(Section):
+    """A block whose unset (None) values come from RUN_PRESETS[_kind][preset]."""
+
+    _kind = ""
+    preset: Literal["tiny", "gpu"] = "tiny"
+
+    def resolved(self) -> dict[str, Any]:
+        """The preset's values with every value set in the file on top (None: unset)."""
+        out = dict(RUN_PRESETS[self._kind][self.preset])
+        out.update({k: v for k, v in self.model_dump().items() if v is not None and k != "preset"})
+        return out
+
+
+class MotionTrainSection(_PresetSection):
+    """train.motion: the speech-to-motion model (models/motion_train.py) in `mentor run`."""
+
+    _kind = "motion"
+    steps: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # global, split over the workers
+    model: str | None = None  # tiny | base | a JSON file of model settings (relative to this file)
+    lr: float | None = Field(None, gt=0)
+    ckpt_every: int | None = Field(None, ge=1)  # a killed run resumes from the newest checkpoint
+    workers: int | None = Field(None, ge=1)  # Ray Train workers; 1 and no Ray address: in the run's process
+    gpu: bool | None = None  # one GPU per worker (nccl), else CPU (gloo)
+    device: Device | None = None
+    loader_workers: int | None = Field(None, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("tiny", "base") and not value.endswith(".json"):
+            raise ValueError(f"model {value!r} is not tiny, base or a .json file of model settings")
+        return value
+
+
+class VideoTrainSection(_PresetSection):
+    """train.video: the video diffusion model (models/video_train.py, both stages) in `mentor run`."""
+
+    _kind = "video"
+    size: int | None = Field(None, ge=8, multiple_of=8)  # frame side in pixels
+    channels: list[int] | None = Field(None, min_length=1)  # UNet levels of a base trained from scratch
+    window: int | None = Field(None, ge=2)  # frames per clip in stage 2 and per generated window
+    stage1_steps: int | None = Field(None, ge=1)
+    stage2_steps: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # stage 1 frames per step
+    clip_batch_size: int | None = Field(None, ge=1)  # stage 2 clips per step
+    lr: float | None = Field(None, gt=0)
+    ckpt_every: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1)
+    gpu: bool | None = None
+    device: Device | None = None
+    loader_workers: int | None = Field(None, ge=0)
+    unet_dir: WeightsPath = None  # a pretrained UNet2DConditionModel folder for the frozen base
+    vae_dir: WeightsPath = None  # an AutoencoderKL folder: train in its latent space
+
+
+class TrainSection(Section):
+    motion: MotionTrainSection = MotionTrainSection()
+    video: VideoTrainSection = VideoTrainSection()
+
+
+class EvalSection(_PresetSection):
+    """eval: `mentor run`'s evaluation (models/evaluate.py) of both models on a split."""
+
+    _kind = "eval"
+    split: str = "test"  # judged on this split (an empty one falls back to val, then to every clip, with a note)
+    samples: int | None = Field(None, ge=1)  # generated samples per clip (best-of-K, stochasticity)
+    gen_steps: int | None = Field(None, ge=1)  # denoising steps of the video model
+    face_metrics: bool | None = None  # landmark metrics (sync, identity, 3D): MediaPipe on every frame
+    fit_3d: bool | None = None  # SMPL-X fit of each generated video (LME, head pose, jitter)
+    bootstrap: int | None = Field(None, ge=10)
+    quality_frames: int | None = Field(None, ge=1)
+    device: Device | None = None
+    fid_weights: WeightsPath = None
+    fvd_weights: WeightsPath = None
+    lpips_weights: WeightsPath = None
+    syncnet_weights: WeightsPath = None
+    arcface_model: WeightsPath = None
+
+
 class Config(Section):
     version: Literal[1] = 1
     output: str = "out/store"
@@ -394,6 +501,8 @@ class Config(Section):
     audit: AuditConfig = AuditConfig()
     ray: RayConfig = RayConfig()
     store: StoreConfig = StoreConfig()
+    train: TrainSection = TrainSection()  # `mentor run` only
+    eval: EvalSection = EvalSection()  # `mentor run` only
     # where the file was read from, to resolve relative paths
     base_dir: str = Field(".", exclude=True)
 

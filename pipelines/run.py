@@ -1,0 +1,410 @@
+"""`mentor run datasets.yaml`: raw video to a dataset, two trained models and a report.
+
+    build (curate + annotate) -> split -> train-motion -> train-video -> eval -> audit -> report
+
+Each step writes its outputs into the run folder, then a completion marker
+`RUN/steps/<step>.done` (JSON: when, how long, what it made, the fingerprint of the
+settings it ran with), written last and atomically (temporary file, fsync, rename), like
+the store's commit markers. A re-run skips every step whose marker is there with the same
+fingerprint, so after a kill -9 the same command resumes where it stopped: the build from
+the store's committed clips and finished sources, the trainers from their newest
+checkpoints, the rest from the start of the step. A step whose settings changed runs again,
+and so does every step after it (their markers are removed first).
+
+Run folder:
+
+    RUN/store/             the dataset (mentor info / verify / audit work on it)
+    RUN/runs/motion/       the motion model's run (checkpoints, loss.csv, tb/, model/)
+    RUN/runs/video/        the video model's run (stage1/, stage2/, model/)
+    RUN/eval/              the evaluation report (index.html, eval.json, tables/, generated/)
+    RUN/audit/             the dataset audit (index.html, audit.json, tables/)
+    RUN/index.html         the run's report: every step, its time, links to everything
+    RUN/run.json           the same as JSON
+    RUN/steps/*.done       completion markers
+
+Ray: the build runs on Ray Data (a local Ray, or --ray-address); a trainer goes to Ray Train
+when it has more than one worker or a Ray address is given (pipelines/train.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mentor.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+STEPS = ("build", "split", "train-motion", "train-video", "eval", "audit", "report")
+MARKER_DIR = "steps"
+# Expected seconds of each step with the tiny preset on the demo media, measured on the
+# 2-core CPU box (README, "mentor run"); only used to guess the run's ETA before the first
+# steps have run. Finished steps rescale it by how fast this machine is.
+TINY_EXPECTED_S = {"build": 420.0, "split": 2.0, "train-motion": 60.0, "train-video": 60.0, "eval": 60.0,
+                   "audit": 20.0, "report": 1.0}
+
+
+@dataclass
+class RunLayout:
+    """Where a run's outputs live (see the module docstring)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+
+    store = property(lambda self: self.root / "store")
+    motion = property(lambda self: self.root / "runs" / "motion")
+    video = property(lambda self: self.root / "runs" / "video")
+    eval = property(lambda self: self.root / "eval")
+    audit = property(lambda self: self.root / "audit")
+    report = property(lambda self: self.root / "index.html")
+    summary = property(lambda self: self.root / "run.json")
+    markers = property(lambda self: self.root / MARKER_DIR)
+
+    def marker(self, step: str) -> Path:
+        return self.markers / f"{step}.done"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # the rename itself survives a power cut once the folder is synced
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    """A step's marker, or None when missing or unreadable (a torn one cannot exist: atomic)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprints(cfg: Config) -> dict[str, str]:
+    """Per step, a hash of the settings it runs with (paths excluded: a moved run is the same run)."""
+    d = cfg.model_dump()
+    build_keys = ("sources", "clips", "video", "audio", "shots", "filters", "annotate", "store")
+    return {
+        "build": _hash({k: d[k] for k in build_keys}),
+        "split": _hash(d["split"]),
+        "train-motion": _hash(cfg.train.motion.resolved()),
+        "train-video": _hash({**cfg.train.video.resolved(), "body": cfg.annotate.smplx.model_dir}),
+        "eval": _hash(cfg.eval.resolved()),
+        "audit": _hash(d["audit"]),
+        "report": "",
+    }
+
+
+class RunProgress:
+    """The run's one display: a header line per step (i/n, the run's elapsed time and ETA),
+    the step's own progress under it (the build's bar, the trainers' step lines), and a
+    closing line per step."""
+
+    def __init__(self, steps: list[str], expected: dict[str, float] | None, enabled: bool = True,
+                 print_fn: Callable[[str], None] = print):
+        self.steps, self.expected, self.enabled, self.print = steps, expected, enabled, print_fn
+        self.t0 = time.perf_counter()
+        self.actual: dict[str, float] = {}
+
+    def eta(self, remaining: list[str]) -> float | None:
+        if not self.expected:
+            return None
+        # the build's time depends on what was left to build: only the other steps rescale
+        ran = [s for s in self.actual if s in self.expected and self.expected[s] > 0 and s != "build"]
+        scale = (sum(self.actual[s] for s in ran) / sum(self.expected[s] for s in ran)) if ran else 1.0
+        scale = min(max(scale, 0.2), 5.0)
+        return scale * sum(self.expected.get(s, 0.0) for s in remaining)
+
+    def start(self, i: int, step: str, todo: list[str]) -> None:
+        if not self.enabled:
+            return
+        eta = self.eta(todo)
+        left = f", about {_fmt_s(eta)} left" if eta is not None else ""
+        self.print(f"\n━━ [{i}/{len(self.steps)}] {step}  (run {_fmt_s(time.perf_counter() - self.t0)}{left})")
+
+    def done(self, i: int, step: str, seconds: float, note: str) -> None:
+        self.actual[step] = seconds
+        if self.enabled:
+            self.print(f"   [{i}/{len(self.steps)}] {step}: {note} ({_fmt_s(seconds)})")
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+@dataclass
+class RunSummary:
+    root: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def all_done_before(self) -> bool:
+        return all(s["status"] == "already done" for s in self.steps)
+
+    def render(self) -> str:
+        lay = RunLayout(Path(self.root))
+        lines = ["everything was already done: nothing to run" if self.all_done_before else
+                 f"run finished in {_fmt_s(self.wall_seconds)}"]
+        for s in self.steps:
+            lines.append(f"  {s['step']:<13} {s['status']:<13} {_fmt_s(s.get('seconds') or 0):>7}  {s.get('note', '')}")
+        lines += [f"store          {lay.store}", f"motion model   {lay.motion / 'model'}",
+                  f"video model    {lay.video / 'model'}", f"evaluation     {lay.eval / 'index.html'}",
+                  f"dataset audit  {lay.audit / 'index.html'}", f"run report     {lay.report}"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str | None = None,
+        progress: bool = True, redo: str | None = None, stop_after: str | None = None,
+        print_fn: Callable[[str], None] = print) -> RunSummary:
+    """Run every step not yet done into the run folder `out` (default: the config's output
+    with "-run" appended); see the module docstring. `redo`: run this step and every later
+    one again; `stop_after`: stop once this step is done."""
+    for name, value in (("redo", redo), ("stop_after", stop_after)):
+        if value is not None and value not in STEPS:
+            raise ConfigError(f"{name}={value!r}: not a step; the steps are {', '.join(STEPS)}")
+    default = cfg.resolve(cfg.output)
+    lay = RunLayout(Path(out) if out else default.with_name(default.name + "-run"))
+    lay.root.mkdir(parents=True, exist_ok=True)
+    ray_address = ray_address or cfg.ray.address
+    prints = fingerprints(cfg)
+    steps = list(STEPS if stop_after is None else STEPS[:STEPS.index(stop_after) + 1])
+    summary = RunSummary(root=str(lay.root))
+    # which steps are done: a marker with the same fingerprint, and every step before it done
+    done: dict[str, dict[str, Any]] = {}
+    stale = False
+    for step in STEPS:
+        m = read_marker(lay.marker(step))
+        if redo == step:
+            stale = True
+        if m is not None and not stale and m.get("fingerprint") == prints[step]:
+            done[step] = m
+            continue
+        if m is not None and not stale:
+            summary.notes.append(f"{step}: its settings changed since it was done; it and every later step run again")
+        stale = True
+        lay.marker(step).unlink(missing_ok=True)  # later steps rebuild on what this one makes
+    presets = {cfg.train.motion.preset, cfg.train.video.preset, cfg.eval.preset}
+    expected = {k: v for k, v in TINY_EXPECTED_S.items() if k not in done} if presets == {"tiny"} else None
+    display = RunProgress(steps, expected, progress, print_fn)
+    t0 = time.perf_counter()
+    context = RunContext(cfg, lay, ray_address, progress, summary)
+    for i, step in enumerate(steps, 1):
+        if step in done:
+            summary.steps.append({"step": step, "status": "already done", "seconds": 0.0,
+                                  "note": done[step].get("note", "")})
+            continue
+        display.start(i, step, [s for s in steps[i - 1:] if s not in done])
+        t = time.perf_counter()
+        result = STEP_FUNCTIONS[step](context) or {}
+        seconds = time.perf_counter() - t
+        note = result.pop("note", "done")
+        marker = {"step": step, "fingerprint": prints[step], "seconds": round(seconds, 2), "note": note,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "result": result}
+        write_atomic(lay.marker(step), json.dumps(marker, indent=1, default=str))
+        display.done(i, step, seconds, note)
+        summary.steps.append({"step": step, "status": "done now", "seconds": round(seconds, 2), "note": note})
+    summary.wall_seconds = time.perf_counter() - t0
+    if not summary.all_done_before:
+        write_atomic(lay.summary, json.dumps({"root": summary.root, "steps": summary.steps, "notes": summary.notes,
+                                              "wall_seconds": round(summary.wall_seconds, 2)}, indent=1))
+    return summary
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    lay: RunLayout
+    ray_address: str | None
+    progress: bool
+    summary: RunSummary
+
+
+def step_build(ctx: RunContext) -> dict[str, Any]:
+    from pipelines.curation import build
+
+    s = build(ctx.cfg, out=ctx.lay.store, ray_address=ctx.ray_address, progress=ctx.progress)
+    if ctx.progress:
+        print(s.render())
+    if s.clips_kept == 0 and not s.sources_skipped:
+        from mentor.store import Store
+
+        if not len(Store(ctx.lay.store).clips()):
+            raise ValueError(f"{ctx.lay.store}: the build kept no clip, so there is nothing to train on; see "
+                             "the rejections above (`mentor info`) and loosen the filters or add sources")
+    d = s.as_dict()
+    return {"note": f"{s.clips_kept} clip(s) kept now, {sum(s.clips_rejected.values())} rejected, "
+                    f"{s.sources_ok} source(s) ok, {len(s.sources_failed)} failed", "summary": d}
+
+
+def step_split(ctx: RunContext) -> dict[str, Any]:
+    from mentor.splits import assign_splits
+    from mentor.store import Store
+
+    cfg, store = ctx.cfg, Store(ctx.lay.store)
+    if cfg.annotate.attributes.face_recognition_model:
+        from annotate.identity import store_identities
+
+        store.set_columns(store_identities(store, cfg.annotate.attributes.identity_min_similarity))
+    clips = store.clips()
+    splits = assign_splits(clips, cfg.split)
+    store.set_columns(clips[["clip_id"]].assign(split=splits.to_numpy()))
+    counts = {str(k): int(v) for k, v in splits.value_counts().items()}
+    return {"note": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "counts": counts}
+
+
+def _train_where(ctx: RunContext) -> str:
+    from mentor.store import Store
+
+    clips = Store(ctx.lay.store).clips()
+    if "split" in clips and (clips["split"] == "train").any():
+        return "split == 'train'"
+    raise ValueError(f"{ctx.lay.store}: no clip in the train split ({len(clips)} clips); add sources or change "
+                     "split.shares")
+
+
+def _claim_run_dir(ctx: RunContext, step: str, run_dir: Path) -> None:
+    """A trainer resumes from the checkpoints in its run folder only when they were made with
+    the same settings: a folder left by other settings is moved aside (kept, named in a note)."""
+    stamp = run_dir / ".mentor-run-fingerprint"
+    want = fingerprints(ctx.cfg)[step]
+    if run_dir.exists() and stamp.is_file() and stamp.read_text().strip() != want:
+        old = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(old)
+        ctx.summary.notes.append(f"{step}: its settings changed, so its earlier run was moved to {old} "
+                                 "and training starts from scratch")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(stamp, want)
+
+
+def step_train_motion(ctx: RunContext) -> dict[str, Any]:
+    from models.motion_train import model_preset, train_loop
+    from pipelines.train import launch
+
+    m = ctx.cfg.train.motion.resolved()
+    _claim_run_dir(ctx, "train-motion", ctx.lay.motion)
+    model = m["model"] if m["model"] in ("tiny", "base") else str(ctx.cfg.resolve(m["model"]))
+    loop = {"store": str(ctx.lay.store), "run_dir": str(ctx.lay.motion), "where": _train_where(ctx),
+            "steps": m["steps"], "batch_size": m["batch_size"], "model": model_preset(model), "lr": m["lr"],
+            "ckpt_every": m["ckpt_every"], "device": m["device"], "loader_workers": m["loader_workers"],
+            "progress": ctx.progress, "log_every": min(10, m["ckpt_every"])}
+    r = launch(train_loop, loop, num_workers=m["workers"], use_gpu=m["gpu"], ray_address=ctx.ray_address,
+               run_dir=ctx.lay.motion)
+    return {"note": f"step {r.get('step')}, last loss {r.get('last_loss', float('nan')):.4f}, "
+                    f"{r.get('samples_per_s', 0):.1f} samples/s", "result": r}
+
+
+def step_train_video(ctx: RunContext) -> dict[str, Any]:
+    from models.video_train import train_video
+
+    v = ctx.cfg.train.video.resolved()
+    _claim_run_dir(ctx, "train-video", ctx.lay.video)
+    cfg = {"store": str(ctx.lay.store), "run_dir": str(ctx.lay.video), "where": _train_where(ctx),
+           "size": v["size"], "window": v["window"], "stage1_steps": v["stage1_steps"],
+           "stage2_steps": v["stage2_steps"], "batch_size": v["batch_size"], "clip_batch_size": v["clip_batch_size"],
+           "lr": v["lr"], "ckpt_every": v["ckpt_every"], "log_every": min(10, v["ckpt_every"]),
+           "unet_dir": _path(ctx.cfg, v.get("unet_dir")), "vae_dir": _path(ctx.cfg, v.get("vae_dir")),
+           "body_model_dir": _path(ctx.cfg, ctx.cfg.annotate.smplx.model_dir), "num_workers": v["loader_workers"],
+           "device": v["device"], "progress": ctx.progress}
+    if v.get("channels"):
+        cfg["channels"] = tuple(v["channels"])
+    r = train_video(cfg, num_workers=v["workers"], use_gpu=v["gpu"], ray_address=ctx.ray_address)
+    parts = [f"stage {st}: step {r[f'stage{st}_step']}, loss {r[f'stage{st}_last_loss']:.4f}"
+             for st in (1, 2) if f"stage{st}_step" in r]
+    return {"note": "; ".join(parts) or "both stages were done", "result": r}
+
+
+def _path(cfg: Config, value: str | None) -> str | None:
+    return str(cfg.resolve(value)) if value else None
+
+
+def step_eval(ctx: RunContext) -> dict[str, Any]:
+    from mentor.store import Store
+    from models.evaluate import EvalConfig, evaluate
+
+    e = ctx.cfg.eval.resolved()
+    clips = Store(ctx.lay.store).clips()
+    split = e["split"]
+    have = set(clips["split"].dropna()) if "split" in clips else set()
+    if split not in have:
+        fallback = "val" if "val" in have else ""
+        note = (f"the {split!r} split is empty ({len(clips)} clips, splits {sorted(have)}): judged on "
+                f"{repr(fallback) + ' split' if fallback else 'every clip'} instead; add sources for a held-out test")
+        ctx.summary.notes.append(f"eval: {note}")
+        split = fallback
+    ecfg = EvalConfig(fid_weights=_path(ctx.cfg, e.get("fid_weights")), fvd_weights=_path(ctx.cfg, e.get("fvd_weights")),
+                      lpips_weights=_path(ctx.cfg, e.get("lpips_weights")),
+                      syncnet_weights=_path(ctx.cfg, e.get("syncnet_weights")),
+                      arcface_model=_path(ctx.cfg, e.get("arcface_model")), face_metrics=e["face_metrics"],
+                      fit_3d=e["fit_3d"], bootstrap=e["bootstrap"], quality_frames=e["quality_frames"],
+                      device=e["device"], body_model_dir=_path(ctx.cfg, ctx.cfg.annotate.smplx.model_dir))
+    s = evaluate(ctx.lay.store, None, ctx.lay.eval, split=split or None, cfg=ecfg, model=ctx.lay.video,
+                 motion_model=ctx.lay.motion, samples=e["samples"], gen_steps=e["gen_steps"])
+    scored = sum(len({r["clip_id"] for r in m["per_clip"]}) for m in s["methods"])
+    overall = {r["metric"]: r["mean"] for m in s["methods"] for r in m["overall"] if r["mean"] is not None}
+    return {"note": f"{scored} clip(s) of split {split or '(all)'} scored, {len(overall)} metric(s)",
+            "split": split, "overall": overall}
+
+
+def step_audit(ctx: RunContext) -> dict[str, Any]:
+    from mentor.audit import audit_store
+    from mentor.store import Store
+
+    r = audit_store(Store(ctx.lay.store), ctx.cfg.audit, ctx.lay.audit)
+    return {"note": f"{len(r.flags)} flag(s)", "flags": [f.get("message") or str(f) for f in r.flags],
+            "notes": list(r.notes)}
+
+
+def step_report(ctx: RunContext) -> dict[str, Any]:
+    """RUN/index.html: every step's marker (time, what it made) and links to the two reports."""
+    lay = ctx.lay
+    rows = []
+    for step in STEPS[:-1]:
+        m = read_marker(lay.marker(step)) or {}
+        rows.append(f"<tr><td>{step}</td><td>{html.escape(str(m.get('note', '')))}</td>"
+                    f"<td>{m.get('seconds', '')}</td><td>{m.get('finished', '')}</td></tr>")
+    links = [("dataset audit", "audit/index.html"), ("model evaluation", "eval/index.html"),
+             ("store", "store/"), ("motion model", "runs/motion/model/"), ("video model", "runs/video/model/")]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in ctx.summary.notes)
+    page = ("<!doctype html><meta charset=utf-8><title>mentor run</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;border-bottom:1px solid #ddd}</style>"
+            f"<h1>mentor run: {html.escape(lay.root.name)}</h1><ul>"
+            + "".join(f'<li><a href="{h}">{t}</a></li>' for t, h in links) + "</ul>"
+            "<table><tr><th>step</th><th>result</th><th>seconds</th><th>finished (UTC)</th></tr>"
+            + "".join(rows) + "</table>" + (f"<h2>notes</h2><ul>{notes}</ul>" if notes else ""))
+    write_atomic(lay.report, page)
+    return {"note": f"{lay.report.name} written"}
+
+
+STEP_FUNCTIONS: dict[str, Callable[[RunContext], dict[str, Any]]] = {
+    "build": step_build, "split": step_split, "train-motion": step_train_motion, "train-video": step_train_video,
+    "eval": step_eval, "audit": step_audit, "report": step_report,
+}
