@@ -10,6 +10,7 @@
     mentor preview STORE CLIP_ID -o out.mp4
     mentor demo [--out DIR]
     mentor run datasets.yaml [--out DIR] [--ray-address A] [--redo STEP] [--stop-after STEP]
+    mentor cost RUN_OR_SUMMARY.json [--kept-hours 2200] [--raw-per-kept 10] [--cores C] [--gpus G] [--gpu-stage S=N]
     mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
     mentor eval --store STORE (--generated DIR | --model RUN [--motion-model MRUN] [--samples K]) -o report/
                 [--split test] [--manifest CSV] [--compare DIR2]
@@ -206,6 +207,17 @@ def _run(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    """Core- and GPU-hours per stage from a build's measurements, and a plan at scale (mentor/cost.py)."""
+    from mentor.cost import load_summary, parse_gpu_stages, plan_cost
+
+    plan = plan_cost(load_summary(args.measured), kept_hours=args.kept_hours, raw_per_kept=args.raw_per_kept,
+                     cores=args.cores, gpus=args.gpus, gpu_stages=parse_gpu_stages(args.gpu_stage or []),
+                     core_hour_price=args.core_hour_price, gpu_hour_price=args.gpu_hour_price)
+    print(json.dumps(plan.as_dict(), indent=1) if args.json else plan.render())
+    return 0
+
+
 def cmd_train_motion(args) -> int:
     """Train the motion diffusion model on a store (models/motion_train.py via pipelines/train.py)."""
     from models.motion_train import model_preset, train_loop
@@ -389,6 +401,19 @@ def parser() -> argparse.ArgumentParser:
                    help="stop once this step is done")
     s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("cost", help="core-/GPU-hours per stage from a build, and what a MENTOR-sized build costs")
+    s.add_argument("measured", help="a `mentor run` folder or a `mentor build --summary-json` file")
+    s.add_argument("--kept-hours", type=float, default=2200.0, help="hours of kept video to plan for (MENTOR: 2200)")
+    s.add_argument("--raw-per-kept", type=float, default=10.0, help="raw hours per kept hour (MENTOR: about 10)")
+    s.add_argument("--cores", type=int, default=512, help="CPU cores of the cluster")
+    s.add_argument("--gpus", type=int, default=0, help="GPUs of the cluster")
+    s.add_argument("--gpu-stage", action="append", metavar="STAGE=N",
+                   help="run STAGE on GPUs, one GPU doing the work of N cores (your measured figure); repeatable")
+    s.add_argument("--core-hour-price", type=float, default=None)
+    s.add_argument("--gpu-hour-price", type=float, default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_cost)
 
     s = sub.add_parser("train-motion", help="train the speech-to-motion diffusion model on a store")
     s.add_argument("store")

@@ -105,7 +105,7 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def fingerprints(cfg: Config) -> dict[str, str]:
+def settings(cfg: Config) -> dict[str, str]:
     """Per step, a hash of the settings it runs with (paths excluded: a moved run is the same run)."""
     d = cfg.model_dump()
     build_keys = ("sources", "clips", "video", "audio", "shots", "filters", "annotate", "store")
@@ -118,6 +118,24 @@ def fingerprints(cfg: Config) -> dict[str, str]:
         "audit": _hash(d["audit"]),
         "report": "",
     }
+
+
+# what each step reads: its fingerprint is its settings + the outputs of these steps, so a
+# build re-run that added nothing (a changed default, more failed sources) retrains nothing
+DEPENDS = {"build": (), "split": ("build",), "train-motion": ("split",), "train-video": ("split",),
+           "eval": ("split", "train-motion", "train-video"), "audit": ("split",),
+           "report": ("build", "split", "train-motion", "train-video", "eval", "audit")}
+
+
+def fingerprint(step: str, own: dict[str, str], markers: dict[str, dict[str, Any] | None]) -> str | None:
+    """The step's fingerprint from its settings and its inputs' outputs; None while an input is not done."""
+    ins = []
+    for dep in DEPENDS[step]:
+        m = markers.get(dep)
+        if m is None:
+            return None
+        ins.append(m.get("output", ""))
+    return _hash([own[step], ins])
 
 
 class RunProgress:
@@ -195,41 +213,47 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
     lay = RunLayout(Path(out) if out else default.with_name(default.name + "-run"))
     lay.root.mkdir(parents=True, exist_ok=True)
     ray_address = ray_address or cfg.ray.address
-    prints = fingerprints(cfg)
+    own = settings(cfg)
     steps = list(STEPS if stop_after is None else STEPS[:STEPS.index(stop_after) + 1])
     summary = RunSummary(root=str(lay.root))
-    # which steps are done: a marker with the same fingerprint, and every step before it done
-    done: dict[str, dict[str, Any]] = {}
-    stale = False
-    for step in STEPS:
-        m = read_marker(lay.marker(step))
-        if redo == step:
-            stale = True
-        if m is not None and not stale and m.get("fingerprint") == prints[step]:
-            done[step] = m
-            continue
-        if m is not None and not stale:
-            summary.notes.append(f"{step}: its settings changed since it was done; it and every later step run again")
-        stale = True
-        lay.marker(step).unlink(missing_ok=True)  # later steps rebuild on what this one makes
+    markers = {step: read_marker(lay.marker(step)) for step in STEPS}
+
+    def is_done(step: str, marks: dict[str, dict[str, Any] | None]) -> bool:
+        fp, m = fingerprint(step, own, marks), marks.get(step)
+        forced = redo is not None and STEPS.index(step) >= STEPS.index(redo)
+        return not forced and m is not None and fp is not None and m.get("fingerprint") == fp
+
+    # what this run will do if no step changes its outputs (for the ETA)
+    predicted, todo_all = dict(markers), []
+    for step in steps:
+        if not is_done(step, predicted):
+            predicted[step] = {"output": f"(new {step})"}
+            todo_all.append(step)
     presets = {cfg.train.motion.preset, cfg.train.video.preset, cfg.eval.preset}
-    expected = {k: v for k, v in TINY_EXPECTED_S.items() if k not in done} if presets == {"tiny"} else None
+    expected = {k: v for k, v in TINY_EXPECTED_S.items() if k in todo_all} if presets == {"tiny"} else None
     display = RunProgress(steps, expected, progress, print_fn)
     t0 = time.perf_counter()
-    context = RunContext(cfg, lay, ray_address, progress, summary)
+    context = RunContext(cfg, lay, ray_address, progress, summary, "")
     for i, step in enumerate(steps, 1):
-        if step in done:
+        if is_done(step, markers):
             summary.steps.append({"step": step, "status": "already done", "seconds": 0.0,
-                                  "note": done[step].get("note", "")})
+                                  "note": markers[step].get("note", "")})
             continue
-        display.start(i, step, [s for s in steps[i - 1:] if s not in done])
+        if markers[step] is not None and redo is None:
+            summary.notes.append(f"{step}: its settings or inputs changed since it was done: run again")
+        lay.marker(step).unlink(missing_ok=True)
+        markers[step] = None
+        context.fingerprint = fingerprint(step, own, markers) or ""
+        display.start(i, step, [s for s in steps[i - 1:] if s in todo_all])
         t = time.perf_counter()
         result = STEP_FUNCTIONS[step](context) or {}
         seconds = time.perf_counter() - t
         note = result.pop("note", "done")
-        marker = {"step": step, "fingerprint": prints[step], "seconds": round(seconds, 2), "note": note,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "result": result}
+        output = result.pop("output", context.fingerprint)
+        marker = {"step": step, "fingerprint": context.fingerprint, "output": output, "seconds": round(seconds, 2),
+                  "note": note, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "result": result}
         write_atomic(lay.marker(step), json.dumps(marker, indent=1, default=str))
+        markers[step] = marker
         display.done(i, step, seconds, note)
         summary.steps.append({"step": step, "status": "done now", "seconds": round(seconds, 2), "note": note})
     summary.wall_seconds = time.perf_counter() - t0
@@ -246,22 +270,24 @@ class RunContext:
     ray_address: str | None
     progress: bool
     summary: RunSummary
+    fingerprint: str  # of the step being run
 
 
 def step_build(ctx: RunContext) -> dict[str, Any]:
+    from mentor.store import Store
     from pipelines.curation import build
 
     s = build(ctx.cfg, out=ctx.lay.store, ray_address=ctx.ray_address, progress=ctx.progress)
     if ctx.progress:
         print(s.render())
     if s.clips_kept == 0 and not s.sources_skipped:
-        from mentor.store import Store
-
         if not len(Store(ctx.lay.store).clips()):
             raise ValueError(f"{ctx.lay.store}: the build kept no clip, so there is nothing to train on; see "
                              "the rejections above (`mentor info`) and loosen the filters or add sources")
     d = s.as_dict()
-    return {"note": f"{s.clips_kept} clip(s) kept now, {sum(s.clips_rejected.values())} rejected, "
+    store = Store(ctx.lay.store)
+    output = _hash([sorted(store.clips()["clip_id"]), sorted(store.rejected()["clip_id"])])
+    return {"output": output, "note": f"{s.clips_kept} clip(s) kept now, {sum(s.clips_rejected.values())} rejected, "
                     f"{s.sources_ok} source(s) ok, {len(s.sources_failed)} failed", "summary": d}
 
 
@@ -278,7 +304,8 @@ def step_split(ctx: RunContext) -> dict[str, Any]:
     splits = assign_splits(clips, cfg.split)
     store.set_columns(clips[["clip_id"]].assign(split=splits.to_numpy()))
     counts = {str(k): int(v) for k, v in splits.value_counts().items()}
-    return {"note": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "counts": counts}
+    output = _hash(sorted(zip(clips["clip_id"], map(str, splits.to_numpy()))))
+    return {"output": output, "note": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "counts": counts}
 
 
 def _train_where(ctx: RunContext) -> str:
@@ -295,7 +322,7 @@ def _claim_run_dir(ctx: RunContext, step: str, run_dir: Path) -> None:
     """A trainer resumes from the checkpoints in its run folder only when they were made with
     the same settings: a folder left by other settings is moved aside (kept, named in a note)."""
     stamp = run_dir / ".mentor-run-fingerprint"
-    want = fingerprints(ctx.cfg)[step]
+    want = ctx.fingerprint
     if run_dir.exists() and stamp.is_file() and stamp.read_text().strip() != want:
         old = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(old)
