@@ -27,6 +27,8 @@ $(VENV)/.deps-done: $(VENV)/.apt-done requirements/base.txt requirements/test.tx
 
 setup: $(VENV)/.deps-done
 
+# `mentor run` on generated demo media with the tiny presets (build, split, both models,
+# evaluation, audit); a second `make demo` finds every step done and says so at once.
 demo: setup
 	$(VENV)/bin/mentor demo --out $(DEMO_OUT)
 
@@ -38,9 +40,13 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Every benchmark in benchmarks/ (each prints its figures with a ratio against a baseline
+# measured in the same run); one that fails is named at the end and the target fails.
+BENCHMARKS := $(filter-out motion_data,$(basename $(notdir $(wildcard benchmarks/*.py))))
 bench: setup
-	$(PY) benchmarks/curation.py
-	$(PY) benchmarks/smplx_fit.py
+	@fail=""; for b in $(BENCHMARKS); do echo; echo "== benchmarks/$$b.py"; \
+	  $(PY) -m benchmarks.$$b || fail="$$fail $$b"; done; \
+	if [ -n "$$fail" ]; then echo "failed benchmarks:$$fail"; exit 1; fi
 
 clean:
 	rm -rf out .pytest_cache
