@@ -137,10 +137,10 @@ def test_pixel_gates_scale_with_the_face(body):
     from annotate.smplx_fit import face_height_px
 
     fitter = SmplxFitter(SmplxConfig(), body_model=body)
-    assert fitter.quality_gates(8.0, 5.17, 0.9, 0.9, 0.9, face_px=200.0) == []
-    assert [f[0] for f in fitter.quality_gates(8.0, 5.17, 0.9, 0.9, 0.9, face_px=60.0)] == ["jitter_high"]
+    assert fitter.quality_gates(5.0, 5.17, 0.9, 0.9, 0.9, face_px=200.0) == []
+    assert [f[0] for f in fitter.quality_gates(5.0, 5.17, 0.9, 0.9, 0.9, face_px=60.0)] == ["jitter_high"]
     # twice the resolution: pixels double, the decision stays
-    assert fitter.quality_gates(16.0, 10.34, 0.9, 0.9, 0.9, face_px=400.0) == []
+    assert fitter.quality_gates(10.0, 10.34, 0.9, 0.9, 0.9, face_px=400.0) == []
     face = np.full((4, 478, 3), np.nan, np.float32)
     face[1:, :, 1] = np.linspace(100, 280, 478)  # 180 px tall in three frames, none in one
     assert face_height_px(face, fallback=1.0) == pytest.approx(180.0)
