@@ -218,9 +218,11 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
     summary = RunSummary(root=str(lay.root))
     markers = {step: read_marker(lay.marker(step)) for step in STEPS}
 
+    ran: list[str] = []
+
     def is_done(step: str, marks: dict[str, dict[str, Any] | None]) -> bool:
         fp, m = fingerprint(step, own, marks), marks.get(step)
-        forced = redo is not None and STEPS.index(step) >= STEPS.index(redo)
+        forced = (redo is not None and STEPS.index(step) >= STEPS.index(redo)) or (step == "report" and ran)
         return not forced and m is not None and fp is not None and m.get("fingerprint") == fp
 
     # what this run will do if no step changes its outputs (for the ETA)
@@ -254,6 +256,7 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
                   "note": note, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "result": result}
         write_atomic(lay.marker(step), json.dumps(marker, indent=1, default=str))
         markers[step] = marker
+        ran.append(step)
         display.done(i, step, seconds, note)
         summary.steps.append({"step": step, "status": "done now", "seconds": round(seconds, 2), "note": note})
     summary.wall_seconds = time.perf_counter() - t0
