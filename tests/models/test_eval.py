@@ -293,8 +293,8 @@ def test_model_run_generates_k_samples_per_clip_then_judges_them(synthetic_store
     from models.video_train import train_loop
 
     run = tmp_path / "run"
-    train_loop(dict(store=str(synthetic_store), run_dir=str(run), where="split == 'train'", size=32, window=4,
-                    stage1_steps=2, stage2_steps=1, batch_size=2, clip_batch_size=1, channels=(8, 16), lr=1e-3,
+    train_loop(dict(store=str(synthetic_store), run_dir=str(run), where="split == 'train'", size=64, window=4,
+                    stage1_steps=2, stage2_steps=1, batch_size=2, clip_batch_size=1, channels=(16, 32), lr=1e-3,
                     lr_temporal=1e-3, prediction_type="sample", log_every=1, ckpt_every=10, progress=False,
                     min_reference_gap_s=1.0, seed=0))
     s = evaluate(synthetic_store, None, tmp_path / "r", split="test", cfg=_cfg(bootstrap=20), model=run, samples=2,
