@@ -66,6 +66,7 @@ class TemporalConv(nn.Module):
         T = self.num_frames
         if T <= 1:
             return x
+        x = x.contiguous()
         BT, C, H, W = x.shape
         if BT % T:
             raise ValueError(f"temporal layer got {BT} frames, not a multiple of num_frames={T}")
@@ -207,8 +208,10 @@ class VideoDiffusion(ModelMixin, ConfigMixin):
         if sample.ndim != 5 or cond.ndim != 5:
             raise ValueError(f"sample and cond must be (B,T,C,H,W), got {tuple(sample.shape)} and {tuple(cond.shape)}")
         B, T = sample.shape[:2]
-        x = sample.reshape(B * T, *sample.shape[2:])
-        c = cond.reshape(B * T, *cond.shape[2:]).to(x.dtype)
+        # contiguous: a VAE's latents come channels-last, and backward through the temporal
+        # layers on such strides crashes torch 2.9 on the CPU (segmentation fault)
+        x = sample.reshape(B * T, *sample.shape[2:]).contiguous()
+        c = cond.reshape(B * T, *cond.shape[2:]).to(x.dtype).contiguous()
         t = torch.as_tensor(timestep, device=x.device)
         t = (t.expand(B) if t.ndim == 0 else t).repeat_interleave(T)
         tokens = self.ref_encoder(reference.to(x.dtype)).repeat_interleave(T, 0)

@@ -126,7 +126,7 @@ def encode(frames: torch.Tensor, vae) -> torch.Tensor:
     B, T = frames.shape[:2]
     with torch.no_grad():
         z = vae.encode(frames.flatten(0, 1).to(vae.dtype)).latent_dist.mode() * vae.config.scaling_factor
-    return z.view(B, T, *z.shape[1:]).float()
+    return z.reshape(B, T, *z.shape[1:]).float().contiguous()
 
 
 def decode(sample: torch.Tensor, vae) -> torch.Tensor:
