@@ -3,9 +3,14 @@ against the baseline of decoding whole clips with Store.dataset and cutting the 
 windows out of them, in the same run, on the same synthetic store.
 
     python -m benchmarks.windows [--clips 8] [--seconds 8] [--frames 16] [--size 128]
+                                 [--windows-per-clip 4] [--store PATH]
 
 Prints windows per second for both and the ratio. Both sides produce the same windows
 (same clips and starts); the first pass of each warms the page cache and imports.
+--store keeps the generated store at PATH (reused when it exists). The clips are encoded
+as the pipeline encodes them (libx264 defaults: one key frame per 250 frames), so a clip's
+windows decode forward from its start: the saving grows with the clip's length against
+the frames the windows need.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--windows-per-clip", type=int, default=4)
+    ap.add_argument("--store", default=None, help="keep (or reuse) the generated store here")
     args = ap.parse_args()
 
     import torch
@@ -34,9 +40,12 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="mentor-bench-windows-") as tmp:
         t0 = time.perf_counter()
-        root = write_synthetic_store(Path(tmp) / "store", n_clips=args.clips, seconds=args.seconds,
-                                     size=args.size, shard_bytes=2_000_000)
-        print(f"store: {args.clips} clips x {args.seconds:g} s at {args.size} px in {time.perf_counter() - t0:.1f} s")
+        root = Path(args.store) if args.store else Path(tmp) / "store"
+        if not (root / "store.json").exists():
+            write_synthetic_store(root, n_clips=args.clips, seconds=args.seconds, size=args.size,
+                                  shard_bytes=2_000_000)
+            print(f"store: {args.clips} clips x {args.seconds:g} s at {args.size} px in "
+                  f"{time.perf_counter() - t0:.1f} s")
         kw = dict(frames=args.frames, mode="random", seed=0, windows_per_clip=args.windows_per_clip,
                   arrays=("smplx.*", "audio.logmel"))
         plan = WindowDataset(root, **kw).plan()
