@@ -45,11 +45,11 @@ log = logging.getLogger(__name__)
 
 STEPS = ("build", "split", "train-motion", "train-video", "eval", "audit", "report")
 MARKER_DIR = "steps"
-# Expected seconds of each step with the tiny preset on the demo media, measured on the
-# 2-core CPU box (README, "mentor run"); only used to guess the run's ETA before the first
-# steps have run. Finished steps rescale it by how fast this machine is.
-TINY_EXPECTED_S = {"build": 420.0, "split": 2.0, "train-motion": 60.0, "train-video": 60.0, "eval": 60.0,
-                   "audit": 20.0, "report": 1.0}
+# Expected seconds of each step with the tiny presets on the demo media: what one run took
+# on the 2-core CPU box while other jobs held its load average at 15-35 (README, "mentor
+# run"); only a first guess for the run's ETA, rescaled by how fast the finished steps ran.
+TINY_EXPECTED_S = {"build": 800.0, "split": 2.0, "train-motion": 180.0, "train-video": 600.0, "eval": 75.0,
+                   "audit": 10.0, "report": 1.0}
 
 
 @dataclass
