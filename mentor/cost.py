@@ -97,7 +97,9 @@ def plan_cost(summary: dict[str, Any], kept_hours: float = 2200.0, raw_per_kept:
         raise ValueError(f"GPU stages {sorted(gpu_stages)} given but gpus=0: pass --gpus G")
     h_in, h_out = float(summary["hours_in"]), float(summary["hours_out"])
     if h_in <= 0 or h_out <= 0:
-        raise ValueError(f"the build saw {h_in} h raw and kept {h_out} h: nothing to scale from; build more video")
+        raise ValueError(f"the build saw {h_in} h raw and kept {h_out} h: nothing to scale from (a resumed or "
+                         "'nothing to do' build records only what it did itself); give the summary of a build that "
+                         "made the clips (`mentor build --summary-json`), or build more video")
     secs = {k: float(v) for k, v in summary["stage_seconds"].items()}
     unknown = set(gpu_stages) - set(secs)
     if unknown:
