@@ -187,7 +187,7 @@ class WindowDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         index, count = self._share()
         windows = _piece(self.plan(), index, count)
-        if self._reader is None:
+        if self._reader is None or self._reader.pid != os.getpid():  # a forked worker opens its own files
             self._reader = _ShardReader(self.root)
         rows = self.clips.set_index("clip_id")
         for w in windows:
@@ -310,12 +310,19 @@ def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def window_loader(store: Store | str | os.PathLike[str], batch_size: int, num_workers: int = 0,
                   **dataset_kw: Any) -> DataLoader:
-    """A torch DataLoader of collated windows; `loader.dataset.set_epoch(n)` before each epoch."""
+    """A torch DataLoader of collated windows; `loader.dataset.set_epoch(n)` before each epoch.
+
+    Workers are started with "spawn": forking a process that has decoded video with decord
+    can hang the children (seen here), so build your own DataLoader over a WindowDataset
+    with multiprocessing_context="spawn" (or "forkserver") too."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
     ds = WindowDataset(store, **dataset_kw)
+    # workers are spawned, not forked: a parent that has already decoded video (decord /
+    # FFmpeg threads) deadlocks forked children; spawned ones pay their imports once
+    ctx = "spawn" if num_workers > 0 else None
     return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_windows,
-                      persistent_workers=False, pin_memory=False)
+                      persistent_workers=False, pin_memory=False, multiprocessing_context=ctx)
 
 
 def ray_windows(store: Store | str | os.PathLike[str], pieces: int = 16, **dataset_kw: Any):
@@ -420,6 +427,7 @@ class _ShardReader:
         self.cache: OrderedDict[tuple[str, str], tuple[dict[str, bytes], ClipRecord]] = OrderedDict()
         self.readers: OrderedDict[tuple, Any] = OrderedDict()
         self.keep = keep
+        self.pid = os.getpid()
 
     def _open(self, shard: str):
         if shard not in self.files:
@@ -448,8 +456,7 @@ class _ShardReader:
             raise StoreError(f"{self.root / shard}: clip {key} is in the index but not in the shard; run `mentor verify`")
         members = {}
         for ext, (offset, size) in where.items():
-            f.seek(offset)
-            members[ext] = f.read(size)
+            members[ext] = os.pread(f.fileno(), size, offset)  # no shared file position
         rec = ClipRecord.from_json(members["json"], members.get("npz"))
         self.cache[(shard, key)] = (members, rec)
         while len(self.cache) > self.keep:

@@ -151,12 +151,17 @@ def test_loader_with_two_workers_yields_each_window_once(synthetic_store):
     kw = dict(frames=12, mode="sequential", arrays=("smplx.jaw_pose",), size=32)
     plan = [(w.clip_id, w.start) for w in WindowDataset(synthetic_store, **kw).plan()]
     loader = window_loader(synthetic_store, batch_size=3, num_workers=2, **kw)
+    # read in this process first: its open shard files must not be shared with forked workers
+    single = {(s["clip_id"], s["start"]): s for s in loader.dataset}
     got = []
     for batch in loader:
         B = len(batch["clip_id"])
         assert batch["video"].shape == (B, 12, 32, 32, 3) and batch["audio"].shape == (B, 12 * 640)
         assert batch["arrays"]["smplx.jaw_pose"].shape == (B, 12, 3) and batch["valid"].shape == (B, 12)
-        got += list(zip(batch["clip_id"], batch["start"].tolist()))
+        for i, key in enumerate(zip(batch["clip_id"], batch["start"].tolist())):
+            assert torch.equal(batch["video"][i], single[key]["video"])
+            assert torch.equal(batch["audio"][i], single[key]["audio"])
+            got.append(key)
     assert Counter(got) == Counter(plan) and len(got) == len(plan)
 
 
