@@ -175,18 +175,23 @@ def _check_in_chromium(page: Path, tmp: Path) -> None:
     if shutil.which(CHROMIUM) is None:
         pytest.skip("chromium is not installed (the Makefile installs it): the page is not rendered")
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp / 'profile'}"]
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     url = page.resolve().as_uri()
-    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(flags + [f"--user-data-dir={tmp / 'profile-dom'}", "--dump-dom", url], capture_output=True,
+                         text=True, timeout=180).stdout
     ok, total = map(int, dom.split('data-images="', 1)[1].split('"', 1)[0].split("/"))
-    assert total >= 6 and ok == total
+    assert total >= 5 and ok == total  # a plot per group column, distributions, examples
     shot = tmp / "page.png"
-    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,2400", url], capture_output=True, timeout=180)
+    for attempt in range(2):  # a loaded machine has seen one headless run end without its file
+        run = subprocess.run(flags + [f"--user-data-dir={tmp / f'profile-shot{attempt}'}", f"--screenshot={shot}",
+                                      "--window-size=1280,2400", url], capture_output=True, text=True, timeout=300)
+        if shot.is_file():
+            break
     import cv2
 
     img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (2400, 1280)
+    assert img is not None, f"no screenshot: chromium exit {run.returncode}: {run.stderr[-800:]}"
+    assert img.shape[:2] == (2400, 1280)
     assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50 and img.std() > 20
 
 
