@@ -130,10 +130,17 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
     t0 = time.perf_counter()
     summary = BuildSummary(store=str(out))
     writer = StoreWriter(out, cfg.store.shard_bytes)  # opens/resumes before any work
+    try:
+        return _build(cfg, out, writer, summary, ray_address, progress, keep_work, stage_list, t0)
+    finally:
+        writer.close()  # commits what is pending and releases the store's lock, whatever raised
+
+
+def _build(cfg: Config, out: Path, writer: StoreWriter, summary: BuildSummary, ray_address: str | None,
+           progress: bool, keep_work: bool, stage_list: tuple[Stage, ...], t0: float) -> BuildSummary:
     todo, attempts, done_ids, finished = pending_sources(cfg, out)
     summary.sources_skipped = finished
     if not todo:
-        writer.close()
         summary.wall_seconds = time.perf_counter() - t0
         summary.note("nothing to do: every source is in the store or failed for good "
                      "(`mentor info` lists the failures; a replaced file is tried again)")
@@ -176,7 +183,6 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
                     summary.add_source(src, "ok")
                     show.source_done(src, failed=False)
         finally:
-            writer.close()
             show.close()
     if not keep_work:
         shutil.rmtree(stages.work_dir(out), ignore_errors=True)
