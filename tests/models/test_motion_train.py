@@ -69,6 +69,8 @@ def test_ray_train_two_cpu_workers_follows_one_process(synthetic_store, tmp_path
 
     from pipelines.train import launch
 
+    if ray.is_initialized():  # an earlier test's Ray: the launcher must start (and stop) its own
+        ray.shutdown()
     steps = 30
     one = launch(train_loop, _config(synthetic_store, tmp_path / "one", steps), num_workers=1)
     two = launch(train_loop, _config(synthetic_store, tmp_path / "two", steps), num_workers=2,
