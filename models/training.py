@@ -144,7 +144,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 # ---------------------------------------------------------------------- checkpoints
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's key as a tensor, so a checkpoint loads with torch.load(weights_only=True)
+    state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -152,7 +155,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys).astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         with contextlib.suppress(RuntimeError):  # fewer GPUs than when saved
@@ -227,7 +231,7 @@ class Checkpointer:
         if path is None:
             return Resumed()
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a damaged file: say which, never train from it silently
             raise RuntimeError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e}); "
                                "delete it to resume from the one before") from None
