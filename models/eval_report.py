@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from mentor.audit import plots
 from mentor.audit.labels import PERCEIVED, label
-from mentor.audit.report import CSS, SCRIPT
+from mentor.audit.report import write_page
 from mentor.audit.report import _img as img_tag
 from mentor.audit.stats import sort_groups
 
@@ -292,8 +292,4 @@ def write_report(summary: dict, results: list["MethodResult"], clips: pd.DataFra
               "Absolute CPBD, NIQE, sync confidence, LSE, jitter, expression spread and BC also describe the real "
               "footage, which differs between groups by itself: their group tables are shown without flags.</li>",
               "<li>Every number here is in <code>eval.json</code> and <code>tables/*.csv</code>.</li></ul>"]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Model evaluation: {html.escape(names)}</title><style>{CSS}{EXTRA_CSS}</style></head><body>"
-            + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>")
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, f"Model evaluation: {names}", parts, EXTRA_CSS)

@@ -46,6 +46,16 @@ SCRIPT = """window.addEventListener('load', function () {
 });"""
 
 
+def write_page(path: Path, title: str, parts: list[str], extra_css: str = "") -> Path:
+    """One static page in the audit's look (its CSS and table script): the dataset audit and the
+    model evaluation both write theirs with it."""
+    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{CSS}{extra_css}</style></head><body>"
+            + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>")
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
@@ -177,8 +187,4 @@ def write_report(result: "AuditResult", cfg: AuditConfig, path: Path, clips: pd.
               "video or channel.</li>",
               "<li>Every number on this page is in <code>audit.json</code> and <code>tables/*.csv</code> beside it."
               "</li></ul>"]
-    page = ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Dataset audit: {html.escape(str(s.get('name', '')))}</title><style>{CSS}</style></head><body>"
-            + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>")
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, f"Dataset audit: {s.get('name', '')}", parts)
