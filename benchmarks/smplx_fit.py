@@ -36,6 +36,21 @@ def errors(points2d, xy, conf, cxy, cconf):
     return float((e * m).sum() / m.sum()), float((ec * mc).sum() / mc.sum())
 
 
+def per_frame_fits(sparse, targets, xy, conf, camera, image_size, frames, device="cpu") -> list:
+    """SMPLify-X's way, the per-frame baseline: each of `frames` fitted alone with L-BFGS to
+    convergence (fit_clip(optimizer="lbfgs") on one frame). Returns one FitResult (of 1 frame)
+    per frame, None where the frame has too few landmarks to start from (the batched fitter fills it).
+    Also imported by benchmarks/smplx_truth.py."""
+    out = []
+    for t in frames:
+        try:
+            out.append(fit_clip(sparse, targets, xy[t:t + 1], conf[t:t + 1], camera, image_size, iterations=200,
+                                optimizer="lbfgs", tolerance=1e-6, device=device))
+        except ValueError:
+            out.append(None)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -65,16 +80,9 @@ def main() -> None:
           f"(all frames: {b_all[0]:.2f} / {b_all[1]:.2f})")
 
     t0 = time.perf_counter()
-    pts = []
-    evals = 0
-    for t in frames:
-        try:
-            r = fit_clip(sparse, targets, xy[t:t + 1], conf[t:t + 1], clip.camera, (512, 512), iterations=200,
-                         optimizer="lbfgs", tolerance=1e-6, device=args.device)
-            pts.append(r.points2d[0])
-            evals += r.evaluations
-        except ValueError:  # a frame with too few landmarks to start from: no fit (batched fills it)
-            pts.append(np.full_like(xy[t], np.nan))
+    fits = per_frame_fits(sparse, targets, xy, conf, clip.camera, (512, 512), frames, device=args.device)
+    pts = [r.points2d[0] if r is not None else np.full_like(xy[t], np.nan) for t, r in zip(frames, fits)]
+    evals = sum(r.evaluations for r in fits if r is not None)
     secs = time.perf_counter() - t0
     f_fps = len(frames) / secs
     f_err = errors(np.stack(pts), xy[frames], conf[frames], cxy[frames], cconf[frames])
