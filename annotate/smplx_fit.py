@@ -107,6 +107,11 @@ class FitResult:
     seconds: float
     evaluations: int = 0
     losses: list[float] = field(default_factory=list)
+    # (T,) in [0,1]: how sure the frame's depth (forearm toward / away) is (see depth_confidence)
+    depth_confidence: np.ndarray | None = None
+    # (T,55) bool: joint supported by a confident in-frame landmark (others are the prior's guess)
+    observed: np.ndarray | None = None
+    focal_source: str = "given"  # given | config | estimated (from the image size) | fitted
 
 
 @dataclass
@@ -153,6 +158,44 @@ def initial_translation(rest_points: np.ndarray, xy: np.ndarray, conf: np.ndarra
     for d in range(3):
         transl[:, d] = np.interp(index, index[good], transl[good, d])
     return transl
+
+
+def observed_joints(point_joints: np.ndarray, xy: np.ndarray, conf: np.ndarray, image_size: tuple[int, int],
+                    min_confidence: float = 0.5) -> np.ndarray:
+    """(T,55) bool: a joint is observed in a frame when a landmark on it (point_joints (K,): the
+    joint of each target) has confidence >= min_confidence and lies inside the image.
+
+    xy (T,K,2) pixels, conf (T,K)."""
+    width, height = image_size
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= width) & (xy[..., 1] >= 0) & (xy[..., 1] <= height)
+    good = (conf >= min_confidence) & inside
+    observed = np.zeros((len(xy), 55), bool)
+    for k, joint in enumerate(point_joints):
+        observed[:, joint] |= good[:, k]
+    return observed
+
+
+ARMS = ((16, 18, 20), (17, 19, 21))  # shoulder, elbow, wrist of the left and right arm
+
+
+def depth_confidence(joints: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(T,) in [0,1]: how well 2D evidence pins the depth of the frame's observed forearms.
+
+    A forearm in the image plane has one 3D direction for its 2D image; one pointing toward or
+    away from the camera has two (mirrored in depth) that 2D cannot tell apart. Per frame, the
+    smallest in-plane share |forearm_xy| / |forearm| over the arms whose elbow and wrist are
+    observed; 1 where no forearm is observed (nothing is claimed: `observed` says so).
+    joints (T,55,3) camera space, observed (T,55) bool."""
+    confidence = np.ones(len(joints), np.float32)
+    for _, elbow, wrist in ARMS:
+        forearm = joints[:, wrist] - joints[:, elbow]
+        # the image-plane share: the direction's component across the viewing ray at the elbow
+        ray = joints[:, elbow] / np.linalg.norm(joints[:, elbow], axis=-1, keepdims=True).clip(1e-9)
+        along = (forearm * ray).sum(-1)
+        share = np.sqrt(np.clip(1 - (along / np.linalg.norm(forearm, axis=-1).clip(1e-9)) ** 2, 0, 1))
+        seen = observed[:, elbow] & observed[:, wrist]
+        confidence = np.where(seen, np.minimum(confidence, share), confidence)
+    return confidence.astype(np.float32)
 
 
 def params_from_x(objective: ClipObjective, x: torch.Tensor, num_pca: int) -> SmplxParams:
@@ -376,6 +419,7 @@ def fit_clip(
     schedule: Schedule | None = None,
     optimizer: str = "batched",
     keyframe_stride: int = 8,
+    focal_source: str = "given",
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -385,7 +429,7 @@ def fit_clip(
     (torch's L-BFGS with strong Wolfe on the same objective, each stage run to convergence
     (restarted until a restart gains < tolerance; at most 10 x `iterations` evaluations a
     stage), no temporal terms: SMPLify-X's per-image way; use it on one frame at a time as
-    the per-frame baseline).
+    the per-frame baseline). focal_source is recorded in the result (where camera's focal came from).
     """
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -458,11 +502,12 @@ def fit_clip(
         x = interpolate(x_keys, keys, frames) if stride > 1 else x_keys
         if frames > 2 and smooth_weight > 0:
             x = run(schedule.smooth, temporal_solve, x, objective)
-    return _result(sparse, objective, x.detach(), xy, conf, camera, started, progress)
+    return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
 
 
 def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: np.ndarray, conf: np.ndarray,
-            camera: np.ndarray, started: float, progress: Progress) -> FitResult:
+            camera: np.ndarray, image_size: tuple[int, int], started: float, progress: Progress,
+            focal_source: str) -> FitResult:
     """The fitted parameters and their scores: reprojection error per frame, 2D jitter."""
     device = x.device
     frames = x.shape[0]
@@ -478,10 +523,14 @@ def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: 
                                 torch.full_like(count, float("nan"), dtype=error.dtype))
         joints_2d = objective.camera.project(joints[:, UPPER_BODY_JOINTS])
         jitter = (float(torch.linalg.norm(second_difference(joints_2d), dim=-1).mean()) if frames > 2 else 0.0)
+    joints_np = joints.cpu().numpy()
+    observed = observed_joints(sparse.point_joints(), xy, conf, image_size)
     return FitResult(params=params.to("cpu"), camera=np.asarray(camera, np.float32),
                      reprojection_px=per_frame.cpu().numpy(), points2d=uv.cpu().numpy(),
-                     joints=joints.cpu().numpy(), jitter=jitter, seconds=time.perf_counter() - started,
-                     evaluations=progress.evaluations, losses=progress.losses)
+                     joints=joints_np, jitter=jitter, seconds=time.perf_counter() - started,
+                     evaluations=progress.evaluations, losses=progress.losses,
+                     depth_confidence=depth_confidence(joints_np, observed), observed=observed,
+                     focal_source=focal_source)
 
 
 # ------------------------------------------------------------------------ annotator
@@ -507,8 +556,9 @@ class SmplxFitter:
     """Annotator: SMPL-X parameters per frame from the `landmarks.*` arrays.
 
     Writes arrays smplx.{betas, global_orient, body_pose, jaw_pose, leye_pose, reye_pose,
-    left_hand_pose, right_hand_pose, expression, transl, camera, reprojection_px} (T rows each;
-    betas and camera repeat the clip's one value), scores smplx.{reprojection_px, jitter,
+    left_hand_pose, right_hand_pose, expression, transl, camera, reprojection_px,
+    depth_confidence (T,) float32 in [0,1], observed (T,55) uint8: joint supported by a confident
+    in-frame landmark} (T rows each; betas and camera repeat the clip's one value), scores smplx.{reprojection_px, jitter,
     fit_seconds}, and annotations["smplx"] with the body model's label ("synthetic" when the
     generated stand-in was used).
     """
@@ -587,7 +637,7 @@ class SmplxFitter:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
-                           keyframe_stride=self.cfg.keyframe_stride)
+                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record
@@ -596,6 +646,8 @@ class SmplxFitter:
             record.add_array(name, values, fps, start)
         record.add_array(f"{STAGE}.camera", np.repeat(res.camera[None], T, 0), fps, start)
         record.add_array(f"{STAGE}.reprojection_px", res.reprojection_px.astype(np.float32), fps, start)
+        record.add_array(f"{STAGE}.depth_confidence", res.depth_confidence.astype(np.float32), fps, start)
+        record.add_array(f"{STAGE}.observed", res.observed.astype(np.uint8), fps, start)
         mean_err = float(np.nanmean(res.reprojection_px)) if np.isfinite(res.reprojection_px).any() else float("nan")
         record.set_score(f"{STAGE}.reprojection_px", round(mean_err, 3))
         record.set_score(f"{STAGE}.jitter", round(res.jitter, 3))
@@ -605,7 +657,7 @@ class SmplxFitter:
         record.annotations[STAGE] = {
             "body_model": self.body.label, "model_file": self.body.path.name, "gender": self.cfg.gender,
             "num_pca_comps": self.body.num_pca_comps, "flat_hand_mean": False, "camera": "opencv pinhole",
-            "focal_source": focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
+            "focal_source": res.focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
         failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f, face_px)

@@ -116,6 +116,24 @@ class SparseSMPLX(nn.Module):
         cat = order["joint"] + order["vertex"] + order["landmark"] + order["contour"]
         self.unpermute = torch.as_tensor(np.argsort(cat), dtype=torch.long, device=dev)
 
+    def point_joints(self) -> np.ndarray:
+        """(P,) the joint each point belongs to: a joint itself, else the joint that skins its
+        (first) vertex most (the head for face landmarks, a finger's last joint for its tip)."""
+        out = np.zeros(len(self.points), np.int64)
+        weights = self.lbs_weights.cpu()
+        for n, point in enumerate(self.points):
+            if point.kind == "joint":
+                out[n] = point.index
+                continue
+            if point.kind == "vertex":
+                vertex = point.index
+            elif point.kind == "landmark":
+                vertex = int(self.faces[self.lmk_faces[point.index]][0])
+            else:
+                vertex = int(self.faces[self.dyn_faces[0, point.index]][0])
+            out[n] = int(weights[vertex].argmax())
+        return out
+
     # -- forward ---------------------------------------------------------------------
     def full_pose(self, params: SmplxParams) -> torch.Tensor:
         """(T,55,3) axis-angle: root, 21 body, jaw, eyes, 15+15 hand joints (PCA + mean)."""

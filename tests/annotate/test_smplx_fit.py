@@ -193,3 +193,17 @@ def test_preview_draws_mesh_and_landmarks(tmp_path, body, clip):
     x, y = int(pelvis_px[0]), int(pelvis_px[1])
     assert img[y - 3:y + 4, x - 3:x + 4].sum() > 0  # drawn there
     assert img[500:, :20].sum() < 500  # and the corner stays dark
+
+
+def test_fit_writes_depth_confidence_and_observed(fitted, clip):
+    """Per-frame depth confidence (T,) in [0,1] and observed joints (T,55) beside the parameters."""
+    confidence = fitted.arrays["smplx.depth_confidence"].data
+    observed = fitted.arrays["smplx.observed"].data
+    assert confidence.shape == (T,) and confidence.dtype == np.float32
+    assert ((confidence >= 0) & (confidence <= 1)).all()
+    assert observed.shape == (T, 55) and observed.dtype == np.uint8
+    shoulders = observed[:, [16, 17]].astype(bool)
+    pose = clip.arrays["landmarks.pose"]
+    seen = np.isfinite(pose[:, [11, 12], 0]) & (pose[:, [11, 12], 3] >= 0.5)
+    assert (shoulders == seen).all()  # a shoulder is observed exactly where its landmark is confident
+    assert not observed[:, [4, 5, 7, 8]].any()  # knees and ankles are below this clip's frame
