@@ -100,7 +100,8 @@ def plan_cost(summary: dict[str, Any], kept_hours: float = 2200.0, raw_per_kept:
         raise ValueError(f"the build saw {h_in} h raw and kept {h_out} h: nothing to scale from (a resumed or "
                          "'nothing to do' build records only what it did itself); give the summary of a build that "
                          "made the clips (`mentor build --summary-json`), or build more video")
-    secs = {k: float(v) for k, v in summary["stage_seconds"].items()}
+    # CPU seconds (every thread and ffmpeg child, pipelines.cpu) when the build recorded them
+    secs = {k: float(v) for k, v in (summary.get("stage_cpu_seconds") or summary["stage_seconds"]).items()}
     unknown = set(gpu_stages) - set(secs)
     if unknown:
         raise ValueError(f"GPU stages {sorted(unknown)} are not in the build's stages ({', '.join(secs)})")
@@ -128,8 +129,10 @@ def plan_cost(summary: dict[str, Any], kept_hours: float = 2200.0, raw_per_kept:
     plan.wall_hours = max(cpu_wall, gpu_wall)
     plan.notes.append(f"keep rate of the plan: {100 / raw_per_kept:.1f} % (measured build: "
                       f"{100 * h_out / h_in:.1f} %); prepare and filter scale with raw hours, the rest with kept hours")
-    plan.notes.append("worker seconds are a thread's wall seconds on the measuring machine: a machine busy with "
-                      "other work inflates them; measure on an idle node, on a few minutes of real video")
+    plan.notes.append("stage seconds are CPU seconds (every thread of the worker and its ffmpeg children)"
+                      if summary.get("stage_cpu_seconds") else
+                      "stage seconds are a thread's wall seconds (a build before CPU seconds were recorded): a "
+                      "machine busy with other work inflates them; measure on an idle node")
     plan.notes.append("wall time assumes ideal spreading over every core/GPU: multiply by your cluster's measured "
                       "efficiency (make bench: curation scaling)")
     if gpu_stages:

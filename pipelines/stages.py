@@ -21,8 +21,9 @@ import pandas as pd
 
 from mentor.config import Config
 from mentor.curate.prepare import source_clips
-from mentor.curate.run import PIPELINE, run
+from mentor.curate.run import PIPELINE, call
 from mentor.record import ClipRecord, SourceRecord
+from pipelines.cpu import METER
 
 ROW_COLUMNS = ("kind", "source", "n_clips", "clip_id", "record", "npz", "files")
 
@@ -45,14 +46,37 @@ def prepare_source(row: dict[str, Any], cfg: Config, out: Path, done_clip_ids: f
     """One source row -> one row per new clip span (or one "source" row saying why none);
     the work itself is mentor.curate.prepare.source_clips."""
     src = SourceRecord.model_validate_json(row["source"])
-    t0 = time.perf_counter()
-    clips = source_clips(src, cfg, out)
+    t0, token = time.perf_counter(), METER.start()
+    try:
+        clips = source_clips(src, cfg, out)
+    finally:
+        cpu = METER.stop(token)
     new = [c for c in clips if c.id not in done_clip_ids]
     if not new:
         return [source_row(src)]
-    for c in new:
-        c.annotations[PIPELINE] = {"seconds": {"prepare": round((time.perf_counter() - t0) / len(new), 4)}}
+    for c in new:  # the source's cost, shared by its new clips
+        c.annotations[PIPELINE] = {"seconds": {"prepare": round((time.perf_counter() - t0) / len(new), 4)},
+                                   CPU_SECONDS: {"prepare": round(cpu / len(new), 4)}}
     return [clip_row(src, c, len(new)) for c in new]
+
+
+CPU_SECONDS = "cpu_seconds"  # annotations["pipeline"][CPU_SECONDS][stage]: CPU seconds (pipelines.cpu)
+
+
+def run_timed(annotators, rec: ClipRecord) -> ClipRecord:
+    """mentor.curate.run.run, with each step's CPU seconds (process threads and ffmpeg
+    children, pipelines.cpu) kept beside its wall seconds."""
+    for annotator in annotators:
+        if rec.kept or getattr(annotator, "runs_on_rejected", False):
+            token = METER.start()
+            try:
+                rec = call(annotator, rec)
+            finally:
+                cpu = METER.stop(token)
+            name = getattr(annotator, "name", type(annotator).__name__)
+            seconds = rec.annotations.setdefault(PIPELINE, {}).setdefault(CPU_SECONDS, {})
+            seconds[name] = round(seconds.get(name, 0.0) + cpu, 4)
+    return rec
 
 
 def _records(batch: pd.DataFrame) -> list[tuple[dict[str, Any], ClipRecord | None]]:
@@ -108,7 +132,7 @@ class AnnotatorStage:
             rows = []
             for row, rec in _records(batch):
                 if rec is not None:
-                    row = row | run(annotators, rec).to_row()
+                    row = row | run_timed(annotators, rec).to_row()
                 rows.append(row)
             return _frame(rows)
         finally:

@@ -1,5 +1,5 @@
 """What a build did: sources ok/failed, clips kept/rejected by reason, hours in and out,
-seconds per stage, and every stage status that was not "done" (e.g. ASR skipped)."""
+seconds per stage (wall and CPU), and every stage status that was not "done" (e.g. ASR skipped)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ class BuildSummary:
     rejections: list[Rejection] = field(default_factory=list, repr=False)  # every rejected clip's
     seconds_in: float = 0.0  # source video seen
     seconds_out: float = 0.0  # kept clips
-    stage_seconds: Counter = field(default_factory=Counter)  # summed over clips (worker time)
+    stage_seconds: Counter = field(default_factory=Counter)  # summed over clips (worker wall time)
+    # CPU seconds per stage summed over clips: every thread of the worker process and its
+    # ffmpeg children, split evenly where a process ran calls at once (pipelines.cpu)
+    stage_cpu_seconds: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)  # "stage: status" for non-"done" ones
     wall_seconds: float = 0.0
     first_clip_seconds: float | None = None  # from start until the first clip was written (warm-up)
@@ -46,8 +49,11 @@ class BuildSummary:
             self.seconds_out += rec.duration
         else:
             self.rejections.append(rec.rejection_info)
-        for stage, secs in (rec.annotations.get("pipeline") or {}).get("seconds", {}).items():
+        timing = rec.annotations.get("pipeline") or {}
+        for stage, secs in timing.get("seconds", {}).items():
             self.stage_seconds[stage] += secs
+        for stage, secs in timing.get("cpu_seconds", {}).items():
+            self.stage_cpu_seconds[stage] += secs
         for stage, status in rec.status.items():
             if status != "done":
                 self.statuses[f"{stage}: {status}"] += 1
@@ -61,6 +67,7 @@ class BuildSummary:
     def as_dict(self) -> dict:
         d = asdict(self)  # asdict rebuilds a Counter from (key, value) pairs: keys become tuples
         d["stage_seconds"] = {k: round(v, 4) for k, v in self.stage_seconds.items()}
+        d["stage_cpu_seconds"] = {k: round(v, 4) for k, v in self.stage_cpu_seconds.items()}
         d["statuses"] = dict(self.statuses)
         d.pop("clip_seconds")
         d.pop("rejections")
@@ -85,6 +92,9 @@ class BuildSummary:
         if self.stage_seconds:
             lines.append("worker seconds per stage: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in sorted(self.stage_seconds.items(), key=lambda kv: -kv[1])))
+        if self.stage_cpu_seconds:
+            lines.append("CPU seconds per stage: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(self.stage_cpu_seconds.items(), key=lambda kv: -kv[1])))
         for status, n in sorted(self.statuses.items()):
             lines.append(f"  {n:5d} clips  {status}")
         lines.append(f"wall time: {self.wall_seconds:.1f} s")
