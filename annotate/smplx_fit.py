@@ -76,14 +76,14 @@ def default_schedule(iterations: int) -> Schedule:
     cap = max(iterations, 2)
     every_group = ("body", "face", "contour", "left_hand", "right_hand")
     no_shape = tuple(n for n in FLAT_ALL if n != "betas")
-    free_priors = dict(pose_weight=10, shape_weight=25, face_weight=5, hand_weight=2)
+    free_priors = dict(pose_weight=10, shape_weight=25, face_weight=5, hand_weight=2, shape_per_clip=True)
     return Schedule(
         camera=StageSpec(name="camera", free=("transl", "global_orient"), groups=("torso", "face"),
                          iterations=min(cap, 8), pose_weight=100, shape_weight=100, face_weight=100,
                          hand_weight=100, rho_scale=4.0),
         body=StageSpec(name="body", free=("transl", "global_orient", "body", "betas"),
                        groups=("body", "face", "contour"), iterations=min(cap, 12), pose_weight=30,
-                       shape_weight=50, face_weight=100, hand_weight=100, rho_scale=4.0),
+                       shape_weight=50, face_weight=100, hand_weight=100, rho_scale=4.0, shape_per_clip=True),
         # hands join wide (far-off fingers still pull), then the robust scale narrows
         hands=StageSpec(name="hands", free=FLAT_ALL, groups=every_group, iterations=min(cap, 10), rho_scale=4.0,
                         **free_priors),
@@ -212,9 +212,18 @@ def params_from_x(objective: ClipObjective, x: torch.Tensor, num_pca: int) -> Sm
     return SmplxParams(**values)
 
 
-def keyframe_indices(num_frames: int, stride: int, device) -> torch.Tensor:
-    """Every stride-th frame and the last one."""
-    return torch.as_tensor(np.unique(np.r_[np.arange(0, num_frames, stride), num_frames - 1]), device=device)
+def keyframe_indices(num_frames: int, stride: int, device, usable: np.ndarray | None = None) -> torch.Tensor:
+    """Every stride-th frame and the last one; with usable (T,) bool, the usable frame nearest
+    to each of those (a frame without landmarks is never a keyframe: the temporal solve fills it)
+    and the first and last usable frames."""
+    wanted = np.unique(np.r_[np.arange(0, num_frames, stride), num_frames - 1])
+    if usable is None:
+        return torch.as_tensor(wanted, device=device)
+    frames = np.flatnonzero(usable)
+    if len(frames) == 0:
+        raise ValueError("no frame has landmarks to fit")
+    nearest = frames[np.abs(frames[None, :] - wanted[:, None]).argmin(1)]
+    return torch.as_tensor(np.unique(np.r_[nearest, frames[0], frames[-1]]), device=device)
 
 
 def interpolate(x_keys: torch.Tensor, keys: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -487,9 +496,11 @@ def fit_clip(
             x = run(stage, lbfgs, x, objective)
     else:
         stride = keyframe_stride if frames >= 3 * keyframe_stride else 1
-        keys = keyframe_indices(frames, stride, device)
-        on_keys = objective.subset(keys) if stride > 1 else objective
-        x_keys = x[keys] if stride > 1 else x
+        usable = ((conf[:, active] > 0.3) & torso).sum(1) >= 3  # what placing the camera needs
+        keys = keyframe_indices(frames, stride, device, usable)
+        all_keys = len(keys) == frames
+        on_keys = objective if all_keys else objective.subset(keys)
+        x_keys = x if all_keys else x[keys]
 
         def neighbours(problem, x, progress):
             return neighbour_restarts(problem, x, progress, TRANSITION_WEIGHT * smooth_weight)
@@ -499,7 +510,8 @@ def fit_clip(
         x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
-        x = interpolate(x_keys, keys, frames) if stride > 1 else x_keys
+        # frames between keyframes (and those without landmarks) start from the keyframes' interpolation
+        x = x_keys if all_keys else interpolate(x_keys, keys, frames)
         if frames > 2 and smooth_weight > 0:
             x = run(schedule.smooth, temporal_solve, x, objective)
     return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)

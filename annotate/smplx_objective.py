@@ -33,6 +33,11 @@ SMOOTH_2D = {"body": 2.0, "left_hand": 2.0, "right_hand": 2.0, "face": 0.3, "con
 SMOOTH_PARAM = {"transl": 1e4, "global_orient": 10.0, "body": 10.0, "jaw_pose": 1.0, "leye_pose": 1.0,
                 "reye_pose": 1.0, "left_hand_pose": 0.1, "right_hand_pose": 0.1, "expression": 0.1, "betas": 0.0}
 BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fixed
+# the landmark groups whose presence in a frame scales that frame's priors, and the layout
+# names each one's priors act on (None: the body pose prior)
+PRIOR_GROUPS = {"body": (None,), "face": ("expression", "jaw_pose", "leye_pose", "reye_pose"),
+                "left_hand": ("left_hand_pose",), "right_hand": ("right_hand_pose",)}
+PRIOR_FLOOR = 0.02  # a prior's weight in a frame that sees none of its group (keeps the solve well posed)
 TORSO_JOINTS = (16, 17, 1, 2)  # shoulders and hips: with the face, what places the camera
 
 
@@ -60,6 +65,7 @@ class StageSpec:
     face_weight: float
     hand_weight: float
     rho_scale: float = 1.0
+    shape_per_clip: bool = False  # the shape prior counts once for the clip, not once per frame
 
 
 @dataclass(frozen=True)
@@ -84,11 +90,17 @@ class ClipObjective:
     body_columns: torch.Tensor | None  # columns of x holding body joints
     body_pose_index: torch.Tensor  # where those go in the 63 body_pose values
     beta_columns: torch.Tensor
+    # (T,G) 1 where the frame sees landmark group PRIOR_GROUPS[g], PRIOR_FLOOR where it sees none:
+    # a prior's weight in the frame (a gap is filled by the temporal terms, not pulled to the prior's mean)
+    presence: torch.Tensor | None = None
+    # (T,P,2) per axis: 0 the model point should sit at `observed`, +1 at or beyond it (>=), -1 at
+    # or below it (<=): a landmark outside the image says only that the point projects outside
+    bounds: torch.Tensor | None = None
 
     @classmethod
     def build(cls, flat: FlatSMPLX, observed: torch.Tensor, confidence: torch.Tensor, groups: list[str],
               torso: np.ndarray, camera: Camera, rho: float, prior: torch.nn.Module,
-              smooth_weight: float) -> "ClipObjective":
+              smooth_weight: float, bounds: torch.Tensor | None = None) -> "ClipObjective":
         device = observed.device
         layout = flat.layout
         body_pose_index = torch.as_tensor([(j - 1) * 3 + c for j in flat.body_free for c in range(3)],
@@ -100,10 +112,18 @@ class ClipObjective:
             smooth_param[columns] = SMOOTH_PARAM.get(name, 0.0) * smooth_weight
         smooth_2d = torch.tensor([SMOOTH_2D.get(g, 1.0) for g in groups], dtype=torch.float32,
                                  device=device) * smooth_weight
+        group_array = np.array(groups)
+        seen = confidence > 0
+        presence = torch.ones(observed.shape[0], len(PRIOR_GROUPS), device=device)
+        for g, name in enumerate(PRIOR_GROUPS):
+            members = torch.as_tensor(group_array == name, device=device)
+            if bool(members.any()):
+                presence[:, g] = torch.where(seen[:, members].any(1), 1.0, PRIOR_FLOOR)
         return cls(flat=flat, observed=observed, confidence=confidence, groups=tuple(groups), torso=torso,
                    camera=camera, rho=rho, prior=prior, smooth_2d=smooth_2d, smooth_param=smooth_param,
                    body_columns=body_columns, body_pose_index=body_pose_index,
-                   beta_columns=torch.arange(layout["betas"].start, layout["betas"].stop, device=device))
+                   beta_columns=torch.arange(layout["betas"].start, layout["betas"].stop, device=device),
+                   presence=presence, bounds=bounds)
 
     @property
     def num_frames(self) -> int:
@@ -115,11 +135,14 @@ class ClipObjective:
 
     def subset(self, frames: torch.Tensor) -> "ClipObjective":
         """The same objective on some frames only."""
-        return replace(self, observed=self.observed[frames], confidence=self.confidence[frames])
+        return replace(self, observed=self.observed[frames], confidence=self.confidence[frames],
+                       presence=self.presence[frames], bounds=None if self.bounds is None else self.bounds[frames])
 
     def repeat(self, times: int) -> "ClipObjective":
         """The frames repeated `times` times (several starts of the same frames in one batch)."""
-        return replace(self, observed=self.observed.repeat(times, 1, 1), confidence=self.confidence.repeat(times, 1))
+        return replace(self, observed=self.observed.repeat(times, 1, 1), confidence=self.confidence.repeat(times, 1),
+                       presence=self.presence.repeat(times, 1),
+                       bounds=None if self.bounds is None else self.bounds.repeat(times, 1, 1))
 
     def columns(self, names) -> torch.Tensor:
         """Columns of x holding the given layout names (absent ones skipped)."""
@@ -135,16 +158,37 @@ class ClipObjective:
         return body.index_copy(1, self.body_pose_index, x[:, self.body_columns])
 
     def prior_diagonal(self, stage: StageSpec) -> torch.Tensor:
-        """(D,) weights of the stage's quadratic priors: sum_d w_d x_d^2."""
-        weights = torch.zeros(self.dim, device=self.observed.device)
+        """(T,D) weights of the stage's quadratic priors: sum_d w_td x_td^2, each scaled by the
+        presence of its landmark group in the frame. The shape prior is the clip's, spread over
+        the frames that see the body (shape is one clip parameter: its prior counts once)."""
+        frames = self.num_frames
+        weights = torch.zeros(frames, self.dim, device=self.observed.device)
         layout = self.flat.layout
         for name, value in (("betas", stage.shape_weight), ("expression", stage.face_weight),
                             ("jaw_pose", 100 * stage.face_weight), ("leye_pose", 100 * stage.face_weight),
                             ("reye_pose", 100 * stage.face_weight), ("left_hand_pose", stage.hand_weight),
                             ("right_hand_pose", stage.hand_weight)):
             if name in layout:
-                weights[layout[name]] = value
+                weights[:, layout[name]] = value
+        for g, names in enumerate(PRIOR_GROUPS.values()):
+            for name in names:
+                if name in layout:
+                    weights[:, layout[name]] *= self.presence[:, g:g + 1]
+        if stage.shape_per_clip:
+            seeing = float((self.presence[:, 0] == 1).sum().clamp(min=1))
+            weights[:, layout["betas"]] /= seeing
         return weights
+
+    def pose_prior_scale(self) -> torch.Tensor:
+        """(T,) the body pose prior's weight in each frame (the body group's presence)."""
+        return self.presence[:, 0]
+
+    def residuals(self, uv: torch.Tensor) -> torch.Tensor:
+        """(T,P,2) model minus observed pixels; zero on a bounded axis whose bound holds."""
+        residual = uv - self.observed
+        if self.bounds is None:
+            return residual
+        return residual * ((self.bounds == 0) | (self.bounds * residual < 0))
 
     def group_mask(self, stage: StageSpec) -> torch.Tensor:
         """(P,) 1 for the points in the stage's groups."""
@@ -166,13 +210,14 @@ class ClipObjective:
     def stage(self, stage: StageSpec, rows: torch.Tensor) -> "StageProblem":
         """This objective as `stage` sees it, with each frame's contour rows (T,)."""
         return StageProblem(objective=self, spec=stage, weights=self.confidence * self.group_mask(stage), rows=rows,
-                            prior_diag=self.prior_diagonal(stage), free=self.columns(stage.free))
+                            prior_diag=self.prior_diagonal(stage), free=self.columns(stage.free),
+                            pose_scale=self.pose_prior_scale())
 
 
 @dataclass(frozen=True)
 class StageProblem:
-    """One stage's problem: per-point weights (T,P), contour rows (T,), prior weights (D,) and
-    the free columns (F,) of x."""
+    """One stage's problem: per-point weights (T,P), contour rows (T,), prior weights (T,D),
+    the free columns (F,) of x and the pose prior's weight per frame (T,)."""
 
     objective: ClipObjective
     spec: StageSpec
@@ -180,6 +225,7 @@ class StageProblem:
     rows: torch.Tensor
     prior_diag: torch.Tensor
     free: torch.Tensor
+    pose_scale: torch.Tensor
 
     @property
     def pools_shape(self) -> bool:
@@ -193,7 +239,8 @@ class StageProblem:
     def repeat(self, times: int) -> "StageProblem":
         """The frames repeated `times` times, to solve several starts in one batch."""
         return replace(self, objective=self.objective.repeat(times), weights=self.weights.repeat(times, 1),
-                       rows=self.rows.repeat(times))
+                       rows=self.rows.repeat(times), prior_diag=self.prior_diag.repeat(times, 1),
+                       pose_scale=self.pose_scale.repeat(times))
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """(T,P,2) the model points of x in pixels."""
@@ -205,9 +252,10 @@ class StageProblem:
         objective = self.objective
         if uv is None:
             uv = self.project(x)
-        squared = ((uv - objective.observed) ** 2).sum(-1)
+        squared = (objective.residuals(uv) ** 2).sum(-1)
         cost = (self.weights * geman_mcclure(squared, self.rho)).sum(1)
-        cost = cost + self.spec.pose_weight * objective.prior(objective.body_pose(x)) + (self.prior_diag * x * x).sum(1)
+        cost = (cost + self.spec.pose_weight * self.pose_scale * objective.prior(objective.body_pose(x))
+                + (self.prior_diag * x * x).sum(1))
         if beta_mean is not None:
             cost = cost + BETA_POOL * ((x[:, objective.beta_columns] - beta_mean) ** 2).sum(1)
         return cost
@@ -215,13 +263,14 @@ class StageProblem:
     def prior_hessian(self, x: torch.Tensor, with_pool: bool) -> torch.Tensor:
         """(T,D,D) Gauss-Newton Hessian of the prior terms."""
         objective = self.objective
-        diagonal = 2 * self.prior_diag.expand(x.shape[0], -1).clone()
+        diagonal = 2 * self.prior_diag.clone()
         if with_pool:
             diagonal[:, objective.beta_columns] += 2 * BETA_POOL
         hessian = torch.diag_embed(diagonal)
         if objective.body_columns is not None:
             index = objective.body_pose_index
-            body = objective.prior.gn_hessian(objective.body_pose(x))[:, index][:, :, index] * self.spec.pose_weight
+            body = (objective.prior.gn_hessian(objective.body_pose(x))[:, index][:, :, index]
+                    * (self.spec.pose_weight * self.pose_scale)[:, None, None])
             columns = objective.body_columns
             hessian[:, columns[:, None], columns[None, :]] += body
         return hessian
@@ -233,10 +282,14 @@ class StageProblem:
         uv, jacobian = objective.flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape)
         frames = x.shape[0]
         rho2 = self.rho ** 2
-        squared = ((uv - objective.observed) ** 2).sum(-1)
+        residual = objective.residuals(uv)
+        squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
         free_jacobian = jacobian[..., self.free].reshape(frames, -1, len(self.free))  # (T,2P,F)
-        weight = irls.repeat_interleave(2, 1)[..., None]
+        weight = irls[..., None].expand(-1, -1, 2)
+        if objective.bounds is not None:  # a bound that holds adds no curvature
+            weight = weight * ((objective.bounds == 0) | (residual != 0))
+        weight = weight.reshape(frames, -1)[..., None]
         hessian = 2 * (free_jacobian * weight).transpose(1, 2) @ free_jacobian
         prior = self.prior_hessian(x, with_pool)
         return hessian + prior[:, self.free][:, :, self.free], free_jacobian, uv
