@@ -186,7 +186,12 @@ class SmplxConfig(Section):
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
     device: Device = "auto"  # auto | cpu | cuda
-    min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are not fitted
+    min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are weak evidence ...
+    # ... kept at this x their visibility (MediaPipe's guess of a cut-off or occluded joint:
+    # issue 16's talking heads had elbows at 0.1-0.2 at the frame's bottom; 0 drops them)
+    low_visibility_weight: float = Field(0.5, ge=0, le=1)
+    # weight of a pose landmark outside the image: the joint is held outside the frame (one-sided)
+    border_weight: float = Field(0.25, ge=0, le=1)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
