@@ -211,6 +211,18 @@ class SmplxConfig(Section):
     min_hand_fraction: float = Field(0.0, ge=0, le=1)
     min_face_fraction: float = Field(0.8, ge=0, le=1)  # frames with the face mesh found
     min_pose_fraction: float = Field(0.8, ge=0, le=1)  # frames with the body found
+    # per-frame quality (annotate/smplx_quality.py): gates that COUNT bad frames, since a clip's
+    # mean passes with a run of bad frames in it. A frame is bad when nothing was observed in it
+    # or its own mean reprojection is above max_frame_reprojection_face face heights; bad frames
+    # are stored as smplx.frame_ok 0 and left out of training windows (valid=False). Set from
+    # benchmarks/smplx_truth.py (synthetic body, faces ~100 px at 1.9 m): see each line.
+    max_frame_reprojection_face: float = Field(0.25, ge=0)  # 2.5x the clip gate: one frame scatters more
+    # forearm's in-image share below this = depth uncertain (toward / away from the camera):
+    # flagged in smplx.frame_flags; it makes a frame bad only with depth_gates_frames
+    min_depth_confidence: float = Field(0.35, ge=0, le=1)
+    depth_gates_frames: bool = False  # a forearm toward the camera is a real pose, not a failure
+    max_bad_run_s: float = Field(1.0, gt=0)  # longest run of bad frames before the clip is rejected
+    max_bad_frame_share: float = Field(0.2, ge=0, le=1)  # share of bad frames before it is rejected
 
 
 class VadConfig(Section):
