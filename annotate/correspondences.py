@@ -146,3 +146,37 @@ def gather_observations(arrays: dict[str, np.ndarray], targets: list[Target], nu
         xy[: len(p), k] = np.where(found[:, None], p[:, :2], 0.0)
         conf[: len(p), k] = c
     return xy, conf
+
+
+def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_frames: int,
+                    image_size: tuple[int, int], min_visibility: float = 0.5, low_visibility_weight: float = 0.5,
+                    border_weight: float = 0.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations with the weak evidence real footage has for joints it does not see well.
+
+    Like gather_observations, and: a pose landmark below min_visibility (MediaPipe's guess of
+    an occluded or cut-off joint) keeps low_visibility_weight x its visibility; a pose landmark
+    outside the image says only that the joint projects outside it: on each axis where it
+    is out, the target is the image border with a one-sided bound (bounds +1: the model
+    point at or beyond it, -1: at or before it), the other axis keeps the reported value,
+    at border_weight. Returns xy (T,K,2), conf (T,K), bounds (T,K,2) int8 (0 = equality).
+    """
+    xy, conf = gather_observations(arrays, targets, num_frames, min_visibility)
+    bounds = np.zeros(xy.shape, np.int8)
+    width, height = image_size
+    for k, t in enumerate(targets):
+        a = arrays.get(t.source)
+        if a is None or t.index >= a.shape[1] or a.shape[2] < 4:
+            continue
+        p = a[:num_frames, t.index]
+        found = np.isfinite(p[:, :2]).all(1)
+        vis = np.nan_to_num(p[:, 3], nan=0.0)
+        weak = found & (vis < min_visibility)
+        conf[: len(p), k] = np.where(weak, low_visibility_weight * vis, conf[: len(p), k])
+        for axis, side in ((0, width), (1, height)):
+            coordinate = np.nan_to_num(p[:, axis], nan=side / 2)
+            below, beyond = found & (coordinate < 0), found & (coordinate > side)
+            bounds[: len(p), k, axis] = np.where(beyond, 1, np.where(below, -1, 0))
+            xy[: len(p), k, axis] = np.where(beyond, side, np.where(below, 0.0, xy[: len(p), k, axis]))
+        outside = (bounds[: len(p), k] != 0).any(1)
+        conf[: len(p), k] = np.where(outside, border_weight, conf[: len(p), k])
+    return xy, conf, bounds

@@ -3,8 +3,9 @@
 The GMM (`gmm_08.pkl` from SMPLify: means (K,69), covars (K,69,69), weights (K,)) is read
 like smplify-x's MaxMixturePrior: the cost is the negative log-likelihood of the best
 component, over the 63 body-pose values SMPL-X has (the GMM's first 63 dims: SMPL's
-hand joints are dropped). Without it, the built-in prior is a squared norm plus
-smplify-x's joint-angle limits: elbows and knees bend one way only.
+hand joints are dropped). Without it, the built-in prior is a squared distance from a rest pose plus
+smplify-x's joint-angle limits: elbows and knees bend one way only; its mean has the arms at
+the sides (an arm the clip never shows falls there, not into the T-pose).
 """
 
 from __future__ import annotations
@@ -21,13 +22,31 @@ from torch import nn
 ANGLE_LIMITS = ((17, 1, 1.0), (18, 1, -1.0), (3, 0, -1.0), (4, 0, -1.0))
 
 
+# the built-in prior's mean: a person standing with the arms hanging at the sides, elbows a
+# little bent (body_pose joint index, axis, angle): not the T-pose, which is no one's rest
+REST_MEAN = ((15, 2, -1.25), (16, 2, 1.25), (17, 1, -0.35), (18, 1, 0.35))
+
+
+def rest_mean() -> torch.Tensor:
+    """(63,) the built-in prior's mean body pose."""
+    mean = torch.zeros(21, 3)
+    for j, axis, angle in REST_MEAN:
+        mean[j, axis] = angle
+    return mean.reshape(63)
+
+
 class BuiltinPosePrior(nn.Module):
-    """Squared norm of the body pose + exp penalty on elbows/knees bending backwards."""
+    """Squared distance of the body pose from arms-at-the-sides (REST_MEAN) + a penalty on
+    elbows/knees bending backwards. An unseen arm therefore hangs down, not out in a T."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", rest_mean())
 
     def forward(self, body_pose: torch.Tensor) -> torch.Tensor:
         """body_pose (T,63) -> (T,) cost."""
         pose = body_pose.view(-1, 21, 3)
-        cost = (pose**2).sum((1, 2))
+        cost = ((body_pose - self.mean) ** 2).sum(1)
         for j, axis, sign in ANGLE_LIMITS:
             cost = cost + 10.0 * torch.relu(sign * pose[:, j, axis]) ** 2
         return cost

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from annotate.correspondences import Target, all_targets, gather_observations
+from annotate.correspondences import Target, all_targets, gather_evidence
 from annotate.pose_prior import make_pose_prior
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
@@ -429,6 +429,7 @@ def fit_clip(
     optimizer: str = "batched",
     keyframe_stride: int = 8,
     focal_source: str = "given",
+    bounds: np.ndarray | None = None,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -439,6 +440,8 @@ def fit_clip(
     (restarted until a restart gains < tolerance; at most 10 x `iterations` evaluations a
     stage), no temporal terms: SMPLify-X's per-image way; use it on one frame at a time as
     the per-frame baseline). focal_source is recorded in the result (where camera's focal came from).
+    bounds (T,K,2) int8: per axis 0 = fit the point to xy, +1 / -1 = only keep it at or beyond /
+    at or before xy (a landmark outside the image: annotate/correspondences.py gather_evidence).
     """
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -462,7 +465,8 @@ def fit_clip(
         flat, observed=torch.tensor(xy[:, active], dtype=torch.float32, device=device),
         confidence=torch.tensor(conf[:, active], dtype=torch.float32, device=device) * point_weight,
         groups=[t.group for t in seen_targets], torso=torso, camera=cam, rho=robust_rho * max(image_size),
-        prior=prior, smooth_weight=smooth_weight)
+        prior=prior, smooth_weight=smooth_weight,
+        bounds=None if bounds is None else torch.tensor(bounds[:, active], dtype=torch.float32, device=device))
 
     x = rest_x(flat, frames, device)
     with torch.no_grad():
@@ -643,13 +647,15 @@ class SmplxFitter:
         left_hand, right_hand = arrays.get("landmarks.left_hand"), arrays.get("landmarks.right_hand")
         hands = [np.isfinite(a[..., :2]).any(axis=(1, 2)) for a in (left_hand, right_hand) if a is not None]
         hand_f = float(np.logical_or.reduce(hands).mean()) if hands else 0.0
-        xy, conf = gather_observations(arrays, self.targets, T, self.cfg.min_visibility)
+        xy, conf, bounds = gather_evidence(arrays, self.targets, T, (record.width, record.height),
+                                           self.cfg.min_visibility, self.cfg.low_visibility_weight,
+                                           self.cfg.border_weight)
         camera, focal_source = self.camera_for(record)
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
-                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source)
+                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record
