@@ -5,12 +5,16 @@ reported in millimetres, angles in degrees, times in seconds. Frames where an in
 (missing fit, padding) are left out of the means.
 
 - `lip_landmark_error`  LME, mm: mean (or max) distance of the lip landmarks to ground truth
+- `head_aligned`        landmarks moved per frame by the rigid upper-face fit to the truth
+                        (LME of what the face itself does, not where the head is)
 - `jitter`              mean |third derivative| of joint positions, mm/s^3 (or mm/frame^3)
 - `expression_spread`   mean over coefficients of the std over time of the expression
 - `head_pose_error`     mean geodesic angle between head rotations, degrees
 - `beat_consistency`    EMAGE's BC: speech onsets against minima of joint speed
 - `l1_diversity`, `sample_diversity`   EMAGE's L1div, over a set or across K samples
 - `frechet_distance`    between two Gaussians (shared with FID and FVD)
+- `frechet_bootstrap`   Frechet distances of resampled groups of rows (clips), any feature
+                        size (2048-dim Inception included) through thin factors, in torch
 
 The SMPL-X face landmarks are the 51 static ones (iBUG 17..67: brows, nose, eyes, mouth)
 followed by the 17 contour points (iBUG 0..16), as smplx orders them; the lips are static
@@ -25,6 +29,9 @@ import numpy as np
 
 # SMPL-X static face landmarks of the outer (iBUG 48-59) and inner (60-67) lips.
 LIP_LANDMARKS = tuple(range(31, 51))
+# SMPL-X static face landmarks of the brows, nose and eyes (iBUG 17..47): they move with the
+# head, not with the mouth, so a rigid fit of them removes the head's motion.
+UPPER_FACE = tuple(range(0, 31))
 # EMAGE's BC joints (SMPL-X order): spine1-3, neck, collars, head, shoulders, elbows, wrists.
 EMAGE_UPPER_BODY = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
 # Kinematic chain from the pelvis to the head: pelvis, spine1, spine2, spine3, neck, head.
@@ -83,6 +90,35 @@ def lip_landmark_error(pred: Any, gt: Any, units: str = "m", reduce: str = "mean
         return float("nan")
     d = d[ok]
     return float(d.mean() if reduce == "mean" else d.max(axis=1).mean())
+
+
+def head_aligned(pred: Any, gt: Any, index: Sequence[int] = UPPER_FACE) -> np.ndarray:
+    """Per frame, `pred` moved by the rigid transform (rotation + translation, no scale;
+    Kabsch) that best maps its `index` points onto gt's: what is left is the face's own
+    motion (mouth, expression), not the head's pose or place.
+
+    pred, gt: (T, L, 3) SMPL-X face landmarks (the 51 static ones first), the same L.
+    Returns (T, L, 3); a frame with a NaN among either's `index` points is all NaN.
+    """
+    p, g = _points(pred, "pred"), _points(gt, "gt")
+    if p.shape != g.shape:
+        raise ValueError(f"pred {p.shape} and gt {g.shape} must have the same shape (T, L, 3)")
+    idx = list(index)
+    if len(idx) < 3 or p.shape[1] <= max(idx):
+        raise ValueError(f"index needs >= 3 points below {p.shape[1]} (got {len(idx)} up to {max(idx)})")
+    a, b = p[:, idx], g[:, idx]
+    ok = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
+    out = np.full_like(p, np.nan)
+    if not ok.any():
+        return out
+    a, b = a[ok], b[ok]
+    ma, mb = a.mean(1, keepdims=True), b.mean(1, keepdims=True)
+    u, _, vt = np.linalg.svd(np.swapaxes(a - ma, 1, 2) @ (b - mb))
+    d = np.sign(np.linalg.det(u @ vt))
+    u[:, :, -1] *= d[:, None]  # a reflection is not a head motion
+    rot = u @ vt  # (T, 3, 3) for row vectors: x -> x @ rot
+    out[ok] = (p[ok] - ma) @ rot + mb
+    return out
 
 
 # ---------------------------------------------------------------------------- jitter
@@ -334,9 +370,91 @@ def frechet_distance_features(a: Any, b: Any) -> float:
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
+def _tensor(x: Any, device: str):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.to(device=device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)
+
+
+def _factor(x, w, dim: int):
+    """Weighted mean (D,), trace of the weighted unbiased covariance and a thin factor A
+    (D, r) with cov = A A^T, r = min(rows kept, D). x (N, D), w (N,) counts (torch)."""
+    import torch
+
+    keep = w > 0
+    x, w = x[keep], w[keep]
+    n = w.sum()
+    mu = (w[:, None] * x).sum(0) / n
+    xc = (x - mu) * torch.sqrt(w / (n - 1))[:, None]
+    if len(xc) <= dim:
+        return mu, (xc * xc).sum(), xc.T
+    cov = xc.T @ xc
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if int(info) == 0:
+        return mu, torch.diagonal(cov).sum(), chol
+    vals, vecs = torch.linalg.eigh(cov)
+    return mu, torch.diagonal(cov).sum(), vecs * torch.sqrt(torch.clamp(vals, min=0))[None]
+
+
+def frechet_distance_weighted(a: Any, b: Any, wa: Any = None, wb: Any = None, device: str = "cpu") -> float:
+    """Frechet distance between the Gaussians fitted to rows of a (N, D) and b (M, D), row i
+    counted wa[i] (wb[i]) times (bootstrap multiplicities; None: once each): the same number
+    as `frechet_distance_features` on the rows repeated, for any D.
+
+    tr((S1 S2)^(1/2)) is computed as the sum of the singular values of A1^T A2, with
+    S = A A^T thin factors (the centred rows when there are fewer rows than features, else a
+    Cholesky factor): r1 x r2 instead of D x D, so 2048-dim Inception features of a few
+    hundred frames cost milliseconds. float64 torch on `device`."""
+    import torch
+
+    xa, xb = (_tensor(v, device) for v in (a, b))
+    if xa.ndim != 2 or xb.ndim != 2 or xa.shape[1] != xb.shape[1]:
+        raise ValueError(f"a {tuple(xa.shape)} and b {tuple(xb.shape)}: expected (N, D) and (M, D)")
+    ws = [torch.ones(len(x), dtype=torch.float64, device=device) if w is None else _tensor(w, device)
+          for x, w in ((xa, wa), (xb, wb))]
+    if any(float(w.sum()) < 2 for w in ws) or any(len(w) != len(x) for w, x in zip(ws, (xa, xb))):
+        raise ValueError("each side needs weights of its own length summing to >= 2 rows")
+    d = xa.shape[1]
+    m1, t1, f1 = _factor(xa, ws[0], d)
+    m2, t2, f2 = _factor(xb, ws[1], d)
+    c = f1.T @ f2
+    g = c @ c.T if c.shape[0] <= c.shape[1] else c.T @ c
+    tr_sqrt = torch.sqrt(torch.clamp(torch.linalg.eigvalsh(g), min=0)).sum()
+    diff = m1 - m2
+    return float(torch.clamp(diff @ diff + t1 + t2 - 2 * tr_sqrt, min=0))
+
+
+def frechet_bootstrap(fake: Sequence[Any], real: Sequence[Any], n_boot: int, rng: np.random.Generator,
+                      device: str = "cpu") -> np.ndarray:
+    """Frechet distances of `n_boot` bootstrap resamples of groups (clips): group i has its
+    generated rows fake[i] (n_i, D) and real rows real[i] (m_i, D); each resample draws the
+    groups with replacement and weights every row by its group's count (one draw per
+    resample for both sides, so a clip's real and generated frames stay paired).
+    Returns (n_boot,); NaN where a side has fewer than 2 rows."""
+    import torch
+
+    if len(fake) != len(real) or not len(fake):
+        raise ValueError(f"fake ({len(fake)}) and real ({len(real)}) need one entry per group, at least one")
+    gid_f = np.concatenate([np.full(len(f), i) for i, f in enumerate(fake)])
+    gid_r = np.concatenate([np.full(len(r), i) for i, r in enumerate(real)])
+    xf = _tensor(np.concatenate([_np(f) for f in fake]), device)
+    xr = _tensor(np.concatenate([_np(r) for r in real]), device)
+    out = np.full(n_boot, np.nan)
+    for b in range(n_boot):
+        counts = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake)).astype(np.float64)
+        wf, wr = counts[gid_f], counts[gid_r]
+        if wf.sum() >= 2 and wr.sum() >= 2:
+            out[b] = frechet_distance_weighted(xf, xr, wf, wr, device)
+    return out
+
+
 __all__ = [
-    "LIP_LANDMARKS", "EMAGE_UPPER_BODY", "HEAD_CHAIN", "lip_points", "lip_landmark_error", "jerk", "jitter",
+    "LIP_LANDMARKS", "UPPER_FACE", "EMAGE_UPPER_BODY", "HEAD_CHAIN", "lip_points", "lip_landmark_error",
+    "head_aligned", "jerk", "jitter",
     "expression_spread", "axis_angle_to_matrix", "head_rotation", "rotation_angle_deg", "head_pose_error",
     "audio_onsets", "joint_speed", "motion_beats", "gahr", "beat_consistency", "l1_diversity",
     "sample_diversity", "feature_statistics", "frechet_distance", "frechet_distance_features",
+    "frechet_distance_weighted", "frechet_bootstrap",
 ]
