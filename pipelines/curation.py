@@ -26,6 +26,8 @@ from mentor.curate.prepare import GIVEN, source_stamp
 from mentor.fetch import discover_sources
 from mentor.record import ClipRecord, SourceRecord
 from mentor.store import Store, StoreWriter
+from mentor.store.fs import is_url, local_work_root
+from mentor.store.layout import is_store
 from pipelines import stages
 from pipelines.progress import Progress, quiet_console
 from pipelines.runtime import init_ray, quiet_ray_data
@@ -41,7 +43,7 @@ def pending_sources(cfg: Config, out: Path) -> tuple[list[SourceRecord], dict[st
     attempts: dict[str, int] = {}
     done_ids: set[str] = set()
     finished: set[str] = set()
-    if (out / "store.json").exists():
+    if is_store(out):  # `out`: a folder, or a store's URL on object storage
         store = Store(out)
         for row in store.sources().to_dict("records"):
             attempts[row["source_id"]] = int(row["attempts"])
@@ -123,13 +125,14 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
     passes its own list, e.g. `with_stage(...)`). The graph is checked first, before
     anything is written or Ray starts.
     """
-    out = Path(out) if out else cfg.resolve(cfg.output)
-    out = out.resolve()
+    # a store on object storage (s3://...): working files (cache, clips, logs) in a local folder
+    url = str(out or cfg.output) if is_url(str(out or cfg.output)) else None
+    out = local_work_root(url) if url else (Path(out) if out else cfg.resolve(cfg.output)).resolve()
     cfg = cfg.with_resolved_paths()
     plan(cfg, stage_list)
     t0 = time.perf_counter()
-    summary = BuildSummary(store=str(out))
-    writer = StoreWriter(out, cfg.store.shard_bytes)  # opens/resumes before any work
+    summary = BuildSummary(store=url or str(out))
+    writer = StoreWriter(url or out, cfg.store.shard_bytes)  # opens/resumes before any work
     try:
         return _build(cfg, out, writer, summary, ray_address, progress, keep_work, stage_list, t0)
     finally:
@@ -138,7 +141,7 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
 
 def _build(cfg: Config, out: Path, writer: StoreWriter, summary: BuildSummary, ray_address: str | None,
            progress: bool, keep_work: bool, stage_list: tuple[Stage, ...], t0: float) -> BuildSummary:
-    todo, attempts, done_ids, finished = pending_sources(cfg, out)
+    todo, attempts, done_ids, finished = pending_sources(cfg, writer.root)
     summary.sources_skipped = finished
     if not todo:
         summary.wall_seconds = time.perf_counter() - t0

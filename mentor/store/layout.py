@@ -18,6 +18,10 @@ half-written shard.
 STORE/lock is held by the one process writing (mentor/store/lock.py). Every shard path
 and clip key read from an index is checked against the layout (`index_problems`), so a
 tampered index cannot make a reader open or write files outside the store.
+
+STORE may be a local folder or a URL on object storage (mentor/store/fs.py): there a
+part's objects are put whole (an object store has no rename, but a PUT is all or
+nothing), its marker last, so the protocol and what a reader trusts are the same.
 """
 
 from __future__ import annotations
@@ -28,12 +32,12 @@ import os
 import re
 from pathlib import Path
 
+from mentor.store.fs import StoreError, StoreFS, StoreURL, write_atomic
+
+__all__ = ["StoreError", "StoreFS", "StoreURL", "write_atomic"]  # re-exported: their home is mentor.store.fs
+
 FORMAT = "mentor-store"
 TABLES = ("clips", "rejected", "sources")
-
-
-class StoreError(RuntimeError):
-    """A store folder that is missing, not a store, or damaged."""
 
 
 # What a writer puts in an index: "shards/shard-000003.tar" and a WebDataset key (no dot,
@@ -82,16 +86,30 @@ def part_name(n: int) -> str:
     return f"part-{n:06d}"
 
 
-def shard_path(root: Path, n: int) -> Path:
-    return root / "shards" / f"shard-{n:06d}.tar"
+# Paths of a part's files relative to the store's root (what commit markers and the
+# index hold), and the same joined to a root (a Path, or a StoreURL for messages).
+def shard_rel(n: int) -> str:
+    return f"shards/shard-{n:06d}.tar"
 
 
-def table_path(root: Path, table: str, n: int) -> Path:
-    return root / "index" / table / f"{part_name(n)}.parquet"
+def table_rel(table: str, n: int) -> str:
+    return f"index/{table}/{part_name(n)}.parquet"
 
 
-def commit_path(root: Path, n: int) -> Path:
-    return root / "commits" / f"{part_name(n)}.json"
+def commit_rel(n: int) -> str:
+    return f"commits/{part_name(n)}.json"
+
+
+def shard_path(root: Path | StoreURL, n: int) -> Path | StoreURL:
+    return root / shard_rel(n)
+
+
+def table_path(root: Path | StoreURL, table: str, n: int) -> Path | StoreURL:
+    return root / table_rel(table, n)
+
+
+def commit_path(root: Path | StoreURL, n: int) -> Path | StoreURL:
+    return root / commit_rel(n)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -102,27 +120,21 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def committed_parts(root: Path) -> dict[int, dict]:
+def committed_parts(root: StoreFS | Path | str) -> dict[int, dict]:
     """Commit markers by part number, without parts that a later part supersedes.
 
     `mentor annotate` rewrites a part as a new one whose marker names the old part in
     "supersedes"; until the old files are removed, the new part wins.
     """
+    fs = StoreFS.of(root)
     out = {}
-    for p in sorted((root / "commits").glob("part-*.json")):
+    for name in fs.listdir("commits"):
+        m = re.fullmatch(r"part-(\d{6})\.json", name)
+        if not m:
+            continue
         try:
-            out[int(p.stem.split("-")[1])] = json.loads(p.read_text())
-        except (ValueError, json.JSONDecodeError):
+            out[int(m.group(1))] = json.loads(fs.read_bytes(f"commits/{name}"))
+        except (ValueError, json.JSONDecodeError, FileNotFoundError):
             continue  # a marker is written atomically; an unreadable one is not ours
     for marker in list(out.values()):
         for old in marker.get("supersedes", []):
@@ -130,24 +142,38 @@ def committed_parts(root: Path) -> dict[int, dict]:
     return out
 
 
-def remove_part(root: Path, n: int) -> None:
+def remove_part(root: StoreFS | Path | str, n: int) -> None:
     """Delete a part's files, its marker first: without its marker a part is not
     committed, so a crash half-way leaves only leftovers that the next open removes."""
-    commit_path(root, n).unlink(missing_ok=True)
-    shard_path(root, n).unlink(missing_ok=True)
+    fs = StoreFS.of(root)
+    fs.remove(commit_rel(n))
+    fs.remove(shard_rel(n))
     for table in TABLES:
-        table_path(root, table, n).unlink(missing_ok=True)
+        fs.remove(table_rel(table, n))
 
 
-def is_store(root: Path) -> bool:
-    return (root / "store.json").is_file()
+def is_store(root: StoreFS | Path | str) -> bool:
+    return StoreFS.of(root).isfile("store.json")
 
 
-def require_store(root: Path) -> None:
-    if not root.is_dir():
-        raise StoreError(f"{root}: no such store folder (build one with `mentor build datasets.yaml`)")
-    if not is_store(root):
-        raise StoreError(f"{root}: not a mentor store (no store.json); pass the folder `mentor build` wrote")
-    meta = json.loads((root / "store.json").read_text())
+def require_store(root: StoreFS | Path | str) -> dict:
+    """The store's store.json (format checked); raises StoreError saying what is wrong."""
+    fs = StoreFS.of(root)
+    root = fs.root
+    if fs.local:
+        if not root.is_dir():
+            raise StoreError(f"{root}: no such store folder (build one with `mentor build datasets.yaml`)")
+        if not is_store(fs):
+            raise StoreError(f"{root}: not a mentor store (no store.json); pass the folder `mentor build` wrote")
+    else:
+        try:
+            found = fs.isfile("store.json")
+        except Exception as e:  # connection errors of the object store's client are not OSErrors
+            raise StoreError(fs.diagnose(e)) from None
+        if not found:
+            raise StoreError(fs.diagnose() or f"{root}: not a mentor store (no store.json at that URL); pass the "
+                             "URL `mentor build --out` wrote")
+    meta = json.loads(fs.read_bytes("store.json"))
     if meta.get("format") != FORMAT:
         raise StoreError(f"{root}/store.json: format is {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta

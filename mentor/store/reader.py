@@ -1,7 +1,8 @@
 """Store: read a store's index (pandas) and its clips (records, or a torch-ready stream).
 
 Queries, audits and splits read the Parquet index, never the tars. `dataset()` opens only
-the shards that hold clips matching a filter and decodes them for training.
+the shards that hold clips matching a filter and decodes them for training. A store may
+be a folder or a URL on object storage (s3://bucket/store; mentor/store/fs.py).
 """
 
 from __future__ import annotations
@@ -19,31 +20,38 @@ import pyarrow.parquet as pq
 from mentor.record import ClipRecord, SchemaVersionError, check_version
 from mentor.rejections import rejection_columns
 from mentor.store import decode
-from mentor.store.layout import StoreError, committed_parts, index_problems, require_store, table_path, write_atomic
+from mentor.store.fs import StoreFS
+from mentor.store.layout import StoreError, committed_parts, index_problems, require_store, table_rel
 
 
 class Store:
-    """A finished (or partly finished) store folder, read-only except for index columns."""
+    """A finished (or partly finished) store, read-only except for index columns.
 
-    def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root)
-        require_store(self.root)
-        self.meta = json.loads((self.root / "store.json").read_text())
+    `root`: a folder or a URL (s3://bucket/store...); `storage_options` for fsspec, else
+    $MENTOR_STORAGE_OPTIONS, else the usual AWS_* variables. `root` is a Path for a
+    folder, else a StoreURL (a str that joins with `/`)."""
+
+    def __init__(self, root: str | os.PathLike[str], storage_options: dict | None = None):
+        self.fs = StoreFS(root, storage_options)
+        self.root = self.fs.root
+        self.meta = require_store(self.fs)
         try:  # older stores are read as they are (records migrate on read); newer ones refused
             check_version(self.meta.get("schema_version", "1.0"), f"store {self.root}")
         except SchemaVersionError as e:
             raise StoreError(str(e)) from None
 
     def parts(self) -> dict[int, dict]:
-        return committed_parts(self.root)
+        return committed_parts(self.fs)
 
     def _read_table(self, table: str) -> pd.DataFrame:
         frames = []
+        present = set(self.fs.listdir(f"index/{table}"))  # one listing, not a look-up per part
         for n in self.parts():
-            p = table_path(self.root, table, n)
-            if p.exists():
+            rel = table_rel(table, n)
+            p = self.fs.path(rel)
+            if rel.rsplit("/", 1)[-1] in present:
                 try:
-                    df = pq.read_table(p).to_pandas()
+                    df = self.fs.read_table(rel).to_pandas()
                 except (OSError, pa.ArrowException) as e:
                     raise StoreError(f"{p}: not a readable Parquet index table ({str(e)[:160]}); "
                                      "run `mentor verify`") from None
@@ -97,7 +105,7 @@ class Store:
             df = df[df["clip_id"].isin(wanted)]
         for shard, group in df.groupby("shard", sort=True):
             keys = set(group["key"])
-            for key, members in _iter_tar(self.root / shard, keys):
+            for key, members in _iter_tar(self.fs, shard, keys):
                 rec = ClipRecord.from_json(members["json"], members.get("npz"))
                 row = group.loc[group["key"] == key].iloc[0]
                 rec.split, rec.identity = _value(row.get("split")), _value(row.get("identity"))
@@ -117,11 +125,12 @@ class Store:
         if "clip_id" not in df.columns:
             raise ValueError("set_columns needs a 'clip_id' column")
         updates = df.set_index("clip_id")
+        present = set(self.fs.listdir("index/clips"))
         for n in self.parts():
-            p = table_path(self.root, "clips", n)
-            if not p.exists():
+            rel = table_rel("clips", n)
+            if rel.rsplit("/", 1)[-1] not in present:
                 continue
-            part = pq.read_table(p).to_pandas()
+            part = self.fs.read_table(rel).to_pandas()
             hit = part["clip_id"].isin(updates.index)
             if not hit.any():
                 continue
@@ -131,7 +140,7 @@ class Store:
                 part.loc[hit, col] = updates.loc[part.loc[hit, "clip_id"], col].to_numpy()
             buf = pa.BufferOutputStream()
             pq.write_table(pa.Table.from_pandas(part, preserve_index=False), buf)
-            write_atomic(p, buf.getvalue().to_pybytes())
+            self.fs.write_bytes(rel, buf.getvalue().to_pybytes())
 
     # -- training stream ----------------------------------------------------------------
     def dataset(self, where: str | None = None, shuffle: int = 0, decode_video: bool = True,
@@ -155,6 +164,8 @@ class Store:
         ds = wds.WebDataset(urls, shardshuffle=len(urls) if shuffle else False, seed=seed,
                             resampled=resampled, empty_check=False, nodesplitter=wds.split_by_node,
                             workersplitter=wds.split_by_worker)
+        if not self.fs.local:
+            _open_through(ds, self.fs)
         ds = ds.select(lambda s: s["__key__"] in keys)
         if shuffle:
             ds = ds.shuffle(shuffle, seed=seed)  # the same order for the same seed
@@ -166,13 +177,47 @@ def _value(v):
     return None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
 
 
-def _iter_tar(path: Path, keys: set[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def _open_through(ds, fs: StoreFS) -> None:
+    """Make a webdataset pipeline open its shard URLs through the store's filesystem (its
+    own opener knows only local paths, pipe: and http). The stage that opens URLs is
+    swapped in place, so shuffling and node/worker splitting stay webdataset's."""
+    import webdataset as wds
+
+    for i, stage in enumerate(ds.pipeline):
+        if isinstance(stage, wds.cache.StreamingOpen):
+            ds.pipeline[i] = _FsOpen(fs)
+            return
+    raise StoreError(f"{fs.root}: this webdataset version has no StreamingOpen stage to replace; "
+                     "read the store with Store.records() or copy it to a local folder")
+
+
+class _FsOpen:
+    """A webdataset stage: {"url": ...} -> {"url": ..., "stream": file object}, through fsspec."""
+
+    def __init__(self, fs: StoreFS):
+        self.fs = fs
+
+    def __call__(self, src):
+        prefix = f"{self.fs.root}/"
+        for sample in src:
+            url = sample["url"]
+            if not url.startswith(prefix):
+                raise StoreError(f"{url}: not a shard of {self.fs.root}")
+            yield dict(sample, stream=self.fs.open(url[len(prefix):]))
+
+
+def _iter_tar(fs: StoreFS, shard: str, keys: set[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) for the wanted keys, members grouped as WebDataset does."""
+    path = fs.path(shard)
+    f = None
     try:
-        tf = tarfile.open(path)
+        f = fs.open(shard)
+        tf = tarfile.open(fileobj=f)
     except (OSError, tarfile.TarError) as e:
+        if f is not None:
+            f.close()
         raise StoreError(f"{path}: cannot open shard ({e}); run `mentor verify`") from None
-    with tf:
+    with f, tf:
         current, members = None, {}
         for m in tf:
             if not m.isfile():

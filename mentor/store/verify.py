@@ -12,12 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mentor.store.layout import TABLES, commit_path, index_problems, part_of, sha256_file, shard_path, table_path
+from mentor.store.fs import StoreFS
+from mentor.store.layout import TABLES, commit_rel, index_problems, part_of, shard_rel, table_rel
 from mentor.rejections import group_rejections
 from mentor.store.reader import Store
 
 
-def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -> list[str]:
+def verify_store(root: str | Path, checksums: bool = True, deep: bool = False,
+                 storage_options: dict | None = None) -> list[str]:
     """Every problem found, as one line each; an empty list means the store is whole.
 
     Checks each committed part's files (present, size, sha256, table row counts), that
@@ -25,30 +27,36 @@ def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -
     committed shard and the index rows of its part name exactly the same clips with the
     member sizes recorded (both ways: a deleted row or a deleted member is found), that no
     clip appears twice, and reports leftovers of a killed run. `deep` also decodes every
-    member of every shard (video and audio to the last frame, records and arrays).
+    member of every shard (video and audio to the last frame, records and arrays). The
+    store may be a folder or a URL (s3://...): the same checks, through its filesystem.
     """
-    store = Store(root)
-    root = store.root
+    store = Store(root, storage_options)
+    fs = store.fs
     problems: list[str] = []
     parts = store.parts()
     tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    listed = {folder: set(fs.listdir(folder)) for folder in ("shards", *(f"index/{t}" for t in TABLES))}
+
+    def exists(rel: str) -> bool:  # one listing per folder instead of a look-up per file
+        folder, _, name = rel.rpartition("/")
+        return name in listed[folder] if folder in listed else fs.exists(rel)
+
     for n, marker in sorted(parts.items()):
         for rel, info in marker.get("files", {}).items():
-            p = root / rel
-            if not p.exists():
-                problems.append(f"{rel}: missing (listed in {commit_path(root, n).relative_to(root)})")
+            if not exists(rel):
+                problems.append(f"{rel}: missing (listed in {commit_rel(n)})")
                 continue
-            if "bytes" in info and p.stat().st_size != info["bytes"]:
-                problems.append(f"{rel}: {p.stat().st_size} bytes, commit says {info['bytes']}")
-            elif checksums and "sha256" in info and sha256_file(p) != info["sha256"]:
+            size = fs.size(rel) if "bytes" in info else None
+            if "bytes" in info and size != info["bytes"]:
+                problems.append(f"{rel}: {size} bytes, commit says {info['bytes']}")
+            elif checksums and "sha256" in info and fs.sha256(rel) != info["sha256"]:
                 problems.append(f"{rel}: sha256 differs from the commit marker (file changed or corrupt)")
         for table in TABLES:
-            p = table_path(root, table, n)
-            rel = str(p.relative_to(root))
-            if not p.exists():
+            rel = table_rel(table, n)
+            if not exists(rel):
                 continue
             try:
-                df = pq.read_table(p).to_pandas()
+                df = fs.read_table(rel).to_pandas()
             except (OSError, pa.ArrowException) as e:
                 problems.append(f"{rel}: not a readable Parquet table ({str(e)[:160]})")
                 continue
@@ -63,17 +71,15 @@ def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -
         columns=["clip_id", "shard", "key", "members", "part"])
     shards = {(n, rel) for n, m in parts.items() for rel in m.get("files", {}) if rel.startswith("shards/")}
     for n, shard in sorted(shards | {(int(r.part), r.shard) for r in clips[["part", "shard"]].itertuples()}):
-        if shard != str(shard_path(root, n).relative_to(root)):
-            problems.append(f"index of part {n} names {shard}, not its own shard "
-                            f"{shard_path(root, n).relative_to(root)}")
+        if shard != shard_rel(n):
+            problems.append(f"index of part {n} names {shard}, not its own shard {shard_rel(n)}")
             continue
-        path = root / shard
-        if not path.exists():
+        if not exists(shard):
             if (n, shard) not in shards:
                 problems.append(f"{shard}: missing (named by the index of part {n})")
             continue  # else reported above
         try:
-            found = _tar_members(path)
+            found = _tar_members(fs, shard)
         except (OSError, tarfile.TarError) as e:
             problems.append(f"{shard}: unreadable tar ({e})")
             continue
@@ -87,24 +93,25 @@ def verify_store(root: str | Path, checksums: bool = True, deep: bool = False) -
             if found[key] != expected[key]:
                 problems.append(f"{shard}: clip {key} members {found[key]} != index {expected[key]}")
         if deep:
-            problems += _decode_members(path, shard, set(found) & set(expected))
+            problems += _decode_members(fs, shard, set(found) & set(expected))
     ids = pd.concat([clips["clip_id"], *(t["clip_id"] for t in tables["rejected"])])
     for cid, count in ids.value_counts().items():
         if count > 1:
             problems.append(f"clip {cid} appears {count} times in the index (should be exactly once)")
     for folder in ("shards", "index/clips", "index/rejected", "index/sources"):
-        for p in sorted((root / folder).glob("*")):
-            n = part_of(p.name)
+        for name in sorted(listed[folder]):
+            n = part_of(name)
             if n is None or n not in parts:
-                problems.append(f"{p.relative_to(root)}: uncommitted leftover of an interrupted run "
+                problems.append(f"{folder}/{name}: uncommitted leftover of an interrupted run "
                                 "(removed by the next `mentor build` on this store)")
     return problems
 
 
-def _decode_members(path: Path, shard: str, keys: set[str]) -> list[str]:
+def _decode_members(fs: StoreFS, shard: str, keys: set[str]) -> list[str]:
     """Decode every member of the given clips: media to the end, records and arrays."""
     problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mentor-verify-") as tmp, tarfile.open(path) as tf:
+    with tempfile.TemporaryDirectory(prefix="mentor-verify-") as tmp, fs.open(shard) as f, \
+            tarfile.open(fileobj=f) as tf:
         current, files = None, {}
         for m in [*tf, None]:  # a clip's members are consecutive: one clip in memory at a time
             key, _, ext = m.name.partition(".") if m is not None else ("", "", "")
@@ -144,9 +151,10 @@ def _decode_clip(shard: str, key: str, files: dict[str, bytes], tmp: Path) -> li
     return problems
 
 
-def _tar_members(path: Path) -> dict[str, dict[str, int]]:
+def _tar_members(fs: StoreFS, shard: str) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    with tarfile.open(path) as tf:
+    # remotely, tar headers are read in small ranges: the members' bytes are skipped
+    with fs.open(shard, block_size=256 << 10) as f, tarfile.open(fileobj=f) as tf:
         for m in tf:
             if m.isfile():
                 key, _, ext = m.name.partition(".")
@@ -154,19 +162,19 @@ def _tar_members(path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def store_info(root: str | Path) -> dict:
+def store_info(root: str | Path, storage_options: dict | None = None) -> dict:
     """What a store holds: clips, hours, identities, shards, rejections by reason."""
-    store = Store(root)
+    store = Store(root, storage_options)
     clips, rejected, sources = store.clips(), store.rejected(), store.sources()
     groups = group_rejections(rejected)  # one row per (stage, code), as the build summary and the audit
-    shards = sorted(store.root.glob("shards/*.tar"))
+    shards = [f"shards/{n}" for n in store.fs.listdir("shards") if n.endswith(".tar")]
     return {
         "store": str(store.root),
         "clips": int(len(clips)),
         "hours": round(float(clips["duration"].sum()) / 3600, 4) if len(clips) else 0.0,
         "identities": int(clips["identity"].nunique()) if len(clips) else 0,
         "shards": len(shards),
-        "bytes": int(sum(p.stat().st_size for p in shards)),
+        "bytes": int(sum(store.fs.size(p) for p in shards)),
         "splits": clips["split"].fillna("unassigned").value_counts().to_dict() if len(clips) else {},
         "rejected": int(len(rejected)),
         "rejected_by_reason": {r: int(n) for r, n in zip(groups["reason"], groups["clips"])},

@@ -54,6 +54,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mentor.record import ClipRecord, FrameArray
 from mentor.store import decode
+from mentor.store.fs import open_shard
 from mentor.store.layout import StoreError
 from mentor.store.reader import Store, _value
 
@@ -77,6 +78,8 @@ class WindowDataset(IterableDataset):
     size: (width, height) or an int side to resize the video to in the decoder.
     reference: also draw one frame of the same clip at least `min_reference_gap_s` from
     every frame of the window (the farthest frame when the clip is too short for that).
+    fit_quality: frames whose SMPL-X fit is marked bad (the clip's smplx.frame_ok array, 0;
+    annotate/smplx_quality.py) are valid=False, like frames past the clip's end.
     rank / world_size: this process's share; by default torch.distributed's, else Ray
     Train's, else the whole list.
     """
@@ -85,7 +88,7 @@ class WindowDataset(IterableDataset):
                  mode: str = "random", seed: int = 0, arrays: Sequence[str] = ("smplx.*", "audio.logmel"),
                  video: bool = True, audio: bool = True, size: int | tuple[int, int] | None = None,
                  reference: bool = False, min_reference_gap_s: float = 1.0, windows_per_clip: int | None = None,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, fit_quality: bool = True):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: must be one of {MODES}")
         if not isinstance(frames, int) or frames < 1:
@@ -108,6 +111,7 @@ class WindowDataset(IterableDataset):
         self.video, self.audio, self.size = bool(video), bool(audio), size
         self.reference, self.min_reference_gap_s = bool(reference), float(min_reference_gap_s)
         self.windows_per_clip = windows_per_clip
+        self.fit_quality = bool(fit_quality)
         clips = self.store.clips(where)
         if not len(clips):
             raise StoreError(f"{self.root}: no clips match {where!r}")
@@ -222,6 +226,8 @@ class WindowDataset(IterableDataset):
             out["sample_rate"] = int(sr)
         times = idx / fps
         out["arrays"] = {k: torch.from_numpy(resample(a, times)) for k, a in self._arrays(rec).items()}
+        if self.fit_quality and "smplx.frame_ok" in rec.arrays:  # frames the SMPL-X fit marks bad
+            valid &= np.nan_to_num(resample(rec.arrays["smplx.frame_ok"], times), nan=1.0) >= 1
         out["valid"] = torch.from_numpy(valid)
         meta = rec.model_copy()
         meta.arrays = {}
@@ -433,7 +439,7 @@ class _ShardReader:
         if shard not in self.files:
             path = self.root / shard
             try:
-                f = open(path, "rb")
+                f = open_shard(self.root, shard)  # a local file, or the shard on object storage
                 index: dict[str, dict[str, tuple[int, int]]] = {}
                 with tarfile.open(fileobj=f) as tf:
                     for m in tf:
@@ -456,7 +462,7 @@ class _ShardReader:
             raise StoreError(f"{self.root / shard}: clip {key} is in the index but not in the shard; run `mentor verify`")
         members = {}
         for ext, (offset, size) in where.items():
-            members[ext] = os.pread(f.fileno(), size, offset)  # no shared file position
+            members[ext] = f.pread(size, offset)  # no shared file position (os.pread, or a ranged GET)
         rec = ClipRecord.from_json(members["json"], members.get("npz"))
         self.cache[(shard, key)] = (members, rec)
         while len(self.cache) > self.keep:

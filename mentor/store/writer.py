@@ -11,11 +11,15 @@ so what is committed stays whole and a re-run redoes the rest. A clip that faile
 a reason outside its data (a full disk, ffmpeg refusing the configured settings) is not
 recorded as rejected: its source is recorded failed with 0 attempts, so the next run
 redoes it instead of treating the rejection as final.
+
+The store may be a URL on object storage (mentor/store/fs.py): the shard is then built
+in a local staging folder and put whole at commit, and the lock is a lease object.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import io
 import json
 import logging
@@ -30,11 +34,12 @@ import pyarrow.parquet as pq
 
 from mentor.media import DiskFull, disk_full_in, settings_error_in
 from mentor.record import SCHEMA_VERSION, ClipRecord, SourceRecord
+from mentor.store.fs import StoreFS
 from mentor.store.layout import (
     FORMAT,
     TABLES,
     StoreError,
-    commit_path,
+    commit_rel,
     committed_parts,
     index_problems,
     part_of,
@@ -42,10 +47,11 @@ from mentor.store.layout import (
     is_store,
     sha256_file,
     shard_path,
-    table_path,
+    shard_rel,
+    table_rel,
     write_atomic,
 )
-from mentor.store.lock import LOCK_NAME, StoreLock
+from mentor.store.lock import LOCK_NAME, lock_for
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +70,20 @@ class StoreWriter:
     with StoreWriter("out/store") as w:
         w.add(record)                 # kept -> shard + index; rejected -> rejected table
         w.add_source(source, "ok")    # after all of a source's clips were added
+
+    `root`: a folder, or a URL such as s3://bucket/store (`storage_options` for fsspec,
+    else $MENTOR_STORAGE_OPTIONS, else the usual AWS_* variables). `lease_s`: a remote
+    store's lock lease (mentor/store/lock.py).
     """
 
-    def __init__(self, root: str | os.PathLike[str], shard_bytes: int = 1_000_000_000, meta: dict | None = None):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str], shard_bytes: int = 1_000_000_000, meta: dict | None = None,
+                 storage_options: dict[str, Any] | None = None, lease_s: float | None = None):
+        self.fs = StoreFS(root, storage_options)
+        self.root = self.fs.root
         self.shard_bytes = int(shard_bytes)
-        if self.root.exists() and not self.root.is_dir():
+        if self.fs.local and self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root}: is a file, not a folder; pass a folder for the store (--out)")
-        if self.root.exists() and not is_store(self.root) and any(
+        if self.fs.local and self.root.exists() and not is_store(self.fs) and any(
                 p.name not in (LOCK_NAME, "store.json.tmp") for p in self.root.iterdir()):
             raise StoreError(f"{self.root}: folder exists, is not empty and is not a mentor store; pick an empty --out")
         self._tar_file = None
@@ -83,15 +95,18 @@ class StoreWriter:
         self._retry: dict[str, str] = {}  # source id -> why some of its clips must be redone
         self.committed_clips = 0
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.fs.makedirs()
         except OSError as e:
             raise _disk_full_or(e, self.root) from None
-        self._lock = StoreLock(self.root).acquire()  # before anything is read or removed
+        self._lock = lock_for(self.fs, lease_s).acquire()  # before anything is read or removed
         try:
-            if not is_store(self.root):
+            if not is_store(self.fs):
+                if not self.fs.local and [n for n in self.fs.listdir("", files_only=False) if n != LOCK_NAME]:
+                    raise StoreError(f"{self.root}: holds objects and is not a mentor store (no store.json); "
+                                     "pick an empty prefix for --out")
                 info = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "created": time.time(), **(meta or {})}
-                write_atomic(self.root / "store.json", json.dumps(info, indent=1).encode())
-            self._parts = committed_parts(self.root)
+                self._write("store.json", json.dumps(info, indent=1).encode())
+            self._parts = committed_parts(self.fs)
             self._next = max(self._parts, default=-1) + 1
             reopen = self._recover()
             self._remove_uncommitted()
@@ -106,6 +121,13 @@ class StoreWriter:
             self._lock.release()
             raise
 
+    def _write(self, rel: str, data: bytes) -> None:
+        """One whole small file (store.json, an index table, a commit marker), atomically."""
+        if self.fs.local:
+            write_atomic(self.fs.path(rel), data)  # the module's name: tests make it fail
+        else:
+            self.fs.write_bytes(rel, data)
+
     # -- resume ---------------------------------------------------------------------
     def _recover(self) -> list[dict]:
         """Parts whose files are there but whose commit marker is not: re-adopt each that
@@ -113,9 +135,9 @@ class StoreWriter:
         clips a removed part held (status failed, 0 attempts), so a build redoes them."""
         orphans = set()
         for folder in ("shards", *(f"index/{t}" for t in TABLES)):
-            for p in (self.root / folder).glob("*"):
-                n = part_of(p.name)
-                if n is not None and n not in self._parts and not commit_path(self.root, n).exists():
+            for name in self.fs.listdir(folder):
+                n = part_of(name)
+                if n is not None and n not in self._parts and not self.fs.exists(commit_rel(n)):
                     orphans.add(n)
         if not orphans:
             return []
@@ -124,7 +146,7 @@ class StoreWriter:
         for n in sorted(orphans):
             marker, why, rows = self._adoptable(n, committed)
             if marker is not None:
-                write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
+                self._write(commit_rel(n), json.dumps(marker, indent=1).encode())
                 self._parts[n] = marker
                 committed |= {r["clip_id"] for r in rows}
                 log.warning("%s: part %d had no commit marker; its files are intact and were re-adopted", self.root, n)
@@ -132,7 +154,7 @@ class StoreWriter:
             lost = [r for r in rows if r.get("clip_id") not in committed]
             log.warning("%s: part %d has no commit marker and is not intact (%s): removed; the sources of its "
                         "%d clip(s) will be redone", self.root, n, why, len(lost))
-            remove_part(self.root, n)
+            remove_part(self.fs, n)
             for r in lost:
                 if r.get("source_id"):
                     reopen[r["source_id"]] = {
@@ -145,10 +167,11 @@ class StoreWriter:
         ids: set[str] = set()
         for n in self._parts:
             for table in ("clips", "rejected"):
-                p = table_path(self.root, table, n)
-                if p.exists():
+                rel = table_rel(table, n)
+                if self.fs.exists(rel):
                     try:
-                        ids.update(pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist())
+                        ids.update(pq.read_table(io.BytesIO(self.fs.read_bytes(rel)), columns=["clip_id"])
+                                   .column("clip_id").to_pylist())
                     except (OSError, pa.ArrowException):
                         pass  # a damaged committed part is `mentor verify`'s to report
         return ids
@@ -159,25 +182,25 @@ class StoreWriter:
         tables: dict[str, list[dict]] = {}
         why = ""
         for table in TABLES:
-            p = table_path(self.root, table, n)
-            if not p.exists():
+            rel = table_rel(table, n)
+            if not self.fs.exists(rel):
                 continue
             try:
-                df = pq.read_table(p).to_pandas()
+                df = pq.read_table(io.BytesIO(self.fs.read_bytes(rel))).to_pandas()
             except (OSError, pa.ArrowException) as e:
-                why = why or f"{p.name} unreadable: {str(e)[:80]}"
+                why = why or f"{rel.rsplit('/', 1)[-1]} unreadable: {str(e)[:80]}"
                 continue
-            bad = index_problems(df, table, str(p.relative_to(self.root)))
+            bad = index_problems(df, table, rel)
             if bad:
                 why = why or bad[0]
                 continue
             tables[table] = df.to_dict("records")
-        shard = shard_path(self.root, n)
+        shard = shard_rel(n)
         members: dict[str, dict[str, int]] = {}
         records: list[dict] = []
-        if shard.exists():
+        if self.fs.exists(shard):
             try:
-                with tarfile.open(shard) as tf:
+                with self.fs.open(shard) as f, tarfile.open(fileobj=f) as tf:
                     for m in tf:
                         if m.isfile():
                             key, _, ext = m.name.partition(".")
@@ -187,12 +210,12 @@ class StoreWriter:
                                 records.append({"clip_id": rec.get("id"), "source_id": rec.get("source_id"),
                                                 "source_uri": rec.get("source_uri"), "dataset": rec.get("dataset")})
             except (OSError, tarfile.TarError, ValueError) as e:
-                why = why or f"{shard.name} unreadable: {str(e)[:80]}"
+                why = why or f"{shard.rsplit('/', 1)[-1]} unreadable: {str(e)[:80]}"
         clips = tables.get("clips", [])
         rows = clips + tables.get("rejected", []) + [r for r in records if r["clip_id"] not in {c["clip_id"] for c in clips}]
         if not why:
             expected = {c["key"]: json.loads(c["members"]) for c in clips}
-            if any(c["shard"] != str(shard.relative_to(self.root)) for c in clips):
+            if any(c["shard"] != shard for c in clips):
                 why = "its index rows name another shard"
             elif expected != members:
                 why = "its shard and its index rows disagree"
@@ -203,10 +226,10 @@ class StoreWriter:
         if why:
             return None, why, rows
         files: dict[str, dict] = {}
-        if shard.exists():
-            files[str(shard.relative_to(self.root))] = {"bytes": shard.stat().st_size, "sha256": sha256_file(shard)}
+        if self.fs.exists(shard):
+            files[shard] = {"bytes": self.fs.size(shard), "sha256": self.fs.sha256(shard)}
         for table, trows in tables.items():
-            files[str(table_path(self.root, table, n).relative_to(self.root))] = {"rows": len(trows)}
+            files[table_rel(table, n)] = {"rows": len(trows)}
         marker = {"part": n, "time": time.time(), "files": files, "clips": len(clips),
                   "rejected": len(tables.get("rejected", [])), "sources": len(tables.get("sources", [])),
                   "recovered": "re-adopted: commit marker was missing, files intact"}
@@ -215,19 +238,22 @@ class StoreWriter:
     def _remove_uncommitted(self) -> None:
         """Delete files of parts that never got a commit marker (a killed run), and of
         parts that a committed part supersedes."""
-        for p in (self.root / "commits").glob("part-*.json"):
-            n = int(p.stem.split("-")[1])
-            if n not in self._parts:
-                remove_part(self.root, n)
+        for name in self.fs.listdir("commits"):
+            if fnmatch.fnmatchcase(name, "part-*.json"):
+                n = int(name.split("-")[1].split(".")[0])
+                if n not in self._parts:
+                    remove_part(self.fs, n)
         for folder, pattern in [("shards", "shard-*"), ("index/clips", "part-*"),
                                 ("index/rejected", "part-*"), ("index/sources", "part-*"), ("commits", "*.tmp")]:
-            for p in (self.root / folder).glob(pattern):
+            for name in self.fs.listdir(folder):
+                if not fnmatch.fnmatchcase(name, pattern):
+                    continue
                 try:
-                    n = int(p.name.split("-")[1].split(".")[0])
+                    n = int(name.split("-")[1].split(".")[0])
                 except (IndexError, ValueError):
                     n = -1
-                if p.name.endswith(".tmp") or n not in self._parts:
-                    p.unlink()
+                if name.endswith(".tmp") or n not in self._parts:
+                    self.fs.remove(f"{folder}/{name}")
 
     def _discard(self) -> None:
         """Drop the part being written (after a write failed): its temporary shard and
@@ -237,7 +263,7 @@ class StoreWriter:
                 self._tar_file.close()
             except OSError:
                 pass
-        shard_path(self.root, self._next).with_name(f"{shard_path(self.root, self._next).name}.tmp").unlink(missing_ok=True)
+        self.fs.tmp_for(shard_rel(self._next)).unlink(missing_ok=True)
         self._tar = self._tar_file = None
         self._clips, self._rejected, self._sources, self._retry = [], [], [], {}
 
@@ -246,9 +272,9 @@ class StoreWriter:
         # A WebDataset shard is a plain tar of <key>.<ext> members; the stdlib writes it.
         # webdataset's TarWriter would do the same but imports torch (2.6 CPU-s here) into
         # the driver, which otherwise never needs it. webdataset reads the shards.
-        path = shard_path(self.root, self._next)
+        path = self.fs.tmp_for(shard_rel(self._next))  # beside the shard, or local staging for a remote store
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tar_file = open(path.with_name(path.name + ".tmp"), "wb")
+        self._tar_file = open(path, "wb")
         self._tar = tarfile.open(fileobj=self._tar_file, mode="w")
 
     def add(self, record: ClipRecord) -> None:
@@ -292,9 +318,8 @@ class StoreWriter:
             self._discard()
             raise _disk_full_or(e, shard_path(self.root, self._next)) from None
         sizes = {ext: len(data) for ext, data in sample.items()}
-        shard = shard_path(self.root, self._next)
         row = record.index_row() | {
-            "shard": str(shard.relative_to(self.root)),
+            "shard": shard_rel(self._next),
             "key": record.id,
             "bytes": sum(sizes.values()),
             "members": json.dumps(sizes, sort_keys=True),
@@ -341,6 +366,10 @@ class StoreWriter:
         if not self.pending:
             return
         if not self._lock.held:
+            if getattr(self._lock, "lost", ""):
+                self._discard()
+                raise StoreError(f"{self.root}: this writer lost the store's lock ({self._lock.lost}); nothing more "
+                                 "is committed by it: run the same command again to resume")
             raise StoreError(f"{self.root}: this writer is closed; open a new StoreWriter")
         n = self._next
         try:
@@ -349,18 +378,27 @@ class StoreWriter:
                       "rejected": len(self._rejected), "sources": len(self._sources)}
             if self._supersedes:
                 marker["supersedes"] = self._supersedes
-            write_atomic(commit_path(self.root, n), json.dumps(marker, indent=1).encode())
+            self._write(commit_rel(n), json.dumps(marker, indent=1).encode())
         except OSError as e:
             # Without its marker the part is not committed; remove what was written of it.
             self._discard()
-            for p in [commit_path(self.root, n).with_name(f"{commit_path(self.root, n).name}.tmp"),
-                      *(table_path(self.root, t, n).with_name(f"{table_path(self.root, t, n).name}.tmp") for t in TABLES)]:
-                p.unlink(missing_ok=True)
-            remove_part(self.root, n)
+            if self.fs.local:
+                for rel in [commit_rel(n), *(table_rel(t, n) for t in TABLES)]:
+                    self.fs.tmp_for(rel).unlink(missing_ok=True)
+            remove_part(self.fs, n)
             self._supersedes = []
             raise _disk_full_or(e, self.root) from None
+        except Exception as e:
+            if self.fs.local:
+                raise
+            # an object store's client error (connection lost...): the part has no marker,
+            # so nothing of it counts; the next writer removes or re-adopts what was put
+            self._discard()
+            self._supersedes = []
+            raise StoreError(f"{self.root}: committing part {n} failed ({self.fs.diagnose(e)}); nothing of it is "
+                             "committed: run the same command again to resume") from None
         for old in self._supersedes:
-            remove_part(self.root, old)
+            remove_part(self.fs, old)
             self._parts.pop(old, None)
         self._supersedes = []
         self._parts[n] = marker
@@ -374,20 +412,18 @@ class StoreWriter:
         if self._tar is not None:
             self._tar.close()
             self._tar_file.close()
-            final = shard_path(self.root, n)
-            tmp = final.with_name(final.name + ".tmp")
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            files[str(final.relative_to(self.root))] = {"bytes": final.stat().st_size, "sha256": sha256_file(final)}
+            rel = shard_rel(n)
+            tmp = self.fs.tmp_for(rel)
+            files[rel] = {"bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}
+            self.fs.put(tmp, rel)  # fsync + rename; or one upload to object storage
         for table, rows in (("clips", self._clips), ("rejected", self._rejected), ("sources", self._sources)):
             if not rows:
                 continue
-            path = table_path(self.root, table, n)
+            rel = table_rel(table, n)
             buf = io.BytesIO()
             pq.write_table(_table(rows), buf)
-            write_atomic(path, buf.getvalue())
-            files[str(path.relative_to(self.root))] = {"rows": len(rows)}
+            self._write(rel, buf.getvalue())
+            files[rel] = {"rows": len(rows)}
         return files
 
     def close(self) -> None:
@@ -396,6 +432,7 @@ class StoreWriter:
             self.commit()
         finally:
             self._lock.release()
+            self.fs.cleanup()
 
     def __enter__(self) -> "StoreWriter":
         return self
