@@ -186,7 +186,7 @@ def measure(truth: Truth, fit: Fit, frames: np.ndarray | None = None) -> dict:
     err = np.linalg.norm(fit.uv - gt_uv, axis=-1)
     per_frame = np.where(inside.any(1), (err * inside).sum(1) / inside.sum(1).clip(1), np.nan)
     visible = present & np.isfinite(per_frame)
-    m: dict = {"frames": len(idx)}
+    m: dict = {"frames": len(idx), "err2d_per_frame": [round(float(e), 3) for e in per_frame]}
     vis_err = per_frame[visible]
     m["err2d"] = float((err * inside)[visible].sum() / inside[visible].sum())
     m["err2d_median"] = float(np.median(vis_err))
@@ -350,19 +350,21 @@ def summary(results: dict, goal_lists: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default="all", help=f"comma-separated, or 'all': {', '.join(SCENARIOS)}")
-    ap.add_argument("--frames", type=int, default=250, help="frames per clip (25 fps)")
-    ap.add_argument("--baseline-frames", type=int, default=3,
-                    help="frames per scenario fitted by the per-frame L-BFGS baseline (0: none)")
+    ap.add_argument("--frames", type=int, default=None, help="frames per clip (25 fps; default 250, --quick 40)")
+    ap.add_argument("--baseline-frames", type=int, default=None,
+                    help="frames per scenario fitted by the per-frame L-BFGS baseline (0: none; default 3, --quick 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--quick", action="store_true", help="40 frames, 1 baseline frame (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="40 frames, 1 baseline frame unless given (a smoke run)")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
     args = ap.parse_args(argv)
     names = list(SCENARIOS) if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}: use {', '.join(SCENARIOS)}")
-    if args.quick:
-        args.frames, args.baseline_frames = 40, min(args.baseline_frames, 1)
+    if args.frames is None:
+        args.frames = 40 if args.quick else 250
+    if args.baseline_frames is None:
+        args.baseline_frames = 1 if args.quick else 3
     if args.frames < 3:
         raise SystemExit(f"--frames {args.frames}: at least 3")
     if "focal_unknown" in names and "talking" not in names:
@@ -407,6 +409,10 @@ def main(argv: list[str] | None = None) -> dict:
         goal_lists[name] = goals(name, m, results, args.frames, args.threads)
         report(name, m, base, same, rec, goal_lists[name])
         out_json[name] = {"figures": m, "per_frame": base, "batched_same_frames": same,
+                          "reprojection_px": rec.arrays["smplx.reprojection_px"].data.tolist(),
+                          "face_px": rec.scores.get("smplx.face_px"), "present": truth.present.tolist(),
+                          "depth_confidence": (rec.arrays["smplx.depth_confidence"].data.tolist()
+                                               if "smplx.depth_confidence" in rec.arrays else None),
                           "goals": [{"goal": t, "met": g} for t, g in goal_lists[name]],
                           "rejected": rec.reject_code}
     summary(results, goal_lists)
