@@ -15,7 +15,8 @@ Printed per scenario, each with the issue's goal and met / NOT MET where it has 
                 median frame, the worst frame (and worst / median); with drop-outs, the
                 worst frame within 2 of a missing one
   PA-MPJPE      mm per joint group (neck/head, shoulders, elbows, wrists, fingers), each
-                frame aligned (similarity) on the 11 upper-body joints; "worst" = the worst group
+                frame aligned (similarity) on the 8 body joints evaluated (neck, head,
+                shoulders, elbows, wrists); "worst" = the worst group
   jitter        3D (mm/frame^2) and 2D (px/frame^2) mean second difference of the 8
                 upper-body joints, and their ratio to the truth's
   forearms      direction error (deg) in camera space and depth flips (the wrist's depth
@@ -51,8 +52,8 @@ from mentor.body.scenarios import SCENARIOS, Truth, make_truth
 
 GROUPS = {"neck/head": [12, 15], "shoulders": [16, 17], "elbows": [18, 19], "wrists": [20, 21],
           "fingers": list(range(25, 55))}
-ALIGN = [9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]  # spine3, neck, collars, head, shoulders, elbows, wrists
-UPPER = [12, 15, 16, 17, 18, 19, 20, 21]
+UPPER = [12, 15, 16, 17, 18, 19, 20, 21]  # neck, head, shoulders, elbows, wrists
+ALIGN = UPPER  # the evaluated body joints (spine3 and the collars, which no landmark sees, would skew it)
 # bones whose both ends are seen by landmarks (spine3, neck and collars are not: they are left out)
 BONES = {"shoulder width": (16, 17), "l upper arm": (16, 18), "r upper arm": (17, 19), "l forearm": (18, 20),
          "r forearm": (19, 21), "l hand (wrist-middle1)": (20, 28), "r hand (wrist-middle1)": (21, 43),
