@@ -6,17 +6,23 @@ hold a realistic share of clips that should be dropped: besides the good talking
 one with two people in the picture (the filter drops it), one with two voices taking
 turns over one face (diarization drops it) and one with no speech (voice activity).
 
-Every stage but ASR runs (ASR needs a Whisper checkpoint; its cost is the model's). The
-figure per stage is the build summary's worker seconds for that stage (each clip step
-runs on one core: one thread per MediaPipe / ffmpeg / torch call) over the kept hours;
-"prepare" is fetch + probe + shot detection per source. Ray's start-up and idle time are
-not in it: the wall-clock line beside it says what the whole run took on this machine.
+Every stage but ASR runs (ASR needs a Whisper checkpoint; its cost is the model's), one
+clip at a time per worker process (two filter and two annotate actors of one thread), so
+that each stage call's CPU is its own. The figure per stage is the build summary's CPU
+seconds for that stage (every thread of the worker process, MediaPipe's graph threads
+included, plus its ffmpeg children: pipelines.cpu) over the kept seconds; "prepare" is
+fetch + probe + shot detection per source. Ray's start-up and idle time are not in it:
+the wall-clock line beside it says what the whole run took on this machine (and counts
+other people's load on a shared one; the CPU seconds do not).
 
 The landmark stage is set beside its ceiling, measured in the same run: MediaPipe
-Holistic alone on the same decoded frames of the kept clips (share = Holistic alone /
-landmark stage; 1.0 would be a stage that adds nothing to Holistic's own time).
+Holistic alone on the same decoded frames of the kept clips, in this process. Then each
+choice of the part-wise landmark path (annotate.landmarks "parts": face mesh alone, in
+the filter's face crop, pose every k-th frame, hands only where a wrist is in the
+picture) is timed on the first `--choice-clips` kept clips and compared with Holistic
+on every frame: error in pixels and as a fraction of the face size, per part.
 
-    python benchmarks/curation_cost.py [--sources 6] [--seconds 10]
+    python benchmarks/curation_cost.py [--sources 6] [--seconds 10] [--choice-clips 2]
 
 The goal (issue 15): at most 2 core-hours per kept hour on a 2-core CPU box.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +46,7 @@ sources:
   - {{name: bench, kind: folder, path: {folder}}}
 annotate:
   asr: {{enabled: false}}
+ray: {{filter_actors: 2, filter_threads: 1, annotate_actors: 2, annotate_threads: 1}}
 """
 VOICES = ("en", "en+f3", "en+m7", "en-us", "en+f4")
 
@@ -90,78 +98,177 @@ def _silent(path: Path, seconds: float, seed: int) -> Path:
     return path
 
 
-def holistic_alone(videos: list[Path], cfg) -> tuple[float, int]:
-    """Seconds MediaPipe Holistic alone takes on every frame of `videos` (decoded
-    beforehand, one tracker per clip, as the landmark stage runs it)."""
-    from mediapipe.python.solutions import holistic
+def cpu_now() -> float:
+    """CPU seconds of this process, every thread (MediaPipe runs its graphs on its own)."""
+    return time.process_time()
 
-    from mentor.media import read_frames
 
-    total, frames = 0.0, 0
-    for v in videos:
-        clip = read_frames(v)
-        with holistic.Holistic(static_image_mode=False, model_complexity=cfg.model_complexity, smooth_landmarks=True,
-                               refine_face_landmarks=cfg.refine_face_landmarks) as tracker:
-            t0 = time.perf_counter()
-            for f in clip:
-                tracker.process(f)
-            total += time.perf_counter() - t0
-        frames += len(clip)
-    return total, frames
+def landmark_error(got: dict, ref: dict) -> dict[str, float]:
+    """Landmark error of `got` against `ref` (Holistic on every frame), on the same frames.
+
+    Face: all points; pose: the points Holistic sees (visibility >= 0.5); hands: the points
+    of frames where both found the hand, and the frames where only one did. px and as a
+    fraction of the face size (the median side of Holistic's face-mesh box).
+    """
+    import numpy as np
+
+    f = ref["face"][..., :2]
+    face_size = float(np.nanmedian(np.nanmax(f, 1) - np.nanmin(f, 1)).max())
+
+    def dist(a, b, mask=None):
+        d = np.hypot(*(a[..., :2] - b[..., :2]).transpose(2, 0, 1))
+        d = d[mask] if mask is not None else d.ravel()
+        d = d[np.isfinite(d)]
+        return d
+
+    out = {"face_size": face_size}
+    parts = {"face": dist(got["face"], ref["face"]),
+             "pose": dist(got["pose"], ref["pose"], ref["pose"][..., 3] >= 0.5),
+             "hands": np.concatenate([dist(got[h], ref[h]) for h in ("left_hand", "right_hand")])}
+    for k, d in parts.items():
+        out[f"{k}_mean_px"] = float(d.mean()) if d.size else float("nan")
+        out[f"{k}_p95_px"] = float(np.percentile(d, 95)) if d.size else float("nan")
+    seen = [(np.isfinite(got[h][..., 0]).any(1), np.isfinite(ref[h][..., 0]).any(1)) for h in ("left_hand", "right_hand")]
+    out["hand_frames_ref"] = int(sum(r.sum() for _, r in seen))
+    out["hand_frames_disagree"] = int(sum((g != r).sum() for g, r in seen))
+    out["face_found_disagree"] = int((np.isfinite(got["face"][..., 0]).any(1) != np.isfinite(f[..., 0]).any(1)).sum())
+    return out
+
+
+def run_variant(annotator, clips: list, **kw) -> tuple[list[dict], float, int]:
+    """The annotator's landmark arrays on each clip's frames; CPU seconds and frames."""
+    outs, cpu, frames = [], 0.0, 0
+    for frames_, box in clips:
+        c0 = cpu_now()
+        outs.append(annotator.process_frames(frames_, face_box=box if kw.get("seeded") else None,
+                                             mode=kw.get("mode")))
+        cpu += cpu_now() - c0
+        frames += len(frames_)
+    return outs, cpu, frames
+
+
+def pooled(errors: list[dict]) -> dict[str, float]:
+    """Per-clip figures over clips: counts summed, the rest averaged (clips of equal length)."""
+    import numpy as np
+
+    keys = errors[0].keys()
+    return {k: (float(np.nansum([e[k] for e in errors])) if k.startswith(("hand_frames", "face_found"))
+                else float(np.nanmean([e[k] for e in errors]))) for k in keys}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", type=int, default=6, help="good talking clips (3 clips to drop are added)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each source")
+    ap.add_argument("--choice-clips", type=int, default=2,
+                    help="kept clips on which each landmark choice is timed and compared with Holistic")
     ap.add_argument("--keep", help="a folder to keep the media and the store in (default: a temporary one)")
     args = ap.parse_args()
 
+    import numpy as np
     import ray
 
+    from annotate.landmarks import HolisticLandmarks, face_region
     from mentor.config import parse_config
+    from mentor.media import read_frames
     from mentor.store import Store
     from pipelines.curation import build
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="mentor-cost-"))
     folder, out = root / "media", root / "store"
+    if out.exists():
+        shutil.rmtree(out)  # a fresh build every run: a resumed one measures nothing
     t0 = time.perf_counter()
     kinds = make_media(folder, args.sources, args.seconds)
     print(f"media: {len(kinds)} sources x {args.seconds:g} s in {folder} ({time.perf_counter() - t0:.0f} s to make)")
     cfg = parse_config(CONFIG.format(folder=folder), "bench.yaml", str(root))
-    summary = build(cfg, out=out, progress=False, keep_work=True)
+    load0 = os.getloadavg()
+    for attempt in range(3):  # a busy machine can make Ray's first 30 s of start-up fail
+        try:
+            summary = build(cfg, out=out, progress=False)
+            break
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt == 2:
+                raise
+            print(f"Ray did not start (load average {os.getloadavg()[0]:.1f}); trying again")
+            ray.shutdown()
+            shutil.rmtree(out, ignore_errors=True)
+    load1 = os.getloadavg()
     cores = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-    kept_h = summary.seconds_out / 3600
+    ray.shutdown()
     print(summary.render())
-    if kept_h <= 0:
+    if summary.seconds_out <= 0:
         raise SystemExit("no clip was kept: nothing to divide by")
 
-    # the landmark stage against Holistic alone, on the same frames of the kept clips
-    store = Store(out)
-    kept_ids = set(store.clips()["clip_id"])
-    work = out / "_work" / "clips"
-    videos = sorted(p for p in work.glob("*.mp4") if p.stem in kept_ids)
-    alone, n_frames = holistic_alone(videos, cfg.annotate.landmarks)
-    per_clip = {r.id: (r.annotations.get("pipeline") or {}).get("seconds", {}).get("landmarks", 0.0)
-                for r in store.records(clip_ids=[p.stem for p in videos])}
-    stage = sum(per_clip.values())
+    # -- the landmark stage against Holistic alone, on the same frames of the kept clips ----
+    lm_cfg = cfg.annotate.landmarks
+    media = root / "kept_media"
+    records = list(Store(out).records(media_dir=media))
+    stage_cpu = sum((r.annotations.get("pipeline") or {}).get("cpu_seconds", {}).get("landmarks", 0.0)
+                    for r in records)
+    annotator = HolisticLandmarks(lm_cfg)
+    ref, built, holistic_cpu, n_frames = [], [], 0.0, 0
+    clips = []
+    for r in records:
+        frames = read_frames(r.files["video"], fps=r.fps)
+        box = face_region(r, frames.shape[2], frames.shape[1])
+        c0 = cpu_now()
+        ref.append(annotator.process_frames(frames, mode="holistic"))
+        holistic_cpu += cpu_now() - c0
+        n_frames += len(frames)
+        built.append({k.split(".", 1)[1]: np.asarray(r.arrays[k].data) for k in r.arrays if k.startswith("landmarks.")})
+        if len(clips) < args.choice_clips:
+            clips.append((frames, box))
+    build_err = pooled([landmark_error(b, h) for b, h in zip(built, ref)])
 
-    print(f"\nkept: {summary.clips_kept} clips, {summary.seconds_out:.0f} s of {summary.seconds_in:.0f} s seen "
-          f"({summary.seconds_out / max(summary.seconds_in, 1e-9):.0%})")
-    print("CPU core-hours per kept hour, by stage (worker seconds / kept seconds):")
+    # -- each choice of the part-wise path, timed and compared on the first clips ---------
+    choices = [("holistic, every frame (reference)", dict(mode="holistic"), lm_cfg),
+               ("parts: stride 1, full-frame face mesh", dict(mode="parts"), lm_cfg.model_copy(update={"pose_stride": 1})),
+               ("parts: stride 1, face mesh in the filter's crop", dict(mode="parts", seeded=True),
+                lm_cfg.model_copy(update={"pose_stride": 1})),
+               *((f"parts: pose every {k} frames, seeded", dict(mode="parts", seeded=True),
+                  lm_cfg.model_copy(update={"pose_stride": k})) for k in (2, 3, 4))]
+    rows = []
+    for name, kw, c in choices:
+        outs, cpu, frames = run_variant(HolisticLandmarks(c), clips, **kw)
+        err = pooled([landmark_error(o, h) for o, h in zip(outs, ref)])
+        rows.append((name, cpu / frames, err))
+
+    kept_s = summary.seconds_out
+    print(f"\nkeep rate: {summary.clips_kept} clips, {kept_s:.0f} s kept of {summary.seconds_in:.0f} s seen "
+          f"({kept_s / max(summary.seconds_in, 1e-9):.0%})")
+    print(f"load average during the build: {load0[0]:.1f} at start, {load1[0]:.1f} at end (1-min; "
+          f"{os.cpu_count()} CPUs)")
+    print("CPU core-hours per kept hour, by stage (CPU seconds of every thread and ffmpeg child / kept seconds):")
     total = 0.0
-    for name, secs in sorted(summary.stage_seconds.items(), key=lambda kv: -kv[1]):
-        ratio = secs / summary.seconds_out
+    for name, secs in sorted(summary.stage_cpu_seconds.items(), key=lambda kv: -kv[1]):
+        ratio = secs / kept_s
         total += ratio
-        print(f"  {name:14s} {ratio:6.3f}   ({secs:7.1f} worker s)")
+        print(f"  {name:14s} {ratio:6.3f}   ({secs:7.1f} CPU s; {summary.stage_seconds[name]:7.1f} wall s)")
     print(f"  {'all stages':14s} {total:6.3f}   goal <= 2.0 -> {'met' if total <= 2.0 else 'NOT met'}")
     print(f"wall clock: {summary.wall_seconds:.0f} s x {cores} cores = "
-          f"{summary.wall_seconds * cores / summary.seconds_out:.2f} core-hours per kept hour (Ray start-up and idle included)")
-    if stage > 0:
-        print(f"landmark stage: {stage:.1f} s on {n_frames} frames ({n_frames / stage:.1f} frames/s); Holistic alone "
-              f"on the same frames: {alone:.1f} s ({n_frames / alone:.1f} frames/s); share of the ceiling "
-              f"{alone / stage:.2f}")
-    ray.shutdown()
+          f"{summary.wall_seconds * cores / kept_s:.2f} core-hours per kept hour (Ray start-up, idle and other "
+          "people's load included)")
+    if stage_cpu > 0:
+        print(f"landmark stage ({lm_cfg.mode}, pose every {lm_cfg.pose_stride}): {stage_cpu:.1f} CPU s on {n_frames} "
+              f"frames ({1000 * stage_cpu / n_frames:.1f} ms/frame, decoding included); Holistic alone on the same "
+              f"frames: {holistic_cpu:.1f} CPU s ({1000 * holistic_cpu / n_frames:.1f} ms/frame); the stage takes "
+              f"{stage_cpu / holistic_cpu:.2f} of Holistic's CPU (Holistic alone / stage = {holistic_cpu / stage_cpu:.2f})")
+    e = build_err
+    print(f"the build's landmarks against Holistic on every frame ({len(records)} clips; face size "
+          f"{e['face_size']:.0f} px): face {e['face_mean_px']:.2f} px mean, {e['face_p95_px']:.2f} p95 "
+          f"({e['face_mean_px'] / e['face_size']:.4f} of the face); pose (visible points) {e['pose_mean_px']:.2f} px "
+          f"mean, {e['pose_p95_px']:.2f} p95 ({e['pose_mean_px'] / e['face_size']:.4f}); hands: Holistic found "
+          f"{e['hand_frames_ref']:.0f} hand-frames, {e['hand_frames_disagree']:.0f} disagree")
+    print(f"\neach landmark choice on {len(clips)} kept clip(s), in this process (CPU ms per frame, decoding not "
+          "included; error against Holistic on every frame, px and fraction of the face size):")
+    print(f"  {'choice':48s} {'ms/frame':>8s} {'x Holistic':>10s} {'face px':>8s} {'face p95':>8s} {'pose px':>8s} "
+          f"{'pose p95':>8s} {'pose/face':>9s} {'hand frames off':>15s}")
+    base = rows[0][1]
+    for name, ms, err in rows:
+        print(f"  {name:48s} {1000 * ms:8.1f} {ms / base:10.2f} {err['face_mean_px']:8.2f} {err['face_p95_px']:8.2f} "
+              f"{err['pose_mean_px']:8.2f} {err['pose_p95_px']:8.2f} {err['pose_mean_px'] / err['face_size']:9.4f} "
+              f"{err['hand_frames_disagree']:7.0f} of {err['hand_frames_ref']:.0f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class BuildSummary:
     # CPU seconds per stage summed over clips: every thread of the worker process and its
     # ffmpeg children, split evenly where a process ran calls at once (pipelines.cpu)
     stage_cpu_seconds: Counter = field(default_factory=Counter)
+    stage_clips: Counter = field(default_factory=Counter)  # clips each stage ran on (rejected ones skip most)
     statuses: Counter = field(default_factory=Counter)  # "stage: status" for non-"done" ones
     wall_seconds: float = 0.0
     first_clip_seconds: float | None = None  # from start until the first clip was written (warm-up)
@@ -52,6 +53,7 @@ class BuildSummary:
         timing = rec.annotations.get("pipeline") or {}
         for stage, secs in timing.get("seconds", {}).items():
             self.stage_seconds[stage] += secs
+            self.stage_clips[stage] += 1
         for stage, secs in timing.get("cpu_seconds", {}).items():
             self.stage_cpu_seconds[stage] += secs
         for stage, status in rec.status.items():
@@ -68,6 +70,7 @@ class BuildSummary:
         d = asdict(self)  # asdict rebuilds a Counter from (key, value) pairs: keys become tuples
         d["stage_seconds"] = {k: round(v, 4) for k, v in self.stage_seconds.items()}
         d["stage_cpu_seconds"] = {k: round(v, 4) for k, v in self.stage_cpu_seconds.items()}
+        d["stage_clips"] = dict(self.stage_clips)
         d["statuses"] = dict(self.statuses)
         d.pop("clip_seconds")
         d.pop("rejections")

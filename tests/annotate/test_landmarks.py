@@ -55,3 +55,79 @@ def test_missing_video_fails_the_clip(annotator):
     rec = ClipRecord(id="x", source_id="s", source_uri="u", start=0, end=1)
     rec.files["video"] = "/nonexistent.mp4"
     assert annotator(rec).status["landmarks"] == "failed"
+
+
+# -- the part-wise path ("parts") against Holistic on every frame ---------------------------
+@pytest.fixture(scope="module")
+def talking(tmp_path_factory):
+    """A generated talking clip (the astronaut swaying), 2 s at 25 fps, decoded, and
+    Holistic's landmarks on every frame of it."""
+    from annotate.landmarks import HolisticLandmarks
+    from mentor.media import read_frames
+    from mentor.testmedia import make_talking_clip
+
+    path = make_talking_clip(tmp_path_factory.mktemp("lm") / "talk.mp4", seconds=2.0, seed=3, audio=False)
+    frames = read_frames(path)
+    return path, frames, HolisticLandmarks(LandmarksConfig(mode="holistic")).process_frames(frames)
+
+
+def _face_size(face):
+    return float(np.nanmedian(np.nanmax(face[..., 1], 1) - np.nanmin(face[..., 1], 1)))
+
+
+def test_parts_agree_with_holistic_on_a_talking_clip(talking):
+    from annotate.landmarks import HolisticLandmarks
+
+    _, frames, ref = talking
+    out = HolisticLandmarks(LandmarksConfig(mode="parts", pose_stride=2)).process_frames(frames)
+    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
+    size = _face_size(ref["face"])
+    face = np.hypot(*(out["face"][..., :2] - ref["face"][..., :2]).transpose(2, 0, 1))
+    assert np.isfinite(face).all() and face.mean() < 0.01 * size, face.mean()  # the same face model
+    seen = ref["pose"][..., 3] >= 0.5
+    pose = np.hypot(*(out["pose"][..., :2] - ref["pose"][..., :2]).transpose(2, 0, 1))[seen]
+    assert seen.sum() > 10 * len(frames) and pose.mean() < 0.05 * size, pose.mean()  # every 2nd frame, interpolated
+    for hand in ("left_hand", "right_hand"):  # both: no hand in the picture
+        assert np.isnan(out[hand]).all() and np.isnan(ref[hand]).all()
+
+
+def test_face_mesh_seeded_from_the_filters_track_finds_the_same_face(talking):
+    """The filter's face boxes (source pixels, sampled at 5 fps) map through the clip's
+    crop to a face region; the face mesh run inside it gives the landmarks it gives on
+    the whole frame."""
+    from annotate.landmarks import FILTER_FACE_BOX, HolisticLandmarks, face_region
+    from annotate.person_filter import FACE_BOX
+    from mentor.record import CropBox
+
+    assert FILTER_FACE_BOX == FACE_BOX
+    _, frames, ref = talking
+    h, w = frames.shape[1:3]
+    # the clip as a 2x crop of a source twice its size, offset by (100, 40): source = 2 * clip + offset
+    rec = ClipRecord(id="c", source_id="s", source_uri="u", start=0.0, end=2.0, fps=25.0, width=w, height=h)
+    rec.crop = CropBox(x=100, y=40, size=2 * w)
+    pts = ref["face"][::5, :, :2]
+    boxes = np.concatenate([np.nanmin(pts, 1), np.nanmax(pts, 1)], 1) * 2 + [100, 40, 100, 40]
+    rec.add_array(FACE_BOX, boxes.astype(np.float32), fps=5.0, start=0.0)
+    x, y, s = face_region(rec, w, h)
+    lo, hi = np.nanmin(ref["face"][..., :2], (0, 1)), np.nanmax(ref["face"][..., :2], (0, 1))
+    assert x <= lo[0] and y <= lo[1] and x + s >= hi[0] and y + s >= hi[1] and s < 0.9 * w  # holds the face
+    annotator = HolisticLandmarks(LandmarksConfig(mode="parts", pose_stride=4))
+    seeded = annotator.process_frames(frames, face_box=(x, y, s))
+    d = np.hypot(*(seeded["face"][..., :2] - ref["face"][..., :2]).transpose(2, 0, 1))
+    assert np.isfinite(d).all() and d.mean() < 0.01 * _face_size(ref["face"]), d.mean()
+    rec.arrays.pop(FACE_BOX)
+    assert face_region(rec, w, h) is None  # no track: the whole frame
+
+
+def test_parts_mode_on_a_record(tmp_path, talking):
+    from annotate.landmarks import HolisticLandmarks
+
+    path, frames, _ = talking
+    rec = ClipRecord(id="p", source_id="s", source_uri="u", start=0.0, end=2.0, fps=25.0, width=512, height=512)
+    rec.files["video"] = str(path)
+    rec = HolisticLandmarks(LandmarksConfig(pose_stride=3))(rec)
+    assert rec.status["landmarks"] == "done", rec.errors
+    ann = rec.annotations["landmarks"]
+    assert ann["mode"] == "parts" and ann["pose_stride"] == 3 and ann["face_box"] is None
+    assert rec.arrays["landmarks.pose"].data.shape == (len(frames), 33, 4)
+    assert rec.scores["landmarks.face_fraction"] == 1.0 and rec.scores["landmarks.pose_fraction"] == 1.0

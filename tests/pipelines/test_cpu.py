@@ -68,5 +68,5 @@ def test_a_stage_call_counts_its_helper_threads_and_children():
     summary = BuildSummary(store="x")
     summary.add_clip(rec)
     d = summary.as_dict()
-    assert d["stage_cpu_seconds"] == {"busy": cpu}
+    assert d["stage_cpu_seconds"] == {"busy": cpu} and d["stage_clips"] == {"busy": 1}
     assert "CPU seconds per stage: busy" in summary.render()
