@@ -13,8 +13,9 @@ Every generated video is decoded at its real clip's fps and size and scored with
 - identity: ArcFace cosine distance between the generated face and the real clip's first
   frame (the reference), with an ArcFace ONNX model;
 - 3D, from the project's own MediaPipe landmarks and SMPL-X fit run on the generated video,
-  against the real clip's stored fit: lip-landmark error (mm), head-pose error (degrees),
-  and on the generated fit alone jitter (mm/s^3), expression spread and EMAGE's beat
+  against the real clip's stored fit: lip-landmark error (mm; in camera space, and after a
+  rigid fit of the upper face to the real one's, which leaves the mouth's own motion),
+  head-pose error (degrees), and on the generated fit alone jitter (mm/s^3), expression spread and EMAGE's beat
   consistency with the audio;
 - set-level: FID over frames, FVD over 16-frame clips (overall and per perceived group);
 - stochasticity over K samples of one input: per-pixel standard deviation over time
@@ -62,7 +63,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "lse_d": ("sync", "lower", "LSE-D (SyncNet)"),
     "lse_c": ("sync", "higher", "LSE-C (SyncNet)"),
     "identity_distance": ("identity", "lower", "ArcFace distance to reference"),
-    "lme": ("motion3d", "lower", "lip landmark error LME (mm)"),
+    "lme": ("motion3d", "lower", "lip landmark error LME (mm, camera space)"),
+    "lme_aligned": ("motion3d", "lower", "LME, head-aligned (mm)"),
     "head_pose_error": ("motion3d", "lower", "head-pose error (deg)"),
     "jitter": ("motion3d", "lower", "jitter (mm/s^3)"),
     "expression_spread": ("motion3d", "higher", "expression spread"),
@@ -75,7 +77,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
 # group tables are shown, and only their changes from the real clip (cpbd_loss, niqe_rise)
 # raise flags.
 FLAGGED = ("psnr", "ssim", "lpips", "cpbd_loss", "niqe_rise", "sync_offset", "identity_distance", "lme",
-           "head_pose_error")
+           "lme_aligned", "head_pose_error")
 SET_METRICS: dict[str, tuple[str, str, str]] = {
     "fid": ("set", "lower", "FID (frames)"),
     "fvd": ("set", "lower", "FVD (16-frame clips)"),
@@ -103,13 +105,19 @@ class EvalConfig:
     real_fit: str = "stored"  # "stored" (the store's smplx.* arrays) or "refit" (the same fitter on the real video)
     body_model_dir: str | None = None  # SMPL-X folder; None: $MENTOR_SMPLX_DIR, else the synthetic model
     bootstrap: int = 1000
-    set_bootstrap: int = 50  # resamples of clips for FID/FVD intervals (features of <= 512 dims only)
+    set_bootstrap: int = 50  # resamples of clips for FID/FVD intervals (any feature size; thin-factor Frechet)
     confidence: float = 0.95
     min_group_clips: int = 3  # smaller groups are shown, never flagged or paired
     group_columns: tuple[str, ...] = GROUP_COLUMNS
     device: str = "auto"
     seed: int = 0
     example_groups: int = 6
+    # A light evaluation (`make demo`, a quick look): judge at most max_clips clips (spread
+    # over the first group column's groups; None: all), and fit SMPL-X to at most frames_3d
+    # consecutive frames from the middle of each generated video (None: every frame). The 3D
+    # metrics are then those of that window (LME, head pose against the same real frames).
+    max_clips: int | None = None
+    frames_3d: int | None = None
 
     def __post_init__(self):
         if self.real_fit not in ("stored", "refit"):
@@ -117,6 +125,11 @@ class EvalConfig:
         for name in ("fid_frames", "quality_frames", "identity_frames", "min_group_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips={self.max_clips!r}: must be >= 1 (or None for every clip)")
+        if self.frames_3d is not None and self.frames_3d < 8:
+            raise ValueError(f"frames_3d={self.frames_3d!r}: must be >= 8 (jitter and BC need consecutive frames) "
+                             "or None for every frame")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence!r}: must be between 0 and 1")
         if self.bootstrap < 0 or self.set_bootstrap < 0:
@@ -264,6 +277,20 @@ def stratify(per_clip: pd.DataFrame, groups: pd.DataFrame, metrics: dict[str, st
                          "flagged": bool(np.isfinite(lo) and lo > 0
                                          and (flag_metrics is None or metric in flag_metrics))})
     return pd.DataFrame(rows), pd.DataFrame(gaps)
+
+
+def pick_clips(clips: pd.DataFrame, n: int, columns: tuple[str, ...] = GROUP_COLUMNS) -> pd.DataFrame:
+    """n clips spread over the groups of the first group column that has values: round-robin
+    over its groups (ordered by clip id inside each), so a light evaluation still sees every
+    group it can. Deterministic."""
+    col = next((c for c in columns if c in clips.columns and clips[c].notna().any()), None)
+    df = clips.sort_values("clip_id").reset_index(drop=True)
+    if col is None:
+        return df.head(n)
+    lab = group_labels(df, col)
+    rank = lab.groupby(lab).cumcount()
+    order = pd.DataFrame({"rank": rank, "group": lab}).sort_values(["rank", "group"], kind="stable").index
+    return df.loc[order[:n]].sort_values("clip_id").reset_index(drop=True)
 
 
 def group_column_sets(groups: pd.DataFrame, columns: tuple[str, ...], min_group_clips: int) -> list[str]:
@@ -519,6 +546,13 @@ class Evaluator:
 
         from mentor.body import SmplxParams
 
+        n_all = len(next(iter(lms.values())))
+        lo = 0
+        if self.cfg.frames_3d is not None and n_all > self.cfg.frames_3d:
+            lo = (n_all - self.cfg.frames_3d) // 2
+            lms = {k: v[lo:lo + self.cfg.frames_3d] for k, v in lms.items()}
+            if audio is not None:
+                audio = audio[int(lo / fps * 16000):int((lo + self.cfg.frames_3d) / fps * 16000)]
         gen, err = self.fit(lms, fps, w, h)
         if err:
             res.errors.append(f"generated video's SMPL-X fit: {err}")
@@ -533,14 +567,16 @@ class Evaluator:
             out["beat_consistency"] = mot.beat_consistency(og.joints.cpu().numpy(), fps, audio=audio)
         if real_fit is not None:
             with torch.no_grad():
-                pr = SmplxParams.from_record(real_fit)
+                pr = SmplxParams.from_record(real_fit)[lo:]
                 n = min(pr.num_frames, pg.num_frames)
                 orr = body.forward(pr[:n])
-            out["lme"] = mot.lip_landmark_error(mot.lip_points(og.landmarks[:n].cpu().numpy()),
-                                                mot.lip_points(orr.landmarks.cpu().numpy()))
+            gen_lm, real_lm = og.landmarks[:n].cpu().numpy(), orr.landmarks.cpu().numpy()
+            out["lme"] = mot.lip_landmark_error(mot.lip_points(gen_lm), mot.lip_points(real_lm))
+            out["lme_aligned"] = mot.lip_landmark_error(mot.lip_points(mot.head_aligned(gen_lm, real_lm)),
+                                                        mot.lip_points(real_lm))
             out["head_pose_error"] = mot.head_pose_error(
                 mot.head_rotation(pg.global_orient[:n].cpu().numpy(), pg.body_pose[:n].cpu().numpy()),
-                mot.head_rotation(pr.global_orient.cpu().numpy(), pr.body_pose.cpu().numpy()))
+                mot.head_rotation(pr.global_orient[:n].cpu().numpy(), pr.body_pose[:n].cpu().numpy()))
         return out
 
 
@@ -586,23 +622,21 @@ def _per_clip(per_sample: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFram
 
 
 def _set_metric(real: dict[str, np.ndarray], fake: dict[str, list[np.ndarray]], clips: list[str],
-                n_boot: int, confidence: float, rng: np.random.Generator) -> tuple[float, float, float]:
+                n_boot: int, confidence: float, rng: np.random.Generator, device: str = "cpu"
+                ) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) of a Frechet distance (FID, FVD) over `clips`: the interval
+    resamples clips (each with its real frames and all its generated samples' frames)."""
     clips = [c for c in clips if c in real and fake.get(c)]
-    if len(clips) < 1:
+    r = [real[c] for c in clips]
+    f = [np.concatenate(fake[c]) for c in clips]
+    if not clips or min(sum(map(len, r)), sum(map(len, f))) < 2:
         return float("nan"), float("nan"), float("nan")
-
-    def value(sel):
-        r = np.concatenate([real[c] for c in sel])
-        f = np.concatenate([x for c in sel for x in fake[c]])
-        if min(len(r), len(f)) < 2:
-            return float("nan")
-        return mot.frechet_distance_features(f, r)
-
-    v = value(clips)
-    dim = real[clips[0]].shape[1]
-    if n_boot < 1 or len(clips) < 2 or dim > 512:
+    v = mot.frechet_distance_weighted(np.concatenate(f), np.concatenate(r), device=device)
+    if n_boot < 1 or len(clips) < 2:
         return v, float("nan"), float("nan")
-    boots = [value([clips[i] for i in rng.integers(0, len(clips), len(clips))]) for _ in range(n_boot)]
+    boots = mot.frechet_bootstrap(f, r, n_boot, rng, device)
+    if not np.isfinite(boots).any():
+        return v, float("nan"), float("nan")
     a = (1 - confidence) / 2
     return v, float(np.nanquantile(boots, a)), float(np.nanquantile(boots, 1 - a))
 
@@ -663,7 +697,7 @@ def evaluate_method(store, clips: pd.DataFrame, generated: str | Path, cfg: Eval
     for metric, real, fake in (("fid", fid_real, fid_fake), ("fvd", fvd_real, fvd_fake)):
         if not real:
             continue
-        v, lo, hi = _set_metric(real, fake, list(real), cfg.set_bootstrap, cfg.confidence, rng)
+        v, lo, hi = _set_metric(real, fake, list(real), cfg.set_bootstrap, cfg.confidence, rng, evaluator.device)
         overall.append({"metric": metric, "label": SET_METRICS[metric][2], "family": "set", "better": "lower",
                         "clips": len(real), "mean": v, "ci_low": lo, "ci_high": hi, "best_of_k": float("nan"),
                         "k": int(per_clip["samples"].max()) if len(per_clip) else 0})
@@ -675,7 +709,7 @@ def evaluate_method(store, clips: pd.DataFrame, generated: str | Path, cfg: Eval
                 lab = lab + " | " + group_labels(g, p)
             for grp in sorted(lab.unique()):
                 sel = [c for c in lab.index[lab == grp] if c in real]
-                v, lo, hi = _set_metric(real, fake, sel, cfg.set_bootstrap, cfg.confidence, rng)
+                v, lo, hi = _set_metric(real, fake, sel, cfg.set_bootstrap, cfg.confidence, rng, evaluator.device)
                 set_rows.append({"column": col, "group": grp, "metric": metric, "clips": len(sel), "value": v,
                                  "ci_low": lo, "ci_high": hi})
     return MethodResult(name=name or Path(generated).name, per_sample=per_sample, per_clip=per_clip, best_of_k=best,
@@ -766,6 +800,14 @@ def evaluate(store_path: str | Path, generated: str | Path | None, out_dir: str 
     if not len(clips):
         raise ValueError(f"no clips in {store_path} match {query!r}: check --split (the store's splits are "
                          f"{sorted(store.clips()['split'].dropna().unique().tolist())})")
+    light = []
+    if cfg.max_clips is not None and len(clips) > cfg.max_clips:
+        light.append(f"light evaluation: {cfg.max_clips} of the {len(clips)} clips judged (max_clips), spread over "
+                     "the groups")
+        clips = pick_clips(clips, cfg.max_clips, cfg.group_columns)
+    if cfg.frames_3d is not None and cfg.fit_3d and cfg.face_metrics:
+        light.append(f"light evaluation: the 3D metrics come from at most {cfg.frames_3d} consecutive frames from the "
+                     "middle of each video (frames_3d)")
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     if model is not None:
@@ -775,6 +817,7 @@ def evaluate(store_path: str | Path, generated: str | Path | None, out_dir: str 
         raise ValueError("give --generated DIR (videos to judge) or --model RUN (generate them first)")
     man = read_manifest(manifest) if manifest else None
     evaluator = Evaluator(cfg)
+    evaluator.notes += light
     results = []
     with tempfile.TemporaryDirectory(prefix="mentor-eval-") as tmp:
         for folder in [generated] + ([compare] if compare else []):
@@ -782,6 +825,8 @@ def evaluate(store_path: str | Path, generated: str | Path | None, out_dir: str 
     if len(results) == 2 and results[0].name == results[1].name:
         results[1].name += " (compare)"
     summary = {"store": str(store_path), "split": split, "where": where, "clips": int(len(clips)),
+               "generated_by": ({"model": str(model), "motion_model": motion_model and str(motion_model),
+                                 "samples": samples, "gen_steps": gen_steps} if model is not None else None),
                "config": {k: (v if k != "fid_extractor" else (type(v).__name__ if v is not None else None))
                           for k, v in asdict(cfg).items()},
                "metrics": {m: {"family": f, "better": d, "label": lab}

@@ -3,6 +3,7 @@ with its own videos as the "generated" ones (perfect) and degraded copies, and t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -72,6 +73,22 @@ def test_bootstrap_interval_covers_the_mean():
     assert lo < 5 < hi and hi - lo == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.25)
     assert bootstrap_ci(np.full(10, 2.0), 100, 0.95, rng) == (2.0, 2.0)
     assert np.isnan(bootstrap_ci(np.array([1.0]), 100, 0.95, rng)[0])
+
+
+def test_light_evaluation_picks_clips_over_the_groups_and_checks_its_options():
+    from models.evaluate import pick_clips
+
+    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(9)],
+                          "attr.skin_tone_group": ["light"] * 5 + ["dark"] * 3 + [None]})
+    got = pick_clips(clips, 4)
+    # round-robin over the groups (dark, light, unknown; clip ids in order inside each): c5 c0 c8 c6
+    assert list(got["clip_id"]) == ["c0", "c5", "c6", "c8"]
+    assert list(pick_clips(clips, 4)["clip_id"]) == list(got["clip_id"])  # deterministic
+    assert list(pick_clips(clips.drop(columns="attr.skin_tone_group"), 2)["clip_id"]) == ["c0", "c1"]
+    with pytest.raises(ValueError, match="max_clips=0"):
+        EvalConfig(max_clips=0)
+    with pytest.raises(ValueError, match="frames_3d=4"):
+        EvalConfig(frames_3d=4)
 
 
 # ------------------------------------------------------------ the synthetic store
@@ -241,9 +258,11 @@ def _talking_store(root: Path, video: Path) -> tuple[Path, str]:
 
 
 @pytest.mark.slow
-def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path_factory):
+def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path_factory, tiny_syncnet_checkpoint):
     """The real clip as its own "generated" video scores perfect; a blurred copy, one with the
-    audio 10 frames late and one with another face each lose on their own metrics only."""
+    audio 10 frames late and one with another face each lose on their own metrics only.
+    SyncNet's LSE-D / LSE-C run inside `mentor eval` on the first pair (a random SyncNet
+    loaded by annotate.syncnet.load_syncnet from a test-built syncnet_v2.model)."""
     import importlib.util
 
     from mentor.testmedia import make_talking_clip
@@ -264,9 +283,10 @@ def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path
     spec.loader.exec_module(tid)
     tid.build_arcface_onnx(root / "arcface.onnx")
     cfg = _cfg(arcface_model=str(root / "arcface.onnx"), face_metrics=True, bootstrap=20, min_group_clips=1)
-    got = {}
+    got, reports = {}, {}
     for a, b in (("perfect", "shifted"), ("blurred", "swapped")):
-        s = evaluate(store, root / a, root / f"report_{a}", cfg=cfg, compare=root / b)
+        c = dataclasses.replace(cfg, syncnet_weights=str(tiny_syncnet_checkpoint)) if a == "perfect" else cfg
+        s = reports[a] = evaluate(store, root / a, root / f"report_{a}", cfg=c, compare=root / b)
         for m in s["methods"]:
             assert not m["errors"], m["errors"]
             got[m["name"].replace(" (compare)", "")] = m["per_clip"][0]
@@ -276,6 +296,26 @@ def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path
     assert p["lme"] < 0.5 and p["head_pose_error"] < 0.5 and p["sync_offset"] <= 1, p
     # audio 10 frames late: the sync sees it, nothing about the pictures changes
     assert sh["sync_offset"] == pytest.approx(10, abs=1)
+    # SyncNet ran on both (a random one: its numbers mean nothing, but they are the
+    # shifted audio's): LSE-D / LSE-C change with the audio, the pictures being the same
+    for m in ("lse_d", "lse_c"):
+        assert np.isfinite(p[m]) and np.isfinite(sh[m]) and abs(p[m] - sh[m]) > 1e-4, (m, p[m], sh[m])
+    assert "lse_d" not in bl and not any("LSE" in n for n in reports["perfect"]["methods"][0]["notes"])
+    assert any("LSE-D/LSE-C: skipped" in n for n in reports["blurred"]["methods"][0]["notes"])
+    # and land in the overall and per-group tables of the JSON and the CSVs
+    for m in reports["perfect"]["methods"]:
+        slug = "shifted" if "compare" in m["name"] else "perfect"
+        want = got[slug]["lse_d"]
+        assert {r["metric"]: r["mean"] for r in m["overall"]}["lse_d"] == pytest.approx(want)
+        grp = [r for r in m["groups"] if r["metric"] == "lse_c" and r["column"] == "attr.skin_tone_group"]
+        assert [(r["group"], r["clips"]) for r in grp] == [("light", 1)] and grp[0]["mean"] == pytest.approx(
+            got[slug]["lse_c"])
+        tables = root / "report_perfect" / "tables"
+        assert pd.read_csv(tables / f"{slug}.per_clip.csv")["lse_d"].iloc[0] == pytest.approx(want)
+        g = pd.read_csv(tables / f"{slug}.groups.csv")
+        assert g[(g.metric == "lse_d") & (g.group == "light")]["mean"].iloc[0] == pytest.approx(want)
+    # head-aligned LME: 0 for the real clip, and reported beside the camera-space one
+    assert p["lme_aligned"] < 0.5 and sh["lme_aligned"] == pytest.approx(p["lme_aligned"], abs=0.2)
     assert sh["psnr"] == 100 and sh["cpbd_loss"] == 0 and sh["lme"] == pytest.approx(p["lme"], abs=0.2)
     assert sh["identity_distance"] == pytest.approx(p["identity_distance"], abs=1e-6)
     # blurred: the pictures lose sharpness and fidelity. (The weight-free sync sees it too:
@@ -290,25 +330,55 @@ def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path
     assert not np.isfinite(sw.get("lme") or np.nan) or sw["lme"] > p["lme"] + 1.0
 
 
+def _tiny_models(store: Path, root: Path) -> tuple[Path, Path]:
+    """A random 64-px video model saved as `mentor train-video` saves it (RUN/model/ with
+    video.json and its scheduler) and a random tiny motion model (save_pretrained, with
+    motion statistics that keep its poses near the reference's)."""
+    import torch
+
+    from mentor.body import load_body_model
+    from models.controls import ControlSource
+    from models.motion import MotionDiffusionModel, MotionStatistics, tiny_config
+    from models.video_train import VideoTrainConfig, build_model, make_scheduler, save_model
+
+    cfg = VideoTrainConfig(store=str(store), run_dir=str(root / "video"), size=64, window=4, channels=(16, 32),
+                           prediction_type="sample")
+    torch.manual_seed(0)
+    save_model(build_model(cfg, ControlSource(load_body_model(None)).num_channels), root / "video", cfg,
+               make_scheduler(cfg))
+    motion = MotionDiffusionModel(**tiny_config()).eval()
+    L, A, R = motion.layout.dim, motion.audio_dim, motion.layout.reference_dim
+    motion.set_statistics(MotionStatistics(np.zeros(L), np.full(L, 0.02), np.zeros(A), np.ones(A), np.zeros(R),
+                                           np.ones(R)))
+    motion.save_pretrained(root / "motion")
+    return root / "video", root / "motion"
+
+
 @pytest.mark.slow
 def test_model_run_generates_k_samples_per_clip_then_judges_them(synthetic_store, tmp_path):
-    """`--model RUN`: the bundled video model (a tiny, barely trained one) generates K samples
-    per test clip from its first frame, audio and stored motion; they are then judged, with
-    best-of-K and stochasticity maps."""
-    from models.video_train import train_loop
+    """`--model RUN --motion-model MRUN --samples 2`: tiny saved models (random weights)
+    generate K samples per test clip from its first frame and audio, the motion sampled from
+    speech (seed k for sample k); they are judged with best-of-K and stochasticity maps. The
+    reconstruction path (the clip's stored motion) makes different videos from the same
+    seed: the motion model's motion is what was rendered."""
+    from mentor.media import read_frames
+    from mentor.store import Store
+    from models.evaluate import generate_for_eval
 
-    run = tmp_path / "run"
-    train_loop(dict(store=str(synthetic_store), run_dir=str(run), where="split == 'train'", size=64, window=4,
-                    stage1_steps=2, stage2_steps=1, batch_size=2, clip_batch_size=1, channels=(16, 32), lr=1e-3,
-                    lr_temporal=1e-3, prediction_type="sample", log_every=1, ckpt_every=10, progress=False,
-                    min_reference_gap_s=1.0, seed=0))
-    s = evaluate(synthetic_store, None, tmp_path / "r", split="test", cfg=_cfg(bootstrap=20), model=run, samples=2,
-                 gen_steps=2)
+    video, motion = _tiny_models(synthetic_store, tmp_path)
+    s = evaluate(synthetic_store, None, tmp_path / "r", split="test", cfg=_cfg(bootstrap=20), model=video,
+                 motion_model=motion, samples=2, gen_steps=1)
     m = s["methods"][0]
-    made = sorted(p.name for p in (tmp_path / "r" / "generated").glob("*.mp4"))
-    assert len(made) == 4 and all(n.endswith(("_0.mp4", "_1.mp4")) for n in made)
-    assert len(m["per_sample"]) == 4 and not m["clips_without_generated_video"]
+    made = sorted((tmp_path / "r" / "generated").glob("*.mp4"))
+    assert len(made) == 4 and all(p.name.endswith(("_0.mp4", "_1.mp4")) for p in made)
+    assert len(m["per_sample"]) == 4 and not m["clips_without_generated_video"] and not m["errors"]
+    assert s["generated_by"] == {"model": str(video), "motion_model": str(motion), "samples": 2, "gen_steps": 1}
     overall = {r["metric"]: r for r in m["overall"]}
     assert overall["psnr"]["k"] == 2 and overall["psnr"]["best_of_k"] >= overall["psnr"]["mean"]
     assert all(v > 0 for v in m["stochasticity_mean"].values()) and len(m["stochasticity_mean"]) == 2
     assert "Stochasticity" in (tmp_path / "r" / "index.html").read_text()
+    clips = Store(synthetic_store).clips("split == 'test'").head(1)
+    recon = generate_for_eval(Store(synthetic_store), clips, video, tmp_path / "recon", samples=1, steps=1)
+    cid = clips["clip_id"].iloc[0]
+    a, b = read_frames(recon / f"{cid}_0.mp4"), read_frames(tmp_path / "r" / "generated" / f"{cid}_0.mp4")
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() > 0.5
