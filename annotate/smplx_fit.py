@@ -15,6 +15,7 @@ needs ~5-12 steps, not hundreds.
     body        `elbow_restarts`: body pose and shape from two elbow bends, the better kept
                 (a forearm's depth is ambiguous in 2D)
     hands, full `keyframe_solve`: everything, hands joining at a wide robust scale that then narrows
+    shape       `shared_shape_solve`: the clip's one shape and every keyframe's pose in one step
     neighbours  `neighbour_restarts`: each keyframe also restarts from its neighbours' fits,
                 and `viterbi` keeps the most consistent sequence (removes runs of flipped frames)
   all frames: interpolated from the keyframes, then
@@ -61,6 +62,7 @@ class Schedule:
     body: StageSpec
     hands: StageSpec
     full: StageSpec
+    shape: StageSpec
     neighbours: StageSpec
     smooth: StageSpec
 
@@ -88,6 +90,10 @@ def default_schedule(iterations: int) -> Schedule:
         hands=StageSpec(name="hands", free=FLAT_ALL, groups=every_group, iterations=min(cap, 10), rho_scale=4.0,
                         **free_priors),
         full=StageSpec(name="full", free=FLAT_ALL, groups=every_group, iterations=min(cap, 10), **free_priors),
+        # the clip's one shape from all keyframes at once, their poses moving with it
+        # (its prior once per clip; 10 on 4 synthetic clips: betas r 0.6-0.8, 3 and 25 no better)
+        shape=StageSpec(name="shape", free=FLAT_ALL, groups=every_group, iterations=min(cap, 8),
+                        **(free_priors | dict(shape_weight=10))),
         neighbours=StageSpec(name="neighbours", free=FLAT_ALL, groups=every_group, iterations=min(cap, 6),
                              **free_priors),
         # all frames from the interpolated keyframes, coupled in time (a per-frame pass here
@@ -267,6 +273,62 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     return x
 
 
+def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
+    """Gauss-Newton with the shape as ONE clip parameter: per-frame poses and the shared betas
+    in one step (the betas' normal equations are the frames' Schur complements summed), damped
+    as a whole, accepted when the clip's cost falls. The per-frame pool (keyframe_solve) only
+    creeps toward a shape; this moves it to where all frames' evidence puts it."""
+    objective = problem.objective
+    free = problem.free
+    is_beta = torch.isin(free, objective.beta_columns)
+    pose_cols, beta_cols = free[~is_beta], free[is_beta]
+    if len(beta_cols) == 0:
+        return keyframe_solve(problem, x, progress)
+    x = x.clone()
+    x[:, objective.beta_columns] = x[:, objective.beta_columns].mean(0)
+    damping = 1e-3
+    for _ in range(problem.spec.iterations):
+        x_grad = x.detach().requires_grad_(True)
+        cost = problem.frame_costs(x_grad).sum()
+        (gradient,) = torch.autograd.grad(cost, x_grad)
+        progress.evaluations += 1
+        with torch.no_grad():
+            hessian, _, _ = problem.gauss_newton(x, False)
+            pose, beta = ~is_beta, is_beta
+            a = hessian[:, pose][:, :, pose]
+            b = hessian[:, pose][:, :, beta]
+            c = hessian[:, beta][:, :, beta]
+            g_pose, g_beta = gradient[:, pose_cols], gradient[:, beta_cols]
+            a_diag = a.diagonal(dim1=-2, dim2=-1)
+            a = a + torch.diag_embed(damping * a_diag + 1e-6 * (1 + a_diag))
+            chol, info = torch.linalg.cholesky_ex(a)
+            if bool((info > 0).any()):
+                break
+            a_inv_g = torch.cholesky_solve(g_pose[..., None], chol)[..., 0]
+            a_inv_b = torch.cholesky_solve(b, chol)
+            schur = (c - b.transpose(1, 2) @ a_inv_b).sum(0)
+            rhs = (g_beta - (b.transpose(1, 2) @ a_inv_g[..., None])[..., 0]).sum(0)
+            s_diag = schur.diagonal()
+            schur = schur + torch.diag(damping * s_diag + 1e-6 * (1 + s_diag.abs()))
+            step_beta = -torch.linalg.solve(schur, rhs)
+            step_pose = -(a_inv_g + (a_inv_b @ step_beta[:, None])[..., 0])
+            x_new = x.clone()
+            x_new[:, pose_cols] += step_pose
+            x_new[:, beta_cols] += step_beta
+            cost_new = problem.frame_costs(x_new).sum()
+            progress.evaluations += 1
+            if float(cost_new) < float(cost):
+                gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
+                x, damping = x_new, max(damping / 3, 1e-7)
+                if gain < progress.tolerance:
+                    break
+            else:
+                damping *= 4
+                if damping > 1e4:
+                    break
+    return x
+
+
 def best_of_starts(problem: StageProblem, starts: list[torch.Tensor], progress: Progress,
                    pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Solve from several starts (each (T,D)) in one batch, then keep per frame the candidate
@@ -430,6 +492,7 @@ def fit_clip(
     keyframe_stride: int = 8,
     focal_source: str = "given",
     bounds: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -442,7 +505,27 @@ def fit_clip(
     the per-frame baseline). focal_source is recorded in the result (where camera's focal came from).
     bounds (T,K,2) int8: per axis 0 = fit the point to xy, +1 / -1 = only keep it at or beyond /
     at or before xy (a landmark outside the image: annotate/correspondences.py gather_evidence).
+    threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
+    The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
+    took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
     """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads {threads}: use None (torch's setting) or >= 1")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _fit_clip(sparse, targets, xy, conf, camera, image_size, iterations=iterations, robust_rho=robust_rho,
+                         smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
+                         schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
+                         focal_source=focal_source, bounds=bounds)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
+              device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds) -> FitResult:
+    """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
     started = time.perf_counter()
@@ -497,7 +580,8 @@ def fit_clip(
             return lbfgs_solve(problem, x, progress, max_evaluations=10 * iterations)
 
         for stage in schedule.stages()[:-1]:  # no temporal terms: every stage on each frame alone
-            x = run(stage, lbfgs, x, objective)
+            if stage.name != "shape":  # a clip-level stage: nothing to share on one frame
+                x = run(stage, lbfgs, x, objective)
     else:
         stride = keyframe_stride if frames >= 3 * keyframe_stride else 1
         usable = ((conf[:, active] > 0.3) & torso).sum(1) >= 3  # what placing the camera needs
@@ -513,6 +597,7 @@ def fit_clip(
         x_keys = run(schedule.body, elbow_restarts, x_keys, on_keys)
         x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
+        x_keys = run(schedule.shape, shared_shape_solve, x_keys, on_keys)
         x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
         # frames between keyframes (and those without landmarks) start from the keyframes' interpolation
         x = x_keys if all_keys else interpolate(x_keys, keys, frames)
@@ -655,7 +740,8 @@ class SmplxFitter:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
-                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds)
+                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
+                           threads=self.cfg.threads)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record

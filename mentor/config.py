@@ -198,6 +198,9 @@ class SmplxConfig(Section):
     low_visibility_weight: float = Field(0.5, ge=0, le=1)
     # weight of a pose landmark outside the image: the joint is held outside the frame (one-sided)
     border_weight: float = Field(0.25, ge=0, le=1)
+    # torch threads inside one fit (restored after it): with 2 on the 2-core box the same
+    # 250-frame fit took 3.9-256 s, with 1 it was steady (issue 16); None: torch's own setting
+    threads: int | None = Field(1, ge=1)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:

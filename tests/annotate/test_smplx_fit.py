@@ -207,3 +207,32 @@ def test_fit_writes_depth_confidence_and_observed(fitted, clip):
     seen = np.isfinite(pose[:, [11, 12], 0]) & (pose[:, [11, 12], 3] >= 0.5)
     assert (shoulders == seen).all()  # a shoulder is observed exactly where its landmark is confident
     assert not observed[:, [4, 5, 7, 8]].any()  # knees and ankles are below this clip's frame
+
+
+def test_fit_pins_its_threads_and_restores_them(body, clip):
+    """Issue 16, item 5: with 2 torch threads a fit's time was erratic (3.9-256 s); the fit runs
+    on the threads it is given and leaves torch's setting as it found it."""
+    from annotate.correspondences import gather_observations
+    from annotate.pose_prior import BuiltinPosePrior
+    from annotate.smplx_fit import fit_clip
+
+    seen_threads = []
+
+    class Recording(BuiltinPosePrior):
+        def forward(self, body_pose):
+            seen_threads.append(torch.get_num_threads())
+            return super().forward(body_pose)
+
+    targets = all_targets()
+    xy, conf = gather_observations(clip.arrays, targets, 3, 0.5)
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit_clip(sparse, targets, xy, conf, clip.camera, (512, 512), iterations=2, pose_prior=Recording(), threads=1)
+        assert seen_threads and set(seen_threads) == {1}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads 0"):
+            fit_clip(sparse, targets, xy, conf, clip.camera, (512, 512), threads=0)
+    finally:
+        torch.set_num_threads(previous)
