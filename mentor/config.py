@@ -217,9 +217,11 @@ class SmplxConfig(Section):
     # per-frame quality (annotate/smplx_quality.py): gates that COUNT bad frames, since a clip's
     # mean passes with a run of bad frames in it. A frame is bad when nothing was observed in it
     # or its own mean reprojection is above max_frame_reprojection_face face heights; bad frames
-    # are stored as smplx.frame_ok 0 and left out of training windows (valid=False). Set from
-    # benchmarks/smplx_truth.py (synthetic body, faces ~100 px at 1.9 m): see each line.
-    max_frame_reprojection_face: float = Field(0.25, ge=0)  # 2.5x the clip gate: one frame scatters more
+    # are stored as smplx.frame_ok 0 and left out of training windows (valid=False).
+    # A frame's own mean reprojection / face height: the 3 demo clips (MediaPipe on real faces of
+    # 172-175 px, out/demo/store) have frames at 0.040 median and 0.063 at worst; issue 16's bad
+    # frames (a face 19-36 px off on a ~70 px face) are 0.27-0.5. Set at 2.4x the worst good frame.
+    max_frame_reprojection_face: float = Field(0.15, ge=0)
     # forearm's in-image share below this = depth uncertain (toward / away from the camera):
     # flagged in smplx.frame_flags; it makes a frame bad only with depth_gates_frames
     min_depth_confidence: float = Field(0.35, ge=0, le=1)
