@@ -31,7 +31,8 @@ A worker opens only the shards its windows are in, reads a shard's tar headers o
 then seeks straight to the members it needs; video is decoded only for the window's
 frames (decord, one reader kept per clip, so the ordered windows of a clip decode forward
 from one key frame instead of seeking back for each) and audio only for its span
-(soundfile).
+(soundfile). `window_loader` spawns its workers and keeps them across epochs (the epoch
+reaches them through shared memory), each with `prefetch_factor` batches ready.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class WindowDataset(IterableDataset):
         self.clips = clips[cols].sort_values(["shard", "key"], ignore_index=True)
         self.num_frames = {r.clip_id: max(1, int(round(r.duration * r.fps))) for r in self.clips.itertuples()}
         self.epoch = 0
+        self._shared_epoch = None  # a spawn-shared int (window_loader's persistent workers read it)
         self._rank, self._world = rank, world_size
         self._reader: _ShardReader | None = None
 
@@ -130,6 +132,14 @@ class WindowDataset(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Random windows and their order are drawn anew (deterministically) per epoch."""
         self.epoch = int(epoch)
+        if self._shared_epoch is not None:  # reaches the loader's persistent workers too
+            self._shared_epoch.value = self.epoch
+
+    def share_epoch(self, context) -> None:
+        """Let workers started from `context` (a multiprocessing context) see later
+        `set_epoch` calls: a DataLoader's persistent workers keep the copy of the dataset
+        they were started with, so the epoch goes through shared memory."""
+        self._shared_epoch = context.RawValue("q", self.epoch)
 
     def plan(self) -> list[Window]:
         """Every window of this epoch, in reading order, before the split over ranks/workers."""
@@ -189,6 +199,8 @@ class WindowDataset(IterableDataset):
         return len(_piece(range(n), rank, world))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._shared_epoch is not None:
+            self.epoch = int(self._shared_epoch.value)
         index, count = self._share()
         windows = _piece(self.plan(), index, count)
         if self._reader is None or self._reader.pid != os.getpid():  # a forked worker opens its own files
@@ -252,6 +264,10 @@ class WindowDataset(IterableDataset):
     def __getstate__(self):  # workers open their own files
         state = dict(self.__dict__)
         state["_reader"] = None
+        from multiprocessing.context import get_spawning_popen
+
+        if get_spawning_popen() is None:  # shared memory goes only to processes being started
+            state["_shared_epoch"] = None
         return state
 
 
@@ -315,20 +331,33 @@ def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def window_loader(store: Store | str | os.PathLike[str], batch_size: int, num_workers: int = 0,
-                  **dataset_kw: Any) -> DataLoader:
+                  prefetch_factor: int = 2, persistent_workers: bool = True, **dataset_kw: Any) -> DataLoader:
     """A torch DataLoader of collated windows; `loader.dataset.set_epoch(n)` before each epoch.
 
     Workers are started with "spawn": forking a process that has decoded video with decord
     can hang the children (seen here), so build your own DataLoader over a WindowDataset
-    with multiprocessing_context="spawn" (or "forkserver") too."""
+    with multiprocessing_context="spawn" (or "forkserver") too. A spawned worker pays its
+    imports (torch, decord: seconds), so by default the workers persist across epochs
+    (persistent_workers; the epoch reaches them through shared memory, `share_epoch`), and
+    each keeps `prefetch_factor` batches ready. Start an epoch's iteration early
+    (`iter(loader)`) to have the workers start while the model is being built."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1")
+    if not isinstance(prefetch_factor, int) or prefetch_factor < 1:
+        raise ValueError(f"prefetch_factor={prefetch_factor!r}: must be an int >= 1 (batches ready per worker)")
     ds = WindowDataset(store, **dataset_kw)
+    if num_workers == 0:
+        return DataLoader(ds, batch_size=batch_size, num_workers=0, collate_fn=collate_windows)
     # workers are spawned, not forked: a parent that has already decoded video (decord /
     # FFmpeg threads) deadlocks forked children; spawned ones pay their imports once
-    ctx = "spawn" if num_workers > 0 else None
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    if persistent_workers:
+        ds.share_epoch(ctx)
     return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_windows,
-                      persistent_workers=False, pin_memory=False, multiprocessing_context=ctx)
+                      persistent_workers=persistent_workers, pin_memory=False, multiprocessing_context=ctx,
+                      prefetch_factor=prefetch_factor)
 
 
 def ray_windows(store: Store | str | os.PathLike[str], pieces: int = 16, **dataset_kw: Any):

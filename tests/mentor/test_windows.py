@@ -165,6 +165,26 @@ def test_loader_with_two_workers_yields_each_window_once(synthetic_store):
     assert Counter(got) == Counter(plan) and len(got) == len(plan)
 
 
+def test_persistent_worker_follows_set_epoch(synthetic_store):
+    """window_loader keeps its spawned worker across epochs (no second start-up) and the
+    worker draws each epoch's random windows, as the dataset in this process plans them."""
+    kw = dict(frames=8, mode="random", arrays=("smplx.jaw_pose",), video=False, audio=False, seed=3)
+    loader = window_loader(synthetic_store, batch_size=4, num_workers=1, **kw)
+    plan = WindowDataset(synthetic_store, **kw)
+    pids = []
+    for epoch in (0, 1, 2):
+        loader.dataset.set_epoch(epoch)
+        plan.set_epoch(epoch)
+        got = [(c, int(s)) for b in loader for c, s in zip(b["clip_id"], b["start"])]
+        assert got == [(w.clip_id, w.start) for w in plan.plan()], epoch
+        pids.append(loader._iterator._workers[0].pid)
+    assert len(set(pids)) == 1  # one worker, started once
+    epochs = [[(w.clip_id, w.start) for w in (plan.set_epoch(e), plan.plan())[1]] for e in (0, 1)]
+    assert epochs[0] != epochs[1]  # the epochs really differ
+    with pytest.raises(ValueError, match="prefetch_factor"):
+        window_loader(synthetic_store, batch_size=2, num_workers=1, prefetch_factor=0)
+
+
 def test_only_needed_shards_are_opened(synthetic_store):
     store = Store(synthetic_store)
     df = store.clips()
