@@ -238,6 +238,20 @@ def cmd_train_motion(args) -> int:
     return 0
 
 
+def cmd_train_motion_ae(args) -> int:
+    """Train the motion autoencoder whose features give the Frechet motion distance (models/motion_ae.py)."""
+    from models.motion_ae import model_preset, train_loop
+    from pipelines.train import launch
+
+    loop = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+            "steps": args.steps, "batch_size": args.batch_size, "model": model_preset(args.config),
+            "device": args.device, "loader_workers": args.loader_workers, "progress": not args.quiet}
+    result = launch(train_loop, loop, num_workers=1, run_dir=args.out)
+    print(f"trained to step {result.get('step')}, last loss {result.get('last_loss', float('nan')):.4f}; "
+          f"model: {result.get('model_dir')}")
+    return 0
+
+
 def cmd_generate_motion(args) -> int:
     """Speech + reference -> SMPL-X motion npz and preview mp4 per sample."""
     from models.motion_generate import generate_to_folder
@@ -431,6 +445,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--loader-workers", type=int, default=1, help="DataLoader processes per training worker")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     s.set_defaults(fn=cmd_train_motion)
+
+    s = sub.add_parser("train-motion-ae", help="train the motion autoencoder of the Frechet motion distance (FMD)")
+    s.add_argument("store")
+    s.add_argument("-o", "--out", required=True, help="run folder (checkpoints, loss.csv, model/); re-run resumes")
+    s.add_argument("--where", default="split == 'train'", help="pandas query over the index (default: the train split)")
+    s.add_argument("--steps", type=int, default=3000)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--config", default="base", help="tiny | base | a JSON file of autoencoder settings")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--loader-workers", type=int, default=0, help="DataLoader processes")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.set_defaults(fn=cmd_train_motion_ae)
 
     s = sub.add_parser("generate-motion", help="SMPL-X motion from speech and a reference (npz + preview mp4)")
     s.add_argument("--model", required=True, help="a train-motion run folder or its model/ folder")

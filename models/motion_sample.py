@@ -5,12 +5,21 @@
     params = generate(model, audio_features (N,A), ref, num_samples=3, seed=0)
     # -> {field: (K, N, n)} SMPL-X parameters, one set per sample
 
-Long audio is cut into windows of the model's `num_frames`. Windows follow each other with
-`context_frames` frames of overlap: the first window is sampled freely; each next one is
-sampled with its first `context_frames` frames given (the model was trained with known
-prefixes, and they are written back into the sample at every denoising step), so the
-motion continues across the join instead of restarting. The K samples run as one batch,
-and classifier-free guidance doubles it (conditional and unconditional in one pass).
+Long audio is cut into windows of the model's `num_frames` that overlap by
+`context_frames` frames; each window but the first is sampled with its first
+`context_frames` frames given (the model was trained with known prefixes, and they are
+written back into the sample at every denoising step), so the motion continues across the
+join instead of restarting. Two ways to run the windows (`stitch`):
+
+- "parallel" (default): every window is denoised at once, in one batch, and at each
+  denoising step a window's known prefix is the previous window's current prediction of
+  those frames (from the step before; the last step's is written over the prefix at the
+  end). One network call per step whatever the length of the audio.
+- "sequential": window after window, each from the previous one's finished frames
+  (windows x steps network calls).
+
+The K samples run in the same batch, and classifier-free guidance doubles it (conditional
+and unconditional in one pass). Sampling runs under torch.inference_mode.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ def load_motion_model(path: str | os.PathLike[str], device: str | torch.device =
     return model.to(device).eval()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_window(model: MotionDiffusionModel, scheduler, audio: torch.Tensor, reference: torch.Tensor,
                   known: torch.Tensor, known_mask: torch.Tensor, steps: int, guidance: float,
                   generator: torch.Generator | None) -> torch.Tensor:
@@ -70,31 +79,37 @@ def window_starts(num_frames: int, window: int, context: int) -> list[int]:
     return starts
 
 
-@torch.no_grad()
+STITCH = ("parallel", "sequential")
+
+
+@torch.inference_mode()
 def generate(model: MotionDiffusionModel, audio_features: torch.Tensor | np.ndarray,
              reference: dict[str, torch.Tensor | np.ndarray], num_samples: int = 1, seed: int = 0,
              guidance: float | None = None, scheduler: str | None = None, steps: int | None = None,
-             device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+             device: str | torch.device | None = None, stitch: str = "parallel") -> dict[str, np.ndarray]:
     """SMPL-X motion for audio features (N,A) (raw, as `audio_features_from_arrays` makes
     them) around a reference frame {field: (n,)} (betas included).
 
     Returns {field: float32 (K, N, n)} for the SMPL-X fields (betas repeated). guidance,
     scheduler ("dpmsolver++" | "ddim" | "ddpm") and steps default to the model's config;
-    "ddpm" with steps=None runs every training step.
+    "ddpm" with steps=None runs every training step. stitch: "parallel" | "sequential" (see
+    the module docstring).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples={num_samples}: ask for at least 1 sample")
+    if stitch not in STITCH:
+        raise ValueError(f"stitch={stitch!r}: use one of {STITCH}")
     dev = torch.device(device) if device is not None else model.device
     model.to(dev)
     was_training = model.training
     model.eval()
     try:
-        return _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev)
+        return _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev, stitch)
     finally:
         model.train(was_training)
 
 
-def _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev):
+def _generate(model, audio_features, reference, num_samples, seed, guidance, scheduler, steps, dev, stitch):
     c = model.config
     kind = scheduler or c.sample_scheduler
     sched = make_scheduler(kind, c.num_train_timesteps, c.beta_schedule)
@@ -116,8 +131,12 @@ def _generate(model, audio_features, reference, num_samples, seed, guidance, sch
     D = model.layout.dim
     out = torch.zeros(K, N, D, device=dev)
     gen = torch.Generator().manual_seed(seed)
+    starts = window_starts(N, W, C)
+    if stitch == "parallel" and len(starts) > 1:
+        out = _parallel_windows(model, sched, audio_n, ref_n, starts, N, steps, g, gen)
+        starts = []
     done = 0
-    for s in window_starts(N, W, C):
+    for s in starts:
         idx = torch.arange(s, s + W).clamp_max(N - 1)  # past the end: the last frame's audio repeated
         audio_w = audio_n[idx][None].expand(K, -1, -1)
         known = torch.zeros(K, W, D, device=dev)
@@ -133,6 +152,35 @@ def _generate(model, audio_features, reference, num_samples, seed, guidance, sch
     motion = model.denormalize_motion(out)
     params = decode_motion(model.layout, motion, {k: v[None].expand(K, -1) for k, v in ref.items()})
     return {k: v.float().cpu().numpy() for k, v in params.items()}
+
+
+def _parallel_windows(model, scheduler, audio_n, ref_n, starts, N, steps, guidance, gen) -> torch.Tensor:
+    """Every window denoised at once (stitch="parallel"): (K,N,D) normalised motion."""
+    c = model.config
+    W, C, D = c.num_frames, c.context_frames, model.layout.dim
+    K, nw, dev = ref_n.shape[0], len(starts), audio_n.device
+    idx = (torch.as_tensor(starts)[:, None] + torch.arange(W)[None]).clamp_max(N - 1)  # (nw, W)
+    audio = audio_n[idx].repeat_interleave(K, 0)  # (nw*K, W, A), window-major
+    ref = ref_n.repeat(nw, 1)
+    known = torch.zeros(nw * K, W, D, device=dev)
+    known_mask = torch.zeros(nw * K, W, dtype=torch.bool, device=dev)
+    known_mask[K:, :C] = True  # every window but the first continues the one before
+    m = known_mask[..., None]
+    scheduler.set_timesteps(steps, device=dev)
+    x = torch.randn((nw * K, W, D), generator=gen, device="cpu").to(dev) * scheduler.init_noise_sigma
+    x0 = x
+    for t in scheduler.timesteps:
+        x0 = model.guided_x0(x, t, audio, ref, known, known_mask, guidance)
+        known[K:, :C] = x0[:-K, W - C:]  # the previous window's current prediction of the overlap
+        x0 = torch.where(m, known, x0)
+        x = scheduler.step(x0, t, x, generator=gen).prev_sample
+    x0 = x0.reshape(nw, K, W, D)
+    out = torch.zeros(K, N, D, device=dev)
+    for i in reversed(range(nw)):  # earlier windows written last: the overlaps are theirs (as the prefixes)
+        s = starts[i]
+        end = min(s + W, N)
+        out[:, s:end] = x0[i, :, :end - s]
+    return out
 
 
 def audio_features_for_wav(path: str | os.PathLike[str], model: MotionDiffusionModel, fps: float | None = None,

@@ -13,7 +13,8 @@ window). Per step:
     known   = with probability `context_prob`, the first 1..context_frames frames are
               given clean (the carried-over frames of window-by-window sampling)
     audio   = replaced by the null embedding with probability audio_dropout (for CFG)
-    loss    = |f(x_t) - x0|^2 over valid frames                          (diffusion, x0)
+    loss    = |f(x_t) - x0|^2 over valid frames, the dims that move the lips (expression,
+              jaw) weighted `lip_weight` against 1 for the rest             (diffusion, x0)
             + w_face |d/dt f - d/dt x0|^2 on expression, jaw, eyes     (temporal)
             + w_body |d/dt f - d/dt x0|^2 on head, body, hands, transl
 
@@ -44,7 +45,13 @@ from models.training import dist_info, resolve_device, train, unwrap
 log = logging.getLogger(__name__)
 
 MODEL_SUBDIR = "model"
-PRESETS: dict[str, dict[str, Any]] = {"tiny": tiny_config(), "base": {}}
+# "small": 4 layers, 128 wide, 40-frame windows: the size benchmarks/motion_speech.py trains on the CPU
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": tiny_config(),
+    "small": dict(d_model=128, num_layers=4, num_heads=4, ff_mult=2, dropout=0.0, num_frames=40, context_frames=8,
+                  sample_steps=15),
+    "base": {},
+}
 
 
 class MotionTrainConfig(BaseModel):
@@ -62,10 +69,12 @@ class MotionTrainConfig(BaseModel):
     warmup_steps: int = Field(100, ge=0)
     model: dict[str, Any] = Field(default_factory=dict)  # MotionDiffusionModel kwargs (a preset or a file)
     temporal_face: float = Field(1.0, ge=0)
+    lip_weight: float = Field(1.0, gt=0)  # weight of expression and jaw dims in the x0 loss (the rest: 1)
     temporal_body: float = Field(1.0, ge=0)
     context_prob: float = Field(0.5, ge=0, le=1)
     min_reference_gap_s: float = Field(1.0, ge=0)
-    loader_workers: int = Field(0, ge=0)  # torch DataLoader worker processes per rank
+    loader_workers: int = Field(0, ge=0)  # torch DataLoader worker processes per rank (when not preloaded)
+    preload_arrays_gb: float = Field(2.0, ge=0)  # read the clips' arrays once when they fit in this; 0: never
     windows_per_clip: int | None = Field(None, ge=1)  # per epoch; None: see window_batches
     stats_clips: int = Field(500, ge=1)  # clips read for the normalisation statistics
     log_every: int = Field(10, ge=1)
@@ -79,14 +88,14 @@ class MotionTrainConfig(BaseModel):
 
 
 def model_preset(name_or_file: str | None) -> dict[str, Any]:
-    """"tiny" | "base" | a JSON file of MotionDiffusionModel kwargs."""
+    """"tiny" | "small" | "base" | a JSON file of MotionDiffusionModel kwargs."""
     if not name_or_file:
         return {}
     if name_or_file in PRESETS:
         return dict(PRESETS[name_or_file])
     p = Path(name_or_file)
     if not p.is_file():
-        raise ValueError(f"--config {name_or_file!r}: use 'tiny', 'base' or a JSON file of model settings")
+        raise ValueError(f"--config {name_or_file!r}: use 'tiny', 'small', 'base' or a JSON file of model settings")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -157,7 +166,12 @@ def window_batches(cfg: MotionTrainConfig, frames: int, audio_names: tuple[str, 
     """batches(epoch) for models.training.train: random training windows with a reference.
 
     Windows per clip and epoch: cfg.windows_per_clip, else enough for a few batches even on
-    a small store (random starts, so overlapping windows are fresh crops, not repeats)."""
+    a small store (random starts, so overlapping windows are fresh crops, not repeats).
+    The windows and their references are planned by mentor.store.windows.WindowDataset.
+    When the selected clips' arrays fit in cfg.preload_arrays_gb, each clip's arrays are
+    read once, at the start (`preload_clip_arrays`), and windows are cut from memory
+    (`PreloadedWindows`: no decoding per step); otherwise every window is read from the
+    shards by WindowDataset through a DataLoader with cfg.loader_workers processes."""
     from torch.utils.data import DataLoader
 
     from mentor.store.windows import WindowDataset, collate_windows, distributed_rank
@@ -170,17 +184,95 @@ def window_batches(cfg: MotionTrainConfig, frames: int, audio_names: tuple[str, 
         df = Store(cfg.store).clips(cfg.where)
         mean_frames = float((df["duration"] * df["fps"]).mean())
         wpc = max(1, math.ceil(mean_frames / frames), math.ceil(2 * per_rank_batch * world / len(df)))
+    arrays = tuple(f"smplx.{f}" for f in SMPLX_FIELDS) + tuple(audio_names)
     ds = WindowDataset(cfg.store, where=cfg.where, frames=frames, mode="random", seed=cfg.seed,
-                       arrays=("smplx.*", *audio_names), video=False, audio=False, reference=True,
+                       arrays=arrays, video=False, audio=False, reference=True,
                        min_reference_gap_s=cfg.min_reference_gap_s, windows_per_clip=wpc)
-    loader = DataLoader(ds, batch_size=per_rank_batch, num_workers=cfg.loader_workers, collate_fn=collate_windows,
-                        drop_last=True, persistent_workers=cfg.loader_workers > 0)
+    pin = torch.cuda.is_available()
+    clips = preload_clip_arrays(ds, cfg.preload_arrays_gb)
+    if clips is not None:
+        data = PreloadedWindows(ds, clips)
+        loader = DataLoader(data, batch_size=per_rank_batch, num_workers=0, collate_fn=collate_preloaded,
+                            drop_last=True, pin_memory=pin)
+    else:
+        data = ds
+        loader = DataLoader(ds, batch_size=per_rank_batch, num_workers=cfg.loader_workers,
+                            collate_fn=collate_windows, drop_last=True, persistent_workers=cfg.loader_workers > 0,
+                            pin_memory=pin, prefetch_factor=4 if cfg.loader_workers else None)
 
     def batches(epoch: int):
-        ds.set_epoch(epoch)
+        data.set_epoch(epoch)
         return loader
 
     return batches
+
+
+def preload_clip_arrays(ds, budget_gb: float) -> dict[str, dict[str, np.ndarray]] | None:
+    """{clip_id: {array: (n, ...) float32 at the clip's frame times}} for every clip of a
+    WindowDataset's selection, or None when they would take more than budget_gb (estimated
+    from the index's frame counts and the first clip's bytes per frame) or budget_gb is 0."""
+    from mentor.store.windows import WindowDataset
+
+    if budget_gb <= 0:
+        return None
+    n = ds.num_frames
+    longest = max(n.values())
+    whole = WindowDataset(ds.store, where=ds.where, frames=longest, mode="sequential", windows_per_clip=1,
+                          arrays=ds.array_patterns, video=False, audio=False, rank=0, world_size=1)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for sample in whole:  # read in this process (rank 0 of 1, no DataLoader worker): every clip once
+        k = n[sample["clip_id"]]
+        out[sample["clip_id"]] = {name: a[:k].numpy() for name, a in sample["arrays"].items()}
+        if len(out) == 1:
+            per_frame = sum(a.nbytes for a in out[sample["clip_id"]].values()) / max(k, 1)
+            if per_frame * sum(n.values()) > budget_gb * 2**30:
+                log.info("training windows are read from the shards: the arrays would take %.1f GB (> %.1f GB)",
+                         per_frame * sum(n.values()) / 2**30, budget_gb)
+                return None
+    return out
+
+
+class PreloadedWindows(torch.utils.data.IterableDataset):
+    """The windows WindowDataset plans (same clips, starts, references and rank pieces), cut
+    from clip arrays held in memory (`preload_clip_arrays`): frames past a clip's end are NaN
+    with `valid` False, as WindowDataset gives them."""
+
+    def __init__(self, plan: Any, clips: dict[str, dict[str, np.ndarray]]):
+        self.plan, self.clips = plan, clips
+
+    def set_epoch(self, epoch: int) -> None:
+        self.plan.set_epoch(epoch)
+
+    def __iter__(self):
+        from mentor.store.windows import distributed_rank
+
+        rank, world = distributed_rank()
+        windows = self.plan.plan()
+        piece = windows[rank * len(windows) // world:(rank + 1) * len(windows) // world]
+        T = self.plan.frames
+        for w in piece:
+            arrays = self.clips[w.clip_id]
+            n = self.plan.num_frames[w.clip_id]
+            idx = np.arange(w.start, w.start + T)
+            valid = idx < n
+            take = np.minimum(idx, n - 1)
+            cut = {}
+            for name, a in arrays.items():
+                x = a[take]
+                if not valid.all():
+                    x[~valid] = np.nan
+                cut[name] = x
+            yield {"arrays": cut, "valid": valid, "reference": {name: a[w.reference] for name, a in arrays.items()}}
+
+
+def collate_preloaded(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """PreloadedWindows samples -> the batch layout of mentor.store.windows.collate_windows
+    (arrays, valid, reference arrays) that MotionLoss reads."""
+    names = samples[0]["arrays"].keys()
+    return {"arrays": {k: torch.from_numpy(np.stack([s["arrays"][k] for s in samples])) for k in names},
+            "valid": torch.from_numpy(np.stack([s["valid"] for s in samples])),
+            "reference": {"arrays": {k: torch.from_numpy(np.stack([s["reference"][k] for s in samples]))
+                                     for k in names}}}
 
 
 # ----------------------------------------------------------------------------- loss
@@ -197,6 +289,9 @@ class MotionLoss:
         self.context_frames = context_frames
         self.audio_dropout = audio_dropout
         self.face = layout.face_mask()
+        self.dim_weight = torch.ones(layout.dim)
+        for name in ("expression", "jaw_pose"):
+            self.dim_weight[layout.slices()[name]] = cfg.lip_weight
 
     def inputs(self, model: MotionDiffusionModel, batch: dict) -> dict[str, torch.Tensor]:
         """Normalised x0 (B,T,D), audio (B,T,A), reference (B,R) and the frame mask (B,T)."""
@@ -226,7 +321,8 @@ class MotionLoss:
         keep = torch.rand(B, device=dev) >= self.audio_dropout
         pred = net(xt, t, inp["audio"], inp["reference"], x0, known_mask, keep)
         w = mask.to(pred.dtype)[..., None]
-        diffusion = ((pred.float() - x0) ** 2 * w).sum() / (w.sum() * D).clamp_min(1)
+        dw = self.dim_weight.to(dev)
+        diffusion = ((pred.float() - x0) ** 2 * w * dw).sum() / (w.sum() * dw.sum()).clamp_min(1e-9)
         dp, dx = pred.float()[:, 1:] - pred.float()[:, :-1], x0[:, 1:] - x0[:, :-1]
         pair = (w[:, 1:] * w[:, :-1])
         sq = (dp - dx) ** 2 * pair

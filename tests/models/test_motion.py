@@ -167,14 +167,17 @@ def test_stitched_windows_are_continuous(trained_run, synthetic_store):
     feats = rec.arrays["audio.logmel"].data.reshape(len(rec.arrays["audio.logmel"].data), -1)
     feats = np.concatenate([feats, feats])  # 100 frames: windows at 0, 24, 48, 72
     ref = {k.split(".", 1)[1]: a.data[0] for k, a in rec.arrays.items() if k.startswith("smplx.")}
-    out = generate(model, feats, ref, num_samples=2, seed=0)
-    assert out["jaw_pose"].shape == (2, 100, 3) and out["betas"].shape == (2, 100, 10)
-    assert np.isfinite(out["body_pose"]).all()
-    motion = np.concatenate([out[f] for f in ("expression", "jaw_pose", "body_pose", "transl")], -1)
-    step = np.abs(np.diff(motion, axis=1)).mean(-1)  # (K, 99) frame-to-frame change
-    joins = [s - 1 for s in window_starts(100, 32, 8)[1:]] + [31, 31 + 24, 31 + 48]  # carried / new boundaries
-    # the frames right after each window's context are as smooth as the rest
-    assert step[:, joins].mean() < 3 * np.median(step), (step[:, joins].mean(), np.median(step))
+    for stitch in ("parallel", "sequential"):
+        out = generate(model, feats, ref, num_samples=2, seed=0, stitch=stitch)
+        assert out["jaw_pose"].shape == (2, 100, 3) and out["betas"].shape == (2, 100, 10)
+        assert np.isfinite(out["body_pose"]).all()
+        motion = np.concatenate([out[f] for f in ("expression", "jaw_pose", "body_pose", "transl")], -1)
+        step = np.abs(np.diff(motion, axis=1)).mean(-1)  # (K, 99) frame-to-frame change
+        joins = [s - 1 for s in window_starts(100, 32, 8)[1:]] + [31, 31 + 24, 31 + 48]  # carried / new boundaries
+        # the frames right after each window's context are as smooth as the rest
+        assert step[:, joins].mean() < 3 * np.median(step), (stitch, step[:, joins].mean(), np.median(step))
+    with pytest.raises(ValueError, match="stitch"):
+        generate(model, feats, ref, stitch="overlap-add")
 
 
 def test_generate_motion_cli_three_different_samples(trained_run, synthetic_store, speech_wav, tmp_path):
@@ -201,3 +204,24 @@ def test_generate_motion_cli_three_different_samples(trained_run, synthetic_stor
             assert np.abs(bodies[i] - bodies[j]).mean() > 1e-3  # three different motions
     info = probe(out / "motion_00.mp4")
     assert info.has_audio and abs(info.duration - 2.4) < 0.15
+
+
+def test_preloaded_windows_are_the_streamed_ones(synthetic_store, tmp_path):
+    """Clip arrays read once and cut in memory give exactly WindowDataset's windows (same
+    clips, starts, references, NaN padding), epoch after epoch."""
+    from models.motion_train import MotionTrainConfig, window_batches
+
+    names = ("audio.logmel",)
+    got = {}
+    for gb in (2.0, 0.0):
+        cfg = MotionTrainConfig(store=str(synthetic_store), run_dir=str(tmp_path), preload_arrays_gb=gb,
+                                windows_per_clip=3)
+        batches = window_batches(cfg, 32, names, per_rank_batch=4)
+        got[gb] = [b for epoch in (0, 1) for b in batches(epoch)]
+    (a, b) = got[2.0], got[0.0]
+    assert len(a) == len(b) > 2
+    for x, y in zip(a, b):
+        assert torch.equal(x["valid"], y["valid"])
+        for k in ("smplx.jaw_pose", "smplx.body_pose", "audio.logmel"):
+            assert torch.allclose(x["arrays"][k], y["arrays"][k], equal_nan=True), k
+            assert torch.equal(x["reference"]["arrays"][k], y["reference"]["arrays"][k]), k
