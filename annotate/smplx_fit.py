@@ -692,11 +692,14 @@ class SmplxFitter:
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
     def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
-                      body_fraction: float, face_px: float = 100.0) -> list[tuple[str, str, float, float]]:
+                      body_fraction: float, face_px: float = 100.0, frames=None,
+                      fps: float = 25.0) -> list[tuple[str, str, float, float]]:
         """The gates a fit fails, as (code, detail, value, threshold), in order of importance.
 
         The pixel scores are gated as fractions of the face height `face_px` (a pixel
-        threshold would pass a small face and fail a large one for the same fit)."""
+        threshold would pass a small face and fail a large one for the same fit). frames: the
+        per-frame verdicts (annotate/smplx_quality.py FrameQuality) add the gates that count bad
+        frames (bad_run, bad_frames): a clip's mean passes with a run of bad frames in it."""
         cfg = self.cfg
         failed = []
         reproj, jit = reprojection_px / face_px, jitter / face_px
@@ -715,6 +718,10 @@ class SmplxFitter:
         if body_fraction < cfg.min_pose_fraction:
             failed.append(("body_missing", f"body found in {body_fraction:.0%} of frames < "
                            f"{cfg.min_pose_fraction:.0%}", body_fraction, cfg.min_pose_fraction))
+        if frames is not None:
+            from annotate.smplx_quality import frame_gates
+
+            failed += frame_gates(frames, fps, cfg)
         return failed
 
     def __call__(self, record):
@@ -764,7 +771,15 @@ class SmplxFitter:
             "focal_source": res.focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
-        failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f, face_px)
+        from annotate.smplx_quality import frame_quality  # per-frame verdicts beside the parameters
+
+        frames = frame_quality(res.reprojection_px, face_px, res.depth_confidence, self.cfg)
+        record.add_array(f"{STAGE}.reprojection_face", frames.reprojection_face, fps, start)
+        record.add_array(f"{STAGE}.frame_flags", frames.flags, fps, start)
+        record.add_array(f"{STAGE}.frame_ok", frames.frame_ok.astype(np.uint8), fps, start)
+        record.set_score(f"{STAGE}.bad_frame_share", round(frames.bad_share, 4))
+        record.set_score(f"{STAGE}.bad_run_s", round(frames.longest_bad_run()[0] / fps, 3))
+        failed = self.quality_gates(mean_err, res.jitter, hand_f, face_f, pose_f, face_px, frames=frames, fps=fps)
         if failed:  # the first gate gives the code; the detail lists every gate the fit failed
             code, _, value, threshold = failed[0]
             record.reject(STAGE, code, "; ".join(detail for _, detail, _, _ in failed), value=value,
