@@ -5,6 +5,11 @@ The mesh is posed with the body model's forward pass (mentor.body) from the reco
 flat-shaded triangles back to front (painter's algorithm) at half opacity over the frame;
 landmarks are dots (pose green, face white, hands orange/blue). A record fitted with the
 synthetic body model gets a "SYNTHETIC body model" banner.
+
+Fit quality (annotate/smplx_quality.py): a frame the fit marks bad (smplx.frame_ok 0) gets a
+red border and a label with its reasons (smplx.frame_flags: no landmarks, reprojection, depth
+uncertain); an upper-body joint no confident landmark supports in that frame (smplx.observed 0:
+its place is the prior's guess) is circled in magenta where the fit puts it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from mentor.media import write_video
 
 COLORS = {"landmarks.pose": (60, 220, 60), "landmarks.face": (255, 255, 255),
           "landmarks.left_hand": (255, 150, 0), "landmarks.right_hand": (0, 150, 255)}
+BAD_FRAME = (255, 40, 40)  # RGB: the border and label of a frame the fit marks bad
+UNOBSERVED = (255, 0, 255)  # RGB: rings around joints the fit guessed
+# joints whose guess is worth showing: neck, head, collars, shoulders, elbows, wrists
+MARKED_JOINTS = (12, 15, 13, 14, 16, 17, 18, 19, 20, 21)
 
 
 def posed_vertices(record, body_model, chunk: int = 64) -> np.ndarray | None:
@@ -31,6 +40,49 @@ def posed_vertices(record, body_model, chunk: int = 64) -> np.ndarray | None:
     with torch.no_grad():
         out = [body_model(params[s:s + chunk]).vertices.cpu().numpy() for s in range(0, params.num_frames, chunk)]
     return np.concatenate(out)
+
+
+def posed_joints(record, body_model, chunk: int = 64) -> np.ndarray | None:
+    """(T,55,3) camera-space joints from the record's smplx arrays, or None if not fitted."""
+    import torch
+
+    from mentor.body import SmplxParams
+
+    if "smplx.transl" not in record.arrays:
+        return None
+    params = SmplxParams.from_record(record)
+    with torch.no_grad():
+        out = [body_model(params[s:s + chunk]).joints.cpu().numpy() for s in range(0, params.num_frames, chunk)]
+    return np.concatenate(out)
+
+
+def draw_quality(img: np.ndarray, record, t: int, joints: np.ndarray | None = None) -> bool:
+    """Mark frame t of img (H,W,3 RGB, in place) by the fit's per-frame quality: a red border and the
+    reasons when smplx.frame_ok says bad, magenta rings on unobserved upper-body joints (joints: (55,3)
+    camera-space joints of this frame, to place them). Returns True when the frame was marked bad."""
+    import cv2
+
+    ok = record.arrays.get("smplx.frame_ok")
+    bad = ok is not None and t < len(ok.data) and not bool(ok.data[t])
+    observed = record.arrays.get("smplx.observed")
+    if joints is not None and observed is not None and t < len(observed.data) and "smplx.camera" in record.arrays:
+        f, cx, cy = (float(c) for c in record.arrays["smplx.camera"].data[t])
+        for j in MARKED_JOINTS:
+            if observed.data[t, j] or joints[j, 2] <= 1e-3:
+                continue
+            u, v = f * joints[j, 0] / joints[j, 2] + cx, f * joints[j, 1] / joints[j, 2] + cy
+            if -1e4 < u < 1e4 and -1e4 < v < 1e4:
+                cv2.circle(img, (int(round(u)), int(round(v))), 7, UNOBSERVED, 2, cv2.LINE_AA)
+    if bad:
+        h, w = img.shape[:2]
+        cv2.rectangle(img, (0, 0), (w - 1, h - 1), BAD_FRAME, max(2, min(h, w) // 64))
+        from annotate.smplx_quality import FLAG_NAMES
+
+        flags = record.arrays.get("smplx.frame_flags")
+        bits = int(flags.data[t]) if flags is not None and t < len(flags.data) else 0
+        why = ", ".join(name for bit, name in FLAG_NAMES.items() if bits & bit) or "bad fit"
+        cv2.putText(img, f"BAD FIT: {why}", (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, BAD_FRAME, 1, cv2.LINE_AA)
+    return bad
 
 
 def draw_mesh(img: np.ndarray, verts: np.ndarray, faces: np.ndarray, camera: np.ndarray, alpha: float = 0.5) -> None:
@@ -67,6 +119,7 @@ def render_preview(frames: np.ndarray, record, body_model, out_path: str | Path,
     frames = np.array(frames, dtype=np.uint8, copy=True)
     verts = posed_vertices(record, body_model) if body_model is not None else None
     faces = body_model.faces.cpu().numpy() if verts is not None else None
+    joints = posed_joints(record, body_model) if verts is not None and "smplx.observed" in record.arrays else None
     synthetic = record.annotations.get("smplx", {}).get("body_model") == "synthetic"
     for t in range(len(frames)):
         img = frames[t]
@@ -81,6 +134,7 @@ def render_preview(frames: np.ndarray, record, body_model, out_path: str | Path,
                     if np.isfinite(x) and np.isfinite(y):
                         cv2.circle(img, (int(round(x)), int(round(y))), 1 if name == "landmarks.face" else 3,
                                    color, -1, cv2.LINE_AA)
+        draw_quality(img, record, t, joints[t] if joints is not None and t < len(joints) else None)
         if synthetic:
             cv2.putText(img, "SYNTHETIC body model", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 80, 80), 1,
                         cv2.LINE_AA)
