@@ -27,6 +27,7 @@ Camera: OpenCV pinhole at the origin, principal point at the image centre.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -509,16 +510,23 @@ def fit_clip(
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
     """
+    with torch_threads(threads):
+        return _fit_clip(sparse, targets, xy, conf, camera, image_size, iterations=iterations, robust_rho=robust_rho,
+                         smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
+                         schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
+                         focal_source=focal_source, bounds=bounds)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op threads set to `threads` inside the block, restored after (None: unchanged)."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads {threads}: use None (torch's setting) or >= 1")
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _fit_clip(sparse, targets, xy, conf, camera, image_size, iterations=iterations, robust_rho=robust_rho,
-                         smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
-                         schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
-                         focal_source=focal_source, bounds=bounds)
+        yield
     finally:
         torch.set_num_threads(previous)
 
@@ -604,6 +612,65 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         if frames > 2 and smooth_weight > 0:
             x = run(schedule.smooth, temporal_solve, x, objective)
     return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
+
+
+FOCAL_SCALES = (0.55, 1.0, 1.8)  # the first bracket of a focal search, x the size-based guess
+# the search's prior: +1 % of the score per (log(focal / guess) / 0.5)^2, web video's focal being
+# within ~x1.65 of the size-based guess; without it a flat score (a clip with little depth in
+# it: 1.68 px from 1303 to 4223 px on a synthetic clip) wanders to any focal
+FOCAL_PRIOR = 0.01
+
+
+def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: np.ndarray, guess: float,
+              image_size: tuple[int, int], *, frames: int = 8, bounds: np.ndarray | None = None,
+              pose_prior: torch.nn.Module | None = None, device: str | torch.device = "cpu",
+              iterations: int = 8) -> tuple[float, dict[float, float]]:
+    """The focal length (px) under which the body fits the clip's landmarks best.
+
+    A pinhole's focal and the body's distance trade off almost exactly in 2D; what tells them
+    apart is perspective (near parts larger than far ones), a small effect that the data term
+    of many points still sees. `frames` frames spread over the clip are fitted (keyframe
+    stages, no temporal terms) under focal guess x FOCAL_SCALES, and once more at the vertex
+    of a parabola through the best and its neighbours in log focal (clamped to the bracket;
+    the bracket is first widened while its edge is best). The score is the mean reprojection
+    error (px) of the confident landmarks, times the FOCAL_PRIOR. Returns the focal with the lowest, and every tried
+    focal's score.
+    """
+    width, height = image_size
+    usable = np.flatnonzero((conf > 0.3).sum(1) >= 3)
+    if len(usable) == 0:
+        raise ValueError("no frame has landmarks to fit")
+    chosen = usable[np.linspace(0, len(usable) - 1, min(frames, len(usable))).round().astype(int)]
+    chosen = np.unique(chosen)
+    costs: dict[float, float] = {}
+
+    def cost(focal: float) -> float:
+        camera = np.array([focal, width / 2, height / 2], np.float32)
+        result = _fit_clip(sparse, targets, xy[chosen], conf[chosen], camera, image_size, iterations=iterations,
+                           robust_rho=0.05, smooth_weight=0.0, pose_prior=pose_prior, device=device, tolerance=1e-4,
+                           schedule=None, optimizer="batched", keyframe_stride=1, focal_source="fitted",
+                           bounds=None if bounds is None else bounds[chosen])
+        costs[focal] = float(np.nanmean(result.reprojection_px)) * (1 + FOCAL_PRIOR * (np.log(focal / guess) / 0.5) ** 2)
+        return costs[focal]
+
+    for value in np.log(guess * np.array(FOCAL_SCALES)):
+        cost(float(np.exp(value)))
+    for _ in range(2):  # the best at the bracket's edge: one step further out
+        tried = sorted(costs)
+        best = int(np.argmin([costs[f] for f in tried]))
+        if 0 < best < len(tried) - 1:
+            break
+        edge, inner = (tried[0], tried[1]) if best == 0 else (tried[-1], tried[-2])
+        cost(edge * edge / inner)
+    tried = sorted(costs)
+    best = int(np.argmin([costs[f] for f in tried]))
+    if 0 < best < len(tried) - 1:  # a bracketed minimum: the parabola's vertex in log focal
+        logs = np.log(tried[best - 1:best + 2])
+        a, b, _ = np.polyfit(logs, [costs[f] for f in tried[best - 1:best + 2]], 2)
+        if a > 0:
+            cost(float(np.exp(np.clip(-b / (2 * a), logs[0], logs[2]))))
+    focal = min(costs, key=costs.get)
+    return float(focal), costs
 
 
 def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: np.ndarray, conf: np.ndarray,
@@ -743,6 +810,16 @@ class SmplxFitter:
                                            self.cfg.min_visibility, self.cfg.low_visibility_weight,
                                            self.cfg.border_weight)
         camera, focal_source = self.camera_for(record)
+        if focal_source == "estimated" and self.cfg.fit_focal:
+            try:
+                with torch_threads(self.cfg.threads):
+                    camera[0], tried = fit_focal(self.sparse, self.targets, xy, conf, float(camera[0]),
+                                                 (record.width, record.height), bounds=bounds, pose_prior=self.prior,
+                                                 device=self.device)
+                focal_source = "fitted"
+                log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in tried.items()}, camera[0])
+            except ValueError:
+                pass  # too little to search on: the fit below says what is wrong
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,

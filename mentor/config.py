@@ -187,7 +187,11 @@ class SmplxConfig(Section):
     num_betas: int = Field(10, ge=1, le=300)
     num_expression: int = Field(10, ge=1, le=100)
     num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
-    focal_length: float | None = None  # pixels; None -> estimated from the image size
+    focal_length: float | None = None  # pixels; None -> estimated from the image size ...
+    # ... and with this, searched by fitting a few frames (annotate/smplx_fit.py fit_focal). Off by
+    # default: on 3 synthetic 512 px clips at 1.7 m it cost 3x the fit and found 0.85x, 0.72x and
+    # 1.3x the true focal (the size-based guess: 0.72x); PA-MPJPE 1.07x, 1.22x, 1.27x the known-focal fit
+    fit_focal: bool = False
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
