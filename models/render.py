@@ -54,14 +54,16 @@ def _as_batch(x: Any, b: int, device, dtype=torch.float32) -> torch.Tensor:
     return t
 
 
-def project(verts: torch.Tensor, focal, cx, cy) -> torch.Tensor:
-    """verts (B,V,3) camera space -> (B,V,2) pixels (OpenCV pinhole); focal/cx/cy scalar or (B,)."""
+def project(verts: torch.Tensor, focal, cx, cy, focal_y=None) -> torch.Tensor:
+    """verts (B,V,3) camera space -> (B,V,2) pixels (OpenCV pinhole); focal/cx/cy scalar or (B,);
+    focal_y: the vertical focal length when it differs (frames resized to another aspect)."""
     b = verts.shape[0]
     f = _as_batch(focal, b, verts.device, verts.dtype)[:, None]
+    fy = f if focal_y is None else _as_batch(focal_y, b, verts.device, verts.dtype)[:, None]
     u = _as_batch(cx, b, verts.device, verts.dtype)[:, None]
     v = _as_batch(cy, b, verts.device, verts.dtype)[:, None]
     z = verts[..., 2].clamp_min(1e-8)
-    return torch.stack([verts[..., 0] / z * f + u, verts[..., 1] / z * f + v], -1)
+    return torch.stack([verts[..., 0] / z * f + u, verts[..., 1] / z * fy + v], -1)
 
 
 def camera_intrinsics(camera: Any) -> tuple[Any, Any, Any, int, int]:
@@ -74,12 +76,13 @@ def camera_intrinsics(camera: Any) -> tuple[Any, Any, Any, int, int]:
 
 
 def rasterize(verts: torch.Tensor, faces: torch.Tensor, focal, cx, cy, width: int, height: int,
-              near: float = 1e-3, max_pairs: int = 4_000_000) -> Fragments:
+              near: float = 1e-3, max_pairs: int = 4_000_000, focal_y=None) -> Fragments:
     """Z-buffer rasterisation of camera-space meshes.
 
     verts: (B,V,3) or (V,3) camera-space vertices; faces: (F,3) int; focal, cx, cy: scalars
-    or (B,) tensors (pixels); width, height: image size. max_pairs bounds the (triangle,
-    pixel) candidates held at once (memory); triangles are processed in chunks under it.
+    or (B,) tensors (pixels); width, height: image size (any aspect). max_pairs bounds the
+    (triangle, pixel) candidates held at once (memory); triangles are processed in chunks
+    under it. focal_y: vertical focal length when it is not `focal` (non-square pixels).
     """
     if verts.ndim == 2:
         verts = verts[None]
@@ -94,7 +97,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, focal, cx, cy, width: in
         raise ValueError(f"faces must be (F,3), got {tuple(faces.shape)}")
     B, F = verts.shape[0], faces.shape[0]
     H, W = int(height), int(width)
-    uv = project(verts, focal, cx, cy)  # (B,V,2)
+    uv = project(verts, focal, cx, cy, focal_y)  # (B,V,2)
     tri_uv = uv[:, faces].reshape(B * F, 3, 2)
     tri_z = verts[:, faces, 2].reshape(B * F, 3)
 
@@ -231,13 +234,13 @@ def num_control_channels(num_parts: int) -> int:
 
 def warp_reference(frags: Fragments, verts: torch.Tensor, faces: torch.Tensor, ref_image: torch.Tensor,
                    ref_verts: torch.Tensor, focal, cx, cy, ref_frags: Fragments | None = None,
-                   depth_tol: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+                   depth_tol: float = 0.02, focal_y=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour each visible surface point of the target frames from the reference frame.
 
     frags: target fragments (B,H,W); verts: unused shape check (B,V,3) target vertices;
     ref_image: (H',W',3) or (B,H',W',3) float in [0,1] (the reference frame, any size the
     camera was resized to); ref_verts: (V,3) or (B,V,3) camera-space vertices in the
-    reference pose; focal/cx/cy: the reference camera at ref_image's size. Returns
+    reference pose; focal/cx/cy (focal_y): the reference camera at ref_image's size. Returns
     (warped (B,H,W,3), valid (B,H,W)).
     """
     B, H, W = frags.face.shape
@@ -248,11 +251,11 @@ def warp_reference(frags: Fragments, verts: torch.Tensor, faces: torch.Tensor, r
         ref_verts = ref_verts[None]
     Hr, Wr = ref_image.shape[1:3]
     if ref_frags is None:
-        ref_frags = rasterize(ref_verts, faces, focal, cx, cy, Wr, Hr)
+        ref_frags = rasterize(ref_verts, faces, focal, cx, cy, Wr, Hr, focal_y=focal_y)
     faces = torch.as_tensor(faces, dtype=torch.long, device=device)
     # surface point under each target pixel, in the reference pose
     pts = interpolate(frags, faces, ref_verts if ref_verts.shape[0] == B else ref_verts[0])  # (B,H,W,3)
-    uv = project(pts.reshape(B, -1, 3), focal, cx, cy).reshape(B, H, W, 2)
+    uv = project(pts.reshape(B, -1, 3), focal, cx, cy, focal_y).reshape(B, H, W, 2)
     # visibility in the reference: its z-buffer at the projected pixel (nearest) holds the
     # same face or a depth within tolerance
     ix = uv[..., 0].round().long()
@@ -311,23 +314,28 @@ class ControlRenderer(torch.nn.Module):
 
     def forward(self, verts: torch.Tensor, focal, cx, cy, width: int, height: int,
                 ref_image: torch.Tensor | None = None, ref_verts: torch.Tensor | None = None,
-                ref_camera: tuple | None = None, ref_frags: Fragments | None = None) -> Controls:
-        """verts (B,V,3) camera space; ref_image (H',W',3) float [0,1] with ref_verts (V,3) and
-        ref_camera (focal, cx, cy) at ref_image's size (default: the target camera scaled)."""
-        frags = rasterize(verts, self.faces, focal, cx, cy, width, height)
+                ref_camera: tuple | None = None, ref_frags: Fragments | None = None, focal_y=None) -> Controls:
+        """verts (B,V,3) camera space; width x height any aspect (focal_y: the vertical focal
+        length when it is not `focal`); ref_image (H',W',3) float [0,1] with ref_verts (V,3) and
+        ref_camera (focal, cx, cy[, focal_y]) at ref_image's size (default: the target camera
+        scaled to it)."""
+        frags = rasterize(verts, self.faces, focal, cx, cy, width, height, focal_y=focal_y)
         dense = interpolate(frags, self.faces, self.template01)
         fp = self.face_parts[frags.face.clamp_min(0)]
         parts = torch.nn.functional.one_hot(fp, self.num_parts).bool() & frags.mask[..., None]
         B = verts.shape[0] if verts.ndim == 3 else 1
         if ref_image is not None and ref_verts is not None:
             if ref_camera is None:
-                s = ref_image.shape[-2] / width
-                ref_camera = (torch.as_tensor(focal) * s, (torch.as_tensor(cx) + 0.5) * s - 0.5,
-                              (torch.as_tensor(cy) + 0.5) * s - 0.5)
-            rf, rcx, rcy = (torch.as_tensor(v, dtype=torch.float32, device=verts.device) for v in ref_camera)
-            rf, rcx, rcy = (v.reshape(-1)[:1].squeeze() if v.ndim else v for v in (rf, rcx, rcy))
+                sx, sy = ref_image.shape[-2] / width, ref_image.shape[-3] / height
+                fy = focal if focal_y is None else focal_y
+                ref_camera = (torch.as_tensor(focal) * sx, (torch.as_tensor(cx) + 0.5) * sx - 0.5,
+                              (torch.as_tensor(cy) + 0.5) * sy - 0.5, torch.as_tensor(fy) * sy)
+            if len(ref_camera) not in (3, 4):
+                raise ValueError(f"ref_camera must be (focal, cx, cy) or (focal, cx, cy, focal_y), got {len(ref_camera)} values")
+            cams = [torch.as_tensor(v, dtype=torch.float32, device=verts.device) for v in ref_camera]
+            rf, rcx, rcy, rfy = (v.reshape(-1)[:1].squeeze() if v.ndim else v for v in (cams + cams[:1])[:4])
             warped, wmask = warp_reference(frags, verts, self.faces, ref_image.to(verts.device), ref_verts.to(verts.device),
-                                           rf, rcx, rcy, ref_frags=ref_frags)
+                                           rf, rcx, rcy, ref_frags=ref_frags, focal_y=rfy)
         else:
             warped = torch.zeros(B, height, width, 3, device=verts.device)
             wmask = torch.zeros(B, height, width, dtype=torch.bool, device=verts.device)

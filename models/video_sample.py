@@ -78,7 +78,8 @@ class VideoGenerator:
             raise ValueError(f"steps={steps}: use 1..{self.scheduler.config.num_train_timesteps}")
         self.steps = steps
         self.vae = load_vae(str(folder / "vae"), self.device) if self.meta.get("latent") else None
-        self.size = int(self.meta["size"])
+        self.size = int(self.meta["size"])  # frame width
+        self.height = int(self.meta.get("height") or self.size)
         self.window = int(self.meta["window"])
         self.body_model_dir = body_model_dir or self.meta.get("body_model_dir")
         self._source = None
@@ -93,16 +94,22 @@ class VideoGenerator:
 
     # ---------------------------------------------------------------- controls
 
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames the model makes."""
+        return self.size, self.height
+
     def controls(self, arrays: dict[str, Any], ref_arrays: dict[str, Any], ref_image: np.ndarray,
-                 src_width: float | None = None) -> torch.Tensor:
+                 src_width: float | None = None, src_height: float | None = None) -> torch.Tensor:
         """Per-frame smplx.* arrays (T,...) with smplx.camera (T,3), the reference frame's arrays
-        (...), and the reference image (S,S,3) uint8 at the model's size -> (1,T,C,S,S).
-        src_width: side of the square frames the cameras are for (default 2 cx)."""
+        (...), and the reference image (H,W,3) uint8 at the model's size -> (1,T,C,H,W).
+        src_width, src_height: size of the frames the cameras are for (default 2 cx by 2 cy;
+        src_height defaults to src_width when only that is given)."""
         a = {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in arrays.items() if k.startswith("smplx.")}
         r = {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in ref_arrays.items() if k.startswith("smplx.")}
         img = torch.as_tensor(np.asarray(ref_image))[None]
         with torch.no_grad():
-            c, _ = self.source.render(a, r, img, self.size, src_width)
+            c, _ = self.source.render(a, r, img, self.frame_size, src_width, src_height)
         return c
 
     # ---------------------------------------------------------------- sampling
@@ -111,9 +118,9 @@ class VideoGenerator:
     def sample_window(self, controls: torch.Tensor, reference: torch.Tensor, known: torch.Tensor | None,
                       known_mask: torch.Tensor | None, region: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """One window: controls (1,T,C,S,S), reference (1,3,S,S) in [-1,1], known frames
-        (1,T,3,S,S) in [-1,1] with mask (1,T); region (1,T,1,S,S) bool (edit mode: only there
-        is anything generated; `known` holds the source frames). Returns (1,T,3,S,S)."""
+        """One window: controls (1,T,C,H,W), reference (1,3,H,W) in [-1,1], known frames
+        (1,T,3,H,W) in [-1,1] with mask (1,T); region (1,T,1,H,W) bool (edit mode: only there
+        is anything generated; `known` holds the source frames). Returns (1,T,3,H,W)."""
         from models.video import conditioning
         from models.video_train import decode, encode
 
@@ -121,7 +128,7 @@ class VideoGenerator:
         controls, reference = controls.to(dev), reference.to(dev)
         B, T = controls.shape[:2]
         if known is None:
-            known = torch.zeros(B, T, 3, self.size, self.size, device=dev)
+            known = torch.zeros(B, T, 3, self.height, self.size, device=dev)
             known_mask = torch.zeros(B, T, device=dev)
         known, known_mask = known.to(dev), known_mask.to(dev)
         cond_known = known_mask if region is None else torch.zeros_like(known_mask)
@@ -150,16 +157,16 @@ class VideoGenerator:
     def generate(self, controls: torch.Tensor, reference: torch.Tensor, overlap: float = 0.5,
                  source: torch.Tensor | None = None, region: torch.Tensor | None = None, seed: int = 0,
                  progress: bool = False) -> torch.Tensor:
-        """controls (1,N,C,S,S) for N frames (any N), reference (1,3,S,S) in [-1,1] ->
-        (N,3,S,S) in [-1,1] by temporal outpainting. Edit mode: source (1,N,3,S,S) in [-1,1]
-        and region (1,N,1,S,S) bool."""
+        """controls (1,N,C,H,W) for N frames (any N), reference (1,3,H,W) in [-1,1] ->
+        (N,3,H,W) in [-1,1] by temporal outpainting. Edit mode: source (1,N,3,H,W) in [-1,1]
+        and region (1,N,1,H,W) bool."""
         N = controls.shape[1]
         W = min(self.window, N)
         ov = int(round(overlap * W))
         if not 0 <= ov < W:
             raise ValueError(f"overlap={overlap}: must leave at least one new frame per window (0 <= overlap < 1)")
         g = torch.Generator(device=self.device).manual_seed(seed)
-        out = torch.zeros(1, N, 3, self.size, self.size, device=self.device)
+        out = torch.zeros(1, N, 3, self.height, self.size, device=self.device)
         made = 0
         for s in window_starts(N, W, ov):
             sl = slice(s, s + W)
@@ -188,11 +195,15 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def to_model(frames: np.ndarray, size: int) -> torch.Tensor:
-    """(N,H,W,3) uint8 at any size -> (1,N,3,size,size) in [-1,1] (area resize)."""
+def to_model(frames: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """(N,H,W,3) uint8 at any size -> (1,N,3,h,w) in [-1,1] (area resize) for size (w, h)
+    or an int side."""
+    from models.controls import frame_size
+
+    w, h = frame_size(size)
     x = torch.as_tensor(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    if x.shape[-1] != w or x.shape[-2] != h:
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="area")
     return (x / 127.5 - 1)[None]
 
 
@@ -231,9 +242,8 @@ def region_masks(source, arrays: dict[str, np.ndarray], region: str, height: int
     a = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in arrays.items() if k.startswith("smplx.")}
     verts, _ = source.vertices(a, (T,))
     cam = torch.nan_to_num(a["smplx.camera"].to(source.device))
-    sx = width / (2 * cam[:, 1]).clamp_min(1)
-    f, cx, cy = cam[:, 0] * sx, (cam[:, 1] + 0.5) * sx - 0.5, (cam[:, 2] + 0.5) * sx - 0.5
-    frags = rasterize(verts, source.renderer.faces, f, cx, cy, width, height)
+    f, cx, cy, fy = source.scaled_camera(cam, (width, height))  # the camera is for 2 cx by 2 cy pixels
+    frags = rasterize(verts, source.renderer.faces, f, cx, cy, width, height, focal_y=fy)
     parts = source.renderer.face_parts[frags.face.clamp_min(0)]
     face = (parts == PART_NAMES.index("face")) & frags.mask
     if region == "face":
@@ -247,7 +257,7 @@ def region_masks(source, arrays: dict[str, np.ndarray], region: str, height: int
         lm = source.body(SmplxParams.from_dict(vals, device=source.device)).landmarks[:, MOUTH_LANDMARKS]
     z = lm[..., 2].clamp_min(1e-6)
     u = lm[..., 0] / z * f[:, None] + cx[:, None]
-    v = lm[..., 1] / z * f[:, None] + cy[:, None]
+    v = lm[..., 1] / z * fy[:, None] + cy[:, None]
     out = np.zeros((T, height, width), bool)
     head = ((parts == PART_NAMES.index("face")) | (parts == PART_NAMES.index("head"))) & frags.mask
     head = torch.nn.functional.max_pool2d(head.float()[:, None], 2 * dilate + 1, 1, dilate)[:, 0] > 0
@@ -267,19 +277,17 @@ def edit_frames(gen: VideoGenerator, frames: np.ndarray, arrays: dict[str, np.nd
     (T,...) (the video's own fit, or new motion for new speech). Returns (edited frames, masks
     (T,H,W)); every pixel outside the masks is the input's own byte."""
     T, H, W = frames.shape[:3]
-    if H != W:
-        raise ValueError(f"edit needs square frames (the model works at a square size), got {W}x{H}: crop first")
     for k in ("smplx.transl", "smplx.camera"):
         if k not in arrays or len(arrays[k]) != T:
             raise ValueError(f"edit needs per-frame {k} for all {T} frames (got {None if k not in arrays else len(arrays[k])})")
     masks = region_masks(gen.source, arrays, region, H, W)
-    S = gen.size
-    small = to_model(frames, S).to(gen.device)
+    Wm, Hm = gen.frame_size
+    small = to_model(frames, (Wm, Hm)).to(gen.device)
     ref_img = ((small[0, ref_index].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     ref_arrays = {k: np.asarray(v)[ref_index] for k, v in arrays.items() if k.startswith("smplx.")}
     controls = gen.controls(arrays, ref_arrays, ref_img)
     reg = torch.as_tensor(masks[:, None].astype(np.float32))
-    reg_s = torch.nn.functional.adaptive_max_pool2d(reg, (S, S)) > 0
+    reg_s = torch.nn.functional.adaptive_max_pool2d(reg, (Hm, Wm)) > 0
     out = gen.generate(controls, small[:, ref_index], overlap=overlap, source=small, region=reg_s[None], seed=seed)
     up = torch.nn.functional.interpolate(out.cpu(), size=(H, W), mode="bilinear", align_corners=False)
     gen_u8 = to_uint8(up)

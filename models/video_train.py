@@ -8,6 +8,12 @@ not come pretrained) on single frames; stage 2 trains only the temporal layers o
 `min_reference_gap_s` away; its controls (dense template map, part masks, warped
 reference) are rendered on the training device from the stored `smplx.*` arrays.
 
+Frames are `size` x `height` pixels (square when height is None; a non-square size
+stretches the clips in the decoder, and the cameras are stretched with them: fy != fx).
+Each stage's loader starts before the model is built (`EpochBatches.start`) and keeps its
+spawned workers across epochs, so no step waits for a worker's start-up (seconds of
+imports), which was most of the data wait of short runs.
+
 `train_loop(config) -> dict` is the trainer that `pipelines.train.launch` runs (in this
 process, or on Ray Train workers with DDP); `models.training.train` brings checkpoints
 and resume, AMP on CUDA, CSV + TensorBoard logs and data-wait timing. Run folder:
@@ -42,7 +48,8 @@ class VideoTrainConfig:
     store: str
     run_dir: str
     where: str | None = "split == 'train'"
-    size: int = 64  # frame side in pixels (frames are resized to size x size)
+    size: int = 64  # frame width in pixels (frames are resized to size x height)
+    height: int | None = None  # frame height in pixels (None: size, square frames)
     window: int = 8  # frames per clip in stage 2 (and per generated window)
     stage1_steps: int = 1000
     stage2_steps: int = 1000
@@ -60,6 +67,8 @@ class VideoTrainConfig:
     min_reference_gap_s: float = 1.0
     known_prob: float = 0.5  # stage 2: share of clips whose first half is given as known frames
     num_workers: int = 0  # DataLoader workers per training process
+    loader_ahead: bool = True  # workers start before the model is built and persist across epochs
+    # (False: torch's default, spawned at each epoch's first batch; kept for the benchmark's baseline)
     device: str = "auto"
     amp: bool = True
     seed: int = 0
@@ -69,8 +78,10 @@ class VideoTrainConfig:
     stages: tuple[int, ...] = (1, 2)
 
     def __post_init__(self) -> None:
-        if self.size < 8 or self.size % 8:
-            raise ValueError(f"size={self.size}: must be a multiple of 8, at least 8")
+        for name in ("size", "height"):
+            v = getattr(self, name)
+            if v is not None and (v < 8 or v % 8):
+                raise ValueError(f"{name}={v}: must be a multiple of 8, at least 8")
         if self.window < 2:
             raise ValueError(f"window={self.window}: a clip window needs at least 2 frames")
         if not set(self.stages) <= {1, 2} or not self.stages:
@@ -83,6 +94,11 @@ class VideoTrainConfig:
         self.channels = tuple(self.channels)
         self.stages = tuple(self.stages)
 
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames the model is trained on."""
+        return self.size, self.height or self.size
+
 
 # --------------------------------------------------------------------- model + data
 
@@ -92,10 +108,16 @@ def build_model(cfg: VideoTrainConfig, render_channels: int, vae=None):
     if cfg.init_model:
         return VideoDiffusion.from_pretrained(cfg.init_model, low_cpu_mem_usage=False)
     pixel_factor = 1
-    in_ch, sample = 3, cfg.size
+    W, H = cfg.frame_size
+    in_ch = 3
     if vae is not None:
         pixel_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        in_ch, sample = vae.config.latent_channels, cfg.size // pixel_factor
+        in_ch = vae.config.latent_channels
+    step = pixel_factor * 2 ** (len(cfg.channels) - 1)  # the UNet halves the sample at each level but the last
+    if not cfg.unet_dir and (W % step or H % step):
+        raise ValueError(f"frames {W}x{H}: both sides must be multiples of {step} for {len(cfg.channels)} UNet levels"
+                         + (f" in a VAE's latent space (1/{pixel_factor})" if vae is not None else ""))
+    sample = W // pixel_factor if W == H else (H // pixel_factor, W // pixel_factor)  # diffusers: (height, width)
     kw = dict(render_channels=render_channels, latent=vae is not None, pixel_factor=pixel_factor,
               prediction_type=cfg.prediction_type)
     if cfg.unet_dir:
@@ -146,14 +168,17 @@ def make_scheduler(cfg: VideoTrainConfig):
                          prediction_type=cfg.prediction_type, clip_sample=False)
 
 
-def prepare(batch: dict[str, Any], source, size: int) -> dict[str, torch.Tensor]:
-    """A collated window batch -> frames (B,T,3,S,S) in [-1,1], controls (B,T,C,S,S),
-    reference (B,3,S,S) in [-1,1], valid (B,T)."""
+def prepare(batch: dict[str, Any], source, size: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    """A collated window batch -> frames (B,T,3,H,W) in [-1,1], controls (B,T,C,H,W),
+    reference (B,3,H,W) in [-1,1], valid (B,T); size: (width, height) or an int side."""
+    from models.controls import frame_size
+
+    W, H = frame_size(size)
     video = batch["video"]
-    if video.shape[-2] != size or video.shape[-3] != size:
-        raise ValueError(f"frames are {video.shape[-3]}x{video.shape[-2]}, expected {size}x{size} (loader size)")
+    if video.shape[-2] != W or video.shape[-3] != H:
+        raise ValueError(f"frames are {video.shape[-2]}x{video.shape[-3]}, expected {W}x{H} (loader size)")
     ref = batch["reference"]
-    controls, valid = source.render(batch["arrays"], ref["arrays"], ref["video"], size)
+    controls, valid = source.render(batch["arrays"], ref["arrays"], ref["video"], (W, H))
     frames = video.to(controls.device).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     reference = ref["video"].to(controls.device).permute(0, 3, 1, 2).float() / 127.5 - 1
     return {"frames": frames, "controls": controls, "reference": reference,
@@ -191,10 +216,42 @@ def diffusion_loss(net, scheduler, data: dict[str, torch.Tensor], vae=None, know
 def _loader(cfg: VideoTrainConfig, frames: int, batch_size: int, mode: str = "random", windows_per_clip=None):
     from mentor.store.windows import window_loader
 
-    return window_loader(cfg.store, batch_size=batch_size, num_workers=cfg.num_workers, where=cfg.where,
+    return window_loader(cfg.store, batch_size=batch_size, num_workers=cfg.num_workers,
+                         persistent_workers=cfg.loader_ahead, where=cfg.where,
                          frames=frames, mode=mode, seed=cfg.seed, arrays=("smplx.*",), video=True, audio=False,
-                         size=cfg.size, reference=True, min_reference_gap_s=cfg.min_reference_gap_s,
+                         size=cfg.frame_size, reference=True, min_reference_gap_s=cfg.min_reference_gap_s,
                          windows_per_clip=windows_per_clip)
+
+
+class EpochBatches:
+    """`batches(epoch)` for `models.training.train` over a window loader. `start()` begins
+    epoch 0 ahead: the loader's spawned workers pay their imports and fill their prefetch
+    queues while the model is built and the stage before trains, instead of inside the first
+    step's data wait. `close()` stops the workers (they persist across epochs)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self._ahead: tuple[int, Any] | None = None
+
+    def start(self, epoch: int = 0) -> "EpochBatches":
+        if self.loader.num_workers > 0:
+            self.loader.dataset.set_epoch(epoch)
+            self._ahead = (epoch, iter(self.loader))
+        return self
+
+    def __call__(self, epoch: int):
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == epoch:
+            return ahead[1]
+        self.loader.dataset.set_epoch(epoch)
+        return self.loader
+
+    def close(self) -> None:
+        self._ahead = None
+        it = getattr(self.loader, "_iterator", None)  # a persistent workers' iterator
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+        self.loader._iterator = None
 
 
 def save_model(model, run_dir: Path, cfg: VideoTrainConfig, scheduler, vae=None, out: Path | None = None) -> Path:
@@ -206,7 +263,7 @@ def save_model(model, run_dir: Path, cfg: VideoTrainConfig, scheduler, vae=None,
     scheduler.save_pretrained(out / "scheduler")
     if vae is not None:
         vae.save_pretrained(out / "vae")
-    meta = {"size": cfg.size, "window": cfg.window, "body_model_dir": cfg.body_model_dir,
+    meta = {"size": cfg.size, "height": cfg.frame_size[1], "window": cfg.window, "body_model_dir": cfg.body_model_dir,
             "latent": vae is not None, "store": str(cfg.store), "where": cfg.where}
     (out / "video.json").write_text(json.dumps(meta, indent=1))
     return out
@@ -214,8 +271,7 @@ def save_model(model, run_dir: Path, cfg: VideoTrainConfig, scheduler, vae=None,
 
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """The video trainer (see module docstring); config: VideoTrainConfig fields."""
-    from models.controls import ControlSource
-    from models.training import dist_info, resolve_device, seed_everything, train
+    from models.training import dist_info, resolve_device
 
     cfg = config if isinstance(config, VideoTrainConfig) else VideoTrainConfig(**config)
     run_dir = Path(cfg.run_dir)
@@ -224,7 +280,28 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    s1_model = run_dir / "stage1" / "model"
+    s1_done = 2 in cfg.stages and (s1_model / "config.json").exists()
+    # every stage's loader starts now: its workers spawn while the model is built (and
+    # stage 2's while stage 1 trains), so no step waits for a worker's start-up
+    feeds = {st: EpochBatches(_loader(cfg, 1 if st == 1 else cfg.window,
+                                      cfg.batch_size if st == 1 else cfg.clip_batch_size))
+             for st in cfg.stages if not (st == 1 and s1_done)}
+    if cfg.loader_ahead:
+        for feed in feeds.values():
+            feed.start()
+    try:
+        return _train_stages(cfg, run_dir, dist, device, feeds, s1_model)
+    finally:
+        for feed in feeds.values():
+            feed.close()
+
+
+def _train_stages(cfg: VideoTrainConfig, run_dir: Path, dist, device, feeds: dict[int, EpochBatches],
+                  s1_model: Path) -> dict[str, Any]:
     from mentor.body import load_body_model
+    from models.controls import ControlSource
+    from models.training import seed_everything, train
 
     body = load_body_model(cfg.body_model_dir, device=device)
     source = ControlSource(body)
@@ -233,9 +310,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     seed_everything(cfg.seed)  # the initial weights depend on the seed only
     model = build_model(cfg, source.num_channels, vae).to(device)
     results: dict[str, Any] = {}
-    s1_model = run_dir / "stage1" / "model"
     for stage in cfg.stages:
-        if stage == 1 and 2 in cfg.stages and (s1_model / "config.json").exists():
+        if stage not in feeds:  # stage 1 done by an earlier run
             from models.video import VideoDiffusion
 
             model = VideoDiffusion.from_pretrained(s1_model, low_cpu_mem_usage=False).to(device)
@@ -244,25 +320,20 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
         params = model.set_stage(stage)
         lr = cfg.lr if stage == 1 else (cfg.lr_temporal or cfg.lr)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        frames = 1 if stage == 1 else cfg.window
         bs = cfg.batch_size if stage == 1 else cfg.clip_batch_size
-        loader = _loader(cfg, frames, bs)
         known = 0.0 if stage == 1 else cfg.known_prob
 
-        def batches(epoch: int, loader=loader):
-            loader.dataset.set_epoch(epoch)
-            return loader
-
         def loss_fn(net, batch, known=known):
-            data = prepare(batch, source, cfg.size)
+            data = prepare(batch, source, cfg.frame_size)
             return diffusion_loss(net, scheduler, data, vae, known)
 
         steps = cfg.stage1_steps if stage == 1 else cfg.stage2_steps
-        res = train(model=model, optimizer=opt, loss_fn=loss_fn, batches=batches, steps=steps,
+        res = train(model=model, optimizer=opt, loss_fn=loss_fn, batches=feeds[stage], steps=steps,
                     run_dir=run_dir / f"stage{stage}", device=device, amp=cfg.amp, log_every=cfg.log_every,
                     ckpt_every=cfg.ckpt_every, batch_size=bs, progress=cfg.progress, seed=cfg.seed + stage)
         results[f"stage{stage}"] = {k: getattr(res, k) for k in ("step", "resumed_from", "last_loss", "steps_per_s",
                                                                   "samples_per_s", "data_wait", "seconds")}
+        feeds[stage].close()
         if dist.main and stage == 1:
             save_model(model, run_dir, cfg, scheduler, vae, out=s1_model)
     if dist.main:

@@ -37,6 +37,20 @@ def test_triangle_covers_exactly_its_pixel_centres():
     np.testing.assert_allclose(frags.bary[0, 1, 1].numpy(), [1 - 1 / 6.5, 0.5 / 6.5, 0.5 / 6.5], atol=1e-5)
 
 
+def test_non_square_image_with_its_own_vertical_focal_length():
+    # the triangle of the test above, in a 10x6 image whose pixels are twice as tall: fy = 2 fx
+    uv = np.array([[0.5, 0.5], [7.0, 0.5], [0.5, 5.0]])
+    z = 2.0
+    verts = torch.tensor(np.stack([uv[:, 0] / 1.0 * z, uv[:, 1] / 2.0 * z, np.full(3, z)], 1), dtype=torch.float32)
+    frags = rasterize(verts, torch.tensor([[0, 1, 2]]), focal=1.0, cx=0.0, cy=0.0, width=10, height=6, focal_y=2.0)
+    assert frags.face.shape == (1, 6, 10)
+    ys, xs = np.mgrid[0:6, 0:10]
+    # inside: x >= 0.5, y >= 0.5 and below the edge from (7, 0.5) to (0.5, 5)
+    expected = (xs >= 1) & (ys >= 1) & ((xs - 0.5) / 6.5 + (ys - 0.5) / 4.5 <= 1)
+    np.testing.assert_array_equal(frags.face[0].numpy() == 0, expected)
+    np.testing.assert_allclose(frags.depth[0].numpy()[expected], z, rtol=1e-6)
+
+
 @pytest.mark.parametrize("near_first", [True, False])
 def test_occlusion_keeps_the_nearer_surface(near_first):
     sq = [[1.5, 1.5], [8.5, 1.5], [8.5, 8.5], [1.5, 8.5]]
