@@ -301,7 +301,7 @@ def cmd_train_video(args) -> int:
     from models.video_train import train_video
 
     cfg = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
-           "size": args.size, "window": args.window, "stage1_steps": args.stage1_steps,
+           "size": args.size, "height": args.height, "window": args.window, "stage1_steps": args.stage1_steps,
            "stage2_steps": args.stage2_steps, "batch_size": args.batch_size, "clip_batch_size": args.clip_batch_size,
            "lr": args.lr, "unet_dir": args.unet, "vae_dir": args.vae, "body_model_dir": args.body_model_dir,
            "num_workers": args.loader_workers, "device": args.device, "progress": not args.quiet,
@@ -511,7 +511,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True)
     s.add_argument("-o", "--out", required=True, help="run folder (re-running resumes it)")
     s.add_argument("--where", default="split == 'train'", help="index filter of the training clips")
-    s.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    s.add_argument("--size", type=int, default=64, help="frame side (width) in pixels")
+    s.add_argument("--height", type=int, default=None, help="frame height in pixels (default: --size, square)")
     s.add_argument("--window", type=int, default=8, help="frames per clip in stage 2 and per generated window")
     s.add_argument("--stage1-steps", type=int, default=1000)
     s.add_argument("--stage2-steps", type=int, default=1000)
