@@ -417,23 +417,23 @@ class StoreConfig(Section):
 RUN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "motion": {
         "tiny": {"steps": 40, "batch_size": 4, "model": "tiny", "lr": 1e-3, "ckpt_every": 10, "workers": 1,
-                 "gpu": False, "device": "cpu", "loader_workers": 0},
+                 "gpu": False, "device": "cpu", "loader_workers": 0, "threads": 1},
         "gpu": {"steps": 100_000, "batch_size": 256, "model": "base", "lr": 2e-4, "ckpt_every": 1000, "workers": 1,
-                "gpu": True, "device": "auto", "loader_workers": 4},
+                "gpu": True, "device": "auto", "loader_workers": 4, "threads": 0},
     },
     "video": {
         "tiny": {"size": 64, "channels": [16, 32], "window": 4, "stage1_steps": 16, "stage2_steps": 8, "batch_size": 2,
                  "clip_batch_size": 1, "lr": 1e-3, "ckpt_every": 4, "workers": 1, "gpu": False, "device": "cpu",
-                 "loader_workers": 0},
+                 "loader_workers": 0, "threads": 1},
         "gpu": {"size": 256, "window": 16, "stage1_steps": 100_000, "stage2_steps": 50_000, "batch_size": 32,
                 "clip_batch_size": 4, "lr": 1e-4, "ckpt_every": 1000, "workers": 1, "gpu": True, "device": "auto",
-                "loader_workers": 4},
+                "loader_workers": 4, "threads": 0},
     },
     "eval": {
         "tiny": {"samples": 1, "gen_steps": 4, "face_metrics": False, "fit_3d": False, "bootstrap": 100,
-                 "quality_frames": 1, "device": "cpu"},
+                 "quality_frames": 1, "device": "cpu", "threads": 1},
         "gpu": {"samples": 3, "gen_steps": 25, "face_metrics": True, "fit_3d": True, "bootstrap": 1000,
-                "quality_frames": 4, "device": "auto"},
+                "quality_frames": 4, "device": "auto", "threads": 0},
     },
 }
 
@@ -464,6 +464,9 @@ class MotionTrainSection(_PresetSection):
     gpu: bool | None = None  # one GPU per worker (nccl), else CPU (gloo)
     device: Device | None = None
     loader_workers: int | None = Field(None, ge=0)
+    # torch threads when it runs in mentor run's process (0: torch's default); tiny: 1, as 2 threads
+    # on the loaded 2-core box cost ~12x the CPU seconds per generated frame (pipelines/run.py)
+    threads: int | None = Field(None, ge=0)
 
     @field_validator("model")
     @classmethod
@@ -490,6 +493,7 @@ class VideoTrainSection(_PresetSection):
     gpu: bool | None = None
     device: Device | None = None
     loader_workers: int | None = Field(None, ge=0)
+    threads: int | None = Field(None, ge=0)  # torch threads in mentor run's process (0: torch's default)
     unet_dir: WeightsPath = None  # a pretrained UNet2DConditionModel folder for the frozen base
     vae_dir: WeightsPath = None  # an AutoencoderKL folder: train in its latent space
 
@@ -511,6 +515,7 @@ class EvalSection(_PresetSection):
     bootstrap: int | None = Field(None, ge=10)
     quality_frames: int | None = Field(None, ge=1)
     device: Device | None = None
+    threads: int | None = Field(None, ge=0)  # torch threads (0: torch's default)
     fid_weights: WeightsPath = None
     fvd_weights: WeightsPath = None
     lpips_weights: WeightsPath = None
