@@ -295,3 +295,37 @@ def test_unreachable_endpoint_and_missing_bucket_are_one_line(s3, tmp_path, caps
     monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", "{not json")
     with pytest.raises(StoreError, match="MENTOR_STORAGE_OPTIONS is not JSON"):
         Store(f"s3://{BUCKET}/store")
+
+
+@pytest.mark.slow
+def test_build_into_s3_then_resume(s3, tmp_path, monkeypatch):
+    """`mentor build --out s3://...`: the curation graph writes the store to object
+    storage (its working files in a local folder), verify is clean, and a second run
+    finds every source done."""
+    import ray
+
+    from annotate.registry import all_off_yaml
+    from mentor.cli import main
+    from mentor.testmedia import make_talking_clip
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    make_talking_clip(folder / "talk.mp4", seconds=4.0, size=256)
+    cfg = tmp_path / "datasets.yaml"
+    cfg.write_text(f"sources:\n  - {{name: local, kind: folder, path: {folder}}}\noutput: {tmp_path / 'unused'}\n"
+                   "ray: {filter_actors: 1, num_cpus: 2}\n" + all_off_yaml("annotate"))
+    monkeypatch.setenv("MENTOR_WORK_DIR", str(tmp_path / "work"))
+    url = f"s3://{BUCKET}/build/store"
+    try:
+        assert main(["build", str(cfg), "--out", url, "--quiet"]) == 0
+        store = Store(url)
+        assert store.sources()["status"].tolist() == ["ok"]
+        assert len(store.clips()) + len(store.rejected()) >= 1
+        assert verify_store(url) == []
+        assert (tmp_path / "work" / "s3" / BUCKET / "build" / "store").is_dir()  # logs, cache: local
+        assert not (tmp_path / "unused").exists()
+        parts = store.parts()
+        assert main(["build", str(cfg), "--out", url, "--quiet"]) == 0
+        assert Store(url).parts() == parts  # nothing to do: nothing new committed
+    finally:
+        ray.shutdown()
