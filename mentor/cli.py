@@ -275,10 +275,11 @@ def cmd_eval(args) -> int:
                      niqe_params=args.niqe_params, face_metrics=not args.no_face_metrics, fit_3d=not args.no_3d,
                      real_fit=args.real_fit, body_model_dir=args.body_model_dir, bootstrap=args.bootstrap,
                      quality_frames=args.quality_frames, min_group_clips=args.min_group_clips, device=args.device,
-                     seed=args.seed)
+                     seed=args.seed, max_clips=args.max_clips)
     summary = evaluate(args.store, args.generated, args.out, split=args.split or None, manifest=args.manifest,
                        compare=args.compare, cfg=cfg, where=args.where, model=args.model,
-                       motion_model=args.motion_model, samples=args.samples, gen_steps=args.gen_steps)
+                       motion_model=args.motion_model, samples=args.samples, gen_steps=args.gen_steps,
+                       gen_seconds=args.gen_seconds)
     for m in summary["methods"]:
         scored = len({r["clip_id"] for r in m["per_clip"]})
         print(f"{m['name']}: {scored} clip(s) scored, {len(m['clips_without_generated_video'])} without a "
@@ -484,6 +485,8 @@ def parser() -> argparse.ArgumentParser:
                    "(default: the clip's own stored motion, a reconstruction run)")
     s.add_argument("--samples", type=int, default=1, help="with --model: samples per clip (best-of-K, stochasticity)")
     s.add_argument("--gen-steps", type=int, default=25, help="with --model: denoising steps")
+    s.add_argument("--gen-seconds", type=float, help="with --model: generate and judge only each clip's first seconds")
+    s.add_argument("--max-clips", type=int, help="judge at most this many clips, spread over the groups (a light look)")
     s.add_argument("-o", "--out", required=True, help="report folder (index.html, eval.json, tables/)")
     s.add_argument("--split", default="test", help="the store's split to judge against ('' for every clip)")
     s.add_argument("--where", default=None, help="an extra pandas query over the index")
