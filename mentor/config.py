@@ -514,6 +514,11 @@ class EvalSection(_PresetSection):
     fit_3d: bool | None = None  # SMPL-X fit of each generated video (LME, head pose, jitter)
     bootstrap: int | None = Field(None, ge=10)
     quality_frames: int | None = Field(None, ge=1)
+    # a light evaluation: at most max_clips clips (spread over the groups) and only the first
+    # gen_seconds of each generated and judged (models/evaluate.py; None: all). Unset in both
+    # presets (the run's eval step passes them on when set).
+    max_clips: int | None = Field(None, ge=1)
+    gen_seconds: float | None = Field(None, gt=0)
     device: Device | None = None
     threads: int | None = Field(None, ge=0)  # torch threads (0: torch's default)
     fid_weights: WeightsPath = None
