@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mentor.store.fs import StoreFS
 from mentor.store.layout import TABLES, commit_rel, index_problems, part_of, shard_rel, table_rel
