@@ -224,14 +224,21 @@ class SmplxConfig(Section):
     # are stored as smplx.frame_ok 0 and left out of training windows (valid=False).
     # A frame's own mean reprojection / face height: the 3 demo clips (MediaPipe on real faces of
     # 172-175 px, out/demo/store) have frames at 0.040 median and 0.063 at worst; issue 16's bad
-    # frames (a face 19-36 px off on a ~70 px face) are 0.27-0.5. Set at 2.4x the worst good frame.
+    # frames (a face 19-36 px off on a ~77 px face) are 0.25-0.47. Set at 2.4x the worst good frame.
     max_frame_reprojection_face: float = Field(0.15, ge=0)
-    # forearm's in-image share below this = depth uncertain (toward / away from the camera):
-    # flagged in smplx.frame_flags; it makes a frame bad only with depth_gates_frames
+    # forearm's in-image share (smplx.depth_confidence) below this = depth uncertain: the forearm
+    # points within 20 deg of the viewing ray (cos 70 deg = 0.34), where its 2D length is under a
+    # third of its length and 2D barely tells toward from away; flagged in smplx.frame_flags, and
+    # it makes a frame bad only with depth_gates_frames
     min_depth_confidence: float = Field(0.35, ge=0, le=1)
     depth_gates_frames: bool = False  # a forearm toward the camera is a real pose, not a failure
-    max_bad_run_s: float = Field(1.0, gt=0)  # longest run of bad frames before the clip is rejected
-    max_bad_frame_share: float = Field(0.2, ge=0, le=1)  # share of bad frames before it is rejected
+    # a run of bad frames longer than this rejects the clip: 1 s (25 frames at 25 fps, half the
+    # motion model's 2 s window) is a lost track or a wrong pose held, not noise; issue 16's
+    # failures ran up to ~10 frames (0.4 s) and such runs are cut (frame_ok 0), not rejected
+    max_bad_run_s: float = Field(1.0, gt=0)
+    # more bad frames than this share rejects the clip: 4x the 5 % of frames that the
+    # drop-out scenario (benchmarks/smplx_truth.py drop_runs) loses, which should still pass
+    max_bad_frame_share: float = Field(0.2, ge=0, le=1)
 
 
 class VadConfig(Section):
