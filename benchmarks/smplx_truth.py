@@ -370,6 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="frames per scenario fitted by the per-frame L-BFGS baseline (0: none; default 3, --quick 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--quick", action="store_true", help="40 frames, 1 baseline frame unless given (a smoke run)")
+    ap.add_argument("--fit-focal", action="store_true",
+                    help="scenarios without a focal length: let the fitter search it (smplx.fit_focal)")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
     args = ap.parse_args(argv)
     names = list(SCENARIOS) if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -385,6 +387,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "focal_unknown" in names and "talking" not in names:
         names.insert(0, "talking")  # the known-focal figure it is compared with
     torch.set_num_threads(args.threads)
+    from mentor.config import SmplxConfig as _Config
+
+    if args.fit_focal and "fit_focal" not in _Config.model_fields:
+        raise SystemExit("--fit-focal: this fitter has no smplx.fit_focal setting")
 
     from annotate.smplx_fit import SmplxFitter
     from mentor.config import SmplxConfig
@@ -395,14 +401,20 @@ def main(argv: list[str] | None = None) -> dict:
           f"body model {body.label}, torch threads {args.threads}, {os.cpu_count()} CPUs, "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     results, goal_lists, out_json = {}, {}, {}
-    fitters: dict[bool, object] = {}
+    fitters: dict[tuple, object] = {}
     for name in names:
         sc = SCENARIOS[name]
-        cfg = SmplxConfig(focal_length=1000.0 if sc.focal_known else None, device="cpu")
+        settings = {"focal_length": 1000.0 if sc.focal_known else None, "device": "cpu"}
+        if "threads" in SmplxConfig.model_fields:  # the fitter pins its own torch threads
+            settings["threads"] = args.threads
+        if args.fit_focal and not sc.focal_known:
+            settings["fit_focal"] = True
+        cfg = SmplxConfig(**settings)
         truth = make_truth(body, sc, args.frames, keyframe_stride=cfg.keyframe_stride)
-        if sc.focal_known not in fitters:
-            fitters[sc.focal_known] = SmplxFitter(cfg, body_model=body)
-        fitter = fitters[sc.focal_known]
+        key = (sc.focal_known, bool(settings.get("fit_focal")))
+        if key not in fitters:
+            fitters[key] = SmplxFitter(cfg, body_model=body)
+        fitter = fitters[key]
         rec, fit = run_fitter(body, fitter, truth)
         if fit is None:
             print(f"\n== {name}: the fit failed: {rec.errors.get('smplx')}")
