@@ -353,6 +353,8 @@ def window_loader(store: Store | str | os.PathLike[str], batch_size: int, num_wo
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    if ds._rank is None or ds._world is None:  # a spawned worker cannot see torch.distributed / Ray Train
+        ds._rank, ds._world = distributed_rank()
     if persistent_workers:
         ds.share_epoch(ctx)
     return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_windows,
