@@ -135,6 +135,11 @@ def test_store_on_s3_equals_the_same_store_on_disk(s3, tiny_media, tmp_path, cap
         assert capsys.readouterr().out.strip().endswith(f"{root}: OK")
     assert main(["info", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["clips"] == 3
+    for root in (str(local), url):  # index columns rewritten in place (`mentor split`)
+        assert main(["split", root]) == 0
+    capsys.readouterr()
+    pd.testing.assert_frame_equal(index(Store(url))["clips"], index(Store(local))["clips"], check_like=True)
+    assert Store(url).clips()["split"].notna().all() and verify_store(url) == []
     as_file = Store(f"file://{local}")  # a file:// URL is the local folder itself
     assert isinstance(as_file.root, Path) and as_file.root == local
     # a damaged object is found on object storage as on disk
