@@ -180,3 +180,16 @@ def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_fr
         outside = (bounds[: len(p), k] != 0).any(1)
         conf[: len(p), k] = np.where(outside, border_weight, conf[: len(p), k])
     return xy, conf, bounds
+
+
+def gather_depth(arrays: dict[str, np.ndarray], targets: list[Target], num_frames: int) -> np.ndarray | None:
+    """(T,K) MediaPipe's relative z of the pose landmarks (column 2 of landmarks.pose; NaN for
+    other targets and missing frames), or None when the clip has no pose z."""
+    pose = arrays.get("landmarks.pose")
+    if pose is None or pose.shape[2] < 3 or not np.isfinite(pose[..., 2]).any():
+        return None
+    depth = np.full((num_frames, len(targets)), np.nan, np.float32)
+    for k, t in enumerate(targets):
+        if t.source == "landmarks.pose" and t.index < pose.shape[1]:
+            depth[: len(pose), k] = pose[:num_frames, t.index, 2]
+    return depth

@@ -14,6 +14,9 @@ needs ~5-12 steps, not hundreds.
                 closed-form translation)
     body        `elbow_restarts`: body pose and shape from two elbow bends, the better kept
                 (a forearm's depth is ambiguous in 2D)
+    depth       `depth_restarts` (only with depth evidence given; the annotator's smplx.depth_restarts,
+                off: measured worse, see smplx_depth.py): also from the arms mirrored in depth; a
+                Viterbi picks with the landmarks, MediaPipe's relative z and temporal consistency
     hands, full `keyframe_solve`: everything, hands joining at a wide robust scale that then narrows
     shape       `shared_shape_solve`: the clip's one shape and every keyframe's pose in one step
     neighbours  `neighbour_restarts`: each keyframe also restarts from its neighbours' fits,
@@ -37,8 +40,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from annotate.correspondences import Target, all_targets, gather_evidence
+from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
 from annotate.pose_prior import make_pose_prior
+from annotate.smplx_depth import DepthEvidence, mirrored_starts
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
 from annotate.smplx_optim import block_pcg, damped_solve, second_difference, second_difference_t, viterbi
@@ -61,6 +65,7 @@ class Schedule:
 
     camera: StageSpec
     body: StageSpec
+    depth: StageSpec
     hands: StageSpec
     full: StageSpec
     shape: StageSpec
@@ -87,6 +92,10 @@ def default_schedule(iterations: int) -> Schedule:
         body=StageSpec(name="body", free=("transl", "global_orient", "body", "betas"),
                        groups=("body", "face", "contour"), iterations=min(cap, 12), pose_weight=30,
                        shape_weight=50, face_weight=100, hand_weight=100, rho_scale=4.0, shape_per_clip=True),
+        # the arms restarted mirrored in depth, the candidates picked with MediaPipe's z (smplx_depth)
+        depth=StageSpec(name="depth", free=("transl", "global_orient", "body", "betas"),
+                        groups=("body", "face", "contour"), iterations=min(cap, 8), pose_weight=30,
+                        shape_weight=50, face_weight=100, hand_weight=100, shape_per_clip=True),
         # hands join wide (far-off fingers still pull), then the robust scale narrows
         hands=StageSpec(name="hands", free=FLAT_ALL, groups=every_group, iterations=min(cap, 10), rho_scale=4.0,
                         **free_priors),
@@ -355,16 +364,38 @@ def elbow_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     return best_of_starts(problem, [x, bent], progress, lambda costs, _: costs.argmin(0))
 
 
+def depth_pick(problem: StageProblem, evidence: DepthEvidence | None, transition_weight: float):
+    """The Viterbi pick over candidates (M,T,D): each one's frame cost plus its disagreement
+    with MediaPipe's z along the arms, and the pose change between (key)frames."""
+    pose_columns = problem.objective.columns(("global_orient", "body"))
+    focal = float(problem.objective.camera.focal)
+
+    def pick(costs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        if evidence is not None and evidence.usable:
+            with torch.no_grad():
+                costs = costs + torch.stack([evidence.costs(problem.objective.flat(c, problem.rows), focal)
+                                             for c in candidates])
+        return viterbi(costs, candidates[..., pose_columns], transition_weight)
+
+    return pick
+
+
+def depth_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress, evidence: DepthEvidence | None,
+                   transition_weight: float) -> torch.Tensor:
+    """Each keyframe solved from its fit and from its arms mirrored in depth (smplx_depth); the
+    Viterbi keeps the sequence that agrees best with the landmarks, MediaPipe's z and itself."""
+    starts = [x] + mirrored_starts(problem.objective.flat, x)
+    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight))
+
+
 def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress,
-                       transition_weight: float) -> torch.Tensor:
+                       transition_weight: float, evidence: DepthEvidence | None = None) -> torch.Tensor:
     """A frame stuck in a poor minimum restarts from its neighbours' fits; `viterbi` keeps the
     most consistent sequence over the candidates, not each frame's best alone."""
     if x.shape[0] < 2:
         return keyframe_solve(problem, x, progress)
     starts = [x, torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
-    pose_columns = problem.objective.columns(("global_orient", "body"))
-    return best_of_starts(problem, starts, progress,
-                          lambda costs, cands: viterbi(costs, cands[..., pose_columns], transition_weight))
+    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight))
 
 
 def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
@@ -493,6 +524,7 @@ def fit_clip(
     keyframe_stride: int = 8,
     focal_source: str = "given",
     bounds: np.ndarray | None = None,
+    depth: np.ndarray | None = None,
     threads: int | None = None,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
@@ -506,6 +538,8 @@ def fit_clip(
     the per-frame baseline). focal_source is recorded in the result (where camera's focal came from).
     bounds (T,K,2) int8: per axis 0 = fit the point to xy, +1 / -1 = only keep it at or beyond /
     at or before xy (a landmark outside the image: annotate/correspondences.py gather_evidence).
+    depth (T,K): MediaPipe's relative z of each landmark (NaN where none; any unit): picks the
+    arms' depth among mirrored restarts (annotate/smplx_depth.py).
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
@@ -514,7 +548,7 @@ def fit_clip(
         return _fit_clip(sparse, targets, xy, conf, camera, image_size, iterations=iterations, robust_rho=robust_rho,
                          smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
-                         focal_source=focal_source, bounds=bounds)
+                         focal_source=focal_source, bounds=bounds, depth=depth)
 
 
 @contextlib.contextmanager
@@ -532,7 +566,8 @@ def torch_threads(threads: int | None):
 
 
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
-              device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds) -> FitResult:
+              device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
+              depth=None) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -558,6 +593,13 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         groups=[t.group for t in seen_targets], torso=torso, camera=cam, rho=robust_rho * max(image_size),
         prior=prior, smooth_weight=smooth_weight,
         bounds=None if bounds is None else torch.tensor(bounds[:, active], dtype=torch.float32, device=device))
+    depth_evidence = None
+    if depth is not None and optimizer == "batched":
+        joint_of = np.array([t.point.index if t.point.kind == "joint" else -1 for t in seen_targets])
+        evidence = DepthEvidence(torch.tensor(depth[:, active], dtype=torch.float32, device=device), joint_of)
+        depth_evidence = evidence if evidence.usable else None
+    else:
+        depth_evidence = None
 
     x = rest_x(flat, frames, device)
     with torch.no_grad():
@@ -588,7 +630,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             return lbfgs_solve(problem, x, progress, max_evaluations=10 * iterations)
 
         for stage in schedule.stages()[:-1]:  # no temporal terms: every stage on each frame alone
-            if stage.name != "shape":  # a clip-level stage: nothing to share on one frame
+            if stage.name not in ("shape", "depth"):  # clip-level stages (a shared shape, a Viterbi)
                 x = run(stage, lbfgs, x, objective)
     else:
         stride = keyframe_stride if frames >= 3 * keyframe_stride else 1
@@ -598,11 +640,21 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         on_keys = objective if all_keys else objective.subset(keys)
         x_keys = x if all_keys else x[keys]
 
+        evidence = depth_evidence.subset(keys) if depth_evidence is not None and not all_keys else depth_evidence
+        transition = TRANSITION_WEIGHT * smooth_weight
+
         def neighbours(problem, x, progress):
-            return neighbour_restarts(problem, x, progress, TRANSITION_WEIGHT * smooth_weight)
+            return neighbour_restarts(problem, x, progress, transition, evidence)
+
+        def mirrored(problem, x, progress):
+            return depth_restarts(problem, x, progress, evidence, transition)
 
         x_keys = run(schedule.camera, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.body, elbow_restarts, x_keys, on_keys)
+        if evidence is not None and evidence.usable:
+            with torch.no_grad():
+                evidence.calibrate(flat(x_keys, None), float(cam.focal))
+            x_keys = run(schedule.depth, mirrored, x_keys, on_keys)
         x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.shape, shared_shape_solve, x_keys, on_keys)
@@ -825,6 +877,7 @@ class SmplxFitter:
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
+                           depth=gather_depth(arrays, self.targets, T) if self.cfg.depth_restarts else None,
                            threads=self.cfg.threads)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")

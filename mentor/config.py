@@ -205,6 +205,9 @@ class SmplxConfig(Section):
     # torch threads inside one fit (restored after it): with 2 on the 2-core box the same
     # 250-frame fit took 3.9-256 s, with 1 it was steady (issue 16); None: torch's own setting
     threads: int | None = Field(1, ge=1)
+    # restart the arms mirrored in depth and pick with MediaPipe's z (annotate/smplx_depth.py);
+    # off: on 4 synthetic clips it was worse (PA-MPJPE 21-27 mm against 7-26 mm without)
+    depth_restarts: bool = False
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
@@ -438,7 +441,10 @@ RUN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "eval": {
         "tiny": {"samples": 1, "gen_steps": 4, "face_metrics": False, "fit_3d": False, "bootstrap": 100,
-                 "quality_frames": 1, "device": "cpu", "threads": 1},
+                 "quality_frames": 1, "device": "cpu", "threads": 1,
+                 # 3 clips x the first 2 s: the unbounded tiny evaluation generated every frame of every
+                 # clip (over 12 min for the demo's 3 clips); this is ~0.34 CPU-s per frame at 64 px
+                 "max_clips": 3, "gen_seconds": 2.0},
         "gpu": {"samples": 3, "gen_steps": 25, "face_metrics": True, "fit_3d": True, "bootstrap": 1000,
                 "quality_frames": 4, "device": "auto", "threads": 0},
     },
@@ -522,8 +528,8 @@ class EvalSection(_PresetSection):
     bootstrap: int | None = Field(None, ge=10)
     quality_frames: int | None = Field(None, ge=1)
     # a light evaluation: at most max_clips clips (spread over the groups) and only the first
-    # gen_seconds of each generated and judged (models/evaluate.py; None: all). Unset in both
-    # presets (the run's eval step passes them on when set).
+    # gen_seconds of each generated and judged (models/evaluate.py; None: all). The tiny preset
+    # sets them (3 clips, 2 s), the gpu preset judges every frame of every clip.
     max_clips: int | None = Field(None, ge=1)
     gen_seconds: float | None = Field(None, gt=0)
     device: Device | None = None
