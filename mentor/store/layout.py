@@ -127,13 +127,13 @@ def committed_parts(root: StoreFS | Path | str) -> dict[int, dict]:
     """
     fs = StoreFS.of(root)
     out = {}
-    for name in fs.listdir("commits"):
-        m = re.fullmatch(r"part-(\d{6})\.json", name)
-        if not m:
-            continue
+    names = [name for name in fs.listdir("commits") if re.fullmatch(r"part-\d{6}\.json", name)]
+    for rel, data in fs.read_many([f"commits/{name}" for name in names]).items():
+        if isinstance(data, Exception):
+            continue  # removed since the listing
         try:
-            out[int(m.group(1))] = json.loads(fs.read_bytes(f"commits/{name}"))
-        except (ValueError, json.JSONDecodeError, FileNotFoundError):
+            out[int(rel[len("commits/part-"):-len(".json")])] = json.loads(data)
+        except (ValueError, json.JSONDecodeError):
             continue  # a marker is written atomically; an unreadable one is not ours
     for marker in list(out.values()):
         for old in marker.get("supersedes", []):

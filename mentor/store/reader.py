@@ -46,20 +46,25 @@ class Store:
     def _read_table(self, table: str) -> pd.DataFrame:
         frames = []
         present = set(self.fs.listdir(f"index/{table}"))  # one listing, not a look-up per part
-        for n in self.parts():
-            rel = table_rel(table, n)
+        wanted = {n: rel for n in self.parts() if (rel := table_rel(table, n)).rsplit("/", 1)[-1] in present}
+        fetched = {} if self.fs.local else self.fs.read_many(list(wanted.values()))  # concurrent GETs
+        for n, rel in wanted.items():
             p = self.fs.path(rel)
-            if rel.rsplit("/", 1)[-1] in present:
-                try:
+            try:
+                if self.fs.local:
                     df = self.fs.read_table(rel).to_pandas()
-                except (OSError, pa.ArrowException) as e:
-                    raise StoreError(f"{p}: not a readable Parquet index table ({str(e)[:160]}); "
-                                     "run `mentor verify`") from None
-                bad = index_problems(df, table, str(p))  # a tampered index never names files outside
-                if bad:
-                    raise StoreError(f"{bad[0]}; run `mentor verify`")
-                df["part"] = n
-                frames.append(df)
+                elif isinstance(fetched[rel], Exception):
+                    raise fetched[rel]
+                else:
+                    df = pq.read_table(pa.BufferReader(fetched[rel])).to_pandas()
+            except (OSError, pa.ArrowException) as e:
+                raise StoreError(f"{p}: not a readable Parquet index table ({str(e)[:160]}); "
+                                 "run `mentor verify`") from None
+            bad = index_problems(df, table, str(p))  # a tampered index never names files outside
+            if bad:
+                raise StoreError(f"{bad[0]}; run `mentor verify`")
+            df["part"] = n
+            frames.append(df)
         if not frames:
             return pd.DataFrame(columns=["clip_id", "source_id", "duration", "identity", "split", "part"])
         df = pd.concat(frames, ignore_index=True, sort=False)
