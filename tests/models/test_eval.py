@@ -87,8 +87,6 @@ def test_light_evaluation_picks_clips_over_the_groups_and_checks_its_options():
     assert list(pick_clips(clips.drop(columns="attr.skin_tone_group"), 2)["clip_id"]) == ["c0", "c1"]
     with pytest.raises(ValueError, match="max_clips=0"):
         EvalConfig(max_clips=0)
-    with pytest.raises(ValueError, match="frames_3d=4"):
-        EvalConfig(frames_3d=4)
 
 
 # ------------------------------------------------------------ the synthetic store
@@ -204,9 +202,16 @@ def _check_in_chromium(page: Path, tmp: Path) -> None:
                                       "--window-size=1280,2400", url], capture_output=True, text=True, timeout=300)
         if shot.is_file():
             break
+    import time
+
     import cv2
 
-    img = cv2.imread(str(shot))
+    img = None
+    for _ in range(20):  # seen once on the loaded box: chromium said "written" and the file did not read yet
+        img = cv2.imread(str(shot)) if shot.is_file() else None
+        if img is not None:
+            break
+        time.sleep(0.5)
     assert img is not None, f"no screenshot: chromium exit {run.returncode}: {run.stderr[-800:]}"
     assert img.shape[:2] == (2400, 1280)
     assert len(np.unique(img.reshape(-1, 3) // 16, axis=0)) > 50 and img.std() > 20
@@ -357,8 +362,9 @@ def _tiny_models(store: Path, root: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_model_run_generates_k_samples_per_clip_then_judges_them(synthetic_store, tmp_path):
     """`--model RUN --motion-model MRUN --samples 2`: tiny saved models (random weights)
-    generate K samples per test clip from its first frame and audio, the motion sampled from
-    speech (seed k for sample k); they are judged with best-of-K and stochasticity maps. The
+    generate K samples per test clip (its first second: a light evaluation) from its first
+    frame and audio, the motion sampled from speech (seed k for sample k); they are judged
+    with best-of-K and stochasticity maps. The
     reconstruction path (the clip's stored motion) makes different videos from the same
     seed: the motion model's motion is what was rendered."""
     from mentor.media import read_frames
@@ -367,18 +373,22 @@ def test_model_run_generates_k_samples_per_clip_then_judges_them(synthetic_store
 
     video, motion = _tiny_models(synthetic_store, tmp_path)
     s = evaluate(synthetic_store, None, tmp_path / "r", split="test", cfg=_cfg(bootstrap=20), model=video,
-                 motion_model=motion, samples=2, gen_steps=1)
+                 motion_model=motion, samples=2, gen_steps=1, gen_seconds=1.0)
     m = s["methods"][0]
     made = sorted((tmp_path / "r" / "generated").glob("*.mp4"))
     assert len(made) == 4 and all(p.name.endswith(("_0.mp4", "_1.mp4")) for p in made)
-    assert len(m["per_sample"]) == 4 and not m["clips_without_generated_video"] and not m["errors"]
-    assert s["generated_by"] == {"model": str(video), "motion_model": str(motion), "samples": 2, "gen_steps": 1}
+    assert len(m["per_sample"]) == 4 and not m["clips_without_generated_video"]
+    assert all("NIQE needs at least 96" in e for errs in m["errors"].values() for e in errs)  # 64 px videos
+    assert s["generated_by"] == {"model": str(video), "motion_model": str(motion), "samples": 2, "gen_steps": 1,
+                                 "gen_seconds": 1.0}
+    assert any("first 1 s of each clip" in n for n in m["notes"])  # a light evaluation says so
     overall = {r["metric"]: r for r in m["overall"]}
     assert overall["psnr"]["k"] == 2 and overall["psnr"]["best_of_k"] >= overall["psnr"]["mean"]
     assert all(v > 0 for v in m["stochasticity_mean"].values()) and len(m["stochasticity_mean"]) == 2
     assert "Stochasticity" in (tmp_path / "r" / "index.html").read_text()
     clips = Store(synthetic_store).clips("split == 'test'").head(1)
-    recon = generate_for_eval(Store(synthetic_store), clips, video, tmp_path / "recon", samples=1, steps=1)
+    recon = generate_for_eval(Store(synthetic_store), clips, video, tmp_path / "recon", samples=1, steps=1,
+                              seconds=1.0)
     cid = clips["clip_id"].iloc[0]
     a, b = read_frames(recon / f"{cid}_0.mp4"), read_frames(tmp_path / "r" / "generated" / f"{cid}_0.mp4")
-    assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() > 0.5
+    assert a.shape == b.shape and len(a) == 25 and np.abs(a.astype(int) - b).mean() > 0.5
