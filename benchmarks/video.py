@@ -8,7 +8,9 @@
    else against trimesh ray casting (one ray per pixel). Frames/s and the ratio; both sides
    get --threads threads (LP_NUM_THREADS for llvmpipe unless set).
 2. Training: samples/s and the share of step time spent waiting for data, stage 1 (frames)
-   and stage 2 (clips), on a synthetic store (mentor.synthstore) at --train-size.
+   and stage 2 (clips), on a synthetic store (mentor.synthstore) at --train-size, with CPU
+   seconds and the load average beside them; --baseline-loader trains again with torch's
+   default loader start (workers spawned at each epoch's first batch) for the ratio.
 3. Generation: frames/s with temporal outpainting (50 % overlap) of --gen-frames frames.
 On CUDA (device auto) the same figures run on the GPU and peak memory is printed.
 
@@ -18,6 +20,7 @@ On CUDA (device auto) the same figures run on the GPU and peak memory is printed
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -41,16 +44,17 @@ def posed_frames(body, n: int, seed: int = 0) -> torch.Tensor:
         return body(SmplxParams.from_dict(vals, device=body.device)).vertices
 
 
-def time_it(fn, repeats: int = 3) -> float:
+def time_it(fn, repeats: int = 3) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds of this process, all its threads) of fn()."""
     fn()  # warm-up
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
+        best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
+    return best, best_cpu
 
 
 class GLRenderer:
@@ -112,17 +116,17 @@ def bench_render(args, device) -> None:
     verts = posed_frames(body, args.frames).to(device)
     faces = body.faces.to(device)
     f, c = 1.6 * S, (S - 1) / 2
-    t_rast = time_it(lambda: rasterize(verts, faces, f, c, c, S, S))
+    t_rast, c_rast = time_it(lambda: rasterize(verts, faces, f, c, c, S, S))
     renderer = ControlRenderer.from_body_model(body).to(device)
     ref = torch.rand(S, S, 3, device=device)
-    t_ctrl = time_it(lambda: renderer(verts, f, c, c, S, S, ref_image=ref, ref_verts=verts[0], ref_camera=(f, c, c)))
+    t_ctrl, c_ctrl = time_it(lambda: renderer(verts, f, c, c, S, S, ref_image=ref, ref_verts=verts[0], ref_camera=(f, c, c)))
     n = args.frames
     frags = rasterize(verts, faces, f, c, c, S, S)
     cover = float(frags.mask.float().mean())
     print(f"control rendering at {S}x{S}, {body.num_vertices} vertices, {faces.shape[0]} faces, {n} frames, "
-          f"body covers {100 * cover:.0f} % of the pixels ({device}):")
-    print(f"  torch z-buffer rasterize      {n / t_rast:8.1f} frames/s")
-    print(f"  full controls (dense, parts, warp) {n / t_ctrl:8.1f} frames/s")
+          f"body covers {100 * cover:.0f} % of the pixels ({device}, load average {os.getloadavg()[0]:.1f}):")
+    print(f"  torch z-buffer rasterize      {n / t_rast:8.1f} frames/s ({n / c_rast:.1f} per CPU second)")
+    print(f"  full controls (dense, parts, warp) {n / t_ctrl:8.1f} frames/s ({n / c_ctrl:.1f} per CPU second)")
     v_np, f_np = verts.cpu().numpy(), faces.cpu().numpy()
     try:
         gl = GLRenderer(f_np, v_np.shape[1], S)
@@ -130,13 +134,14 @@ def bench_render(args, device) -> None:
     except Exception as e:  # no EGL / Mesa here
         gl, info = None, f"{type(e).__name__}: {e}"
     if gl is not None:
-        t_gl = time_it(lambda: [gl.render(v, (f, c, c)) for v in v_np])
+        t_gl, c_gl = time_it(lambda: [gl.render(v, (f, c, c)) for v in v_np])
         face_gl, _ = gl.render(v_np[0], (f, c, c))
         # texture row 0 is NDC y = -1, which the shader maps to pixel row 0: no flip
         agree = float((face_gl == frags.face[0].cpu().numpy()).mean())
-        print(f"  OpenGL (moderngl, {info})   {n / t_gl:8.1f} frames/s; face index agrees on {100 * agree:.1f} % "
-              "of pixels")
-        print(f"  ratio torch / OpenGL: {t_gl / t_rast:.2f}x")
+        print(f"  OpenGL (moderngl, {info})   {n / t_gl:8.1f} frames/s ({n / c_gl:.1f} per CPU second); face index "
+              f"agrees on {100 * agree:.1f} % of pixels")
+        print(f"  ratio torch / OpenGL: {t_gl / t_rast:.2f}x wall, {c_gl / c_rast:.2f}x CPU; full controls / OpenGL "
+              f"rasterising: {t_gl / t_ctrl:.2f}x wall")
     else:
         import trimesh
         from trimesh.ray.ray_triangle import RayMeshIntersector
@@ -148,11 +153,20 @@ def bench_render(args, device) -> None:
         def cast():
             for v in v_np[:2]:
                 RayMeshIntersector(trimesh.Trimesh(v, f_np, process=False)).intersects_first(np.zeros_like(dirs), dirs)
-        t_tm = time_it(cast, repeats=1) / 2
-        print(f"  trimesh ray casting          {1 / t_tm:8.2f} frames/s")
-        print(f"  ratio torch / trimesh: {t_tm / (t_rast / n):.1f}x")
+        t_tm, c_tm = time_it(cast, repeats=1)
+        t_tm, c_tm = t_tm / 2, c_tm / 2
+        print(f"  trimesh ray casting          {1 / t_tm:8.2f} frames/s ({1 / c_tm:.2f} per CPU second)")
+        print(f"  ratio torch / trimesh: {t_tm / (t_rast / n):.1f}x wall, {c_tm / (c_rast / n):.1f}x CPU")
     if device.type == "cuda":
         print(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (loader workers)."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 def bench_train_and_generate(args, device) -> None:
@@ -165,20 +179,34 @@ def bench_train_and_generate(args, device) -> None:
         store = write_synthetic_store(tmp / "store", n_clips=4, seconds=3.0, fps=25, size=args.train_size,
                                       identities=2, splits=None)
         print(f"synthetic store: 4 clips x 3 s at {args.train_size} px in {time.perf_counter() - t:.0f} s")
-        r = train_loop(dict(store=str(store), run_dir=str(tmp / "run"), where=None, size=args.train_size, window=8,
-                            stage1_steps=args.train_steps, stage2_steps=max(2, args.train_steps // 2),
-                            batch_size=args.batch_size, clip_batch_size=2, channels=tuple(args.channels),
-                            num_workers=args.loader_workers, device=str(device), progress=False,
-                            log_every=max(1, args.train_steps // 2), ckpt_every=10 ** 6))
-        for st, unit in ((1, "frames"), (2, "clips of 8")):
-            print(f"training stage {st} ({unit}, {args.train_size} px, {args.loader_workers} loader workers): "
-                  f"{r[f'stage{st}_samples_per_s']:.2f} samples/s, data wait {100 * r[f'stage{st}_data_wait']:.1f} % "
-                  f"of step time")
+        runs = [("workers ahead + persistent", True)] + ([("torch default (spawn at 1st batch)", False)]
+                                                         if args.baseline_loader else [])
+        waits = {}
+        for name, ahead in runs:
+            run = tmp / f"run_{int(ahead)}"
+            t, c = time.perf_counter(), _cpu_s()
+            r = train_loop(dict(store=str(store), run_dir=str(run), where=None, size=args.train_size, window=8,
+                                stage1_steps=args.train_steps, stage2_steps=max(2, args.train_steps // 2),
+                                batch_size=args.batch_size, clip_batch_size=2, channels=tuple(args.channels),
+                                num_workers=args.loader_workers, loader_ahead=ahead, device=str(device),
+                                progress=False, log_every=max(1, args.train_steps // 2), ckpt_every=10 ** 6))
+            wall, cpu = time.perf_counter() - t, _cpu_s() - c
+            print(f"training, loader {name} ({args.loader_workers} workers), {args.train_size} px, "
+                  f"{wall:.0f} s wall, {cpu:.0f} CPU s (with finished workers), load average "
+                  f"{os.getloadavg()[0]:.1f}:")
+            for st, unit in ((1, "frames"), (2, "clips of 8")):
+                waits[(ahead, st)] = r[f"stage{st}_data_wait"]
+                print(f"  stage {st} ({unit}): {r[f'stage{st}_samples_per_s']:.2f} samples/s, "
+                      f"data wait {100 * r[f'stage{st}_data_wait']:.1f} % of step time")
+        if args.baseline_loader:
+            for st in (1, 2):
+                print(f"  stage {st} data wait: {100 * waits[(True, st)]:.1f} % against {100 * waits[(False, st)]:.1f} % "
+                      "with torch's default loader start")
         from mentor.media import read_frames
         from mentor.store import Store
         from models.video_sample import VideoGenerator, to_model
 
-        gen = VideoGenerator(tmp / "run", device=str(device), steps=args.gen_steps)
+        gen = VideoGenerator(tmp / "run_1", device=str(device), steps=args.gen_steps)
         st = Store(store)
         rec = list(st.records([st.clips()["clip_id"].iloc[0]], media_dir=str(tmp)))[0]
         frames = read_frames(rec.files["video"])
@@ -187,11 +215,12 @@ def bench_train_and_generate(args, device) -> None:
         t = time.perf_counter()
         controls = gen.controls({k: v[:n] for k, v in arrays.items()}, {k: v[0] for k, v in arrays.items()}, frames[0])
         t_c = time.perf_counter() - t
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         gen.generate(controls, to_model(frames[:1], args.train_size)[:, 0], overlap=0.5)
-        t_g = time.perf_counter() - t
+        t_g, c_g = time.perf_counter() - t, time.process_time() - c
         print(f"generation: {n} frames, window 8, 50 % overlap, {args.gen_steps} DDIM steps: "
-              f"{n / t_g:.2f} frames/s (controls {n / t_c:.1f} frames/s)")
+              f"{n / t_g:.2f} frames/s ({n / c_g:.2f} per CPU second; controls {n / t_c:.1f} frames/s), "
+              f"load average {os.getloadavg()[0]:.1f}")
         if device.type == "cuda":
             print(f"peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
     finally:
@@ -213,9 +242,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--body-model-dir", default=None)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--baseline-loader", action="store_true",
+                    help="train a second time with torch's default loader start (workers spawned at each epoch's "
+                         "first batch) and print both data waits")
     args = ap.parse_args()
-    import os
-
     os.environ.setdefault("LP_NUM_THREADS", str(args.threads))  # llvmpipe gets the threads torch gets
     torch.set_num_threads(args.threads)
     from models.training import resolve_device
