@@ -334,3 +334,24 @@ def test_build_into_s3_then_resume(s3, tmp_path, monkeypatch):
         assert Store(url).parts() == parts  # nothing to do: nothing new committed
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_window_loader_worker_reads_s3(s3, tiny_media, tmp_path):
+    """A spawned DataLoader worker (a fresh process: the endpoint reaches it through the
+    environment) reads the same windows from the server as the parent reads from disk."""
+    from mentor.store.windows import WindowDataset, window_loader
+
+    src, recs = records(tiny_media, seed=3)
+    local, url = tmp_path / "store", f"s3://{BUCKET}/loader/store"
+    write(local, src, recs)
+    write(url, src, recs)
+    kw = dict(frames=16, mode="sequential", arrays=("smplx.*",))
+    loader = window_loader(url, batch_size=4, num_workers=1, persistent_workers=False, **kw)
+    batches = list(loader)
+    ours = list(WindowDataset(local, **kw))
+    assert sum(len(b["clip_id"]) for b in batches) == len(ours) == 12
+    got = np.concatenate([b["video"].numpy() for b in batches])
+    assert np.array_equal(got, np.stack([w["video"].numpy() for w in ours]))
+    assert np.array_equal(np.concatenate([b["audio"].numpy() for b in batches]),
+                          np.stack([w["audio"].numpy() for w in ours]))
