@@ -33,7 +33,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     # boots at start-up then match the job and are used (with a runtime_env they are
     # not, and every stage waits for a new worker process to boot).
     with _environ(env_vars):
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+        # address="local": always a Ray of our own, even while another process's local Ray
+        # runs on this machine (without it ray.init joins that one, and refuses num_cpus)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     return f"local ray ({num_cpus or os.cpu_count()} CPUs, in-process)"
 
