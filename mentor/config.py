@@ -419,6 +419,10 @@ class RayConfig(Section):
 
 class StoreConfig(Section):
     shard_bytes: int = Field(1_000_000_000, ge=1_000)
+    # fsspec options for a store on object storage (output / --out s3://bucket/store), e.g.
+    # {endpoint_url: "http://minio:9000"}; {} (the default): $MENTOR_STORAGE_OPTIONS, then the
+    # AWS_* variables and ~/.aws (mentor/store/fs.py). Keep secrets in the environment.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
 # `mentor run`'s training and evaluation blocks: every value left unset comes from the

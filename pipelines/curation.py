@@ -132,7 +132,8 @@ def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = 
     plan(cfg, stage_list)
     t0 = time.perf_counter()
     summary = BuildSummary(store=url or str(out))
-    writer = StoreWriter(url or out, cfg.store.shard_bytes)  # opens/resumes before any work
+    writer = StoreWriter(url or out, cfg.store.shard_bytes,  # opens/resumes before any work
+                         storage_options=cfg.store.storage_options or None)
     try:
         return _build(cfg, out, writer, summary, ray_address, progress, keep_work, stage_list, t0)
     finally:

@@ -302,6 +302,18 @@ def test_unreachable_endpoint_and_missing_bucket_are_one_line(s3, tmp_path, caps
         Store(f"s3://{BUCKET}/store")
 
 
+def test_given_storage_options_win_over_the_environment(s3, tmp_path, monkeypatch):
+    from mentor.config import load_config
+
+    url = f"s3://{BUCKET}/options/store"
+    monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": "http://127.0.0.1:9"}))
+    StoreWriter(url, storage_options={"endpoint_url": s3}).close()
+    assert Store(url, storage_options={"endpoint_url": s3}).clips().empty
+    cfg = tmp_path / "datasets.yaml"
+    cfg.write_text(f"sources:\n  - {{name: local, kind: folder, path: {tmp_path}}}\nstore: {{storage_options: {{endpoint_url: '{s3}'}}}}\n")
+    assert load_config(cfg).store.storage_options == {"endpoint_url": s3}
+
+
 @pytest.mark.slow
 def test_build_into_s3_then_resume(s3, tmp_path, monkeypatch):
     """`mentor build --out s3://...`: the curation graph writes the store to object
@@ -318,11 +330,14 @@ def test_build_into_s3_then_resume(s3, tmp_path, monkeypatch):
     make_talking_clip(folder / "talk.mp4", seconds=4.0, size=256)
     cfg = tmp_path / "datasets.yaml"
     cfg.write_text(f"sources:\n  - {{name: local, kind: folder, path: {folder}}}\noutput: {tmp_path / 'unused'}\n"
+                   f"store: {{storage_options: {{endpoint_url: '{s3}'}}}}\n"  # the config's options win over the env's
                    "ray: {filter_actors: 1, num_cpus: 2}\n" + all_off_yaml("annotate"))
     monkeypatch.setenv("MENTOR_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": "http://127.0.0.1:9"}))
     url = f"s3://{BUCKET}/build/store"
     try:
         assert main(["build", str(cfg), "--out", url, "--quiet"]) == 0
+        monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": s3}))
         store = Store(url)
         assert store.sources()["status"].tolist() == ["ok"]
         assert len(store.clips()) + len(store.rejected()) >= 1
@@ -330,7 +345,9 @@ def test_build_into_s3_then_resume(s3, tmp_path, monkeypatch):
         assert (tmp_path / "work" / "s3" / BUCKET / "build" / "store").is_dir()  # logs, cache: local
         assert not (tmp_path / "unused").exists()
         parts = store.parts()
+        monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": "http://127.0.0.1:9"}))
         assert main(["build", str(cfg), "--out", url, "--quiet"]) == 0
+        monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": s3}))
         assert Store(url).parts() == parts  # nothing to do: nothing new committed
     finally:
         ray.shutdown()
