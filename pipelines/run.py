@@ -26,7 +26,8 @@ Ray: the build runs on Ray Data (a local Ray, or --ray-address); a trainer goes 
 when it has more than one worker or a Ray address is given (pipelines/train.py). A local Ray
 that the build started is stopped when the build ends (its workers and the object store would
 otherwise hold memory through training). On a cluster, each Ray step's marker and the summary
-name the nodes its tasks ran on (Ray's state API; `ray_nodes`: node id -> tasks).
+name the nodes its actors ran on (`ray_nodes`: node id -> actors of the step, from the GCS's
+actor table: the build's filter and annotate pools, the trainers' Ray Train workers).
 
 Torch threads: the steps that run in this process (a one-worker trainer, the evaluation) use
 each block's `threads` (the tiny presets: 1; measured on the 2-core box under load, generating
@@ -59,6 +60,27 @@ MARKER_DIR = "steps"
 # run"); only a first guess for the run's ETA, rescaled by how fast the finished steps ran.
 TINY_EXPECTED_S = {"build": 800.0, "split": 2.0, "train-motion": 180.0, "train-video": 600.0, "eval": 75.0,
                    "audit": 10.0, "report": 1.0}
+
+
+# The work of the tiny presets that `make demo` runs after the build, in units whose cost the
+# README's demo time rests on: training samples, video frames trained (at 64 px), frames
+# generated for the evaluation (at 64 px, one per sample and denoising step, since the
+# sampler's cost is per step). The bounds are the tiny presets' own values when the demo
+# was timed (README, "mentor run"); tests/pipelines/test_run.py keeps the presets within
+# them, so that a larger preset (or an unbounded evaluation: every frame of every clip,
+# 13+ minutes for 3 demo clips) fails a test instead of silently slowing the demo.
+TINY_WORK_BOUNDS = {"motion_samples": 160, "video_frames_64px": 64, "eval_frames_64px_steps": 600}
+
+
+def planned_work(cfg: Config, fps: float = 25.0) -> dict[str, float]:
+    """The training and evaluation work the config's blocks plan (see TINY_WORK_BOUNDS);
+    evaluation frames are unbounded (inf) without eval.max_clips and eval.gen_seconds."""
+    m, v, e = cfg.train.motion.resolved(), cfg.train.video.resolved(), cfg.eval.resolved()
+    px = v["size"] ** 2 / 64 ** 2
+    video = (v["stage1_steps"] * v["batch_size"] + v["stage2_steps"] * v["clip_batch_size"] * v["window"]) * px
+    clips, seconds = e.get("max_clips"), e.get("gen_seconds")
+    gen = (clips * seconds * fps * e["samples"] * e["gen_steps"] * px) if clips and seconds else float("inf")
+    return {"motion_samples": m["steps"] * m["batch_size"], "video_frames_64px": video, "eval_frames_64px_steps": gen}
 
 
 @dataclass
@@ -202,7 +224,7 @@ class RunSummary:
                  f"run finished in {_fmt_s(self.wall_seconds)}"]
         for s in self.steps:
             nodes = s.get("ray_nodes")
-            where = f" [Ray tasks on {len(nodes)} node(s)]" if nodes else ""
+            where = f" [Ray actors on {len(nodes)} node(s)]" if nodes else ""
             lines.append(f"  {s['step']:<13} {s['status']:<13} {_fmt_s(s.get('seconds') or 0):>7}  {s.get('note', '')}"
                          + where)
         lines += [f"store          {lay.store}", f"motion model   {lay.motion / 'model'}",
@@ -260,12 +282,12 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
         context.fingerprint = fingerprint(step, own, markers) or ""
         display.start(i, step, [s for s in steps[i - 1:] if s in todo_all])
         t = time.perf_counter()
-        before = (_ray_tasks_per_node() or Counter()) if ray_address else None
+        before = (_ray_actors_per_node() or Counter()) if ray_address else None
         with _torch_threads(step_threads(cfg, step)):
             result = STEP_FUNCTIONS[step](context) or {}
         seconds = time.perf_counter() - t
         if before is not None:
-            after = _ray_tasks_per_node()
+            after = _ray_actors_per_node()
             if after is not None:
                 result["ray_nodes"] = {k: v for k, v in (after - before).items() if v > 0}
         note = result.pop("note", "done")
@@ -307,22 +329,25 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def _ray_tasks_per_node() -> Counter | None:
-    """Tasks (and actor tasks) of this Ray job so far, per node id; None when Ray is not
-    connected or its state API does not answer (a cluster without the dashboard)."""
+def _ray_actors_per_node() -> Counter | None:
+    """This Ray job's own actors so far (Ray Data's filter and annotate pools, Ray Train's
+    workers; alive or ended, not detached helpers), counted per node id, from the GCS's
+    actor table (no dashboard needed). None when Ray is not connected or the table does
+    not answer."""
     import ray
 
     if not ray.is_initialized():
         return None
     try:
-        from ray.util.state import list_tasks
+        from ray._private.state import actors  # the GCS's actor table; ray.util.state needs the dashboard
 
         job = ray.get_runtime_context().get_job_id()
-        tasks = list_tasks(filters=[("job_id", "=", job)], limit=100_000, raise_on_missing_output=False)
-    except Exception as e:  # the state API is an extra: never fail a step over it
-        log.info("Ray's state API did not answer (%s): no per-node task counts", e)
+        table = actors()
+    except Exception as e:  # per-node counts are an extra: never fail a step over them
+        log.info("Ray's actor table did not answer (%s): no per-node counts", e)
         return None
-    return Counter(str(t.node_id) for t in tasks if getattr(t, "node_id", None))
+    return Counter(a["Address"]["NodeID"] for a in table.values()
+                   if a.get("JobID") == job and not a.get("IsDetached") and a["Address"].get("NodeID"))
 
 
 @dataclass
@@ -463,9 +488,11 @@ def step_eval(ctx: RunContext) -> dict[str, Any]:
                       syncnet_weights=_path(ctx.cfg, e.get("syncnet_weights")),
                       arcface_model=_path(ctx.cfg, e.get("arcface_model")), face_metrics=e["face_metrics"],
                       fit_3d=e["fit_3d"], bootstrap=e["bootstrap"], quality_frames=e["quality_frames"],
-                      device=e["device"], body_model_dir=_path(ctx.cfg, ctx.cfg.annotate.smplx.model_dir))
+                      device=e["device"], body_model_dir=_path(ctx.cfg, ctx.cfg.annotate.smplx.model_dir),
+                      max_clips=e.get("max_clips"))
     s = evaluate(ctx.lay.store, None, ctx.lay.eval, split=split or None, cfg=ecfg, model=ctx.lay.video,
-                 motion_model=ctx.lay.motion, samples=e["samples"], gen_steps=e["gen_steps"])
+                 motion_model=ctx.lay.motion, samples=e["samples"], gen_steps=e["gen_steps"],
+                 gen_seconds=e.get("gen_seconds"))
     scored = sum(len({r["clip_id"] for r in m["per_clip"]}) for m in s["methods"])
     overall = {r["metric"]: r["mean"] for m in s["methods"] for r in m["overall"] if r["mean"] is not None}
     return {"note": f"{scored} clip(s) of split {split or '(all)'} scored, {len(overall)} metric(s)",

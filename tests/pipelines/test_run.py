@@ -140,6 +140,22 @@ def test_repo_config_uses_the_tiny_presets():
     assert {cfg.train.motion.preset, cfg.train.video.preset, cfg.eval.preset} == {"tiny"}
 
 
+def test_the_tiny_presets_plan_no_more_work_than_the_timed_demo(tmp_path):
+    """`make demo`'s time (README) rests on the tiny presets' work: a larger preset, or an
+    evaluation of every frame of every clip, fails here instead of slowing the demo."""
+    from mentor.config import load_config
+
+    work = run_mod.planned_work(load_config(REPO / "datasets.yaml"))
+    assert set(work) == set(run_mod.TINY_WORK_BOUNDS)
+    for key, bound in run_mod.TINY_WORK_BOUNDS.items():
+        assert 0 < work[key] <= bound, (key, work[key], bound)
+    # the measure moves with what costs time: more steps, bigger frames, an unbounded evaluation
+    bigger = run_mod.planned_work(_config(tmp_path, "train:\n  video: {size: 128}\n"))
+    assert bigger["video_frames_64px"] == 4 * work["video_frames_64px"]
+    unbounded = run_mod.planned_work(_config(tmp_path, "eval: {preset: gpu}\n"))
+    assert unbounded["eval_frames_64px_steps"] == float("inf")
+
+
 # ------------------------------------------------------------------------ the real command, killed
 
 KILL_CONFIG = """version: 1
