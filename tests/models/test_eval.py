@@ -349,8 +349,12 @@ def _tiny_models(store: Path, root: Path) -> tuple[Path, Path]:
     cfg = VideoTrainConfig(store=str(store), run_dir=str(root / "video"), size=64, window=4, channels=(16, 32),
                            prediction_type="sample")
     torch.manual_seed(0)
-    save_model(build_model(cfg, ControlSource(load_body_model(None)).num_channels), root / "video", cfg,
-               make_scheduler(cfg))
+    model = build_model(cfg, ControlSource(load_body_model(None)).num_channels)
+    with torch.no_grad():  # the control branch's output convs start at zero: give them weights so motion matters
+        for p in model.control.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    save_model(model, root / "video", cfg, make_scheduler(cfg))
     motion = MotionDiffusionModel(**tiny_config()).eval()
     L, A, R = motion.layout.dim, motion.audio_dim, motion.layout.reference_dim
     motion.set_statistics(MotionStatistics(np.zeros(L), np.full(L, 0.02), np.zeros(A), np.ones(A), np.zeros(R),
