@@ -54,3 +54,15 @@ def test_reads_a_run_folder_marker_and_the_cli(tmp_path, capsys):
     assert out["core_hours"] == pytest.approx((1000 * 2160 + 100 * 5400) / 3600)
     assert main(["cost", str(tmp_path / "missing.json")]) == 2
     assert "summary-json" in capsys.readouterr().err
+
+
+def test_cpu_seconds_are_preferred_over_wall_seconds_when_the_build_recorded_them():
+    with_cpu = dict(SUMMARY, stage_cpu_seconds={"prepare": 360.0, "filter": 1800.0, "landmarks": 900.0,
+                                                "smplx": 450.0})
+    by_wall = {s["stage"]: s for s in plan_cost(SUMMARY, kept_hours=100, cores=100).stages}
+    plan = plan_cost(with_cpu, kept_hours=100, cores=100)
+    by_cpu = {s["stage"]: s for s in plan.stages}
+    for stage in SUMMARY["stage_seconds"]:  # every figure from the CPU seconds: half the wall ones here
+        assert by_cpu[stage]["core_s_per_kept_h"] == pytest.approx(by_wall[stage]["core_s_per_kept_h"] / 2)
+    assert any("CPU seconds" in n for n in plan.notes)
+    assert any("wall seconds" in n for n in plan_cost(SUMMARY).notes)
