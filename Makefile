@@ -44,7 +44,9 @@ test-fast: setup
 # measured in the same run); one that fails is named at the end and the target fails.
 BENCHMARKS := $(filter-out motion_data,$(basename $(notdir $(wildcard benchmarks/*.py))))
 bench: setup
-	@fail=""; for b in $(BENCHMARKS); do echo; echo "== benchmarks/$$b.py"; \
+	@echo "machine: $$(nproc) CPUs, $$(free -g | awk '/Mem:/{print $$2}') GiB"; \
+	fail=""; for b in $(BENCHMARKS); do echo; \
+	  echo "== benchmarks/$$b.py (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; \
 	  $(PY) -m benchmarks.$$b || fail="$$fail $$b"; done; \
 	if [ -n "$$fail" ]; then echo "failed benchmarks:$$fail"; exit 1; fi
 
