@@ -346,8 +346,12 @@ def window_loader(store: Store | str | os.PathLike[str], batch_size: int, num_wo
     if not isinstance(prefetch_factor, int) or prefetch_factor < 1:
         raise ValueError(f"prefetch_factor={prefetch_factor!r}: must be an int >= 1 (batches ready per worker)")
     ds = WindowDataset(store, **dataset_kw)
+    # the loader's own generator: starting an iteration draws a worker seed from it, never
+    # from torch's global RNG, so a trainer's noise does not depend on the worker count or on
+    # when the loader started (the windows depend on the dataset's seed only)
+    gen = torch.Generator().manual_seed(ds.seed)
     if num_workers == 0:
-        return DataLoader(ds, batch_size=batch_size, num_workers=0, collate_fn=collate_windows)
+        return DataLoader(ds, batch_size=batch_size, num_workers=0, collate_fn=collate_windows, generator=gen)
     # workers are spawned, not forked: a parent that has already decoded video (decord /
     # FFmpeg threads) deadlocks forked children; spawned ones pay their imports once
     import multiprocessing
@@ -359,7 +363,7 @@ def window_loader(store: Store | str | os.PathLike[str], batch_size: int, num_wo
         ds.share_epoch(ctx)
     return DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_windows,
                       persistent_workers=persistent_workers, pin_memory=False, multiprocessing_context=ctx,
-                      prefetch_factor=prefetch_factor)
+                      prefetch_factor=prefetch_factor, generator=gen)
 
 
 def ray_windows(store: Store | str | os.PathLike[str], pieces: int = 16, **dataset_kw: Any):

@@ -213,3 +213,41 @@ def test_channels_last_stage2_backward_does_not_crash():
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "backward ok" in res.stdout, (res.returncode, res.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_loader_workers_started_ahead_train_exactly_as_in_process(synthetic_store, first_clip, tmp_path):
+    """One spawned loader worker per stage, started before the model is built and kept across
+    epochs, feeds the same batches as reading in this process: the same losses, the same
+    weights. At 32 px with channels (8, 16), the size that crashed stage 2's backward."""
+    from models.training import read_loss_csv
+    from models.video import VideoDiffusion
+    from models.video_train import train_loop
+
+    runs = {}
+    for workers in (0, 1):
+        run = tmp_path / f"w{workers}"
+        r = train_loop(dict(store=str(synthetic_store), run_dir=str(run), where=f"clip_id == '{first_clip['id']}'",
+                            size=32, window=WINDOW, stage1_steps=14, stage2_steps=2, batch_size=4, clip_batch_size=1,
+                            channels=(8, 16), log_every=1, progress=False, device="cpu", num_workers=workers))
+        assert r["stage1_step"] == 14 and r["stage2_step"] == 2
+        runs[workers] = run
+    # 50 frames, 4 per batch: stage 1 crossed into its second epoch
+    for st in (1, 2):
+        a, b = (read_loss_csv(runs[w] / f"stage{st}" / "loss.csv") for w in (0, 1))
+        assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    wa = VideoDiffusion.from_pretrained(runs[0] / "model").state_dict()
+    wb = VideoDiffusion.from_pretrained(runs[1] / "model").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_reference_image_is_cropped_to_the_model_aspect():
+    from models.video_cli import aspect_crop
+
+    img = np.arange(512 * 640 * 3, dtype=np.uint32).reshape(512, 640, 3)
+    crop, cam = aspect_crop(img, np.array([700.0, 320.0, 256.0]))  # square: the middle 512 columns
+    assert crop.shape == (512, 512, 3) and (crop == img[:, 64:576]).all()
+    np.testing.assert_allclose(cam, [700, 256, 256])
+    crop, cam = aspect_crop(img, np.array([700.0, 320.0, 256.0]), 64, 48)  # 4:3 -> 640x480, rows 16..495
+    assert crop.shape == (480, 640, 3) and (crop == img[16:496]).all()
+    np.testing.assert_allclose(cam, [700, 320, 240])
