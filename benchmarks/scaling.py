@@ -55,11 +55,10 @@ def run_side(nodes: int, cpus_per_node: int, folder: Path, out: Path) -> dict:
     width = nodes * cpus_per_node
     cfg.ray.prepare_tasks, cfg.ray.filter_actors, cfg.ray.filter_threads = width, width, 1
     t0 = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node})
+    cluster = Cluster()
     try:
-        for _ in range(nodes - 1):
-            cluster.add_node(num_cpus=cpus_per_node)
-        cluster.wait_for_nodes()
+        for _ in range(nodes):  # the first is the head
+            add_node(cluster, cpus_per_node)
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         warm_up_ray_data()
         startup = time.perf_counter() - t0
@@ -70,6 +69,20 @@ def run_side(nodes: int, cpus_per_node: int, folder: Path, out: Path) -> dict:
         cluster.shutdown()
     return {"nodes": alive, "cpus": float(width), "seconds": summary.seconds_in, "wall": summary.wall_seconds,
             "startup": startup, "kept": summary.clips_kept, "rejected": sum(summary.clips_rejected.values())}
+
+
+def add_node(cluster, cpus: int, tries: int = 3) -> None:
+    """A raylet has a fixed 30 s to register with the GCS (ray/_private/node.py), which a
+    loaded machine can miss: try again before failing."""
+    for attempt in range(tries):
+        try:
+            cluster.add_node(num_cpus=cpus)
+            cluster.wait_for_nodes()
+            return
+        except Exception as e:
+            if attempt == tries - 1:
+                raise
+            print(f"a node did not start ({e}); trying again", file=sys.stderr)
 
 
 def side_in_child(nodes: int, args: argparse.Namespace, folder: Path, out: Path) -> dict:
