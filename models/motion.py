@@ -238,8 +238,8 @@ class MotionDiffusionModel(ModelMixin, ConfigMixin):
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
         sample_scheduler: str = "dpmsolver++",
-        sample_steps: int = 20,
-        guidance_scale: float = 2.0,
+        sample_steps: int = 10,  # benchmarks/motion_speech: 8 and 15 DPM-Solver++ steps scored the same
+        guidance_scale: float = 1.0,  # same benchmark: LME 3.69 mm at 1 against 4.38 at 2 (jaw r 0.65 / 0.71)
     ):
         super().__init__()
         if d_model % num_heads:

@@ -205,7 +205,8 @@ class MotionAETrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     model: dict[str, Any] = Field(default_factory=dict)  # MotionAutoencoder kwargs
-    loader_workers: int = Field(0, ge=0)
+    loader_workers: int = Field(0, ge=0)  # when not preloaded
+    preload_arrays_gb: float = Field(2.0, ge=0)  # read the clips' arrays once when they fit in this; 0: never
     windows_per_clip: int | None = Field(None, ge=1)
     stats_clips: int = Field(500, ge=1)
     log_every: int = Field(50, ge=1)
@@ -281,7 +282,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
 
     from mentor.store import Store
     from mentor.store.windows import WindowDataset, collate_windows
-    from models.motion_train import store_layout
+    from models.motion_train import PreloadedWindows, collate_preloaded, preload_clip_arrays, store_layout
     from models.training import dist_info, resolve_device, train, unwrap
 
     cfg = MotionAETrainConfig(**config)
@@ -323,11 +324,17 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     ds = WindowDataset(store, where=cfg.where, frames=c.num_frames, mode="random", seed=cfg.seed,
                        arrays=tuple(f"smplx.{f}" for f in MOTION_FIELDS), video=False, audio=False,
                        windows_per_clip=wpc)
-    loader = DataLoader(ds, batch_size=per_rank, num_workers=cfg.loader_workers, collate_fn=collate_windows,
-                        drop_last=True, persistent_workers=cfg.loader_workers > 0)
+    clips = preload_clip_arrays(ds, cfg.preload_arrays_gb)
+    if clips is not None:  # the arrays read once, windows cut in memory (as the motion trainer does)
+        data = PreloadedWindows(ds, clips)
+        loader = DataLoader(data, batch_size=per_rank, collate_fn=collate_preloaded, drop_last=True)
+    else:
+        data = ds
+        loader = DataLoader(ds, batch_size=per_rank, num_workers=cfg.loader_workers, collate_fn=collate_windows,
+                            drop_last=True, persistent_workers=cfg.loader_workers > 0)
 
     def batches(epoch: int):
-        ds.set_epoch(epoch)
+        data.set_epoch(epoch)
         return loader
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

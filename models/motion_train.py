@@ -48,8 +48,7 @@ MODEL_SUBDIR = "model"
 # "small": 4 layers, 128 wide, 40-frame windows: the size benchmarks/motion_speech.py trains on the CPU
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": tiny_config(),
-    "small": dict(d_model=128, num_layers=4, num_heads=4, ff_mult=2, dropout=0.0, num_frames=40, context_frames=8,
-                  sample_steps=15),
+    "small": dict(d_model=128, num_layers=4, num_heads=4, ff_mult=2, dropout=0.0, num_frames=40, context_frames=8),
     "base": {},
 }
 
@@ -262,17 +261,22 @@ class PreloadedWindows(torch.utils.data.IterableDataset):
                 if not valid.all():
                     x[~valid] = np.nan
                 cut[name] = x
-            yield {"arrays": cut, "valid": valid, "reference": {name: a[w.reference] for name, a in arrays.items()}}
+            sample = {"arrays": cut, "valid": valid}
+            if w.reference is not None:
+                sample["reference"] = {name: a[w.reference] for name, a in arrays.items()}
+            yield sample
 
 
 def collate_preloaded(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """PreloadedWindows samples -> the batch layout of mentor.store.windows.collate_windows
-    (arrays, valid, reference arrays) that MotionLoss reads."""
+    (arrays, valid, and reference arrays when planned) that MotionLoss reads."""
     names = samples[0]["arrays"].keys()
-    return {"arrays": {k: torch.from_numpy(np.stack([s["arrays"][k] for s in samples])) for k in names},
-            "valid": torch.from_numpy(np.stack([s["valid"] for s in samples])),
-            "reference": {"arrays": {k: torch.from_numpy(np.stack([s["reference"][k] for s in samples]))
-                                     for k in names}}}
+    batch = {"arrays": {k: torch.from_numpy(np.stack([s["arrays"][k] for s in samples])) for k in names},
+             "valid": torch.from_numpy(np.stack([s["valid"] for s in samples]))}
+    if "reference" in samples[0]:
+        batch["reference"] = {"arrays": {k: torch.from_numpy(np.stack([s["reference"][k] for s in samples]))
+                                         for k in names}}
+    return batch
 
 
 # ----------------------------------------------------------------------------- loss
