@@ -103,12 +103,13 @@ def store_root(root: str | os.PathLike[str], storage_options: dict[str, Any] | N
 
 def local_work_root(url: str) -> Path:
     """The local folder for the working files of a build into a remote store (fetch cache,
-    encoded clips, logs): $MENTOR_WORK_DIR/<bucket>/<path>, by default under
+    encoded clips, logs): $MENTOR_WORK_DIR/<protocol>/<bucket>/<path>, by default under
     ~/.cache/mentor/stores. On a cluster it must be a folder every node shares."""
     base = Path(os.environ.get("MENTOR_WORK_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                 / "mentor" / "stores")
-    rest = re.sub(r"[^A-Za-z0-9._/-]", "_", url.split("://", 1)[-1]).strip("/")
-    return base.expanduser().resolve() / url.split("://", 1)[0] / rest
+    protocol, _, rest = url.partition("://")
+    parts = [re.sub(r"[^A-Za-z0-9._-]", "_", p) for p in rest.split("/") if p not in ("", ".", "..")]
+    return base.expanduser().resolve() / re.sub(r"[^A-Za-z0-9]", "_", protocol) / Path(*parts or ["_"])
 
 
 def _filesystem(url: StoreURL):

@@ -312,6 +312,10 @@ def test_given_storage_options_win_over_the_environment(s3, tmp_path, monkeypatc
     cfg = tmp_path / "datasets.yaml"
     cfg.write_text(f"sources:\n  - {{name: local, kind: folder, path: {tmp_path}}}\nstore: {{storage_options: {{endpoint_url: '{s3}'}}}}\n")
     assert load_config(cfg).store.storage_options == {"endpoint_url": s3}
+    from mentor.store.fs import local_work_root  # a build's local work folder stays under its base
+
+    monkeypatch.setenv("MENTOR_WORK_DIR", str(tmp_path / "work"))
+    assert local_work_root("s3://b/../../x") == (tmp_path / "work" / "s3" / "b" / "x").resolve()
 
 
 @pytest.mark.slow
