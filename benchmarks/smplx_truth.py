@@ -331,7 +331,8 @@ def report(name: str, m: dict, base: dict | None, batched_same: dict | None, rec
           f"all {pa['all']:.1f}")
     print(f"  jitter     3D {m['jitter3d']:.2f} mm/f^2 ({m['jitter3d_ratio']:.2f}x truth's {m['jitter3d_truth']:.2f}), "
           f"2D {m['jitter2d']:.2f} px/f^2 ({m['jitter2d_ratio']:.2f}x truth's {m['jitter2d_truth']:.2f})")
-    print(f"  arms       forearm direction {m['forearm_deg']:.1f} deg (95th pct {m['forearm_deg_p95']:.1f}), depth flips "
+    print(f"  arms       forearm direction {m['forearm_deg']:.1f} deg (95th pct {m['forearm_deg_p95']:.1f}), "
+          f"depth flips "
           f"{m['flip_share']:.1%} of {m['flip_counted']} arm-frames; upper arm {m['upperarm_deg']:.1f} deg")
     if sc.motion == "hanging":
         print(f"  arms out   upper arm from hanging down: {m['arm_down_deg']:.1f} deg mean, {m['arm_down_p95']:.1f} "

@@ -46,7 +46,7 @@ frames, or swap the hands.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -452,8 +452,3 @@ def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: 
                  joints=joints, uv=uv, in_frame=inside, present=~gone,
                  clean={k: v.astype(np.float32) for k, v in clean.items()},
                  arrays={k: v.astype(np.float32) for k, v in arrays.items()}, upper_arm=upper, forearm=fore)
-
-
-def with_noise(scenario: Scenario, noise_px: float) -> Scenario:
-    """The same scenario at another noise level."""
-    return replace(scenario, name=f"{scenario.name}@{noise_px:g}px", noise_px=float(noise_px))
