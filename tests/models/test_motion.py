@@ -225,3 +225,25 @@ def test_preloaded_windows_are_the_streamed_ones(synthetic_store, tmp_path):
         for k in ("smplx.jaw_pose", "smplx.body_pose", "audio.logmel"):
             assert torch.allclose(x["arrays"][k], y["arrays"][k], equal_nan=True), k
             assert torch.equal(x["reference"]["arrays"][k], y["reference"]["arrays"][k]), k
+
+
+def test_preloaded_windows_split_over_ranks_as_the_store_does(synthetic_store, monkeypatch):
+    """Under data parallelism each rank cuts the same contiguous piece of the epoch's windows
+    that WindowDataset gives that rank (ranks read disjoint windows, together all of them)."""
+    import mentor.store.windows as W
+    from models.motion_train import PreloadedWindows, preload_clip_arrays
+
+    kw = dict(where="duration > 0", frames=32, mode="random", seed=0, arrays=("smplx.jaw_pose",), video=False,
+              audio=False, reference=True, windows_per_clip=3)
+    clips = preload_clip_arrays(W.WindowDataset(synthetic_store, **kw), 2.0)
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setattr(W, "distributed_rank", lambda r=rank: (r, 2))
+        mine = [s["arrays"]["smplx.jaw_pose"] for s in PreloadedWindows(W.WindowDataset(synthetic_store, **kw), clips)]
+        theirs = [s["arrays"]["smplx.jaw_pose"].numpy()
+                  for s in W.WindowDataset(synthetic_store, rank=rank, world_size=2, **kw)]
+        assert len(mine) == len(theirs) == 9
+        assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))
+        seen += mine
+    whole = [s["arrays"]["smplx.jaw_pose"].numpy() for s in W.WindowDataset(synthetic_store, rank=0, world_size=1, **kw)]
+    assert len(whole) == 18 and all(np.array_equal(a, b) for a, b in zip(seen, whole))  # the pieces, in order
