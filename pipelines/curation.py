@@ -13,6 +13,7 @@ re-run skips finished sources before Ray starts and drops already committed clip
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from collections import Counter
@@ -114,7 +115,9 @@ def actor_cpus(cfg: Config, cluster_cpus: float, stage_list: tuple[Stage, ...] =
     want = r.filter_actors * filter_cpus + r.annotate_actors * annotate_cpus
     room = max(cluster_cpus - 0.5 * r.prepare_tasks, 0.5)
     scale = min(1.0, room / want)
-    return round(filter_cpus * scale, 3), round(annotate_cpus * scale, 3)
+    # rounded down: rounded to nearest, 3 actors of 1/6 CPU came to 0.501 and left the fetch/shot
+    # task's 0.5 no room on a 1-CPU node (the build hung; tests/pipelines/test_run_cluster.py)
+    return math.floor(filter_cpus * scale * 1000) / 1000, math.floor(annotate_cpus * scale * 1000) / 1000
 
 
 def build(cfg: Config, out: str | Path | None = None, ray_address: str | None = None,
