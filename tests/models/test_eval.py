@@ -293,8 +293,13 @@ def test_degraded_copies_are_worse_on_exactly_the_metrics_that_see_them(tmp_path
         c = dataclasses.replace(cfg, syncnet_weights=str(tiny_syncnet_checkpoint)) if a == "perfect" else cfg
         s = reports[a] = evaluate(store, root / a, root / f"report_{a}", cfg=c, compare=root / b)
         for m in s["methods"]:
-            assert not m["errors"], m["errors"]
-            got[m["name"].replace(" (compare)", "")] = m["per_clip"][0]
+            name = m["name"].replace(" (compare)", "")
+            errs = [e for v in m["errors"].values() for e in v]
+            # the fit of a blurred or another face may fail (data: its 3D metrics are then
+            # missing, and nothing below needs them); anything else is a bug
+            assert not errs or (name in ("blurred", "swapped")
+                                and all(e.startswith("generated video's SMPL-X fit") for e in errs)), errs
+            got[name] = m["per_clip"][0]
     p, sh, bl, sw = got["perfect"], got["shifted"], got["blurred"], got["swapped"]
     # perfect: identical pictures, the same 3D fit, in sync
     assert p["psnr"] == 100 and p["cpbd_loss"] == 0
