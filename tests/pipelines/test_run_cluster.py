@@ -8,7 +8,8 @@ nodes (the run's per-node counts: its three half-CPU actors cannot fit on one 1-
 the motion trainer must have run as a Ray Train worker on the cluster, and the two stores
 must hold the same clip ids, kept and rejected. The run stops after train-motion: the video
 trainer goes through the same launcher (pipelines/train.py), and evaluation and audit do not
-use Ray (the kill test in test_run.py runs them). About 5 minutes on the loaded 2-core box.
+use Ray (the kill test in test_run.py runs them). 8m17s on the 2-core box at a load average of 12-25
+(1-node build 137 s, 2-node build 46 s: the worker node's raylet and actors had started by then).
 """
 
 from __future__ import annotations
