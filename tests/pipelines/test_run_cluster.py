@@ -9,7 +9,8 @@ the motion trainer must have run as a Ray Train worker on the cluster, and the t
 must hold the same clip ids, kept and rejected. The run stops after train-motion: the video
 trainer goes through the same launcher (pipelines/train.py), and evaluation and audit do not
 use Ray (the kill test in test_run.py runs them). 8m17s on the 2-core box at a load average of 12-25
-(1-node build 137 s, 2-node build 46 s: the worker node's raylet and actors had started by then).
+(1-node build 137 s, then the 2-node build 46 s: not a scaling figure, the first build also
+started Ray Data's helper actors; benchmarks/scaling.py measures that).
 """
 
 from __future__ import annotations
