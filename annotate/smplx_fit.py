@@ -9,7 +9,8 @@ the legs of a torso-up clip stay at zero) and the exact gradient (autograd), so 
 needs ~5-12 steps, not hundreds.
 
 `fit_clip` runs a `Schedule` of named stages, coarse to fine in time; each strategy is a function:
-  keyframes (every keyframe_stride-th frame), each frame its own problem, SMPLify-X's stages:
+  keyframes (every keyframe_stride-th frame with landmarks, more where the landmarks move faster
+  than straight lines between them: `motion_keyframes`), each frame its own problem, SMPLify-X's stages:
     camera      `keyframe_solve`: translation and root from the torso and face (from a
                 closed-form translation)
     body        `elbow_restarts`: body pose and shape from two elbow bends, the better kept
@@ -240,6 +241,48 @@ def keyframe_indices(num_frames: int, stride: int, device, usable: np.ndarray | 
         raise ValueError("no frame has landmarks to fit")
     nearest = frames[np.abs(frames[None, :] - wanted[:, None]).argmin(1)]
     return torch.as_tensor(np.unique(np.r_[nearest, frames[0], frames[-1]]), device=device)
+
+
+def motion_keyframes(keys: np.ndarray, xy: np.ndarray, conf: np.ndarray, moving: np.ndarray,
+                     min_tolerance_px: float = 3.0, max_keys: int | None = None) -> np.ndarray:
+    """More keyframes where the landmarks move faster than straight lines between keyframes.
+
+    keys (K,) sorted keyframes; xy (T,P,2), conf (T,P) the observations; moving (P,) bool the
+    points that count (body and hands). A frame's error is the mean distance of its confident
+    points from the straight line between the keyframes around it; a segment whose worst frame
+    is off by more than the tolerance (2x the clip's median such error, so landmark noise does
+    not split, and at least min_tolerance_px) is split there, until none is (a quick gesture
+    between two keyframes was lost: the interpolation starts the temporal solve far away)."""
+    frames = len(xy)
+    seen = (conf > 0.3) & moving
+
+    def errors(a: int, b: int) -> np.ndarray:
+        inner = np.arange(a + 1, b)
+        if len(inner) == 0:
+            return np.zeros(0)
+        alpha = ((inner - a) / (b - a))[:, None, None]
+        line = xy[a][None] * (1 - alpha) + xy[b][None] * alpha
+        ok = seen[inner] & seen[a][None] & seen[b][None]
+        distance = np.linalg.norm(xy[inner] - line, axis=-1)
+        return np.where(ok.any(1), (distance * ok).sum(1) / ok.sum(1).clip(1), 0.0)
+
+    keys = [int(k) for k in keys]
+    all_errors = np.concatenate([errors(a, b) for a, b in zip(keys[:-1], keys[1:])] or [np.zeros(0)])
+    if len(all_errors) == 0:
+        return np.asarray(keys)
+    tolerance = max(min_tolerance_px, 2.0 * float(np.median(all_errors)))
+    limit = max_keys or frames
+    todo = list(zip(keys[:-1], keys[1:]))
+    keys_set = set(keys)
+    while todo and len(keys_set) < limit:
+        a, b = todo.pop()
+        err = errors(a, b)
+        if len(err) == 0 or err.max() <= tolerance:
+            continue
+        split = a + 1 + int(err.argmax())
+        keys_set.add(split)
+        todo += [(a, split), (split, b)]
+    return np.asarray(sorted(keys_set))
 
 
 def interpolate(x_keys: torch.Tensor, keys: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -636,6 +679,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         stride = keyframe_stride if frames >= 3 * keyframe_stride else 1
         usable = ((conf[:, active] > 0.3) & torso).sum(1) >= 3  # what placing the camera needs
         keys = keyframe_indices(frames, stride, device, usable)
+        if stride > 1:
+            moving = np.array([t.group in ("body", "left_hand", "right_hand") for t in seen_targets])
+            extra = motion_keyframes(keys.cpu().numpy(), xy[:, active], conf[:, active] * usable[:, None], moving)
+            keys = torch.as_tensor(extra, device=device)
         all_keys = len(keys) == frames
         on_keys = objective if all_keys else objective.subset(keys)
         x_keys = x if all_keys else x[keys]

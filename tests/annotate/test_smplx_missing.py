@@ -66,3 +66,22 @@ def test_missing_keyframe_leaves_its_neighbours_alone(body):
     assert error[missing].max() < 10 * median  # the gap itself follows its neighbours
     observed = rec.arrays["smplx.observed"].data
     assert not observed[missing].any() and observed[neighbours][:, 16].all()
+
+
+def test_quick_gestures_get_their_own_keyframes():
+    """A stroke between two keyframes (the issue's 0.45 s toward/away switch lost the 2D fit
+    for ~10 frames) adds keyframes where the landmarks leave the straight line; a steady
+    track adds none."""
+    from annotate.smplx_fit import motion_keyframes
+
+    frames = 25
+    rng = np.random.default_rng(0)
+    xy = np.zeros((frames, 3, 2)) + rng.normal(0, 1.0, (frames, 3, 2))  # 1 px landmark noise
+    xy[..., 0] += np.arange(frames)[:, None] * 2.0  # steady drift
+    conf = np.ones((frames, 3))
+    moving = np.ones(3, bool)
+    keys = np.array([0, 8, 16, 24])
+    assert motion_keyframes(keys, xy, conf, moving).tolist() == keys.tolist()
+    xy[10:15, :, 1] += np.array([20, 45, 60, 45, 20])[:, None]  # a quick stroke between 8 and 16
+    extra = motion_keyframes(keys, xy, conf, moving)
+    assert set(keys) < set(extra) and 12 in extra and all(8 < k < 16 for k in set(extra) - set(keys))
