@@ -4,7 +4,8 @@ in all, from a real `mentor build` on generated talking-head media.
 The media (mentor.testmedia: a real photo talking with espeak-ng speech, mouth in step)
 hold a realistic share of clips that should be dropped: besides the good talking clips,
 one with two people in the picture (the filter drops it), one with two voices taking
-turns over one face (diarization drops it) and one with no speech (voice activity).
+turns over one face (cut at the turn; the sync check drops the pieces whose voice the mouth
+does not follow) and one with no speech (the filter's speech check).
 
 Every stage but ASR runs (ASR needs a Whisper checkpoint; its cost is the model's), one
 clip at a time per worker process (two filter and two annotate actors of one thread), so
