@@ -77,15 +77,16 @@ class _Identity:
 
 
 def warm_up_ray_data() -> None:
-    """A trivial dataset through a task and an actor pool: Ray Data's cluster-wide helper
+    """A trivial dataset through an actor pool: Ray Data's cluster-wide helper
     actors start (a long-running cluster has them already). Run in this job, not a separate
     one as benchmarks/curation.py does: a finished job's actor can outlive its driver for a
     while on a loaded machine, and on 1-CPU nodes its half CPU starves the build."""
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    (ray.data.range(4, override_num_blocks=4)
-     .map_batches(lambda b: b, batch_size=1, num_cpus=0.5)
+    # from_items: no read task (ray.data.range's read tasks ask a whole CPU, which a 1-CPU node
+    # with the actor's half never has: the warm-up hung)
+    (ray.data.from_items([{"x": i} for i in range(4)], override_num_blocks=4)
      .map_batches(_Identity, batch_size=1, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(size=1))
      .materialize())
 
