@@ -30,8 +30,11 @@ from mentor.curate.encode import VIDEO
 # SMPL-X parameters as annotate.smplx_fit writes them (T rows each; betas and camera repeat)
 SMPLX_ARRAYS = tuple(f"smplx.{k}" for k in (
     "betas", "global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose",
-    "right_hand_pose", "expression", "transl", "camera", "reprojection_px"))
-SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.face_px", "smplx.fit_seconds")
+    "right_hand_pose", "expression", "transl", "camera", "reprojection_px",
+    # per-frame quality (annotate/smplx_quality.py): which joints a landmark saw, depth trust, verdicts
+    "observed", "depth_confidence", "reprojection_face", "frame_flags", "frame_ok"))
+SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.face_px", "smplx.fit_seconds",
+                "smplx.bad_frame_share", "smplx.bad_run_s")
 
 STAGES: tuple[Stage, ...] = (
     # -- on the source span (filter actors) --------------------------------------------------

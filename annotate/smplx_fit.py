@@ -46,7 +46,7 @@ from annotate.pose_prior import make_pose_prior
 from annotate.smplx_depth import DepthEvidence, mirrored_starts
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
-from annotate.smplx_optim import block_pcg, damped_solve, second_difference, second_difference_t, viterbi
+from annotate.smplx_optim import block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
 
@@ -495,7 +495,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
 
             param_block = torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)
             precond = hess_block + frame_share[:, None, None] * param_block
-            chol = torch.linalg.cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
+            chol = positive_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
             step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
             x_new = x.clone()
             x_new[:, free] += step

@@ -14,22 +14,34 @@ from typing import Callable
 import torch
 
 
-def damped_solve(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Levenberg-Marquardt step -(H + lam diag(H))^-1 g per frame. H (T,D,D), g (T,D), lam (T,)."""
-    d = H.diagonal(dim1=-2, dim2=-1)
-    A = H + torch.diag_embed(lam[:, None] * d + 1e-6 * (1 + d))
+def positive_cholesky(A: torch.Tensor) -> torch.Tensor:
+    """Cholesky factors of (T,D,D) blocks that should be positive definite. A block that is not
+    (a parameter no data or prior reaches in that frame, float32 rounding) is shifted along its
+    diagonal until it is: first by its largest diagonal entry, then past Gershgorin's bound."""
     L, info = torch.linalg.cholesky_ex(A)
     bad = info > 0
-    if bool(bad.any()):  # not positive definite (rare): make those frames a gradient step
-        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        A = torch.where(bad[:, None, None], A + eye * (d.abs().amax(-1) + 1.0)[:, None, None], A)
+    if not bool(bad.any()):
+        return L
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    d = A.diagonal(dim1=-2, dim2=-1)
+    A = torch.where(bad[:, None, None], A + eye * (d.abs().amax(-1) + 1.0)[:, None, None], A)
+    L, info = torch.linalg.cholesky_ex(A)
+    still = info > 0
+    if bool(still.any()):
+        off_diagonal = A.abs().sum(-1) - A.diagonal(dim1=-2, dim2=-1).abs()
+        shift = (off_diagonal - A.diagonal(dim1=-2, dim2=-1)).amax(-1).clamp(min=0) + 1.0
+        A = torch.where(still[:, None, None], A + eye * shift[:, None, None], A)
         L, info = torch.linalg.cholesky_ex(A)
-        still = info > 0
-        if bool(still.any()):  # far from positive (an indefinite H): a shift past Gershgorin's bound is enough
-            off_diagonal = A.abs().sum(-1) - A.diagonal(dim1=-2, dim2=-1).abs()
-            shift = (off_diagonal - A.diagonal(dim1=-2, dim2=-1)).amax(-1).clamp(min=0) + 1.0
-            A = torch.where(still[:, None, None], A + eye * shift[:, None, None], A)
-            L = torch.linalg.cholesky(A)
+        if bool((info > 0).any()):  # only NaN or inf gets here
+            raise ValueError("the fit's normal equations are not finite (NaN or inf in the landmarks or the model)")
+    return L
+
+
+def damped_solve(H: torch.Tensor, g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Levenberg-Marquardt step -(H + lam diag(H))^-1 g per frame. H (T,D,D), g (T,D), lam (T,).
+    A frame whose matrix is not positive definite (rare) gets a step closer to the gradient's."""
+    d = H.diagonal(dim1=-2, dim2=-1)
+    L = positive_cholesky(H + torch.diag_embed(lam[:, None] * d + 1e-6 * (1 + d)))
     return -torch.cholesky_solve(g[..., None], L)[..., 0]
 
 
