@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-UPPER_FACE = list(range(0, 31))  # static landmarks of brows, nose and eyes (iBUG 17..47)
 
 
 def face_landmarks(body, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -49,18 +48,6 @@ def face_landmarks(body, params: dict[str, np.ndarray]) -> np.ndarray:
 
     with torch.no_grad():
         return body(SmplxParams.from_dict(params)).landmarks.numpy().astype(np.float64)
-
-
-def head_aligned(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """pred (T,68,3) moved per frame by the rigid transform (Kabsch, no scale) that best maps
-    its upper face onto gt's: what is left is the face's own motion (mouth, expression)."""
-    p, g = pred[:, UPPER_FACE], gt[:, UPPER_FACE]
-    mp, mg = p.mean(1, keepdims=True), g.mean(1, keepdims=True)
-    u, _, vt = np.linalg.svd(np.swapaxes(p - mp, 1, 2) @ (g - mg))
-    d = np.sign(np.linalg.det(u @ vt))
-    u[:, :, -1] *= d[:, None]
-    R = u @ vt  # (T,3,3): row vectors x -> x @ R
-    return (pred - mp) @ R + mg
 
 
 def main() -> None:
@@ -96,7 +83,7 @@ def main() -> None:
     from mentor.store import Store
     from mentor.testmedia import speech_envelope
     from models.motion import decode_motion, encode_motion
-    from models.metrics.motion import lip_landmark_error, lip_points
+    from models.metrics.motion import head_aligned, lip_landmark_error, lip_points
     from models.motion_sample import generate, load_motion_model
     from models.motion_train import MotionTrainConfig, model_preset, train_loop
 

@@ -37,6 +37,11 @@ from mentor.config import Config, ConfigError, load_config
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "datasets.yaml"
 
 
+def _store_arg(store: str) -> str:
+    """A store folder as an absolute path (trainers run in other processes); a URL as it is."""
+    return store if "://" in store and not store.startswith("file://") else str(Path(store.removeprefix("file://")).resolve())
+
+
 def _config(path: str | None) -> Config:
     return load_config(path or REPO_CONFIG)
 
@@ -223,7 +228,7 @@ def cmd_train_motion(args) -> int:
     from models.motion_train import model_preset, train_loop
     from pipelines.train import launch
 
-    loop = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+    loop = {"store": _store_arg(args.store), "run_dir": str(Path(args.out).resolve()), "where": args.where,
             "steps": args.steps, "batch_size": args.batch_size, "model": model_preset(args.config),
             "device": args.device, "loader_workers": args.loader_workers, "progress": not args.quiet}
     if args.lr:
@@ -243,7 +248,7 @@ def cmd_train_motion_ae(args) -> int:
     from models.motion_ae import model_preset, train_loop
     from pipelines.train import launch
 
-    loop = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+    loop = {"store": _store_arg(args.store), "run_dir": str(Path(args.out).resolve()), "where": args.where,
             "steps": args.steps, "batch_size": args.batch_size, "model": model_preset(args.config),
             "device": args.device, "loader_workers": args.loader_workers, "progress": not args.quiet}
     result = launch(train_loop, loop, num_workers=1, run_dir=args.out)
@@ -301,7 +306,7 @@ def cmd_train_video(args) -> int:
     """Train the control-conditioned video diffusion model, both stages (models/video_train.py)."""
     from models.video_train import train_video
 
-    cfg = {"store": str(Path(args.store).resolve()), "run_dir": str(Path(args.out).resolve()), "where": args.where,
+    cfg = {"store": _store_arg(args.store), "run_dir": str(Path(args.out).resolve()), "where": args.where,
            "size": args.size, "height": args.height, "window": args.window, "stage1_steps": args.stage1_steps,
            "stage2_steps": args.stage2_steps, "batch_size": args.batch_size, "clip_batch_size": args.clip_batch_size,
            "lr": args.lr, "unet_dir": args.unet, "vae_dir": args.vae, "body_model_dir": args.body_model_dir,

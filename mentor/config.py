@@ -477,7 +477,7 @@ class MotionTrainSection(_PresetSection):
     _kind = "motion"
     steps: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)  # global, split over the workers
-    model: str | None = None  # tiny | base | a JSON file of model settings (relative to this file)
+    model: str | None = None  # tiny | small | base | a JSON file of model settings (relative to this file)
     lr: float | None = Field(None, gt=0)
     ckpt_every: int | None = Field(None, ge=1)  # a killed run resumes from the newest checkpoint
     workers: int | None = Field(None, ge=1)  # Ray Train workers; 1 and no Ray address: in the run's process
@@ -491,8 +491,8 @@ class MotionTrainSection(_PresetSection):
     @field_validator("model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("tiny", "base") and not value.endswith(".json"):
-            raise ValueError(f"model {value!r} is not tiny, base or a .json file of model settings")
+        if value is not None and value not in ("tiny", "small", "base") and not value.endswith(".json"):
+            raise ValueError(f"model {value!r} is not tiny, small, base or a .json file of model settings")
         return value
 
 

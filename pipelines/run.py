@@ -140,6 +140,7 @@ def _hash(obj: Any) -> str:
 def settings(cfg: Config) -> dict[str, str]:
     """Per step, a hash of the settings it runs with (paths excluded: a moved run is the same run)."""
     d = cfg.model_dump()
+    d["store"].pop("storage_options", None)  # credentials and endpoints: where the store is, not what it holds
     build_keys = ("sources", "clips", "video", "audio", "shots", "filters", "annotate", "store")
     return {
         "build": _hash({k: d[k] for k in build_keys}),
