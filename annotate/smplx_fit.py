@@ -326,6 +326,18 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     return x
 
 
+def damped_step(cost: torch.Tensor, cost_new: torch.Tensor, x: torch.Tensor, x_new: torch.Tensor,
+                damping: float, progress: "Progress", floor: float) -> tuple[torch.Tensor, float, bool]:
+    """Levenberg-Marquardt's accept/reject of one whole-clip step: a lower cost is kept and the
+    damping eased (down to `floor`); a higher one is dropped and the damping raised. Returns
+    (x, damping, done): done when the gain is under the tolerance or the damping has run away."""
+    if float(cost_new) < float(cost):
+        gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
+        return x_new, max(damping / 3, floor), gain < progress.tolerance
+    damping *= 4
+    return x, damping, damping > 1e4
+
+
 def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
     """Gauss-Newton with the shape as ONE clip parameter: per-frame poses and the shared betas
     in one step (the betas' normal equations are the frames' Schur complements summed), damped
@@ -370,15 +382,9 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             x_new[:, beta_cols] += step_beta
             cost_new = problem.frame_costs(x_new).sum()
             progress.evaluations += 1
-            if float(cost_new) < float(cost):
-                gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
-                x, damping = x_new, max(damping / 3, 1e-7)
-                if gain < progress.tolerance:
-                    break
-            else:
-                damping *= 4
-                if damping > 1e4:
-                    break
+            x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-7)
+            if done:
+                break
     return x
 
 
@@ -502,15 +508,9 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             cost_new = total(x_new)
             progress.evaluations += 1
             log.debug("temporal step: %.1f -> %.1f (damping %.0e)", float(cost), float(cost_new), damping)
-            if float(cost_new) < float(cost):
-                gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
-                x, damping = x_new, max(damping / 3, 1e-4)
-                if gain < progress.tolerance:
-                    break
-            else:
-                damping *= 4
-                if damping > 1e4:
-                    break
+            x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-4)
+            if done:
+                break
     return x
 
 
