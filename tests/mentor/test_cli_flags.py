@@ -1,0 +1,236 @@
+"""Every flag of `mentor` run through `mentor.cli.main` (issue 15 item 7).
+
+`mentor build`'s flags are in tests/pipelines/test_build_cli.py; the flags other test files
+already run are listed in INVENTORY below (`test_every_flag_is_run_by_some_test` keeps that
+list and the parser in step: a new flag without a test fails it).
+
+Two kinds of test here:
+- real runs on tiny inputs (a copy of the session's synthetic store, tiny untrained models)
+  for the flags whose effect is cheap to see: verify, split, audit, preview, cost, run and
+  demo (their steps replaced by recorders: the orchestration is real), the trainers for a
+  step or two, eval's weight flags;
+- for the flags that only hand a value to a costly callee (Ray Train workers, a GPU, eval's
+  metric settings, the generators' sampling settings), the callee is replaced by a recorder
+  and the test checks that the parsed value arrives where it takes effect, by name and type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mentor import cli
+from mentor.cli import main
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _flags() -> dict[str, list[str]]:
+    """{verb: [its option strings, the long form of each]} from the real parser."""
+    p = cli.parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    out = {"": [a.option_strings[-1] for a in p._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]}
+    for verb, sp in sub.choices.items():
+        out[verb] = [a.option_strings[-1] for a in sp._actions
+                     if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    return out
+
+
+# Flags run by other test files (verb -> flags); everything else is run in this file.
+INVENTORY = {
+    "": {"--verbose": "tests/pipelines/test_build_cli.py"},
+    "build": {f: "tests/pipelines/test_build_cli.py" for f in ("--out", "--ray-address", "--quiet", "--summary-json")},
+    "info": {"--json": "tests/mentor/test_store_remote.py"},
+    "preview": {"--out": "tests/mentor/test_reliability.py"},
+    "run": {"--out": "tests/pipelines/test_run.py"},
+    "cost": {f: "tests/mentor/test_cost.py" for f in ("--kept-hours", "--cores", "--json")},
+    "train-motion": {f: "tests/models/test_motion_train.py" for f in ("--out", "--steps", "--batch-size",
+                                                                       "--ckpt-every", "--config", "--loader-workers",
+                                                                       "--quiet")},
+    "train-motion-ae": {f: "tests/models/test_motion_ae.py" for f in ("--out", "--steps", "--batch-size", "--config",
+                                                                       "--quiet")},
+    "generate-motion": {f: "tests/models/test_motion.py" for f in ("--model", "--audio", "--reference", "--out",
+                                                                    "--seconds", "--seed", "--samples", "--preview-size")},
+    "eval": {f: "tests/models/test_eval.py" for f in ("--store", "--generated", "--out", "--split",
+                                                       "--no-face-metrics", "--quality-frames", "--bootstrap")},
+    "generate-video": {f: "tests/models/test_video_cli.py" for f in ("--image", "--audio", "--model", "--motion",
+                                                                      "--motion-model", "--reference-fit", "--seconds",
+                                                                      "--out", "--steps", "--device")},
+    "edit-video": {f: "tests/models/test_video_cli.py" for f in ("--video", "--region", "--model", "--audio",
+                                                                  "--motion-model", "--fit", "--out", "--steps",
+                                                                  "--device")},
+    "personalize": {f: "tests/models/test_video_cli.py" for f in ("--store", "--where", "--model", "--out", "--steps",
+                                                                   "--device")},
+}
+
+
+def test_every_flag_is_run_by_some_test():
+    """Each flag of the parser is either run in this file or listed in INVENTORY with a file
+    that passes it to `mentor` (as a quoted string); a flag added without a test fails here."""
+    here = Path(__file__).read_text()
+    missing = []
+    for verb, flags in _flags().items():
+        for flag in flags:
+            where = INVENTORY.get(verb, {}).get(flag)
+            text = (TESTS.parent / where).read_text() if where else here
+            short = {"--out": "-o", "--verbose": "-v"}.get(flag)
+            if f'"{flag}"' not in text and not (short and f'"{short}"' in text):
+                missing.append(f"{verb or 'mentor'} {flag}")
+    assert not missing, f"flags no test runs: {missing}"
+
+
+@pytest.fixture
+def store_copy(synthetic_store, tmp_path) -> Path:
+    """A private copy of the session's synthetic store (6 clips, 3 identities, 64 px)."""
+    return Path(shutil.copytree(synthetic_store, tmp_path / "store"))
+
+
+def _yaml(tmp_path: Path, extra: str = "", name: str = "cfg.yaml") -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    cfg = tmp_path / name
+    cfg.write_text(f"version: 1\noutput: {tmp_path}/out\nsources:\n  - {{name: s, kind: folder, path: {tmp_path}/src}}\n"
+                   + extra)
+    return cfg
+
+
+# ------------------------------------------------------------ store verbs: real runs
+
+def _zero_member(store: Path, suffix: str) -> str:
+    """Overwrite the bytes of the first shard member ending in `suffix` with zeros (the
+    shard's size unchanged); returns the member's name."""
+    shard = sorted((store / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(suffix))
+    with open(shard, "r+b") as f:
+        f.seek(member.offset_data)
+        f.write(b"\0" * member.size)
+    return member.name
+
+
+def test_verify_fast_skips_checksums_and_deep_decodes(store_copy, capsys):
+    assert main(["verify", str(store_copy), "--fast"]) == 0
+    assert main(["verify", str(store_copy), "--deep"]) == 0
+    capsys.readouterr()
+    name = _zero_member(store_copy, ".mp4")
+    assert main(["verify", str(store_copy)]) == 1  # sha256 of the shard
+    assert "sha256" in capsys.readouterr().out
+    assert main(["verify", str(store_copy), "--fast"]) == 0  # same size: only a checksum or a decode sees it
+    assert main(["verify", str(store_copy), "--fast", "--deep"]) == 1
+    out = capsys.readouterr().out
+    assert name.rsplit(".", 1)[0].split("/")[-1] in out and "sha256" not in out
+
+
+def test_split_config_seed_and_shares(store_copy, tmp_path, capsys):
+    from mentor.store import Store
+
+    cfg = _yaml(tmp_path, "split: {seed: 3, shares: {train: 0.5, test: 0.5}}\n")
+    assert main(["split", str(store_copy), "--config", str(cfg)]) == 0
+    assert "(seed 3)" in capsys.readouterr().out
+    clips = Store(store_copy).clips()
+    assert set(clips["split"]) <= {"train", "test"} and clips.groupby("identity")["split"].nunique().max() == 1
+    bad = _yaml(tmp_path, "split: {shares: {train: 0.5}}\n", "bad.yaml")
+    assert main(["split", str(store_copy), "--config", str(bad)]) == 2
+    assert "add up to 0.5" in capsys.readouterr().err
+
+
+def test_audit_out_compare_and_config(store_copy, synthetic_store, tmp_path, capsys):
+    other = Path(shutil.copytree(synthetic_store, tmp_path / "other"))
+    cfg = _yaml(tmp_path, "audit: {example_clips: 0, strip_clips: 0, min_group_clips: 1, max_share_gap: 0.05,\n"
+                          "        targets: {attr.skin_tone_group: {light: 0.97, dark: 0.03}}}\n")
+    out = tmp_path / "report"
+    assert main(["audit", str(store_copy), "-o", str(out), "--compare", str(other), "--config", str(cfg)]) == 0
+    printed = capsys.readouterr().out
+    assert f"report written: {out / 'index.html'}" in printed
+    assert "flag:" in printed  # the config's targets: no synthetic store has 97 % light
+    d = json.loads((out / "audit.json").read_text())
+    assert d["summary"]["compare"]["name"] == "other"
+    assert "store vs other" in (out / "index.html").read_text()
+
+
+def test_preview_config_names_the_body_model_it_cannot_load(synthetic_store, tmp_path, capsys):
+    from mentor.store import Store
+
+    clip = sorted(Store(synthetic_store).clips()["clip_id"])[0]
+    cfg = _yaml(tmp_path, f"annotate: {{smplx: {{model_dir: {tmp_path / 'no_smplx'}}}}}\n")
+    code = main(["preview", str(synthetic_store), clip, "-o", str(tmp_path / "p.mp4"), "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no_smplx" in err and "--config" in err and not (tmp_path / "p.mp4").exists()
+
+
+# ------------------------------------------------------------------------------ cost
+
+SUMMARY = {"hours_in": 2.0, "hours_out": 0.5, "clips_kept": 40,
+           "stage_seconds": {"prepare": 720.0, "filter": 3600.0, "landmarks": 1800.0, "smplx": 900.0}}
+
+
+def test_cost_raw_per_kept_gpus_gpu_stage_and_prices(tmp_path, capsys):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(SUMMARY))
+    base = ["cost", str(path), "--kept-hours", "100", "--cores", "100", "--json"]
+    assert main(base + ["--raw-per-kept", "5"]) == 0
+    five = json.loads(capsys.readouterr().out)
+    assert five["raw_hours"] == 500 and five["gpu_hours"] == 0
+    assert main(base + ["--gpus", "2", "--gpu-stage", "smplx=10", "--gpu-stage", "landmarks=4",
+                        "--core-hour-price", "0.05", "--gpu-hour-price", "2"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    by = {s["stage"]: s for s in plan["stages"]}
+    assert by["smplx"]["plan_core_hours"] == 0 and by["landmarks"]["plan_core_hours"] == 0
+    assert plan["gpu_hours"] == pytest.approx(100 * 1800 / 3600 / 10 + 100 * 3600 / 3600 / 4)
+    money = plan["core_hours"] * 0.05 + plan["gpu_hours"] * 2
+    assert any(f"at 0.05/core-hour and 2/GPU-hour: {money:,.0f}" in n for n in plan["notes"])
+    assert main(base + ["--gpu-stage", "smplx=10"]) == 2  # no --gpus
+    assert "pass --gpus" in capsys.readouterr().err
+    assert main(base + ["--gpus", "1", "--gpu-stage", "smplx"]) == 2
+    assert "STAGE=N" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- run and demo: real orchestration
+
+@pytest.fixture
+def recorded_steps(monkeypatch):
+    """`mentor run`'s step functions replaced by recorders of (step, ray_address, progress)."""
+    import pipelines.run as run_mod
+
+    calls: list[tuple[str, str | None, bool]] = []
+
+    def fake(step):
+        def fn(ctx):
+            calls.append((step, ctx.ray_address, ctx.progress))
+            return {"note": f"{step} ok", **({"output": step} if step in ("build", "split") else {})}
+        return fn
+
+    monkeypatch.setattr(run_mod, "STEP_FUNCTIONS", {s: fake(s) for s in run_mod.STEPS})
+    return calls
+
+
+def test_run_stop_after_redo_quiet_and_ray_address(recorded_steps, tmp_path, capsys):
+    cfg, out = _yaml(tmp_path), tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--stop-after", "split", "--quiet"]) == 0
+    assert recorded_steps == [("build", None, False), ("split", None, False)]
+    recorded_steps.clear()
+    assert main(["run", str(cfg), "--out", str(out), "--redo", "split", "--ray-address", "10.0.0.1:6379"]) == 0
+    assert [s for s, _, _ in recorded_steps] == ["split", "train-motion", "train-video", "eval", "audit", "report"]
+    assert {(a, p) for _, a, p in recorded_steps} == {("10.0.0.1:6379", True)}
+    with pytest.raises(SystemExit) as e:  # argparse: a step that does not exist
+        main(["run", str(cfg), "--redo", "training"])
+    assert e.value.code == 2 and "invalid choice: 'training'" in capsys.readouterr().err
+
+
+def test_demo_out_config_and_ray_address(recorded_steps, tmp_path, capsys):
+    cfg = _yaml(tmp_path)
+    (tmp_path / "src" / "mine.mp4").write_bytes(b"x")  # media present: none generated
+    assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "demo"), "--ray-address", "auto"]) == 0
+    assert [s for s, _, _ in recorded_steps] == list(__import__("pipelines.run", fromlist=["STEPS"]).STEPS)
+    assert {a for _, a, _ in recorded_steps} == {"auto"}
+    assert (tmp_path / "demo" / "steps" / "report.done").is_file() and "generating" not in capsys.readouterr().out
+    no_folder = tmp_path / "urls.yaml"
+    no_folder.write_text("version: 1\nsources:\n  - {name: u, kind: urls, items: [https://example.com/a.mp4]}\n")
+    assert main(["demo", "--config", str(no_folder)]) == 2
+    assert "needs a 'folder' source" in capsys.readouterr().err
