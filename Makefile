@@ -42,12 +42,31 @@ test-fast: setup
 
 # Every benchmark in benchmarks/ (each prints its figures with a ratio against a baseline
 # measured in the same run); one that fails is named at the end and the target fails.
-BENCHMARKS := $(filter-out motion_data,$(basename $(notdir $(wildcard benchmarks/*.py))))
+# `make bench` runs each at the quick size below (a smoke run of the whole set: the ratios
+# are printed, but short runs are dominated by start-up; see the README for the time it
+# takes); `make bench FULL=1` runs each at its own default size, the one the README's
+# figures come from (hours on a 2-core box). `make bench ONLY="windows eval"` runs some.
+BENCHMARKS := $(filter-out motion_data _%,$(basename $(notdir $(wildcard benchmarks/*.py))))
+BENCH_QUICK_audio_annotators := --seconds 5 --repeats 1
+BENCH_QUICK_curation := --sources 4 --seconds 15
+BENCH_QUICK_curation_cost := --sources 2 --seconds 6 --choice-clips 1
+BENCH_QUICK_eval := --seconds 2 --repeats 1
+BENCH_QUICK_motion := --config small --steps 10 --sample-configs small
+BENCH_QUICK_motion_speech := --clips 8 --identities 4 --seconds 2 --steps 20 --guidance 1 --out out/bench/motion_speech_quick
+BENCH_QUICK_person_filter := --seconds 4 --repeats 1
+BENCH_QUICK_scaling := --sources 4 --seconds 10
+BENCH_QUICK_smplx_fit := --seconds 2 --stride 25
+BENCH_QUICK_smplx_truth := --quick --scenarios talking
+BENCH_QUICK_video := --size 128 --frames 8 --train-steps 4 --gen-frames 16 --gen-steps 4
+BENCH_QUICK_windows := --clips 4 --seconds 4
+bench_args = $(if $(FULL),,$(BENCH_QUICK_$(1)))
 bench: setup
-	@echo "machine: $$(nproc) CPUs, $$(free -g | awk '/Mem:/{print $$2}') GiB"; \
-	fail=""; for b in $(BENCHMARKS); do echo; \
-	  echo "== benchmarks/$$b.py (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; \
-	  $(PY) -m benchmarks.$$b || fail="$$fail $$b"; done; \
+	@echo "machine: $$(nproc) CPUs, $$(free -g | awk '/Mem:/{print $$2}') GiB; sizes: $(if $(FULL),each benchmark's default (FULL=1),quick (FULL=1 for the defaults))"; \
+	fail=""; start=$$SECONDS; TIMEFORMAT="   took %R s wall, %U + %S s CPU (user + system, children included)"; \
+	$(foreach b,$(or $(ONLY),$(BENCHMARKS)),echo; \
+	  echo "== benchmarks/$(b).py $(call bench_args,$(b)) (load average $$(cut -d' ' -f1-3 /proc/loadavg))"; \
+	  time $(PY) -m benchmarks.$(b) $(call bench_args,$(b)) || fail="$$fail $(b)";) \
+	echo; echo "make bench: $$((SECONDS - start)) s wall in all; load average now $$(cut -d' ' -f1-3 /proc/loadavg)"; \
 	if [ -n "$$fail" ]; then echo "failed benchmarks:$$fail"; exit 1; fi
 
 clean:

@@ -202,7 +202,7 @@ def run_side(side: str, args: argparse.Namespace, folder: Path, out: Path) -> di
     return json.loads(result[-1][len("RESULT "):])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=30.0)
@@ -212,7 +212,7 @@ def main() -> None:
     ap.add_argument("--filter-threads", type=int, help="ray.filter_threads (default: the config's)")
     ap.add_argument("--side", choices=["loop", "pipeline"], help=argparse.SUPPRESS)  # one side, in a child
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     # The default folder is named by its shape: every video in the folder is a source.
     folder = Path(args.media or f"out/bench-media/{args.sources}x{args.seconds:g}s").resolve()
     cfg = parse_config(CONFIG.format(folder=folder), "benchmark", str(folder))

@@ -18,6 +18,10 @@ after the other, and, for `--config`, DDPM with every one of its training steps.
 seconds of motion per wall second and per CPU second (the machine is shared: CPU time is
 the steadier figure), and the fast solver's speed-up over DDPM. Weights are freshly
 initialised (speed does not depend on them).
+
+Baselines, measured in the same run: for training, reading every window from the shards
+(the preloaded path's samples/s as a ratio to it); for sampling, DDPM with all its
+training steps, and the windows denoised one after the other.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 import torch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/bench/motion")
     ap.add_argument("--config", default="base", help="tiny | small | base | a JSON file of model settings")
@@ -44,7 +48,7 @@ def main() -> None:
     ap.add_argument("--ddpm", action=argparse.BooleanOptionalAction, default=True,
                     help="also time DDPM with all its steps (the baseline) for --config")
     ap.add_argument("--train", action=argparse.BooleanOptionalAction, default=True)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from benchmarks.motion_data import fast_synthetic_store
@@ -59,6 +63,7 @@ def main() -> None:
     print(f"store: {root}; torch threads {args.threads}; training config {args.config}; "
           f"load average {os.getloadavg()[0]:.1f}")
     if args.train:
+        rates = {}
         for label, preload, workers in (("arrays preloaded (default)", 2.0, 0), ("read per window, in-process", 0.0, 0),
                                         ("read per window, 1 loader process", 0.0, 1)):
             run = Path(tempfile.mkdtemp(prefix="mentor-bench-motion-"))
@@ -74,6 +79,10 @@ def main() -> None:
                   f"batch {args.batch_size}), data wait {r['data_wait']:.1%} of the step loop "
                   f"({time.process_time() - c0:.1f} CPU-s here + {kids:.1f} in loader processes, "
                   f"preload and statistics included); load average {os.getloadavg()[0]:.1f}")
+            rates[label] = (r["samples_per_s"], r["data_wait"])
+        (pre, pre_wait), (own, own_wait), (one, one_wait) = rates.values()
+        print(f"train: preloaded / read per window in-process: {pre / own:.2f}x samples/s "
+              f"(data wait {pre_wait:.1%} vs {own_wait:.1%}); / 1 loader process: {pre / one:.2f}x ({one_wait:.1%})")
 
     with tempfile.TemporaryDirectory() as tmp:
         wav = make_speech(Path(tmp) / "speech.wav", " ".join(["Hello, and welcome back to my channel."] * 3),

@@ -50,7 +50,7 @@ def face_landmarks(body, params: dict[str, np.ndarray]) -> np.ndarray:
         return body(SmplxParams.from_dict(params)).landmarks.numpy().astype(np.float64)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/bench/motion_speech")
     ap.add_argument("--clips", type=int, default=40)
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--loader-workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 

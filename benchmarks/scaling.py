@@ -11,7 +11,8 @@ wall-second, the speed-up and the efficiency per added CPU:
 
     efficiency = (rate(2 nodes) / rate(1 node) - 1) / (CPUs added / CPUs of 1 node)
 
-1.0 means the added node's CPUs did as much as the first node's.
+1.0 means the added node's CPUs did as much as the first node's. The baseline is the
+1-node side, measured in the same run on the same media.
 
 Limits of the figure on a small machine: both "nodes" share this machine's cores, disk and
 memory bus, and the driver, the raylets and the ffmpeg processes the stages start run
@@ -119,7 +120,7 @@ def load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -127,7 +128,7 @@ def main() -> None:
     ap.add_argument("--media", default=None, help="folder of sources (default: out/bench-media/<N>x<S>s)")
     ap.add_argument("--side", type=int, help=argparse.SUPPRESS)  # one side, in a child process
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.cpus_per_node < 1:
         sys.exit(f"--cpus-per-node {args.cpus_per_node}: must be >= 1")
     folder = Path(args.media or f"out/bench-media/{args.sources}x{args.seconds:g}s").resolve()
