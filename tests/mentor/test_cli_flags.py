@@ -60,8 +60,7 @@ INVENTORY = {
                                                                     "--seconds", "--seed", "--samples", "--preview-size")},
     "eval": {f: "tests/models/test_eval.py" for f in ("--store", "--generated", "--out", "--split",
                                                        "--no-face-metrics", "--quality-frames", "--bootstrap")},
-    "generate-video": {f: "tests/models/test_video_cli.py" for f in ("--image", "--audio", "--model", "--motion",
-                                                                      "--motion-model", "--reference-fit", "--seconds",
+    "generate-video": {f: "tests/models/test_video_cli.py" for f in ("--image", "--audio", "--model", "--motion-model", "--reference-fit", "--seconds",
                                                                       "--out", "--steps", "--device")},
     "edit-video": {f: "tests/models/test_video_cli.py" for f in ("--video", "--region", "--model", "--audio",
                                                                   "--motion-model", "--fit", "--out", "--steps",
@@ -234,3 +233,125 @@ def test_demo_out_config_and_ray_address(recorded_steps, tmp_path, capsys):
     no_folder.write_text("version: 1\nsources:\n  - {name: u, kind: urls, items: [https://example.com/a.mp4]}\n")
     assert main(["demo", "--config", str(no_folder)]) == 2
     assert "needs a 'folder' source" in capsys.readouterr().err
+
+
+# ------------------------------------------- flags that hand a value to a costly callee
+
+def _recorder(monkeypatch, module: str, name: str, result):
+    """Replace module.name with a recorder of its calls returning `result`."""
+    import importlib
+
+    calls: list[dict] = []
+
+    def fake(*args, **kwargs):
+        calls.append({"args": args, **kwargs})
+        return result(*args, **kwargs) if callable(result) else result
+
+    monkeypatch.setattr(importlib.import_module(module), name, fake)
+    return calls
+
+
+def test_annotate_config_and_ray_address(monkeypatch, synthetic_store, tmp_path, capsys):
+    from pipelines.summary import BuildSummary
+
+    calls = _recorder(monkeypatch, "pipelines.reannotate", "annotate_store", lambda s, c, **kw: BuildSummary(store=s))
+    cfg = _yaml(tmp_path, "split: {seed: 11}\n")
+    assert main(["annotate", str(synthetic_store), "--config", str(cfg), "--ray-address", "auto"]) == 0
+    (call,) = calls
+    store, c = call["args"]
+    assert store == str(synthetic_store) and c.split.seed == 11 and call["ray_address"] == "auto"
+    assert "clips: 0 kept" in capsys.readouterr().out
+    assert main(["annotate", str(synthetic_store), "--config", str(tmp_path / "none.yaml")]) == 2
+
+
+TRAINED = {"step": 3, "resumed_from": None, "last_loss": 0.5, "samples_per_s": 2.0, "model_dir": "m"}
+
+
+def test_train_motion_workers_gpu_ray_address_lr_where_device(monkeypatch, tmp_path, capsys):
+    calls = _recorder(monkeypatch, "pipelines.train", "launch", TRAINED)
+    assert main(["train-motion", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--workers", "3", "--gpu",
+                 "--ray-address", "ray://head:10001", "--lr", "0.002", "--where", "identity == 'a'",
+                 "--device", "cuda:1"]) == 0
+    (call,) = calls
+    loop = call["args"][1]
+    assert (call["num_workers"], call["use_gpu"], call["ray_address"]) == (3, True, "ray://head:10001")
+    assert loop["lr"] == 0.002 and loop["where"] == "identity == 'a'" and loop["device"] == "cuda:1"
+    assert "trained to step 3" in capsys.readouterr().out
+
+
+def test_train_motion_ae_where_device_loader_workers(monkeypatch, tmp_path):
+    calls = _recorder(monkeypatch, "pipelines.train", "launch", TRAINED)
+    assert main(["train-motion-ae", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--where", "split == 'val'",
+                 "--device", "cpu", "--loader-workers", "2"]) == 0
+    loop = calls[0]["args"][1]
+    assert (loop["where"], loop["device"], loop["loader_workers"]) == ("split == 'val'", "cpu", 2)
+
+
+def test_train_video_flags_reach_a_valid_trainer_config(monkeypatch, tmp_path):
+    from models.video_train import VideoTrainConfig
+
+    calls = _recorder(monkeypatch, "models.video_train", "train_video", {"model": "m"})
+    argv = ["train-video", "--store", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--where", "split == 'val'",
+            "--size", "48", "--height", "32", "--window", "6", "--stage1-steps", "7", "--stage2-steps", "5",
+            "--stages", "2", "--batch-size", "3", "--clip-batch-size", "4", "--lr", "0.003", "--unet", "u",
+            "--vae", "v", "--body-model-dir", "b", "--workers", "2", "--gpu", "--ray-address", "auto",
+            "--loader-workers", "1", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    (call,) = calls
+    cfg = VideoTrainConfig(**call["args"][0])  # every key a trainer field, every value valid
+    assert cfg.frame_size == (48, 32) and cfg.stages == (2,) and cfg.where == "split == 'val'"
+    assert (cfg.window, cfg.stage1_steps, cfg.stage2_steps, cfg.batch_size, cfg.clip_batch_size) == (6, 7, 5, 3, 4)
+    assert (cfg.lr, cfg.unet_dir, cfg.vae_dir, cfg.body_model_dir) == (0.003, "u", "v", "b")
+    assert (cfg.num_workers, cfg.device, cfg.progress) == (1, "cpu", False)
+    assert (call["num_workers"], call["use_gpu"], call["ray_address"]) == (2, True, "auto")
+
+
+def test_generate_motion_sampling_flags(monkeypatch, tmp_path, capsys):
+    done = {"samples": 1, "seconds": 2.0, "frames": 50, "fps": 25.0, "sampling_seconds": 0.1}
+    calls = _recorder(monkeypatch, "models.motion_generate", "generate_to_folder", done)
+    argv = ["generate-motion", "--model", "m", "--audio", "a.wav", "--reference", "r.npz", "-o", str(tmp_path),
+            "--reference-frame", "4", "--guidance", "2.5", "--scheduler", "ddim", "--steps", "7", "--whisper-model",
+            "w.pt", "--device", "cpu", "--no-preview"]
+    assert main(argv) == 0
+    c = calls[0]
+    assert (c["reference_frame"], c["guidance"], c["scheduler"], c["steps"]) == (4, 2.5, "ddim", 7)
+    assert (c["whisper_model"], c["device"], c["preview"]) == ("w.pt", "cpu", False)
+    with pytest.raises(SystemExit):
+        main(argv[:-5] + ["--scheduler", "euler"])
+    assert "invalid choice: 'euler'" in capsys.readouterr().err
+
+
+def test_eval_model_and_metric_flags(monkeypatch, tmp_path):
+    calls = _recorder(monkeypatch, "models.evaluate", "evaluate", {"methods": []})
+    argv = ["eval", "--store", "s", "-o", str(tmp_path), "--model", "v", "--motion-model", "mm", "--samples", "3",
+            "--gen-steps", "2", "--gen-seconds", "1.5", "--max-clips", "4", "--where", "identity == 'a'",
+            "--manifest", "m.csv", "--compare", "other", "--fid-weights", "f", "--fvd-weights", "i3d",
+            "--lpips-weights", "l", "--syncnet-weights", "sn", "--arcface-model", "af", "--niqe-params", "n.npz",
+            "--body-model-dir", "b", "--real-fit", "refit", "--no-3d", "--min-group-clips", "5", "--device", "cpu",
+            "--seed", "9"]
+    assert main(argv) == 0
+    c = calls[0]
+    assert (c["model"], c["motion_model"], c["samples"], c["gen_steps"], c["gen_seconds"]) == ("v", "mm", 3, 2, 1.5)
+    assert (c["where"], c["manifest"], c["compare"], c["split"]) == ("identity == 'a'", "m.csv", "other", "test")
+    e = c["cfg"]
+    assert (e.fid_weights, e.fvd_weights, e.lpips_weights, e.syncnet_weights, e.arcface_model, e.niqe_params) == (
+        "f", "i3d", "l", "sn", "af", "n.npz")
+    assert (e.body_model_dir, e.real_fit, e.fit_3d, e.face_metrics) == ("b", "refit", False, True)
+    assert (e.min_group_clips, e.device, e.seed, e.max_clips) == (5, "cpu", 9, 4)
+    assert main(argv + ["--max-clips", "0"]) == 2  # EvalConfig: "max_clips=0: must be >= 1"
+
+
+def test_generate_video_overlap_seed_edit_video_seed_personalize_lr(monkeypatch, tmp_path):
+    gen = _recorder(monkeypatch, "models.video_cli", "generate_video",
+                    {"frames": 1, "fps": 25.0, "frames_per_s": 1.0, "out": "o.mp4"})
+    edit = _recorder(monkeypatch, "models.video_cli", "edit_video", {"frames": 1, "region_share": 0.1, "out": "o.mp4"})
+    pers = _recorder(monkeypatch, "models.video_cli", "personalize", {"model": "m"})
+    assert main(["generate-video", "--image", "i.png", "--audio", "a.wav", "--model", "m", "-o", "o.mp4",
+                 "--motion", "m.npz", "--overlap", "0.25", "--seed", "5"]) == 0
+    assert (gen[0]["motion"], gen[0]["overlap"], gen[0]["seed"]) == ("m.npz", 0.25, 5)
+    assert main(["edit-video", "--video", "v.mp4", "--region", "face", "--model", "m", "-o", "o.mp4",
+                 "--seed", "6"]) == 0
+    assert edit[0]["seed"] == 6
+    assert main(["personalize", "--store", "s", "--where", "identity == 'a'", "--model", "m", "-o", "n",
+                 "--lr", "0.001"]) == 0
+    assert pers[0]["lr"] == 0.001
