@@ -131,3 +131,29 @@ def test_parts_mode_on_a_record(tmp_path, talking):
     assert ann["mode"] == "parts" and ann["pose_stride"] == 3 and ann["face_box"] is None
     assert rec.arrays["landmarks.pose"].data.shape == (len(frames), 33, 4)
     assert rec.scores["landmarks.face_fraction"] == 1.0 and rec.scores["landmarks.pose_fraction"] == 1.0
+
+
+def test_frames_are_read_in_one_pass_as_read_frames_picks_them(tmp_path, talking):
+    """The stage decodes its clip once, in order, with one decoder (it used to reopen the
+    file per 4 s chunk and decode again from the keyframe): the frames are exactly
+    read_frames' at the clip's rate, at a lower and a higher rate, and on a
+    variable-frame-rate file (frames picked by timestamp)."""
+    import subprocess
+
+    from annotate.landmarks import HolisticLandmarks
+    from mentor.media import probe, read_frames
+
+    path, frames, _ = talking
+    lm = HolisticLandmarks(LandmarksConfig())
+    for fps in (25.0, 10.0, 40.0):
+        got = np.stack(list(lm._frames(str(path), fps, probe(path).duration)))
+        want = read_frames(path, fps=fps)
+        assert got.shape == want.shape and np.array_equal(got, want), fps
+    assert len(got) == 80 and sum(np.array_equal(a, b) for a, b in zip(got, got[1:])) == 30  # 40 fps: repeats
+    vfr = tmp_path / "vfr.mp4"  # frames after the 20th kept one in three, with their true timestamps
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-vf",
+                    r"select='lt(n\,20)+not(mod(n-20\,3))'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    "-preset", "veryfast", str(vfr)], check=True)
+    got = np.stack(list(lm._frames(str(vfr), 25.0, probe(vfr).duration)))
+    want = read_frames(vfr, fps=25.0)
+    assert len(got) > 40 and got.shape == want.shape and np.array_equal(got, want)
