@@ -129,9 +129,44 @@ class FaceFrames:
 
 
 def _read_frame(video: str, t: float) -> np.ndarray:
-    from mentor.media import read_frames
+    return _read_frames_at(video, [t])[0]
 
-    return read_frames(video, start=max(t, 0.0), end=max(t, 0.0) + 1e-3)[0]
+
+def _read_frames_at(video: str, times) -> np.ndarray:
+    """KxHxWx3 uint8 RGB: the frame nearest each of `times` (seconds from the first frame,
+    by the frames' timestamps, as mentor.media.read_frames picks them), in one pass of one
+    decoder. (One read_frames call per time reopened the file and decoded again from the
+    keyframe each time: 1.02 CPU-s for 8 frames of a 10 s 512 px clip, the whole cost of
+    the attributes stage; benchmarks/curation_cost.py.)"""
+    import decord
+
+    from mentor.media import MediaError, frame_times, nearest_frames, read_frames
+
+    times = np.maximum(np.asarray(times, np.float64), 0.0)
+    try:
+        vr = decord.VideoReader(str(video), ctx=decord.cpu(0), num_threads=1)
+        n = len(vr)
+    except Exception:  # decord's own error types; read_frames says why (not media, truncated, ...)
+        read_frames(video, end=1e-3)
+        raise MediaError(f"{video}: cannot decode video") from None
+    if n == 0:
+        raise MediaError(f"{video}: video stream has no frames")
+    stamps, last = frame_times(vr, float(vr.get_avg_fps()) or 25.0)
+    if len(times) and times.min() >= last:
+        raise MediaError(f"{video}: no frames between {times.min():.2f}s and {times.min() + 1e-3:.2f}s")
+    idx = nearest_frames(stamps, times)
+    got: dict[int, np.ndarray] = {}
+    pos = 0  # the frame vr.next() gives next
+    try:
+        for i in sorted(set(int(i) for i in idx)):
+            if i > pos:
+                vr.skip_frames(i - pos)  # decoded (later frames need them), not converted
+            got[i] = vr.next().asnumpy()
+            pos = i + 1
+    except Exception as e:
+        raise MediaError(f"{video}: decoding failed part-way ({str(e).splitlines()[0][:200]}); "
+                         "the file may be truncated") from None
+    return np.stack([got[int(i)] for i in idx])
 
 
 def face_frames(record: ClipRecord, n_frames: int, mesh: FaceMeshRunner | None) -> FaceFrames | str:
@@ -154,15 +189,14 @@ def face_frames(record: ClipRecord, n_frames: int, mesh: FaceMeshRunner | None) 
             return f"no frame with face landmarks in {LANDMARKS_ARRAY}"
         pick = valid[np.unique(np.linspace(0, len(valid) - 1, min(n_frames, len(valid))).round().astype(int))]
         fps = lm_arr.fps or record.fps or 25.0
-        frames = np.stack([_read_frame(video, lm_arr.start + i / fps) for i in pick])
+        frames = _read_frames_at(video, lm_arr.start + pick / fps)
         return FaceFrames(frames, data[pick], LANDMARKS_ARRAY, len(pick))
     if mesh is None:
         return f"no {LANDMARKS_ARRAY} array and no FaceMesh to find the face"
     duration = max(record.duration, 1e-3)
     times = (np.arange(n_frames) + 0.5) * duration / n_frames
     frames, lms = [], []
-    for t in times:
-        frame = _read_frame(video, float(t))
+    for frame in _read_frames_at(video, times):
         pts = mesh(frame)
         if pts is not None:
             frames.append(frame)

@@ -203,3 +203,22 @@ def test_age_gender_model_checked_at_construction(tmp_path):
     build_age_gender_onnx(tmp_path / "ag7.onnx", n_age=7)
     with pytest.raises(ValueError, match="age_labels"):
         PerceivedAttributes(AttributeConfig(age_gender_model=str(tmp_path / "ag7.onnx")))
+
+
+def test_face_frames_read_in_one_pass(tmp_path):
+    """The few frames an attribute is measured on come from one pass of one decoder (one
+    read_frames call per frame reopened the file and decoded from the keyframe each time):
+    the frame nearest each time, exactly as read_frames gives it, in the order asked."""
+    from annotate.face_regions import _read_frames_at
+    from mentor.media import MediaError, read_frames
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)  # every frame different
+    video = write_video(frames, tmp_path / "noise.mp4", fps=FPS)
+    times = np.array([1.5, 0.0, 0.37, 1.96, 0.37])
+    got = _read_frames_at(str(video), times)
+    want = np.stack([read_frames(video, start=t, end=t + 1e-3)[0] for t in times])
+    assert got.shape == (5, 64, 64, 3) and np.array_equal(got, want)
+    assert not np.array_equal(got[0], got[1]) and np.array_equal(got[2], got[4])
+    with pytest.raises(MediaError):
+        _read_frames_at(str(video), [5.0])  # past the last frame
