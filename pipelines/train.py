@@ -65,14 +65,15 @@ def launch(
     if num_workers < 1:
         raise ValueError(f"num_workers={num_workers}: need at least 1 worker")
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
-    if num_workers == 1 and not address:
-        return train_loop(loop_config)
-    if use_gpu:
+    if use_gpu:  # checked before the in-process path too: one worker with --gpu on a CPU box trained on the CPU
         import torch
 
         if not address and torch.cuda.device_count() < num_workers:
             raise ValueError(f"use_gpu with num_workers={num_workers} but this machine has "
-                             f"{torch.cuda.device_count()} GPU(s); lower --workers or give --ray-address")
+                             f"{torch.cuda.device_count()} GPU(s); lower --workers, drop --gpu, or give "
+                             "--ray-address of a cluster with GPUs")
+    if num_workers == 1 and not address:
+        return train_loop(loop_config)
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -81,14 +82,7 @@ def launch(
 
     started = not ray.is_initialized()
     need = max(int(round(num_workers * cpus_per_worker + 0.5)), os.cpu_count() or 1)
-    try:
-        where = init_ray(address, num_cpus=None if address else need)
-    except Exception as e:  # a local raylet has 30 s to register: a loaded machine can miss it once
-        if address or "timed out during startup" not in str(e):
-            raise
-        log.warning("local Ray did not start in time (%s); trying once more", e)
-        ray.shutdown()
-        where = init_ray(address, num_cpus=need)
+    where = init_ray(address, num_cpus=None if address else need)  # a local Ray: tried again if it starts late
     log.info("training on %s with %d worker(s), %s", where, num_workers, "nccl" if use_gpu else "gloo")
     storage = Path(run_dir or loop_config.get("run_dir") or "runs").resolve() / "ray"
     storage.mkdir(parents=True, exist_ok=True)

@@ -355,3 +355,36 @@ def test_generate_video_overlap_seed_edit_video_seed_personalize_lr(monkeypatch,
     assert main(["personalize", "--store", "s", "--where", "identity == 'a'", "--model", "m", "-o", "n",
                  "--lr", "0.001"]) == 0
     assert pers[0]["lr"] == 0.001
+
+
+# --------------------------------------------------- the trainers, for real on tiny inputs
+
+def test_gpu_flag_without_a_gpu_says_so_instead_of_training_on_the_cpu(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --gpu is honoured")
+    assert main(["train-motion", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--gpu", "--steps", "1"]) == 2
+    assert "0 GPU(s)" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["train-video", "--store", str(tmp_path / "s"), "-o", str(tmp_path / "v"), "--gpu"]) == 2
+    assert "drop --gpu" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # both stages for one step at 32x24 px: ~10 CPU-s
+def test_train_video_non_square_both_stages_through_the_cli(synthetic_store, tmp_path, capsys):
+    """`--size 32 --height 24`: the store's square 64 px clips are trained as 32x24 frames."""
+    from mentor.store import Store
+
+    clip = Store(synthetic_store).clips("split == 'train'")["clip_id"].iloc[0]
+    run = tmp_path / "run"
+    argv = ["train-video", "--store", str(synthetic_store), "-o", str(run), "--where", f"clip_id == '{clip}'",
+            "--size", "32", "--height", "24", "--window", "4", "--stage1-steps", "1", "--stage2-steps", "1",
+            "--batch-size", "1", "--clip-batch-size", "1", "--lr", "0.001", "--device", "cpu",
+            "--loader-workers", "0", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "stage 1: step 1" in out and "stage 2: step 1" in out
+    meta = json.loads((run / "model" / "video.json").read_text())
+    assert (meta["size"], meta["height"]) == (32, 24)
+    assert main(argv + ["--height", "20"]) == 2  # not a multiple of 8 (the last --height counts)
+    assert "height=20: must be a multiple of 8" in capsys.readouterr().err
