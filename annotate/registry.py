@@ -50,13 +50,15 @@ STAGES: tuple[Stage, ...] = (
           reads=(file(VIDEO), record_field("fps", optional=True), array(FILTER_FACE_BOX, optional=True),
                  record_field("crop", optional=True)),  # the filter's face track: where the face mesh looks
           writes=(*map(array, LANDMARK_ARRAYS), *map(score, LANDMARK_SCORES), annotation("landmarks"))),
+    # sync (it needs the face landmarks), and its correction, so every later stage hears audio
+    # in sync with the video; before SMPL-X, so a clip it rejects (a voice the mouth does not
+    # follow: the benchmark's two-voice pieces) never pays for the fit
+    Stage("sync", "annotate.sync", "annotate.av_sync:AvSync"),
+    Stage("sync_shift", "annotate.sync", "mentor.curate.sync_shift:SyncShift"),
     Stage("smplx", "annotate.smplx", "annotate.smplx_fit:SmplxFitter",
           reads=(array(POSE), array(FACE), array(LEFT_HAND, optional=True), array(RIGHT_HAND, optional=True),
                  record_field("width"), record_field("height")),
           writes=(*map(array, SMPLX_ARRAYS), *map(score, SMPLX_SCORES), annotation("smplx"))),
-    # sync, and its correction, so every later stage hears audio in sync with the video
-    Stage("sync", "annotate.sync", "annotate.av_sync:AvSync"),
-    Stage("sync_shift", "annotate.sync", "mentor.curate.sync_shift:SyncShift"),
     Stage("asr", "annotate.asr", "annotate.asr:Transcriber"),
     Stage("audio", "annotate.audio_features", "annotate.audio_features:AudioFeatures"),
     Stage("attributes", "annotate.attributes", "annotate.attributes:PerceivedAttributes",

@@ -139,3 +139,30 @@ def test_a_set_that_fails_to_build_on_demand_is_tried_again_later():
     holder.join(timeout=30)
     assert len(built) == 2 and calls["n"] == 3
     assert ClipRecord.from_row(out.to_dict("records")[0]).scores["meeting.set"] == id(built[1])
+
+
+def test_cheap_checks_run_before_the_costly_annotators_and_spare_them():
+    """The checks that reject clips run before the stages that cost most (issue 15 item 10):
+    the audio checks (voice activity, speakers) before the landmarks, and the sync check
+    (which needs the landmarks) before the SMPL-X fit. A clip the sync check rejects gets
+    no SMPL-X fit and no CPU seconds for one."""
+    from annotate.registry import STAGES
+
+    order = [s.name for s in STAGES]
+    assert max(order.index("vad"), order.index("diarization")) < order.index("landmarks")
+    assert order.index("landmarks") < order.index("sync") < order.index("sync_shift") < order.index("smplx")
+
+    class Step:
+        def __init__(self, name, reject=False):
+            self.name, self.reject, self.calls = name, reject, 0
+
+        def __call__(self, rec):
+            self.calls += 1
+            if self.reject:
+                rec.reject(self.name, "not_visible", "no speaking face in sync")
+            return rec
+
+    steps = [Step(n, reject=n == "sync") for n in order if n in ("landmarks", "sync", "sync_shift", "smplx")]
+    rec = stages.run_timed(steps, ClipRecord.for_span(SourceRecord.from_uri("file:///v.mp4"), 0.0, 3.0))
+    assert not rec.kept and [s.calls for s in steps] == [1, 1, 0, 0]
+    assert set(rec.annotations["pipeline"]["cpu_seconds"]) == {"landmarks", "sync"}
