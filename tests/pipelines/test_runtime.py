@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +70,95 @@ def test_local_workers_inherit_the_environment_and_the_driver_keeps_its_own(tmp_
     # the job's tasks run in the worker processes ray.init booted (a job runtime_env
     # would make Ray boot new ones and retire these)
     assert view["booted"] and view["task_pid"] in view["booted"]
+
+
+# ------------------------------------------------------------ a node that starts late, tried again
+
+def _fake_raylet():
+    """A child process that looks like a raylet a failed start left behind (its argv[0])."""
+    return subprocess.Popen(["bash", "-c", "exec -a raylet sleep 120"])
+
+
+def test_a_node_start_that_times_out_is_tried_again_after_ending_what_it_left(monkeypatch, caplog):
+    import pipelines.runtime as rt
+
+    left, calls = [], []
+
+    def start():
+        calls.append(1)
+        if len(calls) < 3:  # as ray/_private/node.py raises after its fixed 30 s
+            left.append(_fake_raylet())
+            time.sleep(0.3)  # the child has exec'd
+            raise Exception("The current node timed out during startup. This could happen because some of the "
+                            "raylet failed to startup or the GCS has become overloaded.")
+        return "up"
+
+    bystander = subprocess.Popen(["bash", "-c", "exec -a raylet sleep 120"])  # there before: not ours to end
+    try:
+        with caplog.at_level("WARNING", logger="pipelines.runtime"):
+            assert rt.start_node(start, "starting a local Ray", tries=3, pause_s=0.01) == "up"
+        assert len(calls) == 3
+        for p in left:  # each failed try's processes were ended by pid before the next try
+            assert p.wait(timeout=10) is not None
+        assert bystander.poll() is None
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2 and "try 1 of 3" in warnings[0] and "load average" in warnings[0]
+        assert "ended 1 process(es)" in warnings[0]
+    finally:
+        for p in left + [bystander]:
+            p.kill()
+            p.wait()
+
+
+def test_a_node_that_never_starts_ends_with_one_message_and_other_errors_are_not_retried(monkeypatch):
+    import pytest
+
+    import pipelines.runtime as rt
+
+    calls = []
+
+    def late():
+        calls.append(1)
+        raise Exception("The current node timed out during startup. This could happen because ...")
+
+    with pytest.raises(rt.RayStartError) as e:
+        rt.start_node(late, "starting a local Ray", tries=2, pause_s=0.01)
+    assert len(calls) == 2
+    text = str(e.value)
+    assert "2 tries" in text and "fixed 30 s" in text and "--ray-address" in text and "\n" not in text
+
+    def broken():
+        calls.append(1)
+        raise ValueError("num_cpus must be positive")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="num_cpus"):
+        rt.start_node(broken, "starting a local Ray", tries=3, pause_s=0.01)
+    assert len(calls) == 1
+    monkeypatch.setenv("MENTOR_RAY_START_TRIES", "0")
+    with pytest.raises(ValueError, match="MENTOR_RAY_START_TRIES=0"):
+        rt.start_node(broken, "starting a local Ray")
+
+
+def test_init_ray_tries_again_when_ray_init_times_out(monkeypatch):
+    """init_ray's local start goes through start_node: a ray.init that times out once is
+    shut down and called again."""
+    import ray
+
+    import pipelines.runtime as rt
+
+    seen = []
+
+    def fake_init(**kw):
+        seen.append(kw)
+        if len(seen) == 1:
+            raise Exception("The current node timed out during startup.")
+
+    shutdowns = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(rt.time, "sleep", lambda s: None)
+    assert rt.init_ray(num_cpus=1).startswith("local ray")
+    assert len(seen) == 2 and seen[1]["address"] == "local" and shutdowns == [1]
