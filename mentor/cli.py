@@ -615,6 +615,10 @@ def _error_message(e: Exception, args) -> tuple[int, str]:
                    "again; nothing half-written was committed")
     if isinstance(e, (StoreError, MediaError, ValueError, FileNotFoundError)):
         return 2, str(e)
+    from pipelines.runtime import RayStartError
+
+    if isinstance(e, RayStartError):  # its message says the fix: whole, not cut as an unexpected error's
+        return 1, str(e)
     frames = traceback.extract_tb(e.__traceback__)
     if type(e).__module__.startswith("ray") or any(f"{os.sep}ray{os.sep}" in f.filename for f in frames[-3:]):
         address = getattr(args, "ray_address", None) or os.environ.get("RAY_ADDRESS") or "a local Ray"

@@ -388,3 +388,23 @@ def test_train_video_non_square_both_stages_through_the_cli(synthetic_store, tmp
     assert (meta["size"], meta["height"]) == (32, 24)
     assert main(argv + ["--height", "20"]) == 2  # not a multiple of 8 (the last --height counts)
     assert "height=20: must be a multiple of 8" in capsys.readouterr().err
+
+
+def test_ray_that_does_not_start_is_explained_whole(monkeypatch, tmp_path, capsys):
+    """A build on a loaded machine whose local Ray never came up: the error ends with the
+    fix (it was cut at 300 characters, mid-word, as an "unexpected" error)."""
+    import pipelines.curation
+    from pipelines.runtime import RayStartError
+
+    def build(*a, **kw):
+        raise RayStartError("starting a local Ray: Ray's node did not start in 3 tries (last: timed out) at a load "
+                            "average of 17.1 on 2 cores; Ray gives a new node a fixed 30 s to register. Run the command "
+                            "again when the machine is less busy (it resumes where it stopped), raise "
+                            "MENTOR_RAY_START_TRIES, or start Ray once yourself (`ray start --head`) and pass "
+                            "--ray-address auto")
+
+    monkeypatch.setattr(pipelines.curation, "build", build)
+    assert main(["build", str(_yaml(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: starting a local Ray") and err.rstrip().endswith("--ray-address auto")
+    assert "unexpected" not in err
