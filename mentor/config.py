@@ -500,7 +500,10 @@ class VideoTrainSection(_PresetSection):
     """train.video: the video diffusion model (models/video_train.py, both stages) in `mentor run`."""
 
     _kind = "video"
-    size: int | None = Field(None, ge=8, multiple_of=8)  # frame side in pixels
+    size: int | None = Field(None, ge=8, multiple_of=8)  # frame width in pixels
+    # frame height in pixels; unset: size (square frames, as both presets train). Set it for
+    # non-square video (e.g. size 64, height 48 for 4:3): frames are resized to size x height
+    height: int | None = Field(None, ge=8, multiple_of=8)
     channels: list[int] | None = Field(None, min_length=1)  # UNet levels of a base trained from scratch
     window: int | None = Field(None, ge=2)  # frames per clip in stage 2 and per generated window
     stage1_steps: int | None = Field(None, ge=1)
