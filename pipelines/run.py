@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.config import Config, ConfigError
+from mentor.store.fs import StoreFS, StoreURL, is_url, local_work_root, store_root
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,29 @@ def planned_work(cfg: Config, fps: float = 25.0) -> dict[str, float]:
 
 @dataclass
 class RunLayout:
-    """Where a run's outputs live (see the module docstring)."""
+    """Where a run's outputs live (see the module docstring). `root` is a local folder. A
+    run on object storage (`remote`: s3://bucket/run) keeps its store there (`remote/store`)
+    and its other outputs in `root`, the run's local folder (local_work_root(remote)), from
+    which each step's outputs are copied to `remote` when the step ends (`upload`)."""
 
     root: Path
+    remote: StoreURL | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
 
-    store = property(lambda self: self.root / "store")
+    @classmethod
+    def at(cls, out: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> "RunLayout":
+        """The layout of the run folder `out`: a local path, or a URL on object storage."""
+        if is_url(str(out)):
+            remote = store_root(str(out), storage_options)
+            return cls(local_work_root(remote), remote)
+        return cls(store_root(str(out)))
+
+    @property
+    def store(self) -> Path | StoreURL:
+        return self.remote / "store" if self.remote is not None else self.root / "store"
+
     motion = property(lambda self: self.root / "runs" / "motion")
     video = property(lambda self: self.root / "runs" / "video")
     eval = property(lambda self: self.root / "eval")
@@ -104,6 +120,29 @@ class RunLayout:
 
     def marker(self, step: str) -> Path:
         return self.markers / f"{step}.done"
+
+    def where(self, path: Path) -> str:
+        """Where a user finds `path`: its copy on object storage for a remote run."""
+        return str(self.remote / path.relative_to(self.root).as_posix()) if self.remote is not None else str(path)
+
+    def upload(self, step: str) -> int:
+        """Copy what `step` made (and its marker) from the local folder to `remote`: the
+        trainers' models and logs (not their checkpoints or Ray's run state: the local
+        folder is what resumes), the reports, the run's page. Returns the files copied."""
+        if self.remote is None:
+            return 0
+        fs = StoreFS(self.remote)
+        made = {"train-motion": [self.motion], "train-video": [self.video], "eval": [self.eval],
+                "audit": [self.audit], "report": [self.report]}.get(step, [])
+        n = 0
+        for path in [*made, self.marker(step)]:
+            if path.exists():
+                n += fs.put_tree(path, path.relative_to(self.root).as_posix(), skip=UPLOAD_SKIP)
+        return n
+
+
+# folders of a trainer's run that stay in the run's local folder (large, and only for resuming)
+UPLOAD_SKIP = ("checkpoints", "ray")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -212,6 +251,7 @@ def _fmt_s(s: float) -> str:
 @dataclass
 class RunSummary:
     root: str
+    remote: str | None = None  # the run folder on object storage (root: its local folder)
     steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
@@ -221,7 +261,7 @@ class RunSummary:
         return all(s["status"] == "already done" for s in self.steps)
 
     def render(self) -> str:
-        lay = RunLayout(Path(self.root))
+        lay = RunLayout(Path(self.root), StoreURL(self.remote) if self.remote else None)
         lines = ["everything was already done: nothing to run" if self.all_done_before else
                  f"run finished in {_fmt_s(self.wall_seconds)}"]
         for s in self.steps:
@@ -229,9 +269,13 @@ class RunSummary:
             where = f" [Ray actors on {len(nodes)} node(s)]" if nodes else ""
             lines.append(f"  {s['step']:<13} {s['status']:<13} {_fmt_s(s.get('seconds') or 0):>7}  {s.get('note', '')}"
                          + where)
-        lines += [f"store          {lay.store}", f"motion model   {lay.motion / 'model'}",
-                  f"video model    {lay.video / 'model'}", f"evaluation     {lay.eval / 'index.html'}",
-                  f"dataset audit  {lay.audit / 'index.html'}", f"run report     {lay.report}"]
+        lines += [f"store          {lay.store}", f"motion model   {lay.where(lay.motion / 'model')}",
+                  f"video model    {lay.where(lay.video / 'model')}",
+                  f"evaluation     {lay.where(lay.eval / 'index.html')}",
+                  f"dataset audit  {lay.where(lay.audit / 'index.html')}", f"run report     {lay.where(lay.report)}"]
+        if lay.remote is not None:
+            lines.append(f"local folder   {lay.root} (checkpoints, step markers, build logs: what a re-run "
+                         "on this machine resumes from)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -245,13 +289,43 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
     for name, value in (("redo", redo), ("stop_after", stop_after)):
         if value is not None and value not in STEPS:
             raise ConfigError(f"{name}={value!r}: not a step; the steps are {', '.join(STEPS)}")
-    default = cfg.resolve(cfg.output)
-    lay = RunLayout(Path(out) if out else default.with_name(default.name + "-run"))
+    lay = RunLayout.at(out or default_run_dir(cfg), cfg.store.storage_options or None)
     lay.root.mkdir(parents=True, exist_ok=True)
+    with _storage_options_env(cfg, lay):
+        return _run_steps(cfg, lay, ray_address, progress, redo, stop_after, print_fn)
+
+
+def default_run_dir(cfg: Config) -> str:
+    """The run folder when none is given: the config's output with "-run" appended (a URL
+    stays a URL: s3://bucket/demo -> s3://bucket/demo-run)."""
+    if is_url(cfg.output):
+        return cfg.output.rstrip("/") + "-run"
+    default = cfg.resolve(str(store_root(cfg.output)))
+    return str(default.with_name(default.name + "-run"))
+
+
+@contextmanager
+def _storage_options_env(cfg: Config, lay: RunLayout):
+    """For a run on object storage, the config's store.storage_options also reach the
+    steps that open the store from its URL alone (the trainers, their DataLoader and Ray
+    workers, the evaluation) through $MENTOR_STORAGE_OPTIONS, unless that is already set."""
+    from pipelines.runtime import _environ
+
+    from mentor.store.fs import ENV_OPTIONS
+
+    if lay.remote is None or not cfg.store.storage_options or os.environ.get(ENV_OPTIONS):
+        yield
+        return
+    with _environ({ENV_OPTIONS: json.dumps(cfg.store.storage_options)}):
+        yield
+
+
+def _run_steps(cfg: Config, lay: RunLayout, ray_address: str | None, progress: bool, redo: str | None,
+               stop_after: str | None, print_fn: Callable[[str], None]) -> RunSummary:
     ray_address = ray_address or cfg.ray.address
     own = settings(cfg)
     steps = list(STEPS if stop_after is None else STEPS[:STEPS.index(stop_after) + 1])
-    summary = RunSummary(root=str(lay.root))
+    summary = RunSummary(root=str(lay.root), remote=str(lay.remote) if lay.remote is not None else None)
     markers = {step: read_marker(lay.marker(step)) for step in STEPS}
 
     ran: list[str] = []
@@ -291,7 +365,10 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
         if before is not None:
             after = _ray_actors_per_node()
             if after is not None:
-                result["ray_nodes"] = {k: v for k, v in (after - before).items() if v > 0}
+                grown = after - before  # the step's own actors: (node id, class) -> count
+                result["ray_nodes"] = dict(sum((Counter({node: n}) for (node, _), n in grown.items()), Counter()))
+                result["ray_actors"] = {node: {cls: n for (nd, cls), n in sorted(grown.items()) if nd == node}
+                                        for node in result["ray_nodes"]}
         note = result.pop("note", "done")
         output = result.pop("output", context.fingerprint)
         marker = {"step": step, "fingerprint": context.fingerprint, "output": output, "seconds": round(seconds, 2),
@@ -299,13 +376,19 @@ def run(cfg: Config, out: str | os.PathLike[str] | None = None, ray_address: str
         write_atomic(lay.marker(step), json.dumps(marker, indent=1, default=str))
         markers[step] = marker
         ran.append(step)
+        uploaded = lay.upload(step)
+        if uploaded:
+            log.info("%s: %d file(s) copied to %s", step, uploaded, lay.remote)
         display.done(i, step, seconds, note)
         summary.steps.append({"step": step, "status": "done now", "seconds": round(seconds, 2), "note": note,
-                              **({"ray_nodes": result["ray_nodes"]} if "ray_nodes" in result else {})})
+                              **{k: result[k] for k in ("ray_nodes", "ray_actors") if k in result}})
     summary.wall_seconds = time.perf_counter() - t0
     if not summary.all_done_before:
-        write_atomic(lay.summary, json.dumps({"root": summary.root, "steps": summary.steps, "notes": summary.notes,
-                                              "wall_seconds": round(summary.wall_seconds, 2)}, indent=1))
+        write_atomic(lay.summary, json.dumps({"root": summary.root, "remote": summary.remote, "steps": summary.steps,
+                                              "notes": summary.notes, "wall_seconds": round(summary.wall_seconds, 2)},
+                                             indent=1))
+        if lay.remote is not None:
+            StoreFS(lay.remote).put_tree(lay.summary, lay.summary.name)
     return summary
 
 
@@ -333,9 +416,9 @@ def _torch_threads(n: int):
 
 def _ray_actors_per_node() -> Counter | None:
     """This Ray job's own actors so far (Ray Data's filter and annotate pools, Ray Train's
-    workers; alive or ended, not detached helpers), counted per node id, from the GCS's
-    actor table (no dashboard needed). None when Ray is not connected or the table does
-    not answer."""
+    controller and workers; alive or ended, not detached helpers), counted per (node id,
+    actor class), from the GCS's actor table (no dashboard needed). None when Ray is not
+    connected or the table does not answer."""
     import ray
 
     if not ray.is_initialized():
@@ -348,7 +431,7 @@ def _ray_actors_per_node() -> Counter | None:
     except Exception as e:  # per-node counts are an extra: never fail a step over them
         log.info("Ray's actor table did not answer (%s): no per-node counts", e)
         return None
-    return Counter(a["Address"]["NodeID"] for a in table.values()
+    return Counter((a["Address"]["NodeID"], a.get("ActorClassName") or "?") for a in table.values()
                    if a.get("JobID") == job and not a.get("IsDetached") and a["Address"].get("NodeID"))
 
 

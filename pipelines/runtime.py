@@ -152,6 +152,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     env_vars = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
                 "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                 "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
+    if os.environ.get("MENTOR_STORAGE_OPTIONS"):  # a store on object storage: workers open it from its URL
+        env_vars["MENTOR_STORAGE_OPTIONS"] = os.environ["MENTOR_STORAGE_OPTIONS"]
     if address:  # joining starts no node: nothing to retry
         ray.init(address=address, runtime_env={"env_vars": env_vars}, logging_level=logging.WARNING,
                  log_to_driver=False)

@@ -9,7 +9,8 @@ One launcher for every trainer (motion, video). A trainer is a plain function
   torch.distributed first: gloo on CPUs, nccl on GPUs (`use_gpu`). `models.training.train`
   then wraps the model in DDP and only rank 0 writes the run folder.
 
-A trainer's rank 0 writes its summary dict to `run_dir/result.json`; `launch` returns it
+A trainer's rank 0 writes its summary dict to `run_dir/result.json` (when the trainer
+writes none, the launcher's rank 0 writes the dict the loop returned); `launch` returns it
 (in-process: the loop's return value). Checkpoints and loss logs live in the shared run folder (`run_dir`, which every worker
 must see: on a cluster, put it on shared storage); re-running the same command resumes
 from its newest checkpoint whichever way it was launched. Ray Train's own run state
@@ -42,6 +43,13 @@ def _worker(config: dict[str, Any]) -> None:
 
     torch.set_num_threads(int(config.get("threads_per_worker", 1)))
     result = config["fn"](config["config"]) or {}
+    summary = config.get("result_file")
+    if summary and ray.train.get_context().get_world_rank() == 0 and not os.path.exists(summary):
+        # a trainer that returns its summary but writes none (the video trainer): rank 0 writes it,
+        # else the driver would get only Ray's reported metrics
+        with open(summary + ".tmp", "w") as f:
+            json.dump(result, f, indent=1, default=str)
+        os.replace(summary + ".tmp", summary)
     # every worker reports (Ray Train expects it of all ranks); rank 0's metrics are the result
     ray.train.report({k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))})
 
@@ -86,10 +94,13 @@ def launch(
     log.info("training on %s with %d worker(s), %s", where, num_workers, "nccl" if use_gpu else "gloo")
     storage = Path(run_dir or loop_config.get("run_dir") or "runs").resolve() / "ray"
     storage.mkdir(parents=True, exist_ok=True)
+    summary = storage.parent / RESULT_FILE
+    summary.unlink(missing_ok=True)  # an earlier run's: the one read below is this run's
     try:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={"fn": train_loop, "config": loop_config, "threads_per_worker": threads_per_worker},
+            train_loop_config={"fn": train_loop, "config": loop_config, "threads_per_worker": threads_per_worker,
+                               "result_file": str(summary)},
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker}),
@@ -98,7 +109,6 @@ def launch(
         result = trainer.fit()
         if result.error:
             raise result.error
-        summary = Path(run_dir or loop_config.get("run_dir") or "runs") / RESULT_FILE
         if summary.is_file():
             return json.loads(summary.read_text())
         return dict(result.metrics or {})

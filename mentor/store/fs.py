@@ -284,6 +284,22 @@ class StoreFS:
         self.fs.put_file(str(tmp), self._p(rel))
         tmp.unlink(missing_ok=True)
 
+    def put_tree(self, src: Path, rel: str, skip: tuple[str, ...] = ()) -> int:
+        """Copy a local file, or a folder's files (leaving out sub-folders named in `skip`),
+        to `rel`, each file whole (one put; a folder copy is not atomic as a whole).
+        Returns the files copied. Used for what is not a store: a run's models and reports."""
+        src = Path(src)
+        files = [src] if src.is_file() else sorted(
+            f for f in src.rglob("*") if f.is_file() and not set(f.relative_to(src).parts[:-1]) & set(skip))
+        for f in files:
+            dest = rel if f == src else f"{rel}/{f.relative_to(src).as_posix()}"
+            if self.local:
+                (self.root / dest).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, self.root / dest)
+            else:
+                self.fs.put_file(str(f), self._p(dest))
+        return len(files)
+
     def remove(self, rel: str) -> None:
         """Delete a file; a missing one is not an error."""
         if self.local:
