@@ -408,3 +408,30 @@ def test_ray_that_does_not_start_is_explained_whole(monkeypatch, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith("error: starting a local Ray") and err.rstrip().endswith("--ray-address auto")
     assert "unexpected" not in err
+
+
+@pytest.mark.xfail(strict=True, reason="pipelines/run.py step_train_video does not pass train.video.height to the "
+                                       "trainer yet (its owner's file): frames stay square")
+def test_run_trains_video_at_the_configs_height(recorded_steps, monkeypatch, synthetic_store, tmp_path):
+    """`mentor run` with train.video {size: 64, height: 48}: the video trainer gets 64x48 frames."""
+    import pipelines.run as run_mod
+    from models.video_train import VideoTrainConfig
+
+    monkeypatch.setitem(run_mod.STEP_FUNCTIONS, "train-video", run_mod.step_train_video)
+    got = _recorder(monkeypatch, "models.video_train", "train_video",
+                    lambda cfg, **kw: {"model": "m", "frame_size": VideoTrainConfig(**cfg).frame_size})
+    out = tmp_path / "run"
+    shutil.copytree(synthetic_store, out / "store")
+    cfg = _yaml(tmp_path, "train: {video: {size: 64, height: 48}}\n")
+    assert main(["run", str(cfg), "--out", str(out), "--stop-after", "train-video", "--quiet"]) == 0
+    assert VideoTrainConfig(**got[0]["args"][0]).frame_size == (64, 48)
+
+
+def test_config_train_video_height_is_checked(tmp_path, capsys):
+    from mentor.config import load_config
+
+    assert load_config(_yaml(tmp_path, "train: {video: {height: 48}}\n")).train.video.resolved()["height"] == 48
+    assert "height" not in load_config(_yaml(tmp_path)).train.video.resolved()  # unset: square
+    assert main(["validate-config", str(_yaml(tmp_path, "train: {video: {height: 50}}\n"))]) == 2
+    err = capsys.readouterr().err
+    assert "train.video.height" in err and "multiple of 8" in err, err
