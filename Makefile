@@ -49,15 +49,15 @@ test-fast: setup
 BENCHMARKS := $(filter-out motion_data _%,$(basename $(notdir $(wildcard benchmarks/*.py))))
 BENCH_QUICK_audio_annotators := --seconds 5 --repeats 1
 BENCH_QUICK_curation := --sources 4 --seconds 15
-BENCH_QUICK_curation_cost := --sources 2 --seconds 6 --choice-clips 1
+BENCH_QUICK_curation_cost := --sources 2 --choice-clips 1
 BENCH_QUICK_eval := --seconds 2 --repeats 1
 BENCH_QUICK_motion := --config small --steps 10 --sample-configs small
 BENCH_QUICK_motion_speech := --clips 8 --identities 4 --seconds 2 --steps 20 --guidance 1 --out out/bench/motion_speech_quick
 BENCH_QUICK_person_filter := --seconds 4 --repeats 1
 BENCH_QUICK_scaling := --sources 4 --seconds 10
-BENCH_QUICK_smplx_fit := --seconds 2 --stride 25
+BENCH_QUICK_smplx_fit := --stride 50
 BENCH_QUICK_smplx_truth := --quick --scenarios talking
-BENCH_QUICK_video := --size 128 --frames 8 --train-steps 4 --gen-frames 16 --gen-steps 4
+BENCH_QUICK_video := --size 128 --frames 8 --train-steps 4 --baseline-loader --gen-frames 16 --gen-steps 4
 BENCH_QUICK_windows := --clips 4 --seconds 4
 bench_args = $(if $(FULL),,$(BENCH_QUICK_$(1)))
 bench: setup
