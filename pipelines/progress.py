@@ -87,7 +87,9 @@ class Progress:
                 TextColumn("{task.fields[failed]} failed | clips [green]{task.fields[kept]} kept[/], "
                            "{task.fields[rejected]} rejected | {task.fields[hours]:.3f} h kept"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=Console(file=stream or sys.stderr), transient=False)
+                # off a terminal rich assumes 80 columns and cut the line's elapsed time and ETA to "0:0…"
+                console=Console(file=stream or sys.stderr, width=None if (stream or sys.stderr).isatty() else 120),
+                transient=False)
             self._task = self._bar.add_task("build", total=total_sources, failed=0, kept=0, rejected=0, hours=0.0)
             self._bar.start()
 

@@ -435,3 +435,21 @@ def test_config_train_video_height_is_checked(tmp_path, capsys):
     assert main(["validate-config", str(_yaml(tmp_path, "train: {video: {height: 50}}\n"))]) == 2
     err = capsys.readouterr().err
     assert "train.video.height" in err and "multiple of 8" in err, err
+
+
+def test_progress_line_off_a_terminal_keeps_its_elapsed_time_and_eta():
+    """A build's bar written to a file or pipe (CI, `2> log`) as it ends: the whole line,
+    elapsed time and ETA included (rich's 80 columns cut them to "0:0…")."""
+    import io
+
+    from mentor.record import ClipRecord, SourceRecord
+    from pipelines.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(2, stream=stream)
+    src = SourceRecord.from_uri("file:///a.mp4")
+    bar.clip(ClipRecord.for_span(src, 0.0, 36.0))
+    bar.source_done(src, failed=True)
+    bar.close()
+    shown = stream.getvalue()
+    assert "…" not in shown and re.search(r"\d:\d\d:\d\d ETA (\d:\d\d:\d\d|-:--:--)", shown), shown
