@@ -18,6 +18,7 @@ from mentor.media import MediaError
 log = logging.getLogger(__name__)
 
 Span = tuple[float, float]
+DETECT_WIDTH = 128  # shots.downscale 0: frames compared at about this width (mentor/config.py)
 
 
 def detect_shots(path: str | Path, cfg: ShotConfig) -> list[Span]:
@@ -33,9 +34,10 @@ def detect_shots(path: str | Path, cfg: ShotConfig) -> list[Span]:
     except (VideoOpenFailure, OSError, ValueError) as e:
         raise MediaError(f"{path}: cannot open video for shot detection ({str(e).splitlines()[0][:200]})") from None
     manager = SceneManager()
-    if cfg.downscale > 0:
-        manager.auto_downscale = False
-        manager.downscale = cfg.downscale
+    manager.auto_downscale = False
+    # frames compared at about DETECT_WIDTH px wide unless set: a hard cut shows at any size, and
+    # the smaller frames halve the detector's share (PySceneDetect's own choice is 256 px)
+    manager.downscale = cfg.downscale or max(1, int(video.frame_size[0]) // DETECT_WIDTH)
     # min_scene_len as seconds (a float) so the rule does not depend on the frame rate
     manager.add_detector(ContentDetector(threshold=cfg.threshold, min_scene_len=float(cfg.min_shot_seconds)))
     try:
