@@ -11,7 +11,7 @@
     mentor demo [--out DIR]
     mentor run datasets.yaml [--out DIR] [--ray-address A] [--redo STEP] [--stop-after STEP]
     mentor cost RUN_OR_SUMMARY.json [--kept-hours 2200] [--raw-per-kept 10] [--cores C] [--gpus G] [--gpu-stage S=N]
-    mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|base|file.json]
+    mentor train-motion STORE -o RUN [--steps N] [--workers W] [--ray-address A] [--config tiny|small|base|file.json]
     mentor eval --store STORE (--generated DIR | --model RUN [--motion-model MRUN] [--samples K]) -o report/
                 [--split test] [--manifest CSV] [--compare DIR2]
     mentor generate-motion --model RUN --audio speech.wav --reference ref.(png|mp4|npz) -o out/ [--samples K]
@@ -446,7 +446,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="data-parallel Ray Train workers (1: no Ray)")
     s.add_argument("--gpu", action="store_true", help="one GPU per worker (nccl); default CPU (gloo)")
     s.add_argument("--ray-address", default=None, help="an existing Ray cluster")
-    s.add_argument("--config", default="base", help="model size: tiny | base | a JSON file of model settings")
+    s.add_argument("--config", default="base", help="model size: tiny | small | base | a JSON file of model settings")
     s.add_argument("--device", default="auto")
     s.add_argument("--loader-workers", type=int, default=1, help="DataLoader processes per training worker")
     s.add_argument("--quiet", action="store_true", help="no progress line")
