@@ -1,22 +1,29 @@
 """mentor run against a 2-node Ray cluster (ray.cluster_utils: a head and a worker node, as
-separate raylets on this machine, 1 CPU each), the way a user runs it with --ray-address.
+separate raylets on this machine, 1 CPU each), the way a user runs it with --ray-address:
+every step, build -> split -> train-motion -> train-video -> eval -> audit -> report.
 
-One cluster, two runs of the same config into two run folders: first with the head node
-alone (build and split: the 1-node reference), then with a worker node added (build, split
-and train-motion on Ray Train). The build of the 2-node run must have had its actors on both
-nodes (the run's per-node counts: its three half-CPU actors cannot fit on one 1-CPU node),
-the motion trainer must have run as a Ray Train worker on the cluster, and the two stores
-must hold the same clip ids, kept and rejected. The run stops after train-motion: the video
-trainer goes through the same launcher (pipelines/train.py), and evaluation and audit do not
-use Ray (the kill test in test_run.py runs them). 8m17s on the 2-core box at a load average of 12-25
-(1-node build 137 s, then the 2-node build 46 s: not a scaling figure, the first build also
-started Ray Data's helper actors; benchmarks/scaling.py measures that).
+The build must have had its actors on both nodes (its three half-CPU actors cannot fit on
+one 1-CPU node), each trainer must have run as a Ray Train worker on the cluster (its
+marker names the actor classes per node), and the store must hold the same clip ids, kept
+and rejected, as the same stages run on one node. That reference is the build's own stage
+classes (pipelines.stages: prepare_source, then AnnotatorStage with the filter + encode
+and the annotate stages) called in this process on the same source, with no Ray at all:
+the same work as a 1-node `mentor run --stop-after build`, without a Ray Data start on a
+second cluster (it took 254 s of the first version's 18 min at a load average of 20-34).
+
+10m44s on the 2-core box at a load average of 10-26 (the reference 43 s, `mentor run` 468 s:
+build 178 s, train-motion 144 s, train-video 124 s, most of each trainer Ray Train starting
+its controller and worker processes; eval 17 s, audit 4 s). The first version, a 1-node
+`mentor run` to the split and then a 2-node one to train-motion, took 8m17s at a load of
+12-25, and 17m52s at 20-34 once it ran every step (its 1-node build alone 254 s).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -39,73 +46,98 @@ ray: {{filter_actors: 2, filter_threads: 1, annotate_threads: 1}}
 train:
   motion: {{steps: 4, ckpt_every: 2, batch_size: 2}}
   video: {{stage1_steps: 2, stage2_steps: 2, ckpt_every: 2}}
+eval: {{bootstrap: 20, gen_steps: 2, max_clips: 1, gen_seconds: 1.0}}
 """
+TRAIN_WORKER = "RayTrainWorker"  # Ray Train's worker actor class (ray.train.v2)
 
 
-def _add_node(cluster, tries: int = 3) -> None:
-    """A raylet has a fixed 30 s to register with the GCS (ray/_private/node.py), which a
-    loaded machine can miss: try again (what a user would do) before failing."""
-    for attempt in range(tries):
-        try:
-            cluster.add_node(num_cpus=1)
-            cluster.wait_for_nodes()
-            return
-        except Exception:
-            if attempt == tries - 1:
-                raise
+def one_process_clip_ids(cfg, out: Path) -> dict[str, bool]:
+    """clip id -> kept, for the config's sources built by the build's own stage classes in
+    this process (pipelines/curation.py's graph without Ray: one source row, its clip rows,
+    each through the curate pool's AnnotatorStage and then the annotate pool's)."""
+    from annotate.registry import build_annotators
+    from mentor.fetch import discover_sources
+    from mentor.record import ClipRecord
+    from pipelines import stages
+    from pipelines.curation import plan
 
-
-def _cluster_with_head():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster()
-    _add_node(cluster)  # the first node is the head
-    return cluster
+    cfg = cfg.with_resolved_paths()
+    pools = [stages.AnnotatorStage(partial(build_annotators, stages=pool, work=stages.work_dir(out)), cfg)
+             for pool in plan(cfg) if pool]
+    kept: dict[str, bool] = {}
+    for src in discover_sources(cfg):
+        for row in stages.prepare_source(stages.source_row(src), cfg, out, frozenset()):
+            if row["kind"] != "clip":
+                continue
+            batch = stages._frame([row])
+            for pool in pools:
+                batch = pool(batch)
+            rec = ClipRecord.from_row(batch.iloc[0].to_dict())
+            kept[rec.id] = rec.kept
+    return kept
 
 
 @pytest.mark.slow
 def test_mentor_run_on_a_two_node_cluster_uses_both_nodes_and_makes_the_one_node_clip_set(tmp_path, synthetic_store):
     import ray
+    from ray.cluster_utils import Cluster
 
     from mentor.store import Store, verify_store
     from mentor.testmedia import make_talking_clip
+    from pipelines.runtime import add_cluster_node
 
     make_talking_clip(tmp_path / "src" / "talk.mp4", seconds=4.0, size=256, seed=3)
     cfg = parse_config(CONFIG.format(root=tmp_path), "cluster.yaml", str(tmp_path))
-    one, two = tmp_path / "one-node", tmp_path / "two-nodes"
-    for run_dir in (one, two):  # 6 clips to train on; the build adds the real one
-        shutil.copytree(synthetic_store, run_dir / "store")
+    run_dir = tmp_path / "two-nodes"
+    shutil.copytree(synthetic_store, run_dir / "store")  # 6 clips to train on; the build adds the real one
+
+    t0 = time.perf_counter()
+    reference = one_process_clip_ids(cfg, tmp_path / "reference")
+    t_ref = time.perf_counter() - t0
+    assert reference, "the reference made no clip of talk.mp4"
 
     if ray.is_initialized():  # an earlier test's local Ray: this test connects to its own cluster
         ray.shutdown()
-    cluster = _cluster_with_head()
+    cluster = Cluster()
     try:
-        one_summary = run_mod.run(cfg, out=one, ray_address=cluster.address, progress=False, stop_after="split")
-        _add_node(cluster)
-        summary = run_mod.run(cfg, out=two, ray_address=cluster.address, progress=False, stop_after="train-motion")
+        head = add_cluster_node(cluster, num_cpus=1)  # the first node is the head
+        worker = add_cluster_node(cluster, num_cpus=1)
+        t0 = time.perf_counter()
+        summary = run_mod.run(cfg, out=run_dir, ray_address=cluster.address, progress=False)
+        t_run = time.perf_counter() - t0
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     finally:
         ray.shutdown()
         cluster.shutdown()
+    print(f"reference (one process, no Ray) {t_ref:.0f} s; mentor run on 2 nodes {t_run:.0f} s\n" + summary.render())
+    print(f"head node {head.node_id}, worker node {worker.node_id}; actors per node:\n"
+          + json.dumps({s["step"]: s.get("ray_actors") for s in summary.steps if s.get("ray_actors")}, indent=1))
 
     steps = {s["step"]: s for s in summary.steps}
-    assert [s["status"] for s in summary.steps] == ["done now"] * 3, summary.render()
-    assert len(nodes) == 2
+    assert [s["status"] for s in summary.steps] == ["done now"] * len(run_mod.STEPS), summary.render()
+    assert nodes == {head.node_id, worker.node_id}
     build_nodes = steps["build"].get("ray_nodes", {})
     assert set(build_nodes) == nodes, (build_nodes, nodes)  # the build's actors ran on both nodes
     assert sum(build_nodes.values()) >= 3  # 2 filter actors + 1 annotate actor
-    one_nodes = {s["step"]: set(s.get("ray_nodes", {})) for s in one_summary.steps}
-    assert len(one_nodes["build"]) == 1 and one_nodes["build"] < nodes  # the 1-node run: the head alone
-    assert set(steps["train-motion"].get("ray_nodes", {})) <= nodes  # a Ray Train worker on the cluster
-    assert steps["train-motion"].get("ray_nodes"), steps["train-motion"]
-    marker = json.loads((two / "steps" / "build.done").read_text())
+    marker = json.loads((run_dir / "steps" / "build.done").read_text())
     assert set(marker["result"]["ray_nodes"]) == nodes  # the marker keeps where the build ran
+    for step in ("train-motion", "train-video"):  # each trainer: a Ray Train worker on the cluster
+        placed = {node: classes for node, classes in steps[step].get("ray_actors", {}).items()
+                  if TRAIN_WORKER in classes}
+        assert len(placed) == 1 and set(placed) <= nodes, (step, steps[step])
+        assert json.loads((run_dir / "steps" / f"{step}.done").read_text())["result"]["ray_actors"]
+    assert json.loads((run_dir / "runs" / "motion" / "result.json").read_text())["step"] == 4
+    video = json.loads((run_dir / "runs" / "video" / "result.json").read_text())  # written by the launcher
+    assert video["stage1_step"] == 2 and video["stage2_step"] == 2
+    assert "stage 1: step 2" in steps["train-video"]["note"]
+    for path in ("runs/video/model/video.json", "eval/eval.json", "audit/index.html", "index.html"):
+        assert (run_dir / path).is_file(), path
+    assert "ray_nodes" not in steps["eval"] or not steps["eval"]["ray_nodes"]  # eval and audit: no Ray
 
-    for run_dir in (one, two):
-        assert verify_store(run_dir / "store") == []
-    s1, s2 = Store(one / "store"), Store(two / "store")
-    assert sorted(s1.clips()["clip_id"]) == sorted(s2.clips()["clip_id"])
-    assert sorted(s1.rejected()["clip_id"]) == sorted(s2.rejected()["clip_id"])
-    made = [t for t in (s2.clips(), s2.rejected()) if "source_uri" in t]
-    assert sum(t["source_uri"].str.endswith("talk.mp4").sum() for t in made) >= 1  # built, not only copied
-    assert json.loads((two / "runs" / "motion" / "result.json").read_text())["step"] == 4
+    assert verify_store(run_dir / "store") == []
+    store = Store(run_dir / "store")
+    synthetic = Store(synthetic_store)
+    made = {**{c: True for c in store.clips()["clip_id"]}, **{c: False for c in store.rejected()["clip_id"]}}
+    for c in synthetic.clips()["clip_id"]:
+        assert made.pop(c) is True
+    assert made == reference, (made, reference)  # the real source: the same clips, kept and rejected alike
