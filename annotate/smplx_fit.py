@@ -35,7 +35,7 @@ import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -44,9 +44,10 @@ import torch
 from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
 from annotate.pose_prior import make_pose_prior
 from annotate.smplx_depth import DepthEvidence, mirrored_starts
+from annotate.smplx_objective import DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
-from annotate.smplx_optim import block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
+from annotate.smplx_objective import BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
+from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
 
@@ -297,28 +298,62 @@ def interpolate(x_keys: torch.Tensor, keys: torch.Tensor, num_frames: int) -> to
 # ------------------------------------------------------------------------ strategies
 # Each takes a stage's problem and the current parameters x (T,D) and returns new x.
 
+def frames_of(problem: StageProblem, index: torch.Tensor) -> StageProblem:
+    """The stage's problem on some of its frames (index (N,) into its T): every per-frame
+    tensor of the problem and of its objective, indexed."""
+    per_frame = {f.name: getattr(problem, f.name)[index] for f in fields(problem)
+                 if f.name not in ("objective", "spec", "free") and isinstance(getattr(problem, f.name), torch.Tensor)}
+    return replace(problem, objective=problem.objective.subset(index), **per_frame)
+
+
 def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
-    """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step."""
+    """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step.
+
+    A frame that rejected its step is where it was: its gradient and Gauss-Newton matrix are
+    kept, and only the frames that moved are evaluated again (about half of them in a step:
+    the same steps as evaluating every frame every time, at a fraction of the cost). The shape
+    pool (a pull of each frame's betas to the clip's mean, which moves with every frame) is
+    added afresh each step."""
     frames = x.shape[0]
     damping = torch.full((frames,), 1e-3, device=x.device)
     pool = problem.pools_shape
     free = problem.free
+    beta_columns = problem.objective.beta_columns
+    hessian = torch.zeros(frames, len(free), len(free), device=x.device)
+    gradient = torch.zeros(frames, len(free), device=x.device)
+    cost_base = torch.zeros(frames, device=x.device)  # the frame's cost without the pool
+    stale = torch.ones(frames, dtype=torch.bool, device=x.device)
+    beta_free = torch.isin(free, beta_columns)
     for _ in range(problem.spec.iterations):
-        beta_mean = x[:, problem.objective.beta_columns].mean(0).detach() if pool else None
-        x_grad = x.detach().requires_grad_(True)
-        cost = problem.frame_costs(x_grad, beta_mean)
-        (gradient,) = torch.autograd.grad(cost.sum(), x_grad)
-        progress.evaluations += 1
+        index = torch.nonzero(stale)[:, 0]
+        if len(index):
+            part = problem if len(index) == frames else frames_of(problem, index)
+            x_part = x[index]
+            x_grad = x_part.detach().requires_grad_(True)
+            cost = part.frame_costs(x_grad)
+            (part_gradient,) = torch.autograd.grad(cost.sum(), x_grad)
+            progress.evaluations += 1
+            with torch.no_grad():
+                hessian[index] = part.gauss_newton(x_part, pool)[0]
+                gradient[index] = part_gradient[:, free]
+                cost_base[index] = cost.detach()
         with torch.no_grad():
-            hessian, _, _ = problem.gauss_newton(x, pool)
-            step = damped_solve(hessian, gradient[:, free], damping)
+            if pool:  # BETA_POOL |b - mean|^2 per frame, the mean held fixed in the step
+                beta_mean = x[:, beta_columns].mean(0)
+                offset = x[:, beta_columns] - beta_mean
+                cost = cost_base + BETA_POOL * (offset ** 2).sum(1)
+                step_gradient = gradient.clone()
+                step_gradient[:, beta_free] += 2 * BETA_POOL * offset[:, torch.isin(beta_columns, free)]
+            else:
+                beta_mean, cost, step_gradient = None, cost_base, gradient
+            step = damped_solve(hessian, step_gradient, damping)
             x_new = x.clone()
             x_new[:, free] += step
             cost_new = problem.frame_costs(x_new, beta_mean)
             progress.evaluations += 1
-            cost = cost.detach()
             better = cost_new < cost
             x = torch.where(better[:, None], x_new, x)
+            stale = better
             damping = torch.where(better, damping / 3, damping * 4).clamp(1e-7, 1e7)
             gain = (cost - cost_new) / cost.abs().clamp(min=1e-9)
             if bool(((better & (gain < progress.tolerance)) | (~better & (damping > 1e4))).all()):
@@ -458,6 +493,10 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     frame_share[:-2] += 1
     frame_share[1:-1] += 4
     frame_share[2:] += 1
+    # and in how many second differences each pair (t, t+1) meets (-2 x 1 twice per difference)
+    next_share = torch.zeros(frames - 1, device=x.device)
+    next_share[:-1] += 1
+    next_share[1:] += 1
     smooth = objective.smooth_weights().repeat_interleave(2, 1)  # (T-2,2P)
     # a frame's own share of the 2D smoothing (the diagonal of D2^T S D2)
     smooth_diag = torch.zeros(frames, smooth.shape[1], device=x.device)
@@ -501,8 +540,15 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
 
             param_block = torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)
             precond = hess_block + frame_share[:, None, None] * param_block
-            chol = positive_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
-            step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
+            # the exact step: the parameters' second differences add to the same three bands
+            param_next = -2 * next_share[:, None, None] * param_block[:1]
+            factors = banded_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device),
+                                      hess_next + param_next, hess_skip + param_block[:1])
+            if factors is not None:
+                step = banded_solve(factors, -gradient[:, free])
+            else:  # not positive definite in float rounding: the preconditioned CG of before
+                chol = positive_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
+                step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
             x_new = x.clone()
             x_new[:, free] += step
             cost_new = total(x_new)
@@ -569,6 +615,8 @@ def fit_clip(
     bounds: np.ndarray | None = None,
     depth: np.ndarray | None = None,
     threads: int | None = None,
+    depth_weight: float = 0.0,
+    depth_restarts: bool = True,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -582,7 +630,8 @@ def fit_clip(
     bounds (T,K,2) int8: per axis 0 = fit the point to xy, +1 / -1 = only keep it at or beyond /
     at or before xy (a landmark outside the image: annotate/correspondences.py gather_evidence).
     depth (T,K): MediaPipe's relative z of each landmark (NaN where none; any unit): picks the
-    arms' depth among mirrored restarts (annotate/smplx_depth.py).
+    arms' depth among mirrored restarts (annotate/smplx_depth.py) when depth_restarts, and with
+    depth_weight > 0 is a term of the objective (annotate/smplx_objective.py DepthTerm).
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
@@ -591,7 +640,8 @@ def fit_clip(
         return _fit_clip(sparse, targets, xy, conf, camera, image_size, iterations=iterations, robust_rho=robust_rho,
                          smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
-                         focal_source=focal_source, bounds=bounds, depth=depth)
+                         focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
+                         depth_restarts=depth_restarts)
 
 
 @contextlib.contextmanager
@@ -610,7 +660,7 @@ def torch_threads(threads: int | None):
 
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
-              depth=None) -> FitResult:
+              depth=None, depth_weight=0.0, depth_restarts=True) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -637,7 +687,11 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         prior=prior, smooth_weight=smooth_weight,
         bounds=None if bounds is None else torch.tensor(bounds[:, active], dtype=torch.float32, device=device))
     depth_evidence = None
-    if depth is not None and optimizer == "batched":
+    if depth is not None and depth_weight > 0 and optimizer == "batched":  # MediaPipe's z in the objective
+        objective = objective.with_depth(DepthTerm.build(
+            flat, seen_targets, depth[:, active], torch.tensor(conf[:, active], dtype=torch.float32, device=device),
+            sparse.point_joints()[active], depth_weight))
+    if depth is not None and optimizer == "batched" and depth_restarts:
         joint_of = np.array([t.point.index if t.point.kind == "joint" else -1 for t in seen_targets])
         evidence = DepthEvidence(torch.tensor(depth[:, active], dtype=torch.float32, device=device), joint_of)
         depth_evidence = evidence if evidence.usable else None
@@ -698,6 +752,9 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
 
         x_keys = run(schedule.camera, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.body, elbow_restarts, x_keys, on_keys)
+        if on_keys.depth is not None:  # z's unit against the body's depths, from the fit so far
+            with torch.no_grad():
+                on_keys.depth.calibrate(flat(x_keys, None), float(cam.focal))
         if evidence is not None and evidence.usable:
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))
@@ -924,7 +981,9 @@ class SmplxFitter:
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
-                           depth=gather_depth(arrays, self.targets, T) if self.cfg.depth_restarts else None,
+                           depth=(gather_depth(arrays, self.targets, T)
+                                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
+                           depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
                            threads=self.cfg.threads)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
