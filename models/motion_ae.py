@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from models.motion import MotionLayout, encode_motion
+from models.motion_train import WindowTrainConfig, preset_settings, store_layout, window_loader, windows_per_clip
 
 log = logging.getLogger(__name__)
 
@@ -192,41 +193,20 @@ def load_motion_ae(path: str | os.PathLike[str], device: str | torch.device = "c
 
 # ---------------------------------------------------------------------------- training
 
-class MotionAETrainConfig(BaseModel):
+class MotionAETrainConfig(WindowTrainConfig):
     """What `train_loop` reads."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    store: str
-    run_dir: str
-    where: str = "split == 'train'"
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    model: dict[str, Any] = Field(default_factory=dict)  # MotionAutoencoder kwargs
-    loader_workers: int = Field(0, ge=0)  # when not preloaded
-    preload_arrays_gb: float = Field(2.0, ge=0)  # read the clips' arrays once when they fit in this; 0: never
-    windows_per_clip: int | None = Field(None, ge=1)
-    stats_clips: int = Field(500, ge=1)
     log_every: int = Field(50, ge=1)
     ckpt_every: int = Field(500, ge=1)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    progress: bool = True
 
 
 def model_preset(name_or_file: str | None) -> dict[str, Any]:
     """"tiny" | "base" | a JSON file of MotionAutoencoder kwargs."""
-    if not name_or_file:
-        return {}
-    if name_or_file in PRESETS:
-        return dict(PRESETS[name_or_file])
-    p = Path(name_or_file)
-    if not p.is_file():
-        raise ValueError(f"--config {name_or_file!r}: use 'tiny', 'base' or a JSON file of autoencoder settings")
-    return json.loads(p.read_text())
+    return preset_settings(name_or_file, PRESETS, "autoencoder settings")
 
 
 def _statistics(store, where: str | None, layout: MotionLayout, num_frames: int, max_clips: int,
@@ -278,20 +258,14 @@ class _ReconstructionLoss:
 
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """Train the autoencoder (pipelines.train.launch runs it); returns a summary dict."""
-    from torch.utils.data import DataLoader
-
     from mentor.store import Store
-    from mentor.store.windows import WindowDataset, collate_windows
-    from models.motion_train import PreloadedWindows, collate_preloaded, preload_clip_arrays, store_layout
-    from models.training import dist_info, resolve_device, train, unwrap
+    from mentor.store.windows import WindowDataset
+    from models.training import start_run, train, unwrap
 
     cfg = MotionAETrainConfig(**config)
-    dist = dist_info()
-    device = resolve_device(cfg.device, dist.local_rank)
-    run = Path(cfg.run_dir)
+    run = start_run(cfg.run_dir, cfg.device, seed=cfg.seed)
     store = Store(cfg.store)
-    torch.manual_seed(cfg.seed)
-    saved = run / "model_config.json"
+    saved = run.dir / "model_config.json"
     if saved.exists():
         kwargs = json.loads(saved.read_text())
     else:
@@ -300,57 +274,24 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
                   **cfg.model}
     model = MotionAutoencoder(**kwargs)
     c = model.config
-    stats = run / "normalization.npz"
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(dict(c), default=list))
-        (run / "config.json").write_text(cfg.model_dump_json(indent=1))
-        if not stats.exists():
-            mean, std, vstd = _statistics(store, cfg.where, model.layout, c.num_frames, cfg.stats_clips, cfg.seed)
-            np.savez(stats, mean=mean, std=std, velocity_std=vstd)
-    if dist.world_size > 1:
-        import torch.distributed as td
 
-        td.barrier()
-    with np.load(stats) as z:
+    def statistics(path: Path) -> None:
+        mean, std, vstd = _statistics(store, cfg.where, model.layout, c.num_frames, cfg.stats_clips, cfg.seed)
+        np.savez(path, mean=mean, std=std, velocity_std=vstd)
+
+    run.prepare({"model_config.json": json.dumps(dict(c), default=list), "config.json": cfg.model_dump_json(indent=1)},
+                make={"normalization.npz": statistics})
+    with np.load(run.dir / "normalization.npz") as z:
         model.set_statistics(z["mean"], z["std"], z["velocity_std"])
-    model.to(device)
-    per_rank = max(1, cfg.batch_size // dist.world_size)
-    wpc = cfg.windows_per_clip
-    if wpc is None:
-        df = store.clips(cfg.where)
-        wpc = max(1, int(np.ceil(float((df["duration"] * df["fps"]).mean()) / c.num_frames)),
-                  int(np.ceil(2 * per_rank * dist.world_size / len(df))))
+    model.to(run.device)
+    per_rank = max(1, cfg.batch_size // run.dist.world_size)
+    wpc = cfg.windows_per_clip or windows_per_clip(store, cfg.where, c.num_frames, per_rank, run.dist.world_size)
     ds = WindowDataset(store, where=cfg.where, frames=c.num_frames, mode="random", seed=cfg.seed,
                        arrays=tuple(f"smplx.{f}" for f in MOTION_FIELDS), video=False, audio=False,
                        windows_per_clip=wpc)
-    clips = preload_clip_arrays(ds, cfg.preload_arrays_gb)
-    if clips is not None:  # the arrays read once, windows cut in memory (as the motion trainer does)
-        data = PreloadedWindows(ds, clips)
-        loader = DataLoader(data, batch_size=per_rank, collate_fn=collate_preloaded, drop_last=True)
-    else:
-        data = ds
-        loader = DataLoader(ds, batch_size=per_rank, num_workers=cfg.loader_workers, collate_fn=collate_windows,
-                            drop_last=True, persistent_workers=cfg.loader_workers > 0)
-
-    def batches(epoch: int):
-        data.set_epoch(epoch)
-        return loader
-
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result = train(model=model, optimizer=opt, loss_fn=_ReconstructionLoss(model.layout), batches=batches,
-                   steps=cfg.steps, run_dir=run, device=device, amp=cfg.amp, log_every=cfg.log_every,
+    result = train(model=model, optimizer=opt, loss_fn=_ReconstructionLoss(model.layout),
+                   batches=window_loader(ds, per_rank, cfg.preload_arrays_gb, cfg.loader_workers), steps=cfg.steps,
+                   run_dir=run.dir, device=run.device, amp=cfg.amp, log_every=cfg.log_every,
                    ckpt_every=cfg.ckpt_every, batch_size=per_rank, progress=cfg.progress, seed=cfg.seed)
-    summary = {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
-               "samples_per_s": result.samples_per_s, "data_wait": result.data_wait,
-               "model_dir": str(run / MODEL_SUBDIR), "world_size": dist.world_size}
-    if dist.main:
-        out, tmp = run / MODEL_SUBDIR, run / f".{MODEL_SUBDIR}.{os.getpid()}.tmp"
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        unwrap(model).to("cpu").save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-        (run / "result.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return run.finish(result, lambda folder: unwrap(model).to("cpu").save_pretrained(folder), subdir=MODEL_SUBDIR)

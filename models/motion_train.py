@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.motion import (MotionDiffusionModel, MotionLayout, MotionStatistics, audio_features_from_arrays,
                            encode_motion, make_scheduler, reference_features, tiny_config)
-from models.training import dist_info, resolve_device, train, unwrap
+from models.training import save_atomic, start_run, train, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -53,48 +52,61 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class MotionTrainConfig(BaseModel):
-    """What `train_loop` reads (a plain dict travels to Ray workers; it is checked here)."""
+class WindowTrainConfig(BaseModel):
+    """What every trainer on a store's motion windows reads (this one and models/motion_ae.py);
+    a plain dict travels to Ray workers and is checked here."""
 
     model_config = ConfigDict(extra="forbid")
 
     store: str
     run_dir: str
     where: str = "split == 'train'"
+    model: dict[str, Any] = Field(default_factory=dict)  # the model's kwargs (a preset or a file)
+    loader_workers: int = Field(0, ge=0)  # torch DataLoader worker processes per rank (when not preloaded)
+    preload_arrays_gb: float = Field(2.0, ge=0)  # read the clips' arrays once when they fit in this; 0: never
+    windows_per_clip: int | None = Field(None, ge=1)  # per epoch; None: see windows_per_clip()
+    stats_clips: int = Field(500, ge=1)  # clips read for the normalisation statistics
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    progress: bool = True
+
+
+class MotionTrainConfig(WindowTrainConfig):
+    """What `train_loop` reads."""
+
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(32, ge=1)  # global: split over the workers
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)
-    model: dict[str, Any] = Field(default_factory=dict)  # MotionDiffusionModel kwargs (a preset or a file)
     temporal_face: float = Field(1.0, ge=0)
     lip_weight: float = Field(1.0, gt=0)  # weight of expression and jaw dims in the x0 loss (the rest: 1)
     temporal_body: float = Field(1.0, ge=0)
     context_prob: float = Field(0.5, ge=0, le=1)
     min_reference_gap_s: float = Field(1.0, ge=0)
-    loader_workers: int = Field(0, ge=0)  # torch DataLoader worker processes per rank (when not preloaded)
-    preload_arrays_gb: float = Field(2.0, ge=0)  # read the clips' arrays once when they fit in this; 0: never
-    windows_per_clip: int | None = Field(None, ge=1)  # per epoch; None: see window_batches
-    stats_clips: int = Field(500, ge=1)  # clips read for the normalisation statistics
     log_every: int = Field(10, ge=1)
     ckpt_every: int = Field(200, ge=1)
     keep_checkpoints: int = Field(3, ge=1)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    progress: bool = True
     use_whisper: Literal["auto", "yes", "no"] = "auto"
 
 
 def model_preset(name_or_file: str | None) -> dict[str, Any]:
     """"tiny" | "small" | "base" | a JSON file of MotionDiffusionModel kwargs."""
+    return preset_settings(name_or_file, PRESETS, "model settings")
+
+
+def preset_settings(name_or_file: str | None, presets: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
+    """A model's kwargs: {} for None, a copy of presets[name], or a JSON file's object (`what`
+    names what the file holds in the error)."""
     if not name_or_file:
         return {}
-    if name_or_file in PRESETS:
-        return dict(PRESETS[name_or_file])
+    if name_or_file in presets:
+        return dict(presets[name_or_file])
     p = Path(name_or_file)
     if not p.is_file():
-        raise ValueError(f"--config {name_or_file!r}: use 'tiny', 'small', 'base' or a JSON file of model settings")
+        names = ", ".join(repr(n) for n in presets)
+        raise ValueError(f"--config {name_or_file!r}: use {names} or a JSON file of {what}")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -164,40 +176,50 @@ def compute_statistics(store, where: str | None, layout: MotionLayout, audio_nam
 def window_batches(cfg: MotionTrainConfig, frames: int, audio_names: tuple[str, ...], per_rank_batch: int):
     """batches(epoch) for models.training.train: random training windows with a reference.
 
-    Windows per clip and epoch: cfg.windows_per_clip, else enough for a few batches even on
-    a small store (random starts, so overlapping windows are fresh crops, not repeats).
-    The windows and their references are planned by mentor.store.windows.WindowDataset.
-    When the selected clips' arrays fit in cfg.preload_arrays_gb, each clip's arrays are
-    read once, at the start (`preload_clip_arrays`), and windows are cut from memory
-    (`PreloadedWindows`: no decoding per step); otherwise every window is read from the
-    shards by WindowDataset through a DataLoader with cfg.loader_workers processes."""
-    from torch.utils.data import DataLoader
-
-    from mentor.store.windows import WindowDataset, collate_windows, distributed_rank
+    The windows and their references are planned by mentor.store.windows.WindowDataset
+    (`windows_per_clip` of them per clip and epoch) and read as `window_loader` says."""
+    from mentor.store.windows import WindowDataset, distributed_rank
 
     _, world = distributed_rank()
-    wpc = cfg.windows_per_clip
-    if wpc is None:
-        from mentor.store import Store
-
-        df = Store(cfg.store).clips(cfg.where)
-        mean_frames = float((df["duration"] * df["fps"]).mean())
-        wpc = max(1, math.ceil(mean_frames / frames), math.ceil(2 * per_rank_batch * world / len(df)))
+    wpc = cfg.windows_per_clip or windows_per_clip(cfg.store, cfg.where, frames, per_rank_batch, world)
     arrays = tuple(f"smplx.{f}" for f in SMPLX_FIELDS) + tuple(audio_names)
     ds = WindowDataset(cfg.store, where=cfg.where, frames=frames, mode="random", seed=cfg.seed,
                        arrays=arrays, video=False, audio=False, reference=True,
                        min_reference_gap_s=cfg.min_reference_gap_s, windows_per_clip=wpc)
+    return window_loader(ds, per_rank_batch, cfg.preload_arrays_gb, cfg.loader_workers)
+
+
+def windows_per_clip(store, where: str | None, frames: int, per_rank_batch: int, world: int) -> int:
+    """Windows per clip and epoch when the config leaves it open: enough to cover a mean
+    clip, and enough for a few batches even on a small store (random starts, so
+    overlapping windows are fresh crops, not repeats)."""
+    from mentor.store import Store
+
+    df = (store if hasattr(store, "clips") else Store(store)).clips(where)
+    mean_frames = float((df["duration"] * df["fps"]).mean())
+    return max(1, math.ceil(mean_frames / frames), math.ceil(2 * per_rank_batch * world / len(df)))
+
+
+def window_loader(ds, per_rank_batch: int, preload_gb: float, loader_workers: int):
+    """batches(epoch) over a WindowDataset: when the selected clips' arrays fit in
+    preload_gb, each clip's arrays are read once, at the start (`preload_clip_arrays`), and
+    windows are cut from memory (`PreloadedWindows`: no decoding per step); otherwise every
+    window is read from the shards through a DataLoader with `loader_workers` processes."""
+    from torch.utils.data import DataLoader
+
+    from mentor.store.windows import collate_windows
+
     pin = torch.cuda.is_available()
-    clips = preload_clip_arrays(ds, cfg.preload_arrays_gb)
+    clips = preload_clip_arrays(ds, preload_gb)
     if clips is not None:
         data = PreloadedWindows(ds, clips)
         loader = DataLoader(data, batch_size=per_rank_batch, num_workers=0, collate_fn=collate_preloaded,
                             drop_last=True, pin_memory=pin)
     else:
         data = ds
-        loader = DataLoader(ds, batch_size=per_rank_batch, num_workers=cfg.loader_workers,
-                            collate_fn=collate_windows, drop_last=True, persistent_workers=cfg.loader_workers > 0,
-                            pin_memory=pin, prefetch_factor=4 if cfg.loader_workers else None)
+        loader = DataLoader(ds, batch_size=per_rank_batch, num_workers=loader_workers,
+                            collate_fn=collate_windows, drop_last=True, persistent_workers=loader_workers > 0,
+                            pin_memory=pin, prefetch_factor=4 if loader_workers else None)
 
     def batches(epoch: int):
         data.set_epoch(epoch)
@@ -361,35 +383,22 @@ def build_model(cfg: MotionTrainConfig, store) -> tuple[MotionDiffusionModel, tu
     return model, model.audio_arrays
 
 
-def _barrier() -> None:
-    import torch.distributed as td
-
-    if td.is_available() and td.is_initialized():
-        td.barrier()
-
-
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """One worker's training (see pipelines/train.py); returns a summary dict."""
     from mentor.store import Store
 
     cfg = MotionTrainConfig(**config)
-    dist = dist_info()
-    device = resolve_device(cfg.device, dist.local_rank)
-    run = Path(cfg.run_dir)
+    run = start_run(cfg.run_dir, cfg.device, seed=cfg.seed)
     store = Store(cfg.store)
-    torch.manual_seed(cfg.seed)
     model, audio_names = build_model(cfg, store)
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "model_config.json").write_text(json.dumps(dict(model.config), default=list))
-        (run / "config.json").write_text(cfg.model_dump_json(indent=1))
-        if not (run / "normalization.json").exists():
-            stats = compute_statistics(store, cfg.where, model.layout, audio_names, cfg.stats_clips, seed=cfg.seed)
-            stats.save(run, model.layout)
-    _barrier()
-    model.set_statistics(MotionStatistics.load(run))
-    model.to(device)
-    per_rank = max(1, cfg.batch_size // dist.world_size)
+    run.prepare({"model_config.json": json.dumps(dict(model.config), default=list),
+                 "config.json": cfg.model_dump_json(indent=1)},
+                make={"normalization.json": lambda path: compute_statistics(
+                    store, cfg.where, model.layout, audio_names, cfg.stats_clips, seed=cfg.seed).save(
+                    path.parent, model.layout)})
+    model.set_statistics(MotionStatistics.load(run.dir))
+    model.to(run.device)
+    per_rank = max(1, cfg.batch_size // run.dist.world_size)
     c = model.config
     loss_fn = MotionLoss(model.layout, audio_names, cfg, c.num_train_timesteps, c.beta_schedule, c.context_frames,
                          c.audio_dropout)
@@ -398,34 +407,14 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     result = train(model=model, optimizer=opt, loss_fn=loss_fn,
                    batches=window_batches(cfg, c.num_frames, audio_names, per_rank), steps=cfg.steps,
-                   run_dir=run, lr_scheduler=sched, device=device, amp=cfg.amp, log_every=cfg.log_every,
+                   run_dir=run.dir, lr_scheduler=sched, device=run.device, amp=cfg.amp, log_every=cfg.log_every,
                    ckpt_every=cfg.ckpt_every, keep=cfg.keep_checkpoints, batch_size=per_rank,
                    progress=cfg.progress, seed=cfg.seed)
-    summary = {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
-               "steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
-               "data_wait": result.data_wait, "seconds": result.seconds, "model_dir": str(run / MODEL_SUBDIR),
-               "world_size": dist.world_size}
-    if dist.main:
-        save_model(model, run)
-        (run / "result.json").write_text(json.dumps(summary, indent=1))
-    _barrier()
-    return summary
+    return run.finish(result, lambda folder: write_model(model, run.dir, folder), subdir=MODEL_SUBDIR)
 
 
-def save_model(model: MotionDiffusionModel, run: Path) -> Path:
-    """RUN/model: weights + config (save_pretrained) and normalization.json beside them."""
-    out = run / MODEL_SUBDIR
-    tmp = run / f".{MODEL_SUBDIR}.{os.getpid()}.tmp"
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    unwrap(model).to("cpu").save_pretrained(tmp)
-    MotionStatistics.load(run).save(tmp, model.layout)
-    (tmp / "training.json").write_text((run / "config.json").read_text())
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+def write_model(model: MotionDiffusionModel, run: Path, folder: Path) -> None:
+    """The model of run `run` into `folder`: save_pretrained, normalization.json, training.json."""
+    unwrap(model).to("cpu").save_pretrained(folder)
+    MotionStatistics.load(run).save(folder, model.layout)
+    (folder / "training.json").write_text((run / "config.json").read_text())

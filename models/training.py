@@ -141,6 +141,81 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
         model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def barrier() -> None:
+    """Wait for every rank (nothing when not distributed)."""
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+
+
+# ----------------------------------------------------------------------- run set-up
+
+@dataclass
+class RunStart:
+    """A trainer's set-up, the same on every rank: its place in the job, its device and its
+    run folder. `prepare` writes the folder's settings before training, `finish` the model
+    and RUN/result.json after it (rank 0 writes, every rank waits)."""
+
+    dist: Dist
+    device: torch.device
+    dir: Path
+
+    def prepare(self, files: dict[str, str], make: dict[str, Callable[[Path], None]] | None = None) -> None:
+        """Rank 0: the run folder, `files` (name -> text: the model's and the trainer's
+        settings) written, and each file of `make` (name -> function writing that path) made
+        when it does not exist yet (statistics a resumed run must reuse). Every rank waits."""
+        if self.dist.main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for name, text in files.items():
+                (self.dir / name).write_text(text)
+            for name, write in (make or {}).items():
+                if not (self.dir / name).exists():
+                    write(self.dir / name)
+        barrier()
+
+    def finish(self, result: TrainResult, save: Callable[[Path], None], subdir: str = "model") -> dict[str, Any]:
+        """The run's summary (the TrainResult's figures, the model folder, the world size);
+        rank 0 saves the model with `save(folder)` into RUN/<subdir> (atomically: a
+        temporary folder, then os.replace) and writes the summary to RUN/result.json."""
+        import json
+
+        summary = {"step": result.step, "resumed_from": result.resumed_from, "last_loss": result.last_loss,
+                   "steps_per_s": result.steps_per_s, "samples_per_s": result.samples_per_s,
+                   "data_wait": result.data_wait, "seconds": result.seconds, "model_dir": str(self.dir / subdir),
+                   "world_size": self.dist.world_size}
+        if self.dist.main:
+            save_atomic(self.dir / subdir, save)
+            (self.dir / "result.json").write_text(json.dumps(summary, indent=1))
+        barrier()
+        return summary
+
+
+def start_run(run_dir: str | os.PathLike[str], device: str | torch.device = "auto",
+              seed: int | None = None) -> RunStart:
+    """The set-up every train_loop begins with: this rank, its device ("auto": its GPU, else
+    the CPU), the run folder (not created yet: `RunStart.prepare` does it on rank 0) and,
+    with `seed`, torch's generator seeded for the model's initial weights."""
+    dist = dist_info()
+    start = RunStart(dist, resolve_device(device, dist.local_rank), Path(run_dir))
+    if seed is not None:
+        torch.manual_seed(seed)
+    return start
+
+
+def save_atomic(out: Path, write: Callable[[Path], None]) -> Path:
+    """`write(folder)` into a temporary folder beside `out`, then that folder renamed to `out`
+    (an older `out` replaced): a killed save leaves the previous model whole."""
+    import shutil
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 # ---------------------------------------------------------------------- checkpoints
 
 def _rng_state() -> dict[str, Any]:

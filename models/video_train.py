@@ -271,15 +271,12 @@ def save_model(model, run_dir: Path, cfg: VideoTrainConfig, scheduler, vae=None,
 
 def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     """The video trainer (see module docstring); config: VideoTrainConfig fields."""
-    from models.training import dist_info, resolve_device
+    from models.training import start_run
 
     cfg = config if isinstance(config, VideoTrainConfig) else VideoTrainConfig(**config)
-    run_dir = Path(cfg.run_dir)
-    dist = dist_info()
-    device = resolve_device(cfg.device, dist.local_rank)
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=str))
+    run = start_run(cfg.run_dir, cfg.device)  # seeded later: the initial weights depend on the seed only
+    run.prepare({"config.json": json.dumps(asdict(cfg), indent=1, default=str)})
+    run_dir, dist, device = run.dir, run.dist, run.device
     s1_model = run_dir / "stage1" / "model"
     s1_done = 2 in cfg.stages and (s1_model / "config.json").exists()
     # every stage's loader starts now: its workers spawn while the model is built (and

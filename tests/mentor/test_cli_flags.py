@@ -277,6 +277,10 @@ def test_train_motion_workers_gpu_ray_address_lr_where_device(monkeypatch, tmp_p
     assert (call["num_workers"], call["use_gpu"], call["ray_address"]) == (3, True, "ray://head:10001")
     assert loop["lr"] == 0.002 and loop["where"] == "identity == 'a'" and loop["device"] == "cuda:1"
     assert "trained to step 3" in capsys.readouterr().out
+    assert main(["train-motion", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--config", "huge"]) == 2
+    assert "--config 'huge': use 'tiny', 'small', 'base' or a JSON file" in capsys.readouterr().err
+    assert main(["train-motion-ae", str(tmp_path / "s"), "-o", str(tmp_path / "r"), "--config", "small"]) == 2
+    assert "use 'tiny', 'base' or a JSON file of autoencoder settings" in capsys.readouterr().err
 
 
 def test_train_motion_ae_where_device_loader_workers(monkeypatch, tmp_path):
