@@ -23,7 +23,6 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mentor import cli
@@ -36,7 +35,8 @@ def _flags() -> dict[str, list[str]]:
     """{verb: [its option strings, the long form of each]} from the real parser."""
     p = cli.parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    out = {"": [a.option_strings[-1] for a in p._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]}
+    out = {"": [a.option_strings[-1] for a in p._actions
+                if a.option_strings and not isinstance(a, argparse._HelpAction)]}
     for verb, sp in sub.choices.items():
         out[verb] = [a.option_strings[-1] for a in sp._actions
                      if a.option_strings and not isinstance(a, argparse._HelpAction)]
@@ -57,11 +57,13 @@ INVENTORY = {
     "train-motion-ae": {f: "tests/models/test_motion_ae.py" for f in ("--out", "--steps", "--batch-size", "--config",
                                                                        "--quiet")},
     "generate-motion": {f: "tests/models/test_motion.py" for f in ("--model", "--audio", "--reference", "--out",
-                                                                    "--seconds", "--seed", "--samples", "--preview-size")},
+                                                                    "--seconds", "--seed", "--samples",
+                                                                    "--preview-size")},
     "eval": {f: "tests/models/test_eval.py" for f in ("--store", "--generated", "--out", "--split",
                                                        "--no-face-metrics", "--quality-frames", "--bootstrap")},
-    "generate-video": {f: "tests/models/test_video_cli.py" for f in ("--image", "--audio", "--model", "--motion-model", "--reference-fit", "--seconds",
-                                                                      "--out", "--steps", "--device")},
+    "generate-video": {f: "tests/models/test_video_cli.py" for f in ("--image", "--audio", "--model",
+                                                                      "--motion-model", "--reference-fit",
+                                                                      "--seconds", "--out", "--steps", "--device")},
     "edit-video": {f: "tests/models/test_video_cli.py" for f in ("--video", "--region", "--model", "--audio",
                                                                   "--motion-model", "--fit", "--out", "--steps",
                                                                   "--device")},
@@ -94,8 +96,8 @@ def store_copy(synthetic_store, tmp_path) -> Path:
 def _yaml(tmp_path: Path, extra: str = "", name: str = "cfg.yaml") -> Path:
     (tmp_path / "src").mkdir(exist_ok=True)
     cfg = tmp_path / name
-    cfg.write_text(f"version: 1\noutput: {tmp_path}/out\nsources:\n  - {{name: s, kind: folder, path: {tmp_path}/src}}\n"
-                   + extra)
+    cfg.write_text(f"version: 1\noutput: {tmp_path}/out\nsources:\n"
+                   f"  - {{name: s, kind: folder, path: {tmp_path}/src}}\n" + extra)
     return cfg
 
 
@@ -402,7 +404,8 @@ def test_ray_that_does_not_start_is_explained_whole(monkeypatch, tmp_path, capsy
 
     def build(*a, **kw):
         raise RayStartError("starting a local Ray: Ray's node did not start in 3 tries (last: timed out) at a load "
-                            "average of 17.1 on 2 cores; Ray gives a new node a fixed 30 s to register. Run the command "
+                            "average of 17.1 on 2 cores; Ray gives a new node a fixed 30 s to register. Run the "
+                            "command "
                             "again when the machine is less busy (it resumes where it stopped), raise "
                             "MENTOR_RAY_START_TRIES, or start Ray once yourself (`ray start --head`) and pass "
                             "--ray-address auto")
