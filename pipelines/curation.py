@@ -191,10 +191,34 @@ def _build(cfg: Config, out: Path, writer: StoreWriter, summary: BuildSummary, r
                     show.source_done(src, failed=False)
         finally:
             show.close()
+            if quiet and summary.ray.startswith("local ray"):
+                _append_worker_output(log_file)
     if not keep_work:
         shutil.rmtree(stages.work_dir(out), ignore_errors=True)
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _append_worker_output(log_file: Path, max_bytes: int = 1 << 20) -> None:
+    """The local Ray's workers' own output (MediaPipe's protobuf AttributeError, TensorFlow
+    Lite / XNNPACK and glog lines from the stage actors), which Ray writes to its session's
+    worker-*.out/.err files and never to this process, appended to the build's log (the
+    last `max_bytes` of each file): the store keeps it, /tmp/ray does not for long."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API names the session's log folder
+    if node is None:
+        return
+    with open(log_file, "a", errors="replace") as log:
+        logs = Path(node.get_logs_dir_path())
+        for path in sorted([*logs.glob("worker-*.out"), *logs.glob("worker-*.err")]):
+            size = path.stat().st_size
+            if not size:
+                continue
+            with open(path, "rb") as f:
+                f.seek(max(0, size - max_bytes))
+                log.write(f"\n--- Ray worker output: {path.name} ---\n")
+                log.write(f.read().decode(errors="replace"))
 
 
 def _remove_work_files(rec: ClipRecord) -> None:

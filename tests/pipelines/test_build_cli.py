@@ -134,6 +134,9 @@ def test_real_build_console_and_summary_json(tmp_path):
     (log_line,) = [line for line in res.stdout.splitlines() if line.startswith("library messages: ")]
     log_file = Path(log_line.split(": ", 1)[1])
     assert log_file.parent == store.resolve() / "logs" and log_file.is_file()
+    # ... and the stage actors' own (MediaPipe in the filter), which Ray writes to its session's worker files
+    text = log_file.read_text()
+    assert "--- Ray worker output: worker-" in text and ("XNNPACK" in text or "GetPrototype" in text), text[-3000:]
     d = json.loads(summary.read_text())
     assert d["store"] == str(store.resolve()) and d["sources_ok"] == 1 and d["log_file"] == str(log_file)
     (failed,) = d["sources_failed"]
