@@ -13,14 +13,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from annotate.registry import STAGES, build_annotators
 from mentor.config import Config
 from mentor.contracts import Stage, check_graph, enabled_stages, present
 from mentor.record import ClipRecord
 from mentor.store import Store, StoreWriter
-from mentor.store.layout import table_path
+from mentor.store.fs import is_url, local_work_root, store_root
+from mentor.store.layout import table_rel
 from pipelines import stages
 from pipelines.runtime import init_ray, quiet_ray_data
 from pipelines.summary import BuildSummary
@@ -33,14 +32,16 @@ def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None
     stage may read what an earlier run wrote), before Ray starts or anything is written."""
     import ray.data
 
-    root = Path(root).resolve()
+    # a store on object storage (s3://...): its media are extracted to a local work folder
+    url = str(root) if is_url(str(root)) else None
+    root = store_root(url) if url else Path(root).resolve()
     cfg = cfg.with_resolved_paths()
     annotate = enabled_stages(stage_list, cfg, "annotate")
     store = Store(root)
     summary = BuildSummary(store=str(root))
     t0 = time.perf_counter()
     parts = sorted(store.parts())
-    work = root / "_work" / "annotate"
+    work = (local_work_root(url) if url else root) / "_work" / "annotate"
     clips = store.clips()
     if len(clips):  # the graph against what the clips carry already (an earlier run's fields count)
         check_graph(annotate, given=present(next(iter(store.records(clips["clip_id"][:1].tolist(), media_dir=work)))))
@@ -67,9 +68,8 @@ def annotate_store(root: str | Path, cfg: Config, ray_address: str | None = None
                 writer.add(rec)
                 summary.add_clip(rec)
         for table in ("rejected", "sources"):
-            p = table_path(root, table, n)
-            if p.exists():
-                writer.carry(table, pq.read_table(p).to_pylist())
+            if store.fs.exists(table_rel(table, n)):
+                writer.carry(table, store.fs.read_table(table_rel(table, n)).to_pylist())
         writer.supersede(n)
         writer.commit()
         shutil.rmtree(work, ignore_errors=True)

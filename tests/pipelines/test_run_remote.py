@@ -117,3 +117,40 @@ def test_mentor_run_with_its_output_on_s3(s3, tmp_path, synthetic_store):
 
     again = run_mod.run(cfg, progress=False)
     assert again.all_done_before, again.render()
+
+
+@pytest.mark.slow
+def test_mentor_annotate_on_a_store_on_s3(s3, tmp_path, synthetic_store):
+    """`mentor annotate s3://...`: the annotators run again on the bucket's store (media
+    extracted to a local work folder), each part replaced whole, the rest carried over."""
+    import ray
+
+    from annotate.registry import all_off_yaml
+    from mentor.store import Store, verify_store
+    from mentor.store.fs import StoreFS
+    from pipelines.reannotate import annotate_store
+
+    url = f"s3://{BUCKET}/annotated/store"
+    fs = StoreFS(url, {"endpoint_url": s3})
+    for entry in synthetic_store.iterdir():
+        if entry.name != "lock":
+            fs.put_tree(entry, entry.name)
+    (tmp_path / "src").mkdir()
+    cfg = parse_config(f"sources:\n  - {{name: r, kind: folder, path: {tmp_path}/src}}\nray: {{annotate_actors: 1}}\n"
+                       + all_off_yaml("annotate"), "a.yaml", str(tmp_path))
+    cfg.annotate.vad.enabled = True
+    before = Store(synthetic_store)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MENTOR_STORAGE_OPTIONS", json.dumps({"endpoint_url": s3}))  # as `mentor annotate` reads it
+    try:
+        summary = annotate_store(url, cfg)
+    finally:
+        ray.shutdown()
+        monkeypatch.undo()
+    store = Store(url, storage_options={"endpoint_url": s3})
+    after = store.clips()
+    assert sorted(after["clip_id"]) == sorted(before.clips()["clip_id"]) and summary.clips_kept == len(after)
+    assert "score.vad.speech_fraction" in after and after["score.vad.speech_fraction"].notna().all()
+    assert sorted(store.sources()["source_id"]) == sorted(before.sources()["source_id"])  # carried over
+    assert verify_store(store.root) == []
+    assert not (Path.cwd() / "s3:").exists()
