@@ -103,8 +103,12 @@ class ClipConfig(Section):
 class VideoConfig(Section):
     fps: float = Field(25.0, gt=0, le=120)
     size: int = Field(512, ge=64, le=4096, multiple_of=2)  # square output side in pixels (even: yuv420p)
-    crf: int = Field(20, ge=0, le=51)  # H.264 quality
-    preset: Literal[X264_PRESETS] = "veryfast"  # type: ignore[valid-type]
+    # H.264 quality and speed. superfast at crf 22: on 2 generated 10 s clips (a 320 px crop scaled to
+    # 512) 1.08 CPU-s per clip against 1.37 for veryfast at crf 20 (best of 3), at the same quality
+    # against a lossless encode of the same crop (SSIM 0.9901 vs 0.9903, PSNR 44.9 vs 44.8 dB), files
+    # 24 % larger (484 vs 389 kB); ultrafast: 0.95 CPU-s but 6.5x the size at SSIM 0.986
+    crf: int = Field(22, ge=0, le=51)
+    preset: Literal[X264_PRESETS] = "superfast"  # type: ignore[valid-type]
     threads: int = Field(1, ge=0)  # ffmpeg threads per clip; clips run in parallel (0 = ffmpeg's choice)
 
 
