@@ -128,6 +128,14 @@ def source_turns(path: str, cfg: DiarizationConfig, vad_cfg: VadConfig | None = 
     """Speaker turns over a whole source file (its audio on the video's timeline), for
     cutting clips at speaker changes before any clip is made. The models load once per
     process. An empty list when the file has no readable audio."""
+    return source_speech_turns(path, cfg, vad_cfg)[1]
+
+
+def source_speech_turns(path: str, cfg: DiarizationConfig,
+                        vad_cfg: VadConfig | None = None) -> tuple[list[tuple[float, float]] | None, list[Turn]]:
+    """source_turns, with the source's speech segments (seconds, the VAD's) that the turns
+    were found in, so the clip filter need not run the VAD again; None when no VAD ran
+    (pyannote, or no readable audio)."""
     from mentor.media import MediaError, read_audio
 
     key = cfg.model_dump_json() + (vad_cfg.model_dump_json() if vad_cfg else "")
@@ -137,13 +145,14 @@ def source_turns(path: str, cfg: DiarizationConfig, vad_cfg: VadConfig | None = 
     try:
         audio = read_audio(path, SAMPLE_RATE)
     except MediaError:
-        return []
+        return None, []
     if isinstance(dia.backend, ResemblyzerBackend):
         if dia._vad is None:
             dia._vad = VoiceActivity(dia._vad_cfg)
-        turns, _ = dia.backend.diarize(audio, dia._vad.segments(audio))
-        return turns
-    return dia.backend.turns(audio)
+        speech = dia._vad.segments(audio)
+        turns, _ = dia.backend.diarize(audio, speech)
+        return speech, turns
+    return None, dia.backend.turns(audio)
 
 
 def rename_by_talk_time(turns: list[Turn]) -> tuple[list[Turn], dict[str, float]]:

@@ -27,7 +27,7 @@ from annotate.face_track import Box, Track, extra_face_frames, link_tracks, main
 from annotate.head_pose import head_pose
 from mentor.config import FilterConfig
 from mentor.contracts import annotation, array, file, record_field, score
-from mentor.curate.prepare import SOURCE
+from mentor.curate.prepare import SOURCE, SOURCE_SPEECH
 from mentor.media import MediaError, Probe, probe, read_audio, read_frames
 from mentor.record import ClipRecord, CropBox
 
@@ -56,7 +56,7 @@ class PersonFilter:
     """
 
     name = "filter"
-    reads = (file(SOURCE),)
+    reads = (file(SOURCE), annotation(SOURCE_SPEECH, optional=True))  # the source's VAD, when it ran
     writes = (*(score(f"filter.{k}") for k in SCORES), array(FACE_BOX), annotation("filter"), record_field("crop"))
 
     def __init__(self, cfg: FilterConfig, device: str = "cpu"):
@@ -256,6 +256,10 @@ class PersonFilter:
         import torch
 
         dur = record.end - record.start
+        known = record.annotations.get(SOURCE_SPEECH)
+        if known is not None:  # the same VAD already ran on the whole source (prepare): not again
+            speech = sum(e - s for s, e in known["segments"])
+            return {"has_audio": True, "speech_fraction": min(1.0, speech / dur) if dur > 0 else 0.0}
         audio = read_audio(src, SAMPLE_RATE, start=record.start, duration=dur)
         with torch.no_grad():
             spans = self._speech_timestamps(torch.from_numpy(audio).to(self.device), self._vad,

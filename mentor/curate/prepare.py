@@ -21,6 +21,9 @@ from mentor.record import ClipRecord, SourceRecord
 log = logging.getLogger(__name__)
 
 SOURCE = "source"  # record.files[SOURCE]: the fetched source video, set by ClipRecord.for_span
+# annotations[SOURCE_SPEECH]: the source's speech segments inside the clip, when the VAD ran
+# on the whole source (with diarization on); the filter's speech check reads them
+SOURCE_SPEECH = "source_speech"
 # what every clip record carries before its first clip step
 GIVEN = (file(SOURCE),)
 
@@ -40,12 +43,13 @@ def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRe
         info = probe_source(src, cfg)
         shots = detect_shots(src.path, cfg.shots)
         spans = clip_spans(shots, cfg.clips)
+        speech = None
         if cfg.annotate.diarization.enabled and info.has_audio and spans:
             # cut at speaker changes, so that a clip holds one voice (the clip-level
             # diarizer then checks each piece)
-            from annotate.diarize import source_turns
+            from annotate.diarize import source_speech_turns
 
-            turns = source_turns(src.path, cfg.annotate.diarization, cfg.annotate.vad)
+            speech, turns = source_speech_turns(src.path, cfg.annotate.diarization, cfg.annotate.vad)
             src.probe["speaker_changes"] = len(speaker_changes(turns))
             spans = split_at_turns(spans, turns, cfg.clips.min_seconds)
     except MediaError as e:
@@ -59,7 +63,18 @@ def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRe
         return []
     src.probe["shots"] = len(shots)
     src.probe["prepare_seconds"] = round(time.perf_counter() - t0, 3)
-    return [ClipRecord.for_span(src, s, e) for s, e in spans]
+    clips = [ClipRecord.for_span(src, s, e) for s, e in spans]
+    if speech is not None:  # the VAD ran on the whole source: each clip gets its part (clip seconds)
+        for c in clips:
+            c.annotations[SOURCE_SPEECH] = {"segments": clip_segments(speech, c.start, c.end),
+                                            "method": "silero-vad on the whole source (annotate.vad settings)"}
+    return clips
+
+
+def clip_segments(segments, start: float, end: float) -> list[list[float]]:
+    """The parts of `segments` (source seconds) inside [start, end), in clip seconds."""
+    return [[round(max(a, start) - start, 3), round(min(b, end) - start, 3)]
+            for a, b in segments if b > start and a < end]
 
 
 def source_stamp(uri: str) -> str:

@@ -142,3 +142,28 @@ def test_blur_measure_drops_on_a_blurred_face():
     sharp, soft = _blur_var(face), _blur_var(cv2.GaussianBlur(face, (0, 0), 3))
     assert sharp > 50 > soft
     assert _blur_var(cv2.resize(face, None, fx=3, fy=3)) == pytest.approx(sharp, rel=0.5)  # scale-independent
+
+
+def test_speech_check_reuses_the_sources_vad(person_filter, clips):
+    """When prepare ran the VAD on the whole source (diarization on), the clip's speech
+    check takes the clip's part of those segments instead of running silero again: the
+    same verdicts, and a silent track said to be speech by them counts as speech (so the
+    audio was not read)."""
+    from annotate.diarize import source_speech_turns
+    from mentor.config import DiarizationConfig, VadConfig
+    from mentor.curate.prepare import SOURCE_SPEECH, clip_segments
+
+    assert clip_segments([(0.5, 1.0), (1.5, 2.5), (3.0, 4.0)], 1.0, 3.0) == [[0.5, 1.5]]
+    assert clip_segments([(0.0, 5.0)], 1.0, 3.0) == [[0.0, 2.0]]
+    for name in ("talk", "silent"):
+        speech, _ = source_speech_turns(str(clips[name]), DiarizationConfig(), VadConfig())
+        rec = _record(clips[name])
+        rec.annotations[SOURCE_SPEECH] = {"segments": clip_segments(speech, rec.start, rec.end)}
+        reused = person_filter(rec)
+        again = person_filter(_record(clips[name]))
+        assert reused.rejected == again.rejected, name
+        assert abs(reused.scores["filter.speech_fraction"] - again.scores["filter.speech_fraction"]) < 0.1, name
+    assert reused.rejected.startswith("filter: little_speech")  # the silent one
+    rec = _record(clips["silent"])
+    rec.annotations[SOURCE_SPEECH] = {"segments": [[0.0, 2.0]]}
+    assert person_filter(rec).scores["filter.speech_fraction"] == pytest.approx(2.0 / (SECONDS - 0.04), abs=1e-3)
