@@ -2,8 +2,9 @@
 
 A new Ray node (the in-process one `ray.init` starts, or a node `ray.cluster_utils` adds)
 has a fixed 30 s for its raylet to register with the GCS (ray/_private/node.py in Ray
-2.60: a constant, no setting or environment variable), which a loaded machine misses: two
-cores at a load average of 20 left Ray's own start-up processes waiting. `start_node`
+2.60: a constant, no setting or environment variable; Ray's issue #47087 raised it from
+10 s), which an overloaded machine can miss (it did on the shared 2-core box: README, "mentor
+run"). A joined cluster (`--ray-address`) starts no node and is not retried. `start_node`
 tries again (`MENTOR_RAY_START_TRIES`, default 3) after ending, by pid, the processes the
 failed try left behind, says so on the log, and ends with one message naming the load and
 the way out.
