@@ -184,10 +184,12 @@ class LandmarksConfig(Section):
     # (interpolated), Hands only where a wrist is in the picture; "holistic": Holistic on every
     # frame. Set from benchmarks/curation_cost.py (CPU and error against holistic, same clips).
     mode: Literal["parts", "holistic"] = "parts"
-    # 2: on 2 generated 10 s clips (benchmarks/curation_cost.py) pose every 2nd frame cost 18.4 ms/frame
-    # against 63.1 for Holistic, at 3.97 px (0.026 of the face size) mean error on the visible pose points
-    # (3: 14.9 ms, 5.04 px; 4: 12.9 ms, 6.35 px); the face mesh is the same model (0.05 px)
-    pose_stride: int = Field(2, ge=1)
+    # 3: on 2 generated 10 s clips (benchmarks/curation_cost.py) pose every 3rd frame cost 14.9 ms/frame
+    # against 18.4 every 2nd and 63.1 for Holistic, at 5.04 px mean error on the visible pose points
+    # (0.032 of the face size; p95 10.1 px) against 3.97 px (0.026; p95 8.5) every 2nd (4: 12.9 ms,
+    # 6.35 px); the face mesh is the same model (0.05 px). Set to 3 (was 2) for issue 15's cost goal:
+    # about 0.1 core-hours per kept hour for 1 px more on the body points
+    pose_stride: int = Field(3, ge=1)
     hand_min_visibility: float = Field(0.5, ge=0, le=1)  # pose wrist visibility that starts the hand model
 
 
