@@ -35,3 +35,16 @@ def test_unreadable_audio_fails_the_clip_not_the_call(vad, tmp_path, make_record
     rec.files["audio"] = str(bad)
     rec = vad(rec)
     assert rec.status["vad"] == "failed" and "bad.wav" in rec.errors["vad"]
+
+
+def test_the_sources_vad_is_used_when_prepare_ran_it(vad, silence_wav, make_record):
+    """With diarization on, prepare ran this VAD on the whole source and gave each clip its
+    part (annotations["source_speech"]): the stage takes those segments, not a second
+    pass over the clip's audio (here silent, so a second pass would find nothing)."""
+    from mentor.curate.prepare import SOURCE_SPEECH
+
+    rec = make_record(audio=silence_wav)
+    rec.annotations[SOURCE_SPEECH] = {"segments": [[0.25, 1.5], [1.75, 2.5]]}
+    rec = vad(rec)
+    assert vad_segments(rec) == [(0.25, 1.5), (1.75, 2.5)] and rec.kept
+    assert rec.scores["vad.speech_seconds"] == pytest.approx(2.0)
