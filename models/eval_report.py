@@ -51,16 +51,22 @@ def _labels(metrics: dict) -> dict[str, str]:
     return {m: v["label"] if isinstance(v, dict) else v[2] for m, v in metrics.items()}
 
 
+def _panels(n: int, panel: tuple[float, float], top: float) -> tuple[Figure, list]:
+    """A figure of n panels, four to a row, each panel (width, height) inches; `top`: inches
+    above them for a title. Returns the figure and its axes in reading order."""
+    ncols = min(4, n)
+    nrows = int(np.ceil(n / ncols))
+    fig = Figure(figsize=(panel[0] * ncols + 0.3, panel[1] * nrows + top))
+    return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
+
+
 def group_metric_plot(groups: list[tuple[str, pd.DataFrame]], column: str, metrics: list[str],
                       labels: dict[str, str]) -> bytes:
     """Mean per group with its interval, one panel per metric, one bar set per method.
     groups: (method name, groups table rows of one column)."""
     metrics = metrics[:8]
-    ncols = min(4, len(metrics))
-    nrows = int(np.ceil(len(metrics) / ncols))
-    fig = Figure(figsize=(3.3 * ncols + 0.3, 2.7 * nrows + 0.5))
-    for i, m in enumerate(metrics):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+    fig, axes = _panels(len(metrics), (3.3, 2.7), 0.5)
+    for i, (m, ax) in enumerate(zip(metrics, axes)):
         names = sort_groups(g for _, t in groups for g in t.loc[t["metric"] == m, "group"])
         x = np.arange(len(names))
         width = 0.8 / max(len(groups), 1)
@@ -86,11 +92,8 @@ def group_metric_plot(groups: list[tuple[str, pd.DataFrame]], column: str, metri
 def distributions_plot(per_clip: list[tuple[str, pd.DataFrame]], metrics: list[str], labels: dict[str, str]) -> bytes:
     """Box plots of the per-clip values of each metric, one box per method."""
     metrics = metrics[:12]
-    ncols = min(4, len(metrics))
-    nrows = int(np.ceil(len(metrics) / ncols))
-    fig = Figure(figsize=(3.2 * ncols + 0.3, 2.4 * nrows + 0.3))
-    for i, m in enumerate(metrics):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+    fig, axes = _panels(len(metrics), (3.2, 2.4), 0.3)
+    for m, ax in zip(metrics, axes):
         data = [pd.to_numeric(t[m], errors="coerce").dropna().to_numpy(float) if m in t.columns else np.array([])
                 for _, t in per_clip]
         keep = [k for k, d in enumerate(data) if len(d)]
