@@ -228,7 +228,9 @@ def test_demo_out_config_and_ray_address(recorded_steps, tmp_path, capsys):
     cfg = _yaml(tmp_path)
     (tmp_path / "src" / "mine.mp4").write_bytes(b"x")  # media present: none generated
     assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "demo"), "--ray-address", "auto"]) == 0
-    assert [s for s, _, _ in recorded_steps] == list(__import__("pipelines.run", fromlist=["STEPS"]).STEPS)
+    from pipelines.run import STEPS
+
+    assert [s for s, _, _ in recorded_steps] == list(STEPS)
     assert {a for _, a, _ in recorded_steps} == {"auto"}
     assert (tmp_path / "demo" / "steps" / "report.done").is_file() and "generating" not in capsys.readouterr().out
     no_folder = tmp_path / "urls.yaml"
