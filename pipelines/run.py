@@ -536,7 +536,7 @@ def step_train_video(ctx: RunContext) -> dict[str, Any]:
     v = ctx.cfg.train.video.resolved()
     _claim_run_dir(ctx, "train-video", ctx.lay.video)
     cfg = {"store": str(ctx.lay.store), "run_dir": str(ctx.lay.video), "where": _train_where(ctx),
-           "size": v["size"], "window": v["window"], "stage1_steps": v["stage1_steps"],
+           "size": v["size"], "height": v.get("height"), "window": v["window"], "stage1_steps": v["stage1_steps"],
            "stage2_steps": v["stage2_steps"], "batch_size": v["batch_size"], "clip_batch_size": v["clip_batch_size"],
            "lr": v["lr"], "ckpt_every": v["ckpt_every"], "log_every": min(10, v["ckpt_every"]),
            "unet_dir": _path(ctx.cfg, v.get("unet_dir")), "vae_dir": _path(ctx.cfg, v.get("vae_dir")),

@@ -419,8 +419,6 @@ def test_ray_that_does_not_start_is_explained_whole(monkeypatch, tmp_path, capsy
     assert "unexpected" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="pipelines/run.py step_train_video does not pass train.video.height to the "
-                                       "trainer yet (its owner's file): frames stay square")
 def test_run_trains_video_at_the_configs_height(recorded_steps, monkeypatch, synthetic_store, tmp_path):
     """`mentor run` with train.video {size: 64, height: 48}: the video trainer gets 64x48 frames."""
     import pipelines.run as run_mod
