@@ -641,7 +641,7 @@ def fit_clip(
                          smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
-                         depth_restarts=depth_restarts)
+                         mirror_restarts=depth_restarts)
 
 
 @contextlib.contextmanager
@@ -660,7 +660,7 @@ def torch_threads(threads: int | None):
 
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
-              depth=None, depth_weight=0.0, depth_restarts=True) -> FitResult:
+              depth=None, depth_weight=0.0, mirror_restarts=True) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -691,7 +691,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         objective = objective.with_depth(DepthTerm.build(
             flat, seen_targets, depth[:, active], torch.tensor(conf[:, active], dtype=torch.float32, device=device),
             sparse.point_joints()[active], depth_weight))
-    if depth is not None and optimizer == "batched" and depth_restarts:
+    if depth is not None and optimizer == "batched" and mirror_restarts:
         joint_of = np.array([t.point.index if t.point.kind == "joint" else -1 for t in seen_targets])
         evidence = DepthEvidence(torch.tensor(depth[:, active], dtype=torch.float32, device=device), joint_of)
         depth_evidence = evidence if evidence.usable else None

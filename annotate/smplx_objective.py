@@ -23,14 +23,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from annotate.smplx_flat import FlatSMPLX
+from annotate.smplx_flat import FlatSMPLX, left_jacobian
 from annotate.smplx_optim import second_difference
 from mentor.body import Camera
 
 # temporal weights: px^2 per (px/frame^2)^2 of a projected point, by group (faces move faster)
 SMOOTH_2D = {"body": 2.0, "left_hand": 2.0, "right_hand": 2.0, "face": 0.3, "contour": 0.3}
 # and per parameter (second difference), small: they only steady what 2D cannot see (depth, twist)
-SMOOTH_PARAM = {"transl": 1e4, "global_orient": 10.0, "body": 10.0, "jaw_pose": 1.0, "leye_pose": 1.0,
+SMOOTH_PARAM = {"transl": 1e7, "global_orient": 1e4, "body": 1e4, "jaw_pose": 1.0, "leye_pose": 1.0,
                 "reye_pose": 1.0, "left_hand_pose": 0.1, "right_hand_pose": 0.1, "expression": 0.1, "betas": 0.0}
 BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fixed
 # the landmark groups whose presence in a frame scales that frame's priors, and the layout
@@ -96,6 +96,8 @@ class ClipObjective:
     # (T,P,2) per axis: 0 the model point should sit at `observed`, +1 at or beyond it (>=), -1 at
     # or below it (<=): a landmark outside the image says only that the point projects outside
     bounds: torch.Tensor | None = None
+    # MediaPipe's relative z of the pose landmarks as residuals (DepthTerm), None: 2D only
+    depth: "DepthTerm | None" = None
 
     @classmethod
     def build(cls, flat: FlatSMPLX, observed: torch.Tensor, confidence: torch.Tensor, groups: list[str],
@@ -136,13 +138,19 @@ class ClipObjective:
     def subset(self, frames: torch.Tensor) -> "ClipObjective":
         """The same objective on some frames only."""
         return replace(self, observed=self.observed[frames], confidence=self.confidence[frames],
-                       presence=self.presence[frames], bounds=None if self.bounds is None else self.bounds[frames])
+                       presence=self.presence[frames], bounds=None if self.bounds is None else self.bounds[frames],
+                       depth=None if self.depth is None else self.depth.subset(frames))
 
     def repeat(self, times: int) -> "ClipObjective":
         """The frames repeated `times` times (several starts of the same frames in one batch)."""
         return replace(self, observed=self.observed.repeat(times, 1, 1), confidence=self.confidence.repeat(times, 1),
                        presence=self.presence.repeat(times, 1),
-                       bounds=None if self.bounds is None else self.bounds.repeat(times, 1, 1))
+                       bounds=None if self.bounds is None else self.bounds.repeat(times, 1, 1),
+                       depth=None if self.depth is None else self.depth.repeat(times))
+
+    def with_depth(self, depth: "DepthTerm | None") -> "ClipObjective":
+        """The same objective with MediaPipe's z as a term (None: without)."""
+        return replace(self, depth=depth)
 
     def columns(self, names) -> torch.Tensor:
         """Columns of x holding the given layout names (absent ones skipped)."""
@@ -250,10 +258,18 @@ class StageProblem:
                     uv: torch.Tensor | None = None) -> torch.Tensor:
         """(T,) objective without the temporal terms; beta_mean (B,) adds the shape pool."""
         objective = self.objective
+        points = None
         if uv is None:
-            uv = self.project(x)
+            points = objective.flat(x, self.rows)
+            uv = objective.camera.project(points)
         squared = (objective.residuals(uv) ** 2).sum(-1)
         cost = (self.weights * geman_mcclure(squared, self.rho)).sum(1)
+        if objective.depth is not None:
+            # z's unit is calibrated from the fit: left free, it would pull the shape to fit it
+            # (bones 14 % off at 2.5 m); the shape's gradient comes from 2D alone
+            if points is None or (self.pools_shape and x.requires_grad):
+                points = objective.flat(objective.depth.without_shape(x, objective.beta_columns), self.rows)
+            cost = cost + objective.depth.costs(points, float(objective.camera.focal))
         cost = (cost + self.spec.pose_weight * self.pose_scale * objective.prior(objective.body_pose(x))
                 + (self.prior_diag * x * x).sum(1))
         if beta_mean is not None:
@@ -291,6 +307,9 @@ class StageProblem:
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
         hessian = 2 * (free_jacobian * weight).transpose(1, 2) @ free_jacobian
+        if objective.depth is not None:
+            hessian = hessian + objective.depth.gn_hessian(objective.flat, x, self.rows, float(objective.camera.focal),
+                                                           self.free)
         prior = self.prior_hessian(x, with_pool)
         return hessian + prior[:, self.free][:, :, self.free], free_jacobian, uv
 
@@ -312,3 +331,155 @@ def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torc
     set_joint(18, 1, -elbow)
     set_joint(19, 1, elbow)
     return x
+
+
+# ------------------------------------------------------------------------ MediaPipe's relative z
+
+# pose landmarks whose z counts: nose, eyes, ears, shoulders, elbows, wrists, hips (the legs,
+# mostly out of a talking-head frame, and the feet do not)
+DEPTH_LANDMARKS = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24)
+DEPTH_RHO = 20.0  # px: a z residual beyond this (MediaPipe's z is rough) pulls no harder
+
+
+class DepthTerm:
+    """MediaPipe's relative z of the pose landmarks, as residuals in the clip objective.
+
+    MediaPipe's pose z is depth relative to the hips, in the image width's pixel scale (the
+    synthetic truth: f dZ / Z times an unknown compression), with an offset per frame. Per
+    frame, both the model's depths Z_q (camera space, metres) and the observed z_q are centred
+    on the mean of the points observed in that frame (the offset drops out); the residual is
+        r_q = f (Z_q - mean Z) / mean Z  -  kappa (z_q - mean z)     [px]
+    kappa the clip's compression (1 nominal: z in x's pixel scale; `calibrate` sets it from a
+    fit), and the cost weight x Geman-McClure(r^2; DEPTH_RHO) per observed point. It sees what 2D
+    cannot: a forearm toward or away from the camera, the shoulders' depth against the head.
+
+    Gauss-Newton: d r_q = f / mean Z (dZ_q - mean dZ), with dZ from the chain's rotations
+    (`depth_jacobian`: each point rigid on the joint that carries it; the exact gradient comes
+    from autograd, so an inexact Hessian only slows the step, it does not bias it).
+
+    z (T,Q) observed z of the Q points (NaN where none); points (Q,) their index among the
+    objective's active points; movers (Q,C): 1 where chain joint c's rotation moves point q.
+    """
+
+    def __init__(self, z: torch.Tensor, points: torch.Tensor, movers: torch.Tensor, weight: float,
+                 confidence: torch.Tensor, kappa: torch.Tensor | None = None):
+        self.points, self.movers, self.weight = points, movers, float(weight)
+        seen = torch.isfinite(z) & (confidence > 0.3)
+        self.z = torch.where(seen, z, torch.zeros_like(z))
+        # a frame's points count only where it sees at least 3 (the centring needs some)
+        self.seen = (seen & (seen.sum(1, keepdim=True) >= 3)).to(z.dtype)
+        self.kappa = kappa if kappa is not None else torch.ones(1, device=z.device)  # shared with subsets
+
+    @classmethod
+    def build(cls, flat: FlatSMPLX, targets: list, depth: np.ndarray, confidence: torch.Tensor, point_joints: np.ndarray,
+              weight: float) -> "DepthTerm | None":
+        """From the clip's active targets (their `source`, `index`), depth (T,P) MediaPipe's z of each
+        active point (NaN for none), confidence (T,P) and point_joints (P,) each point's carrying joint.
+        None when no listed pose landmark has z."""
+        keep = [n for n, t in enumerate(targets) if t.source == "landmarks.pose" and t.index in DEPTH_LANDMARKS
+                and np.isfinite(depth[:, n]).any()]
+        if len(keep) < 3:
+            return None
+        device = confidence.device
+        chain = [int(j) for j in flat.chain]
+        parent = flat.par.cpu().numpy()
+        movers = np.zeros((len(keep), len(chain)), np.float32)
+        for q, n in enumerate(keep):
+            joint = int(point_joints[n])
+            is_joint = targets[n].point.kind == "joint"
+            c = chain.index(joint)
+            if not is_joint:
+                movers[q, c] = 1.0  # a vertex turns with its own joint
+            while c != 0:
+                c = int(parent[c])
+                movers[q, c] = 1.0
+        keep_t = torch.as_tensor(keep, device=device)
+        return cls(torch.as_tensor(depth[:, keep], dtype=torch.float32, device=device), keep_t,
+                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t])
+
+    @staticmethod
+    def without_shape(x: torch.Tensor, beta_columns: torch.Tensor) -> torch.Tensor:
+        """x with its shape columns cut from the autograd graph (no gradient to the shape)."""
+        if not x.requires_grad:
+            return x
+        mask = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+        mask[beta_columns] = 1.0
+        return x - (x - x.detach()) * mask
+
+    def _like(self, **changes) -> "DepthTerm":
+        other = DepthTerm.__new__(DepthTerm)
+        other.__dict__.update(self.__dict__)
+        other.__dict__.update(changes)
+        return other
+
+    def subset(self, frames: torch.Tensor) -> "DepthTerm":
+        return self._like(z=self.z[frames], seen=self.seen[frames])
+
+    def repeat(self, times: int) -> "DepthTerm":
+        return self._like(z=self.z.repeat(times, 1), seen=self.seen.repeat(times, 1))
+
+    def _centred(self, depth: torch.Tensor) -> torch.Tensor:
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)
+        return (depth - (depth * self.seen).sum(1, keepdim=True) / count) * self.seen
+
+    def residuals(self, points: torch.Tensor, focal: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,Q) residuals in px and (T,1) f / mean Z (detached) from the active points (T,P,3)."""
+        depth = points[:, self.points, 2]
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)
+        mean = ((depth * self.seen).sum(1, keepdim=True) / count).detach().clamp(min=0.1)
+        scale = focal / mean
+        return scale * self._centred(depth) - self.kappa * self._centred(self.z), scale
+
+    def costs(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T,) weight x Geman-McClure of the frame's z residuals."""
+        residual, _ = self.residuals(points, focal)
+        return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
+
+    def calibrate(self, points: torch.Tensor, focal: float) -> None:
+        """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
+        the observed centred depths (robust to the few flipped points a fit may hold)."""
+        depth = points[:, self.points, 2]
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)
+        mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
+        seen = self.seen > 0
+        model = (focal / mean * self._centred(depth)).abs()[seen]
+        observed = self._centred(self.z).abs()[seen]
+        if len(observed) < 3 or float(observed.median()) <= 0:
+            return
+        self.kappa.fill_(float(model.median() / observed.median()))
+
+    def depth_jacobian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The active points (T,P,3) and (T,Q,D) d Z_q / d x: a rotation of chain joint k about world axis w moves a point it
+        carries by w x (p - t_k); the translation's z moves every point alike (it drops out of
+        the centred residuals); shape and expression are left out."""
+        q = flat._pose(x, rows)
+        frames = x.shape[0]
+        world_rot, world_t = q["Rw"], q["tw"]
+        points = q["pts"][:, self.points] - x[:, None, flat.layout["transl"]]  # (T,Q,3)
+        parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(frames, 1, 3, 3),
+                                 world_rot[:, flat.par[1:]]], 1)
+        omega = parents_rot @ left_jacobian(q["aa"])  # (T,C,3,3): column i = world axis of component i
+        lever = points[:, :, None] - world_t[:, None]  # (T,Q,C,3)
+        # z of (omega_i x lever) = omega_x,i lever_y - omega_y,i lever_x
+        dz = (omega[:, None, :, 0, :] * lever[..., 1:2] - omega[:, None, :, 1, :] * lever[..., 0:1])  # (T,Q,C,3)
+        dz = dz * self.movers[None, :, :, None]
+        jacobian = dz.reshape(frames, len(self.points), -1) @ flat.pose_map.T  # (T,Q,D)
+        jacobian[..., flat.layout["transl"].start + 2] = 1.0
+        return q["pts"], jacobian
+
+    def gn_hessian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None, focal: float,
+                   free: torch.Tensor) -> torch.Tensor:
+        """(T,F,F) Gauss-Newton Hessian of `costs` on the free columns (IRLS weights of Geman-McClure)."""
+        with torch.no_grad():
+            points, jacobian = self.depth_jacobian(flat, x, rows)
+            residual, scale = self.residuals(points, focal)
+            jacobian = self._centred_jacobian(jacobian[..., free]) * scale[..., None]
+            rho2 = DEPTH_RHO ** 2
+            irls = self.weight * self.seen * rho2 ** 2 / (rho2 + residual ** 2) ** 2  # (T,Q)
+            return 2 * (jacobian * irls[..., None]).transpose(1, 2) @ jacobian
+
+    def _centred_jacobian(self, jacobian: torch.Tensor) -> torch.Tensor:
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)[..., None]
+        mask = self.seen[..., None]
+        return (jacobian - (jacobian * mask).sum(1, keepdim=True) / count) * mask

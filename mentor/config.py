@@ -224,8 +224,11 @@ class SmplxConfig(Section):
     # off: on 4 synthetic clips it was worse (PA-MPJPE 21-27 mm against 7-26 mm without)
     depth_restarts: bool = False
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
-    # DepthTerm: px^2 of z residual against px^2 of 2D residual); 0: off
-    depth_weight: float = Field(0.0, ge=0)
+    # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
+    # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
+    # group 18 -> 7) and beats' from 34 to 21; 0.1 and 0.2 flipped fewer forearms pointing away
+    # (23 %, 16 % against 54 % at 0.05) but bent the body's shape (bones 14-15 % off on talking)
+    depth_weight: float = Field(0.05, ge=0)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
