@@ -299,6 +299,12 @@ def cmd_eval(args) -> int:
     for note in sorted({n for m in summary["methods"] for n in m["notes"]}):
         print(f"note: {note}")
     print(f"report written: {Path(args.out) / 'index.html'} (numbers: eval.json, tables/*.csv)")
+    if not any(m["per_clip"] for m in summary["methods"]):
+        # a report with no scores is not a result: say why, and fail the command
+        print("error: no generated video matched a clip of the store's split: name each file <clip_id>.mp4 "
+              "(or <clip_id>/<sample>.mp4, <clip_id>_s<N>.mp4), or give --manifest with clip_id and file "
+              "columns", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -330,7 +330,9 @@ def test_generate_motion_sampling_flags(monkeypatch, tmp_path, capsys):
 
 
 def test_eval_model_and_metric_flags(monkeypatch, tmp_path):
-    calls = _recorder(monkeypatch, "models.evaluate", "evaluate", {"methods": []})
+    scored = {"name": "v", "per_clip": [{"clip_id": "a"}], "clips_without_generated_video": [],
+              "unmatched_files": [], "overall": [], "gaps": [], "notes": []}
+    calls = _recorder(monkeypatch, "models.evaluate", "evaluate", {"methods": [scored]})
     argv = ["eval", "--store", "s", "-o", str(tmp_path), "--model", "v", "--motion-model", "mm", "--samples", "3",
             "--gen-steps", "2", "--gen-seconds", "1.5", "--max-clips", "4", "--where", "identity == 'a'",
             "--manifest", "m.csv", "--compare", "other", "--fid-weights", "f", "--fvd-weights", "i3d",

@@ -231,6 +231,14 @@ def test_cli_eval_runs_and_names_missing_weights(synthetic_store, synth_generate
     assert (tmp_path / "r" / "index.html").is_file()
     assert main(["eval", "--store", str(synthetic_store), "--generated", str(tmp_path / "none"), "-o",
                  str(tmp_path / "x")]) != 0
+    # a folder whose videos match no clip: the report has no scores, so the command fails and says why
+    (tmp_path / "unnamed").mkdir()
+    shutil.copy(next(Path(synth_generated["perfect"]).rglob("*.mp4")), tmp_path / "unnamed" / "take1.mp4")
+    capsys.readouterr()
+    assert main(["eval", "--store", str(synthetic_store), "--generated", str(tmp_path / "unnamed"), "-o",
+                 str(tmp_path / "y"), "--split", "test", "--no-face-metrics", "--no-3d"]) == 1
+    err = capsys.readouterr().err
+    assert "no generated video matched a clip" in err and "<clip_id>.mp4" in err
 
 
 # ------------------------------------------------ a real face: degradations one by one
