@@ -437,17 +437,18 @@ class FlatSMPLX(nn.Module):
         cross_y = lever_z * dproj_x - lever_x * dproj_z
         cross_z = lever_x * dproj_y - lever_y * dproj_x
         axes = omega.index_select(1, pair_joint)  # (N,Q,3,3)
-        vals = torch.stack([cross_x * axes[:, :, None, 0, i] + cross_y * axes[:, :, None, 1, i]
-                            + cross_z * axes[:, :, None, 2, i]
-                            for i in range(3)], -1)  # (N,Q,2,3)
+        vals = (cross_x[..., None] * axes[:, :, None, 0] + cross_y[..., None] * axes[:, :, None, 1]
+                + cross_z[..., None] * axes[:, :, None, 2])  # (N,Q,2,3)
+        blend_rot = (world_rot[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
         if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
             corrective_pairs = self.q_pd
-            blend_rot = (world_rot[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
             point_rot = (blend_rot[nidx, tri] * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
             point_rot = torch.cat([torch.zeros(N, len(joint_columns), 3, 3, dtype=x.dtype, device=x.device), point_rot],
                             1)[:, self.order]
             drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
-            M = (JpQ[:, corrective_pairs] @ point_rot[:, pair_point[corrective_pairs]]) @ self.q_pd_mat  # (N,Qp,2,9)
+            # a matrix shared over the frames: einsum (one bmm per pair), not a broadcast matmul
+            M = torch.einsum("nqrc,qcf->nqrf", JpQ[:, corrective_pairs] @ point_rot[:, pair_point[corrective_pairs]],
+                             self.q_pd_mat)  # (N,Qp,2,9)
             vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
         size = pts.shape[1] * 2 * D
         if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
@@ -457,7 +458,7 @@ class FlatSMPLX(nn.Module):
         jac = self._jbuf
         jac.index_add_(1, self.q_flat_direct, vals.index_select(1, self.q_direct).reshape(N, -1))
         for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,2,3) @ (Qh,3,pca)
-            jac.index_add_(1, flat_idx, (vals.index_select(1, qsel) @ comps).reshape(N, -1))
+            jac.index_add_(1, flat_idx, torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
         jac = jac.view(N, -1, 2, D)
         jac[..., self.layout["transl"]] = dproj
         # expression (and shape): linear given the rotations
@@ -465,8 +466,11 @@ class FlatSMPLX(nn.Module):
             return uv, jac
         lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
-        djoint = torch.cat([self.Je, self.Jb], -1)[..., : len(cols)]  # (C,3,L)
-        dvert_rest = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., : len(cols)]  # (S,3,L)
+        width = len(cols)
+        if all(a.stop == b.start for a, b in zip(lin[:-1], lin[1:])):
+            cols = slice(lin[0].start, lin[-1].stop)  # adjacent columns: written in place, not scattered
+        djoint = torch.cat([self.Je, self.Jb], -1)[..., :width]  # (C,3,L)
+        dvert_rest = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., :width]  # (S,3,L)
         drel = djoint - djoint[self.par]
         dts = [djoint[:1].expand(N, -1, -1, -1)]
         start = 1
@@ -478,14 +482,14 @@ class FlatSMPLX(nn.Module):
             start += size
         dtw = torch.cat(dts, 1)  # (N,C,3,L)
         dAt = dtw - torch.einsum("nkij,kjl->nkil", world_rot, djoint)  # (N,C,3,L)
-        slot_joint_ids, slot_weight_values = self.slot_joint, self.slot_weight
-        blend_rot = (world_rot[:, slot_joint_ids] * slot_weight_values[..., None, None]).sum(2)  # (N,S,3,3)
         L = dAt.shape[-1]
         skin = (self.weights @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1)).view(-1, N, 3, L).transpose(0, 1)
         dvert = torch.einsum("nsij,sjl->nsil", blend_rot, dvert_rest) + skin  # (N,S,3,L)
         dvp = (dvert[nidx, tri] * bary[..., None, None]).sum(2)
         dpoint = torch.cat([dtw[:, joint_columns], dvp], 1)[:, self.order]  # (N,P,3,L)
-        jac[..., cols] = dproj @ dpoint
+        # (N,P,2,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
+        jac[..., cols] = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
+                          + dproj[..., 2:3] * dpoint[:, :, None, 2])
         return uv, jac
 
 

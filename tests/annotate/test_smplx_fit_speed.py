@@ -1,0 +1,108 @@
+"""The SMPL-X fitter's faster pieces give the same answers as the slow ones they replaced:
+the temporal solve's block-banded Cholesky against a dense solve, and the keyframe solver's
+per-frame sub-problems (only frames that moved are evaluated again) against the whole batch."""
+
+import numpy as np
+import pytest
+import torch
+
+import annotate.smplx_fit as smplx_fit
+from annotate.correspondences import all_targets, gather_observations
+from annotate.smplx_optim import banded_cholesky, banded_solve
+from annotate.smplx_sparse import SparseSMPLX
+from annotate.smplx_synth import make_motion, render_clip
+from mentor.body import load_body_model
+
+
+def pentadiagonal(frames: int, dim: int, seed: int, shift: float) -> tuple[torch.Tensor, ...]:
+    """Random symmetric block-pentadiagonal blocks (diag, next, skip) and the dense matrix."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(frames, dim, dim, generator=g, dtype=torch.float64)
+    diag = a @ a.transpose(1, 2) + shift * torch.eye(dim, dtype=torch.float64)
+    nxt = 0.5 * torch.randn(frames - 1, dim, dim, generator=g, dtype=torch.float64)
+    skip = 0.3 * torch.randn(frames - 2, dim, dim, generator=g, dtype=torch.float64)
+    dense = torch.zeros(frames * dim, frames * dim, dtype=torch.float64)
+
+    def put(t, u, block):
+        dense[t * dim:(t + 1) * dim, u * dim:(u + 1) * dim] = block
+        dense[u * dim:(u + 1) * dim, t * dim:(t + 1) * dim] = block.T
+
+    for t in range(frames):
+        dense[t * dim:(t + 1) * dim, t * dim:(t + 1) * dim] = diag[t]
+    for t in range(frames - 1):
+        put(t, t + 1, nxt[t])
+    for t in range(frames - 2):
+        put(t, t + 2, skip[t])
+    return diag, nxt, skip, dense
+
+
+def test_banded_cholesky_solves_a_block_pentadiagonal_system_exactly():
+    diag, nxt, skip, dense = pentadiagonal(9, 4, seed=0, shift=8.0)
+    assert bool((torch.linalg.eigvalsh(dense) > 0).all())  # the premise: positive definite
+    b = torch.randn(9, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    factors = banded_cholesky(diag, nxt, skip)
+    assert factors is not None
+    x = banded_solve(factors, b)
+    expected = torch.linalg.solve(dense, b.reshape(-1)).reshape(9, 4)
+    assert torch.allclose(x, expected, atol=1e-10)
+
+
+def test_banded_cholesky_says_when_the_system_is_not_positive_definite():
+    diag, nxt, skip, dense = pentadiagonal(7, 3, seed=2, shift=-30.0)
+    assert bool((torch.linalg.eigvalsh(dense) < 0).any())
+    assert banded_cholesky(diag, nxt, skip) is None  # the caller falls back to PCG
+
+
+@pytest.fixture(scope="module")
+def captured():
+    """A keyframe stage's problem and parameters, taken from a real fit of a short clip."""
+    torch.set_num_threads(1)
+    body = load_body_model()
+    frames = 8
+    clip = render_clip(body, make_motion(frames, seed=5), noise_px=1.0, seed=5)
+    targets = all_targets()
+    xy, conf = gather_observations(clip.arrays, targets, frames, 0.5)
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+    seen = []
+    original = smplx_fit.keyframe_solve
+
+    def spy(problem, x, progress):
+        out = original(problem, x, progress)
+        seen.append((problem, out.detach().clone()))
+        return out
+
+    smplx_fit.keyframe_solve = spy
+    try:
+        smplx_fit.fit_clip(sparse, targets, xy, conf, clip.camera, (clip.size, clip.size), iterations=4)
+    finally:
+        smplx_fit.keyframe_solve = original
+    # the last captured stage frees everything (hands, full: the widest problem)
+    return max(seen, key=lambda item: len(item[0].free))
+
+
+def test_a_problem_on_some_frames_is_the_whole_problem_there(captured):
+    problem, x = captured
+    index = torch.tensor([1, 4, 6])
+    part = smplx_fit.frames_of(problem, index)
+    with torch.no_grad():
+        assert torch.allclose(part.frame_costs(x[index]), problem.frame_costs(x)[index], rtol=1e-5)
+        whole_h, whole_j, whole_uv = problem.gauss_newton(x, True)
+        part_h, part_j, part_uv = part.gauss_newton(x[index], True)
+    assert torch.allclose(part_uv, whole_uv[index], atol=1e-3)
+    assert torch.allclose(part_h, whole_h[index], rtol=1e-4, atol=1e-5 * float(whole_h.abs().max()))
+
+
+def test_keyframe_solve_lowers_every_frames_cost(captured):
+    """Only frames that moved are evaluated again; each frame still only ever accepts a lower cost."""
+    problem, x = captured
+    start = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    start[:, problem.objective.beta_columns] = x[:, problem.objective.beta_columns]
+    progress = smplx_fit.Progress(tolerance=1e-4)
+    with torch.no_grad():
+        before = problem.frame_costs(start)
+    out = smplx_fit.keyframe_solve(problem, start, progress)
+    with torch.no_grad():
+        after = problem.frame_costs(out)
+    assert bool((after <= before + 1e-4 * before.abs()).all())
+    assert float(after.sum()) < 0.9 * float(before.sum())
+    assert np.isfinite(out.numpy()).all()
