@@ -12,8 +12,10 @@ printed: on a shared machine the CPU figure is the steadier one.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from mentor.testmedia import make_talking_clip
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_audio_"))
+    atexit.register(shutil.rmtree, tmp, True)  # the clip and models made for the run
     clip = make_talking_clip(tmp / "clip.mp4", seconds=args.seconds)
     wav = extract_audio(clip, tmp / "clip.wav")
 

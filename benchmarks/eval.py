@@ -26,8 +26,10 @@ Usage: .venv/bin/python -m benchmarks.eval [--seconds 4] [--size 256] [--threads
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from models.metrics import image as I
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
+    atexit.register(shutil.rmtree, tmp, True)  # the clip and models made for the run
     clip = make_talking_clip(tmp / "clip.mp4", seconds=args.seconds, size=args.size)
     arcface = args.arcface_model
     if not arcface:

@@ -27,8 +27,10 @@ training steps, and the windows denoised one after the other.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     from mentor.testmedia import make_speech
 
     out = Path(args.out)
+    scratch = tempfile.mkdtemp(prefix="mentor-bench-motion-")  # the runs' folders, removed at exit
+    atexit.register(shutil.rmtree, scratch, True)
     root = fast_synthetic_store(out / "store-12x4s", 12, 4.0, identities=4, splits=("train",))
     print(f"store: {root}; torch threads {args.threads}; training config {args.config}; "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         rates = {}
         for label, preload, workers in (("arrays preloaded (default)", 2.0, 0), ("read per window, in-process", 0.0, 0),
                                         ("read per window, 1 loader process", 0.0, 1)):
-            run = Path(tempfile.mkdtemp(prefix="mentor-bench-motion-"))
+            run = Path(tempfile.mkdtemp(dir=scratch))
             cfg = MotionTrainConfig(store=str(root), run_dir=str(run), steps=args.steps, batch_size=args.batch_size,
                                     model=model_preset(args.config), loader_workers=workers, log_every=10,
                                     ckpt_every=10_000, progress=False, device="cpu", preload_arrays_gb=preload)
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                           seconds=args.audio_seconds)
         feats = None
         for name in dict.fromkeys([*args.sample_configs, args.config]):
-            model, _ = build_model(MotionTrainConfig(store=str(root), run_dir=tempfile.mkdtemp(),
+            model, _ = build_model(MotionTrainConfig(store=str(root), run_dir=tempfile.mkdtemp(dir=scratch),
                                                      model=model_preset(name)), Store(root))
             model.eval()
             c = model.config
