@@ -24,7 +24,7 @@ needs ~5-12 steps, not hundreds.
                 and `viterbi` keeps the most consistent sequence (removes runs of flipped frames)
   all frames: interpolated from the keyframes, then
     smooth      `temporal_solve`: one coupled Gauss-Newton solve with the temporal terms
-                (block-pentadiagonal normal equations, PCG with per-frame blocks).
+                (block-pentadiagonal normal equations, solved exactly by block-banded Cholesky).
 With optimizer="lbfgs" every stage is `lbfgs_solve` on its frames (the per-frame baseline).
 Camera: OpenCV pinhole at the origin, principal point at the image centre.
 """
@@ -110,7 +110,7 @@ def default_schedule(iterations: int) -> Schedule:
                              **free_priors),
         # all frames from the interpolated keyframes, coupled in time (a per-frame pass here
         # would let in-between frames fall into 2D-equivalent wrong poses)
-        smooth=StageSpec(name="smooth", free=no_shape, groups=every_group, iterations=min(cap, 5), **free_priors),
+        smooth=StageSpec(name="smooth", free=no_shape, groups=every_group, iterations=min(cap, 4), **free_priors),
     )
 
 
@@ -387,13 +387,18 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     x = x.clone()
     x[:, objective.beta_columns] = x[:, objective.beta_columns].mean(0)
     damping = 1e-3
+    x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
-        x_grad = x.detach().requires_grad_(True)
-        cost = problem.frame_costs(x_grad).sum()
-        (gradient,) = torch.autograd.grad(cost, x_grad)
-        progress.evaluations += 1
+        if x_at is not x:
+            x_grad = x.detach().requires_grad_(True)
+            cost = problem.frame_costs(x_grad).sum()
+            (gradient,) = torch.autograd.grad(cost, x_grad)
+            cost = cost.detach()
+            progress.evaluations += 1
+            with torch.no_grad():
+                hessian, _, _ = problem.gauss_newton(x, False)
+            x_at = x
         with torch.no_grad():
-            hessian, _, _ = problem.gauss_newton(x, False)
             pose, beta = ~is_beta, is_beta
             a = hessian[:, pose][:, :, pose]
             b = hessian[:, pose][:, :, beta]
@@ -424,12 +429,16 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
 
 
 def best_of_starts(problem: StageProblem, starts: list[torch.Tensor], progress: Progress,
-                   pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                   pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                   kept: torch.Tensor | None = None) -> torch.Tensor:
     """Solve from several starts (each (T,D)) in one batch, then keep per frame the candidate
-    `pick(costs (M,T), candidates (M,T,D)) -> (T,)` chooses."""
+    `pick(costs (M,T), candidates (M,T,D)) -> (T,)` chooses. kept (T,D): a candidate taken as
+    it is (a fit already converged in this stage's terms), first among them."""
     frames = starts[0].shape[0]
-    count = len(starts)
-    candidates = keyframe_solve(problem.repeat(count), torch.cat(starts), progress)
+    candidates = keyframe_solve(problem.repeat(len(starts)), torch.cat(starts), progress)
+    if kept is not None:
+        candidates = torch.cat([kept, candidates])
+    count = candidates.shape[0] // frames
     with torch.no_grad():
         costs = torch.stack([problem.frame_costs(c) for c in candidates.split(frames)])
         candidates = candidates.view(count, frames, -1)
@@ -478,12 +487,16 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
     most consistent sequence over the candidates, not each frame's best alone."""
     if x.shape[0] < 2:
         return keyframe_solve(problem, x, progress)
-    starts = [x, torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
-    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight))
+    # the frame's own fit is a candidate as it is: the full and shape stages before have run it
+    # to their caps in these same terms (solving it again was a third of this stage's work)
+    starts = [torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
+    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight), kept=x)
 
 
 def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
-    """Gauss-Newton on the whole clip with the temporal terms (block-banded, solved by PCG)."""
+    """Gauss-Newton on the whole clip with the temporal terms: the normal equations are
+    block-pentadiagonal, each step solved exactly by a block-banded Cholesky (banded_cholesky;
+    preconditioned CG where float rounding leaves it not positive definite)."""
     objective = problem.objective
     frames = x.shape[0]
     free = problem.free
@@ -513,29 +526,33 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
         uv = problem.project(x_value)
         return problem.frame_costs(x_value, uv=uv).sum() + objective.temporal_cost(x_value, uv)
 
+    x_at = None  # where the derivatives were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
-        x_grad = x.detach().requires_grad_(True)
-        cost = total(x_grad)
-        (gradient,) = torch.autograd.grad(cost, x_grad)
-        progress.evaluations += 1
+        if x_at is not x:
+            x_grad = x.detach().requires_grad_(True)
+            cost = total(x_grad)
+            (gradient,) = torch.autograd.grad(cost, x_grad)
+            cost = cost.detach()
+            progress.evaluations += 1
+            with torch.no_grad():
+                hessian, jac, _ = problem.gauss_newton(x, False)
+                # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
+                jac_t = jac.transpose(1, 2)
+                hess_smooth = 2 * (jac_t * smooth_diag[:, None]) @ jac
+                hess_next = -4 * (jac_t[:-1] * smooth_next[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
+                hess_skip = 2 * (jac_t[:-2] * smooth[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
+                del jac, jac_t
+            x_at = x
         with torch.no_grad():
-            hessian, jac, _ = problem.gauss_newton(x, False)
-            # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
-            jac_t = jac.transpose(1, 2)
-            hess_smooth = 2 * (jac_t * smooth_diag[:, None]) @ jac
-            hess_next = -4 * (jac_t[:-1] * smooth_next[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
-            hess_skip = 2 * (jac_t[:-2] * smooth[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
             diagonal = hessian.diagonal(dim1=-2, dim2=-1)
             hess_block = hessian + hess_smooth + torch.diag_embed(damping * diagonal)
-            # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
-            hess_next_t, hess_skip_t = hess_next.transpose(1, 2).contiguous(), hess_skip.transpose(1, 2).contiguous()
 
-            def matvec(v):
+            def matvec(v):  # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
                 out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_smooth)
                 out[:-1] += (hess_next * v[1:, None]).sum(-1)
-                out[1:] += (hess_next_t * v[:-1, None]).sum(-1)
+                out[1:] += (hess_next.transpose(1, 2) * v[:-1, None]).sum(-1)
                 out[:-2] += (hess_skip * v[2:, None]).sum(-1)
-                out[2:] += (hess_skip_t * v[:-2, None]).sum(-1)
+                out[2:] += (hess_skip.transpose(1, 2) * v[:-2, None]).sum(-1)
                 return out
 
             param_block = torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)

@@ -209,6 +209,7 @@ class FlatSMPLX(nn.Module):
             self.ct_pos = None
         self.num_points = P
         self._jbuf = None
+        self._last_pose = None  # (x, rows, _pose's tensors) of the last evaluation
         # skinning slots: each used vertex's nonzero influences, padded with weight 0
         chain_weights = weights[:, flat]
         K = max(int((chain_weights > 0).sum(1).max()), 1)
@@ -332,7 +333,24 @@ class FlatSMPLX(nn.Module):
         return {k: x[..., s] for k, s in self.layout.items()}
 
     def _pose(self, x: torch.Tensor, rows: torch.Tensor | None):
-        """Shared forward work: local axis-angles, world rotations/positions, skinned slots."""
+        """Shared forward work: local axis-angles, world rotations/positions, skinned slots.
+
+        The last result is kept: a solver step evaluates the same frames for its cost (with
+        autograd), its Jacobian and the depth term's Jacobian, and each reuses it (the values
+        of x and rows are compared; a result with autograd history is reused only without it)."""
+        last = self._last_pose
+        if (last is not None and not (torch.is_grad_enabled() and x.requires_grad)
+                and last[0].shape == x.shape and last[0].device == x.device and torch.equal(last[0], x.detach())
+                and ((rows is None and last[1] is None)
+                     or (rows is not None and last[1] is not None and last[1].shape == rows.shape
+                         and torch.equal(last[1], rows)))):
+            return last[2]
+        q = self._pose_uncached(x, rows)
+        self._last_pose = (x.detach().clone(), None if rows is None else rows.clone(),
+                           {k: v.detach() for k, v in q.items()})
+        return q
+
+    def _pose_uncached(self, x: torch.Tensor, rows: torch.Tensor | None):
         N = x.shape[0]
         lay = self.layout
         betas = x[:, lay["betas"]]
