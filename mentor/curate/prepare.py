@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mentor.config import Config
-from mentor.contracts import file
+from mentor.contracts import annotation, file
 from mentor.curate.probe import probe_source
 from mentor.curate.shots import clip_spans, detect_shots, speaker_changes, split_at_turns
 from mentor.media import MediaError
@@ -24,8 +24,8 @@ SOURCE = "source"  # record.files[SOURCE]: the fetched source video, set by Clip
 # annotations[SOURCE_SPEECH]: the source's speech segments inside the clip, when the VAD ran
 # on the whole source (with diarization on); the filter's speech check reads them
 SOURCE_SPEECH = "source_speech"
-# what every clip record carries before its first clip step
-GIVEN = (file(SOURCE),)
+# what a clip record carries before its first clip step (the speech segments when the VAD ran)
+GIVEN = (file(SOURCE), annotation(SOURCE_SPEECH, optional=True))
 
 
 def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRecord]:
