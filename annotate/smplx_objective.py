@@ -18,7 +18,7 @@ contour rows of each frame).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -234,6 +234,9 @@ class StageProblem:
     prior_diag: torch.Tensor
     free: torch.Tensor
     pose_scale: torch.Tensor
+    # the last `project`'s (uv, points): frame_costs given that uv reuses its 3D points (the depth
+    # term's) instead of a second forward pass with autograd
+    _last: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def pools_shape(self) -> bool:
@@ -252,13 +255,20 @@ class StageProblem:
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """(T,P,2) the model points of x in pixels."""
-        return self.objective.camera.project(self.objective.flat(x, self.rows))
+        points = self.objective.flat(x, self.rows)
+        uv = self.objective.camera.project(points)
+        if self.objective.depth is not None:
+            self._last["projected"] = (uv, points)
+        return uv
 
     def frame_costs(self, x: torch.Tensor, beta_mean: torch.Tensor | None = None,
                     uv: torch.Tensor | None = None) -> torch.Tensor:
         """(T,) objective without the temporal terms; beta_mean (B,) adds the shape pool."""
         objective = self.objective
         points = None
+        last = self._last.pop("projected", None)
+        if uv is not None and last is not None and last[0] is uv:
+            points = last[1]
         if uv is None:
             points = objective.flat(x, self.rows)
             uv = objective.camera.project(points)
@@ -397,6 +407,13 @@ class DepthTerm:
         return cls(torch.as_tensor(depth[:, keep], dtype=torch.float32, device=device), keep_t,
                    torch.as_tensor(movers, device=device), weight, confidence[:, keep_t])
 
+    @property
+    def used(self) -> torch.Tensor:
+        """(U,) the chain joints that move some depth point."""
+        if "_used" not in self.__dict__:
+            self._used = torch.nonzero(self.movers.any(0))[:, 0]
+        return self._used
+
     @staticmethod
     def without_shape(x: torch.Tensor, beta_columns: torch.Tensor) -> torch.Tensor:
         """x with its shape columns cut from the autograd graph (no gradient to the shape)."""
@@ -457,14 +474,16 @@ class DepthTerm:
         frames = x.shape[0]
         world_rot, world_t = q["Rw"], q["tw"]
         points = q["pts"][:, self.points] - x[:, None, flat.layout["transl"]]  # (T,Q,3)
+        used = self.used  # only the chain joints that move a depth point (the arms' and head's)
         parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(frames, 1, 3, 3),
-                                 world_rot[:, flat.par[1:]]], 1)
-        omega = parents_rot @ left_jacobian(q["aa"])  # (T,C,3,3): column i = world axis of component i
-        lever = points[:, :, None] - world_t[:, None]  # (T,Q,C,3)
+                                 world_rot[:, flat.par[1:]]], 1)[:, used]
+        omega = parents_rot @ left_jacobian(q["aa"][:, used])  # (T,U,3,3): column i = world axis of component i
+        lever = points[:, :, None] - world_t[:, None, used]  # (T,Q,U,3)
         # z of (omega_i x lever) = omega_x,i lever_y - omega_y,i lever_x
-        dz = (omega[:, None, :, 0, :] * lever[..., 1:2] - omega[:, None, :, 1, :] * lever[..., 0:1])  # (T,Q,C,3)
-        dz = dz * self.movers[None, :, :, None]
-        jacobian = dz.reshape(frames, len(self.points), -1) @ flat.pose_map.T  # (T,Q,D)
+        dz = (omega[:, None, :, 0, :] * lever[..., 1:2] - omega[:, None, :, 1, :] * lever[..., 0:1])  # (T,Q,U,3)
+        dz = dz * self.movers[None, :, used, None]
+        pose_rows = (3 * used[:, None] + torch.arange(3, device=x.device)).reshape(-1)
+        jacobian = dz.reshape(frames, len(self.points), -1) @ flat.pose_map[:, pose_rows].T  # (T,Q,D)
         jacobian[..., flat.layout["transl"].start + 2] = 1.0
         return q["pts"], jacobian
 
