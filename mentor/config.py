@@ -179,7 +179,9 @@ class LandmarksConfig(Section):
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     min_tracking_confidence: float = Field(0.5, ge=0, le=1)
     refine_face_landmarks: bool = True  # 478 face points (with irises) instead of 468
-    chunk_seconds: float = Field(4.0, gt=0)  # frames are decoded this many seconds at a time
+    # no longer used (the clip is decoded once, in order, one frame held at a time); kept so
+    # configs that set it still validate
+    chunk_seconds: float = Field(4.0, gt=0)
     # "parts": FaceMesh every frame (in the filter's face crop), Pose every pose_stride-th frame
     # (interpolated), Hands only where a wrist is in the picture; "holistic": Holistic on every
     # frame. Set from benchmarks/curation_cost.py (CPU and error against holistic, same clips).
