@@ -188,7 +188,7 @@ def load_motion_ae(path: str | os.PathLike[str], device: str | torch.device = "c
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{path}: no motion autoencoder here (expected config.json or "
                                 f"{MODEL_SUBDIR}/config.json; train one with `mentor train-motion-ae`)")
-    return MotionAutoencoder.from_pretrained(str(p)).to(device).eval()
+    return MotionAutoencoder.from_pretrained(str(p), low_cpu_mem_usage=False).to(device).eval()
 
 
 # ---------------------------------------------------------------------------- training

@@ -43,7 +43,7 @@ def load_motion_model(path: str | os.PathLike[str], device: str | torch.device =
     if not (p / "config.json").is_file():
         hint = " (training has not finished: the model is written at the end)" if (p / "checkpoints").is_dir() else ""
         raise FileNotFoundError(f"{path}: no motion model here (expected config.json or {MODEL_SUBDIR}/config.json){hint}")
-    model = MotionDiffusionModel.from_pretrained(str(p))
+    model = MotionDiffusionModel.from_pretrained(str(p), low_cpu_mem_usage=False)
     return model.to(device).eval()
 
 

@@ -13,6 +13,8 @@ Folder layout (what `smplx.create(folder, model_type="smplx")` reads):
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import pickle
@@ -30,6 +32,7 @@ from mentor.body.params import SmplxParams
 from mentor.body.points import ModelPoint
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # model files already named in a warning
 
 MIN_VERTICES = max(VERTEX_IDS.values()) + 1  # smplx reads these keypoint vertices by index
 KEYPOINT_VERTICES = frozenset(VERTEX_IDS.values())
@@ -251,14 +254,18 @@ def load_body_model(
     path = find_model_file(folder, gender if not synthetic else "neutral")
     data = validate_smplx_file(path)
     synthetic = synthetic or str(data.get("synthetic", "")).startswith("mentor synthetic")
-    if synthetic:
+    if synthetic and str(path) not in _WARNED:  # once per process: a run loads it once per clip
+        _WARNED.add(str(path))
         log.warning("using the SYNTHETIC SMPL-X stand-in (%s): fits are not human body fits", path)
     if data["hands_componentsl"].shape[0] < num_pca_comps:
         raise BodyModelError(f"{path}: key 'hands_componentsl' has {data['hands_componentsl'].shape[0]} "
                              f"components, fewer than num_pca_comps={num_pca_comps}")
-    model = smplx.SMPLX(
-        str(path), ext=path.suffix[1:], gender=gender, num_betas=num_betas,
-        num_expression_coeffs=num_expression, use_pca=True, num_pca_comps=num_pca_comps,
-        flat_hand_mean=False, use_face_contour=True, batch_size=1, dtype=torch.float32,
-    )
+    # smplx prints "WARNING: You are using a SMPL-X model, with only 10 shape coefficients" on
+    # every load: the counts are our choice (the arguments here), not news for the console
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = smplx.SMPLX(
+            str(path), ext=path.suffix[1:], gender=gender, num_betas=num_betas,
+            num_expression_coeffs=num_expression, use_pca=True, num_pca_comps=num_pca_comps,
+            flat_hand_mean=False, use_face_contour=True, batch_size=1, dtype=torch.float32,
+        )
     return BodyModel(model, path=path, synthetic=synthetic, num_pca_comps=num_pca_comps).to(device)

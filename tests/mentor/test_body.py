@@ -139,3 +139,19 @@ def test_body_model_moves_with_to(body):
     assert body.label == "synthetic" and body.synthetic
     names = dict(body.named_buffers())
     assert "faces" in names and "model.v_template" in names  # model data lives in buffers
+
+
+def test_loading_twice_prints_nothing_and_names_the_stand_in_once(capsys, caplog):
+    """A run loads the body model once per clip: smplx's own 'WARNING: You are using a SMPL-X
+    model ...' print stays off the console, and the stand-in warning is logged once."""
+    import logging
+
+    from mentor.body import model as body_model
+
+    folder = write_synthetic_smplx()
+    body_model._WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="mentor.body.model"):
+        load_body_model(folder)
+        load_body_model(folder)
+    assert "You are using" not in capsys.readouterr().out
+    assert sum("SYNTHETIC" in r.getMessage() for r in caplog.records) == 1
