@@ -7,6 +7,8 @@ temp folder, and shared by every test that asks for them.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -248,3 +250,36 @@ def synthetic_store(tmp_path_factory) -> Path:
 
     return write_synthetic_store(tmp_path_factory.mktemp("synthstore") / "store", n_clips=6, seconds=2.0,
                                  fps=25, size=64, seed=0, identities=3)
+
+
+@contextlib.contextmanager
+def moto_s3_server(bucket: str, env: dict[str, str], unset: tuple[str, ...] = ()):
+    """A moto S3 server on 127.0.0.1 (a free port) holding an empty `bucket`, with test
+    credentials and `env` in the environment ("{endpoint}" in a value becomes the server's
+    URL) and `unset` removed from it; yields the endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                         "AWS_DEFAULT_REGION": "us-east-1", **env}.items():
+                mp.setenv(k, v.replace("{endpoint}", endpoint))
+            for k in unset:
+                mp.delenv(k, raising=False)
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+            yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """`moto_s3_server` for a test module's own S3 fixture (any scope)."""
+    return moto_s3_server

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import pickle
 import subprocess
@@ -29,26 +28,12 @@ BUCKET = "mentor-test"
 
 
 @pytest.fixture(scope="module")
-def s3():
-    """A moto S3 server on 127.0.0.1 (a free port), credentials and endpoint in the
-    environment as a user would set them; yields the endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "MENTOR_STORAGE_OPTIONS": json.dumps({"endpoint_url": endpoint}),
-                     "MENTOR_WORK_DIR": ""}.items():
-            mp.setenv(k, v)
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+def s3(moto_s3):
+    """A moto S3 server on 127.0.0.1, credentials and endpoint in the environment as a user
+    would set them; yields the endpoint URL."""
+    with moto_s3(BUCKET, {"MENTOR_STORAGE_OPTIONS": json.dumps({"endpoint_url": "{endpoint}"}),
+                          "MENTOR_WORK_DIR": ""}) as endpoint:
         yield endpoint
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ bucket)."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -36,27 +35,12 @@ eval: {{bootstrap: 20, gen_steps: 2, max_clips: 1, gen_seconds: 1.0}}
 
 
 @pytest.fixture
-def s3(tmp_path):
-    """A moto S3 server on 127.0.0.1 (a free port) with credentials in the environment and
-    the endpoint only in the config (store.storage_options), as a user would keep it."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "MENTOR_WORK_DIR": str(tmp_path / "work")}.items():
-            mp.setenv(k, v)
-        mp.delenv("MENTOR_STORAGE_OPTIONS", raising=False)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        import boto3
-
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+def s3(tmp_path, moto_s3):
+    """A moto S3 server on 127.0.0.1 with credentials in the environment and the endpoint
+    only in the config (store.storage_options), as a user would keep it."""
+    with moto_s3(BUCKET, {"MENTOR_WORK_DIR": str(tmp_path / "work")},
+                 unset=("MENTOR_STORAGE_OPTIONS", "AWS_ENDPOINT_URL")) as endpoint:
         yield endpoint
-    server.stop()
 
 
 def _keys(endpoint: str, prefix: str) -> set[str]:
