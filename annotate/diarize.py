@@ -124,6 +124,29 @@ class Diarizer:
 _SOURCE_DIARIZERS: dict[str, "Diarizer"] = {}
 
 
+def source_diarizer(cfg: DiarizationConfig, vad_cfg: VadConfig | None = None, warm: bool = False) -> "Diarizer":
+    """The diarizer (and, with Resemblyzer, its VAD) that source_speech_turns uses, built
+    once per process. `warm`: also import what diarizing imports on first use and run each
+    model once on a second of generated noise, so that the first source does not pay for
+    them (pipelines.stages counts that as the worker's start-up, not as the source's)."""
+    key = cfg.model_dump_json() + (vad_cfg.model_dump_json() if vad_cfg else "")
+    if key not in _SOURCE_DIARIZERS:
+        dia = Diarizer(cfg, vad_cfg)
+        if isinstance(dia.backend, ResemblyzerBackend):
+            dia._vad = VoiceActivity(dia._vad_cfg)
+        if warm and isinstance(dia.backend, ResemblyzerBackend):
+            import scipy.cluster.hierarchy  # noqa: F401  (cluster_units' imports: 1.25 CPU-s the first time)
+            import scipy.spatial.distance  # noqa: F401
+
+            import annotate.syncnet  # noqa: F401
+
+            noise = np.random.default_rng(0).normal(0, 0.05, SAMPLE_RATE).astype(np.float32)
+            dia._vad.segments(noise)
+            dia.backend.embed_windows(noise, [(0.0, 1.0)])
+        _SOURCE_DIARIZERS[key] = dia
+    return _SOURCE_DIARIZERS[key]
+
+
 def source_turns(path: str, cfg: DiarizationConfig, vad_cfg: VadConfig | None = None) -> list[Turn]:
     """Speaker turns over a whole source file (its audio on the video's timeline), for
     cutting clips at speaker changes before any clip is made. The models load once per
@@ -138,17 +161,12 @@ def source_speech_turns(path: str, cfg: DiarizationConfig,
     (pyannote, or no readable audio)."""
     from mentor.media import MediaError, read_audio
 
-    key = cfg.model_dump_json() + (vad_cfg.model_dump_json() if vad_cfg else "")
-    if key not in _SOURCE_DIARIZERS:
-        _SOURCE_DIARIZERS[key] = Diarizer(cfg, vad_cfg)
-    dia = _SOURCE_DIARIZERS[key]
+    dia = source_diarizer(cfg, vad_cfg)
     try:
         audio = read_audio(path, SAMPLE_RATE)
     except MediaError:
         return None, []
     if isinstance(dia.backend, ResemblyzerBackend):
-        if dia._vad is None:
-            dia._vad = VoiceActivity(dia._vad_cfg)
         speech = dia._vad.segments(audio)
         turns, _ = dia.backend.diarize(audio, speech)
         return speech, turns

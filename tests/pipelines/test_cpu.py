@@ -70,3 +70,69 @@ def test_a_stage_call_counts_its_helper_threads_and_children():
     d = summary.as_dict()
     assert d["stage_cpu_seconds"] == {"busy": cpu} and d["stage_clips"] == {"busy": 1}
     assert "CPU seconds per stage: busy" in summary.render()
+
+
+# -- a worker's start-up (boot, imports, models) is counted once, apart from the clips -----
+def test_an_actors_model_loading_is_start_up_carried_once_not_a_clips_cost(monkeypatch):
+    from mentor.config import parse_config
+
+    monkeypatch.setattr(stages, "STARTUP_CPU", stages.Startup())  # a fresh worker process's
+    cfg = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "test", ".")
+
+    class Quick:
+        name = "quick"
+
+        def __call__(self, rec):
+            return rec
+
+    def factory(cfg):
+        burn(0.3)  # loading a model
+        return [Quick()]
+
+    stage = stages.AnnotatorStage(factory, cfg, threads=1)
+    recs = []
+    for i in range(2):
+        src = SourceRecord.from_uri(f"file:///v{i}.mp4")
+        out = stage(stages._frame([stages.clip_row(src, ClipRecord.for_span(src, 0.0, 3.0), 1)]))
+        recs.append(ClipRecord.from_row(out.to_dict("records")[0]))
+    first, second = (r.annotations["pipeline"] for r in recs)
+    assert 0.25 < first[stages.STARTUP]["models: quick"] < 1.5
+    assert first[stages.STARTUP]["worker boot"] > 0  # the process's CPU before its first stage call
+    assert stages.STARTUP not in second  # once per process
+    assert first[stages.CPU_SECONDS]["quick"] < 0.2  # the model load is not the clip's
+
+    summary = BuildSummary(store="x")
+    for r in recs:
+        summary.add_clip(r)
+    assert set(summary.stage_cpu_seconds) == {"quick"}  # per-clip figures only (mentor cost scales them)
+
+
+def test_prepares_model_loading_is_start_up_of_its_first_source_only(monkeypatch, tmp_path):
+    import annotate.diarize
+    from mentor.config import parse_config
+
+    monkeypatch.setattr(stages, "STARTUP_CPU", stages.Startup())
+    monkeypatch.setattr(stages, "_warmed", set())
+    warmed = []
+
+    def diarizer(cfg, vad_cfg, warm=False):
+        warmed.append(warm)
+        burn(0.3)
+
+    def clips(src, cfg, out):
+        burn(0.1)
+        return [ClipRecord.for_span(src, 0.0, 3.0), ClipRecord.for_span(src, 3.0, 6.0)]
+
+    monkeypatch.setattr(annotate.diarize, "source_diarizer", diarizer)
+    monkeypatch.setattr(stages, "source_clips", clips)
+    cfg = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "test", ".")
+    assert cfg.annotate.diarization.enabled  # the default: prepare cuts clips at speaker turns
+    rows = [stages.prepare_source(stages.source_row(SourceRecord.from_uri(f"file:///v{i}.mp4")), cfg, tmp_path,
+                                  frozenset()) for i in range(2)]
+    assert warmed == [True]  # models loaded and warmed once per process
+    recs = [ClipRecord.from_row(r) for rs in rows for r in rs]
+    timing = [r.annotations["pipeline"] for r in recs]
+    assert 0.25 < timing[0][stages.STARTUP]["models: prepare"] < 1.5
+    assert [stages.STARTUP in t for t in timing] == [True, False, False, False]
+    for t in timing:  # each source's own 0.1 CPU-s, shared by its two clips; the models in none
+        assert 0.03 < t[stages.CPU_SECONDS]["prepare"] < 0.2, t
