@@ -157,3 +157,43 @@ def test_frames_are_read_in_one_pass_as_read_frames_picks_them(tmp_path, talking
     got = np.stack(list(lm._frames(str(vfr), 25.0, probe(vfr).duration)))
     want = read_frames(vfr, fps=25.0)
     assert len(got) > 40 and got.shape == want.shape and np.array_equal(got, want)
+
+
+def _slow_to_array(lms, n, w, h, visibility, dx=0.0, dy=0.0):
+    out = np.full((n, 4 if visibility else 3), np.nan, np.float32)
+    for i, p in enumerate(list(lms.landmark)[:n]):
+        out[i, :3] = (p.x * w + dx, p.y * h + dy, p.z * w)
+        if visibility:
+            out[i, 3] = p.visibility
+    return out
+
+
+def test_landmarks_read_from_the_wire_match_field_by_field_and_odd_layouts_fall_back():
+    from mediapipe.framework.formats import landmark_pb2
+
+    from annotate.landmarks import _to_array, _wire_floats
+
+    rng = np.random.default_rng(0)
+
+    def message(n, fields=("x", "y", "z", "visibility"), skip=None):
+        lms = landmark_pb2.NormalizedLandmarkList()
+        for i in range(n):
+            p = lms.landmark.add()
+            for f in fields:
+                if (i, f) != skip:
+                    setattr(p, f, float(rng.normal()))
+        return lms
+
+    face = message(478, ("x", "y", "z"))
+    assert _wire_floats(face, 3) is not None  # the face mesh's layout: read in one pass
+    assert np.allclose(_to_array(face, 478, 512, 400, False, 7, 9), _slow_to_array(face, 478, 512, 400, False, 7, 9),
+                       atol=1e-4, equal_nan=True)
+    pose = message(33, ("x", "y", "z", "visibility", "presence"))  # presence after visibility: still read
+    assert _wire_floats(pose, 4) is not None
+    assert np.allclose(_to_array(pose, 33, 512, 512, True), _slow_to_array(pose, 33, 512, 512, True), atol=1e-4)
+    odd = message(21, ("x", "y", "z"), skip=(5, "z"))  # one point without z: not the fixed layout
+    assert _wire_floats(odd, 3) is None
+    assert np.allclose(_to_array(odd, 21, 64, 64, False), _slow_to_array(odd, 21, 64, 64, False),
+                       atol=1e-4, equal_nan=True)
+    assert _wire_floats(message(10, ("x", "y")), 3) is None  # no z at all
+    assert np.isnan(_to_array(None, 5, 64, 64, False)).all()
