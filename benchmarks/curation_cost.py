@@ -12,8 +12,10 @@ clip at a time per worker process (two filter and two annotate actors of one thr
 that each stage call's CPU is its own. The figure per stage is the build summary's CPU
 seconds for that stage (every thread of the worker process, MediaPipe's graph threads
 included, plus its ffmpeg children: pipelines.cpu) over the kept seconds; "prepare" is
-fetch + probe + shot detection per source. Ray's start-up and idle time are not in it:
-the wall-clock line beside it says what the whole run took on this machine (and counts
+fetch + probe + shot detection per source. Ray's start-up and idle time are not in it, nor
+is each worker process's own start-up (its boot and imports, the models it loads, prepare's
+first-call warm-up: pipelines.stages.Startup), which is printed on a line of its own: it is
+paid once per worker, not per kept hour. The wall-clock line beside it says what the whole run took on this machine (and counts
 other people's load on a shared one; the CPU seconds do not).
 
 The landmark stage is set beside its ceiling, measured in the same run: MediaPipe
@@ -157,6 +159,24 @@ def pooled(errors: list[dict]) -> dict[str, float]:
                 else float(np.nanmean([e[k] for e in errors]))) for k in keys}
 
 
+def startup_seconds(store) -> dict[str, float]:
+    """The workers' start-up CPU (boot, imports, model loads: pipelines.stages.Startup), from
+    every record of the build, kept or rejected: once per worker process, not per clip."""
+    import json
+
+    from pipelines.stages import PIPELINE, STARTUP
+
+    annotations = [r.annotations for r in store.records()]
+    rejected = store.rejected()
+    if len(rejected) and "record" in rejected.columns:
+        annotations += [json.loads(r).get("annotations", {}) for r in rejected["record"] if isinstance(r, str)]
+    out: dict[str, float] = {}
+    for ann in annotations:
+        for k, v in ((ann.get(PIPELINE) or {}).get(STARTUP) or {}).items():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", type=int, default=6, help="good talking clips (3 clips to drop are added)")
@@ -247,6 +267,13 @@ def main() -> None:
         total += ratio
         print(f"  {name:14s} {ratio:6.3f}   ({secs:7.1f} CPU s; {summary.stage_seconds[name]:7.1f} wall s)")
     print(f"  {'all stages':14s} {total:6.3f}   goal <= 2.0 -> {'met' if total <= 2.0 else 'NOT met'}")
+    startup = startup_seconds(Store(out))
+    if startup:
+        once = sum(startup.values())
+        print(f"worker start-up, once per worker process and not in the figures above (it does not grow with the "
+              f"video): {once:.1f} CPU s = {once / kept_s:.3f} core-hours per kept hour of this {kept_s:.0f} s build, "
+              f"{once / 3600:.4f} per kept hour of a 1-hour build ({', '.join(f'{k} {v:.1f}' for k, v in sorted(startup.items(), key=lambda kv: -kv[1]))})")
+        print(f"  all stages with this build's start-up: {total + once / kept_s:.3f}")
     # prepare and filter see every raw second, the later stages (mostly) the kept ones: what the same
     # work would cost per kept hour where far less is kept (an estimate from this run's own figures)
     raw = sum(summary.stage_cpu_seconds.get(k, 0.0) for k in ("prepare", "filter")) / max(summary.seconds_in, 1e-9)
