@@ -207,7 +207,10 @@ class SmplxConfig(Section):
     focal_length: float | None = None  # pixels; None -> estimated from the image size ...
     # ... and with this, searched by fitting a few frames (annotate/smplx_fit.py fit_focal). Off by
     # default: on 3 synthetic 512 px clips at 1.7 m it cost 3x the fit and found 0.85x, 0.72x and
-    # 1.3x the true focal (the size-based guess: 0.72x); PA-MPJPE 1.07x, 1.22x, 1.27x the known-focal fit
+    # 1.3x the true focal (the size-based guess: 0.72x); PA-MPJPE 1.07x, 1.22x, 1.27x the known-focal fit.
+    # On issue 16's talking truth (250 frames, 1.9 m, z term on) it kept the guess (0.72x) at 1.8x the
+    # CPU: the 2D error moves < 0.03 px from 0.72x to 1.4x the focal while PA-MPJPE goes 2.8x / 1.5x /
+    # 1.5x / 2.1x the true focal's at 0.72 / 0.85 / 1.2 / 1.4x (benchmarks/smplx_truth --focal-sensitivity)
     fit_focal: bool = False
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)

@@ -110,3 +110,25 @@ def test_betas_judged_are_those_the_landmarks_see(body):
     truth = make_truth(body, SCENARIOS["talking"], 12)
     px = seen_betas(body, truth, [t.point for t in all_targets()], frames=4)
     assert (px[[0, 1, 4]] < BETA_SEEN_PX).all() and (px[[2, 3, 6]] > 2 * BETA_SEEN_PX).all(), px
+
+
+@pytest.mark.slow  # two fits of 10 frames (~10 CPU-s on a quiet box)
+def test_benchmark_states_the_fits_sensitivity_to_the_focal(body, monkeypatch, capsys):
+    """Issue 16 item 3 asks for the fit's sensitivity to the focal length stated: the benchmark
+    fits the focal_unknown clip with its focal given at multiples of the truth, side by side."""
+    import benchmarks.smplx_truth as bench
+    from annotate.smplx_fit import SmplxFitter
+    from mentor.body.scenarios import SCENARIOS, make_truth
+
+    monkeypatch.setattr(bench, "FOCAL_SENSITIVITY", (0.8, 1.0))
+    truth = make_truth(body, SCENARIOS["focal_unknown"], 10)
+    used = []
+
+    def fitter_for(focal):
+        used.append(focal)
+        return SmplxFitter(SmplxConfig(focal_length=focal, device="cpu"), body_model=body)
+
+    out = bench.focal_sensitivity(body, fitter_for, truth)
+    assert used == [pytest.approx(800.0), pytest.approx(1000.0)] and set(out) == {0.8, 1.0}
+    assert all(np.isfinite(m["pa"]["all"]) and m["focal"] == pytest.approx(f * 1000) for f, m in out.items())
+    assert "PA-MPJPE / the true focal's: x0.8" in capsys.readouterr().out
