@@ -75,6 +75,21 @@ class Diarizer:
         self._vad_cfg = vad_cfg or VadConfig()
         self._vad: VoiceActivity | None = None  # only when the vad stage did not run first
 
+    def warm(self) -> None:
+        """Import what diarizing imports on first use and run the models once on a second of
+        generated noise, so that the first clip does not pay for it (1.25 CPU-s of it the
+        scipy.cluster import): pipelines.stages calls it while the worker starts up."""
+        import scipy.cluster.hierarchy  # noqa: F401  (cluster_units' imports)
+        import scipy.spatial.distance  # noqa: F401
+
+        import annotate.syncnet  # noqa: F401
+
+        if isinstance(self.backend, ResemblyzerBackend):
+            noise = np.random.default_rng(0).normal(0, 0.05, SAMPLE_RATE).astype(np.float32)
+            if self._vad is not None:  # its own VAD (source_diarizer's); the clip stage's comes later if needed
+                self._vad.segments(noise)
+            self.backend.embed_windows(noise, [(0.0, 1.0)])
+
     def _speech(self, record: ClipRecord, audio: np.ndarray) -> list[tuple[float, float]]:
         segs = vad_segments(record)
         if segs is None:
@@ -134,15 +149,8 @@ def source_diarizer(cfg: DiarizationConfig, vad_cfg: VadConfig | None = None, wa
         dia = Diarizer(cfg, vad_cfg)
         if isinstance(dia.backend, ResemblyzerBackend):
             dia._vad = VoiceActivity(dia._vad_cfg)
-        if warm and isinstance(dia.backend, ResemblyzerBackend):
-            import scipy.cluster.hierarchy  # noqa: F401  (cluster_units' imports: 1.25 CPU-s the first time)
-            import scipy.spatial.distance  # noqa: F401
-
-            import annotate.syncnet  # noqa: F401
-
-            noise = np.random.default_rng(0).normal(0, 0.05, SAMPLE_RATE).astype(np.float32)
-            dia._vad.segments(noise)
-            dia.backend.embed_windows(noise, [(0.0, 1.0)])
+        if warm:
+            dia.warm()
         _SOURCE_DIARIZERS[key] = dia
     return _SOURCE_DIARIZERS[key]
 

@@ -187,6 +187,9 @@ class AnnotatorStage:
         token = METER.start()
         try:
             annotators = self._factory()
+            for a in annotators:  # first-use imports and model set-up (Diarizer.warm), out of the first clip
+                if callable(getattr(a, "warm", None)):
+                    a.warm()
         finally:
             cpu = METER.stop(token)  # raised: the actor fails at once, nothing to report
         STARTUP_CPU.add("models: " + ", ".join(getattr(a, "name", type(a).__name__) for a in annotators), cpu)
