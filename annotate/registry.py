@@ -34,7 +34,7 @@ SMPLX_ARRAYS = tuple(f"smplx.{k}" for k in (
     # per-frame quality (annotate/smplx_quality.py): which joints a landmark saw, depth trust, verdicts
     "observed", "depth_confidence", "reprojection_face", "frame_flags", "frame_ok"))
 SMPLX_SCORES = ("smplx.reprojection_px", "smplx.jitter", "smplx.face_px", "smplx.fit_seconds",
-                "smplx.bad_frame_share", "smplx.bad_run_s")
+                "smplx.bad_frame_share", "smplx.bad_run_s", "smplx.outlier_frames")
 
 STAGES: tuple[Stage, ...] = (
     # -- on the source span (filter actors) --------------------------------------------------

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
+from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import make_pose_prior
 from annotate.smplx_depth import DepthEvidence, mirrored_starts
 from annotate.smplx_objective import DepthTerm
@@ -901,7 +902,8 @@ class SmplxFitter:
     left_hand_pose, right_hand_pose, expression, transl, camera, reprojection_px,
     depth_confidence (T,) float32 in [0,1], observed (T,55) uint8: joint supported by a confident
     in-frame landmark} (T rows each; betas and camera repeat the clip's one value), scores smplx.{reprojection_px, jitter,
-    fit_seconds}, and annotations["smplx"] with the body model's label ("synthetic" when the
+    fit_seconds, outlier_frames (frames whose landmarks had a gross error: annotate/landmark_outliers.py)},
+    and annotations["smplx"] with the body model's label ("synthetic" when the
     generated stand-in was used).
     """
 
@@ -980,6 +982,9 @@ class SmplxFitter:
         left_hand, right_hand = arrays.get("landmarks.left_hand"), arrays.get("landmarks.right_hand")
         hands = [np.isfinite(a[..., :2]).any(axis=(1, 2)) for a in (left_hand, right_hand) if a is not None]
         hand_f = float(np.logical_or.reduce(hands).mean()) if hands else 0.0
+        outliers = None
+        if self.cfg.reject_outliers:  # gross landmark errors become missing data (or swapped back)
+            arrays, outliers = clean_landmarks(arrays)
         xy, conf, bounds = gather_evidence(arrays, self.targets, T, (record.width, record.height),
                                            self.cfg.min_visibility, self.cfg.low_visibility_weight,
                                            self.cfg.border_weight)
@@ -1019,6 +1024,8 @@ class SmplxFitter:
         face_px = face_height_px(arrays.get("landmarks.face"), fallback=min(record.width, record.height) / 4)
         record.set_score(f"{STAGE}.face_px", round(face_px, 2))
         record.set_score(f"{STAGE}.fit_seconds", round(res.seconds, 3))
+        if outliers is not None:  # frames whose landmarks had a gross error swapped back or dropped
+            record.set_score(f"{STAGE}.outlier_frames", int(len(outliers.frames)))
         record.annotations[STAGE] = {
             "body_model": self.body.label, "model_file": self.body.path.name, "gender": self.cfg.gender,
             "num_pca_comps": self.body.num_pca_comps, "flat_hand_mean": False, "camera": "opencv pinhole",

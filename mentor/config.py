@@ -235,6 +235,12 @@ class SmplxConfig(Section):
     # (23 %, 16 % against 54 % at 0.05) but bent the body's shape (bones 14-15 % off on talking)
     depth_weight: float = Field(0.05, ge=0)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
+    # swapped hands swapped back, a hand off its pose wrist or an elbow/wrist off its track made
+    # missing before the fit (annotate/landmark_outliers.py). On: issue 16's outliers scenario
+    # (5 % of frames with a hand jumped 40-100 px, an arm point jumped or the hands swapped) had
+    # its worst frame 43x the median 2D error; 17 of 17 damaged frames caught, none on 7 clean
+    # scenarios (1-4 px noise, 1.5-2.5 m, quick beats)
+    reject_outliers: bool = True
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set

@@ -85,3 +85,60 @@ def test_quick_gestures_get_their_own_keyframes():
     xy[10:15, :, 1] += np.array([20, 45, 60, 45, 20])[:, None]  # a quick stroke between 8 and 16
     extra = motion_keyframes(keys, xy, conf, moving)
     assert set(keys) < set(extra) and 12 in extra and all(8 < k < 16 for k in set(extra) - set(keys))
+
+
+def damaged(clip, frames: int):
+    """The clip's landmarks with gross errors of each kind the outliers scenario has: the hands
+    swapped (frame 10), a hand 60 px off (frame 16), an elbow 70 px off (frame 22)."""
+    arrays = {k: v.copy() for k, v in clip.arrays.items()}
+    left, right = arrays["landmarks.left_hand"], arrays["landmarks.right_hand"]
+    left[10], right[10] = right[10].copy(), left[10].copy()
+    left[16, :, :2] += (60.0, -20.0)
+    arrays["landmarks.pose"][22, 13, :2] += (-50.0, 50.0)
+    return arrays
+
+
+def test_clean_landmarks_catches_each_kind_of_gross_error(body):
+    from annotate.landmark_outliers import clean_landmarks
+
+    frames = 30
+    clip = render_clip(body, make_motion(frames, seed=4), noise_px=1.5, seed=4)
+    cleaned, report = clean_landmarks(clip.arrays)
+    assert report.frames.tolist() == [] and all(np.array_equal(cleaned[k], v, equal_nan=True)
+                                                for k, v in clip.arrays.items())
+    arrays = damaged(clip, frames)
+    cleaned, report = clean_landmarks(arrays)
+    assert report.swapped == [10]
+    assert np.array_equal(cleaned["landmarks.left_hand"][10], clip.arrays["landmarks.left_hand"][10], equal_nan=True)
+    assert np.isnan(cleaned["landmarks.left_hand"][16]).all() and (16, "left_hand") in report.dropped
+    assert np.isnan(cleaned["landmarks.pose"][22, 13]).all() and (22, "pose 13") in report.dropped
+    assert report.frames.tolist() == [10, 16, 22]  # nothing else touched
+    assert np.isfinite(cleaned["landmarks.pose"][22, 11]).all()
+
+
+def test_gross_landmark_errors_do_not_spoil_frames(body):
+    """Without the check the worst frame is 4.3x the clip's median 2D error (the outliers
+    scenario at 250 frames: 43x); with it the damaged frames are missing data (or the hands
+    swapped back) and the worst frame is 1.65x."""
+    frames = 30
+    clip = render_clip(body, make_motion(frames, seed=4), noise_px=1.5, seed=4)
+    arrays = damaged(clip, frames)
+    errors = {}
+    for reject in (False, True):
+        rec = ClipRecord(id="o", source_id="s", source_uri="synthetic", start=0, end=frames / 25, fps=25.0,
+                         width=clip.size, height=clip.size)
+        for k, a in arrays.items():
+            rec.add_array(k, a, 25.0)
+        cfg = SmplxConfig(focal_length=float(clip.camera[0]), device="cpu", reject_outliers=reject)
+        rec = SmplxFitter(cfg, body_model=body)(rec)
+        targets = all_targets()
+        with torch.no_grad():
+            uv = Camera.from_array(rec.arrays["smplx.camera"].data).project(
+                body(SmplxParams.from_record(rec)).points([t.point for t in targets])).numpy()
+        clean_xy, clean_conf = gather_observations(clip.clean, targets, frames, 0.5)
+        error = np.linalg.norm(uv - clean_xy, axis=-1)
+        errors[reject] = np.array([error[t][clean_conf[t] > 0.5].mean() for t in range(frames)])
+    before, after = errors[False], errors[True]
+    assert before.max() > 3.5 * np.median(before), before  # the case fails without the check
+    assert after.max() < 2 * np.median(after), (after, np.median(after))
+    assert rec.scores["smplx.outlier_frames"] == 3
