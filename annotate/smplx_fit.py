@@ -503,15 +503,17 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     frames = x.shape[0]
     free = problem.free
     damping = 1e-3
-    # how often each frame appears in a second difference (1, 4, 1 weights), for the preconditioner
+    # how often each frame appears in a second difference (1, 4, 1 weights, times the difference's
+    # weight: less where it takes in a frame without landmarks), for the preconditioner
+    gap = objective.gap_weights()  # (T-2,)
     frame_share = torch.zeros(frames, device=x.device)
-    frame_share[:-2] += 1
-    frame_share[1:-1] += 4
-    frame_share[2:] += 1
+    frame_share[:-2] += gap
+    frame_share[1:-1] += 4 * gap
+    frame_share[2:] += gap
     # and in how many second differences each pair (t, t+1) meets (-2 x 1 twice per difference)
     next_share = torch.zeros(frames - 1, device=x.device)
-    next_share[:-1] += 1
-    next_share[1:] += 1
+    next_share[:-1] += gap
+    next_share[1:] += gap
     smooth = objective.smooth_weights().repeat_interleave(2, 1)  # (T-2,2P)
     # a frame's own share of the 2D smoothing (the diagonal of D2^T S D2)
     smooth_diag = torch.zeros(frames, smooth.shape[1], device=x.device)
@@ -523,6 +525,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     smooth_next[1:] += smooth
     smooth_next[:-1] += smooth
     param_smooth = objective.smooth_param[free]
+    param_skip = param_smooth * gap[:, None]  # (T-2,F) each second difference's weights
 
     def total(x_value):
         uv = problem.project(x_value)
@@ -550,7 +553,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             hess_block = hessian + hess_smooth + torch.diag_embed(damping * diagonal)
 
             def matvec(v):  # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
-                out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_smooth)
+                out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_skip)
                 out[:-1] += (hess_next * v[1:, None]).sum(-1)
                 out[1:] += (hess_next.transpose(1, 2) * v[:-1, None]).sum(-1)
                 out[:-2] += (hess_skip * v[2:, None]).sum(-1)
@@ -562,7 +565,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             # the exact step: the parameters' second differences add to the same three bands
             param_next = -2 * next_share[:, None, None] * param_block[:1]
             factors = banded_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device),
-                                      hess_next + param_next, hess_skip + param_block[:1])
+                                      hess_next + param_next, hess_skip + param_block[:1] * gap[:, None, None])
             if factors is not None:
                 step = banded_solve(factors, -gradient[:, free])
             else:  # not positive definite in float rounding: the preconditioned CG of before

@@ -39,6 +39,13 @@ PRIOR_GROUPS = {"body": (None,), "face": ("expression", "jaw_pose", "leye_pose",
                 "left_hand": ("left_hand_pose",), "right_hand": ("right_hand_pose",)}
 PRIOR_FLOOR = 0.02  # a prior's weight in a frame that sees none of its group (keeps the solve well posed)
 TORSO_JOINTS = (16, 17, 1, 2)  # shoulders and hips: with the face, what places the camera
+# the second differences (2D and parameters) over a run of n >= 2 frames without any landmark
+# weigh 1/n^2 (GAP_POWER 2): the gap is still filled by the temporal terms, but a visible frame
+# beside it is held by its own landmarks, not bent to the smoothest curve across a gap that a
+# quick gesture may have crossed (drop_runs: a frame between a 3-frame and a 1-frame gap 10 px
+# off at full weight, against 3 px with the gaps' landmarks in). One missing frame keeps full
+# weight: there the smoothing across it still takes out the landmark noise of its neighbours.
+GAP_POWER = 2.0
 
 
 def geman_mcclure(squared: torch.Tensor, rho: float) -> torch.Tensor:
@@ -205,15 +212,30 @@ class ClipObjective:
 
     def smooth_weights(self) -> torch.Tensor:
         """(T-2,P) weight of each 2D acceleration: full where the point is seen in all three
-        frames, a quarter elsewhere (an unseen point's track is only the prior's guess)."""
+        frames, a quarter elsewhere (an unseen point's track is only the prior's guess), times
+        the triple's `gap_weights`."""
         seen = (self.confidence > 0).float()
         all_three = torch.minimum(torch.minimum(seen[2:], seen[1:-1]), seen[:-2])
-        return (0.25 + 0.75 * all_three) * self.smooth_2d
+        return (0.25 + 0.75 * all_three) * self.smooth_2d * self.gap_weights()[:, None]
+
+    def gap_weights(self) -> torch.Tensor:
+        """(T-2,) weight of the second differences over frames (t, t+1, t+2): 1/n^GAP_POWER where
+        the longest run of frames without any landmark among the three is n >= 2 long, else 1."""
+        present = (self.confidence > 0).any(1).cpu().numpy()
+        run = np.zeros(len(present))  # each missing frame's run length
+        starts = np.flatnonzero(~present & np.r_[True, present[:-1]])
+        ends = np.flatnonzero(~present & np.r_[present[1:], True])
+        for a, b in zip(starts, ends):
+            run[a:b + 1] = b - a + 1
+        longest = np.maximum(np.maximum(run[2:], run[1:-1]), run[:-2])
+        weights = np.where(longest >= 2, np.maximum(longest, 1.0) ** -GAP_POWER, 1.0)
+        return torch.tensor(weights, dtype=torch.float32, device=self.confidence.device)
 
     def temporal_cost(self, x: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         """Scalar: the 2D accelerations of the points uv (T,P,2) and the parameters' second differences."""
         acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
-        return (acceleration * self.smooth_weights()).sum() + (second_difference(x) ** 2 * self.smooth_param).sum()
+        params = second_difference(x) ** 2 * self.smooth_param * self.gap_weights()[:, None]
+        return (acceleration * self.smooth_weights()).sum() + params.sum()
 
     def stage(self, stage: StageSpec, rows: torch.Tensor) -> "StageProblem":
         """This objective as `stage` sees it, with each frame's contour rows (T,)."""
