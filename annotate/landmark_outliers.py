@@ -113,8 +113,10 @@ def clean_landmarks(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray
 
     # swapped hands: each hand's wrist on the other side's pose wrist
     if hands[LEFT] is not None and hands[RIGHT] is not None:
-        own = (np.linalg.norm(hands[LEFT] - wrists[LEFT], axis=-1) + np.linalg.norm(hands[RIGHT] - wrists[RIGHT], axis=-1))
-        cross = (np.linalg.norm(hands[LEFT] - wrists[RIGHT], axis=-1) + np.linalg.norm(hands[RIGHT] - wrists[LEFT], axis=-1))
+        own = (np.linalg.norm(hands[LEFT] - wrists[LEFT], axis=-1)
+               + np.linalg.norm(hands[RIGHT] - wrists[RIGHT], axis=-1))
+        cross = (np.linalg.norm(hands[LEFT] - wrists[RIGHT], axis=-1)
+                 + np.linalg.norm(hands[RIGHT] - wrists[LEFT], axis=-1))
         swap = np.flatnonzero((own > 2 * HAND_WRIST_GAP) & (cross < 0.5 * own))
         for t in swap:
             out[LEFT][t], out[RIGHT][t] = out[RIGHT][t].copy(), out[LEFT][t].copy()

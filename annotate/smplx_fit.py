@@ -904,10 +904,10 @@ class SmplxFitter:
     Writes arrays smplx.{betas, global_orient, body_pose, jaw_pose, leye_pose, reye_pose,
     left_hand_pose, right_hand_pose, expression, transl, camera, reprojection_px,
     depth_confidence (T,) float32 in [0,1], observed (T,55) uint8: joint supported by a confident
-    in-frame landmark} (T rows each; betas and camera repeat the clip's one value), scores smplx.{reprojection_px, jitter,
-    fit_seconds, outlier_frames (frames whose landmarks had a gross error: annotate/landmark_outliers.py)},
-    and annotations["smplx"] with the body model's label ("synthetic" when the
-    generated stand-in was used).
+    in-frame landmark} (T rows each; betas and camera repeat the clip's one value), scores
+    smplx.{reprojection_px, jitter, fit_seconds, outlier_frames (frames whose landmarks had a gross
+    error: annotate/landmark_outliers.py)}, and annotations["smplx"] with the body model's label
+    ("synthetic" when the generated stand-in was used).
     """
 
     name = STAGE

@@ -545,7 +545,8 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         m = measure(truth, fit, beta_px=seen_betas(body, truth, [t.point for t in fitter.targets]))
         if sc.dropout != "none":  # the same clip with nothing missing: what the gaps themselves cost
-            intact_truth = make_truth(body, replace(sc, dropout="none"), args.frames, keyframe_stride=cfg.keyframe_stride)
+            intact_truth = make_truth(body, replace(sc, dropout="none"), args.frames,
+                                      keyframe_stride=cfg.keyframe_stride)
             intact = run_fitter(body, fitter, intact_truth)[1]
             if intact is not None:
                 near_intact(m, truth, measure(intact_truth, intact)["err2d_per_frame"])
