@@ -28,7 +28,7 @@ from annotate.head_pose import head_pose
 from mentor.config import FilterConfig
 from mentor.contracts import annotation, array, file, record_field, score
 from mentor.curate.prepare import SOURCE, SOURCE_SPEECH
-from mentor.media import MediaError, Probe, probe, read_audio, read_frames
+from mentor.media import MediaError, Probe, probe, read_audio, read_frame_sets
 from mentor.record import ClipRecord, CropBox
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,12 @@ class PersonFilter:
         width, height = info.width, info.height
         scale = min(1.0, cfg.detect_max_side / max(width, height))
         det_size = (max(2, round(width * scale)), max(2, round(height * scale))) if scale < 1 else None
-        frames = read_frames(src, fps=cfg.sample_fps, start=record.start, end=record.end, size=det_size)
+        # one decoding pass: the samples (scaled to the detection size) and the few
+        # full-resolution quality frames are picked from the same reader
+        k, dur = cfg.quality_frames, max(record.end - record.start, 1e-3)
+        frames, full = read_frame_sets(src, [(cfg.sample_fps, record.start, record.end),
+                                             (k / dur, record.start + dur / (2 * k), record.end)],
+                                       sizes=[det_size, None])
         sx, sy = width / frames.shape[2], height / frames.shape[1]  # detection -> source pixels
 
         detections = [self._faces(f, sx, sy) for f in frames]
@@ -145,7 +150,7 @@ class PersonFilter:
         if main is not None:
             yaw, pitch = self._head_pose(frames, main, sx, sy)
             scores["yaw_deg"], scores["pitch_deg"] = yaw, pitch
-        scores.update(self._quality(src, record, frames.shape[0], main, det_size, info))
+        scores.update(self._quality(full[:k], dur, main, det_size))
         scores.update(self._speech(src, record, info))
         for k, v in scores.items():
             record.set_score(f"{self.name}.{k}", round(v, 4) if isinstance(v, float) else v)
@@ -203,13 +208,12 @@ class PersonFilter:
         arr = np.array(poses)
         return float(np.median(arr[:, 0])), float(np.median(arr[:, 1]))
 
-    def _quality(self, src: str, record: ClipRecord, n: int, main: Track | None,
-                 det_size: tuple[int, int] | None, info: Probe) -> dict[str, Any]:
-        """Blur and brightness of the face, and body framing, on a few full-resolution frames."""
+    def _quality(self, frames: np.ndarray, dur: float, main: Track | None,
+                 det_size: tuple[int, int] | None) -> dict[str, Any]:
+        """Blur and brightness of the face, and body framing, on a few full-resolution
+        frames (at (i + 0.5) / k of the clip's `dur` seconds)."""
         cfg = self.cfg
         k = cfg.quality_frames
-        dur = max(record.end - record.start, 1e-3)
-        frames = read_frames(src, fps=k / dur, start=record.start + dur / (2 * k), end=record.end)[:k]
         blur, light, framing = [], [], []
         for i, frame in enumerate(frames):
             t_sample = (dur * (i + 0.5) / k) * cfg.sample_fps  # the sample index nearest in time

@@ -300,6 +300,27 @@ def probe(path: str | Path) -> Probe:
     )
 
 
+def open_video(path: str | Path, size: tuple[int, int] | None = None):
+    """A decord VideoReader on `path` (one decoding thread), frames resized to `size`
+    (width, height) while decoding when given. Raises MediaError saying why the file
+    cannot be decoded (not media, truncated, audio only, ...)."""
+    import decord
+
+    _check_file(path)
+    refuse_references(path)
+    try:
+        kw = {"width": size[0], "height": size[1]} if size else {}
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
+    except Exception as e:  # decord raises its own DECORDError and RuntimeError
+        info = probe(path)  # raises with a clear reason for a non-media or truncated file
+        if not info.has_video:
+            raise MediaError(f"{path}: no video stream (audio only)") from None
+        raise MediaError(f"{path}: cannot decode video ({str(e).splitlines()[0][:200]})") from None
+    if len(vr) == 0:
+        raise MediaError(f"{path}: video stream has no frames")
+    return vr
+
+
 def read_frames(
     path: str | Path,
     fps: float | None = None,
@@ -314,29 +335,57 @@ def read_frames(
     round(t * average fps). Returns TxHxWx3 uint8 RGB. `size` is (width, height) to
     resize to while decoding.
     """
-    import decord
+    return read_frame_sets(path, [(fps, start, end)], size=size)[0]
 
-    _check_file(path)
-    refuse_references(path)
-    try:
-        kw = {"width": size[0], "height": size[1]} if size else {}
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
-    except Exception as e:  # decord raises its own DECORDError and RuntimeError
-        info = probe(path)  # raises with a clear reason for a non-media or truncated file
-        if not info.has_video:
-            raise MediaError(f"{path}: no video stream (audio only)") from None
-        raise MediaError(f"{path}: cannot decode video ({str(e).splitlines()[0][:200]})") from None
-    n = len(vr)
-    if n == 0:
-        raise MediaError(f"{path}: video stream has no frames")
+
+FRAME_CHUNK = 8  # frames decoded per call by read_frame_sets (bounds the full-size frames held)
+
+
+def read_frame_sets(
+    path: str | Path,
+    samplings: list[tuple[float | None, float, float | None]],
+    sizes: list[tuple[int, int] | None] | None = None,
+    size: tuple[int, int] | None = None,
+) -> list[np.ndarray]:
+    """Several samplings `(fps, start, end)` of one file (each as read_frames would pick
+    its frames), from one reader in one decoding pass over the union of their frames.
+
+    `size` (width, height): every frame resized while decoding. `sizes`, one per sampling:
+    the file is decoded at its own size and that sampling's frames are resized to its size
+    (cv2 INTER_AREA; None: the decoded size), frame by frame, so a full-resolution pass
+    never holds more than a few full-size frames it does not return.
+    """
+    vr = open_video(path, size)
     src_fps = float(vr.get_avg_fps()) or 25.0
     stamps, last = frame_times(vr, src_fps)
-    end = last if end is None else min(end, last)
-    step = 1.0 / (fps or src_fps)
-    times = np.arange(start, end - 1e-6, step)
-    idx = nearest_frames(stamps, times)
-    if len(idx) == 0:
-        raise MediaError(f"{path}: no frames between {start:.2f}s and {end:.2f}s")
+    picks = []
+    for fps, start, end in samplings:
+        end = last if end is None else min(end, last)
+        times = np.arange(start, end - 1e-6, 1.0 / (fps or src_fps))
+        if len(times) == 0:
+            raise MediaError(f"{path}: no frames between {start:.2f}s and {end:.2f}s")
+        picks.append(nearest_frames(stamps, times))
+    sizes = sizes or [None] * len(samplings)
+    if len(picks) == 1 and sizes[0] is None:
+        return [frames_at(vr, path, picks[0])]
+    import cv2
+
+    union = np.unique(np.concatenate(picks))  # ascending: decoded in order, no seek back
+    out: list[list[np.ndarray | None]] = [[None] * len(p) for p in picks]
+    for c in range(0, len(union), FRAME_CHUNK):
+        chunk = union[c:c + FRAME_CHUNK]
+        frames = frames_at(vr, path, chunk)
+        for j, i in enumerate(chunk):
+            for s, p in enumerate(picks):
+                for k in np.flatnonzero(p == i):
+                    f = frames[j]
+                    out[s][k] = cv2.resize(f, sizes[s], interpolation=cv2.INTER_AREA) if sizes[s] else f.copy()
+    return [np.stack(o) for o in out]
+
+
+def frames_at(vr, path: str | Path, idx) -> np.ndarray:
+    """The frames `idx` (ascending indices) of an open reader, in one decoding pass:
+    TxHxWx3 uint8 RGB; MediaError when the data ends early."""
     try:
         return vr.get_batch(list(idx)).asnumpy()
     except Exception as e:
@@ -442,18 +491,25 @@ def encode_clip(
     preset: str = "veryfast",
     with_audio: bool = False,
     threads: int = 1,
+    source_fps: float | None = None,
 ) -> Path:
     """Cut [start, end) of `src`, crop a square (x, y, side in source pixels), scale to
     `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked.
+    `source_fps`: the source's (average) rate when known, which orders the filters (the
+    output is the same either way).
     The output is probed before it is returned (MediaError naming it if broken)."""
     src_in = _input(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    vf = []
+    # A source faster than `fps` (50 or 60 at 25) gets the rate first, so the frames it drops
+    # are never cropped or scaled (it picks frames by timestamp, which crop and scale keep:
+    # the same output); a slower one gets it last, so the frames it repeats are scaled once.
+    rate_first = bool(source_fps and source_fps > fps)
+    vf = [f"fps={fps:g}"] if rate_first else []
     if crop is not None:
         x, y, s = crop
         vf.append(f"crop={s}:{s}:{x}:{y}")
-    vf += [f"scale={size}:{size}:flags=bicubic", f"fps={fps:g}", "format=yuv420p"]
+    vf += [f"scale={size}:{size}:flags=bicubic", *([] if rate_first else [f"fps={fps:g}"]), "format=yuv420p"]
     at = video_origin(src) + start  # spans are timed from the first video frame
     cmd = [_require("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-ss", f"{at:.3f}",
            "-protocol_whitelist", "file", "-i", src_in,

@@ -283,3 +283,31 @@ def moto_s3_server(bucket: str, env: dict[str, str], unset: tuple[str, ...] = ()
 def moto_s3():
     """`moto_s3_server` for a test module's own S3 fixture (any scope)."""
     return moto_s3_server
+
+
+@pytest.fixture
+def video_opens(monkeypatch):
+    """A Counter, path -> video decoders opened on it (decord readers and OpenCV
+    captures) while the test runs: what a test of "each pass decodes the source once"
+    counts."""
+    from collections import Counter
+
+    import cv2
+    import decord
+
+    opens: Counter[str] = Counter()
+    reader, capture = decord.VideoReader, cv2.VideoCapture
+
+    class CountedReader(reader):
+        def __init__(self, uri, *args, **kwargs):
+            opens[str(uri)] += 1
+            super().__init__(uri, *args, **kwargs)
+
+    def counted_capture(*args, **kwargs):
+        if args:
+            opens[str(args[0])] += 1
+        return capture(*args, **kwargs)
+
+    monkeypatch.setattr(decord, "VideoReader", CountedReader)
+    monkeypatch.setattr(cv2, "VideoCapture", counted_capture)
+    return opens

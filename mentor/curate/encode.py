@@ -49,7 +49,8 @@ def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float
     src = rec.files[SOURCE]
     crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
     video = encode_clip(src, folder / f"{rec.id}.mp4", rec.start, rec.end, cfg.video.fps, cfg.video.size,
-                        crop=crop, crf=cfg.video.crf, preset=cfg.video.preset, threads=cfg.video.threads)
+                        crop=crop, crf=cfg.video.crf, preset=cfg.video.preset, threads=cfg.video.threads,
+                        source_fps=rec.source_fps)
     rec.files[VIDEO] = str(video)
     rec.fps, rec.width, rec.height = cfg.video.fps, cfg.video.size, cfg.video.size
     if rec.scores.get(HAS_AUDIO, True):

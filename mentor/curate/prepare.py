@@ -41,7 +41,7 @@ def source_clips(src: SourceRecord, cfg: Config, out: str | Path) -> list[ClipRe
         return []
     try:
         info = probe_source(src, cfg)
-        shots = detect_shots(src.path, cfg.shots)
+        shots = detect_shots(src.path, cfg.shots, (info.width, info.height))
         spans = clip_spans(shots, cfg.clips)
         speech = None
         if cfg.annotate.diarization.enabled and info.has_audio and spans:

@@ -21,53 +21,61 @@ Span = tuple[float, float]
 DETECT_WIDTH = 128  # shots.downscale 0: frames compared at about this width (mentor/config.py)
 
 
-def detect_shots(path: str | Path, cfg: ShotConfig) -> list[Span]:
+def detect_shots(path: str | Path, cfg: ShotConfig, frame_size: tuple[int, int] | None = None) -> list[Span]:
     """(start, end) seconds of every shot of the video at `path`, in order, covering it.
 
     A video with no cut is one shot. Raises MediaError when the file cannot be decoded.
-    """
-    from scenedetect import ContentDetector, SceneManager, open_video
-    from scenedetect.video_stream import VideoOpenFailure
+    `frame_size`: the video's (width, height) when known (the probe's); else probed.
 
-    try:
-        video = open_video(str(path), backend="opencv")
-    except (VideoOpenFailure, OSError, ValueError) as e:
-        raise MediaError(f"{path}: cannot open video for shot detection ({str(e).splitlines()[0][:200]})") from None
-    manager = SceneManager()
-    manager.auto_downscale = False
+    One decoding pass (decord): the decoder scales each frame to the compared size (about
+    DETECT_WIDTH px wide unless `downscale` is set), and the same reader gives every
+    frame's timestamp, so cuts and the last shot's end follow the container's times.
+    """
+    from fractions import Fraction
+
+    import cv2
+    from scenedetect import ContentDetector, FrameTimecode
+    from scenedetect.common import Timecode
+
+    from mentor.media import frame_times, open_video, probe
+
+    if frame_size is None:
+        info = probe(path)
+        if not info.has_video:
+            raise MediaError(f"{path}: no video stream (audio only)")
+        frame_size = (info.width, info.height)
+    width, height = frame_size
     # frames compared at about DETECT_WIDTH px wide unless set: a hard cut shows at any size, and
     # the smaller frames halve the detector's share (PySceneDetect's own choice is 256 px)
-    manager.downscale = cfg.downscale or max(1, int(video.frame_size[0]) // DETECT_WIDTH)
+    down = cfg.downscale or max(1, width // DETECT_WIDTH)
+    vr = open_video(path, (max(2, round(width / down)), max(2, round(height / down))))
+    fps = float(vr.get_avg_fps()) or 25.0
+    starts, end = frame_times(vr, fps)
     # min_scene_len as seconds (a float) so the rule does not depend on the frame rate
-    manager.add_detector(ContentDetector(threshold=cfg.threshold, min_scene_len=float(cfg.min_shot_seconds)))
+    detector = ContentDetector(threshold=cfg.threshold, min_scene_len=float(cfg.min_shot_seconds))
+    rate = Fraction(fps).limit_denominator(100000)
+
+    def timecode(t: float) -> FrameTimecode:  # the frame's own time (microseconds), not its count
+        return FrameTimecode(Timecode(pts=round(t * 1_000_000), time_base=Fraction(1, 1_000_000)), fps=rate)
+
+    cuts, i, step = [], 0, 1 + cfg.frame_skip
     try:
-        frames = manager.detect_scenes(video, frame_skip=cfg.frame_skip)
-    except Exception as e:  # decoding errors surface from the backend's own types
+        while i < len(vr):
+            rgb = vr.next().asnumpy()
+            cuts += detector.process_frame(timecode(starts[i]), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            last, i = i, i + step
+            if cfg.frame_skip and i < len(vr):
+                vr.skip_frames(cfg.frame_skip)
+        cuts += detector.post_process(timecode(starts[last]))
+    except Exception as e:  # decoding errors surface from decord's own types
         raise MediaError(f"{path}: shot detection failed part-way ({str(e).splitlines()[0][:200]})") from None
-    if frames == 0:
-        raise MediaError(f"{path}: no decodable video frames for shot detection")
-    scenes = manager.get_scene_list(start_in_scene=True)
-    # Times, not frame counts: PySceneDetect 0.7 gives each cut its frame's timestamp (on a
-    # variable-frame-rate file its frame_num is only seconds x the average rate), and the
-    # last shot ends where the last frame ends, so the whole file is covered.
-    bounds = [0.0, *(float(s.seconds) for s, _ in scenes[1:]), video_end(path)]
+    # Times, not frame counts: each cut is its frame's timestamp (on a variable-frame-rate file
+    # the frame number is only seconds x the average rate), and the last shot ends where the last
+    # frame ends, so the whole file is covered.
+    bounds = [0.0, *sorted({float(c.seconds) for c in cuts if 0 < c.seconds < end}), end]
     shots = [(float(a), float(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    log.debug("%s: %d shot(s) in %d frames", path, len(shots), frames)
+    log.debug("%s: %d shot(s) in %d frames", path, len(shots), len(vr))
     return shots
-
-
-def video_end(path: str | Path) -> float:
-    """When the last video frame ends, in seconds from the first frame's timestamp (the
-    container's own timestamps, through decord)."""
-    import decord
-
-    from mentor.media import frame_times
-
-    try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, width=32, height=32)
-    except Exception as e:  # decord raises its own DECORDError and RuntimeError
-        raise MediaError(f"{path}: cannot read frame times ({str(e).splitlines()[0][:200]})") from None
-    return frame_times(vr, float(vr.get_avg_fps()) or 25.0)[1]
 
 
 def clip_spans(shots: list[Span], cfg: ClipConfig) -> list[Span]:

@@ -121,6 +121,13 @@ def test_span_is_respected_and_batch_matches_single(person_filter, clips):
     assert single.scores == recs[1].scores and single.crop == recs[1].crop
 
 
+def test_one_decoding_pass_per_clip(person_filter, clips, video_opens):
+    """The sampled frames and the full-resolution quality frames come from one reader."""
+    rec = person_filter(_record(clips["talk"], 0.5, 2.5))
+    assert rec.kept and rec.scores["filter.blur_var"] is not None
+    assert dict(video_opens) == {str(clips["talk"]): 1}
+
+
 def test_unreadable_or_missing_source_is_recorded_not_raised(person_filter, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video\n" * 50)

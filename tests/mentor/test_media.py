@@ -3,6 +3,8 @@ extraction, clip encoding, and a clear MediaError for every kind of broken file.
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,19 @@ def test_read_frames_full_and_resampled(talking_clip):
     # The nearest-frame resampling picks frames 25, 30, ...: compare one with a full-size decode.
     small = media.read_frames(talking_clip, fps=5, start=1.0, end=1.1, size=(128, 96))
     assert np.abs(small[0].astype(int) - sub[0].astype(int)).max() == 0
+
+
+def test_read_frame_sets_is_one_pass_with_the_same_frames(talking_clip, video_opens):
+    """Two samplings of one span from one reader: the same frames as two read_frames calls;
+    a sampling with a size is scaled from the full-size decode (close to decord's scaler)."""
+    samples, quality = media.read_frame_sets(talking_clip, [(5, 0.2, 3.8), (3 / 3.6, 0.8, 3.8)],
+                                             sizes=[(128, 128), None])
+    assert dict(video_opens) == {str(talking_clip): 1}
+    full = media.read_frames(talking_clip, fps=3 / 3.6, start=0.8, end=3.8)
+    assert quality.shape == full.shape == (3, 512, 512, 3) and np.array_equal(quality, full)
+    scaled = media.read_frames(talking_clip, fps=5, start=0.2, end=3.8, size=(128, 128))
+    assert samples.shape == scaled.shape == (18, 128, 128, 3)
+    assert np.abs(samples.astype(int) - scaled.astype(int)).mean() < 3.0
 
 
 def test_read_frames_empty_range_raises(talking_clip):
@@ -106,6 +121,19 @@ def test_encode_clip_crop_scale_fps(talking_clip, tmp_path):
 
     ref = cv2.resize(src[0:256, 128:384], (128, 128), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(ours - ref).mean() < 8.0
+
+
+def test_encode_clip_drops_frames_before_scaling_with_the_same_output(talking_clip, tmp_path):
+    """A source faster than the clip rate gets the rate filter first (the frames it drops are
+    never scaled): the clip is the same as with the rate filter last."""
+    fast = tmp_path / "fast.mp4"  # the 25 fps clip at 50 fps, each frame twice
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(talking_clip), "-vf", "fps=50",
+                    "-c:v", "libx264", "-preset", "veryfast", "-qp", "0", "-an", str(fast)], check=True)
+    first = media.encode_clip(fast, tmp_path / "first.mp4", 0.5, 2.5, fps=25, size=128, crop=(100, 80, 300),
+                              source_fps=50.0)
+    last = media.encode_clip(fast, tmp_path / "last.mp4", 0.5, 2.5, fps=25, size=128, crop=(100, 80, 300))
+    a, b = media.read_frames(first), media.read_frames(last)
+    assert a.shape == (50, 128, 128, 3) and np.array_equal(a, b)
 
 
 def test_encode_clip_with_audio(talking_clip, tmp_path):

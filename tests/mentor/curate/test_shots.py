@@ -26,6 +26,13 @@ def test_two_shot_clip_gives_two_shots_with_the_cut_in_place(two_shots):
     assert shots[1][1] == pytest.approx(5.48, abs=0.1)
 
 
+def test_shot_detection_decodes_the_source_once(two_shots, video_opens):
+    """One reader gives the frames (scaled by the decoder) and the frame times (the last
+    shot's end): the source is not opened a second time, by decord or OpenCV."""
+    assert len(detect_shots(two_shots, ShotConfig(), frame_size=(256, 256))) == 2
+    assert dict(video_opens) == {str(two_shots): 1}
+
+
 def test_fast_options_still_find_the_cut(two_shots):
     shots = detect_shots(two_shots, ShotConfig(downscale=4, frame_skip=1))
     assert len(shots) == 2 and shots[0][1] == pytest.approx(3.0, abs=0.2)
