@@ -15,7 +15,6 @@ ffmpeg can exit 0 after failing to write an output's trailer.
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import shutil
@@ -140,28 +139,40 @@ AUDIO_ON_TIMELINE = "aresample=async=1:first_pts=0"
 def video_origin(path: str | Path) -> float:
     """Seconds from the start of the file (where ffmpeg's -ss counts from) to its first
     video frame: time 0 of every clip span (shots and frames are timed from that frame).
-    0 for a file without video; looked up once per file version."""
+    0 for a file without video; looked up once per file version (`probe` fills it in too,
+    from the same ffprobe answer, so a probed file costs no second ffprobe)."""
+    key = _version(path)
+    if key not in _ORIGINS:
+        cmd = [_require("ffprobe"), "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
+               "-show_entries", "stream=codec_type,start_time:stream_disposition=attached_pic:format=start_time",
+               ff_path(path)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            return 0.0  # the call that reads the file says what is wrong with it
+        _remember_origin(key, json.loads(res.stdout or "{}"))
+    return _ORIGINS[key]
+
+
+_ORIGINS: dict[tuple[str, int, int], float] = {}  # (path, mtime_ns, size) -> video_origin
+
+
+def _version(path: str | Path) -> tuple[str, int, int]:
     p = Path(path)
     st = p.stat()
-    return _video_origin(str(p), st.st_mtime_ns, st.st_size)
+    return str(p), st.st_mtime_ns, st.st_size
 
 
-@functools.lru_cache(maxsize=512)
-def _video_origin(path: str, mtime_ns: int, size: int) -> float:
-    cmd = [_require("ffprobe"), "-v", "error", "-protocol_whitelist", "file", "-print_format", "json",
-           "-show_entries", "stream=codec_type,start_time:stream_disposition=attached_pic:format=start_time",
-           ff_path(path)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if res.returncode != 0:
-        return 0.0  # the call that reads the file says what is wrong with it
-    info = json.loads(res.stdout or "{}")
+def _remember_origin(key: tuple[str, int, int], info: dict) -> None:
+    """video_origin of the file version `key` from ffprobe's JSON (streams and format)."""
     video = next((st for st in info.get("streams", []) if st.get("codec_type") == "video"
                   and not st.get("disposition", {}).get("attached_pic", 0)), None)
     try:
         origin = float(video["start_time"]) - float(info["format"]["start_time"]) if video else 0.0
     except (KeyError, TypeError, ValueError):
-        return 0.0
-    return max(0.0, origin)
+        origin = 0.0
+    if len(_ORIGINS) > 512:
+        _ORIGINS.clear()
+    _ORIGINS[key] = max(0.0, origin)
 
 
 def _free_bytes(path: Path) -> int:
@@ -271,6 +282,7 @@ def probe(path: str | Path) -> Probe:
     if cut:
         raise MediaError(f"{p}: {cut}")
     info = json.loads(res.stdout or "{}")
+    _remember_origin(_version(p), info)
     fmt = str(info.get("format", {}).get("format_name", ""))
     if _REFERENCE_FORMATS & set(fmt.split(",")):
         raise MediaError(f"{p}: {fmt} input refused: it makes ffmpeg read other files or URLs; give the media file itself")

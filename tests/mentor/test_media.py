@@ -365,3 +365,19 @@ def test_audio_cut_on_the_video_timeline_when_its_stream_starts_late(late_audio_
     assert np.abs(got[: int(max(0.0, LATE_S - start - 0.05) * 16000)]).max(initial=0.0) < 0.01
     direct = media.read_audio(late, start=start, duration=1.5)
     assert len(direct) == 24000 and abs(_lag_ms(direct, speech, start - LATE_S)) <= 4
+
+
+def test_probe_answers_video_origin_without_a_second_ffprobe(talking_clip, tmp_path, monkeypatch):
+    """A file whose video starts 0.5 s into it: probe's ffprobe answer gives video_origin
+    too (one ffprobe per file, not two), the same as video_origin's own lookup."""
+    late = tmp_path / "late_video.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-itsoffset", "0.5", "-i", str(talking_clip),
+                    "-i", str(talking_clip), "-map", "0:v", "-map", "1:a", "-c", "copy", str(late)], check=True)
+    own = media.video_origin(late)  # its own ffprobe (a file nothing probed)
+    assert own == pytest.approx(0.5, abs=0.03)
+    media._ORIGINS.clear()
+    media.probe(late)
+    calls = []
+    real = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **kw: calls.append(cmd) or real(cmd, *a, **kw))
+    assert media.video_origin(late) == own and calls == []
