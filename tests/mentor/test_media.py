@@ -3,6 +3,7 @@ extraction, clip encoding, and a clear MediaError for every kind of broken file.
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -377,7 +378,27 @@ def test_probe_answers_video_origin_without_a_second_ffprobe(talking_clip, tmp_p
     assert own == pytest.approx(0.5, abs=0.03)
     media._ORIGINS.clear()
     media.probe(late)
-    calls = []
-    real = subprocess.run
-    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **kw: calls.append(cmd) or real(cmd, *a, **kw))
+    calls = _tool_calls(monkeypatch)
     assert media.video_origin(late) == own and calls == []
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".wav"])
+def test_extracted_audio_is_checked_without_ffprobe(talking_clip, tmp_path, monkeypatch, suffix):
+    """The written WAV/FLAC is checked from its header in-process: one ffmpeg, no ffprobe."""
+    media.video_origin(talking_clip)  # looked up once per file, not what this counts
+    calls = _tool_calls(monkeypatch)
+    out = media.extract_audio(talking_clip, tmp_path / f"a{suffix}", start=0.5, duration=2.0)
+    assert calls == ["ffmpeg"] and media.check_output(out, video=False, audio=True, duration=2.0).duration == 2.0
+
+
+def _tool_calls(monkeypatch) -> list[str]:
+    """From now on, the name of each program subprocess.run starts (ffmpeg, ffprobe)."""
+    calls: list[str] = []
+    real = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        calls.append(os.path.basename(cmd[0]))
+        return real(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return calls
