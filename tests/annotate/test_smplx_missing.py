@@ -195,3 +195,22 @@ def test_a_frame_between_gaps_keeps_its_own_landmarks(body, monkeypatch):
     visible = np.setdiff1d(np.arange(50), gone)
     assert before[25] > 2 * np.median(before[visible]), before
     assert after[25] < 2 * np.median(after[visible]), after
+
+
+def test_benchmark_judges_gap_neighbours_against_the_intact_fit():
+    """benchmarks/smplx_truth.near_intact: a frame beside a gap that is as far off with nothing
+    missing (a quick stroke) is not counted against the gap; one made worse by it is."""
+    from types import SimpleNamespace
+
+    from benchmarks.smplx_truth import near_intact
+
+    present = np.ones(12, bool)
+    present[5] = False
+    truth = SimpleNamespace(present=present, num_frames=12)
+    damaged = [1.0] * 12
+    damaged[4], damaged[5] = 6.0, float("nan")
+    m = {"err2d_per_frame": damaged, "err2d_median": 1.0}
+    near_intact(m, truth, [1.0] * 4 + [5.0] + [1.0] * 7)  # frame 4 as far off with the frame in
+    assert m["near_drop_vs_intact"] == pytest.approx(1.2) and m["near_drop_vs_intact_frame"] == 4
+    near_intact(m, truth, [1.0] * 12)  # the gap made frame 4 six times worse
+    assert m["near_drop_vs_intact"] == pytest.approx(6.0)
