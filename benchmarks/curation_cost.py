@@ -26,7 +26,11 @@ picture) is timed on the first `--choice-clips` kept clips and compared with Hol
 on every frame: error in pixels and as a fraction of the face size, per part ("body": the
 visible pose points from the shoulders down).
 
-    python benchmarks/curation_cost.py [--sources 6] [--seconds 10] [--choice-clips 2]
+    python benchmarks/curation_cost.py [--sources 6] [--seconds 10] [--choice-clips 2] [--worker-check 3]
+
+`--worker-check N` runs every stage N times on one clip in a Ray actor and in this process,
+alternating, and prints each stage's CPU in both (a stage costs the same in a worker: the
+gap seen between builds and single runs is the load, not Ray).
 
 The goal (issue 15): at most 2 core-hours per kept hour on a 2-core CPU box.
 """
@@ -163,6 +167,58 @@ def pooled(errors: list[dict]) -> dict[str, float]:
                 else float(np.nanmean([e[k] for e in errors]))) for k in keys}
 
 
+class ClipSteps:
+    """The clip stages (filter, encode, the annotators) on one source's first clip, built
+    once; `run()` -> CPU seconds per stage of one more pass (pipelines.stages.run_timed).
+    Built in this process and in a Ray actor, the same class measures both."""
+
+    def __init__(self, cfg, source: str, work: str):
+        from annotate.registry import build_annotators
+        from mentor.curate.prepare import source_clips
+        from mentor.record import SourceRecord
+        from pipelines.curation import plan
+
+        curate, annotate = plan(cfg)
+        self.steps = build_annotators(cfg, curate + annotate, Path(work))
+        for a in self.steps:
+            if callable(getattr(a, "warm", None)):
+                a.warm()
+        self.clip = source_clips(SourceRecord.from_uri(Path(source).as_uri()), cfg, Path(work))[0]
+
+    def run(self) -> dict[str, float]:
+        from pipelines.stages import CPU_SECONDS, PIPELINE, run_timed
+
+        rec = run_timed(self.steps, self.clip.model_copy(deep=True))
+        return rec.annotations[PIPELINE][CPU_SECONDS]
+
+
+def worker_check(cfg, source: Path, root: Path, passes: int) -> None:
+    """Each stage's CPU on the same clip in this process and in a Ray actor (one thread,
+    as the build's), passes alternating so that both see the same load; a first pass each,
+    not counted, pays the first-use costs."""
+    import ray
+
+    from pipelines.runtime import init_ray
+
+    init_ray(num_cpus=2)
+    try:
+        actor = ray.remote(num_cpus=0.5)(ClipSteps).remote(cfg, str(source), str(root / "check_ray"))
+        here = ClipSteps(cfg, str(source), str(root / "check_here"))
+        ray.get(actor.run.remote()), here.run()
+        got: dict[str, list] = {"ray": [], "here": []}
+        for _ in range(passes):
+            got["ray"].append(ray.get(actor.run.remote()))
+            got["here"].append(here.run())
+    finally:
+        ray.shutdown()
+    print(f"\neach stage on the same clip ({source.name}), in a Ray actor and in this process, {passes} passes each, "
+          f"alternating (CPU s per clip, mean; load average {os.getloadavg()[0]:.1f}):")
+    for stage in got["here"][0]:
+        r = sum(p.get(stage, 0.0) for p in got["ray"]) / passes
+        h = sum(p.get(stage, 0.0) for p in got["here"]) / passes
+        print(f"  {stage:14s} actor {r:7.3f}   here {h:7.3f}   actor / here {r / h if h > 0 else float('nan'):5.2f}")
+
+
 def startup_seconds(store) -> dict[str, float]:
     """The workers' start-up CPU (boot, imports, model loads: pipelines.stages.Startup), from
     every record of the build, kept or rejected: once per worker process, not per clip."""
@@ -188,6 +244,9 @@ def main() -> None:
     ap.add_argument("--choice-clips", type=int, default=2,
                     help="kept clips on which each landmark choice is timed and compared with Holistic (0: none)")
     ap.add_argument("--keep", help="a folder to keep the media and the store in (default: a temporary one)")
+    ap.add_argument("--worker-check", type=int, default=0,
+                    help="passes of every stage on one clip in a Ray actor and in this process, alternating "
+                         "(0: none; checks that a stage costs no more in a worker)")
     args = ap.parse_args()
 
     import numpy as np
@@ -300,6 +359,8 @@ def main() -> None:
           f"mean, {e['pose_p95_px']:.2f} p95 ({e['pose_mean_px'] / e['face_size']:.4f}), shoulders down "
           f"{e['body_mean_px']:.2f} px mean; hands: Holistic found "
           f"{e['hand_frames_ref']:.0f} hand-frames, {e['hand_frames_disagree']:.0f} disagree")
+    if args.worker_check:
+        worker_check(cfg, folder / "talk0.mp4", root, args.worker_check)
     if not rows:
         return
     print(f"\neach landmark choice on {len(clips)} kept clip(s), in this process (CPU ms per frame, decoding not "
