@@ -47,7 +47,7 @@ from annotate.pose_prior import make_pose_prior
 from annotate.smplx_depth import DepthEvidence, mirrored_starts
 from annotate.smplx_objective import DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, rest_x
+from annotate.smplx_objective import BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure, rest_x
 from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
@@ -247,34 +247,45 @@ def keyframe_indices(num_frames: int, stride: int, device, usable: np.ndarray | 
 
 
 def motion_keyframes(keys: np.ndarray, xy: np.ndarray, conf: np.ndarray, moving: np.ndarray,
-                     min_tolerance_px: float = 3.0, max_keys: int | None = None) -> np.ndarray:
+                     min_tolerance_px: float = 3.0, max_keys: int | None = None,
+                     parts: np.ndarray | None = None) -> np.ndarray:
     """More keyframes where the landmarks move faster than straight lines between keyframes.
 
     keys (K,) sorted keyframes; xy (T,P,2), conf (T,P) the observations; moving (P,) bool the
-    points that count (body and hands). A frame's error is the mean distance of its confident
-    points from the straight line between the keyframes around it; a segment whose worst frame
-    is off by more than the tolerance (2x the clip's median such error, so landmark noise does
-    not split, and at least min_tolerance_px) is split there, until none is (a quick gesture
-    between two keyframes was lost: the interpolation starts the temporal solve far away)."""
-    frames = len(xy)
+    points that count (body and hands); parts (P,) int: points of one part (a hand) are judged
+    by their mean offset, which averages their noise out (None: each point its own part). A
+    frame's error is its worst part's distance from the straight line between the keyframes
+    around it (the worst, not the mean: a stroke of the wrists alone, 40 px on a body of a
+    dozen still points, was averaged to a few px and lost); a segment whose worst frame is off
+    by more than the tolerance is split there, until none is (a quick gesture between two
+    keyframes was lost: the interpolation starts the temporal solve far away). The tolerance is
+    2x the median of the same error from each frame's two neighbours (what landmark noise
+    alone gives), at least min_tolerance_px: not from the keyframes' own errors, whose median on
+    a clip of beat gestures was 37 px (strokes everywhere) and hid 100 px strokes."""
     seen = (conf > 0.3) & moving
+    parts = np.arange(xy.shape[1]) if parts is None else np.asarray(parts)
+    member = (parts[None, :] == np.unique(parts[moving])[:, None]).astype(float)  # (Q,P)
+
+    def off_line(inner: np.ndarray, line: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """(N,) the worst part's mean offset of xy[inner] (N,P,2) from line (N,P,2), points ok (N,P)."""
+        ok = ok.astype(float)
+        offset = np.einsum("qp,tp,tpc->tqc", member, ok, np.nan_to_num(xy[inner] - line))
+        count = ok @ member.T  # (N,Q) points of each part seen
+        return np.where(count > 0, np.linalg.norm(offset, axis=-1) / count.clip(1), 0.0).max(1, initial=0.0)
 
     def errors(a: int, b: int) -> np.ndarray:
         inner = np.arange(a + 1, b)
-        if len(inner) == 0:
-            return np.zeros(0)
         alpha = ((inner - a) / (b - a))[:, None, None]
-        line = xy[a][None] * (1 - alpha) + xy[b][None] * alpha
-        ok = seen[inner] & seen[a][None] & seen[b][None]
-        distance = np.linalg.norm(xy[inner] - line, axis=-1)
-        return np.where(ok.any(1), (distance * ok).sum(1) / ok.sum(1).clip(1), 0.0)
+        return off_line(inner, xy[a][None] * (1 - alpha) + xy[b][None] * alpha,
+                        seen[inner] & seen[a][None] & seen[b][None])
 
     keys = [int(k) for k in keys]
-    all_errors = np.concatenate([errors(a, b) for a, b in zip(keys[:-1], keys[1:])] or [np.zeros(0)])
-    if len(all_errors) == 0:
+    if len(xy) < 3 or len(keys) < 2:
         return np.asarray(keys)
-    tolerance = max(min_tolerance_px, 2.0 * float(np.median(all_errors)))
-    limit = max_keys or frames
+    middle = np.arange(1, len(xy) - 1)
+    noise = off_line(middle, (xy[:-2] + xy[2:]) / 2, seen[1:-1] & seen[:-2] & seen[2:])
+    tolerance = max(min_tolerance_px, 2.0 * float(np.median(noise)))
+    limit = max_keys or len(xy)
     todo = list(zip(keys[:-1], keys[1:]))
     keys_set = set(keys)
     while todo and len(keys_set) < limit:
@@ -495,41 +506,24 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
     return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight), kept=x)
 
 
-def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
+def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, rho_2d: float = 0.0,
+                   rho_param: float = 0.0) -> torch.Tensor:
     """Gauss-Newton on the whole clip with the temporal terms: the normal equations are
     block-pentadiagonal, each step solved exactly by a block-banded Cholesky (banded_cholesky;
-    preconditioned CG where float rounding leaves it not positive definite)."""
+    preconditioned CG where float rounding leaves it not positive definite).
+
+    rho_2d (px/frame^2) and rho_param (rad/frame^2): Geman-McClure scales of the temporal terms
+    (`temporal_cost`), 0 = quadratic. Robust, a quick stroke (tens of px/frame^2) costs about
+    rho^2 and goes through, while the small accelerations of jitter stay quadratic and damped;
+    the Gauss-Newton matrix takes each acceleration's weight at the step's start (IRLS)."""
     objective = problem.objective
     frames = x.shape[0]
     free = problem.free
     damping = 1e-3
-    # how often each frame appears in a second difference (1, 4, 1 weights, times the difference's
-    # weight: less where it takes in a frame without landmarks), for the preconditioner
-    gap = objective.gap_weights()  # (T-2,)
-    frame_share = torch.zeros(frames, device=x.device)
-    frame_share[:-2] += gap
-    frame_share[1:-1] += 4 * gap
-    frame_share[2:] += gap
-    # and in how many second differences each pair (t, t+1) meets (-2 x 1 twice per difference)
-    next_share = torch.zeros(frames - 1, device=x.device)
-    next_share[:-1] += gap
-    next_share[1:] += gap
-    smooth = objective.smooth_weights().repeat_interleave(2, 1)  # (T-2,2P)
-    # a frame's own share of the 2D smoothing (the diagonal of D2^T S D2)
-    smooth_diag = torch.zeros(frames, smooth.shape[1], device=x.device)
-    smooth_diag[:-2] += smooth
-    smooth_diag[1:-1] += 4 * smooth
-    smooth_diag[2:] += smooth
-    # weight of the (t, t+1) products
-    smooth_next = torch.zeros(frames - 1, smooth.shape[1], device=x.device)
-    smooth_next[1:] += smooth
-    smooth_next[:-1] += smooth
-    param_smooth = objective.smooth_param[free]
-    param_skip = param_smooth * gap[:, None]  # (T-2,F) each second difference's weights
 
     def total(x_value):
         uv = problem.project(x_value)
-        return problem.frame_costs(x_value, uv=uv).sum() + objective.temporal_cost(x_value, uv)
+        return problem.frame_costs(x_value, uv=uv).sum() + temporal_cost(objective, x_value, uv, rho_2d, rho_param)
 
     x_at = None  # where the derivatives were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
@@ -541,10 +535,13 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             progress.evaluations += 1
             with torch.no_grad():
                 hessian, jac, _ = problem.gauss_newton(x, False)
+                smooth, param_smooth = temporal_weights(objective, x, problem.project(x), rho_2d, rho_param)
+                smooth = smooth.repeat_interleave(2, 1)  # (T-2,2P)
+                param_smooth = param_smooth[:, free]
                 # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
                 jac_t = jac.transpose(1, 2)
-                hess_smooth = 2 * (jac_t * smooth_diag[:, None]) @ jac
-                hess_next = -4 * (jac_t[:-1] * smooth_next[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
+                hess_smooth = 2 * (jac_t * band_diagonal(smooth)[:, None]) @ jac
+                hess_next = -4 * (jac_t[:-1] * band_next(smooth)[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
                 hess_skip = 2 * (jac_t[:-2] * smooth[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
                 del jac, jac_t
             x_at = x
@@ -553,23 +550,22 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             hess_block = hessian + hess_smooth + torch.diag_embed(damping * diagonal)
 
             def matvec(v):  # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
-                out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_skip)
+                out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_smooth)
                 out[:-1] += (hess_next * v[1:, None]).sum(-1)
                 out[1:] += (hess_next.transpose(1, 2) * v[:-1, None]).sum(-1)
                 out[:-2] += (hess_skip * v[2:, None]).sum(-1)
                 out[2:] += (hess_skip.transpose(1, 2) * v[:-2, None]).sum(-1)
                 return out
 
-            param_block = torch.diag_embed(2 * param_smooth).expand(frames, -1, -1)
-            precond = hess_block + frame_share[:, None, None] * param_block
-            # the exact step: the parameters' second differences add to the same three bands
-            param_next = -2 * next_share[:, None, None] * param_block[:1]
-            factors = banded_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device),
-                                      hess_next + param_next, hess_skip + param_block[:1] * gap[:, None, None])
+            # the parameters' second differences add to the same three bands
+            precond = hess_block + torch.diag_embed(2 * band_diagonal(param_smooth))
+            eye = 1e-6 * torch.eye(len(free), device=x.device)
+            factors = banded_cholesky(precond + eye, hess_next + torch.diag_embed(-4 * band_next(param_smooth)),
+                                      hess_skip + torch.diag_embed(2 * param_smooth))
             if factors is not None:
                 step = banded_solve(factors, -gradient[:, free])
             else:  # not positive definite in float rounding: the preconditioned CG of before
-                chol = positive_cholesky(precond + 1e-6 * torch.eye(len(free), device=x.device))
+                chol = positive_cholesky(precond + eye)
                 step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
             x_new = x.clone()
             x_new[:, free] += step
@@ -580,6 +576,77 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             if done:
                 break
     return x
+
+
+def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
+    """(T-2,...) weights of second differences -> (T,...) each frame's share of D2^T W D2's diagonal (1, 4, 1)."""
+    pad = torch.zeros_like(weights[:1])
+    return torch.cat([weights, pad, pad]) + 4 * torch.cat([pad, weights, pad]) + torch.cat([pad, pad, weights])
+
+
+def band_next(weights: torch.Tensor) -> torch.Tensor:
+    """(T-2,...) -> (T-1,...): the second differences meeting frames t and t+1 (each -2 x 1), summed."""
+    pad = torch.zeros_like(weights[:1])
+    return torch.cat([weights, pad]) + torch.cat([pad, weights])
+
+
+def rotation_columns(objective: ClipObjective) -> torch.Tensor:
+    """(D,) bool: the body's joint rotations (root and body pose), whose second differences rho_param acts on."""
+    mask = torch.zeros(objective.dim, dtype=torch.bool, device=objective.smooth_param.device)
+    mask[objective.columns(("global_orient", "body"))] = True
+    return mask
+
+
+def temporal_weights(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, rho_2d: float, rho_param: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The temporal terms' weights at x, robust ones scaled by Geman-McClure's IRLS factor
+    rho^4 / (rho^2 + a^2)^2: (T-2,P) per point's 2D acceleration, (T-2,D) per parameter's second
+    difference (rho_param on the joint rotations, per joint's 3-vector)."""
+    smooth = objective.smooth_weights()
+    if rho_2d > 0:
+        smooth = smooth * irls_weight((second_difference(uv) ** 2).sum(-1), rho_2d)
+    param = objective.smooth_param * objective.gap_weights()[:, None]
+    if rho_param > 0:
+        squared = joint_squares(second_difference(x), rotation_columns(objective))
+        param = param * torch.where(rotation_columns(objective), irls_weight(squared, rho_param), 1.0)
+    return smooth, param
+
+
+def joint_squares(d2: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """(T-2,D) second differences -> (T-2,D): on rotation columns, the squared norm of the joint's
+    3-vector (columns in runs of 3) on each of its columns; elsewhere the column's own square."""
+    squared = d2 ** 2
+    cols = torch.nonzero(rotation)[:, 0]
+    per_joint = squared[:, cols].reshape(squared.shape[0], -1, 3).sum(-1).repeat_interleave(3, 1)
+    out = squared.clone()
+    out[:, cols] = per_joint
+    return out
+
+
+def irls_weight(squared: torch.Tensor, rho: float) -> torch.Tensor:
+    """Geman-McClure's derivative in the squared residual, rho^4 / (rho^2 + r^2)^2 (1 at 0)."""
+    return rho ** 4 / (rho ** 2 + squared) ** 2
+
+
+def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, rho_2d: float, rho_param: float
+                  ) -> torch.Tensor:
+    """Scalar: the clip's temporal terms, objective.temporal_cost with the 2D accelerations
+    (rho_2d > 0) and the joint rotations' second differences (rho_param > 0) under Geman-McClure."""
+    if rho_2d <= 0 and rho_param <= 0:
+        return objective.temporal_cost(x, uv)
+    acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
+    if rho_2d > 0:
+        acceleration = geman_mcclure(acceleration, rho_2d)
+    weights = objective.smooth_param * objective.gap_weights()[:, None]  # (T-2,D)
+    param = second_difference(x) ** 2 * weights
+    if rho_param > 0:  # each joint's rotation: its weight x GM of its 3-vector's squared second difference
+        rotation = rotation_columns(objective)
+        joints = param[:, rotation].reshape(len(param), -1, 3)
+        weight = weights[:, rotation].reshape(len(param), -1, 3)[..., 0]
+        squared = joints.sum(-1) / weight.clamp(min=1e-30)
+        return ((acceleration * objective.smooth_weights()).sum() + param[:, ~rotation].sum()
+                + (weight * geman_mcclure(squared, rho_param)).sum())
+    return (acceleration * objective.smooth_weights()).sum() + param.sum()
 
 
 def lbfgs_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, max_evaluations: int) -> torch.Tensor:
@@ -639,6 +706,8 @@ def fit_clip(
     threads: int | None = None,
     depth_weight: float = 0.0,
     depth_restarts: bool = True,
+    smooth_rho: float = 0.0,
+    smooth_rho_rad: float = 0.0,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -663,7 +732,7 @@ def fit_clip(
                          smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
-                         mirror_restarts=depth_restarts)
+                         mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad)
 
 
 @contextlib.contextmanager
@@ -682,7 +751,7 @@ def torch_threads(threads: int | None):
 
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
-              depth=None, depth_weight=0.0, mirror_restarts=True) -> FitResult:
+              depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -756,8 +825,11 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         usable = ((conf[:, active] > 0.3) & torso).sum(1) >= 3  # what placing the camera needs
         keys = keyframe_indices(frames, stride, device, usable)
         if stride > 1:
-            moving = np.array([t.group in ("body", "left_hand", "right_hand") for t in seen_targets])
-            extra = motion_keyframes(keys.cpu().numpy(), xy[:, active], conf[:, active] * usable[:, None], moving)
+            groups = np.array([t.group for t in seen_targets])
+            moving = np.isin(groups, ("body", "left_hand", "right_hand"))
+            parts = np.where(groups == "left_hand", -1, np.where(groups == "right_hand", -2, np.arange(len(groups))))
+            extra = motion_keyframes(keys.cpu().numpy(), xy[:, active], conf[:, active] * usable[:, None], moving,
+                                     parts=parts)
             keys = torch.as_tensor(extra, device=device)
         all_keys = len(keys) == frames
         on_keys = objective if all_keys else objective.subset(keys)
@@ -788,7 +860,12 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         # frames between keyframes (and those without landmarks) start from the keyframes' interpolation
         x = x_keys if all_keys else interpolate(x_keys, keys, frames)
         if frames > 2 and smooth_weight > 0:
-            x = run(schedule.smooth, temporal_solve, x, objective)
+            rho_2d = smooth_rho * max(image_size)
+
+            def smooth(problem, x, progress):
+                return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad)
+
+            x = run(schedule.smooth, smooth, x, objective)
     return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
 
 
@@ -1005,7 +1082,8 @@ class SmplxFitter:
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
-                           smooth_weight=self.cfg.smooth_weight, pose_prior=self.prior, device=self.device,
+                           smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
+                           smooth_rho_rad=self.cfg.smooth_rho_rad, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
                            depth=(gather_depth(arrays, self.targets, T)
                                   if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),

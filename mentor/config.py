@@ -242,6 +242,14 @@ class SmplxConfig(Section):
     # scenarios (1-4 px noise, 1.5-2.5 m, quick beats)
     reject_outliers: bool = True
     smooth_weight: float = Field(1.0, ge=0)  # temporal terms (x1 = the tuned default)
+    # Geman-McClure scales of the temporal solve's smoothness (annotate/smplx_fit.py temporal_solve):
+    # a projected point's 2D acceleration, fraction of the image side per frame^2, and a joint
+    # rotation's second difference, rad/frame^2; 0 = quadratic. Set from benchmarks/smplx_truth
+    # (250 frames): quadratic, beat strokes of 40-100 px/frame^2 were cut by up to 100 px on
+    # the wrists (near_1px PA-MPJPE worst group 38 mm); at 0.02 (10 px/frame^2 at 512 px) and
+    # 0.05 rad they go through (22 mm) while talking stays at 6 mm
+    smooth_rho: float = Field(0.02, ge=0)
+    smooth_rho_rad: float = Field(0.05, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set
     # at about twice the largest score of clips that should pass: 6 good 10 s talking clips
