@@ -104,13 +104,14 @@ def test_robust_temporal_cost_caps_a_stroke():
     """Geman-McClure: small accelerations cost as the quadratic term, a stroke at most rho^2 a point."""
     from annotate.smplx_objective import ClipObjective
 
-    class Stub:  # the two fields temporal_cost reads besides the quadratic fallback
+    class Stub:  # the fields temporal_cost reads besides the quadratic fallback
         pass
 
     frames, points = 6, 2
     obj = Stub()
     obj.smooth_weights = lambda: torch.ones(frames - 2, points)
     obj.smooth_param = torch.zeros(3)
+    obj.gap_weights = lambda: torch.ones(frames - 2)
     obj.temporal_cost = lambda x, uv: ClipObjective.temporal_cost(obj, x, uv)
     x = torch.zeros(frames, 3)
     uv = torch.zeros(frames, points, 2)
