@@ -24,7 +24,9 @@ needs ~5-12 steps, not hundreds.
                 and `viterbi` keeps the most consistent sequence (removes runs of flipped frames)
   all frames: interpolated from the keyframes, then
     smooth      `temporal_solve`: one coupled Gauss-Newton solve with the temporal terms
-                (block-pentadiagonal normal equations, solved exactly by block-banded Cholesky).
+                (block-pentadiagonal normal equations, solved exactly by block-banded Cholesky),
+                Geman-McClure on the accelerations (smplx.smooth_rho / smooth_rho_rad: a quick
+                stroke goes through, jitter is damped).
 With optimizer="lbfgs" every stage is `lbfgs_solve` on its frames (the per-frame baseline).
 Camera: OpenCV pinhole at the origin, principal point at the image centre.
 """

@@ -245,9 +245,11 @@ class SmplxConfig(Section):
     # Geman-McClure scales of the temporal solve's smoothness (annotate/smplx_fit.py temporal_solve):
     # a projected point's 2D acceleration, fraction of the image side per frame^2, and a joint
     # rotation's second difference, rad/frame^2; 0 = quadratic. Set from benchmarks/smplx_truth
-    # (250 frames): quadratic, beat strokes of 40-100 px/frame^2 were cut by up to 100 px on
-    # the wrists (near_1px PA-MPJPE worst group 38 mm); at 0.02 (10 px/frame^2 at 512 px) and
-    # 0.05 rad they go through (22 mm) while talking stays at 6 mm
+    # (250 frames): quadratic, beat strokes of 40-100 px/frame^2 were cut by up to 100 px on the
+    # wrists; at 0.02 (10 px/frame^2 at 512 px) and 0.05 rad PA-MPJPE beats 20 -> 8 mm, near_1px
+    # 32 -> 18, far_1px 50 -> 42, talking 6.1 -> 6.3; worse: noise_4px 24.5 -> 26.5 and outliers'
+    # 3D jitter 10x -> 30x the truth's (a one-frame landmark jump goes through too). 0.05 rad
+    # against 0: near_1px 18 against 21 mm, noise_4px 26.5 against 26.1
     smooth_rho: float = Field(0.02, ge=0)
     smooth_rho_rad: float = Field(0.05, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
