@@ -358,12 +358,14 @@ class FlatSMPLX(nn.Module):
         axis_angle = (x @ self.pose_map + self.pose_mean).view(N, -1, 3)
         rot = rodrigues(axis_angle)  # (N,C,3,3)
         J = self.J0 + torch.einsum("jcb,nb->njc", self.Jb, betas) + torch.einsum("jce,ne->njc", self.Je, expr)
-        rel = J - J[:, self.par]
+        # index_select, not fancy indexing: its backward is an index_add (fancy indexing's, an
+        # accumulating index_put, was a quarter of the autograd pass on keyframe batches)
+        rel = J - J.index_select(1, self.par)
         # world transforms level by level: each level's parents are in the level above
         level_rots, level_pos = [rot[:, :1]], [J[:, :1]]
         start = 1
         for size, parent_index in zip(self.level_sizes[1:], self.parent_pos):
-            parent_rot, parent_t = level_rots[-1][:, parent_index], level_pos[-1][:, parent_index]
+            parent_rot, parent_t = level_rots[-1].index_select(1, parent_index), level_pos[-1].index_select(1, parent_index)
             level_rots.append(parent_rot @ rot[:, start:start + size])
             level_pos.append((parent_rot @ rel[:, start:start + size, :, None])[..., 0] + parent_t)
             start += size
@@ -373,12 +375,14 @@ class FlatSMPLX(nn.Module):
              + torch.einsum("vce,ne->nvc", self.expr_dirs, expr))
         if len(self.corr_cols):
             eye = torch.eye(3, dtype=x.dtype, device=x.device)
-            feat = (rot[:, self.corr_cols] - eye).reshape(N, -1)
+            feat = (rot.index_select(1, self.corr_cols) - eye).reshape(N, -1)
             u = u + (feat @ self.posedirs).view(N, -1, 3)
         # linear blend skinning over each vertex's few influences ("slots")
-        slot_joint_ids = self.slot_joint
-        y = ((world_rot[:, slot_joint_ids] @ (u[:, :, None] - J[:, slot_joint_ids])[..., None])[..., 0]
-             + world_t[:, slot_joint_ids])  # (N,S,K,3)
+        slots = self.slot_joint.reshape(-1)
+        S, K = self.slot_joint.shape
+        slot_rot = world_rot.index_select(1, slots).view(N, S, K, 3, 3)
+        y = ((slot_rot @ (u[:, :, None] - J.index_select(1, slots).view(N, S, K, 3))[..., None])[..., 0]
+             + world_t.index_select(1, slots).view(N, S, K, 3))  # (N,S,K,3)
         v = (y * self.slot_weight[..., None]).sum(2)
         if self.ct_pos is not None:
             r = rows if rows is not None else torch.zeros(N, dtype=torch.long, device=x.device)
@@ -387,8 +391,10 @@ class FlatSMPLX(nn.Module):
         else:
             tri, bary = self.tri.expand(N, -1, -1), self.bary.expand(N, -1, -1)
         nidx = torch.arange(N, device=x.device)[:, None, None]
-        vertex_points = (v[nidx, tri] * bary[..., None]).sum(2)  # (N,Pv,3)
-        pts = torch.cat([world_t[:, self.joint_cols], vertex_points], 1)[:, self.order] + x[:, None, lay["transl"]]
+        corners = torch.gather(v, 1, tri.reshape(N, -1, 1).expand(-1, -1, 3)).view(N, tri.shape[1], 3, 3)
+        vertex_points = (corners * bary[..., None]).sum(2)  # (N,Pv,3)
+        pts = (torch.cat([world_t.index_select(1, self.joint_cols), vertex_points], 1).index_select(1, self.order)
+               + x[:, None, lay["transl"]])
         return dict(aa=axis_angle, rot=rot, Rw=world_rot, tw=world_t, J=J, y=y, tri=tri, bary=bary, nidx=nidx, pts=pts)
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -480,15 +486,16 @@ class FlatSMPLX(nn.Module):
         jac = jac.view(N, -1, 2, D)
         jac[..., self.layout["transl"]] = dproj
         # expression (and shape): linear given the rotations
-        if not (with_betas or with_expression):
+        linear = (([(self.layout["expression"], self.Je, self.expr_dirs)] if with_expression else [])
+                  + ([(self.layout["betas"], self.Jb, self.shapedirs)] if with_betas else []))
+        if not linear:
             return uv, jac
-        lin = [self.layout["expression"]] + ([self.layout["betas"]] if with_betas else [])
+        lin = [columns for columns, _, _ in linear]
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
-        width = len(cols)
         if all(a.stop == b.start for a, b in zip(lin[:-1], lin[1:])):
             cols = slice(lin[0].start, lin[-1].stop)  # adjacent columns: written in place, not scattered
-        djoint = torch.cat([self.Je, self.Jb], -1)[..., :width]  # (C,3,L)
-        dvert_rest = torch.cat([self.expr_dirs, self.shapedirs], -1)[..., :width]  # (S,3,L)
+        djoint = torch.cat([joint_dirs for _, joint_dirs, _ in linear], -1)  # (C,3,L)
+        dvert_rest = torch.cat([vertex_dirs for _, _, vertex_dirs in linear], -1)  # (S,3,L)
         drel = djoint - djoint[self.par]
         dts = [djoint[:1].expand(N, -1, -1, -1)]
         start = 1

@@ -308,42 +308,77 @@ class StageProblem:
             cost = cost + BETA_POOL * ((x[:, objective.beta_columns] - beta_mean) ** 2).sum(1)
         return cost
 
-    def prior_hessian(self, x: torch.Tensor, with_pool: bool) -> torch.Tensor:
-        """(T,D,D) Gauss-Newton Hessian of the prior terms."""
+    def add_prior_hessian(self, hessian: torch.Tensor, x: torch.Tensor, with_pool: bool) -> torch.Tensor:
+        """hessian (T,F,F) on the free columns plus the Gauss-Newton Hessian of the prior terms,
+        added in place: their diagonal, and the body pose prior's block where the body is free
+        (a stage that holds the body, the camera's, gets none: it would be cut away)."""
         objective = self.objective
-        diagonal = 2 * self.prior_diag.clone()
+        free = self.free
+        diagonal = 2 * self.prior_diag[:, free]
         if with_pool:
-            diagonal[:, objective.beta_columns] += 2 * BETA_POOL
-        hessian = torch.diag_embed(diagonal)
-        if objective.body_columns is not None:
+            diagonal = diagonal + 2 * BETA_POOL * torch.isin(free, objective.beta_columns).to(diagonal.dtype)
+        hessian.diagonal(dim1=-2, dim2=-1).add_(diagonal)
+        position = self.free_position(objective.body_columns)
+        if position is not None:
             index = objective.body_pose_index
             body = (objective.prior.gn_hessian(objective.body_pose(x))[:, index][:, :, index]
                     * (self.spec.pose_weight * self.pose_scale)[:, None, None])
-            columns = objective.body_columns
-            hessian[:, columns[:, None], columns[None, :]] += body
+            if isinstance(position, slice):
+                hessian[:, position, position] += body
+            else:
+                hessian[:, position[:, None], position[None, :]] += body
         return hessian
+
+    def free_position(self, columns: torch.Tensor | None) -> slice | torch.Tensor | None:
+        """Where `columns` of x sit among the free columns: a slice when they are one run, None
+        when none is free. Columns only partly free keep their free ones' positions (a tensor)."""
+        if columns is None:
+            return None
+        key = ("position", tuple(columns.tolist()), tuple(self.free.tolist()))
+        if key not in self._last:
+            lookup = torch.full((self.objective.dim,), -1, dtype=torch.long, device=columns.device)
+            lookup[self.free] = torch.arange(len(self.free), device=columns.device)
+            position = lookup[columns]
+            position = position[position >= 0]
+            if len(position) == 0:
+                value = None
+            elif len(position) == len(columns) and bool((position.diff() == 1).all()):
+                value = slice(int(position[0]), int(position[-1]) + 1)
+            else:
+                value = position
+            self._last[key] = value
+        return self._last[key]
 
     def gauss_newton(self, x: torch.Tensor, with_pool: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-frame Gauss-Newton Hessian (T,F,F) on the free columns, the free columns of
-        the projected Jacobian (T,2P,F), and the projected points (T,P,2)."""
+        the projected Jacobian (T,2P,F), and the projected points (T,P,2).
+
+        The expression columns are built only where expression is free. With every column free
+        the Jacobian is the evaluator's buffer itself (no copy): valid until its next
+        projected_jacobian."""
         objective = self.objective
-        uv, jacobian = objective.flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape)
+        flat = objective.flat
+        free = self.free
         frames = x.shape[0]
+        uv, jacobian = flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape,
+                                               with_expression=bool(torch.isin(objective.columns(("expression",)),
+                                                                               free).any()))
+        if len(free) == flat.dim:  # every column free: the Jacobian as it is, no gathered copy
+            free_jacobian = jacobian.reshape(frames, -1, flat.dim)
+        else:
+            free_jacobian = jacobian[..., free].reshape(frames, -1, len(free))  # (T,2P,F)
         rho2 = self.rho ** 2
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
-        free_jacobian = jacobian[..., self.free].reshape(frames, -1, len(self.free))  # (T,2P,F)
         weight = irls[..., None].expand(-1, -1, 2)
         if objective.bounds is not None:  # a bound that holds adds no curvature
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
         hessian = 2 * (free_jacobian * weight).transpose(1, 2) @ free_jacobian
         if objective.depth is not None:
-            hessian = hessian + objective.depth.gn_hessian(objective.flat, x, self.rows, float(objective.camera.focal),
-                                                           self.free)
-        prior = self.prior_hessian(x, with_pool)
-        return hessian + prior[:, self.free][:, :, self.free], free_jacobian, uv
+            hessian = hessian + objective.depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
+        return self.add_prior_hessian(hessian, x, with_pool), free_jacobian, uv
 
 
 def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torch.Tensor:

@@ -88,3 +88,21 @@ def test_analytic_jacobian_with_pose_correctives(body):
     for kind, bound in (("joint", 1e-4), ("vertex", 1e-4), ("landmark", 0.03), ("contour", 0.5)):
         worst = float(error[torch.as_tensor(KINDS == kind)].max())
         assert worst < bound, f"{kind}: relative Jacobian error {worst:.2e} >= {bound}"
+
+
+def test_jacobian_without_expression_is_the_full_ones_columns(body):
+    """The cheaper Jacobian a stage uses when it holds expression (the body stage's): the full
+    Jacobian's shape columns, and nothing in expression's."""
+    flat = flat_model(body)
+    x = random_x(flat, seed=2)
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])
+    with torch.no_grad():
+        uv, full = flat.projected_jacobian(x, rows, camera, with_betas=True)
+        full = full.clone()  # the evaluator reuses its Jacobian's buffer
+        _, shape_only = flat.projected_jacobian(x, rows, camera, with_betas=True, with_expression=False)
+    scale = float(full.abs().max())
+    betas, expression = flat.layout["betas"], flat.layout["expression"]
+    assert torch.allclose(shape_only[..., betas], full[..., betas], atol=1e-6 * scale)
+    assert float(shape_only[..., expression].abs().max()) == 0.0
+    assert float(full[..., expression].abs().max()) > 0.0
