@@ -1,30 +1,36 @@
-"""Depth of the arms: mirrored restarts and MediaPipe's relative z, for the fitter's Viterbi.
+"""Depth of the arms: bones mirrored in depth where MediaPipe's relative z says so, for the
+fitter's Viterbi.
 
 A bone seen in 2D has two 3D directions that project alike: the one the fit found and the
 one that puts its lower joint at the other point of the same camera ray, in front of or
-behind the upper joint. Gauss-
-Newton stays in whichever it started in, so the fitter restarts keyframes from the mirrored
-upper arms and forearms (`mirrored_starts`) and picks among the solved candidates with a
-Viterbi whose unary cost adds `depth_costs`: how far each candidate's relative depths along
-the arms disagree with MediaPipe's own z of the pose landmarks (shoulder -> elbow -> wrist).
+behind the upper joint (`mirror_bone`). Gauss-Newton stays in whichever it started in: the
+fitter's body stage ends with forearms held away from the camera pointing toward it (every
+keyframe of the benchmark's away scenario), because the pose prior (arms hanging, elbows
+bent forward) prefers that side and the z term in the objective (smplx_objective.DepthTerm,
+Geman-McClure at 20 px) is flat where a flipped wrist is 60-150 px off. Measured there (33
+keyframes after the body stage, the truth's pose solved in the same stage): the flipped fit
+cost 717, the one from both bones mirrored 714 and the upper arms alone mirrored 596; the
+pose prior at the body stage's weight pays ~200 more for the true forearms than for the
+flipped ones, the z term only ~95 less.
+
+So `evidence_mirrored` mirrors exactly the bones whose depth then agrees better with
+MediaPipe's z of the pose landmarks (shoulder -> elbow -> wrist; by MIN_GAIN of the bone's
+length), the fitter solves those keyframes again from there (smplx_fit.depth_restarts), and
+a Viterbi picks per keyframe between the two with each one's cost plus `DepthEvidence.costs`
+(the bones' disagreement with z, capped at the bone's own observed depth rather than at 20
+px, so a flipped forearm pays in proportion) and the pose change between keyframes.
 
 MediaPipe's z is relative (pose: to the hips' midpoint; in pixels of the image width when
 the landmarks annotator stores it, in metres in the synthetic ground truth): only
 differences along a bone are used, rescaled per clip to the model's depth in pixels
 (f dz / Z) by the ratio of their median magnitudes, so its unit does not matter.
 
-Status (issue 16 item 3, measured on 4 synthetic 48-frame clips with exact z): NOT an
-improvement yet, so the annotator leaves it off (smplx.depth_restarts). Mirrored upper arms
-mostly converge back to the prior's side under Gauss-Newton; where they do not, the pick
-chose wrong sides as often as right ones: PA-MPJPE 26/22/27/21 mm against 26/21/7/11 mm
-without (seeds 1, 4, 2, 3). As a cost inside the keyframe objective (weight 0.5) it was worse
-still (it trades depth against the body's distance). What it lacked: z inside the Gauss-Newton
-objective, with its Jacobian: that is now annotate/smplx_objective.py DepthTerm (smplx.depth_weight,
-on by default). With it in the cost, these restarts were measured again (benchmarks/smplx_truth,
-250 frames, depth_weight 0.05, 2-core box at load 12-19): the toward/away switch went from 37 to
-13 mm PA-MPJPE (depth flips 28 % -> 1.1 %, forearm 12 -> 3.5 deg), but forearms held away got
-worse (41 -> 54 mm, fingers 47 -> 63; flips 54 % -> 41 %) and the fit cost about 1.5x the CPU:
-still off by default.
+Before (the restarts of all four mirrored arm combinations, picked the same way; measured
+with benchmarks/smplx_truth, 250 frames): the toward/away switch went from 28 % to 1.1 %
+depth flips, but forearms held away got worse (PA-MPJPE 41 -> 54 mm; flips 54 % -> 41 %) at
+about 1.5x the CPU: the combination that was right (upper arm and forearm both mirrored)
+was not among the candidates, and the four extra solves cost. Now one extra solve, of the
+keyframes that disagree only: figures at mentor/config.py (annotate.smplx.depth_restarts).
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from mentor.body.geometry import rodrigues
 
 # (upper joint, lower joint) of the bones whose depth is mirrored: upper arms, forearms
 ARM_BONES = ((16, 18), (17, 19), (18, 20), (19, 21))
+# a bone is mirrored where that brings its depth this x its length nearer MediaPipe's z (a bone
+# 7 deg out of the image plane moves by 0.25 when mirrored: nearer the plane z's noise decides)
+MIN_GAIN = 0.25
 DEPTH_WEIGHT = 0.05  # cost per px^2 of disagreement: a tie-breaker between fits the 2D data finds alike
 
 
@@ -102,15 +111,6 @@ def mirror_bone(flat: FlatSMPLX, x: torch.Tensor, upper: int, lower: int) -> tor
     return out
 
 
-def mirrored_starts(flat: FlatSMPLX, x: torch.Tensor) -> list[torch.Tensor]:
-    """Restarts of x (N,D) with the arms mirrored in depth: each upper arm, both, both forearms."""
-    left_upper = mirror_bone(flat, x, 16, 18)
-    right_upper = mirror_bone(flat, x, 17, 19)
-    both_upper = mirror_bone(flat, left_upper, 17, 19)
-    forearms = mirror_bone(flat, mirror_bone(flat, x, 18, 20), 19, 21)
-    return [left_upper, right_upper, both_upper, forearms]
-
-
 class DepthEvidence:
     """MediaPipe's z along the arms, in the model's depth pixels.
 
@@ -120,11 +120,12 @@ class DepthEvidence:
     """
 
     def __init__(self, z: torch.Tensor, joints: np.ndarray):
-        self.bones = []
+        self.bones, self.joints = [], []  # (top, bottom) point indices and their (upper, lower) joints
         for upper, lower in ARM_BONES:
             top, bottom = np.flatnonzero(joints == upper), np.flatnonzero(joints == lower)
             if len(top) and len(bottom):
                 self.bones.append((int(top[0]), int(bottom[0])))
+                self.joints.append((upper, lower))
         if self.bones:
             top = torch.as_tensor([b[0] for b in self.bones], device=z.device)
             bottom = torch.as_tensor([b[1] for b in self.bones], device=z.device)
@@ -180,3 +181,37 @@ class DepthEvidence:
         rho2 = (target.abs() + 10.0) ** 2
         squared = torch.where(seen, residual, torch.zeros_like(residual)) ** 2
         return DEPTH_WEIGHT * (rho2 * squared / (rho2 + squared)).sum(1)
+
+    def misfit(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T,B) how far each bone's depth in the model points (T,P,3) is from MediaPipe's, in
+        bone lengths (both in model pixels; 0 where MediaPipe has no z or no scale is set)."""
+        if not self.usable or self.scale is None:
+            return torch.zeros(points.shape[0], len(self.bones), device=points.device)
+        top, bottom = points[:, self.top], points[:, self.bottom]
+        length = focal * (bottom - top).norm(dim=-1) / top[..., 2].clamp(min=1e-3)
+        off = (self.model_dz(points, focal) - self.dz * self.scale).abs() / length.clamp(min=1e-6)
+        return torch.nan_to_num(off, nan=0.0)
+
+
+def evidence_mirrored(flat: FlatSMPLX, x: torch.Tensor, evidence: DepthEvidence, focal: float,
+                      min_gain: float = MIN_GAIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N,D) with every arm bone mirrored in depth (smplx_depth.mirror_bone: the other 3D
+    direction with the same image) where that brings its depth nearer MediaPipe's by at least
+    min_gain x its length (upper arms first, then the forearms of the result), and (N,) bool:
+    the frames changed.
+
+    Gauss-Newton cannot cross from a forearm toward the camera to one away from it (the z term
+    is flat beyond its robust scale and the pose prior prefers the nearer side), so the start
+    is put on the side the evidence says, and the fit compared from there."""
+    changed = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    with torch.no_grad():
+        for forearms in (False, True):
+            for b, (upper, lower) in enumerate(evidence.joints):
+                if (upper in (18, 19)) != forearms:
+                    continue
+                mirrored = mirror_bone(flat, x, upper, lower)
+                gain = evidence.misfit(flat(x, None), focal)[:, b] - evidence.misfit(flat(mirrored, None), focal)[:, b]
+                better = gain >= min_gain
+                x = torch.where(better[:, None], mirrored, x)
+                changed |= better
+    return x, changed

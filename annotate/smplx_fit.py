@@ -15,9 +15,9 @@ needs ~5-12 steps, not hundreds.
                 closed-form translation)
     body        `elbow_restarts`: body pose and shape from two elbow bends, the better kept
                 (a forearm's depth is ambiguous in 2D)
-    depth       `depth_restarts` (only with depth evidence given; the annotator's smplx.depth_restarts,
-                off: measured worse, see smplx_depth.py): also from the arms mirrored in depth; a
-                Viterbi picks with the landmarks, MediaPipe's relative z and temporal consistency
+    depth       `depth_restarts` (with MediaPipe's z given; the annotator's smplx.depth_restarts):
+                keyframes whose arm bones' depth disagrees with z solved again from those bones
+                mirrored (smplx_depth.py); a Viterbi picks with the landmarks, z and temporal consistency
     hands, full `keyframe_solve`: everything, hands joining at a wide robust scale that then narrows
     shape       `shared_shape_solve`: the clip's one shape and every keyframe's pose in one step
     neighbours  `neighbour_restarts`: each keyframe also restarts from its neighbours' fits,
@@ -46,7 +46,7 @@ import torch
 from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import make_pose_prior
-from annotate.smplx_depth import DepthEvidence, mirrored_starts
+from annotate.smplx_depth import DepthEvidence, evidence_mirrored
 from annotate.smplx_objective import DepthTerm
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure, rest_x
@@ -490,10 +490,22 @@ def depth_pick(problem: StageProblem, evidence: DepthEvidence | None, transition
 
 def depth_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress, evidence: DepthEvidence | None,
                    transition_weight: float) -> torch.Tensor:
-    """Each keyframe solved from its fit and from its arms mirrored in depth (smplx_depth); the
-    Viterbi keeps the sequence that agrees best with the landmarks, MediaPipe's z and itself."""
-    starts = [x] + mirrored_starts(problem.objective.flat, x)
-    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight))
+    """Each keyframe whose arms' depth disagrees with MediaPipe's z solved again from those bones
+    mirrored (smplx_depth.evidence_mirrored); the Viterbi keeps the sequence that agrees best
+    with the landmarks, MediaPipe's z and itself."""
+    if evidence is None or not evidence.usable:
+        return x
+    start, changed = evidence_mirrored(problem.objective.flat, x, evidence, float(problem.objective.camera.focal))
+    index = torch.nonzero(changed)[:, 0]
+    if len(index) == 0:
+        return x
+    mirrored = x.clone()
+    mirrored[index] = keyframe_solve(frames_of(problem, index), start[index], progress)
+    candidates = torch.stack([x, mirrored])
+    with torch.no_grad():
+        costs = torch.stack([problem.frame_costs(c) for c in candidates])
+        best = depth_pick(problem, evidence, transition_weight)(costs, candidates)
+    return candidates[best, torch.arange(x.shape[0], device=x.device)]
 
 
 def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress,

@@ -225,9 +225,12 @@ class SmplxConfig(Section):
     # torch threads inside one fit (restored after it): with 2 on the 2-core box the same
     # 250-frame fit took 3.9-256 s, with 1 it was steady (issue 16); None: torch's own setting
     threads: int | None = Field(1, ge=1)
-    # restart the arms mirrored in depth and pick with MediaPipe's z (annotate/smplx_depth.py);
-    # off: on 4 synthetic clips it was worse (PA-MPJPE 21-27 mm against 7-26 mm without)
-    depth_restarts: bool = False
+    # keyframes whose arm bones' depth disagrees with MediaPipe's z solved again from those bones
+    # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Set from
+    # benchmarks/smplx_truth at 250 frames: forearms held away from the camera 23 -> 3 deg, depth
+    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; the toward/away switch 6 -> 3.5 deg; talking and
+    # toward unchanged; CPU +4 % over the four (the old restarts of all 4 mirrored arms: worse)
+    depth_restarts: bool = True
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
     # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
