@@ -182,14 +182,19 @@ def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_fr
     return xy, conf, bounds
 
 
+DEPTH_SOURCES = ("landmarks.pose", "landmarks.left_hand", "landmarks.right_hand")  # arrays whose z is read
+
+
 def gather_depth(arrays: dict[str, np.ndarray], targets: list[Target], num_frames: int) -> np.ndarray | None:
-    """(T,K) MediaPipe's relative z of the pose landmarks (column 2 of landmarks.pose; NaN for
-    other targets and missing frames), or None when the clip has no pose z."""
+    """(T,K) MediaPipe's relative z of the pose and hand landmarks (column 2 of landmarks.pose,
+    landmarks.left_hand, landmarks.right_hand: pose z relative to the hips, a hand's to its wrist;
+    NaN for other targets and missing frames), or None when the clip has no pose z."""
     pose = arrays.get("landmarks.pose")
     if pose is None or pose.shape[2] < 3 or not np.isfinite(pose[..., 2]).any():
         return None
     depth = np.full((num_frames, len(targets)), np.nan, np.float32)
     for k, t in enumerate(targets):
-        if t.source == "landmarks.pose" and t.index < pose.shape[1]:
-            depth[: len(pose), k] = pose[:num_frames, t.index, 2]
+        source = arrays.get(t.source) if t.source in DEPTH_SOURCES else None
+        if source is not None and source.shape[2] >= 3 and t.index < source.shape[1]:
+            depth[: len(source), k] = source[:num_frames, t.index, 2]
     return depth

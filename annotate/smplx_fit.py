@@ -797,7 +797,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             flat, seen_targets, depth[:, active], torch.tensor(conf[:, active], dtype=torch.float32, device=device),
             sparse.point_joints()[active], depth_weight))
     if depth is not None and optimizer == "batched" and mirror_restarts:
-        joint_of = np.array([t.point.index if t.point.kind == "joint" else -1 for t in seen_targets])
+        joint_of = np.array([t.point.index if t.point.kind == "joint" and t.source == "landmarks.pose" else -1
+                             for t in seen_targets])
         evidence = DepthEvidence(torch.tensor(depth[:, active], dtype=torch.float32, device=device), joint_of)
         depth_evidence = evidence if evidence.usable else None
     else:

@@ -405,17 +405,24 @@ def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torc
 # pose landmarks whose z counts: nose, eyes, ears, shoulders, elbows, wrists, hips (the legs,
 # mostly out of a talking-head frame, and the feet do not)
 DEPTH_LANDMARKS = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24)
+# hand landmarks whose z counts (MediaPipe's hand z is relative to its wrist): the wrist and the
+# four fingers' first joints, rigid on the wrist: which way the hand points in depth, which a
+# flipped forearm carries with it (issue 16: fingers 44 mm off with the forearms flipped)
+HAND_DEPTH_LANDMARKS = (0, 5, 9, 13, 17)
+# the point groups centred on their own mean per frame (each array's z has its own offset)
+DEPTH_GROUPS = ("landmarks.pose", "landmarks.left_hand", "landmarks.right_hand")
 DEPTH_RHO = 20.0  # px: a z residual beyond this (MediaPipe's z is rough) pulls no harder
 
 
 class DepthTerm:
-    """MediaPipe's relative z of the pose landmarks, as residuals in the clip objective.
+    """MediaPipe's relative z of the pose and hand landmarks, as residuals in the clip objective.
 
-    MediaPipe's pose z is depth relative to the hips, in the image width's pixel scale (the
-    synthetic truth: f dZ / Z times an unknown compression), with an offset per frame. Per
-    frame, both the model's depths Z_q (camera space, metres) and the observed z_q are centred
-    on the mean of the points observed in that frame (the offset drops out); the residual is
-        r_q = f (Z_q - mean Z) / mean Z  -  kappa (z_q - mean z)     [px]
+    MediaPipe's pose z is depth relative to the hips, a hand's relative to its wrist, in the
+    image width's pixel scale (the synthetic truth: f dZ / Z times an unknown compression), with
+    an offset per frame and array. Per frame and group (DEPTH_GROUPS: the pose, each hand), both
+    the model's depths Z_q (camera space, metres) and the observed z_q are centred on the mean
+    of the group's points observed in that frame (the offset drops out); the residual is
+        r_q = f (Z_q - mean_g Z) / mean Z  -  kappa (z_q - mean_g z)     [px]
     kappa the clip's compression (1 nominal: z in x's pixel scale; `calibrate` sets it from a
     fit), and the cost weight x Geman-McClure(r^2; DEPTH_RHO) per observed point. It sees what 2D
     cannot: a forearm toward or away from the camera, the shoulders' depth against the head.
@@ -425,16 +432,22 @@ class DepthTerm:
     from autograd, so an inexact Hessian only slows the step, it does not bias it).
 
     z (T,Q) observed z of the Q points (NaN where none); points (Q,) their index among the
-    objective's active points; movers (Q,C): 1 where chain joint c's rotation moves point q.
+    objective's active points; movers (Q,C): 1 where chain joint c's rotation moves point q;
+    groups (Q,) each point's index in DEPTH_GROUPS (None: all pose). kappa is one for all
+    groups (MediaPipe gives pose and hand z in the same unit) and calibrated on the pose.
     """
 
     def __init__(self, z: torch.Tensor, points: torch.Tensor, movers: torch.Tensor, weight: float,
-                 confidence: torch.Tensor, kappa: torch.Tensor | None = None):
+                 confidence: torch.Tensor, kappa: torch.Tensor | None = None, groups: torch.Tensor | None = None):
         self.points, self.movers, self.weight = points, movers, float(weight)
+        groups = groups if groups is not None else torch.zeros(len(points), dtype=torch.long, device=z.device)
+        self.pose = groups == 0
+        self.members = torch.nn.functional.one_hot(groups, len(DEPTH_GROUPS)).to(z.dtype)  # (Q,G)
         seen = torch.isfinite(z) & (confidence > 0.3)
         self.z = torch.where(seen, z, torch.zeros_like(z))
-        # a frame's points count only where it sees at least 3 (the centring needs some)
-        self.seen = (seen & (seen.sum(1, keepdim=True) >= 3)).to(z.dtype)
+        # a frame's group counts only where it sees at least 3 of its points (the centring needs some)
+        enough = (seen.to(z.dtype) @ self.members >= 3).to(z.dtype) @ self.members.T > 0
+        self.seen = (seen & enough).to(z.dtype)
         self.kappa = kappa if kappa is not None else torch.ones(1, device=z.device)  # shared with subsets
 
     @classmethod
@@ -443,9 +456,11 @@ class DepthTerm:
         """From the clip's active targets (their `source`, `index`), depth (T,P) MediaPipe's z of each
         active point (NaN for none), confidence (T,P) and point_joints (P,) each point's carrying joint.
         None when no listed pose landmark has z."""
-        keep = [n for n, t in enumerate(targets) if t.source == "landmarks.pose" and t.index in DEPTH_LANDMARKS
+        wanted = {"landmarks.pose": DEPTH_LANDMARKS, "landmarks.left_hand": HAND_DEPTH_LANDMARKS,
+                  "landmarks.right_hand": HAND_DEPTH_LANDMARKS}
+        keep = [n for n, t in enumerate(targets) if t.index in wanted.get(t.source, ())
                 and np.isfinite(depth[:, n]).any()]
-        if len(keep) < 3:
+        if sum(targets[n].source == "landmarks.pose" for n in keep) < 3:
             return None
         device = confidence.device
         chain = [int(j) for j in flat.chain]
@@ -461,8 +476,9 @@ class DepthTerm:
                 c = int(parent[c])
                 movers[q, c] = 1.0
         keep_t = torch.as_tensor(keep, device=device)
+        groups = torch.as_tensor([DEPTH_GROUPS.index(targets[n].source) for n in keep], device=device)
         return cls(torch.as_tensor(depth[:, keep], dtype=torch.float32, device=device), keep_t,
-                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t])
+                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t], groups=groups)
 
     @property
     def used(self) -> torch.Tensor:
@@ -493,8 +509,10 @@ class DepthTerm:
         return self._like(z=self.z.repeat(times, 1), seen=self.seen.repeat(times, 1))
 
     def _centred(self, depth: torch.Tensor) -> torch.Tensor:
-        count = self.seen.sum(1, keepdim=True).clamp(min=1)
-        return (depth - (depth * self.seen).sum(1, keepdim=True) / count) * self.seen
+        """(T,Q) depth minus its group's mean over the frame's seen points (0 where unseen)."""
+        count = (self.seen @ self.members).clamp(min=1)  # (T,G)
+        mean = (depth * self.seen) @ self.members / count
+        return (depth - mean @ self.members.T) * self.seen
 
     def residuals(self, points: torch.Tensor, focal: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(T,Q) residuals in px and (T,1) f / mean Z (detached) from the active points (T,P,3)."""
@@ -515,7 +533,7 @@ class DepthTerm:
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
-        seen = self.seen > 0
+        seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
         model = (focal / mean * self._centred(depth)).abs()[seen]
         observed = self._centred(self.z).abs()[seen]
         if len(observed) < 3 or float(observed.median()) <= 0:
@@ -556,6 +574,7 @@ class DepthTerm:
             return 2 * (jacobian * irls[..., None]).transpose(1, 2) @ jacobian
 
     def _centred_jacobian(self, jacobian: torch.Tensor) -> torch.Tensor:
-        count = self.seen.sum(1, keepdim=True).clamp(min=1)[..., None]
-        mask = self.seen[..., None]
-        return (jacobian - (jacobian * mask).sum(1, keepdim=True) / count) * mask
+        """(T,Q,F) the Jacobian of `_centred` depths: each row minus its group's mean row."""
+        count = (self.seen @ self.members).clamp(min=1)  # (T,G)
+        mean = torch.einsum("tqf,tq,qg->tgf", jacobian, self.seen, self.members) / count[..., None]
+        return (jacobian - torch.einsum("tgf,qg->tqf", mean, self.members)) * self.seen[..., None]

@@ -203,3 +203,35 @@ def test_depth_restarts_turn_forearms_away_from_the_camera():
     assert after["flip_share"] < 0.5 * before["flip_share"], (before["flip_share"], after["flip_share"])
     assert after["forearm_deg"] < 10.0, after["forearm_deg"]
     assert after["pa"]["fingers"] < before["pa"]["fingers"], (before["pa"], after["pa"])
+
+
+def test_hand_z_tells_which_way_the_hand_points(setup):
+    """MediaPipe's hand z (relative to the wrist) is in the term, each hand centred on its own
+    mean: a hand turned to the other depth about its wrist (the same image of wrist and middle
+    finger) costs more with it, and the same with the pose's z alone (before: hand z unused)
+    cannot tell the two apart; an offset of one hand's z changes nothing."""
+    body, targets, _ = setup
+    truth = make_truth(body, SCENARIOS["away"], 6)
+    flat, active, term = _term(setup, truth, truth.clean)
+    pose_only = {k: (v if k == "landmarks.pose" else np.concatenate([v[..., :2], np.full_like(v[..., 2:], np.nan)], -1))
+                 for k, v in truth.clean.items()}
+    _, _, pose_term = _term(setup, truth, pose_only)
+    sources = {targets[int(i)].source for i in np.flatnonzero(active)[term.points.numpy()]}
+    assert {"landmarks.left_hand", "landmarks.right_hand"} <= sources
+    x = _truth_x(flat, truth)
+    focal = float(truth.camera[0])
+    with torch.no_grad():
+        points = flat(x)
+        for t in (term, pose_term):
+            t.calibrate(points, focal)
+        for wrist, middle in ((20, 28), (21, 43)):
+            turned = flat(mirror_bone(flat, x, wrist, middle))
+            gain = term.costs(turned, focal) - term.costs(points, focal)
+            pose_gain = pose_term.costs(turned, focal) - pose_term.costs(points, focal)
+            assert bool((gain > 5.0).all()), (wrist, gain)
+            assert bool((pose_gain.abs() < 0.2 * gain).all()), (wrist, pose_gain, gain)
+        shifted = {k: v.copy() for k, v in truth.clean.items()}
+        shifted["landmarks.left_hand"][..., 2] += 37.0
+        _, _, shifted_term = _term(setup, truth, shifted)
+        shifted_term.calibrate(points, focal)
+        assert torch.allclose(shifted_term.costs(points, focal), term.costs(points, focal), atol=1e-3)
