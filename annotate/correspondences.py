@@ -185,16 +185,17 @@ def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_fr
 DEPTH_SOURCES = ("landmarks.pose", "landmarks.left_hand", "landmarks.right_hand")  # arrays whose z is read
 
 
-def gather_depth(arrays: dict[str, np.ndarray], targets: list[Target], num_frames: int) -> np.ndarray | None:
-    """(T,K) MediaPipe's relative z of the pose and hand landmarks (column 2 of landmarks.pose,
-    landmarks.left_hand, landmarks.right_hand: pose z relative to the hips, a hand's to its wrist;
-    NaN for other targets and missing frames), or None when the clip has no pose z."""
+def gather_depth(arrays: dict[str, np.ndarray], targets: list[Target], num_frames: int,
+                 hands: bool = True) -> np.ndarray | None:
+    """(T,K) MediaPipe's relative z of the pose and (with `hands`) hand landmarks (column 2 of
+    landmarks.pose, landmarks.left_hand, landmarks.right_hand: pose z relative to the hips, a
+    hand's to its wrist; NaN for other targets and missing frames), or None when the clip has no pose z."""
     pose = arrays.get("landmarks.pose")
     if pose is None or pose.shape[2] < 3 or not np.isfinite(pose[..., 2]).any():
         return None
     depth = np.full((num_frames, len(targets)), np.nan, np.float32)
     for k, t in enumerate(targets):
-        source = arrays.get(t.source) if t.source in DEPTH_SOURCES else None
+        source = arrays.get(t.source) if t.source in DEPTH_SOURCES[:3 if hands else 1] else None
         if source is not None and source.shape[2] >= 3 and t.index < source.shape[1]:
             depth[: len(source), k] = source[:num_frames, t.index, 2]
     return depth

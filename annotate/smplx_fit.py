@@ -1100,7 +1100,7 @@ class SmplxFitter:
                            smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
                            smooth_rho_rad=self.cfg.smooth_rho_rad, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
-                           depth=(gather_depth(arrays, self.targets, T)
+                           depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
                                   if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
                            depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
                            threads=self.cfg.threads)

@@ -237,6 +237,11 @@ class SmplxConfig(Section):
     # group 18 -> 7) and beats' from 34 to 21; 0.1 and 0.2 flipped fewer forearms pointing away
     # (23 %, 16 % against 54 % at 0.05) but bent the body's shape (bones 14-15 % off on talking)
     depth_weight: float = Field(0.05, ge=0)
+    # MediaPipe's hand z (wrist and the fingers' first joints, relative to the wrist) in that term
+    # too, each hand centred on its own mean. Off: measured with benchmarks/smplx_truth at 250
+    # frames (with depth_restarts), forearms away 12.3 -> 11.2 mm PA-MPJPE (fingers 13.4 -> 11.9,
+    # flips 3.0 -> 1.0 %), but the toward/away switch 13.7 -> 14.8 mm and talking 6.0 -> 6.4
+    depth_hands: bool = False
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     # swapped hands swapped back, a hand off its pose wrist or an elbow/wrist off its track made
     # missing before the fit (annotate/landmark_outliers.py). On: issue 16's outliers scenario

@@ -218,6 +218,8 @@ def test_hand_z_tells_which_way_the_hand_points(setup):
     _, _, pose_term = _term(setup, truth, pose_only)
     sources = {targets[int(i)].source for i in np.flatnonzero(active)[term.points.numpy()]}
     assert {"landmarks.left_hand", "landmarks.right_hand"} <= sources
+    hand_columns = [k for k, t in enumerate(targets) if t.source != "landmarks.pose"]
+    assert np.isnan(gather_depth(truth.clean, targets, 6, hands=False)[:, hand_columns]).all()  # smplx.depth_hands off
     x = _truth_x(flat, truth)
     focal = float(truth.camera[0])
     with torch.no_grad():
