@@ -226,11 +226,13 @@ class SmplxConfig(Section):
     # 250-frame fit took 3.9-256 s, with 1 it was steady (issue 16); None: torch's own setting
     threads: int | None = Field(1, ge=1)
     # keyframes whose arm bones' depth disagrees with MediaPipe's z solved again from those bones
-    # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Set from
+    # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Measured with
     # benchmarks/smplx_truth at 250 frames: forearms held away from the camera 23 -> 3 deg, depth
-    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; the toward/away switch 6 -> 3.5 deg; talking and
-    # toward unchanged; CPU +4 % over the four (the old restarts of all 4 mirrored arms: worse)
-    depth_restarts: bool = True
+    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; outliers 37 -> 25 mm; talking, crossed, toward
+    # unchanged; beats and drop_keyframe 1-1.6 mm worse; CPU +3 %. Off: on the test helper's clip
+    # (tests/annotate/test_smplx_fit.py, 50 frames) half the keyframes were mirrored and the fit
+    # broke (21 px reprojection against 1.9): to be understood before it goes on
+    depth_restarts: bool = False
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
     # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
