@@ -231,7 +231,9 @@ class SmplxConfig(Section):
     # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; outliers 37 -> 25 mm; talking, crossed, toward
     # unchanged; beats and drop_keyframe 1-1.6 mm worse; CPU +3 %. Off: on the test helper's clip
     # (tests/annotate/test_smplx_fit.py, 50 frames) half the keyframes were mirrored and the fit
-    # broke (21 px reprojection against 1.9): to be understood before it goes on
+    # broke (21 px reprojection against 1.9), on main before 875c376; on 875c376 (robust temporal
+    # solve, new motion keyframes) the same clip fits at 1.7-2.0 px per frame with it: re-run the
+    # scenario set there before turning it on
     depth_restarts: bool = False
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
