@@ -228,8 +228,8 @@ class SmplxConfig(Section):
     # keyframes whose arm bones' depth disagrees with MediaPipe's z solved again from those bones
     # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Measured with
     # benchmarks/smplx_truth at 250 frames: forearms held away from the camera 23 -> 3 deg, depth
-    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; outliers 37 -> 25 mm; talking, crossed, toward
-    # unchanged; beats and drop_keyframe 1-1.6 mm worse; CPU +3 %. Off: on the test helper's clip
+    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; switch 21 -> 13 mm; outliers 37 -> 25 mm; talking,
+    # crossed, toward unchanged; beats, drop_keyframe, cut_chest 1-4 mm worse; CPU +6 %. Off: on the test helper's clip
     # (tests/annotate/test_smplx_fit.py, 50 frames) half the keyframes were mirrored and the fit
     # broke (21 px reprojection against 1.9), on main before 875c376; on 875c376 (robust temporal
     # solve, new motion keyframes) the same clip fits at 1.7-2.0 px per frame with it: re-run the
