@@ -201,6 +201,9 @@ def worker_check(cfg, source: Path, root: Path, passes: int) -> None:
     from pipelines.runtime import init_ray
 
     init_ray(num_cpus=2)
+    module = sys.modules[ClipSteps.__module__]
+    if module.__name__ != "__main__":  # imported (a test, python -m): the class travels by value all the same
+        ray.cloudpickle.register_pickle_by_value(module)
     try:
         actor = ray.remote(num_cpus=0.5)(ClipSteps).remote(cfg, str(source), str(root / "check_ray"))
         here = ClipSteps(cfg, str(source), str(root / "check_here"))
