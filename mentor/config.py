@@ -226,15 +226,13 @@ class SmplxConfig(Section):
     # 250-frame fit took 3.9-256 s, with 1 it was steady (issue 16); None: torch's own setting
     threads: int | None = Field(1, ge=1)
     # keyframes whose arm bones' depth disagrees with MediaPipe's z solved again from those bones
-    # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Measured with
-    # benchmarks/smplx_truth at 250 frames: forearms held away from the camera 23 -> 3 deg, depth
-    # flips 55 -> 3 %, PA-MPJPE 38 -> 12 mm; switch 21 -> 13 mm; outliers 37 -> 25 mm; talking,
-    # crossed, toward unchanged; beats, drop_keyframe, cut_chest 1-4 mm worse; CPU +6 %. Off: on the test helper's clip
-    # (tests/annotate/test_smplx_fit.py, 50 frames) half the keyframes were mirrored and the fit
-    # broke (21 px reprojection against 1.9), on main before 875c376; on 875c376 (robust temporal
-    # solve, new motion keyframes) the same clip fits at 1.7-2.0 px per frame with it: re-run the
-    # scenario set there before turning it on
-    depth_restarts: bool = False
+    # mirrored, picked by cost, z and temporal consistency (annotate/smplx_depth.py). Set from
+    # benchmarks/smplx_truth (250 frames, all 17 scenarios, off vs on at b7c5405, 2-core box,
+    # load 3-4): forearms held away from the camera PA-MPJPE 40 -> 10 mm, 25 -> 2.8 deg, depth
+    # flips 63 -> 2.6 %; switch 15 -> 7.7 mm, flips 4.7 -> 0 %; drop_keyframe 19 -> 11 mm; talking,
+    # crossed, toward, near, far, noise within 0.5 mm; worse: outliers 17 -> 24 mm, cut_chest
+    # 66 -> 70, beats 7.8 -> 9.0; CPU +5 % over the set (284 -> 297 s)
+    depth_restarts: bool = True
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
     # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
