@@ -50,6 +50,7 @@ BENCHMARKS := $(filter-out motion_data _%,$(basename $(notdir $(wildcard benchma
 BENCH_QUICK_audio_annotators := --seconds 5 --repeats 1
 BENCH_QUICK_curation := --sources 4 --seconds 15
 BENCH_QUICK_curation_cost := --sources 2 --choice-clips 1
+BENCH_QUICK_decode_passes := --seconds 4 --repeat 1
 BENCH_QUICK_eval := --seconds 2 --repeats 1
 BENCH_QUICK_motion := --config small --steps 10 --sample-configs small
 BENCH_QUICK_motion_speech := --clips 8 --identities 4 --seconds 2 --steps 20 --guidance 1 --out out/bench/motion_speech_quick
