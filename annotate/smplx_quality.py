@@ -21,6 +21,9 @@ Flags (a frame may have several):
                 where 2D cannot tell the two apart) below cfg.min_depth_confidence. Stored
                 for every frame; it makes a frame not ok only with cfg.depth_gates_frames
                 (a forearm toward the camera is a real pose, not a failure)
+  BETWEEN_BAD   a frame alone between two bad frames: its own score passed, but a fit that chases
+                scattered landmarks (a blurred stretch) can land one frame under the gate by
+                chance, and that frame would split the stretch's run in two
 The annotator (annotate/smplx_fit.py) writes smplx.reprojection_face, smplx.frame_flags and
 smplx.frame_ok beside the parameters, and scores smplx.bad_frame_share and smplx.bad_run_s.
 """
@@ -31,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MISSING, REPROJECTION, DEPTH = 1, 2, 4
-FLAG_NAMES = {MISSING: "no landmarks", REPROJECTION: "reprojection", DEPTH: "depth uncertain"}
+MISSING, REPROJECTION, DEPTH, BETWEEN_BAD = 1, 2, 4, 8
+FLAG_NAMES = {MISSING: "no landmarks", REPROJECTION: "reprojection", DEPTH: "depth uncertain",
+              BETWEEN_BAD: "alone between bad frames"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ def frame_quality(reprojection_px: np.ndarray, face_px: float, depth_confidence:
                              "per frame each")
         flags[np.nan_to_num(depth, nan=1.0) < cfg.min_depth_confidence] |= DEPTH
     gating = MISSING | REPROJECTION | (DEPTH if cfg.depth_gates_frames else 0)
+    bad = (flags & gating) != 0
+    flags[1:-1][~bad[1:-1] & bad[:-2] & bad[2:]] |= BETWEEN_BAD
+    gating |= BETWEEN_BAD
     return FrameQuality(reprojection_face=error.astype(np.float32), flags=flags, frame_ok=(flags & gating) == 0,
                         gating=gating)
 

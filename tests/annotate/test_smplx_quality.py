@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import annotate.smplx_fit as smplx_fit
-from annotate.smplx_quality import DEPTH, MISSING, REPROJECTION, frame_gates, frame_quality, longest_run
+from annotate.smplx_quality import BETWEEN_BAD, DEPTH, MISSING, REPROJECTION, frame_gates, frame_quality, longest_run
 from mentor.body import SmplxParams, load_body_model
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
@@ -57,7 +57,9 @@ def test_frames_flagged_by_reason():
     assert q.reprojection_face[0] == pytest.approx(0.04)
     assert "reprojection" in q.describe(5) and q.describe(0) == ""
     strict = frame_quality(error, 100.0, depth, cfg.model_copy(update={"depth_gates_frames": True}))
-    assert np.flatnonzero(~strict.frame_ok).tolist() == [2, 5, 7]
+    # frame 6 passed on its own but sits alone between two bad frames: not trusted either
+    assert np.flatnonzero(~strict.frame_ok).tolist() == [2, 5, 6, 7] and strict.flags[6] == BETWEEN_BAD
+    assert "alone between bad frames" in strict.describe(6)
     with pytest.raises(ValueError, match="face_px"):
         frame_quality(error, 0.0, None, cfg)
     with pytest.raises(ValueError, match="depth_confidence"):
