@@ -49,7 +49,8 @@ from annotate.pose_prior import make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
 from annotate.smplx_objective import DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure, rest_x
+from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure,
+                                      irls_weight, rest_x)
 from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
@@ -635,11 +636,6 @@ def joint_squares(d2: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     out = squared.clone()
     out[:, cols] = per_joint
     return out
-
-
-def irls_weight(squared: torch.Tensor, rho: float) -> torch.Tensor:
-    """Geman-McClure's derivative in the squared residual, rho^4 / (rho^2 + r^2)^2 (1 at 0)."""
-    return rho ** 4 / (rho ** 2 + squared) ** 2
 
 
 def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, rho_2d: float, rho_param: float

@@ -53,6 +53,12 @@ def geman_mcclure(squared: torch.Tensor, rho: float) -> torch.Tensor:
     return rho**2 * squared / (rho**2 + squared)
 
 
+def irls_weight(squared: torch.Tensor, rho: float) -> torch.Tensor:
+    """Geman-McClure's derivative in the squared residual, rho^4 / (rho^2 + r^2)^2 (1 at 0): the
+    IRLS weight of a residual in a Gauss-Newton step."""
+    return rho**4 / (rho**2 + squared) ** 2
+
+
 @dataclass(frozen=True, kw_only=True)
 class StageSpec:
     """One stage of the schedule.
@@ -569,8 +575,7 @@ class DepthTerm:
             points, jacobian = self.depth_jacobian(flat, x, rows)
             residual, scale = self.residuals(points, focal)
             jacobian = self._centred_jacobian(jacobian[..., free]) * scale[..., None]
-            rho2 = DEPTH_RHO ** 2
-            irls = self.weight * self.seen * rho2 ** 2 / (rho2 + residual ** 2) ** 2  # (T,Q)
+            irls = self.weight * self.seen * irls_weight(residual ** 2, DEPTH_RHO)  # (T,Q)
             return 2 * (jacobian * irls[..., None]).transpose(1, 2) @ jacobian
 
     def _centred_jacobian(self, jacobian: torch.Tensor) -> torch.Tensor:
