@@ -4,7 +4,7 @@ For one clip (a span of its source file) the filter samples frames at `sample_fp
 finds faces (MediaPipe full-range face detection), links them into tracks and keeps the
 main one, reads head pose from FaceMesh on the main face, body framing from Pose on a
 few full-resolution frames, image quality on the face, and speech with silero-vad. It
-records every score for every clip (`filter.*`), a fixed square crop around the person
+records every score for every clip (`filter.*`; None where not measured), a fixed square crop around the person
 (`record.crop`), the main face box per sample (array `filter.face_box`), and rejects
 the clip with a short machine-friendly reason when a threshold of FilterConfig fails:
 
@@ -12,7 +12,10 @@ the clip with a short machine-friendly reason when a threshold of FilterConfig f
     framing, blurry, no_audio, little_speech
 
 (checked in that order: the first failure is `record.rejected`, all of them are listed in
-`annotations["filter"]["failed"]`, so thresholds can be re-tuned from the table).
+`annotations["filter"]["failed"]`, so thresholds can be re-tuned from the table). With
+`audio_first` (the default) the audio checks run before the picture is decoded: a clip
+that fails them (no_audio, little_speech) is rejected at once, its picture scores None
+and annotations["filter"]["picture"] saying why (a silent clip cost 0.0x of a full pass).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ HAS_AUDIO = "filter.has_audio"  # read by the encoder: no audio stream, no audio
 FACE_FRACTION = "filter.face_fraction"  # read by the rejected-clip preview
 BODY_VISIBILITY = "filter.body_visibility"  # read by the attributes
 FACE_BOX = "filter.face_box"
+# annotations["filter"]["picture"] of a clip the audio checks rejected first (filters.audio_first)
+AUDIO_FIRST = "not examined: the clip failed the audio checks, which run first (filters.audio_first)"
 
 
 class PersonFilter:
@@ -122,6 +127,18 @@ class PersonFilter:
         if not info.has_video or info.width <= 0:
             raise MediaError(f"{src}: no video stream")
         width, height = info.width, info.height
+        # the audio first (a few hundredths of a CPU-s, or nothing when prepare's source VAD
+        # answered): a clip that fails it is not decoded (filters.audio_first)
+        audio = self._speech(src, record, info)
+        if cfg.audio_first and (failed := self._audio_checks(audio)):
+            scores = dict.fromkeys(SCORES) | {"resolution": min(width, height)} | audio
+            for k, v in scores.items():
+                record.set_score(f"{self.name}.{k}", round(v, 4) if isinstance(v, float) else v)
+            record.annotations[self.name] = {"failed": failed, "source_size": [width, height],
+                                             "sample_fps": cfg.sample_fps, "picture": AUDIO_FIRST}
+            record.reject(self.name, *failed[0].split(": ", 1))
+            record.mark(self.name, "done")
+            return
         scale = min(1.0, cfg.detect_max_side / max(width, height))
         det_size = (max(2, round(width * scale)), max(2, round(height * scale))) if scale < 1 else None
         # one decoding pass: the samples (scaled to the detection size) and the few
@@ -151,7 +168,7 @@ class PersonFilter:
             yaw, pitch = self._head_pose(frames, main, sx, sy)
             scores["yaw_deg"], scores["pitch_deg"] = yaw, pitch
         scores.update(self._quality(full[:k], dur, main, det_size))
-        scores.update(self._speech(src, record, info))
+        scores.update(audio)
         for k, v in scores.items():
             record.set_score(f"{self.name}.{k}", round(v, 4) if isinstance(v, float) else v)
 
@@ -302,6 +319,12 @@ class PersonFilter:
             out.append(f"framing: {s['body_visibility']} not in {c.body_visibility}")
         if s["blur_var"] is not None and s["blur_var"] < c.min_blur_var:
             out.append(f"blurry: variance of Laplacian {s['blur_var']:.1f} < {c.min_blur_var:g}")
+        return out + self._audio_checks(s)
+
+    def _audio_checks(self, s: dict[str, Any]) -> list[str]:
+        """The failed audio thresholds (no_audio, little_speech) of scores `s`."""
+        c = self.cfg
+        out = []
         if not s["has_audio"]:
             if c.require_audio:
                 out.append("no_audio: the source has no audio stream")

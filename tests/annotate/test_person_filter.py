@@ -174,3 +174,28 @@ def test_speech_check_reuses_the_sources_vad(person_filter, clips):
     rec = _record(clips["silent"])
     rec.annotations[SOURCE_SPEECH] = {"segments": [[0.0, 2.0]]}
     assert person_filter(rec).scores["filter.speech_fraction"] == pytest.approx(2.0 / (SECONDS - 0.04), abs=1e-3)
+
+
+@pytest.mark.parametrize("name, reason", [("silent", "little_speech"), ("mute", "no_audio")])
+def test_audio_checks_run_before_the_picture_is_decoded(person_filter, clips, video_opens, name, reason):
+    """filters.audio_first: a clip without speech (or without audio) is rejected before its
+    picture is decoded (no reader opened, picture scores None, the reason said); with it off
+    the picture is examined and the verdict is the same."""
+    from annotate.person_filter import AUDIO_FIRST
+
+    rec = person_filter(_record(clips[name]))
+    assert rec.rejected.startswith(f"filter: {reason}: ") and rec.status["filter"] == "done"
+    assert str(clips[name]) not in video_opens
+    assert rec.scores["filter.face_fraction"] is None and rec.scores["filter.resolution"] == SIZE
+    assert rec.annotations["filter"]["picture"] == AUDIO_FIRST and rec.crop is None
+    keep = person_filter.cfg
+    try:
+        person_filter.cfg = FilterConfig(audio_first=False)
+        full = person_filter(_record(clips[name]))
+    finally:
+        person_filter.cfg = keep
+    assert video_opens[str(clips[name])] == 1
+    assert full.rejected == rec.rejected and full.scores["filter.face_fraction"] > 0.8
+    assert full.scores["filter.speech_fraction"] == rec.scores["filter.speech_fraction"]
+    # a talking clip passes the audio checks and is examined as before
+    assert person_filter(_record(clips["talk"])).kept and video_opens[str(clips["talk"])] == 1

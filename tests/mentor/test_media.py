@@ -391,6 +391,18 @@ def test_extracted_audio_is_checked_without_ffprobe(talking_clip, tmp_path, monk
     assert calls == ["ffmpeg"] and media.check_output(out, video=False, audio=True, duration=2.0).duration == 2.0
 
 
+def test_encoded_clip_is_checked_without_ffprobe(talking_clip, tmp_path, monkeypatch):
+    """The encoded MP4 is checked in-process (its boxes whole, its index and first frame read
+    by decord): one ffmpeg, no ffprobe; the same answer as ffprobe's."""
+    media.video_origin(talking_clip)  # looked up once per file, not what this counts
+    calls = _tool_calls(monkeypatch)
+    out = media.encode_clip(talking_clip, tmp_path / "c.mp4", 0.5, 2.5, 25, 64, crop=(0, 0, 128))
+    assert calls == ["ffmpeg"]
+    here, ff = media.check_output(out, video=True, audio=False, duration=2.0), media.probe(out)
+    assert (here.width, here.height, here.num_frames, here.has_video) == (ff.width, ff.height, ff.num_frames, True)
+    assert here.duration == pytest.approx(ff.duration, abs=0.05) and here.fps == pytest.approx(ff.fps)
+
+
 def _tool_calls(monkeypatch) -> list[str]:
     """From now on, the name of each program subprocess.run starts (ffmpeg, ffprobe)."""
     calls: list[str] = []
