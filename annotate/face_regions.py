@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotate.landmarks import FACE
+from annotate.landmarks import FACE, kept_frames
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,9 @@ def face_frames(record: ClipRecord, n_frames: int, mesh: FaceMeshRunner | None) 
             return f"no frame with face landmarks in {LANDMARKS_ARRAY}"
         pick = valid[np.unique(np.linspace(0, len(valid) - 1, min(n_frames, len(valid))).round().astype(int))]
         fps = lm_arr.fps or record.fps or 25.0
-        frames = _read_frames_at(video, lm_arr.start + pick / fps)
+        # the landmark stage of this worker kept them when it decoded the clip: not decoded again
+        frames = kept_frames(video, pick) if lm_arr.start == 0 else None
+        frames = _read_frames_at(video, lm_arr.start + pick / fps) if frames is None else frames
         return FaceFrames(frames, data[pick], LANDMARKS_ARRAY, len(pick))
     if mesh is None:
         return f"no {LANDMARKS_ARRAY} array and no FaceMesh to find the face"

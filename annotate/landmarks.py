@@ -30,6 +30,8 @@ Scores: landmarks.face_fraction, landmarks.pose_fraction, landmarks.hand_fractio
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -122,6 +124,46 @@ def face_region(record, width: int, height: int) -> tuple[int, int, int] | None:
     mapped = [((b[0] - x0) * sx, (b[1] - y0) * sy, (b[2] - x0) * sx, (b[3] - y0) * sy) for b in boxes]
     x, y, s = square_crop(mapped, width, height, FACE_CROP_MARGIN, 0.0)
     return None if s >= 0.9 * min(width, height) else (x, y, s)
+
+
+# Frames kept for the stages after this one in the same worker (annotate.attributes reads 8 of
+# the clip's frames): they were decoded here, and decoding the clip again cost the attributes
+# stage about 0.2 CPU-s per 10 s clip, nearly all of it (benchmarks/curation_cost.py)
+KEEP_FRAMES = 8  # evenly spaced frames kept per clip: annotate.attributes.frames' default
+KEEP_CLIPS = 2  # clips whose kept frames this process holds (the last ones it annotated)
+_KEPT: "OrderedDict[tuple, dict[int, np.ndarray]]" = OrderedDict()  # (path, mtime, size) -> {frame: RGB}
+_KEPT_LOCK = threading.Lock()
+
+
+def keep_index(n_frames: int, count: int = KEEP_FRAMES) -> np.ndarray:
+    """`count` evenly spaced frame indices of `n_frames`, first and last included, as
+    annotate.face_regions.face_frames picks them when every frame has a face."""
+    return np.unique(np.linspace(0, n_frames - 1, min(count, n_frames)).round().astype(int))
+
+
+def kept_frames(path: str, idx) -> np.ndarray | None:
+    """Frames `idx` of the clip at `path` as this process's landmark stage decoded them
+    (KxHxWx3 RGB, the same as decoding them again), or None unless every one was kept."""
+    from mentor.media import _version
+
+    try:
+        key = _version(path)
+    except OSError:
+        return None
+    with _KEPT_LOCK:
+        got = _KEPT.get(key)
+        if got is None or not all(int(i) in got for i in idx):
+            return None
+        return np.stack([got[int(i)] for i in idx])
+
+
+def _keep(path: str, frames: dict[int, np.ndarray]) -> None:
+    from mentor.media import _version
+
+    with _KEPT_LOCK:
+        _KEPT[_version(path)] = frames
+        while len(_KEPT) > KEEP_CLIPS:
+            _KEPT.popitem(last=False)
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
@@ -270,7 +312,8 @@ class HolisticLandmarks:
                 out[part][t] = found[i]
                 taken |= {part, i}
 
-    def _frames(self, path: str, fps: float | None, duration: float) -> Iterator[np.ndarray]:
+    def _frames(self, path: str, fps: float | None, duration: float,
+                keep: dict[int, np.ndarray] | None = None) -> Iterator[np.ndarray]:
         """The clip's frames at `fps` (the frame whose timestamp is nearest each step, as
         mentor.media.read_frames picks them), in one pass of one decoder: frames are
         decoded once, in order, one held at a time. (Reading chunks of chunk_seconds with
@@ -294,7 +337,8 @@ class HolisticLandmarks:
         if len(idx) == 0:
             raise MediaError(f"{path}: no frames between 0.00s and {min(duration, last):.2f}s")
         pos, frame = 0, None  # pos: the frame vr.next() gives next
-        for i in idx:
+        wanted = set(keep_index(len(idx)).tolist()) if keep is not None else ()
+        for t, i in enumerate(idx):
             if i >= pos:  # a frame repeated by upsampling is yielded again, not decoded again
                 try:
                     if i > pos:
@@ -305,6 +349,8 @@ class HolisticLandmarks:
                         raise MediaError(f"{path}: cannot decode video ({str(e).splitlines()[0][:200]})") from None
                     return  # past the last decodable frame
                 pos = int(i) + 1
+            if t in wanted:
+                keep[t] = frame
             yield frame
 
     def __call__(self, record):
@@ -319,7 +365,8 @@ class HolisticLandmarks:
                 info = probe(path)
                 fps, width, height, duration = record.fps or info.fps or 25.0, info.width, info.height, info.duration
             box = face_region(record, width, height) if self.cfg.mode == "parts" else None
-            arrays = self.process_frames(self._frames(path, fps, duration), face_box=box)
+            keep: dict[int, np.ndarray] = {}
+            arrays = self.process_frames(self._frames(path, fps, duration, keep), face_box=box)
         except MediaError as e:
             record.fail(STAGE, str(e))
             return record
@@ -327,6 +374,8 @@ class HolisticLandmarks:
         if T == 0:
             record.fail(STAGE, f"{path}: no frames decoded")
             return record
+        if set(keep) == set(keep_index(T).tolist()):  # the whole clip was decoded: its frames as planned
+            _keep(path, keep)
         for k, a in arrays.items():
             record.add_array(f"{STAGE}.{k}", a, fps, 0.0)
         found = {k: np.isfinite(a[..., 0]).any(1) for k, a in arrays.items()}

@@ -222,3 +222,27 @@ def test_face_frames_read_in_one_pass(tmp_path):
     assert not np.array_equal(got[0], got[1]) and np.array_equal(got[2], got[4])
     with pytest.raises(MediaError):
         _read_frames_at(str(video), [5.0])  # past the last frame
+
+
+def test_attributes_take_the_frames_the_landmark_stage_decoded(talking_clip, tmp_path, video_opens):
+    """After the landmark stage in the same worker, the attributes are measured on the
+    frames it kept (no decoder opened again), with the same result as decoding them; a
+    clip the landmark stage did not see is decoded as before."""
+    import shutil
+
+    from annotate import landmarks
+    from annotate.landmarks import HolisticLandmarks
+    from mentor.config import LandmarksConfig
+
+    clip = shutil.copy(talking_clip, tmp_path / "clip.mp4")
+    rec = ClipRecord(id="a", source_id="s", source_uri="u", start=0.0, end=4.0, fps=25.0, width=512, height=512)
+    rec.files["video"] = str(clip)
+    rec = HolisticLandmarks(LandmarksConfig())(rec)
+    assert video_opens[str(clip)] == 1 and np.isfinite(rec.arrays["landmarks.face"].data[..., 0]).all()
+    annotator = PerceivedAttributes(AttributeConfig())
+    kept = annotator(rec.model_copy(deep=True))
+    assert video_opens[str(clip)] == 1  # not opened again
+    landmarks._KEPT.clear()
+    decoded = annotator(rec.model_copy(deep=True))
+    assert video_opens[str(clip)] == 2
+    assert kept.attributes == decoded.attributes and kept.attributes["skin_tone_ita"].value is not None
