@@ -30,8 +30,8 @@ from annotate.face_track import Box, Track, extra_face_frames, link_tracks, main
 from annotate.head_pose import head_pose
 from mentor.config import FilterConfig
 from mentor.contracts import annotation, array, file, record_field, score
-from mentor.curate.prepare import SOURCE, SOURCE_SPEECH
-from mentor.media import MediaError, Probe, probe, read_audio, read_frame_sets
+from mentor.curate.prepare import SOURCE, SOURCE_INFO, SOURCE_SPEECH
+from mentor.media import MediaError, Probe, known_probe, probe, read_audio, read_frame_sets
 from mentor.record import ClipRecord, CropBox
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class PersonFilter:
     """
 
     name = "filter"
-    reads = (file(SOURCE), annotation(SOURCE_SPEECH, optional=True))  # the source's VAD, when it ran
+    # the source's VAD, when it ran; its probe (prepare's), so that it is not probed again here
+    reads = (file(SOURCE), annotation(SOURCE_SPEECH, optional=True), annotation(SOURCE_INFO, optional=True))
     writes = (*(score(f"filter.{k}") for k in SCORES), array(FACE_BOX), annotation("filter"), record_field("crop"))
 
     def __init__(self, cfg: FilterConfig, device: str = "cpu"):
@@ -114,7 +115,10 @@ class PersonFilter:
             graph.close()
 
     # ------------------------------------------------------------------ measuring
-    def _probe(self, src: str) -> Probe:
+    def _probe(self, src: str, record: ClipRecord | None = None) -> Probe:
+        known = known_probe(src, record.annotations.get(SOURCE_INFO)) if record is not None else None
+        if known is not None:
+            return known
         if src not in self._probes:
             if len(self._probes) > 64:
                 self._probes.clear()
@@ -123,7 +127,7 @@ class PersonFilter:
 
     def _measure(self, record: ClipRecord, src: str) -> None:
         cfg = self.cfg
-        info = self._probe(src)
+        info = self._probe(src, record)
         if not info.has_video or info.width <= 0:
             raise MediaError(f"{src}: no video stream")
         width, height = info.width, info.height

@@ -114,6 +114,30 @@ class Probe:
         return dict(self.__dict__)
 
 
+def probe_facts(path: str | Path, info: Probe) -> dict:
+    """What a later step in another process needs of `info` (the probe of the file at
+    `path`), with the file version it is of and its video_origin: plain JSON, for a record."""
+    _, mtime, size = _version(path)
+    return {"version": [size, mtime], "has_video": info.has_video, "has_audio": info.has_audio,
+            "width": info.width, "height": info.height, "fps": info.fps, "duration": info.duration,
+            "origin": video_origin(path)}
+
+
+def known_probe(path: str | Path, facts: dict | None) -> Probe | None:
+    """The Probe of `path` from `probe_facts` taken earlier (its video_origin remembered
+    too, so nothing here runs ffprobe on it again), or None when there are none or the file
+    has changed since (the caller then probes)."""
+    try:
+        if not facts or list(facts["version"]) != [(v := _version(path))[2], v[1]]:
+            return None
+        _ORIGINS[v] = float(facts["origin"])
+        return Probe(path=str(path), duration=float(facts["duration"]), has_video=bool(facts["has_video"]),
+                     has_audio=bool(facts["has_audio"]), width=int(facts["width"]), height=int(facts["height"]),
+                     fps=float(facts["fps"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _check_file(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():

@@ -199,3 +199,34 @@ def test_audio_checks_run_before_the_picture_is_decoded(person_filter, clips, vi
     assert full.scores["filter.speech_fraction"] == rec.scores["filter.speech_fraction"]
     # a talking clip passes the audio checks and is examined as before
     assert person_filter(_record(clips["talk"])).kept and video_opens[str(clips["talk"])] == 1
+
+
+def test_filter_and_encoder_take_the_sources_probe_from_prepare(person_filter, clips, tmp_path, monkeypatch):
+    """prepare's probe travels on the clip record (annotations["source_info"]): the filter
+    and the encoder in another worker run no ffprobe on the source; a file changed since is
+    probed again."""
+    import os
+    import shutil
+
+    from mentor import media
+    from mentor.config import parse_config
+    from mentor.curate.encode import Encoder
+    from mentor.curate.prepare import SOURCE_INFO, source_clips
+
+    src = shutil.copy(clips["talk"], tmp_path / "talk.mp4")
+    cfg = parse_config(f"sources:\n  - {{name: a, kind: folder, path: {tmp_path}}}\n"
+                       "clips: {min_seconds: 1.0}\nannotate:\n  diarization: {enabled: false}\n", "t.yaml", str(tmp_path))
+    rec = source_clips(SourceRecord.from_uri(src.as_uri()), cfg, tmp_path)[0]
+    facts = rec.annotations[SOURCE_INFO]
+    assert (facts["width"], facts["height"], facts["has_audio"]) == (SIZE, SIZE, True)
+    media._ORIGINS.clear()  # another worker: nothing probed there yet
+    calls: list[str] = []
+    real = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **k: calls.append(os.path.basename(cmd[0])) or real(cmd, *a, **k))
+    person_filter._probes.clear()
+    kept = Encoder(cfg, tmp_path / "clips")(person_filter(rec.model_copy(deep=True)))
+    assert kept.kept and kept.files["video"] and "ffprobe" not in calls, calls
+    os.utime(src, ns=(0, 0))  # the file changed since prepare probed it
+    calls.clear()
+    again = person_filter(rec.model_copy(deep=True))
+    assert "ffprobe" in calls and again.scores == kept.scores
