@@ -22,11 +22,17 @@ class RejectedPreview:
 
     runs_on_rejected = True
 
-    def __init__(self, annotator, cfg: Config, size: int = 256):
+    # frames per second of the preview: the annotators that audit rejected clips read a few
+    # frames each (attributes: 8 per clip). At 25 fps the preview's encode was 0.73 of 0.91 CPU-s
+    # of the attributes on a rejected 10 s clip (benchmarks/curation_cost.py's two-people clip)
+    FPS = 5.0
+
+    def __init__(self, annotator, cfg: Config, size: int = 256, fps: float = FPS):
         self.annotator = annotator
         self.name = annotator.name
         self.cfg = cfg
         self.size = size
+        self.fps = fps
 
     def __call__(self, rec: ClipRecord) -> ClipRecord:
         if rec.kept or VIDEO in rec.files:
@@ -37,7 +43,8 @@ class RejectedPreview:
             crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
             try:
                 video = encode_clip(rec.files[SOURCE], Path(tmp) / "clip.mp4", rec.start, rec.end,
-                                    self.cfg.video.fps, self.size, crop=crop, preset="ultrafast")
+                                    min(self.fps, self.cfg.video.fps), self.size, crop=crop, preset="ultrafast",
+                                    source_fps=rec.source_fps)  # the rate first: dropped frames never scaled
             except MediaError as e:
                 rec.fail(self.name, str(e))
                 return rec

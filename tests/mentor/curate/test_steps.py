@@ -65,3 +65,27 @@ def test_sync_shift_reads_the_typed_sync_result(tmp_path, talking_clip):
     rec = SyncShift(CFG)(rec)
     assert rec.status["sync_shift"] == "done" and rec.scores["sync_shift.seconds"] == -0.16
     assert Path(audio).stat().st_size > 0
+
+
+def test_rejected_clip_preview_is_encoded_at_a_few_frames_per_second(talking_clip):
+    """A clip the filters rejected gets a preview for the annotators that audit rejected
+    clips; they read a few frames (attributes: 8), so the preview holds 5 frames a second,
+    not the clip rate (its encode was 0.73 of 0.91 CPU-s of the attributes at 25 fps)."""
+    from mentor.curate.rejected_preview import RejectedPreview
+    from mentor.media import probe
+
+    seen = []
+
+    class Looks:
+        name = "looks"
+
+        def __call__(self, rec):
+            seen.append(probe(rec.files[VIDEO]))
+            return rec
+
+    rec = _clip(str(talking_clip))
+    rec.scores["filter.face_fraction"] = 1.0
+    rec.reject("filter", "two_people", "a second face")
+    RejectedPreview(Looks(), CFG)(rec)
+    assert len(seen) == 1 and seen[0].fps == RejectedPreview.FPS == 5.0
+    assert abs(seen[0].num_frames - 5.0 * 3.0) <= 1 and VIDEO not in rec.files
