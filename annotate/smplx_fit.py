@@ -890,7 +890,8 @@ FOCAL_PRIOR = 0.01
 def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: np.ndarray, guess: float,
               image_size: tuple[int, int], *, frames: int = 8, bounds: np.ndarray | None = None,
               pose_prior: torch.nn.Module | None = None, device: str | torch.device = "cpu",
-              iterations: int = 8) -> tuple[float, dict[float, float]]:
+              iterations: int = 8, score: str = "objective", prior: float | None = None,
+              depth: np.ndarray | None = None, depth_weight: float = 0.0) -> tuple[float, dict[float, float]]:
     """The focal length (px) under which the body fits the clip's landmarks best.
 
     A pinhole's focal and the body's distance trade off almost exactly in 2D; what tells them
@@ -915,8 +916,10 @@ def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: 
         result = _fit_clip(sparse, targets, xy[chosen], conf[chosen], camera, image_size, iterations=iterations,
                            robust_rho=0.05, smooth_weight=0.0, pose_prior=pose_prior, device=device, tolerance=1e-4,
                            schedule=None, optimizer="batched", keyframe_stride=1, focal_source="fitted",
-                           bounds=None if bounds is None else bounds[chosen])
-        costs[focal] = float(np.nanmean(result.reprojection_px)) * (1 + FOCAL_PRIOR * (np.log(focal / guess) / 0.5) ** 2)
+                           bounds=None if bounds is None else bounds[chosen],
+                           depth=None if depth is None else depth[chosen], depth_weight=depth_weight)
+        value = float(np.nanmean(result.reprojection_px)) if score == "reprojection" else result.losses[-1]
+        costs[focal] = value * (1 + (FOCAL_PRIOR if prior is None else prior) * (np.log(focal / guess) / 0.5) ** 2)
         return costs[focal]
 
     for value in np.log(guess * np.array(FOCAL_SCALES)):
@@ -1014,6 +1017,7 @@ class SmplxFitter:
         self.prior = make_pose_prior(cfg.pose_prior)  # raises naming the file if it is missing
         self.targets = all_targets()
         self.sparse = SparseSMPLX(self.body, [t.point for t in self.targets]).to(self.device)
+        self.focal_ratios: dict[str, float] = {}  # source id -> searched focal / size-based guess
 
     def camera_for(self, record) -> tuple[np.ndarray, str]:
         w, h = record.width, record.height
@@ -1024,6 +1028,24 @@ class SmplxFitter:
         if record.crop is not None and record.source_width and record.source_height:
             f = estimate_focal(record.source_width, record.source_height) * w / record.crop.size
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
+
+    def searched_focal(self, record, guess: float, xy: np.ndarray, conf: np.ndarray, bounds: np.ndarray,
+                       depth: np.ndarray | None) -> tuple[float, str]:
+        """(focal px, focal_source) by fit_focal from the size-based guess: searched on the first
+        clip of a source and kept as a multiple of the guess (which camera_for scales to each
+        clip's crop), reused for the source's other clips (one camera; the search costs 1-2 fits)."""
+        ratio = self.focal_ratios.get(record.source_id)
+        if ratio is None:
+            try:
+                with torch_threads(self.cfg.threads):
+                    focal, tried = fit_focal(self.sparse, self.targets, xy, conf, guess, (record.width, record.height),
+                                             frames=self.cfg.focal_search_frames, bounds=bounds, pose_prior=self.prior,
+                                             device=self.device, depth=depth, depth_weight=self.cfg.depth_weight)
+            except ValueError:
+                return guess, "estimated"  # too little to search on: the fit says what is wrong
+            log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in tried.items()}, focal)
+            ratio = self.focal_ratios[record.source_id] = focal / guess
+        return guess * ratio, "fitted"
 
     def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
                       body_fraction: float, face_px: float = 100.0, frames=None,
@@ -1079,25 +1101,18 @@ class SmplxFitter:
         xy, conf, bounds = gather_evidence(arrays, self.targets, T, (record.width, record.height),
                                            self.cfg.min_visibility, self.cfg.low_visibility_weight,
                                            self.cfg.border_weight)
+        depth = (gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
+                 if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None)
         camera, focal_source = self.camera_for(record)
         if focal_source == "estimated" and self.cfg.fit_focal:
-            try:
-                with torch_threads(self.cfg.threads):
-                    camera[0], tried = fit_focal(self.sparse, self.targets, xy, conf, float(camera[0]),
-                                                 (record.width, record.height), bounds=bounds, pose_prior=self.prior,
-                                                 device=self.device)
-                focal_source = "fitted"
-                log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in tried.items()}, camera[0])
-            except ValueError:
-                pass  # too little to search on: the fit below says what is wrong
+            camera[0], focal_source = self.searched_focal(record, float(camera[0]), xy, conf, bounds, depth)
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
                            smooth_rho_rad=self.cfg.smooth_rho_rad, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
-                           depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
-                                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
+                           depth=depth,
                            depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
                            threads=self.cfg.threads)
         except ValueError as e:
@@ -1121,7 +1136,7 @@ class SmplxFitter:
         record.annotations[STAGE] = {
             "body_model": self.body.label, "model_file": self.body.path.name, "gender": self.cfg.gender,
             "num_pca_comps": self.body.num_pca_comps, "flat_hand_mean": False, "camera": "opencv pinhole",
-            "focal_source": res.focal_source, "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
+            "focal_source": res.focal_source, "focal_px": round(float(res.camera[0]), 1), "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
         from annotate.smplx_quality import frame_quality  # per-frame verdicts beside the parameters

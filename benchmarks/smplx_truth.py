@@ -100,7 +100,8 @@ def record_for(truth: Truth):
     from mentor.record import ClipRecord
 
     T = truth.num_frames
-    rec = ClipRecord(id=f"truth-{truth.scenario.name}", source_id="truth", source_uri="synthetic:truth", start=0,
+    rec = ClipRecord(id=f"truth-{truth.scenario.name}", source_id=f"truth-{truth.scenario.name}",
+                     source_uri="synthetic:truth", start=0,
                      end=T / truth.fps, fps=truth.fps, width=truth.size[0], height=truth.size[1])
     for name, a in truth.arrays.items():
         rec.add_array(name, a, truth.fps)

@@ -132,3 +132,42 @@ def test_benchmark_states_the_fits_sensitivity_to_the_focal(body, monkeypatch, c
     assert used == [pytest.approx(800.0), pytest.approx(1000.0)] and set(out) == {0.8, 1.0}
     assert all(np.isfinite(m["pa"]["all"]) and m["focal"] == pytest.approx(f * 1000) for f, m in out.items())
     assert "PA-MPJPE / the true focal's: x0.8" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # four fits of 6 frames (78 s wall on the busy 2-core box, load ~20)
+def test_focal_is_searched_once_per_source_and_recorded(body, monkeypatch):
+    """A build fits many clips of one source video (one camera): the focal search (1-2 fits'
+    cost) runs on the source's first clip and its result, a multiple of the size-based guess,
+    is reused for the others, crops included; the record says the focal and where it came from."""
+    import annotate.smplx_fit as fit_module
+    from mentor.record import CropBox
+
+    searched = []
+
+    def search(sparse, targets, xy, conf, guess, image_size, **kw):
+        searched.append(guess)
+        return guess * 1.3, {guess: 1.0, guess * 1.3: 0.5}
+
+    monkeypatch.setattr(fit_module, "fit_focal", search)
+    frames = 6
+    clip = render_clip(body, make_motion(frames, seed=3), noise_px=1.0, seed=3)
+    fitter = SmplxFitter(SmplxConfig(fit_focal=True, device="cpu", iterations=2), body_model=body)
+    first = fitter(record(clip, frames))
+    guess = estimate_focal(clip.size, clip.size)
+    assert first.annotations["smplx"]["focal_source"] == "fitted"
+    assert first.arrays["smplx.camera"].data[0, 0] == pytest.approx(guess * 1.3, rel=1e-4)
+    assert first.annotations["smplx"]["focal_px"] == pytest.approx(guess * 1.3, abs=0.1)
+    # a 2x crop of a 2x bigger frame of the same source: the same camera, searched no more
+    second = record(clip, frames)
+    second.source_width, second.source_height = 2 * clip.size, 2 * clip.size
+    second.crop = CropBox(x=0, y=0, size=2 * clip.size)
+    second = fitter(second)
+    assert len(searched) == 1
+    assert second.arrays["smplx.camera"].data[0, 0] == pytest.approx(guess * 1.3, rel=1e-4)
+    other = record(clip, frames)
+    other.source_id = "another source"
+    fitter(other)
+    assert len(searched) == 2
+    given = SmplxFitter(SmplxConfig(fit_focal=True, focal_length=900.0, device="cpu", iterations=2), body_model=body)
+    rec = given(record(clip, frames))
+    assert len(searched) == 2 and rec.annotations["smplx"]["focal_source"] == "config"
