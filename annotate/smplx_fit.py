@@ -890,8 +890,7 @@ FOCAL_PRIOR = 0.01
 def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: np.ndarray, guess: float,
               image_size: tuple[int, int], *, frames: int = 8, bounds: np.ndarray | None = None,
               pose_prior: torch.nn.Module | None = None, device: str | torch.device = "cpu",
-              iterations: int = 8, score: str = "objective", prior: float | None = None,
-              depth: np.ndarray | None = None, depth_weight: float = 0.0) -> tuple[float, dict[float, float]]:
+              iterations: int = 8) -> tuple[float, dict[float, float]]:
     """The focal length (px) under which the body fits the clip's landmarks best.
 
     A pinhole's focal and the body's distance trade off almost exactly in 2D; what tells them
@@ -916,10 +915,8 @@ def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: 
         result = _fit_clip(sparse, targets, xy[chosen], conf[chosen], camera, image_size, iterations=iterations,
                            robust_rho=0.05, smooth_weight=0.0, pose_prior=pose_prior, device=device, tolerance=1e-4,
                            schedule=None, optimizer="batched", keyframe_stride=1, focal_source="fitted",
-                           bounds=None if bounds is None else bounds[chosen],
-                           depth=None if depth is None else depth[chosen], depth_weight=depth_weight)
-        value = float(np.nanmean(result.reprojection_px)) if score == "reprojection" else result.losses[-1]
-        costs[focal] = value * (1 + (FOCAL_PRIOR if prior is None else prior) * (np.log(focal / guess) / 0.5) ** 2)
+                           bounds=None if bounds is None else bounds[chosen])
+        costs[focal] = float(np.nanmean(result.reprojection_px)) * (1 + FOCAL_PRIOR * (np.log(focal / guess) / 0.5) ** 2)
         return costs[focal]
 
     for value in np.log(guess * np.array(FOCAL_SCALES)):
@@ -1029,8 +1026,8 @@ class SmplxFitter:
             f = estimate_focal(record.source_width, record.source_height) * w / record.crop.size
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
-    def searched_focal(self, record, guess: float, xy: np.ndarray, conf: np.ndarray, bounds: np.ndarray,
-                       depth: np.ndarray | None) -> tuple[float, str]:
+    def searched_focal(self, record, guess: float, xy: np.ndarray, conf: np.ndarray,
+                       bounds: np.ndarray) -> tuple[float, str]:
         """(focal px, focal_source) by fit_focal from the size-based guess: searched on the first
         clip of a source and kept as a multiple of the guess (which camera_for scales to each
         clip's crop), reused for the source's other clips (one camera; the search costs 1-2 fits)."""
@@ -1039,8 +1036,7 @@ class SmplxFitter:
             try:
                 with torch_threads(self.cfg.threads):
                     focal, tried = fit_focal(self.sparse, self.targets, xy, conf, guess, (record.width, record.height),
-                                             frames=self.cfg.focal_search_frames, bounds=bounds, pose_prior=self.prior,
-                                             device=self.device, depth=depth, depth_weight=self.cfg.depth_weight)
+                                             bounds=bounds, pose_prior=self.prior, device=self.device)
             except ValueError:
                 return guess, "estimated"  # too little to search on: the fit says what is wrong
             log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in tried.items()}, focal)
@@ -1101,18 +1097,17 @@ class SmplxFitter:
         xy, conf, bounds = gather_evidence(arrays, self.targets, T, (record.width, record.height),
                                            self.cfg.min_visibility, self.cfg.low_visibility_weight,
                                            self.cfg.border_weight)
-        depth = (gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
-                 if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None)
         camera, focal_source = self.camera_for(record)
         if focal_source == "estimated" and self.cfg.fit_focal:
-            camera[0], focal_source = self.searched_focal(record, float(camera[0]), xy, conf, bounds, depth)
+            camera[0], focal_source = self.searched_focal(record, float(camera[0]), xy, conf, bounds)
         try:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
                            smooth_rho_rad=self.cfg.smooth_rho_rad, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
-                           depth=depth,
+                           depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
+                                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
                            depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
                            threads=self.cfg.threads)
         except ValueError as e:
@@ -1136,7 +1131,8 @@ class SmplxFitter:
         record.annotations[STAGE] = {
             "body_model": self.body.label, "model_file": self.body.path.name, "gender": self.cfg.gender,
             "num_pca_comps": self.body.num_pca_comps, "flat_hand_mean": False, "camera": "opencv pinhole",
-            "focal_source": res.focal_source, "focal_px": round(float(res.camera[0]), 1), "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
+            "focal_source": res.focal_source, "focal_px": round(float(res.camera[0]), 1),
+            "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
         }
         from annotate.smplx_quality import frame_quality  # per-frame verdicts beside the parameters

@@ -216,8 +216,6 @@ class SmplxConfig(Section):
     # CPU: the 2D error moves < 0.03 px from 0.72x to 1.4x the focal while PA-MPJPE goes 2.8x / 1.5x /
     # 1.5x / 2.1x the true focal's at 0.72 / 0.85 / 1.2 / 1.4x (benchmarks/smplx_truth --focal-sensitivity)
     fit_focal: bool = False
-    # frames the focal search fits (spread over the clip), each under 4-6 focals
-    focal_search_frames: int = Field(16, ge=2)
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
