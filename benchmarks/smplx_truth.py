@@ -469,10 +469,39 @@ def summary(results: dict, goal_lists: dict) -> None:
               f"{sum(met)}/{len(met)}")
 
 
+HANDS = ((20, list(range(25, 40))), (21, list(range(40, 55))))  # wrist joint, its fingers' joints
+
+
+def focal_effects(truth: Truth, fit: Fit) -> dict:
+    """Where a wrong focal puts its error (issue 16, --focal-sensitivity): the fingers' error
+    with each hand aligned alone (its shape; the rest of fingers' PA-MPJPE is the hand put in
+    the wrong place), the wrists' depth in front of the neck as a share of the neck's distance
+    (the perspective the image shows: the hands' magnification against the shoulders) and in
+    mm (what the bone lengths hold), the fitted distance and the betas' norm (truth's beside)."""
+    from mentor.body.geometry import procrustes_align
+
+    local = [np.linalg.norm(procrustes_align(fit.joints[:, [w] + f], truth.joints[:, [w] + f])
+                            - truth.joints[:, [w] + f], axis=-1).mean() * 1000 for w, f in HANDS]
+
+    def ahead(joints):
+        dz = joints[:, [20, 21], 2] - joints[:, 12, None, 2]
+        return float((dz / joints[:, 12, None, 2]).mean()), float(dz.mean() * 1000)
+
+    out = {"hand_local_mm": float(np.mean(local)), "neck_distance_m": float(fit.joints[:, 12, 2].mean()),
+           "neck_distance_true_m": float(truth.joints[:, 12, 2].mean())}
+    (out["wrist_ahead_share"], out["wrist_ahead_mm"]), (out["wrist_ahead_share_true"], out["wrist_ahead_mm_true"]) = (
+        ahead(fit.joints), ahead(truth.joints))
+    if fit.params:
+        out["betas_norm"] = float(np.linalg.norm(fit.params["betas"][0]))
+    out["betas_norm_true"] = float(np.linalg.norm(truth.params["betas"][0]))
+    return out
+
+
 def focal_sensitivity(body, fitter_for, truth: Truth) -> dict[float, dict]:
     """The clip fitted with its focal given at FOCAL_SENSITIVITY x the truth's: how much a
-    wrong focal costs (PA-MPJPE, bones, 2D error against the clean landmarks, which barely
-    moves: why a search by reprojection error cannot find the focal)."""
+    wrong focal costs (PA-MPJPE by joint group, bones, 2D error against the clean landmarks,
+    which barely moves: why a search by reprojection error cannot find the focal) and where
+    (focal_effects)."""
     out = {}
     print(f"\n== focal sensitivity: {truth.scenario.name} fitted with the focal given at x the true "
           f"{truth.camera[0]:.0f} px")
@@ -482,8 +511,14 @@ def focal_sensitivity(body, fitter_for, truth: Truth) -> dict[float, dict]:
             print(f"  x{scale:g}: the fit failed: {rec.errors.get('smplx')}")
             continue
         out[scale] = m = measure(truth, fit)
+        m.update(focal_effects(truth, fit))
         print(f"  x{scale:<5g} PA-MPJPE all {m['pa']['all']:5.1f} mm (worst group {m['pa']['worst']:5.1f}); "
               f"2D {m['err2d']:.2f} px vs clean; worst bone {m['bone_pct_worst']:.1f} % (size {m['bone_size_pct']:+.1f} %)")
+        print("         " + ", ".join(f"{g} {m['pa'][g]:.1f}" for g in GROUPS) + f" mm; hands aligned alone "
+              f"{m['hand_local_mm']:.1f} mm; wrists ahead of the neck {100 * m['wrist_ahead_share']:.1f} % of its "
+              f"distance {m['neck_distance_m']:.2f} m, {m['wrist_ahead_mm']:.0f} mm (truth {100 * m['wrist_ahead_share_true']:.1f} "
+              f"%, {m['neck_distance_true_m']:.2f} m, {m['wrist_ahead_mm_true']:.0f} mm); forearms {m['forearm_deg']:.1f} deg; "
+              f"|betas| {m.get('betas_norm', float('nan')):.1f} (truth {m['betas_norm_true']:.1f})")
     if 1.0 in out:
         true_pa = out[1.0]["pa"]["all"]
         print("  PA-MPJPE / the true focal's: " + ", ".join(f"x{k:g} {v['pa']['all'] / true_pa:.2f}"

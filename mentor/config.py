@@ -215,6 +215,8 @@ class SmplxConfig(Section):
     # On issue 16's talking truth (250 frames, 1.9 m, z term on) it kept the guess (0.72x) at 1.8x the
     # CPU: the 2D error moves < 0.03 px from 0.72x to 1.4x the focal while PA-MPJPE goes 2.8x / 1.5x /
     # 1.5x / 2.1x the true focal's at 0.72 / 0.85 / 1.2 / 1.4x (benchmarks/smplx_truth --focal-sensitivity)
+    # A build searches once per source video and reuses the result for its other clips
+    # (SmplxFitter.searched_focal); why a wrong focal costs what it does: README "Shape and focal".
     fit_focal: bool = False
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)

@@ -171,3 +171,25 @@ def test_focal_is_searched_once_per_source_and_recorded(body, monkeypatch):
     given = SmplxFitter(SmplxConfig(fit_focal=True, focal_length=900.0, device="cpu", iterations=2), body_model=body)
     rec = given(record(clip, frames))
     assert len(searched) == 2 and rec.annotations["smplx"]["focal_source"] == "config"
+
+
+def test_benchmark_says_where_a_wrong_focal_puts_its_error(body):
+    """Under a focal k x the truth's, the scene that projects the same is the true one with every
+    depth times k; the fitter's bones cannot shrink in depth, so it keeps the hands' depth in mm
+    and moves the whole hand instead (fingers' PA-MPJPE 19 mm at 0.72x, each hand alone 2.4).
+    focal_effects tells these apart: a hand moved whole costs fingers' PA-MPJPE but not the hand
+    aligned alone, and depths scaled by k keep the wrists' share of the distance but not their mm."""
+    from benchmarks.smplx_truth import Fit, HANDS, focal_effects, pa_groups
+    from mentor.body.scenarios import SCENARIOS, make_truth
+
+    truth = make_truth(body, SCENARIOS["talking"], 12)
+    moved = truth.joints.copy()
+    for wrist, fingers in HANDS:
+        moved[:, [wrist] + fingers] += np.array([0.02, -0.01, 0.0])
+    m = focal_effects(truth, Fit(joints=moved, uv=truth.uv, params={}, seconds=1.0, cpu_seconds=1.0))
+    assert m["hand_local_mm"] < 0.01 and pa_groups(moved, truth.joints)["fingers"] > 10
+    squashed = truth.joints * np.array([1.0, 1.0, 0.72])
+    m = focal_effects(truth, Fit(joints=squashed, uv=truth.uv, params={}, seconds=1.0, cpu_seconds=1.0))
+    assert m["wrist_ahead_share"] == pytest.approx(m["wrist_ahead_share_true"], rel=1e-6)
+    assert m["wrist_ahead_mm"] == pytest.approx(0.72 * m["wrist_ahead_mm_true"], rel=1e-6) and m["wrist_ahead_mm_true"] < -100
+    assert m["neck_distance_m"] == pytest.approx(0.72 * m["neck_distance_true_m"])
