@@ -15,7 +15,7 @@ the clip with a short machine-friendly reason when a threshold of FilterConfig f
 `annotations["filter"]["failed"]`, so thresholds can be re-tuned from the table). With
 `audio_first` (the default) the audio checks run before the picture is decoded: a clip
 that fails them (no_audio, little_speech) is rejected at once, its picture scores None
-and annotations["filter"]["picture"] saying why (a silent clip cost 0.0x of a full pass).
+and annotations["filter"]["picture"] saying why (a silent 10 s clip: 0.0001 CPU-s instead of about 1).
 """
 
 from __future__ import annotations

@@ -163,8 +163,9 @@ class FilterConfig(Section):
     require_audio: bool = True
     min_speech_fraction: float = Field(0.3, ge=0, le=1)
     # the audio checks (no_audio, little_speech) before the picture is decoded: a clip that fails
-    # them is rejected without its picture scores (None). On: the benchmark's silent clip cost the
-    # filter 0.0x CPU-s instead of 0.0x (benchmarks/curation_cost.py); off: every score for every clip
+    # them is rejected without its picture scores (None). On: the cost benchmark's silent 10 s clip cost
+    # the filter 0.0001 CPU-s instead of 0.93-1.11, and its attributes preview 0 instead of 0.87-1.11
+    # (it has no face seen; in-process, alternating runs at load 31-39); off: every score for every clip
     audio_first: bool = True
     crop_margin: float = Field(1.0, ge=0)  # crop side = face size * (1 + 2 * margin), clipped
     crop_down_shift: float = Field(0.35, ge=0)  # crop centre moved down by this * face size (torso)
