@@ -63,6 +63,7 @@ FLAT_ALL = ("transl", "global_orient", "body", "jaw_pose", "leye_pose", "reye_po
 UPPER_BODY_JOINTS = [12, 15, 16, 17, 18, 19, 20, 21]  # for the jitter score
 # cost per rad^2 of pose change between (key)frames when picking among a frame's candidate fits
 TRANSITION_WEIGHT = 100.0
+NOISE_SCALE_MAX = 4.0  # the temporal weights grow with the clip's landmark noise up to this x its reference
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -593,6 +594,46 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
     return x
 
 
+# joints of the body pose (1-21) outside the arms: hips, spine, legs, neck, collars, head
+ARM_JOINTS = (16, 17, 18, 19, 20, 21)
+NOISE_MAD = 0.6745 * math.sqrt(6)  # median |second difference| of white noise of sd 1 (1 -2 1: variance 6)
+
+
+def landmark_noise_px(xy: np.ndarray, conf: np.ndarray, min_samples: int = 100) -> float:
+    """The clip's landmark noise (px, sd per coordinate) from the landmarks' own second
+    differences over frames: the median |xy[t+1] - 2 xy[t] + xy[t-1]| of the points seen in
+    all three frames / NOISE_MAD. A talker's motion is slow against 1-4 px of white noise on
+    most points (the face's and the torso's), so the median is the noise's; the quick strokes
+    of a few hand points do not move it. NaN where fewer than min_samples triples are seen."""
+    seen = conf > 0
+    triple = seen[2:] & seen[1:-1] & seen[:-2]
+    if triple.sum() < min_samples:
+        return float("nan")
+    d2 = xy[2:] - 2 * xy[1:-1] + xy[:-2]
+    return float(np.median(np.abs(d2[triple])) / NOISE_MAD)
+
+
+def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale: float) -> ClipObjective:
+    """The objective with its temporal weights for this clip: the parameters' second differences
+    x noise_scale^2 (MAP: the data term's weight is 1/sigma^2 against the priors', so at sigma =
+    noise_scale x the noise the weights were tuned at, the smoothness counts noise_scale^2 more),
+    and the torso's rotations' (global_orient and the body joints outside the arms, which the 2D
+    landmarks see least: a spine leaning toward the camera moves the shoulders in depth only)
+    x torso_scale more. The 2D accelerations keep their weights: x noise_scale^2 there too cut
+    the quick strokes of beats at 4 px (benchmarks/smplx_truth near_4px, 250 frames: 2D error
+    4.3 -> 6.5 px; on the parameters alone 4.1, their robust scale letting a stroke through)."""
+    param = objective.smooth_param.clone()
+    torso = torch.zeros(objective.dim, dtype=torch.bool, device=param.device)
+    torso[objective.columns(("global_orient",))] = True
+    if "body" in objective.flat.layout:
+        start = objective.flat.layout["body"].start
+        for k, joint in enumerate(objective.flat.body_free):
+            if joint not in ARM_JOINTS:
+                torso[start + 3 * k: start + 3 * k + 3] = True
+    param[torso] *= torso_scale
+    return replace(objective, smooth_param=param * noise_scale**2)
+
+
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
     """(T-2,...) weights of second differences -> (T,...) each frame's share of D2^T W D2's diagonal (1, 4, 1)."""
     pad = torch.zeros_like(weights[:1])
@@ -718,6 +759,8 @@ def fit_clip(
     depth_restarts: bool = True,
     smooth_rho: float = 0.0,
     smooth_rho_rad: float = 0.0,
+    smooth_noise_px: float = 0.0,
+    smooth_torso: float = 1.0,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -742,7 +785,8 @@ def fit_clip(
                          smooth_weight=smooth_weight, pose_prior=pose_prior, device=device, tolerance=tolerance,
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
-                         mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad)
+                         mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
+                         smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso)
 
 
 @contextlib.contextmanager
@@ -761,7 +805,8 @@ def torch_threads(threads: int | None):
 
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
-              depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0) -> FitResult:
+              depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
+              smooth_noise_px=0.0, smooth_torso=1.0) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -876,7 +921,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             def smooth(problem, x, progress):
                 return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad)
 
-            x = run(schedule.smooth, smooth, x, objective)
+            noise = landmark_noise_px(xy[:, active], conf[:, active]) if smooth_noise_px > 0 else float("nan")
+            noise_scale = min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise) else 1.0
+            log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
+            x = run(schedule.smooth, smooth, x, temporal_objective(objective, noise_scale, smooth_torso))
     return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
 
 
@@ -1104,7 +1152,8 @@ class SmplxFitter:
             res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
                            iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
                            smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
-                           smooth_rho_rad=self.cfg.smooth_rho_rad, pose_prior=self.prior, device=self.device,
+                           smooth_rho_rad=self.cfg.smooth_rho_rad, smooth_noise_px=self.cfg.smooth_noise_px,
+                           smooth_torso=self.cfg.smooth_torso, pose_prior=self.prior, device=self.device,
                            keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
                            depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
                                   if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
