@@ -274,13 +274,14 @@ class SmplxConfig(Section):
     # (annotate/smplx_fit.py landmark_noise_px); 0 = off. The weights above were tuned at 1 px,
     # where the estimate reads 1.02-1.30 (the synthetic scenarios: drift and motion count a
     # little), so those clips keep them; 4 px reads 4.4-4.8. benchmarks/smplx_truth, 250 frames
-    # (with smooth_torso): noise_4px PA-MPJPE 24.2 -> 20.0 mm, near_4px 33.0 -> 26.9, 3D jitter
-    # 7.3x -> 1.7x the truth's
+    # (with smooth_torso, against neither): noise_4px PA-MPJPE 24.2 -> 20.3 mm, 3D jitter 7.3x ->
+    # 1.8x the truth's; near_4px 33.1 -> 26.8 mm, 2D error 4.30 -> 4.10 px; noise_2px 10.3 -> 9.0
     smooth_noise_px: float = Field(1.35, ge=0)
     # the second differences of the torso's rotations (root, spine, neck, collars, head) x this
     # more than the arms' (2D sees least a torso leaning toward the camera: talking's spine and
-    # root wobbled 10x the truth's). 100 against 1 (250 frames): talking 3D jitter 2.8x -> 1.9x the
-    # truth's, PA-MPJPE 6.3 -> 6.1 mm, beats 8.9 -> 8.5; 30: 1.9x, the same PA
+    # root wobbled 10x the truth's). 100 against 1 (250 frames): 3D jitter / the truth's talking
+    # 2.8 -> 1.9, crossed 5.4 -> 3.4, away 4.2 -> 2.5, PA-MPJPE talking 6.3 -> 6.1 mm, beats
+    # 8.9 -> 8.5, 2D error +0.03 px; 30: talking 1.9x, the same PA
     smooth_torso: float = Field(100.0, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set
