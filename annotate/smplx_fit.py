@@ -136,6 +136,10 @@ class FitResult:
     # (T,55) bool: joint supported by a confident in-frame landmark (others are the prior's guess)
     observed: np.ndarray | None = None
     focal_source: str = "given"  # given | config | estimated (from the image size) | fitted
+    # CPU-seconds (this process, all threads) and solver steps by stage name, in the order run;
+    # "setup" (objective, keyframes, interpolation) and "result" (the scores) beside the stages
+    stage_cpu: dict[str, float] = field(default_factory=dict)
+    stage_steps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +149,14 @@ class Progress:
     tolerance: float
     evaluations: int = 0
     losses: list[float] = field(default_factory=list)
+    steps: int = 0  # solver steps (Gauss-Newton / L-BFGS) taken, all stages
+    stage_cpu: dict[str, float] = field(default_factory=dict)  # CPU-s by stage (FitResult.stage_cpu)
+    stage_steps: dict[str, int] = field(default_factory=dict)
+
+    def charge(self, stage: str, cpu_from: float, steps: int = 0) -> None:
+        """Add the CPU-seconds since process_time() was cpu_from (and steps) to stage's account."""
+        self.stage_cpu[stage] = self.stage_cpu.get(stage, 0.0) + time.process_time() - cpu_from
+        self.stage_steps[stage] = self.stage_steps.get(stage, 0) + steps
 
 
 def estimate_focal(width: int, height: int) -> float:
@@ -342,6 +354,7 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     stale = torch.ones(frames, dtype=torch.bool, device=x.device)
     beta_free = torch.isin(free, beta_columns)
     for _ in range(problem.spec.iterations):
+        progress.steps += 1
         index = torch.nonzero(stale)[:, 0]
         if len(index):
             part = problem if len(index) == frames else frames_of(problem, index)
@@ -406,6 +419,7 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     damping = 1e-3
     x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
+        progress.steps += 1
         if x_at is not x:
             x_grad = x.detach().requires_grad_(True)
             cost = problem.frame_costs(x_grad).sum()
@@ -543,6 +557,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
 
     x_at = None  # where the derivatives were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
+        progress.steps += 1
         if x_at is not x:
             x_grad = x.detach().requires_grad_(True)
             cost = total(x_grad)
@@ -761,6 +776,7 @@ def fit_clip(
     smooth_rho_rad: float = 0.0,
     smooth_noise_px: float = 0.0,
     smooth_torso: float = 1.0,
+    motion_tolerance_px: float = 3.0,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -776,6 +792,7 @@ def fit_clip(
     depth (T,K): MediaPipe's relative z of each landmark (NaN where none; any unit): picks the
     arms' depth among mirrored restarts (annotate/smplx_depth.py) when depth_restarts, and with
     depth_weight > 0 is a term of the objective (annotate/smplx_objective.py DepthTerm).
+    motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
@@ -786,7 +803,8 @@ def fit_clip(
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
-                         smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso)
+                         smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso,
+                         motion_tolerance_px=motion_tolerance_px)
 
 
 @contextlib.contextmanager
@@ -806,11 +824,11 @@ def torch_threads(threads: int | None):
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
-              smooth_noise_px=0.0, smooth_torso=1.0) -> FitResult:
+              smooth_noise_px=0.0, smooth_torso=1.0, motion_tolerance_px=3.0) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     device = torch.device(device)
     sparse = sparse.to(device)
     frames = conf.shape[0]
@@ -856,6 +874,9 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
 
     def run(stage: StageSpec, solve, x: torch.Tensor, scope: ClipObjective) -> torch.Tensor:
         """One stage: its problem at the current contour rows, the strategy, then the shape pooled."""
+        nonlocal cpu_started
+        progress.charge("setup", cpu_started)
+        cpu, steps = time.process_time(), progress.steps
         with torch.no_grad():
             rows = sparse.contour_rows(params_from_x(scope, x, sparse.num_pca))
         problem = scope.stage(stage, rows)
@@ -867,6 +888,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                   progress.losses[-1], progress.evaluations, time.perf_counter() - started)
         if problem.pools_shape:  # from here on (and in the output) one shape for the clip
             x[:, scope.beta_columns] = x[:, scope.beta_columns].mean(0)
+        progress.charge(stage.name, cpu, progress.steps - steps)
+        cpu_started = time.process_time()
         return x
 
     if optimizer == "lbfgs":
@@ -885,7 +908,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             moving = np.isin(groups, ("body", "left_hand", "right_hand"))
             parts = np.where(groups == "left_hand", -1, np.where(groups == "right_hand", -2, np.arange(len(groups))))
             extra = motion_keyframes(keys.cpu().numpy(), xy[:, active], conf[:, active] * usable[:, None], moving,
-                                     parts=parts)
+                                     parts=parts, min_tolerance_px=motion_tolerance_px)
             keys = torch.as_tensor(extra, device=device)
         all_keys = len(keys) == frames
         on_keys = objective if all_keys else objective.subset(keys)
@@ -925,7 +948,11 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             noise_scale = min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise) else 1.0
             log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
             x = run(schedule.smooth, smooth, x, temporal_objective(objective, noise_scale, smooth_torso))
-    return _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
+    progress.charge("setup", cpu_started)
+    cpu_started = time.process_time()
+    result = _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
+    progress.charge("result", cpu_started)
+    return result
 
 
 FOCAL_SCALES = (0.55, 1.0, 1.8)  # the first bracket of a focal search, x the size-based guess
@@ -1012,7 +1039,7 @@ def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: 
                      joints=joints_np, jitter=jitter, seconds=time.perf_counter() - started,
                      evaluations=progress.evaluations, losses=progress.losses,
                      depth_confidence=depth_confidence(joints_np, observed), observed=observed,
-                     focal_source=focal_source)
+                     focal_source=focal_source, stage_cpu=progress.stage_cpu, stage_steps=progress.stage_steps)
 
 
 # ------------------------------------------------------------------------ annotator
@@ -1158,7 +1185,7 @@ class SmplxFitter:
                            depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
                                   if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
                            depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
-                           threads=self.cfg.threads)
+                           threads=self.cfg.threads, motion_tolerance_px=self.cfg.motion_tolerance_px)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record
@@ -1183,6 +1210,8 @@ class SmplxFitter:
             "focal_source": res.focal_source, "focal_px": round(float(res.camera[0]), 1),
             "pose_prior": "gmm" if self.cfg.pose_prior else "builtin",
             "betas": "shared per clip (rows repeat)", "device": str(self.device),
+            "stage_cpu_seconds": {k: round(v, 3) for k, v in res.stage_cpu.items()},
+            "stage_steps": dict(res.stage_steps),
         }
         from annotate.smplx_quality import frame_quality  # per-frame verdicts beside the parameters
 

@@ -29,7 +29,8 @@ Printed per scenario, each with the issue's goal and met / NOT MET where it has 
                 image, after the clip's one size factor, which 2D cannot see with a known focal:
                 printed beside), betas correlation with the truth over the betas the landmarks
                 see (seen_betas; over all beside); jaw opening and expression correlation over time
-  speed         frames/s of the fit (wall and per CPU-second), and the ratio to the per-frame fit;
+  speed         frames/s of the fit (wall and per CPU-second; its CPU-seconds and steps by stage),
+                and the ratio to the per-frame fit;
                 the goals are judged on CPU time (the wall clock of a shared machine counts
                 other jobs too; with one torch thread an idle machine gives a CPU-s per second)
 Then a summary table. Wall-clock figures depend on the machine's load: the CPU seconds and
@@ -421,6 +422,11 @@ def report(name: str, m: dict, base: dict | None, batched_same: dict | None, rec
                  f"{int((wrong & marked).sum())}; marked bad but fine {int((marked & ~wrong).sum())}")
     print(f"  fit        {m['seconds']:.1f} s wall, {m['cpu_seconds']:.1f} CPU-s: {m['fps']:.1f} frames/s "
           f"({m['cpu_fps']:.1f} per CPU-s); gates: {gate}")
+    stages = rec.annotations.get("smplx", {}).get("stage_cpu_seconds")
+    if stages:  # where the fit's CPU went (annotate/smplx_fit.py FitResult.stage_cpu), steps beside
+        steps = rec.annotations["smplx"].get("stage_steps", {})
+        print("  by stage   " + ", ".join(f"{k} {v:.2f}" + (f" ({steps[k]} steps)" if steps.get(k) else "")
+                                          for k, v in stages.items()) + " CPU-s")
     line = (f"  2D error   {m['err2d']:.2f} px vs clean; median frame {m['err2d_median']:.2f}, worst visible frame "
             f"{m['err2d_worst']:.2f} ({m['err2d_worst_ratio']:.1f}x median)")
     if "err2d_near_drop" in m:
@@ -613,6 +619,8 @@ def main(argv: list[str] | None = None) -> dict:
                           "depth_confidence": (rec.arrays["smplx.depth_confidence"].data.tolist()
                                                if "smplx.depth_confidence" in rec.arrays else None),
                           "goals": [{"goal": t, "met": g} for t, g in goal_lists[name]],
+                          "stage_cpu_seconds": rec.annotations.get("smplx", {}).get("stage_cpu_seconds"),
+                          "stage_steps": rec.annotations.get("smplx", {}).get("stage_steps"),
                           "rejected": rec.reject_code}
     summary(results, goal_lists)
     if args.focal_sensitivity:

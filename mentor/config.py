@@ -222,6 +222,15 @@ class SmplxConfig(Section):
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
+    # a keyframe is added between two where the landmarks leave the straight line between them by
+    # more than this (px) and 2x the frame-to-frame noise (annotate/smplx_fit.py motion_keyframes).
+    # 3 px splits talking's natural sway (61 keyframes for 33 strided; 77 on its clean landmarks).
+    # 10 px measured with benchmarks/smplx_truth at 250 frames (2-core box, load 24-39): talking
+    # 61 -> 43 keyframes, 24.2 -> 26.6 frames per CPU-s at the same PA-MPJPE (6.3 mm), toward 27.6
+    # -> 29.0 (5.4 mm both), but forearms away 10.4 -> 12.1 mm (flips 2.6 -> 3.0 %), crossed 8.3 ->
+    # 8.9, switch 7.8 -> 8.2: kept at 3 (gestures, near, far, noise and drop_keyframe keep all
+    # their keyframes at either: their strokes leave the line by tens of px)
+    motion_tolerance_px: float = Field(3.0, gt=0)
     device: Device = "auto"  # auto | cpu | cuda
     min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are weak evidence ...
     # ... kept at this x their visibility (MediaPipe's guess of a cut-off or occluded joint:
