@@ -249,6 +249,12 @@ class SmplxConfig(Section):
     # crossed, toward, near, far, noise within 0.5 mm; worse: outliers 17 -> 24 mm, cut_chest
     # 66 -> 70, beats 7.8 -> 9.0; CPU +5 % over the set (284 -> 297 s)
     depth_restarts: bool = True
+    # a torso cut at the chest (hips and elbows each seen in under half the frames): the spine's
+    # bends held at this weight per rad^2 on top of the pose prior (annotate/pose_prior.py
+    # HeldSpine, hold_spine_if_cut; 0: off). Set from benchmarks/smplx_truth (250 frames):
+    # cut_chest's upper arms from hanging down (95th pct) 23.0 -> 18.2 deg at 100 (19.0 at 10),
+    # its fitted torso axis 9 deg off the truth's before. On the hips alone it cost beats 8.9 -> 14.6 mm
+    held_spine_weight: float = Field(100.0, ge=0)
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
     # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
