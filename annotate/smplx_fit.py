@@ -579,9 +579,10 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
                 param_smooth = param_smooth[:, free]
                 # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
                 jac_t = jac.transpose(1, 2)
-                hess_smooth = 2 * (jac_t * band_diagonal(smooth)[:, None]) @ jac
-                hess_next = -4 * (jac_t[:-1] * band_next(smooth)[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
-                hess_skip = 2 * (jac_t[:-2] * smooth[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
+                # (the constant factors go on the weights, not on the (F,2P) products: one big multiply fewer each)
+                hess_smooth = (jac_t * (2 * band_diagonal(smooth))[:, None]) @ jac
+                hess_next = (jac_t[:-1] * (-4 * band_next(smooth))[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
+                hess_skip = (jac_t[:-2] * (2 * smooth)[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
                 del jac, jac_t
             x_at = x
         with torch.no_grad():

@@ -434,14 +434,15 @@ class FlatSMPLX(nn.Module):
         # each point's influences ("entries"): (position y_e, coefficient c_e, chain joint j_e);
         # a joint target is one entry (itself), a vertex point its triangle's skinning slots
         num_vertex_points = tri.shape[1]
+        corner_rows = (tri + nidx * y.shape[1]).reshape(-1)  # (N*Pv*3,) rows of (N*S,...): a[nidx, tri] by index_select
         K = y.shape[2]
         E = 3 * K
         entry_pos = torch.cat([torch.nn.functional.pad(world_t[:, joint_columns, None], (0, 0, 0, E - 1)),
-                        y[nidx, tri].reshape(N, num_vertex_points, E, 3)], 1)[:, self.order]
+                        _corners(y, corner_rows).reshape(N, num_vertex_points, E, 3)], 1).index_select(1, self.order)
         entry_coef = torch.cat([self.joint_entry_c.expand(N, -1, -1),
-                        (bary[..., None] * self.slot_weight[tri]).reshape(N, num_vertex_points, E)], 1)[:, self.order]
+                        (bary[..., None] * self.slot_weight[tri]).reshape(N, num_vertex_points, E)], 1).index_select(1, self.order)
         entry_joint = torch.cat([self.joint_entry_j.expand(N, -1, -1),
-                                 self.slot_joint[tri].reshape(N, num_vertex_points, E)], 1)[:, self.order]
+                                 self.slot_joint[tri].reshape(N, num_vertex_points, E)], 1).index_select(1, self.order)
         # pairs (point P, chain joint k that moves it): lever Z = sum_e [j_e below k] c_e (y_e - t_k)
         pair_point, pair_joint = self.q_point, self.q_joint
         # a joint above all of a point's influences carries the whole point: Z = p - t_k
@@ -452,26 +453,30 @@ class FlatSMPLX(nn.Module):
         carried = entry_coef[:, pp_] * self.anc_or_self[entry_joint[:, pp_], part_joint[:, None]]  # (N,Qp,E)
         Z[:, self.q_part] = ((carried[..., None] * entry_pos[:, pp_]).sum(2)
                              - carried.sum(2)[..., None] * world_t[:, part_joint])
-        JpQ = dproj.index_select(1, pair_point)  # (N,Q,2,3)
-        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r); written out on
-        # the last axes, since batched 3x3 matmuls are slow on the CPU
-        lever_x, lever_y, lever_z = (c[:, :, None] for c in Z.unbind(-1))
-        dproj_x, dproj_y, dproj_z = JpQ.unbind(-1)
-        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (N,Q,2)
+        # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r), written out per
+        # component (batched 3x3 matmuls are slow on the CPU) in component-major layout: each
+        # product runs over a contiguous (N,Q) plane, where on the last axes (2 or 3 long) the
+        # same products were ~20x slower per element
+        lever_x, lever_y, lever_z = Z.permute(2, 0, 1).contiguous()  # (N,Q) each
+        dproj_x, dproj_y, dproj_z = dproj.index_select(1, pair_point).permute(3, 2, 0, 1).contiguous()  # (2,N,Q) each
+        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (2,N,Q)
         cross_y = lever_z * dproj_x - lever_x * dproj_z
         cross_z = lever_x * dproj_y - lever_y * dproj_x
-        axes = omega.index_select(1, pair_joint)  # (N,Q,3,3)
-        vals = (cross_x[..., None] * axes[:, :, None, 0] + cross_y[..., None] * axes[:, :, None, 1]
-                + cross_z[..., None] * axes[:, :, None, 2])  # (N,Q,2,3)
-        blend_rot = (world_rot[:, self.slot_joint] * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
+        axes_x, axes_y, axes_z = omega.index_select(1, pair_joint).permute(2, 3, 0, 1).contiguous()  # (3,N,Q): row c, column i
+        vals = (cross_x * axes_x[:, None] + cross_y * axes_y[:, None] + cross_z * axes_z[:, None])  # (3,2,N,Q)
+        vals = vals.permute(2, 3, 1, 0).contiguous()  # (N,Q,2,3)
+        blend_rot = (world_rot.index_select(1, self.slot_joint.reshape(-1)).view(N, *self.slot_joint.shape, 3, 3)
+                     * self.slot_weight[..., None, None]).sum(2)  # (N,S,3,3)
         if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
             corrective_pairs = self.q_pd
-            point_rot = (blend_rot[nidx, tri] * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
+            point_rot = (_corners(blend_rot, corner_rows).view(N, num_vertex_points, 3, 3, 3)
+                         * bary[..., None, None]).sum(2)  # (N,Pv,3,3)
             point_rot = torch.cat([torch.zeros(N, len(joint_columns), 3, 3, dtype=x.dtype, device=x.device), point_rot],
-                            1)[:, self.order]
+                            1).index_select(1, self.order)
             drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
             # a matrix shared over the frames: einsum (one bmm per pair), not a broadcast matmul
-            M = torch.einsum("nqrc,qcf->nqrf", JpQ[:, corrective_pairs] @ point_rot[:, pair_point[corrective_pairs]],
+            M = torch.einsum("nqrc,qcf->nqrf", (dproj.index_select(1, pair_point[corrective_pairs])
+                              @ point_rot.index_select(1, pair_point[corrective_pairs])),
                              self.q_pd_mat)  # (N,Qp,2,9)
             vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
         size = pts.shape[1] * 2 * D
@@ -510,12 +515,18 @@ class FlatSMPLX(nn.Module):
         L = dAt.shape[-1]
         skin = (self.weights @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1)).view(-1, N, 3, L).transpose(0, 1)
         dvert = torch.einsum("nsij,sjl->nsil", blend_rot, dvert_rest) + skin  # (N,S,3,L)
-        dvp = (dvert[nidx, tri] * bary[..., None, None]).sum(2)
-        dpoint = torch.cat([dtw[:, joint_columns], dvp], 1)[:, self.order]  # (N,P,3,L)
+        dvp = (_corners(dvert, corner_rows).view(N, num_vertex_points, 3, 3, -1) * bary[..., None, None]).sum(2)
+        dpoint = torch.cat([dtw.index_select(1, joint_columns), dvp], 1).index_select(1, self.order)  # (N,P,3,L)
         # (N,P,2,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
         jac[..., cols] = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
                           + dproj[..., 2:3] * dpoint[:, :, None, 2])
         return uv, jac
+
+
+def _corners(values: torch.Tensor, corner_rows: torch.Tensor) -> torch.Tensor:
+    """values (N,S,...) at each frame's triangle corners, values[nidx, tri] as one index_select on
+    the rows of (N*S,...) (advanced indexing's gather was several times slower): (N*Pv*3,...)."""
+    return values.reshape(-1, *values.shape[2:]).index_select(0, corner_rows)
 
 
 def left_jacobian(axis_angle: torch.Tensor) -> torch.Tensor:

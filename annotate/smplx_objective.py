@@ -355,6 +355,15 @@ class StageProblem:
             self._last[key] = value
         return self._last[key]
 
+    def free_run(self) -> slice | None:
+        """The free columns as a slice of x when they are one run of consecutive columns, else None."""
+        key = ("run", tuple(self.free.tolist()))
+        if key not in self._last:
+            columns = key[1]
+            consecutive = len(columns) > 0 and columns == tuple(range(columns[0], columns[0] + len(columns)))
+            self._last[key] = slice(columns[0], columns[0] + len(columns)) if consecutive else None
+        return self._last[key]
+
     def gauss_newton(self, x: torch.Tensor, with_pool: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-frame Gauss-Newton Hessian (T,F,F) on the free columns, the free columns of
         the projected Jacobian (T,2P,F), and the projected points (T,P,2).
@@ -369,10 +378,11 @@ class StageProblem:
         uv, jacobian = flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape,
                                                with_expression=bool(torch.isin(objective.columns(("expression",)),
                                                                                free).any()))
-        if len(free) == flat.dim:  # every column free: the Jacobian as it is, no gathered copy
-            free_jacobian = jacobian.reshape(frames, -1, flat.dim)
+        run = self.free_run()
+        if run is not None:  # the free columns are one run (all, all but the shape, the camera's): a view, no copy
+            free_jacobian = jacobian.reshape(frames, -1, flat.dim)[..., run]
         else:
-            free_jacobian = jacobian[..., free].reshape(frames, -1, len(free))  # (T,2P,F)
+            free_jacobian = jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
         rho2 = self.rho ** 2
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
@@ -381,7 +391,7 @@ class StageProblem:
         if objective.bounds is not None:  # a bound that holds adds no curvature
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
-        hessian = 2 * (free_jacobian * weight).transpose(1, 2) @ free_jacobian
+        hessian = (free_jacobian * (2 * weight)).transpose(1, 2) @ free_jacobian
         if objective.depth is not None:
             hessian = hessian + objective.depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
         return self.add_prior_hessian(hessian, x, with_pool), free_jacobian, uv

@@ -153,3 +153,31 @@ def test_gauss_newton_on_the_free_columns_is_the_full_one_cut(captured, names):
     assert hessian.shape == (x.shape[0], len(problem.free), len(problem.free))
     scale = float(expected.abs().max())
     assert torch.allclose(hessian, expected, atol=1e-5 * scale, rtol=1e-4)
+
+
+def test_corner_gather_is_advanced_indexing():
+    """The Jacobian's gather of each frame's triangle corners (one index_select on the frames'
+    rows stacked) picks what values[nidx, tri] picks."""
+    from annotate.smplx_flat import _corners
+
+    g = torch.Generator().manual_seed(3)
+    values = torch.randn(4, 7, 3, 5, generator=g)  # (N,S,...)
+    tri = torch.randint(0, 7, (4, 6, 3), generator=g)  # (N,Pv,3): per-frame corners
+    nidx = torch.arange(4)[:, None, None]
+    rows = (tri + nidx * values.shape[1]).reshape(-1)
+    assert torch.equal(_corners(values, rows).view(4, 6, 3, 3, 5), values[nidx, tri])
+
+
+@pytest.mark.parametrize("names, run", [(None, True), (("transl", "global_orient"), True),
+                                        (("transl", "global_orient", "body", "betas"), False)])
+def test_free_run_is_a_slice_only_for_consecutive_columns(captured, names, run):
+    """gauss_newton takes the free columns of the Jacobian as a view where they are one run."""
+    from dataclasses import replace
+
+    problem, _ = captured
+    if names is not None:
+        problem = replace(problem, spec=replace(problem.spec, free=names), free=problem.objective.columns(names))
+    columns = problem.free_run()
+    assert (columns is not None) == run
+    if run:
+        assert torch.equal(torch.arange(problem.objective.dim)[columns], problem.free.cpu())
