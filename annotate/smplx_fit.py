@@ -934,9 +934,13 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
 
         x_keys = run(schedule.camera, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.body, elbow_restarts, x_keys, on_keys)
-        if on_keys.depth is not None:  # z's unit against the body's depths, from the fit so far
+        if on_keys.depth is not None:
+            # z's unit against the body's depths, from the fit so far solved again from 2D alone: a fit
+            # made with z at a wrong unit has its depths pulled to that unit and would keep it
+            # (issue 16's far_1px: z compressed 0.67x, kappa 0.87 against the true 1.5, 40 mm PA-MPJPE)
+            x_plane = run(schedule.body, keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
-                on_keys.depth.calibrate(flat(x_keys, None), float(cam.focal))
+                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal))
         if evidence is not None and evidence.usable:
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))

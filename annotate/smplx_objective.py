@@ -428,6 +428,13 @@ HAND_DEPTH_LANDMARKS = (0, 5, 9, 13, 17)
 # the point groups centred on their own mean per frame (each array's z has its own offset)
 DEPTH_GROUPS = ("landmarks.pose", "landmarks.left_hand", "landmarks.right_hand")
 DEPTH_RHO = 20.0  # px: a z residual beyond this (MediaPipe's z is rough) pulls no harder
+# MediaPipe pose landmarks (upper, lower) of the arm bones whose depth extent calibrates z's unit
+ARM_BONE_LANDMARKS = ((11, 13), (13, 15), (12, 14), (14, 16))
+# DepthTerm.calibrate reads the bone-frames whose depth extent is at least this share of the bone's
+# length (30 deg out of the image plane: |dZ| from 2D and the length is good to ~15 % of itself at 1 px
+# on a 100 px bone), and falls back to all pose points with fewer than CALIBRATION_MIN_BONES of them
+CALIBRATION_FORESHORTENING = 0.5
+CALIBRATION_MIN_BONES = 8
 
 
 class DepthTerm:
@@ -454,8 +461,11 @@ class DepthTerm:
     """
 
     def __init__(self, z: torch.Tensor, points: torch.Tensor, movers: torch.Tensor, weight: float,
-                 confidence: torch.Tensor, kappa: torch.Tensor | None = None, groups: torch.Tensor | None = None):
+                 confidence: torch.Tensor, kappa: torch.Tensor | None = None, groups: torch.Tensor | None = None,
+                 bones: torch.Tensor | None = None):
         self.points, self.movers, self.weight = points, movers, float(weight)
+        # (B,2) the arm bones (shoulder-elbow, elbow-wrist) as positions among `points`: what `calibrate` reads
+        self.bones = bones if bones is not None else torch.zeros(0, 2, dtype=torch.long, device=z.device)
         groups = groups if groups is not None else torch.zeros(len(points), dtype=torch.long, device=z.device)
         self.pose = groups == 0
         self.members = torch.nn.functional.one_hot(groups, len(DEPTH_GROUPS)).to(z.dtype)  # (Q,G)
@@ -493,8 +503,11 @@ class DepthTerm:
                 movers[q, c] = 1.0
         keep_t = torch.as_tensor(keep, device=device)
         groups = torch.as_tensor([DEPTH_GROUPS.index(targets[n].source) for n in keep], device=device)
+        position = {targets[n].index: q for q, n in enumerate(keep) if targets[n].source == "landmarks.pose"}
+        bones = [(position[a], position[b]) for a, b in ARM_BONE_LANDMARKS if a in position and b in position]
         return cls(torch.as_tensor(depth[:, keep], dtype=torch.float32, device=device), keep_t,
-                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t], groups=groups)
+                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t], groups=groups,
+                   bones=torch.as_tensor(bones, dtype=torch.long, device=device).reshape(-1, 2))
 
     @property
     def used(self) -> torch.Tensor:
@@ -544,13 +557,29 @@ class DepthTerm:
         return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
 
     def calibrate(self, points: torch.Tensor, focal: float) -> None:
-        """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
-        the observed centred depths (robust to the few flipped points a fit may hold)."""
+        """kappa from a fit's points (T,P,3), best one solved from 2D alone (smplx_fit does): the
+        least-squares ratio of the model's to the observed depth extent |dZ| of the arm bones that
+        are foreshortened by at least CALIBRATION_FORESHORTENING of their length (there 2D and the
+        bone's length fix |dZ|: a bone near the image plane takes its depth from the prior or
+        from this very term); magnitudes, so a flipped bone counts alike. With fewer than
+        CALIBRATION_MIN_BONES such bone-frames: the ratio of the median magnitudes of the model's
+        and the observed centred depths of every pose point."""
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
+        scale = focal / mean  # (T,1) model metres -> px
+        if len(self.bones):
+            upper, lower = self.bones[:, 0], self.bones[:, 1]
+            seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)  # (T,B)
+            model = (scale * (depth[:, lower] - depth[:, upper])).abs()
+            length = scale * (points[:, self.points[lower]] - points[:, self.points[upper]]).norm(dim=-1)
+            observed = (self.z[:, lower] - self.z[:, upper]).abs()
+            usable = seen & (model > CALIBRATION_FORESHORTENING * length)
+            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
+                self.kappa.fill_(float((model * observed)[usable].sum() / (observed[usable] ** 2).sum()))
+                return
         seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
-        model = (focal / mean * self._centred(depth)).abs()[seen]
+        model = (scale * self._centred(depth)).abs()[seen]
         observed = self._centred(self.z).abs()[seen]
         if len(observed) < 3 or float(observed.median()) <= 0:
             return
