@@ -72,6 +72,10 @@ TRANSITION_WEIGHT = 100.0
 # at 0.05: 9.8 (11.1); outliers unchanged (24.1). The neighbours stage keeps the full weight.
 DEPTH_TRANSITION_SHARE = 0.2
 NOISE_SCALE_MAX = 4.0  # the temporal weights grow with the clip's landmark noise up to this x its reference
+# z's unit from the fit solved from 2D alone replaces the one from the fit made with z in it when
+# it is at least this x larger (annotate.smplx_objective.DepthTerm.calibrate; at 100 frames: far_1px
+# 1.56x, the fit held by z's compression; beats 1.07x, the 2D fit's own error)
+KAPPA_TRAPPED = 1.2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -934,13 +938,20 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
 
         x_keys = run(schedule.camera, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.body, elbow_restarts, x_keys, on_keys)
-        if on_keys.depth is not None:
-            # z's unit against the body's depths, from the fit so far solved again from 2D alone: a fit
-            # made with z at a wrong unit has its depths pulled to that unit and would keep it
-            # (issue 16's far_1px: z compressed 0.67x, kappa 0.87 against the true 1.5, 40 mm PA-MPJPE)
+        if on_keys.depth is not None:  # z's unit against the body's depths, from the fit so far
+            with torch.no_grad():
+                on_keys.depth.calibrate(flat(x_keys, None), float(cam.focal))
+            kappa_fit = float(on_keys.depth.kappa)
+            # that fit was made with z at the nominal unit and its depths lean to it: where the same
+            # keyframes solved again from 2D alone give a unit KAPPA_TRAPPED x larger, the fit was
+            # held by z's compression (issue 16's far_1px: 0.87 against 1.36 from 2D, 1.54 on the
+            # truth's pose); elsewhere the fit's own unit is kept (beats: 1.38 and 1.47, truth 1.42;
+            # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
             x_plane = run(schedule.body, keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
-                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal))
+                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
+            if float(on_keys.depth.kappa) < KAPPA_TRAPPED * kappa_fit:
+                on_keys.depth.kappa.fill_(kappa_fit)
         if evidence is not None and evidence.usable:
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))

@@ -556,19 +556,19 @@ class DepthTerm:
         residual, _ = self.residuals(points, focal)
         return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
 
-    def calibrate(self, points: torch.Tensor, focal: float) -> None:
-        """kappa from a fit's points (T,P,3), best one solved from 2D alone (smplx_fit does): the
-        least-squares ratio of the model's to the observed depth extent |dZ| of the arm bones that
-        are foreshortened by at least CALIBRATION_FORESHORTENING of their length (there 2D and the
-        bone's length fix |dZ|: a bone near the image plane takes its depth from the prior or
-        from this very term); magnitudes, so a flipped bone counts alike. With fewer than
-        CALIBRATION_MIN_BONES such bone-frames: the ratio of the median magnitudes of the model's
-        and the observed centred depths of every pose point."""
+    def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> None:
+        """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
+        the observed centred depths of every pose point (robust to the few flipped points a fit may
+        hold). from_bones, for a fit solved from 2D alone (smplx_fit does): the least-squares ratio
+        of the model's to the observed depth extent |dZ| of the arm bones foreshortened by at least
+        CALIBRATION_FORESHORTENING of their length (there 2D and the bone's length fix |dZ|; a bone
+        near the image plane takes its depth from the prior); magnitudes, so a flipped bone counts
+        alike; with fewer than CALIBRATION_MIN_BONES such bone-frames, as without it."""
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
         scale = focal / mean  # (T,1) model metres -> px
-        if len(self.bones):
+        if from_bones and len(self.bones):
             upper, lower = self.bones[:, 0], self.bones[:, 1]
             seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)  # (T,B)
             model = (scale * (depth[:, lower] - depth[:, upper])).abs()
