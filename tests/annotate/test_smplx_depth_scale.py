@@ -7,23 +7,11 @@ made with z already in the objective at the nominal unit, it kept z's compressio
 import pytest
 import torch
 
-from annotate.correspondences import all_targets, gather_depth, gather_evidence
+from annotate.correspondences import gather_depth, gather_evidence
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import DepthTerm
-from annotate.smplx_sparse import SparseSMPLX
-from mentor.body import load_body_model
 from mentor.body.scenarios import SCENARIOS, make_truth
-from tests.annotate.test_smplx_objective_depth import _truth_x
-
-
-@pytest.fixture(scope="module")
-def setup():
-    torch.set_num_threads(1)
-    body = load_body_model()
-    targets = all_targets()
-    sparse = SparseSMPLX(body, [t.point for t in targets])
-    sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0]))
-    return body, targets, sparse
+from tests.annotate.test_smplx_objective_depth import _truth_x, setup  # noqa: F401 (the fixture)
 
 
 def _truth_kappa(setup, truth, arrays) -> tuple[DepthTerm, float]:
@@ -42,8 +30,7 @@ def _truth_kappa(setup, truth, arrays) -> tuple[DepthTerm, float]:
 
 
 def test_calibration_reads_the_foreshortened_arm_bones(setup):
-    """On the truth's pose, kappa follows z's compression (x 1/0.6), read from the arm bones; with
-    no arm bones (a term built without them) the median magnitudes of all pose points do it."""
+    """On the truth's pose, kappa follows z's compression (x 1/0.6), read from the four arm bones."""
     truth = make_truth(setup[0], SCENARIOS["beats"], 16)
     term, plain = _truth_kappa(setup, truth, truth.clean)
     assert len(term.bones) == 4
@@ -56,7 +43,7 @@ def test_calibration_reads_the_foreshortened_arm_bones(setup):
 
 
 @pytest.mark.slow
-def test_fit_finds_the_unit_of_compressed_z():
+def test_fit_finds_the_unit_of_compressed_z(setup):
     """far_1px (z compressed 0.67x) on 100 frames: the fit made with z at the nominal unit held it
     (kappa 0.87 against 1.54 on the truth's pose, upper arms 8.8 deg off, PA-MPJPE 40 mm); the
     keyframes solved again from 2D alone give 1.36, which the fitter takes (after: 3.3 deg, 16 mm)."""
@@ -64,13 +51,9 @@ def test_fit_finds_the_unit_of_compressed_z():
     from benchmarks.smplx_truth import measure, run_fitter
     from mentor.config import SmplxConfig
 
-    torch.set_num_threads(1)
-    body = load_body_model()
-    targets = all_targets()
-    sparse = SparseSMPLX(body, [t.point for t in targets])
-    sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0]))
+    body = setup[0]
     truth = make_truth(body, SCENARIOS["far_1px"], 100)
-    _, wanted = _truth_kappa((body, targets, sparse), truth, truth.arrays)
+    _, wanted = _truth_kappa(setup, truth, truth.arrays)
     terms = []
     original = DepthTerm.calibrate
 
