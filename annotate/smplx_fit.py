@@ -947,7 +947,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             # held by z's compression (issue 16's far_1px: 0.87 against 1.36 from 2D, 1.54 on the
             # truth's pose); elsewhere the fit's own unit is kept (beats: 1.38 and 1.47, truth 1.42;
             # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
-            x_plane = run(schedule.body, keyframe_solve, x_keys, on_keys.with_depth(None))
+            x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
                 on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
             if float(on_keys.depth.kappa) < KAPPA_TRAPPED * kappa_fit:
