@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from annotate.correspondences import all_targets
+from annotate.correspondences import all_targets, gather_observations
 from mentor.body import BodyModel, Camera, SmplxParams
 
 
@@ -118,3 +118,12 @@ def render_clip(body_model: BodyModel, params: dict[str, np.ndarray], size: int 
     return SyntheticClip(params=params, camera=camera.to_array(), joints=out.joints.cpu().numpy(), clean=clean,
                          arrays=noisy, size=size, fps=fps)
 
+
+
+def fit_inputs(body_model: BodyModel, clip: SyntheticClip, min_conf: float = 0.5):
+    """What fit_clip takes from a synthetic clip: (targets, xy (T,K,2), conf (T,K), sparse evaluator)."""
+    from annotate.smplx_sparse import SparseSMPLX
+
+    targets = all_targets()
+    xy, conf = gather_observations(clip.arrays, targets, len(clip.joints), min_conf)
+    return targets, xy, conf, SparseSMPLX(body_model, [t.point for t in targets])

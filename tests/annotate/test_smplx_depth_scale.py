@@ -7,23 +7,14 @@ made with z already in the objective at the nominal unit, it kept z's compressio
 import pytest
 import torch
 
-from annotate.correspondences import gather_depth, gather_evidence
-from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import DepthTerm
 from mentor.body.scenarios import SCENARIOS, make_truth
-from tests.annotate.test_smplx_objective_depth import _truth_x, setup  # noqa: F401 (the fixture)
+from tests.annotate.test_smplx_objective_depth import _term, _truth_x, setup  # noqa: F401 (the fixture)
 
 
 def _truth_kappa(setup, truth, arrays) -> tuple[DepthTerm, float]:
     """The depth term of `arrays` and its kappa calibrated on the truth's own pose."""
-    body, targets, sparse = setup
-    T = truth.num_frames
-    _, conf, _ = gather_evidence(arrays, targets, T, truth.size, 0.5, 0.5, 0.25)
-    active = conf.max(0) > 0
-    flat = FlatSMPLX(sparse, active)
-    seen = [t for t, a in zip(targets, active) if a]
-    term = DepthTerm.build(flat, seen, gather_depth(arrays, targets, T)[:, active], torch.tensor(conf[:, active]),
-                           sparse.point_joints()[active], 0.05)
+    flat, _, term = _term(setup, truth, arrays, 0.05)
     with torch.no_grad():
         term.calibrate(flat(_truth_x(flat, truth)), float(truth.camera[0]), from_bones=True)
     return term, float(term.kappa)

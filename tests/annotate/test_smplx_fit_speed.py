@@ -7,10 +7,8 @@ import pytest
 import torch
 
 import annotate.smplx_fit as smplx_fit
-from annotate.correspondences import all_targets, gather_observations
 from annotate.smplx_optim import banded_cholesky, banded_solve
-from annotate.smplx_sparse import SparseSMPLX
-from annotate.smplx_synth import make_motion, render_clip
+from annotate.smplx_synth import fit_inputs, make_motion, render_clip
 from mentor.body import load_body_model
 
 
@@ -60,9 +58,7 @@ def captured():
     body = load_body_model()
     frames = 8
     clip = render_clip(body, make_motion(frames, seed=5), noise_px=1.0, seed=5)
-    targets = all_targets()
-    xy, conf = gather_observations(clip.arrays, targets, frames, 0.5)
-    sparse = SparseSMPLX(body, [t.point for t in targets])
+    targets, xy, conf, sparse = fit_inputs(body, clip)
     seen = []
     original = smplx_fit.keyframe_solve
 

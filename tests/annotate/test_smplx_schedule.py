@@ -8,9 +8,7 @@ import pytest
 import torch
 
 import annotate.smplx_fit as smplx_fit
-from annotate.correspondences import all_targets, gather_observations
-from annotate.smplx_sparse import SparseSMPLX
-from annotate.smplx_synth import make_motion, render_clip
+from annotate.smplx_synth import fit_inputs, make_motion, render_clip
 from mentor.body import load_body_model
 
 
@@ -21,9 +19,7 @@ def clip_fit():
     body = load_body_model()
     frames = 30
     clip = render_clip(body, make_motion(frames, seed=3), noise_px=1.0, seed=3)
-    targets = all_targets()
-    xy, conf = gather_observations(clip.arrays, targets, frames, 0.5)
-    sparse = SparseSMPLX(body, [t.point for t in targets])
+    targets, xy, conf, sparse = fit_inputs(body, clip)
     cpu = time.process_time()
     result = smplx_fit.fit_clip(sparse, targets, xy, conf, clip.camera, (clip.size, clip.size), iterations=6,
                                 keyframe_stride=4)
