@@ -120,10 +120,12 @@ def render_clip(body_model: BodyModel, params: dict[str, np.ndarray], size: int 
 
 
 
-def fit_inputs(body_model: BodyModel, clip: SyntheticClip, min_conf: float = 0.5):
-    """What fit_clip takes from a synthetic clip: (targets, xy (T,K,2), conf (T,K), sparse evaluator)."""
+def fit_inputs(body_model: BodyModel, frames: int, seed: int, noise_px: float = 1.0, min_conf: float = 0.5):
+    """A clip of make_motion rendered with noise_px, and what fit_clip takes from it:
+    (clip, targets, xy (T,K,2), conf (T,K), sparse evaluator)."""
     from annotate.smplx_sparse import SparseSMPLX
 
+    clip = render_clip(body_model, make_motion(frames, seed=seed), noise_px=noise_px, seed=seed)
     targets = all_targets()
-    xy, conf = gather_observations(clip.arrays, targets, len(clip.joints), min_conf)
-    return targets, xy, conf, SparseSMPLX(body_model, [t.point for t in targets])
+    xy, conf = gather_observations(clip.arrays, targets, frames, min_conf)
+    return clip, targets, xy, conf, SparseSMPLX(body_model, [t.point for t in targets])

@@ -8,7 +8,7 @@ import torch
 
 import annotate.smplx_fit as smplx_fit
 from annotate.smplx_optim import banded_cholesky, banded_solve
-from annotate.smplx_synth import fit_inputs, make_motion, render_clip
+from annotate.smplx_synth import fit_inputs
 from mentor.body import load_body_model
 
 
@@ -56,9 +56,7 @@ def captured():
     """A keyframe stage's problem and parameters, taken from a real fit of a short clip."""
     torch.set_num_threads(1)
     body = load_body_model()
-    frames = 8
-    clip = render_clip(body, make_motion(frames, seed=5), noise_px=1.0, seed=5)
-    targets, xy, conf, sparse = fit_inputs(body, clip)
+    clip, targets, xy, conf, sparse = fit_inputs(body, frames=8, seed=5)
     seen = []
     original = smplx_fit.keyframe_solve
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import annotate.smplx_fit as smplx_fit
-from annotate.smplx_synth import fit_inputs, make_motion, render_clip
+from annotate.smplx_synth import fit_inputs
 from mentor.body import load_body_model
 
 
@@ -17,9 +17,7 @@ def clip_fit():
     """A 30-frame clip fitted with the default schedule, and the fit's own CPU-seconds."""
     torch.set_num_threads(1)
     body = load_body_model()
-    frames = 30
-    clip = render_clip(body, make_motion(frames, seed=3), noise_px=1.0, seed=3)
-    targets, xy, conf, sparse = fit_inputs(body, clip)
+    clip, targets, xy, conf, sparse = fit_inputs(body, frames=30, seed=3)
     cpu = time.process_time()
     result = smplx_fit.fit_clip(sparse, targets, xy, conf, clip.camera, (clip.size, clip.size), iterations=6,
                                 keyframe_stride=4)
