@@ -435,6 +435,34 @@ ARM_BONE_LANDMARKS = ((11, 13), (13, 15), (12, 14), (14, 16))
 # on a 100 px bone), and falls back to all pose points with fewer than CALIBRATION_MIN_BONES of them
 CALIBRATION_FORESHORTENING = 0.5
 CALIBRATION_MIN_BONES = 8
+# ... and, with its unit, one factor on the arm bones' lengths, tried in this range: the 2D-only solve
+# matches each bone's image but its length is a common factor off (the shape prior shrinks the arms to
+# lay the upper arms in the image plane), and |dZ| = sqrt(length^2 - image length^2) follows it
+# (issue 16, 250 frames, the keyframes' 2D-only solve's arm bones over the truth's: far_1px 0.92,
+# near_1px 1.05; on the truth's own pose the fit finds 0.99-1.01)
+CALIBRATION_LENGTHS = (0.8, 1.25)
+
+
+def bone_depth_unit(length: torch.Tensor, image: torch.Tensor, observed: torch.Tensor,
+                    steps: int = 91) -> tuple[float, float]:
+    """(kappa, factor): MediaPipe's z unit and the bones' length factor that best explain the observed
+    depth extents (N,) of bone-frames whose model length and image length (N,) are in model pixels.
+
+    The bone's depth is |dZ| = sqrt((factor length)^2 - image^2); for each factor in
+    CALIBRATION_LENGTHS (`steps` of them) the observed extents are regressed on it (observed =
+    |dZ| / kappa: the noise is z's; the model's extents regressed on z's, as before, shrank kappa
+    with z's noise), the factor with the least squared residual kept. The factor shows where a
+    bone's foreshortening changes over the clip: |dZ| then grows with the image length shrinking
+    faster than one unit can follow. Issue 16's far_1px keyframes (250 frames): on the truth's own pose 1.43 by that
+    regression at the truth's lengths, 1.48 by this (factor 1.00); on the 2D-only solve
+    1.30 -> 1.46 (factor 1.05; the truth's unit is ~1.5)."""
+    factors = torch.linspace(*CALIBRATION_LENGTHS, steps, dtype=length.dtype, device=length.device)
+    model = ((factors[:, None] * length) ** 2 - image ** 2).clamp(min=0).sqrt()  # (F,N)
+    inverse = (model * observed).sum(1) / (model ** 2).sum(1).clamp(min=1e-9)
+    residual = ((observed - inverse[:, None] * model) ** 2).sum(1)
+    residual = torch.where(inverse > 0, residual, torch.full_like(residual, float("inf")))
+    best = int(residual.argmin())
+    return float(1 / inverse[best].clamp(min=1e-9)), float(factors[best])
 
 
 class DepthTerm:
@@ -559,11 +587,12 @@ class DepthTerm:
     def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> None:
         """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
         the observed centred depths of every pose point (robust to the few flipped points a fit may
-        hold). from_bones, for a fit solved from 2D alone (smplx_fit does): the least-squares ratio
-        of the model's to the observed depth extent |dZ| of the arm bones foreshortened by at least
-        CALIBRATION_FORESHORTENING of their length (there 2D and the bone's length fix |dZ|; a bone
-        near the image plane takes its depth from the prior); magnitudes, so a flipped bone counts
-        alike; with fewer than CALIBRATION_MIN_BONES such bone-frames, as without it."""
+        hold). from_bones, for a fit solved from 2D alone (smplx_fit does): `bone_depth_unit` of the
+        arm bones' depth extent |dZ| (2D and the bone's length fix it, up to the bones' common length
+        factor, which it fits too) against the observed one; magnitudes, so a flipped bone counts
+        alike; with fewer than CALIBRATION_MIN_BONES bone-frames foreshortened by at least
+        CALIBRATION_FORESHORTENING of their length (near the image plane |dZ| tells little), as
+        without it."""
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
@@ -571,12 +600,18 @@ class DepthTerm:
         if from_bones and len(self.bones):
             upper, lower = self.bones[:, 0], self.bones[:, 1]
             seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)  # (T,B)
-            model = (scale * (depth[:, lower] - depth[:, upper])).abs()
-            length = scale * (points[:, self.points[lower]] - points[:, self.points[upper]]).norm(dim=-1)
+            bone = scale[..., None] * (points[:, self.points[lower]] - points[:, self.points[upper]])  # (T,B,3) px
+            length = bone.norm(dim=-1)
             observed = (self.z[:, lower] - self.z[:, upper]).abs()
-            usable = seen & (model > CALIBRATION_FORESHORTENING * length)
-            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
-                self.kappa.fill_(float((model * observed)[usable].sum() / (observed[usable] ** 2).sum()))
+            usable = seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * length)
+            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float(observed[seen].sum()) > 0:
+                kappa, factor = bone_depth_unit(length[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
+                if not min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS):  # no length explains z:
+                    # the ratio at the fit's own lengths (benchmark away: the 2D-only solve's forearms
+                    # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
+                    model = bone[..., 2].abs()
+                    kappa = float((model * observed)[usable].sum() / (observed[usable] ** 2).sum().clamp(min=1e-9))
+                self.kappa.fill_(kappa)
                 return
         seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
         model = (scale * self._centred(depth)).abs()[seen]

@@ -59,3 +59,40 @@ def test_fit_finds_the_unit_of_compressed_z(setup):
     assert terms and float(terms[-1].kappa) == pytest.approx(wanted, rel=0.15), (float(terms[-1].kappa), wanted)
     assert m["upperarm_deg"] < 5.0, m["upperarm_deg"]
     assert m["pa"]["all"] < 20.0, m["pa"]
+
+
+def _arms_scaled(term: DepthTerm, points: torch.Tensor, factor: float) -> torch.Tensor:
+    """points (T,P,3) with the arm bones (term.bones, upper arms first) `factor` x their length and
+    their x, y kept: the depth extent sqrt((factor L)^2 - x^2 - y^2), as a 2D-only solve of a body
+    with shorter or longer arms has it (the image kept)."""
+    out = points.clone()
+    for upper, lower in term.bones.tolist():
+        top, bottom = term.points[upper], term.points[lower]
+        bone = points[:, bottom] - points[:, top]
+        planar = (bone[:, :2] ** 2).sum(-1)
+        depth = torch.sign(bone[:, 2]) * ((factor * bone.norm(dim=-1)) ** 2 - planar).clamp(min=0).sqrt()
+        out[:, bottom] = out[:, top] + torch.cat([bone[:, :2], depth[:, None]], -1)
+    return out
+
+
+def test_calibration_fits_the_arms_length_with_the_unit(setup):
+    """A 2D-only solve's arms are a common factor off the truth's length (far_1px's keyframes at 250
+    frames: 0.92) and their depth extent with it; the calibration fits that factor beside z's unit,
+    so kappa stays the truth pose's (the ratio at the solve's own lengths: 13 % low at 0.92)."""
+    from annotate.smplx_objective import bone_depth_unit
+
+    truth = make_truth(setup[0], SCENARIOS["far_1px"], 48)
+    flat, _, term = _term(setup, truth, truth.arrays, 0.05)
+    focal = float(truth.camera[0])
+    with torch.no_grad():
+        points = flat(_truth_x(flat, truth))
+    term.calibrate(points, focal, from_bones=True)
+    wanted = float(term.kappa)
+    for factor in (0.92, 1.06):
+        term.calibrate(_arms_scaled(term, points, factor), focal, from_bones=True)
+        assert float(term.kappa) == pytest.approx(wanted, rel=0.04), (factor, float(term.kappa), wanted)
+    # the factor itself, from clean bone-frames: image lengths of a swinging bone, depth 1/1.5 the model's
+    length = torch.full((40,), 100.0)
+    image = torch.linspace(30.0, 95.0, 40)
+    _, found = bone_depth_unit(length * 0.9, image, (length ** 2 - image ** 2).sqrt() / 1.5)
+    assert found == pytest.approx(1 / 0.9, abs=0.01)
