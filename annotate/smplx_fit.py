@@ -949,8 +949,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
             x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
-                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
-            if float(on_keys.depth.kappa) < KAPPA_TRAPPED * kappa_fit:
+                at_lengths = on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
+            # judged at the 2D-only solve's own bone lengths (the unit with their length factor fitted is
+            # the one taken; judged by it too, crossed 8.5 -> 12.2 mm and near_4px 26.3 -> 29.0 took it)
+            if at_lengths is None or at_lengths < KAPPA_TRAPPED * kappa_fit:
                 on_keys.depth.kappa.fill_(kappa_fit)
         if evidence is not None and evidence.usable:
             with torch.no_grad():

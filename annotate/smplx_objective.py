@@ -584,7 +584,7 @@ class DepthTerm:
         residual, _ = self.residuals(points, focal)
         return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
 
-    def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> None:
+    def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> float | None:
         """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
         the observed centred depths of every pose point (robust to the few flipped points a fit may
         hold). from_bones, for a fit solved from 2D alone (smplx_fit does): `bone_depth_unit` of the
@@ -592,7 +592,9 @@ class DepthTerm:
         factor, which it fits too) against the observed one; magnitudes, so a flipped bone counts
         alike; with fewer than CALIBRATION_MIN_BONES bone-frames foreshortened by at least
         CALIBRATION_FORESHORTENING of their length (near the image plane |dZ| tells little), as
-        without it."""
+        without it. Returns the unit at the fit's own lengths (from_bones: the least-squares ratio of
+        the model's to the observed |dZ| of those foreshortened bone-frames, which smplx_fit's
+        KAPPA_TRAPPED test was set with; otherwise kappa), None where nothing was calibrated."""
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
@@ -604,21 +606,21 @@ class DepthTerm:
             length = bone.norm(dim=-1)
             observed = (self.z[:, lower] - self.z[:, upper]).abs()
             usable = seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * length)
-            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float(observed[seen].sum()) > 0:
+            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
+                at_lengths = float((bone[..., 2].abs() * observed)[usable].sum() / (observed[usable] ** 2).sum())
                 kappa, factor = bone_depth_unit(length[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
-                if not min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS):  # no length explains z:
-                    # the ratio at the fit's own lengths (benchmark away: the 2D-only solve's forearms
-                    # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
-                    model = bone[..., 2].abs()
-                    kappa = float((model * observed)[usable].sum() / (observed[usable] ** 2).sum().clamp(min=1e-9))
-                self.kappa.fill_(kappa)
-                return
+                # no length inside the range explains z (benchmark away: the 2D-only solve's forearms
+                # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
+                inside = min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS)
+                self.kappa.fill_(kappa if inside else at_lengths)
+                return at_lengths
         seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
         model = (scale * self._centred(depth)).abs()[seen]
         observed = self._centred(self.z).abs()[seen]
         if len(observed) < 3 or float(observed.median()) <= 0:
-            return
+            return None
         self.kappa.fill_(float(model.median() / observed.median()))
+        return float(self.kappa)
 
     def depth_jacobian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
