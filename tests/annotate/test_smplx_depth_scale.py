@@ -50,8 +50,8 @@ def test_fit_finds_the_unit_of_compressed_z(setup):
     original = DepthTerm.calibrate
 
     def spy(self, points, focal, **kwargs):
-        original(self, points, focal, **kwargs)
         terms.append(self)
+        return original(self, points, focal, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DepthTerm, "calibrate", spy)
