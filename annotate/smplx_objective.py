@@ -371,18 +371,39 @@ class StageProblem:
         The expression columns are built only where expression is free. With every column free
         the Jacobian is the evaluator's buffer itself (no copy): valid until its next
         projected_jacobian."""
+        hessian, free_jacobian, uv, _ = self._normal_equations(x, with_pool, with_gradient=False)
+        return hessian, free_jacobian, uv
+
+    def gauss_newton_gradient(self, x: torch.Tensor, with_pool: bool
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Gauss-Newton Hessian (T,F,F), the gradient (T,F) of `frame_costs` (without the
+        pool) on the free columns and the cost (T,), from one evaluation and no autograd pass.
+
+        The gradient is analytic: J^T W r from the same Jacobian for the landmarks (W the
+        Geman-McClure weights: exact), the depth term's through each point's dZ/dx (the
+        Jacobian's third row) and the centring, the quadratic priors' 2 w x; autograd only on
+        the body pose prior (63 values a frame). Exact where the Jacobian is: the contour
+        points' leave out their pose correctives (smplx_flat.projected_jacobian)."""
+        hessian, _, uv, gradient = self._normal_equations(x, with_pool, with_gradient=True)
+        return hessian, gradient, self.frame_costs(x, uv=uv)
+
+    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool):
+        """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)."""
         objective = self.objective
         flat = objective.flat
         free = self.free
         frames = x.shape[0]
+        depth = objective.depth
+        with_depth = with_gradient and depth is not None
         uv, jacobian = flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape,
                                                with_expression=bool(torch.isin(objective.columns(("expression",)),
-                                                                               free).any()))
+                                                                               free).any()), with_depth=with_depth)
+        image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P,2,D)
         run = self.free_run()
         if run is not None:  # the free columns are one run (all, all but the shape, the camera's): a view, no copy
-            free_jacobian = jacobian.reshape(frames, -1, flat.dim)[..., run]
+            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim)[..., run]
         else:
-            free_jacobian = jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
+            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
         rho2 = self.rho ** 2
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
@@ -392,9 +413,28 @@ class StageProblem:
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
         hessian = (free_jacobian * (2 * weight)).transpose(1, 2) @ free_jacobian
-        if objective.depth is not None:
-            hessian = hessian + objective.depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
-        return self.add_prior_hessian(hessian, x, with_pool), free_jacobian, uv
+        if depth is not None:
+            hessian = hessian + depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
+        hessian = self.add_prior_hessian(hessian, x, with_pool)
+        if not with_gradient:
+            return hessian, free_jacobian, uv, None
+        # d/dx w GM(|r|^2) = 2 w GM'(|r|^2) r . dr/dx, GM' the IRLS weight (a bound that holds has r = 0)
+        image = (2 * irls[..., None] * residual).reshape(frames, -1, 1)
+        gradient = (free_jacobian.transpose(1, 2) @ image)[..., 0]
+        if depth is not None:
+            points = flat(x, self.rows)  # the evaluation the Jacobian made (cached)
+            depth_jacobian = jacobian[:, :, 2].index_select(1, depth.points).index_select(2, free)  # (T,Q,F)
+            along = (depth_jacobian.transpose(1, 2) @ depth.z_gradient(points, float(objective.camera.focal))[..., None])
+            # no shape gradient from z (frame_costs cuts the shape from the depth term's graph)
+            gradient = gradient + along[..., 0] * ~torch.isin(free, objective.beta_columns)
+        gradient = gradient + 2 * self.prior_diag[:, free] * x[:, free]
+        if objective.body_columns is not None and self.spec.pose_weight:
+            with torch.enable_grad():
+                x_grad = x.detach().requires_grad_(True)
+                prior = (self.spec.pose_weight * self.pose_scale * objective.prior(objective.body_pose(x_grad))).sum()
+                (prior_gradient,) = torch.autograd.grad(prior, x_grad)
+            gradient = gradient + prior_gradient[:, free]
+        return hessian, free_jacobian, uv, gradient
 
 
 def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torch.Tensor:
@@ -578,6 +618,13 @@ class DepthTerm:
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).detach().clamp(min=0.1)
         scale = focal / mean
         return scale * self._centred(depth) - self.kappa * self._centred(self.z), scale
+
+    def z_gradient(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T,Q) d costs / d Z_q, the model's depths, at the active points (T,P,3): the residuals'
+        Geman-McClure derivative through f / mean Z (held, as in `residuals`) and the centring
+        (its own transpose)."""
+        residual, scale = self.residuals(points, focal)
+        return scale * self._centred(2 * self.weight * self.seen * irls_weight(residual ** 2, DEPTH_RHO) * residual)
 
     def costs(self, points: torch.Tensor, focal: float) -> torch.Tensor:
         """(T,) weight x Geman-McClure of the frame's z residuals."""

@@ -81,11 +81,12 @@ def test_analytic_jacobian_matches_autograd(body):
 
 
 def test_analytic_jacobian_with_pose_correctives(body):
-    """With the pose correctives: exact on joints, vertices; the static landmarks' triangles
-    are close; the contour points leave the correctives out by design (smplx_flat's docstring)."""
+    """With the pose correctives: exact on joints, vertices and the contour points (each frame's
+    triangle's corners; before they were left out: 0.5 relative error); the static landmarks'
+    triangles are close."""
     flat = flat_model(body)
     error = jacobians(flat, random_x(flat, seed=1))
-    for kind, bound in (("joint", 1e-4), ("vertex", 1e-4), ("landmark", 0.03), ("contour", 0.5)):
+    for kind, bound in (("joint", 1e-4), ("vertex", 1e-4), ("landmark", 0.03), ("contour", 1e-4)):
         worst = float(error[torch.as_tensor(KINDS == kind)].max())
         assert worst < bound, f"{kind}: relative Jacobian error {worst:.2e} >= {bound}"
 
