@@ -318,6 +318,9 @@ class FlatSMPLX(nn.Module):
             self.register_buffer("q_cpd_rot", torch.as_tensor(contour_rot, device=dev))
             self.register_buffer("q_cpd_vp", torch.as_tensor(contour_vp, device=dev))
             self.register_buffer("pd_vertex", torch.as_tensor(np.ascontiguousarray(pdv), device=dev))  # (S,|rot|,3,9)
+            # each pair's axis-angle components -> x columns (the chain joint's columns of pose_map)
+            self.register_buffer("q_cpd_map", torch.as_tensor(np.stack(
+                [pose_map_np[:, 3 * k:3 * k + 3].T for k in np.array(pair_joint)[contour_q]]), device=dev))  # (Qc,3,D)
         else:
             self.q_cpd = None
         # scatter targets in the flattened (P,2,D) Jacobian
@@ -422,16 +425,21 @@ class FlatSMPLX(nn.Module):
         return self._pose(x, rows)["pts"]
 
     def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: Camera,
-                           with_betas: bool = True, with_expression: bool = True, with_depth: bool = False
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
+                           with_betas: bool = True, with_expression: bool = True, with_depth: bool = False,
+                           contour: bool | torch.Tensor = False):
         """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x; with_depth: (N,P,3,D),
         the third row each point's camera-space depth Z (what the depth term's gradient needs).
+        contour: the contour points' pose correctives (below) False: left out; True: in the
+        Jacobian; a covector (N,P,R) over its rows: left out, and their share of
+        sum_pr covector_pr J_pr (N,D) returned third (the exact gradient of a Gauss-Newton whose
+        matrix is the same as without them).
 
         Analytic: a small rotation of chain joint k about world axis w moves every point it
         carries by w x (point - joint_k), and the model is linear in shape and expression
         for fixed rotations. Pose correctives enter through each static point's blended
-        rotation (joints, vertices and static landmarks), and through each contour point's
-        triangle of the frame's row (its corners' rotations and correctives). Columns of betas are
+        rotation (joints, vertices and static landmarks); a contour point's (`contour`) through
+        its triangle of the frame's row, its corners' rotations and correctives (left out of the
+        Gauss-Newton matrix: the fits were tuned without them). Columns of betas are
         zero unless with_betas. tests/annotate/test_smplx_flat.py compares it with autograd.
         """
         N, D = x.shape
@@ -505,7 +513,9 @@ class FlatSMPLX(nn.Module):
                               @ point_rot.index_select(1, pair_point[corrective_pairs])),
                              self.q_pd_mat)  # (N,Qp,R,9)
             vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
-        if self.q_cpd is not None:  # the contour points' correctives, on each frame's triangle: sum_c b_c R_c PD_c
+        contour_share = None
+        if self.q_cpd is not None and (not isinstance(contour, bool) or contour):
+            # the contour points' correctives, on each frame's triangle: sum_c b_c R_c PD_c
             contour_pairs = self.q_cpd
             corner = tri.index_select(1, self.q_cpd_vp)  # (N,Qc,3) used-vertex rows
             corner_weight = bary.index_select(1, self.q_cpd_vp)
@@ -513,7 +523,12 @@ class FlatSMPLX(nn.Module):
             corner_rot = blend_rot[nidx, corner]  # (N,Qc,3,3,3)
             blended = _weighted_sum((corner_rot @ corrective).unbind(2), corner_weight[..., None, None].unbind(2))
             M = dproj.index_select(1, pair_point[contour_pairs]) @ blended  # (N,Qc,R,9)
-            vals = vals.index_add(1, contour_pairs, M @ drot[:, pair_joint[contour_pairs]])
+            contour_vals = M @ drot[:, pair_joint[contour_pairs]]  # (N,Qc,R,3)
+            if isinstance(contour, bool):
+                vals = vals.index_add(1, contour_pairs, contour_vals)
+            else:
+                along = (contour_vals * contour.index_select(1, pair_point[contour_pairs])[..., None]).sum(2)
+                contour_share = torch.einsum("nqi,qid->nd", along, self.q_cpd_map)
         size = pts.shape[1] * R * D
         if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
             self._jbuf = torch.zeros(N, size, dtype=x.dtype, device=x.device)
@@ -530,7 +545,7 @@ class FlatSMPLX(nn.Module):
         linear = (([(self.layout["expression"], self.Je, self.expr_dirs)] if with_expression else [])
                   + ([(self.layout["betas"], self.Jb, self.shapedirs)] if with_betas else []))
         if not linear:
-            return uv, jac
+            return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
         lin = [columns for columns, _, _ in linear]
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
         if all(a.stop == b.start for a, b in zip(lin[:-1], lin[1:])):
@@ -557,7 +572,12 @@ class FlatSMPLX(nn.Module):
         # (N,P,R,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
         jac[..., cols] = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
                           + dproj[..., 2:3] * dpoint[:, :, None, 2])
-        return uv, jac
+        return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
+
+    @staticmethod
+    def _contour_share(share: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """The contour correctives' gradient share (N,D), zero where the clip has none."""
+        return share if share is not None else torch.zeros_like(x)
 
 
     def _scatter_rows(self, index: torch.Tensor, columns: int, rows: int) -> torch.Tensor:

@@ -382,8 +382,8 @@ class StageProblem:
         The gradient is analytic: J^T W r from the same Jacobian for the landmarks (W the
         Geman-McClure weights: exact), the depth term's through each point's dZ/dx (the
         Jacobian's third row) and the centring, the quadratic priors' 2 w x; autograd only on
-        the body pose prior (63 values a frame). Exact where the Jacobian is: the contour
-        points' leave out their pose correctives (smplx_flat.projected_jacobian)."""
+        the body pose prior (63 values a frame). The contour points' pose correctives are in the
+        gradient, not in the Gauss-Newton matrix (smplx_flat.projected_jacobian's `contour`)."""
         hessian, _, uv, gradient = self._normal_equations(x, with_pool, with_gradient=True)
         return hessian, gradient, self.frame_costs(x, uv=uv)
 
@@ -395,16 +395,29 @@ class StageProblem:
         frames = x.shape[0]
         depth = objective.depth
         with_depth = with_gradient and depth is not None
-        uv, jacobian = flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape,
-                                               with_expression=bool(torch.isin(objective.columns(("expression",)),
-                                                                               free).any()), with_depth=with_depth)
+        rho2 = self.rho ** 2
+        covector = False  # the gradient's weights on the Jacobian's rows (the contour correctives' share)
+        if with_gradient:
+            points = flat(x, self.rows)
+            uv = objective.camera.project(points)
+            residual = objective.residuals(uv)
+            irls = self.weights * rho2**2 / (rho2 + (residual ** 2).sum(-1)) ** 2
+            # d/dx w GM(|r|^2) = 2 w GM'(|r|^2) r . dr/dx, GM' the IRLS weight (a bound that holds has r = 0)
+            covector = 2 * irls[..., None] * residual
+            if depth is not None:
+                dz = torch.zeros_like(irls).index_copy(1, depth.points,
+                                                       depth.z_gradient(points, float(objective.camera.focal)))
+                covector = torch.cat([covector, dz[..., None]], -1)
+        uv, jacobian, *contour_share = flat.projected_jacobian(
+            x, self.rows, objective.camera, with_betas=self.pools_shape,
+            with_expression=bool(torch.isin(objective.columns(("expression",)), free).any()), with_depth=with_depth,
+            contour=covector)
         image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P,2,D)
         run = self.free_run()
         if run is not None:  # the free columns are one run (all, all but the shape, the camera's): a view, no copy
             free_jacobian = image_jacobian.reshape(frames, -1, flat.dim)[..., run]
         else:
             free_jacobian = image_jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
-        rho2 = self.rho ** 2
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
@@ -418,16 +431,15 @@ class StageProblem:
         hessian = self.add_prior_hessian(hessian, x, with_pool)
         if not with_gradient:
             return hessian, free_jacobian, uv, None
-        # d/dx w GM(|r|^2) = 2 w GM'(|r|^2) r . dr/dx, GM' the IRLS weight (a bound that holds has r = 0)
-        image = (2 * irls[..., None] * residual).reshape(frames, -1, 1)
-        gradient = (free_jacobian.transpose(1, 2) @ image)[..., 0]
+        gradient = (free_jacobian.transpose(1, 2) @ covector[..., :2].reshape(frames, -1, 1))[..., 0]
+        share = contour_share[0]
         if depth is not None:
-            points = flat(x, self.rows)  # the evaluation the Jacobian made (cached)
             depth_jacobian = jacobian[:, :, 2].index_select(1, depth.points).index_select(2, free)  # (T,Q,F)
-            along = (depth_jacobian.transpose(1, 2) @ depth.z_gradient(points, float(objective.camera.focal))[..., None])
-            # no shape gradient from z (frame_costs cuts the shape from the depth term's graph)
-            gradient = gradient + along[..., 0] * ~torch.isin(free, objective.beta_columns)
-        gradient = gradient + 2 * self.prior_diag[:, free] * x[:, free]
+            along = (depth_jacobian.transpose(1, 2) @ covector[:, depth.points, 2:])[..., 0]
+            # no shape gradient from z (frame_costs cuts the shape from the depth term's graph): z's own
+            # share of the contour correctives is none (no contour point has z)
+            gradient = gradient + along * ~torch.isin(free, objective.beta_columns)
+        gradient = gradient + share[:, free] + 2 * self.prior_diag[:, free] * x[:, free]
         if objective.body_columns is not None and self.spec.pose_weight:
             with torch.enable_grad():
                 x_grad = x.detach().requires_grad_(True)
