@@ -104,24 +104,22 @@ def make_pose_prior(path: str | None) -> nn.Module:
 
 # body_pose joint indices (SMPL-X joint - 1) of spine1-3: what bends the torso between the hips and the chest
 SPINE_POSE = (2, 5, 8)
+# ... and of the collars (SMPL-X 13, 14): what moves a shoulder against the chest
+COLLAR_POSE = (12, 13)
 
 
-class HeldSpine(nn.Module):
-    """A pose prior plus weight x |spine bends|^2 (per rad^2): the torso held straight where the
-    hips are not seen. In a frame cut at the chest nothing in the image pins the pelvis: under
-    the prior alone (~1 per rad^2 against hundreds of px^2 of data) the spine bent ~4 deg at
-    each of its three joints, the fitted neck->pelvis axis 9 deg off the truth's and leaning
-    toward the camera, and the hanging arms looked raised against it (see
-    mentor/config.py smplx.held_spine_weight for the figures)."""
+class HeldJoints(nn.Module):
+    """A pose prior plus weight x |the rotations of `joints`|^2 (per rad^2): those joints held
+    near zero beyond what the prior alone does (~1 per rad^2 against hundreds of px^2 of data)."""
 
-    def __init__(self, prior: nn.Module, weight: float):
+    def __init__(self, prior: nn.Module, weight: float, joints: tuple[int, ...], what: str = "held joints"):
         super().__init__()
         if weight < 0:
-            raise ValueError(f"held spine weight {weight}: use >= 0")
+            raise ValueError(f"{what} weight {weight}: use >= 0")
         self.prior = prior
         self.weight = float(weight)
         mask = torch.zeros(21, 3)
-        mask[list(SPINE_POSE)] = 1.0
+        mask[list(joints)] = 1.0
         self.register_buffer("mask", mask.reshape(63))
 
     def forward(self, body_pose: torch.Tensor) -> torch.Tensor:
@@ -131,12 +129,44 @@ class HeldSpine(nn.Module):
         return self.prior.gn_hessian(body_pose) + torch.diag(2 * self.weight * self.mask)
 
 
+class HeldSpine(HeldJoints):
+    """The spine held straight where the hips are not seen. In a frame cut at the chest nothing
+    in the image pins the pelvis: under the prior alone the spine bent ~4 deg at each of its
+    three joints, the fitted neck->pelvis axis 9 deg off the truth's and leaning toward the
+    camera, and the hanging arms looked raised against it (see mentor/config.py
+    smplx.held_spine_weight for the figures)."""
+
+    def __init__(self, prior: nn.Module, weight: float):
+        super().__init__(prior, weight, SPINE_POSE, "held spine")
+
+
+def hold_torso(prior: nn.Module, collar_weight: float, spine_weight: float) -> nn.Module:
+    """The built-in prior with the collars (COLLAR_POSE) and the spine (SPINE_POSE) held at these
+    weights (HeldJoints; 0: that part not held); prior itself when it is a learnt one (SMPLify's
+    GMM carries the torso's own spread). With the pelvis out of frame nothing in 2D pins the
+    body's pitch: on issue 16's outliers truth the fitted body pitched 15 deg against the truth's
+    with the collars turned 20 deg back against it and the spine bent 3 deg at each joint, the
+    shoulders 20 mm behind the truth's (PA-MPJPE 23.7 mm at a 0.65 px 2D fit); with the collars
+    alone held the spine took the pitch up (6-8 deg per joint). Figures: mentor/config.py
+    smplx.held_collar_weight."""
+    if not isinstance(prior, BuiltinPosePrior):
+        return prior
+    for weight, joints, what in ((collar_weight, COLLAR_POSE, "held collar"), (spine_weight, SPINE_POSE, "held spine")):
+        if weight < 0:
+            raise ValueError(f"{what} weight {weight}: use >= 0")
+        if weight > 0:
+            prior = HeldJoints(prior, weight, joints, what)
+    return prior
+
+
 def hold_spine_if_cut(prior: nn.Module, observed: np.ndarray, weight: float) -> nn.Module:
     """prior wrapped in HeldSpine(weight) when the frame cuts the torso at the chest: the hips
     (SMPL-X joints 1, 2) and the elbows (18, 19) each observed in under half of the frames that
     observe anything (observed (T,55) bool, smplx_fit.observed_joints); prior itself otherwise,
     or with weight 0. Not on the hips alone: at 1.9 m the benchmark's hips are just out of frame
-    in 15 of 17 scenarios, and there holding the spine cost beats 8.9 -> 14.6 mm PA-MPJPE."""
+    in 15 of 17 scenarios, and there holding the spine cost beats 8.9 -> 14.6 mm PA-MPJPE (with
+    the collars free: with them held too, `hold_torso`, beats gained, 8.5 -> 6.6 mm; where both
+    are on, this adds its weight on top on a cut torso)."""
     frames = observed.any(1)
     if weight <= 0 or not frames.any():
         return prior

@@ -45,7 +45,7 @@ import torch
 
 from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
 from annotate.landmark_outliers import clean_landmarks
-from annotate.pose_prior import hold_spine_if_cut, make_pose_prior
+from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
 from annotate.smplx_objective import DepthTerm
 from annotate.smplx_flat import FlatSMPLX
@@ -370,9 +370,15 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
         index = torch.nonzero(stale)[:, 0]
         if len(index):
             part = problem if len(index) == frames else frames_of(problem, index)
+            x_part = x[index]
+            x_grad = x_part.detach().requires_grad_(True)
+            cost = part.frame_costs(x_grad)
+            (part_gradient,) = torch.autograd.grad(cost.sum(), x_grad)
             progress.evaluations += 1
             with torch.no_grad():
-                hessian[index], gradient[index], cost_base[index] = part.gauss_newton_gradient(x[index], pool)
+                hessian[index] = part.gauss_newton(x_part, pool)[0]
+                gradient[index] = part_gradient[:, free]
+                cost_base[index] = cost.detach()
         with torch.no_grad():
             if pool:  # BETA_POOL |b - mean|^2 per frame, the mean held fixed in the step
                 beta_mean = x[:, beta_columns].mean(0)
@@ -427,17 +433,20 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         if x_at is not x:
+            x_grad = x.detach().requires_grad_(True)
+            cost = problem.frame_costs(x_grad).sum()
+            (gradient,) = torch.autograd.grad(cost, x_grad)
+            cost = cost.detach()
             progress.evaluations += 1
             with torch.no_grad():
-                hessian, gradient, cost = problem.gauss_newton_gradient(x, False)
-                cost = cost.sum()
+                hessian, _, _ = problem.gauss_newton(x, False)
             x_at = x
         with torch.no_grad():
             pose, beta = ~is_beta, is_beta
             a = hessian[:, pose][:, :, pose]
             b = hessian[:, pose][:, :, beta]
             c = hessian[:, beta][:, :, beta]
-            g_pose, g_beta = gradient[:, ~is_beta], gradient[:, is_beta]
+            g_pose, g_beta = gradient[:, pose_cols], gradient[:, beta_cols]
             a_diag = a.diagonal(dim1=-2, dim2=-1)
             a = a + torch.diag_embed(damping * a_diag + 1e-6 * (1 + a_diag))
             chol, info = torch.linalg.cholesky_ex(a)
@@ -940,10 +949,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
             x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
-                at_lengths = on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
-            # judged at the 2D-only solve's own bone lengths (the unit with their length factor fitted is
-            # the one taken; judged by it too, crossed 8.5 -> 12.2 mm and near_4px 26.3 -> 29.0 took it)
-            if at_lengths is None or at_lengths < KAPPA_TRAPPED * kappa_fit:
+                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
+            if float(on_keys.depth.kappa) < KAPPA_TRAPPED * kappa_fit:
                 on_keys.depth.kappa.fill_(kappa_fit)
         if evidence is not None and evidence.usable:
             with torch.no_grad():
@@ -1103,7 +1110,8 @@ class SmplxFitter:
         self.body = body_model or load_body_model(cfg.model_dir, gender=cfg.gender, num_betas=cfg.num_betas,
                                                   num_expression=cfg.num_expression,
                                                   num_pca_comps=cfg.num_pca_comps, device="cpu")
-        self.prior = make_pose_prior(cfg.pose_prior)  # raises naming the file if it is missing
+        # raises naming the file if it is missing; the built-in one's torso held if asked (pose_prior.hold_torso)
+        self.prior = hold_torso(make_pose_prior(cfg.pose_prior), cfg.held_collar_weight, cfg.held_spine_uncut_weight)
         self.targets = all_targets()
         self.sparse = SparseSMPLX(self.body, [t.point for t in self.targets]).to(self.device)
         self.focal_ratios: dict[str, float] = {}  # source id -> searched focal / size-based guess
