@@ -370,15 +370,9 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
         index = torch.nonzero(stale)[:, 0]
         if len(index):
             part = problem if len(index) == frames else frames_of(problem, index)
-            x_part = x[index]
-            x_grad = x_part.detach().requires_grad_(True)
-            cost = part.frame_costs(x_grad)
-            (part_gradient,) = torch.autograd.grad(cost.sum(), x_grad)
             progress.evaluations += 1
             with torch.no_grad():
-                hessian[index] = part.gauss_newton(x_part, pool)[0]
-                gradient[index] = part_gradient[:, free]
-                cost_base[index] = cost.detach()
+                hessian[index], gradient[index], cost_base[index] = part.gauss_newton_gradient(x[index], pool)
         with torch.no_grad():
             if pool:  # BETA_POOL |b - mean|^2 per frame, the mean held fixed in the step
                 beta_mean = x[:, beta_columns].mean(0)
@@ -433,20 +427,17 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         if x_at is not x:
-            x_grad = x.detach().requires_grad_(True)
-            cost = problem.frame_costs(x_grad).sum()
-            (gradient,) = torch.autograd.grad(cost, x_grad)
-            cost = cost.detach()
             progress.evaluations += 1
             with torch.no_grad():
-                hessian, _, _ = problem.gauss_newton(x, False)
+                hessian, gradient, cost = problem.gauss_newton_gradient(x, False)
+                cost = cost.sum()
             x_at = x
         with torch.no_grad():
             pose, beta = ~is_beta, is_beta
             a = hessian[:, pose][:, :, pose]
             b = hessian[:, pose][:, :, beta]
             c = hessian[:, beta][:, :, beta]
-            g_pose, g_beta = gradient[:, pose_cols], gradient[:, beta_cols]
+            g_pose, g_beta = gradient[:, ~is_beta], gradient[:, is_beta]
             a_diag = a.diagonal(dim1=-2, dim2=-1)
             a = a + torch.diag_embed(damping * a_diag + 1e-6 * (1 + a_diag))
             chol, info = torch.linalg.cholesky_ex(a)
@@ -949,8 +940,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
             x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys, on_keys.with_depth(None))
             with torch.no_grad():
-                on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
-            if float(on_keys.depth.kappa) < KAPPA_TRAPPED * kappa_fit:
+                at_lengths = on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
+            # judged at the 2D-only solve's own bone lengths (the unit with their length factor fitted is
+            # the one taken; judged by it too, crossed 8.5 -> 12.2 mm and near_4px 26.3 -> 29.0 took it)
+            if at_lengths is None or at_lengths < KAPPA_TRAPPED * kappa_fit:
                 on_keys.depth.kappa.fill_(kappa_fit)
         if evidence is not None and evidence.usable:
             with torch.no_grad():

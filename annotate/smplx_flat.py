@@ -259,6 +259,8 @@ class FlatSMPLX(nn.Module):
         ct_of = dict(contour_cols)
         P = self.num_points
         pair_point, pair_joint, pd_q, pd_m, full_flags = [], [], [], [], []
+        vertex_position = {int(p): i for i, p in enumerate(vert_pts)}
+        contour_q, contour_rot, contour_vp = [], [], []  # contour points' corrective pairs
         for n in range(P):
             if is_joint[n]:
                 moves = anc[pos[int(joint_of[n])]].copy()
@@ -276,6 +278,11 @@ class FlatSMPLX(nn.Module):
                             moves |= anc[j]
             moves &= rotating
             static_vertex = not is_joint[n] and n not in ct_of
+            contour_corrective = set()
+            if n in ct_of and pdv is not None:  # any row's triangle: its corners' correctives, per frame
+                reach = np.abs(pdv[verts]).max(axis=(0, 2, 3))  # (|rot|,)
+                contour_corrective = {c for c, r in rot_pos.items() if reach[r] > 1e-7}
+                moves[list(contour_corrective)] = True
             if static_vertex and pdv is not None:
                 m = sum(b * pdv[v] for v, b in zip(tri[n], bary[n]) if b > 0)  # (|rot|,3,9)
                 for c, r in rot_pos.items():
@@ -290,6 +297,10 @@ class FlatSMPLX(nn.Module):
                     if np.abs(corrective).max() > 1e-7:
                         pd_q.append(len(pair_point))
                         pd_m.append(corrective)
+                if k in contour_corrective:
+                    contour_q.append(len(pair_point))
+                    contour_rot.append(rot_pos[k])
+                    contour_vp.append(vertex_position[n])
                 pair_point.append(n)
                 pair_joint.append(int(k))
         self.register_buffer("q_point", torch.as_tensor(pair_point, device=dev))
@@ -302,6 +313,16 @@ class FlatSMPLX(nn.Module):
             self.register_buffer("q_pd_mat", torch.as_tensor(np.stack(pd_m).astype(np.float32), device=dev))
         else:
             self.q_pd = None
+        if contour_q:
+            self.register_buffer("q_cpd", torch.as_tensor(contour_q, device=dev))
+            self.register_buffer("q_cpd_rot", torch.as_tensor(contour_rot, device=dev))
+            self.register_buffer("q_cpd_vp", torch.as_tensor(contour_vp, device=dev))
+            self.register_buffer("pd_vertex", torch.as_tensor(np.ascontiguousarray(pdv), device=dev))  # (S,|rot|,3,9)
+            # each pair's axis-angle components -> x columns (the chain joint's columns of pose_map)
+            self.register_buffer("q_cpd_map", torch.as_tensor(np.stack(
+                [pose_map_np[:, 3 * k:3 * k + 3].T for k in np.array(pair_joint)[contour_q]]), device=dev))  # (Qc,3,D)
+        else:
+            self.q_cpd = None
         # scatter targets in the flattened (P,2,D) Jacobian
         D = self.dim
         a2x = dict(zip(direct_a, direct_x))
@@ -404,16 +425,21 @@ class FlatSMPLX(nn.Module):
         return self._pose(x, rows)["pts"]
 
     def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: Camera,
-                           with_betas: bool = True, with_expression: bool = True
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x.
+                           with_betas: bool = True, with_expression: bool = True, with_depth: bool = False,
+                           contour: bool | torch.Tensor = False):
+        """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x; with_depth: (N,P,3,D),
+        the third row each point's camera-space depth Z (what the depth term's gradient needs).
+        contour: the contour points' pose correctives (below) False: left out; True: in the
+        Jacobian; a covector (N,P,R) over its rows: left out, and their share of
+        sum_pr covector_pr J_pr (N,D) returned third (the exact gradient of a Gauss-Newton whose
+        matrix is the same as without them).
 
         Analytic: a small rotation of chain joint k about world axis w moves every point it
         carries by w x (point - joint_k), and the model is linear in shape and expression
         for fixed rotations. Pose correctives enter through each static point's blended
-        rotation (joints, vertices and static landmarks); the contour points leave them out
-        (their triangles change with the frame's row; the residuals themselves include them),
-        so there this is Gauss-Newton with a slightly inexact Jacobian. Columns of betas are
+        rotation (joints, vertices and static landmarks); a contour point's (`contour`) through
+        its triangle of the frame's row, its corners' rotations and correctives (left out of the
+        Gauss-Newton matrix: the fits were tuned without them). Columns of betas are
         zero unless with_betas. tests/annotate/test_smplx_flat.py compares it with autograd.
         """
         N, D = x.shape
@@ -426,7 +452,9 @@ class FlatSMPLX(nn.Module):
         z = pts[..., 2].clamp(min=MIN_DEPTH)
         zero = torch.zeros_like(z)
         dproj = torch.stack([torch.stack([f / z, zero, -f * pts[..., 0] / z**2], -1),
-                          torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)], -2)
+                             torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)]
+                            + ([torch.stack([zero, zero, torch.ones_like(z)], -1)] if with_depth else []), -2)
+        R = dproj.shape[-2]  # rows per point: u, v (and Z)
         # world angular velocity of each chain joint per unit local axis-angle: Rw_parent J_left(aa)
         parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3),
                                  world_rot[:, self.par[1:]]], 1)
@@ -462,44 +490,62 @@ class FlatSMPLX(nn.Module):
         # same products were ~20x slower per element
         lever_x, lever_y, lever_z = Z.permute(2, 0, 1).contiguous()  # (N,Q) each
         dproj_x, dproj_y, dproj_z = dproj.index_select(1, pair_point).permute(3, 2, 0, 1).contiguous()  # (2,N,Q) each
-        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (2,N,Q)
+        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (R,N,Q)
         cross_y = lever_z * dproj_x - lever_x * dproj_z
         cross_z = lever_x * dproj_y - lever_y * dproj_x
         # omega's rows c (3,N,Q) each, over its columns i
         axes_x, axes_y, axes_z = omega.index_select(1, pair_joint).permute(2, 3, 0, 1).contiguous()
-        vals = (cross_x * axes_x[:, None] + cross_y * axes_y[:, None] + cross_z * axes_z[:, None])  # (3,2,N,Q)
-        vals = vals.permute(2, 3, 1, 0).contiguous()  # (N,Q,2,3)
+        vals = (cross_x * axes_x[:, None] + cross_y * axes_y[:, None] + cross_z * axes_z[:, None])  # (3,R,N,Q)
+        vals = vals.permute(2, 3, 1, 0).contiguous()  # (N,Q,R,3)
         blend_rot = _weighted_sum(world_rot.index_select(1, self.slot_joint.reshape(-1))
                                   .view(N, *self.slot_joint.shape, 3, 3).unbind(2),
                                   self.slot_weight[..., None, None].unbind(1))  # (N,S,3,3)
+        if self.q_pd is not None or self.q_cpd is not None:
+            drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
         if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
             corrective_pairs = self.q_pd
             point_rot = _weighted_sum(_corners(blend_rot, corner_rows).view(N, num_vertex_points, 3, 3, 3).unbind(2),
                                       bary[..., None, None].unbind(2))  # (N,Pv,3,3)
             point_rot = torch.cat([torch.zeros(N, len(joint_columns), 3, 3, dtype=x.dtype, device=x.device), point_rot],
                             1).index_select(1, self.order)
-            drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
             # a matrix shared over the frames: einsum (one bmm per pair), not a broadcast matmul
             M = torch.einsum("nqrc,qcf->nqrf", (dproj.index_select(1, pair_point[corrective_pairs])
                               @ point_rot.index_select(1, pair_point[corrective_pairs])),
-                             self.q_pd_mat)  # (N,Qp,2,9)
+                             self.q_pd_mat)  # (N,Qp,R,9)
             vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
-        size = pts.shape[1] * 2 * D
+        contour_share = None
+        if self.q_cpd is not None and (not isinstance(contour, bool) or contour):
+            # the contour points' correctives, on each frame's triangle: sum_c b_c R_c PD_c
+            contour_pairs = self.q_cpd
+            corner = tri.index_select(1, self.q_cpd_vp)  # (N,Qc,3) used-vertex rows
+            corner_weight = bary.index_select(1, self.q_cpd_vp)
+            corrective = self.pd_vertex[corner, self.q_cpd_rot[None, :, None]]  # (N,Qc,3,3,9)
+            corner_rot = blend_rot[nidx, corner]  # (N,Qc,3,3,3)
+            blended = _weighted_sum((corner_rot @ corrective).unbind(2), corner_weight[..., None, None].unbind(2))
+            M = dproj.index_select(1, pair_point[contour_pairs]) @ blended  # (N,Qc,R,9)
+            contour_vals = M @ drot[:, pair_joint[contour_pairs]]  # (N,Qc,R,3)
+            if isinstance(contour, bool):
+                vals = vals.index_add(1, contour_pairs, contour_vals)
+            else:
+                along = (contour_vals * contour.index_select(1, pair_point[contour_pairs])[..., None]).sum(2)
+                contour_share = torch.einsum("nqi,qid->nd", along, self.q_cpd_map)
+        size = pts.shape[1] * R * D
         if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
             self._jbuf = torch.zeros(N, size, dtype=x.dtype, device=x.device)
         else:
             self._jbuf.zero_()  # reused: a fresh 25 MB buffer costs page faults every call
         jac = self._jbuf
-        jac.index_add_(1, self.q_flat_direct, vals.index_select(1, self.q_direct).reshape(N, -1))
-        for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,2,3) @ (Qh,3,pca)
-            jac.index_add_(1, flat_idx, torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
-        jac = jac.view(N, -1, 2, D)
+        jac.index_add_(1, self._scatter_rows(self.q_flat_direct, 3, R), vals.index_select(1, self.q_direct).reshape(N, -1))
+        for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,R,3) @ (Qh,3,pca)
+            jac.index_add_(1, self._scatter_rows(flat_idx, comps.shape[-1], R),
+                           torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
+        jac = jac.view(N, -1, R, D)
         jac[..., self.layout["transl"]] = dproj
         # expression (and shape): linear given the rotations
         linear = (([(self.layout["expression"], self.Je, self.expr_dirs)] if with_expression else [])
                   + ([(self.layout["betas"], self.Jb, self.shapedirs)] if with_betas else []))
         if not linear:
-            return uv, jac
+            return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
         lin = [columns for columns, _, _ in linear]
         cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
         if all(a.stop == b.start for a, b in zip(lin[:-1], lin[1:])):
@@ -523,10 +569,31 @@ class FlatSMPLX(nn.Module):
         dvp = _weighted_sum(_corners(dvert, corner_rows).view(N, num_vertex_points, 3, 3, -1).unbind(2),
                             bary[..., None, None].unbind(2))
         dpoint = torch.cat([dtw.index_select(1, joint_columns), dvp], 1).index_select(1, self.order)  # (N,P,3,L)
-        # (N,P,2,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
+        # (N,P,R,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
         jac[..., cols] = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
                           + dproj[..., 2:3] * dpoint[:, :, None, 2])
-        return uv, jac
+        return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
+
+    @staticmethod
+    def _contour_share(share: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """The contour correctives' gradient share (N,D), zero where the clip has none."""
+        return share if share is not None else torch.zeros_like(x)
+
+
+    def _scatter_rows(self, index: torch.Tensor, columns: int, rows: int) -> torch.Tensor:
+        """Scatter targets built for the (P,2,D) Jacobian (each pair's 2 rows x `columns` columns, in
+        that order) moved to a (P,rows,D) one, the rows beyond 2 (the depth's) after them; cached."""
+        if rows == 2:
+            return index
+        key = (index.data_ptr(), rows)
+        cache = self.__dict__.setdefault("_scatter_cache", {})
+        if key not in cache:
+            D = self.dim
+            first = index.view(-1, 2, columns)[:, 0]  # point * 2D + column
+            point, column = first // (2 * D), first % (2 * D)
+            row = torch.arange(rows, device=index.device)[None, :, None] * D
+            cache[key] = ((point * rows * D + column)[:, None, :] + row).reshape(-1)
+        return cache[key]
 
 
 def _weighted_sum(values: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -371,19 +371,53 @@ class StageProblem:
         The expression columns are built only where expression is free. With every column free
         the Jacobian is the evaluator's buffer itself (no copy): valid until its next
         projected_jacobian."""
+        hessian, free_jacobian, uv, _ = self._normal_equations(x, with_pool, with_gradient=False)
+        return hessian, free_jacobian, uv
+
+    def gauss_newton_gradient(self, x: torch.Tensor, with_pool: bool
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Gauss-Newton Hessian (T,F,F), the gradient (T,F) of `frame_costs` (without the
+        pool) on the free columns and the cost (T,), from one evaluation and no autograd pass.
+
+        The gradient is analytic: J^T W r from the same Jacobian for the landmarks (W the
+        Geman-McClure weights: exact), the depth term's through each point's dZ/dx (the
+        Jacobian's third row) and the centring, the quadratic priors' 2 w x; autograd only on
+        the body pose prior (63 values a frame). The contour points' pose correctives are in the
+        gradient, not in the Gauss-Newton matrix (smplx_flat.projected_jacobian's `contour`)."""
+        hessian, _, uv, gradient = self._normal_equations(x, with_pool, with_gradient=True)
+        return hessian, gradient, self.frame_costs(x, uv=uv)
+
+    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool):
+        """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)."""
         objective = self.objective
         flat = objective.flat
         free = self.free
         frames = x.shape[0]
-        uv, jacobian = flat.projected_jacobian(x, self.rows, objective.camera, with_betas=self.pools_shape,
-                                               with_expression=bool(torch.isin(objective.columns(("expression",)),
-                                                                               free).any()))
+        depth = objective.depth
+        with_depth = with_gradient and depth is not None
+        rho2 = self.rho ** 2
+        covector = False  # the gradient's weights on the Jacobian's rows (the contour correctives' share)
+        if with_gradient:
+            points = flat(x, self.rows)
+            uv = objective.camera.project(points)
+            residual = objective.residuals(uv)
+            irls = self.weights * rho2**2 / (rho2 + (residual ** 2).sum(-1)) ** 2
+            # d/dx w GM(|r|^2) = 2 w GM'(|r|^2) r . dr/dx, GM' the IRLS weight (a bound that holds has r = 0)
+            covector = 2 * irls[..., None] * residual
+            if depth is not None:
+                dz = torch.zeros_like(irls).index_copy(1, depth.points,
+                                                       depth.z_gradient(points, float(objective.camera.focal)))
+                covector = torch.cat([covector, dz[..., None]], -1)
+        uv, jacobian, *contour_share = flat.projected_jacobian(
+            x, self.rows, objective.camera, with_betas=self.pools_shape,
+            with_expression=bool(torch.isin(objective.columns(("expression",)), free).any()), with_depth=with_depth,
+            contour=covector)
+        image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P,2,D)
         run = self.free_run()
         if run is not None:  # the free columns are one run (all, all but the shape, the camera's): a view, no copy
-            free_jacobian = jacobian.reshape(frames, -1, flat.dim)[..., run]
+            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim)[..., run]
         else:
-            free_jacobian = jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
-        rho2 = self.rho ** 2
+            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
@@ -392,9 +426,27 @@ class StageProblem:
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
         hessian = (free_jacobian * (2 * weight)).transpose(1, 2) @ free_jacobian
-        if objective.depth is not None:
-            hessian = hessian + objective.depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
-        return self.add_prior_hessian(hessian, x, with_pool), free_jacobian, uv
+        if depth is not None:
+            hessian = hessian + depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
+        hessian = self.add_prior_hessian(hessian, x, with_pool)
+        if not with_gradient:
+            return hessian, free_jacobian, uv, None
+        gradient = (free_jacobian.transpose(1, 2) @ covector[..., :2].reshape(frames, -1, 1))[..., 0]
+        share = contour_share[0]
+        if depth is not None:
+            depth_jacobian = jacobian[:, :, 2].index_select(1, depth.points).index_select(2, free)  # (T,Q,F)
+            along = (depth_jacobian.transpose(1, 2) @ covector[:, depth.points, 2:])[..., 0]
+            # no shape gradient from z (frame_costs cuts the shape from the depth term's graph): z's own
+            # share of the contour correctives is none (no contour point has z)
+            gradient = gradient + along * ~torch.isin(free, objective.beta_columns)
+        gradient = gradient + share[:, free] + 2 * self.prior_diag[:, free] * x[:, free]
+        if objective.body_columns is not None and self.spec.pose_weight:
+            with torch.enable_grad():
+                x_grad = x.detach().requires_grad_(True)
+                prior = (self.spec.pose_weight * self.pose_scale * objective.prior(objective.body_pose(x_grad))).sum()
+                (prior_gradient,) = torch.autograd.grad(prior, x_grad)
+            gradient = gradient + prior_gradient[:, free]
+        return hessian, free_jacobian, uv, gradient
 
 
 def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torch.Tensor:
@@ -579,12 +631,19 @@ class DepthTerm:
         scale = focal / mean
         return scale * self._centred(depth) - self.kappa * self._centred(self.z), scale
 
+    def z_gradient(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T,Q) d costs / d Z_q, the model's depths, at the active points (T,P,3): the residuals'
+        Geman-McClure derivative through f / mean Z (held, as in `residuals`) and the centring
+        (its own transpose)."""
+        residual, scale = self.residuals(points, focal)
+        return scale * self._centred(2 * self.weight * self.seen * irls_weight(residual ** 2, DEPTH_RHO) * residual)
+
     def costs(self, points: torch.Tensor, focal: float) -> torch.Tensor:
         """(T,) weight x Geman-McClure of the frame's z residuals."""
         residual, _ = self.residuals(points, focal)
         return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
 
-    def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> None:
+    def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> float | None:
         """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
         the observed centred depths of every pose point (robust to the few flipped points a fit may
         hold). from_bones, for a fit solved from 2D alone (smplx_fit does): `bone_depth_unit` of the
@@ -592,7 +651,9 @@ class DepthTerm:
         factor, which it fits too) against the observed one; magnitudes, so a flipped bone counts
         alike; with fewer than CALIBRATION_MIN_BONES bone-frames foreshortened by at least
         CALIBRATION_FORESHORTENING of their length (near the image plane |dZ| tells little), as
-        without it."""
+        without it. Returns the unit at the fit's own lengths (from_bones: the least-squares ratio of
+        the model's to the observed |dZ| of those foreshortened bone-frames, which smplx_fit's
+        KAPPA_TRAPPED test was set with; otherwise kappa), None where nothing was calibrated."""
         depth = points[:, self.points, 2]
         count = self.seen.sum(1, keepdim=True).clamp(min=1)
         mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
@@ -604,21 +665,21 @@ class DepthTerm:
             length = bone.norm(dim=-1)
             observed = (self.z[:, lower] - self.z[:, upper]).abs()
             usable = seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * length)
-            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float(observed[seen].sum()) > 0:
+            if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
+                at_lengths = float((bone[..., 2].abs() * observed)[usable].sum() / (observed[usable] ** 2).sum())
                 kappa, factor = bone_depth_unit(length[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
-                if not min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS):  # no length explains z:
-                    # the ratio at the fit's own lengths (benchmark away: the 2D-only solve's forearms
-                    # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
-                    model = bone[..., 2].abs()
-                    kappa = float((model * observed)[usable].sum() / (observed[usable] ** 2).sum().clamp(min=1e-9))
-                self.kappa.fill_(kappa)
-                return
+                # no length inside the range explains z (benchmark away: the 2D-only solve's forearms
+                # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
+                inside = min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS)
+                self.kappa.fill_(kappa if inside else at_lengths)
+                return at_lengths
         seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
         model = (scale * self._centred(depth)).abs()[seen]
         observed = self._centred(self.z).abs()[seen]
         if len(observed) < 3 or float(observed.median()) <= 0:
-            return
+            return None
         self.kappa.fill_(float(model.median() / observed.median()))
+        return float(self.kappa)
 
     def depth_jacobian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:

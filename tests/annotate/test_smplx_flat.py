@@ -61,10 +61,10 @@ def test_flat_forward_matches_smplx(body):
     assert torch.allclose(mine, ref[:, [p.output_index for p in POINTS]], atol=1e-5)
 
 
-def jacobians(flat: FlatSMPLX, x: torch.Tensor):
+def jacobians(flat: FlatSMPLX, x: torch.Tensor, contour: bool = False):
     camera = Camera.centered(1000.0, 512, 512)
     rows = torch.tensor([0, 5, 45])  # yaw 0, 5 and -6 degrees
-    uv, analytic = flat.projected_jacobian(x, rows, camera, with_betas=True)  # (N,P,2,D)
+    uv, analytic = flat.projected_jacobian(x, rows, camera, with_betas=True, contour=contour)  # (N,P,2,D)
     full = torch.autograd.functional.jacobian(lambda v: camera.project(flat(v, rows)), x,
                                                   vectorize=True)  # (N,P,2,N,D)
     autograd = torch.stack([full[n, :, :, n] for n in range(x.shape[0])])
@@ -82,12 +82,35 @@ def test_analytic_jacobian_matches_autograd(body):
 
 def test_analytic_jacobian_with_pose_correctives(body):
     """With the pose correctives: exact on joints, vertices; the static landmarks' triangles
-    are close; the contour points leave the correctives out by design (smplx_flat's docstring)."""
+    are close; the contour points leave the correctives out unless asked (`contour`, each frame's
+    triangle's corners: then exact)."""
     flat = flat_model(body)
-    error = jacobians(flat, random_x(flat, seed=1))
+    x = random_x(flat, seed=1)
+    error = jacobians(flat, x)
     for kind, bound in (("joint", 1e-4), ("vertex", 1e-4), ("landmark", 0.03), ("contour", 0.5)):
         worst = float(error[torch.as_tensor(KINDS == kind)].max())
         assert worst < bound, f"{kind}: relative Jacobian error {worst:.2e} >= {bound}"
+    without = float(error[torch.as_tensor(KINDS == "contour")].max())
+    worst = float(jacobians(flat, x, contour=True)[torch.as_tensor(KINDS == "contour")].max())
+    assert worst < 1e-4 < without, (worst, without)
+
+
+def test_contour_correctives_gradient_share(body):
+    """projected_jacobian with a covector: the Jacobian without the contour correctives, and their
+    share of covector . J returned apart; together the covector times the full Jacobian."""
+    flat = flat_model(body)
+    x = random_x(flat, seed=3)
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])
+    covector = torch.randn(FRAMES, flat.num_points, 2, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        _, full = flat.projected_jacobian(x, rows, camera, with_betas=True, contour=True)
+        full = full.clone()
+        _, plain, share = flat.projected_jacobian(x, rows, camera, with_betas=True, contour=covector)
+    expected = torch.einsum("npr,nprd->nd", covector, full)
+    got = torch.einsum("npr,nprd->nd", covector, plain) + share
+    assert float(share.abs().max()) > 1e-3 * float(expected.abs().max())  # the share matters
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_jacobian_without_expression_is_the_full_ones_columns(body):
