@@ -152,6 +152,7 @@ class FitResult:
     # "setup" (objective, keyframes, interpolation) and "result" (the scores) beside the stages
     stage_cpu: dict[str, float] = field(default_factory=dict)
     stage_steps: dict[str, int] = field(default_factory=dict)
+    stage_loss: dict[str, float] = field(default_factory=dict)  # each stage's mean loss per frame, by name
 
 
 @dataclass
@@ -164,6 +165,7 @@ class Progress:
     steps: int = 0  # solver steps (Gauss-Newton / L-BFGS) taken, all stages
     stage_cpu: dict[str, float] = field(default_factory=dict)  # CPU-s by stage (FitResult.stage_cpu)
     stage_steps: dict[str, int] = field(default_factory=dict)
+    stage_loss: dict[str, float] = field(default_factory=dict)  # the last loss of each stage, by name
 
     def charge(self, stage: str, cpu_from: float, steps: int = 0) -> None:
         """Add the CPU-seconds since process_time() was cpu_from (and steps) to stage's account."""
@@ -888,6 +890,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         with torch.no_grad():
             beta_mean = x[:, scope.beta_columns].mean(0) if problem.pools_shape else None
             progress.losses.append(float(problem.frame_costs(x, beta_mean).mean()))
+            progress.stage_loss[stage.name] = progress.losses[-1]
         log.debug("stage %s on %d frames: loss %.3f after %d evaluations, %.2f s", stage.name, x.shape[0],
                   progress.losses[-1], progress.evaluations, time.perf_counter() - started)
         if problem.pools_shape:  # from here on (and in the output) one shape for the clip
@@ -972,65 +975,6 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     return result
 
 
-FOCAL_SCALES = (0.55, 1.0, 1.8)  # the first bracket of a focal search, x the size-based guess
-# the search's prior: +1 % of the score per (log(focal / guess) / 0.5)^2, web video's focal being
-# within ~x1.65 of the size-based guess; without it a flat score (a clip with little depth in
-# it: 1.68 px from 1303 to 4223 px on a synthetic clip) wanders to any focal
-FOCAL_PRIOR = 0.01
-
-
-def fit_focal(sparse: SparseSMPLX, targets: list[Target], xy: np.ndarray, conf: np.ndarray, guess: float,
-              image_size: tuple[int, int], *, frames: int = 8, bounds: np.ndarray | None = None,
-              pose_prior: torch.nn.Module | None = None, device: str | torch.device = "cpu",
-              iterations: int = 8) -> tuple[float, dict[float, float]]:
-    """The focal length (px) under which the body fits the clip's landmarks best.
-
-    A pinhole's focal and the body's distance trade off almost exactly in 2D; what tells them
-    apart is perspective (near parts larger than far ones), a small effect that the data term
-    of many points still sees. `frames` frames spread over the clip are fitted (keyframe
-    stages, no temporal terms) under focal guess x FOCAL_SCALES, and once more at the vertex
-    of a parabola through the best and its neighbours in log focal (clamped to the bracket;
-    the bracket is first widened while its edge is best). The score is the mean reprojection
-    error (px) of the confident landmarks, times the FOCAL_PRIOR. Returns the focal with the lowest, and every tried
-    focal's score.
-    """
-    width, height = image_size
-    usable = np.flatnonzero((conf > 0.3).sum(1) >= 3)
-    if len(usable) == 0:
-        raise ValueError("no frame has landmarks to fit")
-    chosen = usable[np.linspace(0, len(usable) - 1, min(frames, len(usable))).round().astype(int)]
-    chosen = np.unique(chosen)
-    costs: dict[float, float] = {}
-
-    def cost(focal: float) -> float:
-        camera = np.array([focal, width / 2, height / 2], np.float32)
-        result = _fit_clip(sparse, targets, xy[chosen], conf[chosen], camera, image_size, iterations=iterations,
-                           robust_rho=0.05, smooth_weight=0.0, pose_prior=pose_prior, device=device, tolerance=1e-4,
-                           schedule=None, optimizer="batched", keyframe_stride=1, focal_source="fitted",
-                           bounds=None if bounds is None else bounds[chosen])
-        costs[focal] = float(np.nanmean(result.reprojection_px)) * (1 + FOCAL_PRIOR * (np.log(focal / guess) / 0.5) ** 2)
-        return costs[focal]
-
-    for value in np.log(guess * np.array(FOCAL_SCALES)):
-        cost(float(np.exp(value)))
-    for _ in range(2):  # the best at the bracket's edge: one step further out
-        tried = sorted(costs)
-        best = int(np.argmin([costs[f] for f in tried]))
-        if 0 < best < len(tried) - 1:
-            break
-        edge, inner = (tried[0], tried[1]) if best == 0 else (tried[-1], tried[-2])
-        cost(edge * edge / inner)
-    tried = sorted(costs)
-    best = int(np.argmin([costs[f] for f in tried]))
-    if 0 < best < len(tried) - 1:  # a bracketed minimum: the parabola's vertex in log focal
-        logs = np.log(tried[best - 1:best + 2])
-        a, b, _ = np.polyfit(logs, [costs[f] for f in tried[best - 1:best + 2]], 2)
-        if a > 0:
-            cost(float(np.exp(np.clip(-b / (2 * a), logs[0], logs[2]))))
-    focal = min(costs, key=costs.get)
-    return float(focal), costs
-
-
 def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: np.ndarray, conf: np.ndarray,
             camera: np.ndarray, image_size: tuple[int, int], started: float, progress: Progress,
             focal_source: str) -> FitResult:
@@ -1056,7 +1000,8 @@ def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: 
                      joints=joints_np, jitter=jitter, seconds=time.perf_counter() - started,
                      evaluations=progress.evaluations, losses=progress.losses,
                      depth_confidence=depth_confidence(joints_np, observed), observed=observed,
-                     focal_source=focal_source, stage_cpu=progress.stage_cpu, stage_steps=progress.stage_steps)
+                     focal_source=focal_source, stage_cpu=progress.stage_cpu, stage_steps=progress.stage_steps,
+                     stage_loss=progress.stage_loss)
 
 
 # ------------------------------------------------------------------------ annotator
@@ -1119,22 +1064,21 @@ class SmplxFitter:
             f = estimate_focal(record.source_width, record.source_height) * w / record.crop.size
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
-    def searched_focal(self, record, guess: float, xy: np.ndarray, conf: np.ndarray,
-                       bounds: np.ndarray) -> tuple[float, str]:
-        """(focal px, focal_source) by fit_focal from the size-based guess: searched on the first
-        clip of a source and kept as a multiple of the guess (which camera_for scales to each
-        clip's crop), reused for the source's other clips (one camera; the search costs 1-2 fits)."""
+    def searched_focal(self, record, guess: float, fit_at: Callable[[float], FitResult]
+                       ) -> tuple[float, FitResult | None]:
+        """(focal px, this clip's fit under it or None) by annotate.smplx_focal.search_focal from
+        the size-based guess: searched on the first clip of a source (4-6 fits of it, the best
+        kept as this clip's fit) and kept as a multiple of the guess (which camera_for scales to
+        each clip's crop), reused for the source's other clips (one camera)."""
+        from annotate.smplx_focal import search_focal
+
         ratio = self.focal_ratios.get(record.source_id)
-        if ratio is None:
-            try:
-                with torch_threads(self.cfg.threads):
-                    focal, tried = fit_focal(self.sparse, self.targets, xy, conf, guess, (record.width, record.height),
-                                             bounds=bounds, pose_prior=self.prior, device=self.device)
-            except ValueError:
-                return guess, "estimated"  # too little to search on: the fit says what is wrong
-            log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in tried.items()}, focal)
-            ratio = self.focal_ratios[record.source_id] = focal / guess
-        return guess * ratio, "fitted"
+        if ratio is not None:
+            return guess * ratio, None
+        found = search_focal(fit_at, guess)
+        log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in found.scores.items()}, found.focal)
+        self.focal_ratios[record.source_id] = found.focal / guess
+        return found.focal, found.fit
 
     def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
                       body_fraction: float, face_px: float = 100.0, frames=None,
@@ -1195,19 +1139,27 @@ class SmplxFitter:
         prior = hold_spine_if_cut(self.prior, observed_joints(self.sparse.point_joints(), xy, conf,
                                                               (record.width, record.height)),
                                   self.cfg.held_spine_weight)
-        if focal_source == "estimated" and self.cfg.fit_focal:
-            camera[0], focal_source = self.searched_focal(record, float(camera[0]), xy, conf, bounds)
+        depth = (gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
+                 if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None)
+
+        def fit_at(focal: float, source: str) -> FitResult:
+            return fit_clip(self.sparse, self.targets, xy, conf, np.array([focal, *camera[1:]], np.float32),
+                            (record.width, record.height), iterations=self.cfg.iterations,
+                            robust_rho=self.cfg.robust_rho, smooth_weight=self.cfg.smooth_weight,
+                            smooth_rho=self.cfg.smooth_rho, smooth_rho_rad=self.cfg.smooth_rho_rad,
+                            smooth_noise_px=self.cfg.smooth_noise_px, smooth_torso=self.cfg.smooth_torso,
+                            pose_prior=prior, device=self.device, keyframe_stride=self.cfg.keyframe_stride,
+                            focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
+                            depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
+                            motion_tolerance_px=self.cfg.motion_tolerance_px)
+
         try:
-            res = fit_clip(self.sparse, self.targets, xy, conf, camera, (record.width, record.height),
-                           iterations=self.cfg.iterations, robust_rho=self.cfg.robust_rho,
-                           smooth_weight=self.cfg.smooth_weight, smooth_rho=self.cfg.smooth_rho,
-                           smooth_rho_rad=self.cfg.smooth_rho_rad, smooth_noise_px=self.cfg.smooth_noise_px,
-                           smooth_torso=self.cfg.smooth_torso, pose_prior=prior, device=self.device,
-                           keyframe_stride=self.cfg.keyframe_stride, focal_source=focal_source, bounds=bounds,
-                           depth=(gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
-                                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None),
-                           depth_weight=self.cfg.depth_weight, depth_restarts=self.cfg.depth_restarts,
-                           threads=self.cfg.threads, motion_tolerance_px=self.cfg.motion_tolerance_px)
+            res = None
+            if focal_source == "estimated" and self.cfg.fit_focal:
+                focal_source = "fitted"
+                camera[0], res = self.searched_focal(record, float(camera[0]), lambda f: fit_at(f, "fitted"))
+            if res is None:
+                res = fit_at(float(camera[0]), focal_source)
         except ValueError as e:
             record.fail(STAGE, f"cannot fit: {e}")
             return record
