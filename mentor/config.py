@@ -210,15 +210,16 @@ class SmplxConfig(Section):
     num_expression: int = Field(10, ge=1, le=100)
     num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
     focal_length: float | None = None  # pixels; None -> estimated from the image size ...
-    # ... and with this, searched by fitting a few frames (annotate/smplx_fit.py fit_focal). Off by
-    # default: on 3 synthetic 512 px clips at 1.7 m it cost 3x the fit and found 0.85x, 0.72x and
-    # 1.3x the true focal (the size-based guess: 0.72x); PA-MPJPE 1.07x, 1.22x, 1.27x the known-focal fit.
-    # On issue 16's talking truth (250 frames, 1.9 m, z term on) it kept the guess (0.72x) at 1.8x the
-    # CPU: the 2D error moves < 0.03 px from 0.72x to 1.4x the focal while PA-MPJPE goes 2.8x / 1.5x /
-    # 1.5x / 2.1x the true focal's at 0.72 / 0.85 / 1.2 / 1.4x (benchmarks/smplx_truth --focal-sensitivity)
-    # A build searches once per source video and reuses the result for its other clips
-    # (SmplxFitter.searched_focal); why a wrong focal costs what it does: README "Shape and focal".
-    fit_focal: bool = False
+    # ... and with this, searched (annotate/smplx_focal.py): the whole clip fitted under 4-6 focals,
+    # each scored by its keyframes' objective, the best fit kept; once per source video, reused for
+    # its other clips (SmplxFitter.searched_focal). Set on from issue 16's truths at 250 frames with
+    # the size-based guess 0.72x the true focal (busy 2-core box, load 11-13): talking found 1.014x,
+    # PA-MPJPE 6.1 mm = the known focal's (guess: 16.4, 2.70x); beats 1.014x, 9.3 mm (1.09x the
+    # known focal's 8.5; guess 14.2). Cost: 4-6 fits of the source's first clip (talking 71 CPU-s
+    # against 12). The search before it (8 frames alone, scored by the reprojection error, which
+    # moves < 0.03 px from 0.72x to 1.4x) kept the guess. Why a wrong focal costs what it does:
+    # README "Shape and focal"; benchmarks/smplx_truth --focal-sensitivity.
+    fit_focal: bool = True
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
