@@ -57,3 +57,23 @@ def test_search_refuses_a_bad_guess_and_a_fit_without_a_loss():
         search_focal(fit_at, 724.0, max_fits=2)
     with pytest.raises(ValueError, match="stage loss"):
         fit_score(SimpleNamespace(stage_loss={"smooth": 1.0}))  # the per-frame L-BFGS fit has no keyframe stages
+
+
+@pytest.mark.slow  # 6 fits of a 250-frame clip (~72 CPU-s)
+def test_annotator_finds_the_talking_truths_focal_from_the_size_based_guess():
+    """Issue 16's focal_unknown clip (talking at 1.9 m, 1 px, 250 frames as the benchmark judges
+    it): the size-based guess is 0.72x the true focal, where PA-MPJPE is 2.7x the known focal's;
+    the search lands within 10 % (1014 px). On the clip's first 100 frames it found 1293 px: the
+    score needs the long clip's keyframes."""
+    from benchmarks.smplx_truth import run_fitter
+    from annotate.smplx_fit import SmplxFitter, estimate_focal
+    from mentor.body import load_body_model
+    from mentor.body.scenarios import SCENARIOS, make_truth
+    from mentor.config import SmplxConfig
+
+    body = load_body_model()
+    truth = make_truth(body, SCENARIOS["focal_unknown"], 250)
+    rec, fit = run_fitter(body, SmplxFitter(SmplxConfig(device="cpu", threads=1), body_model=body), truth)
+    true, guess = float(truth.camera[0]), estimate_focal(*truth.size)
+    assert abs(guess / true - 1) > 0.25 and rec.annotations["smplx"]["focal_source"] == "fitted"
+    assert abs(float(fit.params["camera"][0, 0]) / true - 1) < 0.1
