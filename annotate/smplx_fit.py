@@ -76,6 +76,13 @@ NOISE_SCALE_MAX = 4.0  # the temporal weights grow with the clip's landmark nois
 # it is at least this x larger (annotate.smplx_objective.DepthTerm.calibrate; at 100 frames: far_1px
 # 1.56x, the fit held by z's compression; beats 1.07x, the 2D fit's own error)
 KAPPA_TRAPPED = 1.2
+# ... and that 2D-only solve runs only where the closed form of that ratio (DepthTerm.kappa_from_2d:
+# each foreshortened arm bone's depth from its 2D length in the landmarks and its length in the fit)
+# is at least this x the fit's unit; elsewhere the fit's unit is kept without it. On the benchmark's
+# 17 scenarios (250 frames, session 9) the closed form was within -0.08..+0.08 of the solve's ratio
+# (talking 1.03 against 1.05, far_4px 1.08 against 1.16, away 1.25 against 1.20, far_1px 1.27
+# against 1.35): every clip kept the unit it had, 12 of 17 skip the solve (talking 0.8 CPU-s, beats 1.6)
+KAPPA_SCREEN = 1.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -941,13 +948,18 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             # held by z's compression (issue 16's far_1px: 0.87 against 1.36 from 2D, 1.54 on the
             # truth's pose); elsewhere the fit's own unit is kept (beats: 1.38 and 1.47, truth 1.42;
             # 100 frames PA-MPJPE 7.5 mm at 1.38, 9.9 at 1.42, 11.7 at 1.47)
-            x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys, on_keys.with_depth(None))
+            # (solved only where the closed form of that unit says it could be: KAPPA_SCREEN)
             with torch.no_grad():
-                at_lengths = on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
-            # judged at the 2D-only solve's own bone lengths (the unit with their length factor fitted is
-            # the one taken; judged by it too, crossed 8.5 -> 12.2 mm and near_4px 26.3 -> 29.0 took it)
-            if at_lengths is None or at_lengths < KAPPA_TRAPPED * kappa_fit:
-                on_keys.depth.kappa.fill_(kappa_fit)
+                closed_form = on_keys.depth.kappa_from_2d(flat(x_keys, None), on_keys.observed, float(cam.focal))
+            if closed_form is None or closed_form >= KAPPA_SCREEN * kappa_fit:
+                x_plane = run(replace(schedule.body, name="depth_unit"), keyframe_solve, x_keys,
+                              on_keys.with_depth(None))
+                with torch.no_grad():
+                    at_lengths = on_keys.depth.calibrate(flat(x_plane, None), float(cam.focal), from_bones=True)
+                # judged at the 2D-only solve's own bone lengths (the unit with their length factor fitted is
+                # the one taken; judged by it too, crossed 8.5 -> 12.2 mm and near_4px 26.3 -> 29.0 took it)
+                if at_lengths is None or at_lengths < KAPPA_TRAPPED * kappa_fit:
+                    on_keys.depth.kappa.fill_(kappa_fit)
         if evidence is not None and evidence.usable:
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))

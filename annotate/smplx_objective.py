@@ -681,6 +681,28 @@ class DepthTerm:
         self.kappa.fill_(float(model.median() / observed.median()))
         return float(self.kappa)
 
+    def kappa_from_2d(self, points: torch.Tensor, observed: torch.Tensor, focal: float) -> float | None:
+        """What calibrate(from_bones=True) returns (the unit at the fit's own lengths) for a fit solved
+        again from 2D alone, in closed form from a fit's points (T,P,3) and the observed pixels (T,P,2):
+        each arm bone's depth extent as that fit would make it, sqrt(L^2 - l^2) px from its length L in
+        this fit (px at the frame's mean depth; 2D alone does not change the shape) and its length l in
+        the landmarks. None under CALIBRATION_MIN_BONES bone-frames foreshortened enough to read."""
+        if not len(self.bones):
+            return None
+        depth = points[:, self.points, 2]
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)
+        scale = focal / ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
+        upper, lower = self.bones[:, 0], self.bones[:, 1]
+        seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)
+        length = scale * (points[:, self.points[lower]] - points[:, self.points[upper]]).norm(dim=-1)
+        image = (observed[:, self.points[lower]] - observed[:, self.points[upper]]).norm(dim=-1)
+        extent = (length ** 2 - image ** 2).clamp(min=0).sqrt()
+        z_extent = (self.z[:, lower] - self.z[:, upper]).abs()
+        usable = seen & (extent > CALIBRATION_FORESHORTENING * length)
+        if int(usable.sum()) < CALIBRATION_MIN_BONES or float((z_extent[usable] ** 2).sum()) <= 0:
+            return None
+        return float((extent * z_extent)[usable].sum() / (z_extent[usable] ** 2).sum())
+
     def depth_jacobian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """The active points (T,P,3) and (T,Q,D) d Z_q / d x: a rotation of chain joint k about world axis w moves a point it

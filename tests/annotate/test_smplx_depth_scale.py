@@ -7,6 +7,7 @@ made with z already in the objective at the nominal unit, it kept z's compressio
 import pytest
 import torch
 
+from annotate.correspondences import gather_evidence
 from annotate.smplx_objective import DepthTerm
 from mentor.body.scenarios import SCENARIOS, make_truth
 from tests.annotate.test_smplx_objective_depth import _term, _truth_x, setup  # noqa: F401 (the fixture)
@@ -31,6 +32,55 @@ def test_calibration_reads_the_foreshortened_arm_bones(setup):
     assert kappa == pytest.approx(plain / 0.6, rel=0.02)
     # the clean z is f dZ / Z_hips: against f dZ / (the points' mean depth) about 1
     assert plain == pytest.approx(1.0, rel=0.15)
+
+
+def test_closed_form_unit_is_the_bones_read_from_their_2d_length(setup):
+    """DepthTerm.kappa_from_2d (the fitter's screen for the 2D-only solve, smplx_fit.KAPPA_SCREEN):
+    on the truth's pose and its own landmarks, each bone's depth from its 2D and 3D lengths gives
+    the unit calibrate returns from the bones' modelled depths (at their own lengths), follows z's
+    compression, and reads more where the landmarks' bones are shorter than the fit's."""
+    truth = make_truth(setup[0], SCENARIOS["beats"], 16)
+    flat, active, term = _term(setup, truth, truth.clean, 0.05)
+    xy, _, _ = gather_evidence(truth.clean, setup[1], truth.num_frames, truth.size, 0.5, 0.5, 0.25)
+    observed = torch.tensor(xy[:, active], dtype=torch.float32)
+    focal = float(truth.camera[0])
+    with torch.no_grad():
+        points = flat(_truth_x(flat, truth))
+        at_lengths = term.calibrate(points, focal, from_bones=True)
+    closed = term.kappa_from_2d(points, observed, focal)
+    assert closed == pytest.approx(at_lengths, rel=0.05)
+    squeezed = {k: v.copy() for k, v in truth.clean.items()}
+    squeezed["landmarks.pose"][..., 2] *= 0.6
+    term_squeezed = _term(setup, truth, squeezed, 0.05)[2]
+    assert term_squeezed.kappa_from_2d(points, observed, focal) == pytest.approx(closed / 0.6, rel=0.02)
+    assert term.kappa_from_2d(points, observed * 0.8, focal) > 1.1 * closed  # 1.17x
+
+
+def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_be_trapped(setup):
+    """The depth_unit stage (the keyframes solved again from 2D alone) is skipped where the closed
+    form is under KAPPA_SCREEN x the fit's unit (the unit the solve would keep), and runs where it
+    is not (here the closed form doubled: a clip like far_1px, 1.27x at 250 frames)."""
+    import annotate.smplx_fit as smplx_fit
+    from annotate.smplx_fit import SmplxFitter
+    from benchmarks.smplx_truth import record_for
+    from mentor.config import SmplxConfig
+
+    truth = make_truth(setup[0], SCENARIOS["beats"], 24)
+    fitter = SmplxFitter(SmplxConfig(focal_length=1000.0, device="cpu", iterations=4, keyframe_stride=4),
+                         body_model=setup[0])
+    ratios, stages = [], {}
+    original = DepthTerm.kappa_from_2d
+    for name, factor in (("plain", 1.0), ("flagged", 2.0)):
+        def spy(self, points, observed, focal):
+            closed = factor * original(self, points, observed, focal)
+            ratios.append(closed / float(self.kappa))
+            return closed
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(DepthTerm, "kappa_from_2d", spy)
+            stages[name] = set(fitter(record_for(truth)).annotations["smplx"]["stage_cpu_seconds"])
+    assert ratios[0] < smplx_fit.KAPPA_SCREEN and "depth_unit" not in stages["plain"], (ratios, stages)
+    assert ratios[1] >= smplx_fit.KAPPA_SCREEN and "depth_unit" in stages["flagged"], (ratios, stages)
 
 
 @pytest.mark.slow
