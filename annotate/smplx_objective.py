@@ -38,6 +38,18 @@ BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fi
 PRIOR_GROUPS = {"body": (None,), "face": ("expression", "jaw_pose", "leye_pose", "reye_pose"),
                 "left_hand": ("left_hand_pose",), "right_hand": ("right_hand_pose",)}
 PRIOR_FLOOR = 0.02  # a prior's weight in a frame that sees none of its group (keeps the solve well posed)
+# a point's 2D acceleration where it is not seen in all three frames: UNSEEN_SMOOTH x its group's
+# SMOOTH_2D (an unseen point's track is only the prior's guess). A hand's, inside a gap of that hand
+# longer than HAND_TRACK_GAP frames: none. A missing hand's fingers are held only by the prior's
+# floor, and with their track smoothed they bent to cancel the arm's strokes in it:
+# benchmarks/smplx_truth near_1px (1.5 m, 250 frames, the right hand partly out of frame, so not
+# detected, in 76 % of frames, in runs of up to ~50) had its PCA pose at 3.1 rms in the gaps (0.03
+# before the temporal solve, the truth's 1.1), fingers PA-MPJPE 21.0 mm, 2D error 2.94 px. A short
+# gap keeps it: the fingers' track carries them across (tests/annotate/test_smplx_missing's 6-frame
+# hand gap: 0.9-1.1 px with it, 1.9-2.4 px without, the clip's median 0.8). 8 (a keyframe stride):
+# near_1px fingers 14.7 mm, 2D 2.19 px; with none kept 12.6 mm, 1.93 px, but that 6-frame gap 2.4 px.
+UNSEEN_SMOOTH = 0.25
+HAND_TRACK_GAP = 8
 TORSO_JOINTS = (16, 17, 1, 2)  # shoulders and hips: with the face, what places the camera
 # the second differences (2D and parameters) over a run of n >= 2 frames without any landmark
 # weigh 1/n^2 (GAP_POWER 2): the gap is still filled by the temporal terms, but a visible frame
@@ -57,6 +69,24 @@ def irls_weight(squared: torch.Tensor, rho: float) -> torch.Tensor:
     """Geman-McClure's derivative in the squared residual, rho^4 / (rho^2 + r^2)^2 (1 at 0): the
     IRLS weight of a residual in a Gauss-Newton step."""
     return rho**4 / (rho**2 + squared) ** 2
+
+
+def missing_runs(missing: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(T,N) bool missing per frame and column -> (T,N): each missing frame's run length (0 where seen)."""
+    missing = np.asarray(missing.cpu() if isinstance(missing, torch.Tensor) else missing, bool)
+    run = np.zeros(missing.shape)
+    for k in range(missing.shape[1]):
+        gone = missing[:, k]
+        starts = np.flatnonzero(gone & np.r_[True, ~gone[:-1]])
+        ends = np.flatnonzero(gone & np.r_[~gone[1:], True])
+        for a, b in zip(starts, ends):
+            run[a:b + 1, k] = b - a + 1
+    return run
+
+
+def triple_longest(run: np.ndarray) -> np.ndarray:
+    """(T,N) -> (T-2,N): the largest value among frames (t, t+1, t+2), a second difference's frames."""
+    return np.maximum(np.maximum(run[2:], run[1:-1]), run[:-2])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,22 +248,21 @@ class ClipObjective:
 
     def smooth_weights(self) -> torch.Tensor:
         """(T-2,P) weight of each 2D acceleration: full where the point is seen in all three
-        frames, a quarter elsewhere (an unseen point's track is only the prior's guess), times
-        the triple's `gap_weights`."""
+        frames, UNSEEN_SMOOTH of it elsewhere, none for a hand's point inside a gap of that hand
+        longer than HAND_TRACK_GAP frames; times the triple's `gap_weights`."""
         seen = (self.confidence > 0).float()
         all_three = torch.minimum(torch.minimum(seen[2:], seen[1:-1]), seen[:-2])
-        return (0.25 + 0.75 * all_three) * self.smooth_2d * self.gap_weights()[:, None]
+        unseen = torch.full_like(all_three, UNSEEN_SMOOTH)
+        hands = np.flatnonzero(np.isin(np.array(self.groups), ("left_hand", "right_hand")))
+        if len(hands):
+            long_gap = triple_longest(missing_runs(self.confidence[:, hands] <= 0)) > HAND_TRACK_GAP
+            unseen[:, hands] = torch.where(torch.as_tensor(long_gap, device=unseen.device), 0.0, UNSEEN_SMOOTH)
+        return (unseen + (1 - unseen) * all_three) * self.smooth_2d * self.gap_weights()[:, None]
 
     def gap_weights(self) -> torch.Tensor:
         """(T-2,) weight of the second differences over frames (t, t+1, t+2): 1/n^GAP_POWER where
         the longest run of frames without any landmark among the three is n >= 2 long, else 1."""
-        present = (self.confidence > 0).any(1).cpu().numpy()
-        run = np.zeros(len(present))  # each missing frame's run length
-        starts = np.flatnonzero(~present & np.r_[True, present[:-1]])
-        ends = np.flatnonzero(~present & np.r_[present[1:], True])
-        for a, b in zip(starts, ends):
-            run[a:b + 1] = b - a + 1
-        longest = np.maximum(np.maximum(run[2:], run[1:-1]), run[:-2])
+        longest = triple_longest(missing_runs(~(self.confidence > 0).any(1, keepdim=True)))[:, 0]
         weights = np.where(longest >= 2, np.maximum(longest, 1.0) ** -GAP_POWER, 1.0)
         return torch.tensor(weights, dtype=torch.float32, device=self.confidence.device)
 
