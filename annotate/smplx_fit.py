@@ -47,7 +47,7 @@ from annotate.correspondences import Target, all_targets, gather_depth, gather_e
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
-from annotate.smplx_objective import DepthTerm
+from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure,
                                       irls_weight, rest_x)
@@ -581,13 +581,14 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
                 smooth, param_smooth = temporal_weights(objective, x, problem.project(x), rho_2d, rho_param)
                 smooth = smooth.repeat_interleave(2, 1)  # (T-2,2P)
                 param_smooth = param_smooth[:, free]
-                # the 2D smoothing's normal equations are block-pentadiagonal: J_t^T S J_t' for |t-t'| <= 2
-                jac_t = jac.transpose(1, 2)
-                # (the constant factors go on the weights, not on the (F,2P) products: one big multiply fewer each)
-                hess_smooth = (jac_t * (2 * band_diagonal(smooth))[:, None]) @ jac
-                hess_next = (jac_t[:-1] * (-4 * band_next(smooth))[:, None]) @ jac[1:]  # (T-1,F,F) blocks (t, t+1)
-                hess_skip = (jac_t[:-2] * (2 * smooth)[:, None]) @ jac[2:]  # (T-2,F,F) blocks (t, t+2)
-                del jac, jac_t
+                hess_smooth, hess_next, hess_skip = band_blocks(jac, smooth)
+                del jac
+                if objective.depth_smooth is not None:  # the points' depth accelerations: rows of the same bands
+                    depth_jac, depth_weights = objective.depth_smooth.rows(
+                        objective.flat, x, problem.rows, float(objective.camera.focal), objective.gap_weights())
+                    for band, extra in zip((hess_smooth, hess_next, hess_skip),
+                                           band_blocks(depth_jac[..., free], depth_weights)):
+                        band += extra
             x_at = x
         with torch.no_grad():
             diagonal = hessian.diagonal(dim1=-2, dim2=-1)
@@ -674,6 +675,17 @@ def band_next(weights: torch.Tensor) -> torch.Tensor:
     return torch.cat([weights, pad]) + torch.cat([pad, weights])
 
 
+def band_blocks(jac: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Gauss-Newton blocks of sum_t,r weights_tr (second difference of rows r over t)^2 with
+    rows' Jacobian jac (T,R,F) and weights (T-2,R): block-pentadiagonal, J_t^T S J_t' for
+    |t-t'| <= 2, as (T,F,F) diagonal, (T-1,F,F) (t, t+1) and (T-2,F,F) (t, t+2) blocks."""
+    jac_t = jac.transpose(1, 2)
+    # (the constant factors go on the weights, not on the (F,R) products: one big multiply fewer each)
+    return ((jac_t * (2 * band_diagonal(weights))[:, None]) @ jac,
+            (jac_t[:-1] * (-4 * band_next(weights))[:, None]) @ jac[1:],
+            (jac_t[:-2] * (2 * weights)[:, None]) @ jac[2:])
+
+
 def rotation_columns(objective: ClipObjective) -> torch.Tensor:
     """(D,) bool: the body's joint rotations (root and body pose), whose second differences rho_param acts on."""
     mask = torch.zeros(objective.dim, dtype=torch.bool, device=objective.smooth_param.device)
@@ -712,7 +724,7 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
     """Scalar: the clip's temporal terms, objective.temporal_cost with the 2D accelerations
     (rho_2d > 0) and the joint rotations' second differences (rho_param > 0) under Geman-McClure."""
     if rho_2d <= 0 and rho_param <= 0:
-        return objective.temporal_cost(x, uv)
+        return objective.temporal_cost(x, uv) + depth_smoothing_cost(objective, x)
     acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
     if rho_2d > 0:
         acceleration = geman_mcclure(acceleration, rho_2d)
@@ -724,8 +736,16 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
         weight = weights[:, rotation].reshape(len(param), -1, 3)[..., 0]
         squared = joints.sum(-1) / weight.clamp(min=1e-30)
         return ((acceleration * objective.smooth_weights()).sum() + param[:, ~rotation].sum()
-                + (weight * geman_mcclure(squared, rho_param)).sum())
-    return (acceleration * objective.smooth_weights()).sum() + param.sum()
+                + (weight * geman_mcclure(squared, rho_param)).sum() + depth_smoothing_cost(objective, x))
+    return (acceleration * objective.smooth_weights()).sum() + param.sum() + depth_smoothing_cost(objective, x)
+
+
+def depth_smoothing_cost(objective: ClipObjective, x: torch.Tensor) -> torch.Tensor | float:
+    """The body points' depth accelerations' cost (smplx_objective.DepthSmoothing; 0 without it)."""
+    smoothing = objective.depth_smooth
+    if smoothing is None:
+        return 0.0
+    return smoothing.cost(objective.flat(x, None), float(objective.camera.focal), objective.gap_weights())
 
 
 def lbfgs_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, max_evaluations: int) -> torch.Tensor:
@@ -789,6 +809,8 @@ def fit_clip(
     smooth_rho_rad: float = 0.0,
     smooth_noise_px: float = 0.0,
     smooth_torso: float = 1.0,
+    smooth_depth: float = 0.0,
+    smooth_depth_rho: float = 0.0,
     motion_tolerance_px: float = 3.0,
 ) -> FitResult:
     """Fit SMPL-X to one clip's 2D landmarks.
@@ -816,8 +838,8 @@ def fit_clip(
                          schedule=schedule, optimizer=optimizer, keyframe_stride=keyframe_stride,
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
-                         smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso,
-                         motion_tolerance_px=motion_tolerance_px)
+                         smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
+                         smooth_depth_rho=smooth_depth_rho, motion_tolerance_px=motion_tolerance_px)
 
 
 @contextlib.contextmanager
@@ -837,7 +859,8 @@ def torch_threads(threads: int | None):
 def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robust_rho, smooth_weight, pose_prior,
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
-              smooth_noise_px=0.0, smooth_torso=1.0, motion_tolerance_px=3.0) -> FitResult:
+              smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
+              motion_tolerance_px=3.0) -> FitResult:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -979,7 +1002,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             noise = landmark_noise_px(xy[:, active], conf[:, active]) if smooth_noise_px > 0 else float("nan")
             noise_scale = min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise) else 1.0
             log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
-            x = run(schedule.smooth, smooth, x, temporal_objective(objective, noise_scale, smooth_torso))
+            smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active], smooth_depth * smooth_weight,
+                                             smooth_depth_rho)
+            x = run(schedule.smooth, smooth, x,
+                    temporal_objective(objective.with_depth_smoothing(smoothing), noise_scale, smooth_torso))
     progress.charge("setup", cpu_started)
     cpu_started = time.process_time()
     result = _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
@@ -1160,6 +1186,7 @@ class SmplxFitter:
                             robust_rho=self.cfg.robust_rho, smooth_weight=self.cfg.smooth_weight,
                             smooth_rho=self.cfg.smooth_rho, smooth_rho_rad=self.cfg.smooth_rho_rad,
                             smooth_noise_px=self.cfg.smooth_noise_px, smooth_torso=self.cfg.smooth_torso,
+                            smooth_depth=self.cfg.smooth_depth, smooth_depth_rho=self.cfg.smooth_depth_rho,
                             pose_prior=prior, device=self.device, keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,

@@ -141,6 +141,8 @@ class ClipObjective:
     bounds: torch.Tensor | None = None
     # MediaPipe's relative z of the pose landmarks as residuals (DepthTerm), None: 2D only
     depth: "DepthTerm | None" = None
+    # the temporal solve's term on the body points' depth accelerations (DepthSmoothing), None: none
+    depth_smooth: "DepthSmoothing | None" = None
 
     @classmethod
     def build(cls, flat: FlatSMPLX, observed: torch.Tensor, confidence: torch.Tensor, groups: list[str],
@@ -194,6 +196,10 @@ class ClipObjective:
     def with_depth(self, depth: "DepthTerm | None") -> "ClipObjective":
         """The same objective with MediaPipe's z as a term (None: without)."""
         return replace(self, depth=depth)
+
+    def with_depth_smoothing(self, smoothing: "DepthSmoothing | None") -> "ClipObjective":
+        """The same objective with the body points' depth accelerations as a temporal term (None: without)."""
+        return replace(self, depth_smooth=smoothing)
 
     def columns(self, names) -> torch.Tensor:
         """Columns of x holding the given layout names (absent ones skipped)."""
@@ -499,6 +505,10 @@ def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torc
 
 # ------------------------------------------------------------------------ MediaPipe's relative z
 
+# pose landmarks whose depth accelerations the temporal solve smooths (DepthSmoothing): the nose
+# (rigid on the head: the eyes' and ears' vertices turn with the eyeballs' joints, which the
+# rigid Jacobian gets wrong), shoulders, elbows, wrists and hips
+SMOOTH_DEPTH_LANDMARKS = (0, 11, 12, 13, 14, 15, 16, 23, 24)
 # pose landmarks whose z counts: nose, eyes, ears, shoulders, elbows, wrists, hips (the legs,
 # mostly out of a talking-head frame, and the feet do not)
 DEPTH_LANDMARKS = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24)
@@ -544,6 +554,45 @@ def bone_depth_unit(length: torch.Tensor, image: torch.Tensor, observed: torch.T
     residual = torch.where(inverse > 0, residual, torch.full_like(residual, float("inf")))
     best = int(residual.argmin())
     return float(1 / inverse[best].clamp(min=1e-9)), float(factors[best])
+
+
+def point_movers(flat: FlatSMPLX, targets: list, point_joints: np.ndarray, keep: list[int]) -> torch.Tensor:
+    """(Q,C) 1 where chain joint c's rotation moves active point keep[q] (its carrying joint's
+    ancestors; a vertex turns with its own joint too)."""
+    chain = [int(j) for j in flat.chain]
+    parent = flat.par.cpu().numpy()
+    movers = np.zeros((len(keep), len(chain)), np.float32)
+    for q, n in enumerate(keep):
+        c = chain.index(int(point_joints[n]))
+        if targets[n].point.kind != "joint":
+            movers[q, c] = 1.0
+        while c != 0:
+            c = int(parent[c])
+            movers[q, c] = 1.0
+    return torch.as_tensor(movers, device=flat.pose_map.device)
+
+
+def point_depth_jacobian(flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None, points: torch.Tensor,
+                         movers: torch.Tensor, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The active points (T,P,3) and (T,Q,D) d Z_q / d x of the active points `points` (Q,): a rotation
+    of chain joint k about world axis w moves a point it carries (movers (Q,C)) by w x (p - t_k); the
+    translation's z moves every point alike; shape and expression are left out. used (U,): the
+    chain joints that move any of them (the others' columns are zero)."""
+    q = flat._pose(x, rows)
+    frames = x.shape[0]
+    world_rot, world_t = q["Rw"], q["tw"]
+    carried = q["pts"][:, points] - x[:, None, flat.layout["transl"]]  # (T,Q,3)
+    parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(frames, 1, 3, 3),
+                             world_rot[:, flat.par[1:]]], 1)[:, used]
+    omega = parents_rot @ left_jacobian(q["aa"][:, used])  # (T,U,3,3): column i = world axis of component i
+    lever = carried[:, :, None] - world_t[:, None, used]  # (T,Q,U,3)
+    # z of (omega_i x lever) = omega_x,i lever_y - omega_y,i lever_x
+    dz = (omega[:, None, :, 0, :] * lever[..., 1:2] - omega[:, None, :, 1, :] * lever[..., 0:1])  # (T,Q,U,3)
+    dz = dz * movers[None, :, used, None]
+    pose_rows = (3 * used[:, None] + torch.arange(3, device=x.device)).reshape(-1)
+    jacobian = dz.reshape(frames, len(points), -1) @ flat.pose_map[:, pose_rows].T  # (T,Q,D)
+    jacobian[..., flat.layout["transl"].start + 2] = 1.0
+    return q["pts"], jacobian
 
 
 class DepthTerm:
@@ -598,24 +647,13 @@ class DepthTerm:
         if sum(targets[n].source == "landmarks.pose" for n in keep) < 3:
             return None
         device = confidence.device
-        chain = [int(j) for j in flat.chain]
-        parent = flat.par.cpu().numpy()
-        movers = np.zeros((len(keep), len(chain)), np.float32)
-        for q, n in enumerate(keep):
-            joint = int(point_joints[n])
-            is_joint = targets[n].point.kind == "joint"
-            c = chain.index(joint)
-            if not is_joint:
-                movers[q, c] = 1.0  # a vertex turns with its own joint
-            while c != 0:
-                c = int(parent[c])
-                movers[q, c] = 1.0
+        movers = point_movers(flat, targets, point_joints, keep)
         keep_t = torch.as_tensor(keep, device=device)
         groups = torch.as_tensor([DEPTH_GROUPS.index(targets[n].source) for n in keep], device=device)
         position = {targets[n].index: q for q, n in enumerate(keep) if targets[n].source == "landmarks.pose"}
         bones = [(position[a], position[b]) for a, b in ARM_BONE_LANDMARKS if a in position and b in position]
         return cls(torch.as_tensor(depth[:, keep], dtype=torch.float32, device=device), keep_t,
-                   torch.as_tensor(movers, device=device), weight, confidence[:, keep_t], groups=groups,
+                   movers, weight, confidence[:, keep_t], groups=groups,
                    bones=torch.as_tensor(bones, dtype=torch.long, device=device).reshape(-1, 2))
 
     @property
@@ -737,22 +775,7 @@ class DepthTerm:
         """The active points (T,P,3) and (T,Q,D) d Z_q / d x: a rotation of chain joint k about world axis w moves a point it
         carries by w x (p - t_k); the translation's z moves every point alike (it drops out of
         the centred residuals); shape and expression are left out."""
-        q = flat._pose(x, rows)
-        frames = x.shape[0]
-        world_rot, world_t = q["Rw"], q["tw"]
-        points = q["pts"][:, self.points] - x[:, None, flat.layout["transl"]]  # (T,Q,3)
-        used = self.used  # only the chain joints that move a depth point (the arms' and head's)
-        parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(frames, 1, 3, 3),
-                                 world_rot[:, flat.par[1:]]], 1)[:, used]
-        omega = parents_rot @ left_jacobian(q["aa"][:, used])  # (T,U,3,3): column i = world axis of component i
-        lever = points[:, :, None] - world_t[:, None, used]  # (T,Q,U,3)
-        # z of (omega_i x lever) = omega_x,i lever_y - omega_y,i lever_x
-        dz = (omega[:, None, :, 0, :] * lever[..., 1:2] - omega[:, None, :, 1, :] * lever[..., 0:1])  # (T,Q,U,3)
-        dz = dz * self.movers[None, :, used, None]
-        pose_rows = (3 * used[:, None] + torch.arange(3, device=x.device)).reshape(-1)
-        jacobian = dz.reshape(frames, len(self.points), -1) @ flat.pose_map[:, pose_rows].T  # (T,Q,D)
-        jacobian[..., flat.layout["transl"].start + 2] = 1.0
-        return q["pts"], jacobian
+        return point_depth_jacobian(flat, x, rows, self.points, self.movers, self.used)
 
     def gn_hessian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None, focal: float,
                    free: torch.Tensor) -> torch.Tensor:
@@ -769,3 +792,62 @@ class DepthTerm:
         count = (self.seen @ self.members).clamp(min=1)  # (T,G)
         mean = torch.einsum("tqf,tq,qg->tgf", jacobian, self.seen, self.members) / count[..., None]
         return (jacobian - torch.einsum("tgf,qg->tqf", mean, self.members)) * self.seen[..., None]
+
+
+@dataclass(frozen=True)
+class DepthSmoothing:
+    """The temporal solve's term on the depth of the body's points: 2D sees a point's motion
+    across the image, not along the line of sight, and the landmarks' noise moved the arms and
+    the torso in depth (issue 16: on talking the joints' error accelerated 3x more along camera z
+    than across the image). Per frame triple and point q, the acceleration of its depth in px
+    at the person's distance,
+        a_tq = f / Zbar (Z_{t+1,q} - 2 Z_tq + Z_{t-1,q})     Zbar the points' mean depth (detached)
+    costs weight x Geman-McClure(a^2; rho) x the triple's gap weight (rho 0: quadratic): a
+    quick stroke in depth goes through, a slow wobble is damped.
+
+    points (Q,): their index among the objective's active points (SMOOTH_DEPTH_LANDMARKS: nose,
+    shoulders, elbows, wrists and hips); movers (Q,C) as DepthTerm's."""
+
+    points: torch.Tensor
+    movers: torch.Tensor
+    weight: float
+    rho: float
+
+    @classmethod
+    def build(cls, flat: FlatSMPLX, targets: list, point_joints: np.ndarray, weight: float, rho: float
+              ) -> "DepthSmoothing | None":
+        """From the clip's active targets and point_joints (P,) each one's carrying joint; None
+        where weight is 0 or no listed pose landmark is active."""
+        keep = [n for n, t in enumerate(targets) if t.source == "landmarks.pose" and t.index in SMOOTH_DEPTH_LANDMARKS]
+        if weight <= 0 or not keep:
+            return None
+        return cls(torch.as_tensor(keep, device=flat.pose_map.device), point_movers(flat, targets, point_joints, keep),
+                   float(weight), float(rho))
+
+    @property
+    def used(self) -> torch.Tensor:
+        """(U,) the chain joints that move some of the points."""
+        return torch.nonzero(self.movers.any(0))[:, 0]
+
+    def accelerations(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T-2,Q) the depth accelerations (px/frame^2) from the active points (T,P,3)."""
+        depth = points[:, self.points, 2]
+        return second_difference(depth) * (focal / depth.detach().mean().clamp(min=0.1))
+
+    def cost(self, points: torch.Tensor, focal: float, gaps: torch.Tensor) -> torch.Tensor:
+        """Scalar: weight x sum GM(a^2; rho) x gaps (T-2,)."""
+        squared = self.accelerations(points, focal) ** 2
+        robust = geman_mcclure(squared, self.rho) if self.rho > 0 else squared
+        return self.weight * (robust * gaps[:, None]).sum()
+
+    def rows(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None, focal: float, gaps: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gauss-Newton rows: (T,Q,D) d (f / Zbar Z_q) / d x and (T-2,Q) the weight of each
+        acceleration at x (Geman-McClure's IRLS factor), for the temporal solve's bands."""
+        with torch.no_grad():
+            points, jacobian = point_depth_jacobian(flat, x, rows, self.points, self.movers, self.used)
+            scale = focal / points[:, self.points, 2].mean().clamp(min=0.1)
+            weights = self.weight * gaps[:, None].expand(-1, len(self.points))
+            if self.rho > 0:
+                weights = weights * irls_weight(self.accelerations(points, focal) ** 2, self.rho)
+            return jacobian * scale, weights

@@ -310,6 +310,17 @@ class SmplxConfig(Section):
     # 2.8 -> 1.9, crossed 5.4 -> 3.4, away 4.2 -> 2.5, PA-MPJPE talking 6.3 -> 6.1 mm, beats
     # 8.9 -> 8.5, 2D error +0.03 px; 30: talking 1.9x, the same PA
     smooth_torso: float = Field(100.0, ge=0)
+    # the temporal solve's weight of the body points' depth accelerations (nose, shoulders, elbows,
+    # wrists, hips; per (px/frame^2)^2 at the person's distance; annotate/smplx_objective.py
+    # DepthSmoothing; 0: off), under Geman-McClure at smooth_depth_rho px/frame^2 (0: quadratic).
+    # 2D sees no motion along the line of sight: the joints' error accelerated 3x more in camera z
+    # than across the image. Set from benchmarks/smplx_truth (250 frames; 3D jitter / the truth's,
+    # PA-MPJPE all (worst group) mm; off: talking 1.87, 6.1 (6.6), crossed 3.36, 8.5 (10.1), beats
+    # 1.05, 8.5 (9.4)): 40 at 0.5 px: talking 1.29, 4.9 (5.2), crossed 1.62, 7.6 (10.1), beats 1.04,
+    # 8.5 (9.3); 160 at 0.5: talking 1.19, crossed 1.49, beats 8.8 (9.7); 40 at 1 px: beats 9.0 (9.9),
+    # at 3: 12.9 (14.3) (a beat's stroke in depth cut)
+    smooth_depth: float = Field(40.0, ge=0)
+    smooth_depth_rho: float = Field(0.5, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set
     # at about twice the largest score of clips that should pass: 6 good 10 s talking clips

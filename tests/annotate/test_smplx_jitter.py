@@ -5,13 +5,20 @@ rotation: at 4 px the noise went through (3D jitter 7x the truth's on the benchm
 noise_4px), and the torso's rotations, which 2D sees least (a spine leaning toward the
 camera moves the shoulders in depth only), wobbled in depth even at 1 px (talking 2.8x).
 Now the weights grow with the clip's own landmark noise (smplx.smooth_noise_px) and the
-torso's rotations are smoothed more (smplx.smooth_torso)."""
+torso's rotations are smoothed more (smplx.smooth_torso). What was left was depth: 2D sees no
+motion along the line of sight, and the joints' error accelerated 3x more in camera z than across
+the image (talking, crossed); the temporal solve now smooths the body points' depth accelerations
+(smplx.smooth_depth, annotate/smplx_objective.py DepthSmoothing)."""
 
 import numpy as np
 import pytest
 import torch
 
+from annotate.correspondences import all_targets, gather_evidence
 from annotate.smplx_fit import SmplxFitter, landmark_noise_px
+from annotate.smplx_flat import FlatSMPLX
+from annotate.smplx_objective import DepthSmoothing, rest_x
+from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import SmplxParams, load_body_model
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
@@ -19,7 +26,8 @@ from mentor.record import ClipRecord
 
 UPPER = [12, 15, 16, 17, 18, 19, 20, 21]  # neck, head, shoulders, elbows, wrists (the benchmark's)
 WRISTS = [20, 21]
-OFF = dict(smooth_noise_px=0.0, smooth_torso=1.0)  # the temporal weights of before
+OFF = dict(smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0)  # the temporal weights of before
+NO_DEPTH = dict(smooth_depth=0.0)  # all but the depth smoothing
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +97,81 @@ def test_quick_strokes_stay_sharp(body):
     err_before = np.linalg.norm(before[:, WRISTS] - truth.joints[:, WRISTS], axis=-1).mean()
     print(f"wrist error {err_before * 1e3:.1f} -> {err_now * 1e3:.1f} mm")
     assert err_now < 1.1 * err_before
+
+
+def depth_jitter(joints: np.ndarray) -> float:
+    """Mean |second difference| of the upper-body joints' camera z (m/frame^2)."""
+    z = joints[:, UPPER, 2]
+    return float(np.abs(z[2:] - 2 * z[1:-1] + z[:-2]).mean())
+
+
+@pytest.fixture(scope="module")
+def smoothing(body):
+    """(flat, DepthSmoothing at weight 1, quadratic) on the benchmark's talking clip's active points."""
+    targets = all_targets()
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+    sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0]))
+    truth = make_truth(body, SCENARIOS["talking"], 5)
+    _, conf, _ = gather_evidence(truth.arrays, targets, 5, truth.size, 0.5, 0.5, 0.25)
+    active = conf.max(0) > 0
+    flat = FlatSMPLX(sparse, active)
+    seen = [t for t, a in zip(targets, active) if a]
+    return flat, DepthSmoothing.build(flat, seen, sparse.point_joints()[active], 1.0, 0.0)
+
+
+def test_depth_smoothing_rows_match_autograd(smoothing):
+    """The temporal solve's depth rows: f / mean Z x dZ/dx of the nose, shoulders, elbows, wrists
+    and hips against autograd (rigid on their joints: the nose up to its pose correctives), and
+    nothing on the eyes' joints (whose vertices the rigid Jacobian got wrong: steps rejected)."""
+    flat, term = smoothing
+    assert term is not None and len(term.points) == 9
+    g = torch.Generator().manual_seed(0)
+    x = rest_x(flat, 5, "cpu") + 0.2 * torch.randn(5, flat.dim, generator=g)
+    x[:, flat.layout["transl"]] = torch.tensor([0.0, 0.3, 2.0])
+    jacobian, weights = term.rows(flat, x, None, 1000.0, torch.ones(3))
+    exact = torch.autograd.functional.jacobian(lambda v: flat(v, None)[:, term.points, 2], x)
+    exact = torch.stack([exact[t, :, t] for t in range(5)]) * 1000.0 / flat(x, None)[:, term.points, 2].mean()
+    for name in ("transl", "global_orient", "body"):
+        columns = flat.layout[name]
+        scale = exact[..., columns].abs().max()
+        assert (jacobian[..., columns] - exact[..., columns]).abs().max() < 0.03 * scale, name
+    for name in ("leye_pose", "reye_pose"):
+        assert exact[..., flat.layout[name]].abs().max() == 0 and jacobian[..., flat.layout[name]].abs().max() == 0
+    assert torch.equal(weights, torch.ones(3, 9))  # quadratic: the weight itself
+
+
+def test_depth_smoothing_cost_robust_to_a_stroke(smoothing):
+    """A slow wobble in depth costs as the quadratic term; a quick stroke at most rho^2 a point,
+    and its Gauss-Newton weight falls with it."""
+    flat, term = smoothing
+    robust = DepthSmoothing(term.points, term.movers, 1.0, 0.5)
+    x = rest_x(flat, 6, "cpu")
+    x[:, flat.layout["transl"]] = torch.tensor([0.0, 0.3, 2.0])
+    gaps = torch.ones(4)
+    wobble = x.clone()
+    wobble[3, flat.layout["transl"].start + 2] += 1e-4  # 0.05 px of depth at 1.9 m, f 1000
+    points = flat(wobble, None)
+    assert torch.isclose(robust.cost(points, 1000.0, gaps), term.cost(points, 1000.0, gaps), rtol=0.1)
+    stroke = x.clone()
+    stroke[3, flat.layout["transl"].start + 2] += 0.1  # 50 px: every point's depth
+    points = flat(stroke, None)
+    assert term.cost(points, 1000.0, gaps) > 1e4 and robust.cost(points, 1000.0, gaps) < 3 * 9 * 0.25 + 1e-3
+    weights = robust.rows(flat, stroke, None, 1000.0, gaps)[1]  # triples (0,1,2) .. (3,4,5)
+    assert float(weights[1:].max()) < 1e-4 and torch.allclose(weights[0], torch.ones(9))
+
+
+@pytest.mark.slow
+def test_depth_smoothing_steadies_depth(body):
+    """Forearms crossed before the chest (slow motion, 1 px; the benchmark's crossed at 60
+    frames): the joints' depth jittered several times the truth's; with the depth smoothing
+    the upper body's 3D jitter is lower, its depth jitter most, and the joints no further off."""
+    truth = make_truth(body, SCENARIOS["crossed"], 60)
+    now, before = fitted_joints(body, truth), fitted_joints(body, truth, **NO_DEPTH)
+    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(before) / jitter(truth.joints)
+    z_now, z_before = depth_jitter(now) / depth_jitter(truth.joints), depth_jitter(before) / depth_jitter(truth.joints)
+    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    err_before = np.linalg.norm(before[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}, depth {z_before:.2f} -> {z_now:.2f}; "
+          f"joint error {err_before * 1e3:.1f} -> {err_now * 1e3:.1f} mm")
+    assert ratio_now < 0.8 * ratio_before and z_now < 0.6 * z_before
+    assert err_now < 1.05 * err_before

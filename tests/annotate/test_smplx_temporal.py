@@ -112,6 +112,7 @@ def test_robust_temporal_cost_caps_a_stroke():
     obj.smooth_weights = lambda: torch.ones(frames - 2, points)
     obj.smooth_param = torch.zeros(3)
     obj.gap_weights = lambda: torch.ones(frames - 2)
+    obj.depth_smooth = None
     obj.temporal_cost = lambda x, uv: ClipObjective.temporal_cost(obj, x, uv)
     x = torch.zeros(frames, 3)
     uv = torch.zeros(frames, points, 2)
