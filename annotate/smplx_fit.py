@@ -47,6 +47,7 @@ from annotate.correspondences import Target, all_targets, gather_depth, gather_e
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
+from annotate.smplx_focal import SCORE_STAGE, search_focal
 from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure,
@@ -160,6 +161,18 @@ class FitResult:
     stage_cpu: dict[str, float] = field(default_factory=dict)
     stage_steps: dict[str, int] = field(default_factory=dict)
     stage_loss: dict[str, float] = field(default_factory=dict)  # each stage's mean loss per frame, by name
+
+
+@dataclass
+class StoppedFit:
+    """A fit stopped after its keyframes' last stage (fit_clip's stop_after): what it reached so far,
+    and finish() -> the FitResult of the stages left (the temporal solve on all frames), resumed
+    from its state. The focal search (annotate/smplx_focal.py) finishes only its best candidate."""
+
+    camera: np.ndarray  # (3,) focal, cx, cy
+    stage_loss: dict[str, float]  # the stages run so far (FitResult.stage_loss)
+    stage_cpu: dict[str, float]
+    finish: Callable[[], FitResult]
 
 
 @dataclass
@@ -812,7 +825,8 @@ def fit_clip(
     smooth_depth: float = 0.0,
     smooth_depth_rho: float = 0.0,
     motion_tolerance_px: float = 3.0,
-) -> FitResult:
+    stop_after: str | None = None,
+) -> FitResult | StoppedFit:
     """Fit SMPL-X to one clip's 2D landmarks.
 
     xy: (T,K,2) observed pixels, conf: (T,K) in [0,1] (0 = missing), targets: the K model
@@ -829,6 +843,9 @@ def fit_clip(
     depth_weight > 0 is a term of the objective (annotate/smplx_objective.py DepthTerm).
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
+    stop_after: the keyframes' last stage's name (schedule.neighbours, "neighbours") stops the fit
+    there and returns a StoppedFit whose finish() runs the temporal solve on all frames (the focal
+    search fits each focal's candidate that far, ~3/4 of a fit, and finishes the best only).
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
     """
@@ -839,7 +856,8 @@ def fit_clip(
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
-                         smooth_depth_rho=smooth_depth_rho, motion_tolerance_px=motion_tolerance_px)
+                         smooth_depth_rho=smooth_depth_rho, motion_tolerance_px=motion_tolerance_px,
+                         stop_after=stop_after)
 
 
 @contextlib.contextmanager
@@ -860,7 +878,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              motion_tolerance_px=3.0) -> FitResult:
+              motion_tolerance_px=3.0, stop_after=None) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -869,6 +887,9 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     sparse = sparse.to(device)
     frames = conf.shape[0]
     schedule = schedule or default_schedule(iterations)
+    if stop_after is not None and (stop_after != schedule.neighbours.name or optimizer != "batched"):
+        raise ValueError(f"stop_after {stop_after!r} with optimizer {optimizer!r}: the fit stops only after the "
+                         f"keyframes' last stage ({schedule.neighbours.name!r}, optimizer 'batched'), or use None")
     prior = (pose_prior or make_pose_prior(None)).to(device)
     active = conf.max(0) > 0
     if active.sum() < 3:
@@ -907,6 +928,16 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         raise ValueError("no frame has 3 or more confident torso/face landmarks")
     x[:, flat.layout["transl"]] = torch.tensor(start, dtype=torch.float32, device=device)
     progress = Progress(tolerance=tolerance)
+
+    def finished(x: torch.Tensor) -> FitResult:
+        """The fit's result from its final parameters (all frames)."""
+        nonlocal cpu_started
+        progress.charge("setup", cpu_started)
+        cpu_started = time.process_time()
+        result = _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress,
+                         focal_source)
+        progress.charge("result", cpu_started)
+        return result
 
     def run(stage: StageSpec, solve, x: torch.Tensor, scope: ClipObjective) -> torch.Tensor:
         """One stage: its problem at the current contour rows, the strategy, then the shape pooled."""
@@ -991,26 +1022,38 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.shape, shared_shape_solve, x_keys, on_keys)
         x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
-        # frames between keyframes (and those without landmarks) start from the keyframes' interpolation
-        x = x_keys if all_keys else interpolate(x_keys, keys, frames)
-        if frames > 2 and smooth_weight > 0:
-            rho_2d = smooth_rho * max(image_size)
 
-            def smooth(problem, x, progress):
-                return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad)
+        def finish() -> FitResult:
+            """The stages after the keyframes' (resumed here where the fit was stopped), then the result."""
+            nonlocal cpu_started, started
+            if stop_after is not None:  # resumed: the time since the stop is not this fit's (the stages use
+                # `flat`, built at the start; `sparse`'s contour rows, which other fits change, only in _result)
+                started, cpu_started = time.perf_counter() - stopped_seconds, time.process_time()
+            # frames between keyframes (and those without landmarks) start from the keyframes' interpolation
+            x = x_keys if all_keys else interpolate(x_keys, keys, frames)
+            if frames > 2 and smooth_weight > 0:
+                rho_2d = smooth_rho * max(image_size)
 
-            noise = landmark_noise_px(xy[:, active], conf[:, active]) if smooth_noise_px > 0 else float("nan")
-            noise_scale = min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise) else 1.0
-            log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
-            smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active], smooth_depth * smooth_weight,
-                                             smooth_depth_rho)
-            x = run(schedule.smooth, smooth, x,
-                    temporal_objective(objective.with_depth_smoothing(smoothing), noise_scale, smooth_torso))
-    progress.charge("setup", cpu_started)
-    cpu_started = time.process_time()
-    result = _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress, focal_source)
-    progress.charge("result", cpu_started)
-    return result
+                def smooth(problem, x, progress):
+                    return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad)
+
+                noise = landmark_noise_px(xy[:, active], conf[:, active]) if smooth_noise_px > 0 else float("nan")
+                noise_scale = (min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise)
+                               else 1.0)
+                log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
+                smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
+                                                 smooth_depth * smooth_weight, smooth_depth_rho)
+                x = run(schedule.smooth, smooth, x,
+                        temporal_objective(objective.with_depth_smoothing(smoothing), noise_scale, smooth_torso))
+            return finished(x)
+
+        if stop_after is not None:
+            progress.charge("setup", cpu_started)
+            stopped_seconds = time.perf_counter() - started
+            return StoppedFit(camera=np.asarray(camera, np.float32), stage_loss=progress.stage_loss,
+                              stage_cpu=progress.stage_cpu, finish=finish)
+        return finish()
+    return finished(x)
 
 
 def _result(sparse: SparseSMPLX, objective: ClipObjective, x: torch.Tensor, xy: np.ndarray, conf: np.ndarray,
@@ -1105,11 +1148,9 @@ class SmplxFitter:
     def searched_focal(self, record, guess: float, fit_at: Callable[[float], FitResult]
                        ) -> tuple[float, FitResult | None]:
         """(focal px, this clip's fit under it or None) by annotate.smplx_focal.search_focal from
-        the size-based guess: searched on the first clip of a source (4-6 fits of it, the best
-        kept as this clip's fit) and kept as a multiple of the guess (which camera_for scales to
+        the size-based guess: searched on the first clip of a source (4-6 candidates fitted to the
+        keyframes' last stage, the best finished as this clip's fit) and kept as a multiple of the guess (which camera_for scales to
         each clip's crop), reused for the source's other clips (one camera)."""
-        from annotate.smplx_focal import search_focal
-
         ratio = self.focal_ratios.get(record.source_id)
         if ratio is not None:
             return guess * ratio, None
@@ -1180,7 +1221,7 @@ class SmplxFitter:
         depth = (gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None)
 
-        def fit_at(focal: float, source: str) -> FitResult:
+        def fit_at(focal: float, source: str, stop_after: str | None = None) -> FitResult | StoppedFit:
             return fit_clip(self.sparse, self.targets, xy, conf, np.array([focal, *camera[1:]], np.float32),
                             (record.width, record.height), iterations=self.cfg.iterations,
                             robust_rho=self.cfg.robust_rho, smooth_weight=self.cfg.smooth_weight,
@@ -1190,13 +1231,14 @@ class SmplxFitter:
                             pose_prior=prior, device=self.device, keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
-                            motion_tolerance_px=self.cfg.motion_tolerance_px)
+                            motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after)
 
         try:
             res = None
             if focal_source == "estimated" and self.cfg.fit_focal:
                 focal_source = "fitted"
-                camera[0], res = self.searched_focal(record, float(camera[0]), lambda f: fit_at(f, "fitted"))
+                camera[0], res = self.searched_focal(
+                    record, float(camera[0]), lambda f: fit_at(f, "fitted", stop_after=SCORE_STAGE))
             if res is None:
                 res = fit_at(float(camera[0]), focal_source)
         except ValueError as e:

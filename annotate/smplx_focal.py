@@ -20,7 +20,10 @@ that error (the search before this one) kept the size-based guess (0.72x).
 `search_focal` fits the whole clip (the caller's fit, every stage) under a few focals in log
 space, from a bracket about the size-based guess: widened while its edge is best, then the
 vertex of the parabola through the best and its neighbours, once more about the new best. The
-best fit is returned with the focal, so the clip is not fitted again.
+best fit is returned with the focal, so the clip is not fitted again. A candidate need not be
+fitted past SCORE_STAGE: fit_at may return a fit stopped there (annotate.smplx_fit.StoppedFit,
+fit_clip's stop_after), and only the best one is finished (its temporal solve on all frames, ~1/4
+of a fit), so a search costs its candidates' keyframe stages and one temporal solve.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class FocalSearch:
     """What search_focal found: the focal (px), the best fit under it, every tried focal's score."""
 
     focal: float
-    fit: Any  # the caller's fit result under `focal` (annotate.smplx_fit.FitResult)
+    fit: Any  # the caller's fit result under `focal` (annotate.smplx_fit.FitResult), finished
     scores: dict[float, float] = field(default_factory=dict)
 
 
@@ -65,7 +68,8 @@ def search_focal(fit_at: Callable[[float], Any], guess: float, *, max_fits: int 
     """The focal (px) whose whole-clip fit scores lowest (see the module docstring).
 
     fit_at(focal) -> the clip's fit under that focal (raises ValueError where the clip cannot be
-    fitted: passed on); guess: the size-based focal (annotate.smplx_fit.estimate_focal).
+    fitted: passed on), or a fit stopped after SCORE_STAGE with a finish() giving the whole fit
+    (called on the best only); guess: the size-based focal (annotate.smplx_fit.estimate_focal).
     """
     if not guess > 0 or not math.isfinite(guess):
         raise ValueError(f"guess {guess!r}: the size-based focal must be a positive number of pixels")
@@ -101,4 +105,5 @@ def search_focal(fit_at: Callable[[float], Any], guess: float, *, max_fits: int 
         if vertex is None or min(abs(math.log(vertex / f)) for f in tried) < VERTEX_TOLERANCE:
             break  # no curvature, or the vertex is where a fit already is
         tried_at(math.log(vertex))
-    return FocalSearch(focal=best["focal"], fit=best["fit"], scores=scores)
+    finish = getattr(best["fit"], "finish", None)  # a candidate stopped after SCORE_STAGE: the rest on the best
+    return FocalSearch(focal=best["focal"], fit=best["fit"] if finish is None else finish(), scores=scores)

@@ -77,3 +77,62 @@ def test_annotator_finds_the_talking_truths_focal_from_the_size_based_guess():
     true, guess = float(truth.camera[0]), estimate_focal(*truth.size)
     assert abs(guess / true - 1) > 0.25 and rec.annotations["smplx"]["focal_source"] == "fitted"
     assert abs(float(fit.params["camera"][0, 0]) / true - 1) < 0.1
+
+
+def test_search_finishes_only_the_best_candidate():
+    """Issue 15: candidates stopped after SCORE_STAGE (fit_clip's stop_after); the best alone is
+    finished (its temporal solve), and that finished fit is what the search returns."""
+    finished = []
+
+    def fit_at(focal):
+        def finish():
+            finished.append(focal)
+            return SimpleNamespace(focal=focal, whole=True)
+
+        return SimpleNamespace(stage_loss={SCORE_STAGE: 527.0 + 40.0 * math.log(focal / 1000.0) ** 2},
+                               focal=focal, finish=finish)
+
+    found = search_focal(fit_at, 724.0)
+    assert finished == [found.focal] and found.fit.whole and found.fit.focal == found.focal
+    assert len(found.scores) >= 4  # the others were scored, never finished
+
+
+def test_a_stopped_fit_finished_is_the_whole_fit():
+    """fit_clip(stop_after="neighbours") then finish() gives the same fit as one run through, with
+    another clip's fit made in between (the shared SparseSMPLX's contour table changed); only the
+    keyframes' last stage is a stop point."""
+    import numpy as np
+    import torch
+
+    from annotate.correspondences import all_targets, gather_evidence
+    from annotate.smplx_fit import StoppedFit, fit_clip
+    from annotate.smplx_sparse import SparseSMPLX
+    from annotate.smplx_synth import make_motion, render_clip
+    from mentor.body import load_body_model
+
+    body = load_body_model()
+    frames = 30
+    clip = render_clip(body, make_motion(frames, seed=3), noise_px=1.0, seed=3)
+    targets = all_targets()
+    xy, conf, bounds = gather_evidence(clip.arrays, targets, frames, (clip.size, clip.size))
+    sparse = SparseSMPLX(body, [t.point for t in targets])
+
+    def fit(focal, **kw):
+        return fit_clip(sparse, targets, xy, conf, np.array([focal, clip.size / 2, clip.size / 2], np.float32),
+                        (clip.size, clip.size), bounds=bounds, iterations=4, **kw)
+
+    focal = float(clip.camera[0])
+    whole = fit(focal)
+    stopped = fit(focal, stop_after=SCORE_STAGE)
+    assert isinstance(stopped, StoppedFit) and SCORE_STAGE in stopped.stage_loss
+    assert "smooth" not in stopped.stage_loss and "smooth" in whole.stage_loss
+    fit(focal * 1.5)  # another fit between: the resumed one must not see its state,
+    sparse.set_contour_rows(torch.tensor([39]))  # nor the contour rows its result left selected
+    done = stopped.finish()
+    assert done.stage_loss == pytest.approx(whole.stage_loss, rel=1e-5)
+    np.testing.assert_allclose(done.joints, whole.joints, atol=1e-4)
+    assert "smooth" in done.stage_cpu and done.stage_cpu["smooth"] > 0
+    with pytest.raises(ValueError, match="stop_after"):
+        fit(focal, stop_after="full")
+    with pytest.raises(ValueError, match="stop_after"):
+        fit(focal, stop_after=SCORE_STAGE, optimizer="lbfgs")
