@@ -1145,16 +1145,17 @@ class SmplxFitter:
             f = estimate_focal(record.source_width, record.source_height) * w / record.crop.size
         return np.array([f, w / 2, h / 2], np.float32), "estimated"
 
-    def searched_focal(self, record, guess: float, fit_at: Callable[[float], FitResult]
+    def searched_focal(self, record, guess: float, fit_at: Callable[..., FitResult | StoppedFit]
                        ) -> tuple[float, FitResult | None]:
         """(focal px, this clip's fit under it or None) by annotate.smplx_focal.search_focal from
-        the size-based guess: searched on the first clip of a source (4-6 candidates fitted to the
-        keyframes' last stage, the best finished as this clip's fit) and kept as a multiple of the guess (which camera_for scales to
-        each clip's crop), reused for the source's other clips (one camera)."""
+        the size-based guess: searched on the first clip of a source (fit_at(focal, stop_after=):
+        4-6 candidates fitted to the keyframes' last stage, the best finished as this clip's fit)
+        and kept as a multiple of the guess (which camera_for scales to each clip's crop), reused
+        for the source's other clips (one camera)."""
         ratio = self.focal_ratios.get(record.source_id)
         if ratio is not None:
             return guess * ratio, None
-        found = search_focal(fit_at, guess)
+        found = search_focal(lambda focal: fit_at(focal, stop_after=SCORE_STAGE), guess)
         log.debug("focal: tried %s, kept %.0f px", {round(f): round(c, 2) for f, c in found.scores.items()}, found.focal)
         self.focal_ratios[record.source_id] = found.focal / guess
         return found.focal, found.fit
@@ -1238,7 +1239,7 @@ class SmplxFitter:
             if focal_source == "estimated" and self.cfg.fit_focal:
                 focal_source = "fitted"
                 camera[0], res = self.searched_focal(
-                    record, float(camera[0]), lambda f: fit_at(f, "fitted", stop_after=SCORE_STAGE))
+                    record, float(camera[0]), lambda f, **kw: fit_at(f, "fitted", **kw))
             if res is None:
                 res = fit_at(float(camera[0]), focal_source)
         except ValueError as e:

@@ -215,8 +215,9 @@ class SmplxConfig(Section):
     # its other clips (SmplxFitter.searched_focal). Set on from issue 16's truths at 250 frames with
     # the size-based guess 0.72x the true focal (busy 2-core box, load 11-23): talking found 1.014x,
     # PA-MPJPE 6.1 mm = the known focal's (guess: 16.4, 2.70x); beats 1.014x, 9.3 mm (1.09x the
-    # known focal's 8.5; guess 14.2). Cost: 4-6 fits of the source's first clip (talking 71-72 CPU-s
-    # against 12). The search before it (8 frames alone, scored by the reprojection error, which
+    # known focal's 8.5; guess 14.2). Cost: 4-6 fits of the source's first clip to its keyframes' last
+    # stage, the best one finished (issue 15: 3.9x talking's plain fit, was 5.4x; README "The focal
+    # search's cost"). The search before it (8 frames alone, scored by the reprojection error, which
     # moves < 0.03 px from 0.72x to 1.4x) kept the guess. Why a wrong focal costs what it does:
     # README "Shape and focal"; benchmarks/smplx_truth --focal-sensitivity.
     fit_focal: bool = True

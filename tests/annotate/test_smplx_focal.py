@@ -136,3 +136,27 @@ def test_a_stopped_fit_finished_is_the_whole_fit():
         fit(focal, stop_after="full")
     with pytest.raises(ValueError, match="stop_after"):
         fit(focal, stop_after=SCORE_STAGE, optimizer="lbfgs")
+
+
+
+def test_annotator_fits_candidates_to_the_score_and_finishes_the_best():
+    """SmplxFitter.searched_focal: every candidate fitted to SCORE_STAGE only (fit_clip's
+    stop_after), the best one finished, nothing fitted again; the source's next clip reuses the focal."""
+    from annotate.smplx_fit import SmplxFitter, StoppedFit
+
+    calls = []
+
+    def fit_at(focal, stop_after=None):
+        calls.append((focal, stop_after))
+        whole = SimpleNamespace(focal=focal, whole=True)
+        loss = 527.0 + 40.0 * math.log(focal / 1000.0) ** 2
+        return StoppedFit(camera=None, stage_loss={SCORE_STAGE: loss}, stage_cpu={},
+                          finish=lambda: calls.append((focal, "finish")) or whole)
+
+    fitter = SimpleNamespace(focal_ratios={})
+    rec = SimpleNamespace(source_id="s")
+    focal, fit = SmplxFitter.searched_focal(fitter, rec, 724.0, fit_at)
+    assert len(calls) >= 5 and all(stop == SCORE_STAGE for _, stop in calls[:-1])
+    assert calls[-1] == (focal, "finish") and fit.whole and fit.focal == focal and abs(focal / 1000.0 - 1) < 0.03
+    again, none = SmplxFitter.searched_focal(fitter, rec, 362.0, fit_at)  # a crop half the size
+    assert again == pytest.approx(focal / 2) and none is None and calls[-1] == (focal, "finish")
