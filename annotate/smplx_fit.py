@@ -663,7 +663,11 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
     landmarks see least: a spine leaning toward the camera moves the shoulders in depth only)
     x torso_scale more. The 2D accelerations keep their weights: x noise_scale^2 there too cut
     the quick strokes of beats at 4 px (benchmarks/smplx_truth near_4px, 250 frames: 2D error
-    4.3 -> 6.5 px; on the parameters alone 4.1, their robust scale letting a stroke through)."""
+    4.3 -> 6.5 px; on the parameters alone 4.1, their robust scale letting a stroke through).
+    The depth accelerations' term (DepthSmoothing) x noise_scale^2 as the parameters', its
+    robust scale kept (as theirs): a stroke's cost capped at noise_scale^2 x the tuned cap. Its
+    scale x noise_scale too (the noise's own accelerations grow with its sd) helped noise_4px
+    (PA-MPJPE 16.0 against 17.1 mm) but cut near_4px's strokes (22.8 -> 28.4 mm, 2D 3.72 -> 4.28 px)."""
     param = objective.smooth_param.clone()
     torso = torch.zeros(objective.dim, dtype=torch.bool, device=param.device)
     torso[objective.columns(("global_orient",))] = True
@@ -673,7 +677,10 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
             if joint not in ARM_JOINTS:
                 torso[start + 3 * k: start + 3 * k + 3] = True
     param[torso] *= torso_scale
-    return replace(objective, smooth_param=param * noise_scale**2)
+    depth = objective.depth_smooth
+    if depth is not None:
+        depth = replace(depth, weight=depth.weight * noise_scale**2)
+    return replace(objective, smooth_param=param * noise_scale**2, depth_smooth=depth)
 
 
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:

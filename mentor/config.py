@@ -319,7 +319,11 @@ class SmplxConfig(Section):
     # PA-MPJPE all (worst group) mm; off: talking 1.87, 6.1 (6.6), crossed 3.36, 8.5 (10.1), beats
     # 1.05, 8.5 (9.4)): 40 at 0.5 px: talking 1.29, 4.9 (5.2), crossed 1.62, 7.6 (10.1), beats 1.04,
     # 8.5 (9.3); 160 at 0.5: talking 1.19, crossed 1.49, beats 8.8 (9.7); 40 at 1 px: beats 9.0 (9.9),
-    # at 3: 12.9 (14.3) (a beat's stroke in depth cut)
+    # at 3: 12.9 (14.3) (a beat's stroke in depth cut). x (noise / smooth_noise_px)^2 as the
+    # parameters' (annotate/smplx_fit.py temporal_objective; rho kept), set from the same benchmark
+    # (b6904cf -> this): noise_4px 1.54 -> 1.46, 18.6 (20.2) -> 17.1 (18.5), noise_2px 1.39 -> 1.34,
+    # near_4px 22.8 (25.4) -> 23.1 (25.7), far_4px 37.8 -> 37.7, talking and beats identical (x1);
+    # rho x noise / smooth_noise_px too: noise_4px 16.0 (17.1) but near_4px 28.4 (31.8)
     smooth_depth: float = Field(40.0, ge=0)
     smooth_depth_rho: float = Field(0.5, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from annotate.correspondences import all_targets, gather_evidence
-from annotate.smplx_fit import SmplxFitter, landmark_noise_px
+from annotate.smplx_fit import SmplxFitter, landmark_noise_px, temporal_objective
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import DepthSmoothing, rest_x
+from annotate.smplx_objective import ClipObjective, DepthSmoothing, rest_x
 from annotate.smplx_sparse import SparseSMPLX
-from mentor.body import SmplxParams, load_body_model
+from mentor.body import Camera, SmplxParams, load_body_model
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
@@ -158,6 +158,25 @@ def test_depth_smoothing_cost_robust_to_a_stroke(smoothing):
     assert term.cost(points, 1000.0, gaps) > 1e4 and robust.cost(points, 1000.0, gaps) < 3 * 9 * 0.25 + 1e-3
     weights = robust.rows(flat, stroke, None, 1000.0, gaps)[1]  # triples (0,1,2) .. (3,4,5)
     assert float(weights[1:].max()) < 1e-4 and torch.allclose(weights[0], torch.ones(9))
+
+
+def test_depth_smoothing_scales_with_the_noise(smoothing):
+    """The clip's landmark noise scales the depth accelerations' term as the parameters'
+    smoothing: its weight x noise_scale^2, its robust scale kept (a stroke's cost capped at
+    noise_scale^2 x the tuned cap); at the noise the weights were tuned at (x1) nothing changes."""
+    flat, term = smoothing
+    robust = DepthSmoothing(term.points, term.movers, 40.0, 0.5)
+    P = flat.num_points
+    objective = ClipObjective.build(
+        flat, torch.zeros(5, P, 2), torch.ones(5, P), ["body"] * P, np.zeros(P, bool),
+        Camera.from_array(np.array([1000.0, 256.0, 256.0])), 5.0, torch.nn.Identity(), 1.0,
+    ).with_depth_smoothing(robust)
+    tuned = temporal_objective(objective, 1.0, 1.0)
+    assert tuned.depth_smooth == robust and torch.equal(tuned.smooth_param, objective.smooth_param)
+    noisy = temporal_objective(objective, 3.0, 1.0)
+    assert noisy.depth_smooth.weight == pytest.approx(9 * 40.0) and noisy.depth_smooth.rho == 0.5
+    assert torch.allclose(noisy.smooth_param, 9 * objective.smooth_param)
+    assert temporal_objective(objective.with_depth_smoothing(None), 3.0, 1.0).depth_smooth is None
 
 
 @pytest.mark.slow
