@@ -540,8 +540,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="frames per scenario fitted by the per-frame L-BFGS baseline (0: none; default 3, --quick 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--quick", action="store_true", help="40 frames, 1 baseline frame unless given (a smoke run)")
-    ap.add_argument("--fit-focal", action="store_true",
-                    help="scenarios without a focal length: let the fitter search it (smplx.fit_focal)")
+    ap.add_argument("--fit-focal", choices=("on", "off"),
+                    help="scenarios without a focal length: the fitter searches it (on) or keeps the size-based "
+                         "guess (off); default: the config's smplx.fit_focal")
     ap.add_argument("--focal-sensitivity", action="store_true",
                     help=f"also fit focal_unknown's clip with the focal given at {FOCAL_SENSITIVITY} x the truth")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
@@ -580,10 +581,10 @@ def main(argv: list[str] | None = None) -> dict:
         if "threads" in SmplxConfig.model_fields:  # the fitter pins its own torch threads
             settings["threads"] = args.threads
         if args.fit_focal and not sc.focal_known:
-            settings["fit_focal"] = True
+            settings["fit_focal"] = args.fit_focal == "on"
         cfg = SmplxConfig(**settings)
         truth = make_truth(body, sc, args.frames, keyframe_stride=cfg.keyframe_stride)
-        key = (sc.focal_known, bool(settings.get("fit_focal")))
+        key = (sc.focal_known, cfg.fit_focal)
         if key not in fitters:
             fitters[key] = SmplxFitter(cfg, body_model=body)
         fitter = fitters[key]
