@@ -11,6 +11,14 @@ from mentor.record import ClipRecord
 from mentor.media import probe
 
 
+@pytest.fixture(scope="module")
+def body():
+    """The synthetic body model the SMPL-X fitter tests fit against (one torch thread: tests/conftest.py)."""
+    from mentor.body import load_body_model
+
+    return load_body_model()
+
+
 @pytest.fixture
 def make_record():
     """make_record(audio=path, video=None, fps=25.0) -> a ClipRecord spanning the media."""

@@ -11,19 +11,13 @@ from annotate.correspondences import all_targets
 from annotate.smplx_fit import SmplxFitter
 from annotate.smplx_sparse import SparseSMPLX
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.body import Camera, SmplxParams, load_body_model, pa_mpjpe
+from mentor.body import Camera, SmplxParams, pa_mpjpe
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 NOISE_PX = 1.5
 T = 50
 UPPER = [12, 15, 16, 17, 18, 19, 20, 21]
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,15 @@ test_smplx_missing's 6-frame one)."""
 
 import numpy as np
 import pytest
-import torch
 
 from annotate.smplx_fit import SmplxFitter
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.body import SmplxParams, load_body_model
+from mentor.body import SmplxParams
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 T = 48
 GAP = slice(6, 42)  # the right hand missing here (the arm still seen by the pose landmarks)
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 @pytest.fixture(scope="module")

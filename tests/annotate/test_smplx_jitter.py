@@ -19,7 +19,7 @@ from annotate.smplx_fit import SmplxFitter, landmark_noise_px, temporal_objectiv
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import ClipObjective, DepthSmoothing, rest_x
 from annotate.smplx_sparse import SparseSMPLX
-from mentor.body import Camera, SmplxParams, load_body_model
+from mentor.body import Camera, SmplxParams
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
@@ -28,12 +28,6 @@ UPPER = [12, 15, 16, 17, 18, 19, 20, 21]  # neck, head, shoulders, elbows, wrist
 WRISTS = [20, 21]
 OFF = dict(smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0)  # the temporal weights of before
 NO_DEPTH = dict(smooth_depth=0.0)  # all but the depth smoothing
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 def fitted_joints(body, truth, **settings) -> np.ndarray:

@@ -11,17 +11,11 @@ import torch
 from annotate.correspondences import all_targets, gather_observations
 from annotate.smplx_fit import SmplxFitter, keyframe_indices
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.body import Camera, SmplxParams, load_body_model
+from mentor.body import Camera, SmplxParams
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 T = 48
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 def fit(body, clip, missing):

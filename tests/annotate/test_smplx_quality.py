@@ -5,23 +5,16 @@ bad frames out."""
 
 import numpy as np
 import pytest
-import torch
 
 import annotate.smplx_fit as smplx_fit
 from annotate.smplx_quality import BETWEEN_BAD, DEPTH, MISSING, REPROJECTION, frame_gates, frame_quality, longest_run
-from mentor.body import SmplxParams, load_body_model
+from mentor.body import SmplxParams
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 T = 100
 FPS = 25.0
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ once per clip and a stage solves the clip's one shape with every keyframe's pose
 
 import numpy as np
 import pytest
-import torch
 
 from annotate.correspondences import all_targets, gather_evidence
 from annotate.smplx_fit import estimate_focal, fit_clip
@@ -14,15 +13,8 @@ from annotate.smplx_focal import MAX_FITS, SCORE_STAGE, search_focal
 from annotate.smplx_fit import SmplxFitter
 from annotate.smplx_sparse import SparseSMPLX
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.body import load_body_model
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 def record(clip, frames):

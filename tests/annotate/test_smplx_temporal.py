@@ -13,18 +13,12 @@ import torch
 from annotate.correspondences import all_targets
 from annotate.smplx_fit import SmplxFitter, band_diagonal, band_next, motion_keyframes, temporal_cost
 from annotate.smplx_optim import second_difference
-from mentor.body import Camera, SmplxParams, load_body_model
+from mentor.body import Camera, SmplxParams
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 WRISTS = [i for i, t in enumerate(all_targets()) if t.point.kind == "joint" and t.point.index in (20, 21)]
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 def wrist_errors(body, truth, **settings) -> np.ndarray:

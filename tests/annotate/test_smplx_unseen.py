@@ -13,17 +13,11 @@ import torch
 from annotate.correspondences import all_targets, gather_evidence
 from annotate.smplx_fit import SmplxFitter
 from annotate.smplx_synth import make_motion, render_clip
-from mentor.body import SmplxParams, load_body_model
+from mentor.body import SmplxParams
 from mentor.config import SmplxConfig
 from mentor.record import ClipRecord
 
 T = 30
-
-
-@pytest.fixture(scope="module")
-def body():
-    torch.set_num_threads(1)
-    return load_body_model()
 
 
 def test_out_of_frame_landmarks_become_one_sided_bounds():
