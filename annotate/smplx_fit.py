@@ -47,11 +47,11 @@ from annotate.correspondences import Target, all_targets, gather_depth, gather_e
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
-from annotate.smplx_focal import SCORE_STAGE, search_focal
+from annotate.smplx_focal import FOCAL_RANGE, SCORE_STAGE, focal_prior_weight, search_focal
 from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, geman_mcclure,
-                                      irls_weight, rest_x)
+from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, body_centre,
+                                      geman_mcclure, irls_weight, rest_x)
 from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
@@ -431,28 +431,42 @@ def damped_step(cost: torch.Tensor, cost_new: torch.Tensor, x: torch.Tensor, x_n
     return x, damping, damping > 1e4
 
 
-def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
+def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progress,
+                       focal_guess: float | None = None) -> torch.Tensor:
     """Gauss-Newton with the shape as ONE clip parameter: per-frame poses and the shared betas
     in one step (the betas' normal equations are the frames' Schur complements summed), damped
     as a whole, accepted when the clip's cost falls. The per-frame pool (keyframe_solve) only
-    creeps toward a shape; this moves it to where all frames' evidence puts it."""
+    creeps toward a shape; this moves it to where all frames' evidence puts it.
+
+    focal_guess (px, the size-based focal): the focal is fitted too, log f one more shared unknown
+    (annotate/smplx_focal.py's joint estimate) with FOCAL_PRIOR's pull toward the guess, within
+    FOCAL_RANGE of it; it moves the objective's camera focal in place (every objective of the fit
+    shares that camera)."""
     objective = problem.objective
     free = problem.free
     is_beta = torch.isin(free, objective.beta_columns)
     pose_cols, beta_cols = free[~is_beta], free[is_beta]
     if len(beta_cols) == 0:
         return keyframe_solve(problem, x, progress)
+    with_focal = focal_guess is not None
+    focal = objective.camera.focal  # a scalar tensor: moved in place
+    transl_cols = objective.columns(("transl",))
     x = x.clone()
     x[:, objective.beta_columns] = x[:, objective.beta_columns].mean(0)
     damping = 1e-3
     x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
+    prior_weight = 0.0
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         if x_at is not x:
             progress.evaluations += 1
             with torch.no_grad():
-                hessian, gradient, cost = problem.gauss_newton_gradient(x, False)
+                hessian, gradient, cost, *focal_part = problem.gauss_newton_gradient(x, False, with_focal)
                 cost = cost.sum()
+                if with_focal:
+                    if x_at is None:  # the prior's scale: the clip's cost where the stage starts (fixed)
+                        prior_weight = focal_prior_weight(float(cost))
+                    cost = cost + prior_weight * math.log(float(focal) / focal_guess) ** 2
             x_at = x
         with torch.no_grad():
             pose, beta = ~is_beta, is_beta
@@ -460,6 +474,12 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             b = hessian[:, pose][:, :, beta]
             c = hessian[:, beta][:, :, beta]
             g_pose, g_beta = gradient[:, ~is_beta], gradient[:, is_beta]
+            if with_focal:  # the log focal appended to the shared unknowns
+                cross, curvature, g_focal = focal_part[0]
+                b = torch.cat([b, cross[:, pose, None]], 2)
+                c = torch.cat([torch.cat([c, cross[:, beta, None]], 2),
+                               torch.cat([cross[:, None, beta], curvature[:, None, None]], 2)], 1)
+                g_beta = torch.cat([g_beta, g_focal[:, None]], 1)
             a_diag = a.diagonal(dim1=-2, dim2=-1)
             a = a + torch.diag_embed(damping * a_diag + 1e-6 * (1 + a_diag))
             chol, info = torch.linalg.cholesky_ex(a)
@@ -469,16 +489,40 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             a_inv_b = torch.cholesky_solve(b, chol)
             schur = (c - b.transpose(1, 2) @ a_inv_b).sum(0)
             rhs = (g_beta - (b.transpose(1, 2) @ a_inv_g[..., None])[..., 0]).sum(0)
+            if with_focal:
+                schur[-1, -1] += 2 * prior_weight
+                rhs[-1] += 2 * prior_weight * math.log(float(focal) / focal_guess)
             s_diag = schur.diagonal()
             schur = schur + torch.diag(damping * s_diag + 1e-6 * (1 + s_diag.abs()))
-            step_beta = -torch.linalg.solve(schur, rhs)
-            step_pose = -(a_inv_g + (a_inv_b @ step_beta[:, None])[..., 0])
+            step_shared = -torch.linalg.solve(schur, rhs)
+            step_pose = -(a_inv_g + (a_inv_b @ step_shared[:, None])[..., 0])
             x_new = x.clone()
             x_new[:, pose_cols] += step_pose
-            x_new[:, beta_cols] += step_beta
-            cost_new = problem.frame_costs(x_new).sum()
+            x_new[:, beta_cols] += step_shared[:len(beta_cols)]
+            focal_was = float(focal)
+            if with_focal:
+                log_focal = min(max(math.log(focal_was) + float(step_shared[-1]), math.log(focal_guess / FOCAL_RANGE)),
+                                math.log(focal_guess * FOCAL_RANGE))
+                focal.fill_(math.exp(log_focal))
+                # the body's distance scaled with the focal (smplx_objective.focal_column); a frame whose own
+                # pose step fails keeps its pose, moved with the shared unknowns only (one frame's bad step
+                # would otherwise refuse the clip's focal step: beats' focal 821 -> 829 px of 1000)
+                move = (float(focal) / focal_was - 1) * body_centre(objective.flat(x, problem.rows))
+                x_new[:, transl_cols] += move
+                held = x.clone()
+                held[:, beta_cols] += step_shared[:len(beta_cols)]
+                held[:, transl_cols] += move
+                costs_new, costs_held = problem.frame_costs(x_new), problem.frame_costs(held)
+                x_new = torch.where((costs_new <= costs_held)[:, None], x_new, held)
+                cost_new = torch.minimum(costs_new, costs_held).sum() + prior_weight * math.log(
+                    float(focal) / focal_guess) ** 2
+                progress.evaluations += 1
+            else:
+                cost_new = problem.frame_costs(x_new).sum()
             progress.evaluations += 1
             x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-7)
+            if x is not x_new:
+                focal.fill_(focal_was)
             if done:
                 break
     return x
@@ -833,6 +877,7 @@ def fit_clip(
     smooth_depth_rho: float = 0.0,
     motion_tolerance_px: float = 3.0,
     stop_after: str | None = None,
+    fit_focal: bool = False,
 ) -> FitResult | StoppedFit:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -853,6 +898,8 @@ def fit_clip(
     stop_after: the keyframes' last stage's name (schedule.neighbours, "neighbours") stops the fit
     there and returns a StoppedFit whose finish() runs the temporal solve on all frames (the focal
     search fits each focal's candidate that far, ~3/4 of a fit, and finishes the best only).
+    fit_focal: camera's focal is a guess (the size-based one) and is fitted with the clip's shape
+    (shared_shape_solve's log focal; the result's camera holds the fitted focal); batched only.
     The fit is thousands of small ops: with 2 threads on a busy 2-core box one 250-frame fit
     took 3.9 s to 256 s (issue 16), with 1 it is steady; the annotator pins 1 (smplx.threads).
     """
@@ -864,7 +911,7 @@ def fit_clip(
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, motion_tolerance_px=motion_tolerance_px,
-                         stop_after=stop_after)
+                         stop_after=stop_after, fit_focal=fit_focal)
 
 
 @contextlib.contextmanager
@@ -885,10 +932,13 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              motion_tolerance_px=3.0, stop_after=None) -> FitResult | StoppedFit:
+              motion_tolerance_px=3.0, stop_after=None, fit_focal=False) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
+    if fit_focal and optimizer != "batched":
+        raise ValueError(f"fit_focal with optimizer {optimizer!r}: the focal is fitted by the batched optimizer's "
+                         "shape stage; use optimizer 'batched' or give the focal (fit_focal=False)")
     started, cpu_started = time.perf_counter(), time.process_time()
     device = torch.device(device)
     sparse = sparse.to(device)
@@ -936,12 +986,16 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     x[:, flat.layout["transl"]] = torch.tensor(start, dtype=torch.float32, device=device)
     progress = Progress(tolerance=tolerance)
 
+    def fitted_camera() -> np.ndarray:
+        """(3,) focal, cx, cy: camera's, its focal as fitted (fit_focal moves cam's in place)."""
+        return np.array([float(cam.focal), *np.asarray(camera, np.float32)[1:]], np.float32)
+
     def finished(x: torch.Tensor) -> FitResult:
         """The fit's result from its final parameters (all frames)."""
         nonlocal cpu_started
         progress.charge("setup", cpu_started)
         cpu_started = time.process_time()
-        result = _result(sparse, objective, x.detach(), xy, conf, camera, image_size, started, progress,
+        result = _result(sparse, objective, x.detach(), xy, conf, fitted_camera(), image_size, started, progress,
                          focal_source)
         progress.charge("result", cpu_started)
         return result
@@ -1027,7 +1081,12 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             x_keys = run(schedule.depth, mirrored, x_keys, on_keys)
         x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
-        x_keys = run(schedule.shape, shared_shape_solve, x_keys, on_keys)
+        focal_guess = float(camera[0]) if fit_focal else None
+
+        def shape(problem, x, progress):
+            return shared_shape_solve(problem, x, progress, focal_guess)
+
+        x_keys = run(schedule.shape, shape, x_keys, on_keys)
         x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
 
         def finish() -> FitResult:
@@ -1057,7 +1116,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         if stop_after is not None:
             progress.charge("setup", cpu_started)
             stopped_seconds = time.perf_counter() - started
-            return StoppedFit(camera=np.asarray(camera, np.float32), stage_loss=progress.stage_loss,
+            return StoppedFit(camera=fitted_camera(), stage_loss=progress.stage_loss,
                               stage_cpu=progress.stage_cpu, finish=finish)
         return finish()
     return finished(x)
@@ -1229,7 +1288,8 @@ class SmplxFitter:
         depth = (gather_depth(arrays, self.targets, T, hands=self.cfg.depth_hands)
                  if self.cfg.depth_restarts or self.cfg.depth_weight > 0 else None)
 
-        def fit_at(focal: float, source: str, stop_after: str | None = None) -> FitResult | StoppedFit:
+        def fit_at(focal: float, source: str, stop_after: str | None = None, fit_focal: bool = False
+                   ) -> FitResult | StoppedFit:
             return fit_clip(self.sparse, self.targets, xy, conf, np.array([focal, *camera[1:]], np.float32),
                             (record.width, record.height), iterations=self.cfg.iterations,
                             robust_rho=self.cfg.robust_rho, smooth_weight=self.cfg.smooth_weight,
@@ -1239,14 +1299,22 @@ class SmplxFitter:
                             pose_prior=prior, device=self.device, keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
-                            motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after)
+                            motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,
+                            fit_focal=fit_focal)
 
         try:
             res = None
             if focal_source == "estimated" and self.cfg.fit_focal:
                 focal_source = "fitted"
-                camera[0], res = self.searched_focal(
-                    record, float(camera[0]), lambda f, **kw: fit_at(f, "fitted", **kw))
+                ratio = self.focal_ratios.get(record.source_id)
+                if ratio is not None:  # the source's focal, found on its first clip
+                    camera[0] *= ratio
+                elif self.cfg.focal_method == "joint":  # fitted with the clip's shape, in the one fit
+                    res = fit_at(float(camera[0]), focal_source, fit_focal=True)
+                    self.focal_ratios[record.source_id] = float(res.camera[0]) / float(camera[0])
+                else:
+                    camera[0], res = self.searched_focal(
+                        record, float(camera[0]), lambda f, **kw: fit_at(f, "fitted", **kw))
             if res is None:
                 res = fit_at(float(camera[0]), focal_source)
         except ValueError as e:

@@ -45,6 +45,12 @@ MAX_FITS = 6  # whole-clip fits a search may make (the bracket 3, then widened o
 VERTEX_TOLERANCE = 0.02  # a vertex within 2 % of a tried focal is taken as found: no fit there
 
 
+def focal_prior_weight(cost: float) -> float:
+    """The weight w of the joint estimate's prior w (log(focal / guess))^2 for a clip whose cost (the
+    keyframes' summed objective) is `cost`: FOCAL_PRIOR's tie-breaker, as the search weighs it."""
+    return FOCAL_PRIOR * cost / 0.5**2
+
+
 @dataclass
 class FocalSearch:
     """What search_focal found: the focal (px), the best fit under it, every tried focal's score."""

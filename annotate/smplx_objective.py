@@ -409,8 +409,8 @@ class StageProblem:
         hessian, free_jacobian, uv, _ = self._normal_equations(x, with_pool, with_gradient=False)
         return hessian, free_jacobian, uv
 
-    def gauss_newton_gradient(self, x: torch.Tensor, with_pool: bool
-                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def gauss_newton_gradient(self, x: torch.Tensor, with_pool: bool, with_focal: bool = False
+                              ) -> tuple[torch.Tensor, ...]:
         """The Gauss-Newton Hessian (T,F,F), the gradient (T,F) of `frame_costs` (without the
         pool) on the free columns and the cost (T,), from one evaluation and no autograd pass.
 
@@ -418,12 +418,15 @@ class StageProblem:
         Geman-McClure weights: exact), the depth term's through each point's dZ/dx (the
         Jacobian's third row) and the centring, the quadratic priors' 2 w x; autograd only on
         the body pose prior (63 values a frame). The contour points' pose correctives are in the
-        gradient, not in the Gauss-Newton matrix (smplx_flat.projected_jacobian's `contour`)."""
-        hessian, _, uv, gradient = self._normal_equations(x, with_pool, with_gradient=True)
-        return hessian, gradient, self.frame_costs(x, uv=uv)
+        gradient, not in the Gauss-Newton matrix (smplx_flat.projected_jacobian's `contour`).
+        with_focal: a fourth value, the log focal's column as one more (shared) unknown (`focal_terms`)."""
+        hessian, _, uv, gradient, *focal = self._normal_equations(x, with_pool, with_gradient=True,
+                                                                  with_focal=with_focal)
+        return hessian, gradient, self.frame_costs(x, uv=uv), *focal
 
-    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool):
-        """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)."""
+    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool, with_focal: bool = False):
+        """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)
+        (and with_focal, `focal_terms`)."""
         objective = self.objective
         flat = objective.flat
         free = self.free
@@ -481,7 +484,44 @@ class StageProblem:
                 prior = (self.spec.pose_weight * self.pose_scale * objective.prior(objective.body_pose(x_grad))).sum()
                 (prior_gradient,) = torch.autograd.grad(prior, x_grad)
             gradient = gradient + prior_gradient[:, free]
+        if with_focal:
+            transl = self.free_position(objective.columns(("transl",)))
+            column = focal_column(objective.camera, uv, free_jacobian[..., transl], body_centre(flat(x, self.rows)))
+            return hessian, free_jacobian, uv, gradient, focal_terms(column, free_jacobian, 2 * weight[..., 0],
+                                                                     covector[..., :2])
         return hessian, free_jacobian, uv, gradient
+
+
+def body_centre(points: torch.Tensor) -> torch.Tensor:
+    """(T,3) the mean of each frame's model points (T,P,3), camera space: where a focal's change moves
+    the body (its distance scaled with the focal, its projection kept)."""
+    return points.mean(1)
+
+
+def focal_column(camera, uv: torch.Tensor, transl_jacobian: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """(T,2P) the derivative of the projected points uv (T,P,2) in the clip's log focal, with the
+    body's centre (T,3, `body_centre`) moved along its line of sight by the same factor (the
+    translation's Jacobian columns (T,2P,3) times the centre): a pinhole's pixel is f (X/Z, Y/Z) + c,
+    so the focal's own share is the point less the principal point, and the distance's all but
+    cancels it; what is left is perspective, the only thing that tells the focal. Moved that way a
+    step keeps the body where the landmarks are. On issue 16's focal_unknown (guess 724 px, true
+    1000, 250 frames): the focal alone reached 834 px in the shape stage's 8 steps (938 in 32, most
+    steps refused); the translation scaled (not the centre: the pelvis is not the origin) stuck at
+    814; the centre moved, 1012."""
+    own = (uv - torch.stack([camera.cx, camera.cy])).reshape(uv.shape[0], -1)
+    return own + (transl_jacobian @ centre[..., None])[..., 0]
+
+
+def focal_terms(column: torch.Tensor, free_jacobian: torch.Tensor, weight: torch.Tensor, covector: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The log focal's column (T,2P) (`focal_column`) in the frames' Gauss-Newton systems:
+    free_jacobian (T,2P,F); weight (T,2P) each row's curvature weight (2 x IRLS, bounds that hold
+    cut); covector (T,P,2) the gradient's weight per row. Returns (T,F) its cross terms with the
+    free columns, (T,) its own curvature and (T,) its gradient. MediaPipe's z (DepthTerm) is left
+    out: its pixels scale as f / mean Z, which the focal and the distance moving together keep."""
+    weighted = column * weight
+    return ((free_jacobian * weighted[..., None]).sum(1), (weighted * column).sum(1),
+            (column * covector.reshape(column.shape[0], -1)).sum(1))
 
 
 def rest_x(flat: FlatSMPLX, num_frames: int, device, elbow: float = 0.8) -> torch.Tensor:

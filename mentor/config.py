@@ -221,6 +221,10 @@ class SmplxConfig(Section):
     # moves < 0.03 px from 0.72x to 1.4x) kept the guess. Why a wrong focal costs what it does:
     # README "Shape and focal"; benchmarks/smplx_truth --focal-sensitivity.
     fit_focal: bool = True
+    # how: "joint" fits log(focal) inside the one fit, a clip parameter shared by the keyframes like the
+    # shape (annotate/smplx_fit.py shared_shape_solve); "search" fits the clip under 3-6 focals (above).
+    # "joint" by default from issue 16's truths at 250 frames (see README "The focal search's cost")
+    focal_method: Literal["joint", "search"] = "joint"
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
     keyframe_stride: int = Field(8, ge=1)  # early stages fit every n-th frame, the temporal solve all
