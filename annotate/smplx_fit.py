@@ -50,7 +50,7 @@ from annotate.smplx_depth import DepthEvidence, evidence_mirrored
 from annotate.smplx_focal import FOCAL_RANGE, SCORE_STAGE, focal_prior_weight, search_focal
 from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, body_centre,
+from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, body_depth,
                                       geman_mcclure, irls_weight, rest_x)
 from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
@@ -450,7 +450,7 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
         return keyframe_solve(problem, x, progress)
     with_focal = focal_guess is not None
     focal = objective.camera.focal  # a scalar tensor: moved in place
-    transl_cols = objective.columns(("transl",))
+    away = objective.columns(("transl",))[2]  # the translation's z
     x = x.clone()
     x[:, objective.beta_columns] = x[:, objective.beta_columns].mean(0)
     damping = 1e-3
@@ -507,11 +507,11 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
                 # the body's distance scaled with the focal (smplx_objective.focal_column); a frame whose own
                 # pose step fails keeps its pose, moved with the shared unknowns only (one frame's bad step
                 # would otherwise refuse the clip's focal step: beats' focal 821 -> 829 px of 1000)
-                move = (float(focal) / focal_was - 1) * body_centre(objective.flat(x, problem.rows))
-                x_new[:, transl_cols] += move
+                move = (float(focal) / focal_was - 1) * body_depth(objective.flat(x, problem.rows))
+                x_new[:, away] += move
                 held = x.clone()
                 held[:, beta_cols] += step_shared[:len(beta_cols)]
-                held[:, transl_cols] += move
+                held[:, away] += move
                 costs_new, costs_held = problem.frame_costs(x_new), problem.frame_costs(held)
                 x_new = torch.where((costs_new <= costs_held)[:, None], x_new, held)
                 cost_new = torch.minimum(costs_new, costs_held).sum() + prior_weight * math.log(
@@ -1226,6 +1226,18 @@ class SmplxFitter:
         self.focal_ratios[record.source_id] = found.focal / guess
         return found.focal, found.fit
 
+    def joint_focal(self, record, guess: float, fit_at: Callable[[float], FitResult]) -> tuple[float, FitResult | None]:
+        """(focal px, this clip's fit or None): fit_at(guess) fits the focal with the clip (fit_clip's
+        fit_focal) on the first clip of a source; kept as a multiple of the guess, as searched_focal
+        keeps its, and given to the source's other clips (one camera; their fits keep it fixed)."""
+        ratio = self.focal_ratios.get(record.source_id)
+        if ratio is not None:
+            return guess * ratio, None
+        fit = fit_at(guess)
+        log.debug("focal: fitted %.0f px from the guess %.0f", float(fit.camera[0]), guess)
+        self.focal_ratios[record.source_id] = float(fit.camera[0]) / guess
+        return float(fit.camera[0]), fit
+
     def quality_gates(self, reprojection_px: float, jitter: float, hand_fraction: float, face_fraction: float,
                       body_fraction: float, face_px: float = 100.0, frames=None,
                       fps: float = 25.0) -> list[tuple[str, str, float, float]]:
@@ -1306,12 +1318,9 @@ class SmplxFitter:
             res = None
             if focal_source == "estimated" and self.cfg.fit_focal:
                 focal_source = "fitted"
-                ratio = self.focal_ratios.get(record.source_id)
-                if ratio is not None:  # the source's focal, found on its first clip
-                    camera[0] *= ratio
-                elif self.cfg.focal_method == "joint":  # fitted with the clip's shape, in the one fit
-                    res = fit_at(float(camera[0]), focal_source, fit_focal=True)
-                    self.focal_ratios[record.source_id] = float(res.camera[0]) / float(camera[0])
+                if self.cfg.focal_method == "joint":
+                    camera[0], res = self.joint_focal(record, float(camera[0]),
+                                                      lambda f: fit_at(f, focal_source, fit_focal=True))
                 else:
                     camera[0], res = self.searched_focal(
                         record, float(camera[0]), lambda f, **kw: fit_at(f, "fitted", **kw))

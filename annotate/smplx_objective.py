@@ -485,31 +485,30 @@ class StageProblem:
                 (prior_gradient,) = torch.autograd.grad(prior, x_grad)
             gradient = gradient + prior_gradient[:, free]
         if with_focal:
-            transl = self.free_position(objective.columns(("transl",)))
-            column = focal_column(objective.camera, uv, free_jacobian[..., transl], body_centre(flat(x, self.rows)))
+            away = self.free_position(objective.columns(("transl",))[2:])  # the translation's z
+            column = focal_column(objective.camera, uv, free_jacobian[..., away], body_depth(flat(x, self.rows)))
             return hessian, free_jacobian, uv, gradient, focal_terms(column, free_jacobian, 2 * weight[..., 0],
                                                                      covector[..., :2])
         return hessian, free_jacobian, uv, gradient
 
 
-def body_centre(points: torch.Tensor) -> torch.Tensor:
-    """(T,3) the mean of each frame's model points (T,P,3), camera space: where a focal's change moves
-    the body (its distance scaled with the focal, its projection kept)."""
-    return points.mean(1)
+def body_depth(points: torch.Tensor) -> torch.Tensor:
+    """(T,) the mean depth of each frame's model points (T,P,3), camera space: how far a focal's
+    change moves the body (its distance scaled with the focal keeps its image)."""
+    return points[..., 2].mean(1)
 
 
-def focal_column(camera, uv: torch.Tensor, transl_jacobian: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+def focal_column(camera, uv: torch.Tensor, away_jacobian: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
     """(T,2P) the derivative of the projected points uv (T,P,2) in the clip's log focal, with the
-    body's centre (T,3, `body_centre`) moved along its line of sight by the same factor (the
-    translation's Jacobian columns (T,2P,3) times the centre): a pinhole's pixel is f (X/Z, Y/Z) + c,
-    so the focal's own share is the point less the principal point, and the distance's all but
-    cancels it; what is left is perspective, the only thing that tells the focal. Moved that way a
-    step keeps the body where the landmarks are. On issue 16's focal_unknown (guess 724 px, true
-    1000, 250 frames): the focal alone reached 834 px in the shape stage's 8 steps (938 in 32, most
-    steps refused); the translation scaled (not the centre: the pelvis is not the origin) stuck at
-    814; the centre moved, 1012."""
+    body moved away by the same factor of its mean depth (T,) (`body_depth`; the translation's z
+    column of the Jacobian (T,2P) times it): a pinhole's pixel is f (X/Z, Y/Z) + c, so the focal's
+    own share is the point less the principal point, and the distance's all but cancels it (exactly
+    at the body's mean depth); what is left is perspective, the only thing that tells the focal. A
+    step along it keeps the body where the landmarks are. On issue 16's focal_unknown (guess 724 px,
+    true 1000, 250 frames) the shape stage's 8 steps reached 834 px with the focal alone (938 in 32,
+    most steps refused), 1012 with the body moved."""
     own = (uv - torch.stack([camera.cx, camera.cy])).reshape(uv.shape[0], -1)
-    return own + (transl_jacobian @ centre[..., None])[..., 0]
+    return own + away_jacobian.reshape(own.shape) * depth[:, None]
 
 
 def focal_terms(column: torch.Tensor, free_jacobian: torch.Tensor, weight: torch.Tensor, covector: torch.Tensor
