@@ -210,8 +210,8 @@ class SmplxConfig(Section):
     num_expression: int = Field(10, ge=1, le=100)
     num_pca_comps: int = Field(12, ge=1, le=45)  # hand pose PCA components
     focal_length: float | None = None  # pixels; None -> estimated from the image size ...
-    # ... and with this, searched (annotate/smplx_focal.py): the whole clip fitted under 4-6 focals,
-    # each scored by its keyframes' objective, the best fit kept; once per source video, reused for
+    # ... and with this, fitted inside the fit (focal_method, below) or searched (annotate/smplx_focal.py):
+    # the whole clip fitted under 4-6 focals, each scored by its keyframes' objective, the best fit kept; once per source video, reused for
     # its other clips (SmplxFitter.searched_focal). Set on from issue 16's truths at 250 frames with
     # the size-based guess 0.72x the true focal (busy 2-core box, load 11-23): talking found 1.014x,
     # PA-MPJPE 6.1 mm = the known focal's (guess: 16.4, 2.70x); beats 1.014x, 9.3 mm (1.09x the
@@ -221,9 +221,13 @@ class SmplxConfig(Section):
     # moves < 0.03 px from 0.72x to 1.4x) kept the guess. Why a wrong focal costs what it does:
     # README "Shape and focal"; benchmarks/smplx_truth --focal-sensitivity.
     fit_focal: bool = True
-    # how: "joint" fits log(focal) inside the one fit, a clip parameter shared by the keyframes like the
-    # shape (annotate/smplx_fit.py shared_shape_solve); "search" fits the clip under 3-6 focals (above).
-    # "joint" by default from issue 16's truths at 250 frames (see README "The focal search's cost")
+    # how: "joint" fits log(focal) inside the one fit, one more unknown the keyframes share with the
+    # clip's shape in its shape stage (annotate/smplx_fit.py shared_shape_solve, the body moved away
+    # with the focal); "search" fits the clip under 3-6 focals (above). "joint" by default from issue
+    # 16's truths at 250 frames from the guess 724 px (true 1000; busy 2-core box, load 9-20): talking
+    # 1056 px, PA-MPJPE 5.4 mm = 1.08x the known focal's 5.0 (search: 1014 px, 1.00x); beats 857 px,
+    # 8.45 mm against 8.5 known (search: 1014 px, 9.3); CPU 0.93-1.0x a plain fit (search: 2.9x):
+    # README "The focal fitted inside the fit"
     focal_method: Literal["joint", "search"] = "joint"
     pose_prior: WeightsPath = None  # SMPLify GMM (.pkl); None -> built-in limits + norm
     iterations: int = Field(60, ge=1)  # cap on Gauss-Newton steps per fitting stage (each stops when converged)
