@@ -20,6 +20,7 @@ needs ~5-12 steps, not hundreds.
                 mirrored (smplx_depth.py); a Viterbi picks with the landmarks, z and temporal consistency
     hands, full `keyframe_solve`: everything, hands joining at a wide robust scale that then narrows
     shape       `shared_shape_solve`: the clip's one shape and every keyframe's pose in one step
+                (with fit_focal, the clip's focal too)
     neighbours  `neighbour_restarts`: each keyframe also restarts from its neighbours' fits,
                 and `viterbi` keeps the most consistent sequence (removes runs of flipped frames)
   all frames: interpolated from the keyframes, then

@@ -1,6 +1,11 @@
 """The focal length of a source that gives none: the one under which the clip's whole fit
 costs least.
 
+Two ways to it (smplx.focal_method): "joint", the default, fits log(focal) inside the one fit as an
+unknown the keyframes share with the clip's shape (annotate.smplx_fit.shared_shape_solve, its prior
+`focal_prior_weight`; README "The focal fitted inside the fit"), at about a plain fit's CPU;
+"search", below, fits the clip under 3-6 focals (2.9x a plain fit).
+
 A pinhole's focal and the body's distance trade off almost exactly in 2D; what tells them
 apart is perspective, and at 1.9 m it is small: the mean reprojection error of a clip moves
 under 0.03 px from 0.72x to 1.4x the true focal (README "Shape and focal"), so a search scored

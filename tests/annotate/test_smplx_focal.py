@@ -61,12 +61,12 @@ def test_search_refuses_a_bad_guess_and_a_fit_without_a_loss():
         fit_score(SimpleNamespace(stage_loss={"smooth": 1.0}))  # the per-frame L-BFGS fit has no keyframe stages
 
 
-@pytest.mark.slow  # 6 fits of a 250-frame clip (~72 CPU-s)
+@pytest.mark.slow  # a 250-frame clip (~10 CPU-s, ~72 with the search)
 def test_annotator_finds_the_talking_truths_focal_from_the_size_based_guess():
     """Issue 16's focal_unknown clip (talking at 1.9 m, 1 px, 250 frames as the benchmark judges
     it): the size-based guess is 0.72x the true focal, where PA-MPJPE is 2.7x the known focal's;
-    the search lands within 10 % (1014 px). On the clip's first 100 frames it found 1293 px: the
-    score needs the long clip's keyframes."""
+    the default (joint) fit lands within 10 % (1056 px; the search, focal_method "search", 1014 px).
+    On the clip's first 100 frames the search found 1293 px: its score needs the long clip's keyframes."""
     from benchmarks.smplx_truth import run_fitter
     from annotate.smplx_fit import SmplxFitter, estimate_focal
     from mentor.body import load_body_model
@@ -195,7 +195,7 @@ def test_the_focal_column_is_the_projection_moved_with_focal_and_distance():
 
 def test_joint_focal_recovers_the_focal_a_size_based_guess_misses_by_1_4x(body):
     """A 60-frame talking clip at 1.7 m rendered with a 1000 px focal; the size-based guess of its
-    512 px frame is 724 (1.38x short). With fit_focal the one fit's camera lands within 10 % (XXX px
+    512 px frame is 724 (1.38x short). With fit_focal the one fit's camera lands within 10 % (1000 px
     at this commit); without it, the fit keeps the guess."""
     import numpy as np
 
