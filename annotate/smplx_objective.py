@@ -672,6 +672,7 @@ class DepthTerm:
         enough = (seen.to(z.dtype) @ self.members >= 3).to(z.dtype) @ self.members.T > 0
         self.seen = (seen & enough).to(z.dtype)
         self.kappa = kappa if kappa is not None else torch.ones(1, device=z.device)  # shared with subsets
+        self.noise = 0.0  # sd of z's noise per point (z's unit; `with_noise`), taken out of the bones' extents
 
     @classmethod
     def build(cls, flat: FlatSMPLX, targets: list, depth: np.ndarray, confidence: torch.Tensor, point_joints: np.ndarray,
@@ -719,6 +720,19 @@ class DepthTerm:
 
     def subset(self, frames: torch.Tensor) -> "DepthTerm":
         return self._like(z=self.z[frames], seen=self.seen[frames])
+
+    def with_noise(self, noise: float) -> "DepthTerm":
+        """The term with z's noise sd per point (z's unit, NaN: unknown, taken as 0), which the unit's
+        readings from the bones' extents (`calibrate` from_bones, `kappa_from_2d`) take out."""
+        return self._like(noise=float(noise) if math.isfinite(noise) else 0.0)
+
+    def _extent_power(self, z_extent: torch.Tensor) -> torch.Tensor:
+        """sum z_extent^2 (N,) of bone-frames less what z's noise adds to it: 2 noise^2 each (a bone's
+        extent is a difference of two points' z), at least half of it. The model's extents regressed
+        on z's shrink by z's share of noise; at 2.5 m and 4 px (issue 16's far_4px: noise 15, the arm
+        bones' extents ~40 in z's unit) the unit read 1.08x the fit's against ~1.3x on the truth."""
+        power = (z_extent ** 2).sum()
+        return torch.maximum(power - 2 * self.noise ** 2 * len(z_extent), power / 2)
 
     def repeat(self, times: int) -> "DepthTerm":
         return self._like(z=self.z.repeat(times, 1), seen=self.seen.repeat(times, 1))
@@ -772,7 +786,7 @@ class DepthTerm:
             observed = (self.z[:, lower] - self.z[:, upper]).abs()
             usable = seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * length)
             if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
-                at_lengths = float((bone[..., 2].abs() * observed)[usable].sum() / (observed[usable] ** 2).sum())
+                at_lengths = float((bone[..., 2].abs() * observed)[usable].sum() / self._extent_power(observed[usable]))
                 kappa, factor = bone_depth_unit(length[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
                 # no length inside the range explains z (benchmark away: the 2D-only solve's forearms
                 # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
@@ -807,7 +821,7 @@ class DepthTerm:
         usable = seen & (extent > CALIBRATION_FORESHORTENING * length)
         if int(usable.sum()) < CALIBRATION_MIN_BONES or float((z_extent[usable] ** 2).sum()) <= 0:
             return None
-        return float((extent * z_extent)[usable].sum() / (z_extent[usable] ** 2).sum())
+        return float((extent * z_extent)[usable].sum() / self._extent_power(z_extent[usable]))
 
     def depth_jacobian(self, flat: FlatSMPLX, x: torch.Tensor, rows: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:

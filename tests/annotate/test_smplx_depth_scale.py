@@ -4,6 +4,7 @@ ground truth's z_scale, 0.6-1.0); the fitter calibrates it from its own fit. Cal
 made with z already in the objective at the nominal unit, it kept z's compression (far_1px: kappa
 0.87 against 1.5 on its truth, the upper arms tilted back ~9 deg, PA-MPJPE 40 mm at 100 frames)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,8 +59,10 @@ def test_closed_form_unit_is_the_bones_read_from_their_2d_length(setup):
 
 def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_be_trapped(setup):
     """The depth_unit stage (the keyframes solved again from 2D alone) is skipped where the closed
-    form is under KAPPA_SCREEN x the fit's unit (the unit the solve would keep), and runs where it
-    is not (here the closed form doubled: a clip like far_1px, 1.27x at 250 frames)."""
+    form is under KAPPA_SCREEN x the fit's unit (the unit the solve would keep), and where the fit's
+    unit reads KAPPA_HELD or more (2D moved it off the nominal unit: not held there; noise_4px and
+    away at 250 frames, whose solve read too high); it runs where neither (here the closed form
+    doubled and the fit's unit set to the nominal 1: a clip like far_1px, 1.27x at 250 frames)."""
     import annotate.smplx_fit as smplx_fit
     from annotate.smplx_fit import SmplxFitter
     from benchmarks.smplx_truth import record_for
@@ -68,19 +71,30 @@ def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_b
     truth = make_truth(setup[0], SCENARIOS["beats"], 24)
     fitter = SmplxFitter(SmplxConfig(focal_length=1000.0, device="cpu", iterations=4, keyframe_stride=4),
                          body_model=setup[0])
-    ratios, stages = [], {}
-    original = DepthTerm.kappa_from_2d
-    for name, factor in (("plain", 1.0), ("flagged", 2.0)):
+    ratios, units, stages = [], [], {}
+    original, original_calibrate = DepthTerm.kappa_from_2d, DepthTerm.calibrate
+    for name, factor, unit in (("plain", 1.0, None), ("flagged", 2.0, 1.0), ("moved", 2.0, None)):
         def spy(self, points, observed, focal):
             closed = factor * original(self, points, observed, focal)
             ratios.append(closed / float(self.kappa))
+            units.append(float(self.kappa))
             return closed
+
+        def calibrate(self, points, focal, from_bones=False):
+            out = original_calibrate(self, points, focal, from_bones=from_bones)
+            if unit is not None and not from_bones:  # the fit's own unit, as a fit held at the nominal one reads
+                self.kappa.fill_(unit)
+                return unit
+            return out
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(DepthTerm, "kappa_from_2d", spy)
+            patch.setattr(DepthTerm, "calibrate", calibrate)
             stages[name] = set(fitter(record_for(truth)).annotations["smplx"]["stage_cpu_seconds"])
     assert ratios[0] < smplx_fit.KAPPA_SCREEN and "depth_unit" not in stages["plain"], (ratios, stages)
     assert ratios[1] >= smplx_fit.KAPPA_SCREEN and "depth_unit" in stages["flagged"], (ratios, stages)
+    assert ratios[2] >= smplx_fit.KAPPA_SCREEN and units[2] >= smplx_fit.KAPPA_HELD, (ratios, units)
+    assert "depth_unit" not in stages["moved"], stages
 
 
 @pytest.mark.slow
@@ -150,3 +164,36 @@ def test_calibration_fits_the_arms_length_with_the_unit(setup):
     image = torch.linspace(30.0, 95.0, 40)
     _, found = bone_depth_unit(length * 0.9, image, (length ** 2 - image ** 2).sqrt() / 1.5)
     assert found == pytest.approx(1 / 0.9, abs=0.01)
+
+
+def test_the_bones_unit_takes_z_noise_out(setup):
+    """z's noise inflates the observed extents' power that the model's extents are regressed on:
+    on the truth's pose of a far clip (2.5 m) with its z compressed 0.67x and noise of sd 15 added
+    (issue 16's far_4px has 15), the closed form and the unit at the fit's lengths read 12 % low; with
+    the noise known (DepthTerm.with_noise) they read the clean z's; depth_noise estimates that sd from
+    z's own second differences."""
+    from annotate.smplx_fit import depth_noise
+
+    truth = make_truth(setup[0], SCENARIOS["far_1px"], 96)
+    flat, active, term = _term(setup, truth, truth.clean, 0.05)
+    noisy = {k: v.copy() for k, v in truth.clean.items()}
+    rng = np.random.default_rng(0)
+    noisy["landmarks.pose"][..., 2] = 0.67 * noisy["landmarks.pose"][..., 2] + rng.normal(
+        0, 15.0, noisy["landmarks.pose"][..., 2].shape)  # compressed as far_1px's truth, then noise
+    noisy_term = _term(setup, truth, noisy, 0.05)[2]
+    xy, _, _ = gather_evidence(truth.clean, setup[1], truth.num_frames, truth.size, 0.5, 0.5, 0.25)
+    observed = torch.tensor(xy[:, active], dtype=torch.float32)
+    focal = float(truth.camera[0])
+    with torch.no_grad():
+        points = flat(_truth_x(flat, truth))
+    clean_closed = term.kappa_from_2d(points, observed, focal) / 0.67
+    clean_at = term.calibrate(points, focal, from_bones=True) / 0.67
+    estimated = depth_noise(noisy_term)
+    assert estimated == pytest.approx(15.0, rel=0.15), estimated
+    # what the fitter read before: 12 % low (1.41 and 1.39 against 1.61 and 1.57)
+    assert noisy_term.kappa_from_2d(points, observed, focal) < 0.9 * clean_closed
+    assert noisy_term.calibrate(points, focal, from_bones=True) < 0.9 * clean_at
+    known = noisy_term.with_noise(estimated)  # 1.67 and 1.62
+    assert known.kappa_from_2d(points, observed, focal) == pytest.approx(clean_closed, rel=0.06)
+    assert known.calibrate(points, focal, from_bones=True) == pytest.approx(clean_at, rel=0.06)
+    assert depth_noise(term) < 2.0  # clean z: only the motion's own second differences
