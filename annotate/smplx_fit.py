@@ -357,13 +357,33 @@ def motion_keyframes(keys: np.ndarray, xy: np.ndarray, conf: np.ndarray, moving:
     return np.asarray(sorted(keys_set))
 
 
-def interpolate(x_keys: torch.Tensor, keys: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Linear interpolation of keyframe parameters (K,D) at frames `keys` to all T frames: (T,D)."""
+def interpolate(x_keys: torch.Tensor, keys: torch.Tensor, num_frames: int, cubic: bool = True) -> torch.Tensor:
+    """Keyframe parameters (K,D) at frames `keys` interpolated to all T frames: (T,D), held
+    before the first key and after the last. cubic: monotone cubic Hermite (PCHIP: each key's
+    slope from its two secants, 0 where they differ in sign, so a stroke is not overshot);
+    else linear, whose kink at every key (the slope's change, a second difference on the key
+    alone) the temporal solve had to take out, and did only partly in its steps (issue 16:
+    crossed, 250 frames, the error's 3D acceleration on keyframes 0.46 mm/frame^2 against 0.25
+    between them)."""
     t = torch.arange(num_frames, device=x_keys.device, dtype=torch.float32)
     key_t = keys.to(torch.float32)
     right = torch.searchsorted(key_t, t, right=True).clamp(1, len(key_t) - 1)
-    alpha = ((t - key_t[right - 1]) / (key_t[right] - key_t[right - 1]).clamp(min=1)).clamp(0, 1)[:, None]
-    return x_keys[right - 1] * (1 - alpha) + x_keys[right] * alpha
+    span = (key_t[right] - key_t[right - 1]).clamp(min=1)
+    alpha = ((t - key_t[right - 1]) / span).clamp(0, 1)[:, None]
+    if not cubic or len(key_t) < 3:
+        return x_keys[right - 1] * (1 - alpha) + x_keys[right] * alpha
+    gaps = (key_t[1:] - key_t[:-1]).clamp(min=1)[:, None]  # (K-1,1)
+    secant = (x_keys[1:] - x_keys[:-1]) / gaps  # (K-1,D) slope per frame
+    # Fritsch-Carlson: the weighted harmonic mean of the two secants where they agree in sign
+    w1, w2 = 2 * gaps[1:] + gaps[:-1], gaps[1:] + 2 * gaps[:-1]
+    agree = secant[:-1] * secant[1:] > 0
+    inner = torch.where(agree, (w1 + w2) / (w1 / torch.where(agree, secant[:-1], 1.0)
+                                            + w2 / torch.where(agree, secant[1:], 1.0)), 0.0)
+    slope = torch.cat([secant[:1], inner, secant[-1:]])  # (K,D); the ends: their one secant
+    a, h = alpha, span[:, None]
+    h00, h10, h01, h11 = 2 * a**3 - 3 * a**2 + 1, a**3 - 2 * a**2 + a, -2 * a**3 + 3 * a**2, a**3 - a**2
+    return (h00 * x_keys[right - 1] + h10 * h * slope[right - 1] + h01 * x_keys[right]
+            + h11 * h * slope[right])
 
 
 # ------------------------------------------------------------------------ strategies
