@@ -734,7 +734,45 @@ def depth_noise(term: DepthTerm) -> float:
     return landmark_noise_px(term.z[:, pose].cpu().numpy()[..., None], term.seen[:, pose].cpu().numpy())
 
 
-def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale: float) -> ClipObjective:
+def unseen_rotations(flat: FlatSMPLX, observed: np.ndarray, factor: float) -> torch.Tensor | None:
+    """(T-2,D) factor on the parameters' second differences: `factor` on an arm joint's rotation
+    (ARM_JOINTS: shoulders, elbows, wrists) over the frame triples with a frame that has landmarks
+    but none on the joints the rotation moves (its descendants in the kinematic tree), 1
+    elsewhere; None where no such triple or factor <= 1. observed (T,55) bool (observed_joints).
+    A frame without any landmark is not one: the person is missing there, and `gap_weights` and
+    the neighbours' own landmarks fill it (a visible frame beside a gap is not bent to the gap).
+
+    Such a rotation's only evidence is the prior and the border (an arm out of frame projects
+    outside it): the data term does not hold it, so the smoothness tuned against landmark
+    evidence let it wander (issue 16's cut_chest, 250 frames: the error's 3D acceleration on the
+    unobserved joints 0.56 mm/frame^2 against 0.16 on the observed, elbows' jitter 2.8x the truth's)."""
+    from mentor.body.constants import PARENTS
+
+    if factor <= 1 or "body" not in flat.layout or len(observed) < 3:
+        return None
+    frames = len(observed)
+    present = observed.any(1)
+    out = torch.ones(frames - 2, flat.dim, dtype=torch.float32, device=flat.pose_map.device)
+    start = flat.layout["body"].start
+    changed = False
+    for k, joint in enumerate(flat.body_free):
+        if joint not in ARM_JOINTS:
+            continue
+        moved, todo = [], [joint]
+        while todo:  # the joint's descendants
+            children = [int(c) for c in np.flatnonzero(np.asarray(PARENTS) == todo.pop())]
+            moved += children
+            todo += children
+        lost = present & ~observed[:, moved].any(1)
+        unseen = lost[2:] | lost[1:-1] | lost[:-2]
+        if unseen.any():
+            out[torch.as_tensor(unseen, device=out.device), start + 3 * k: start + 3 * k + 3] = factor
+            changed = True
+    return out if changed else None
+
+
+def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale: float,
+                       unseen: torch.Tensor | None = None) -> ClipObjective:
     """The objective with its temporal weights for this clip: the parameters' second differences
     x noise_scale^2 (MAP: the data term's weight is 1/sigma^2 against the priors', so at sigma =
     noise_scale x the noise the weights were tuned at, the smoothness counts noise_scale^2 more),
@@ -746,7 +784,8 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
     The depth accelerations' term (DepthSmoothing) x noise_scale^2 as the parameters', its
     robust scale kept (as theirs): a stroke's cost capped at noise_scale^2 x the tuned cap. Its
     scale x noise_scale too (the noise's own accelerations grow with its sd) helped noise_4px
-    (PA-MPJPE 16.0 against 17.1 mm) but cut near_4px's strokes (22.8 -> 28.4 mm, 2D 3.72 -> 4.28 px)."""
+    (PA-MPJPE 16.0 against 17.1 mm) but cut near_4px's strokes (22.8 -> 28.4 mm, 2D 3.72 -> 4.28 px).
+    unseen (T-2,D): a factor per frame triple on the parameters' second differences (unseen_rotations)."""
     param = objective.smooth_param.clone()
     torso = torch.zeros(objective.dim, dtype=torch.bool, device=param.device)
     torso[objective.columns(("global_orient",))] = True
@@ -759,7 +798,7 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
     depth = objective.depth_smooth
     if depth is not None:
         depth = replace(depth, weight=depth.weight * noise_scale**2)
-    return replace(objective, smooth_param=param * noise_scale**2, depth_smooth=depth)
+    return replace(objective, smooth_param=param * noise_scale**2, depth_smooth=depth, smooth_param_frames=unseen)
 
 
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
@@ -800,7 +839,7 @@ def temporal_weights(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor
     smooth = objective.smooth_weights()
     if rho_2d > 0:
         smooth = smooth * irls_weight((second_difference(uv) ** 2).sum(-1), rho_2d)
-    param = objective.smooth_param * objective.gap_weights()[:, None]
+    param = objective.param_weights()
     if rho_param > 0:
         squared = joint_squares(second_difference(x), rotation_columns(objective))
         param = param * torch.where(rotation_columns(objective), irls_weight(squared, rho_param), 1.0)
@@ -827,7 +866,7 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
     acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
     if rho_2d > 0:
         acceleration = geman_mcclure(acceleration, rho_2d)
-    weights = objective.smooth_param * objective.gap_weights()[:, None]  # (T-2,D)
+    weights = objective.param_weights()  # (T-2,D)
     param = second_difference(x) ** 2 * weights
     if rho_param > 0:  # each joint's rotation: its weight x GM of its 3-vector's squared second difference
         rotation = rotation_columns(objective)
@@ -910,6 +949,7 @@ def fit_clip(
     smooth_torso: float = 1.0,
     smooth_depth: float = 0.0,
     smooth_depth_rho: float = 0.0,
+    smooth_unseen: float = 1.0,
     motion_tolerance_px: float = 3.0,
     stop_after: str | None = None,
     fit_focal: bool = False,
@@ -929,6 +969,8 @@ def fit_clip(
     arms' depth among mirrored restarts (annotate/smplx_depth.py) when depth_restarts, and with
     depth_weight > 0 is a term of the objective (annotate/smplx_objective.py DepthTerm).
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
+    smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
+    which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     stop_after: the keyframes' last stage's name (schedule.neighbours, "neighbours") stops the fit
     there and returns a StoppedFit whose finish() runs the temporal solve on all frames (the focal
@@ -945,8 +987,8 @@ def fit_clip(
                          focal_source=focal_source, bounds=bounds, depth=depth, depth_weight=depth_weight,
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
-                         smooth_depth_rho=smooth_depth_rho, motion_tolerance_px=motion_tolerance_px,
-                         stop_after=stop_after, fit_focal=fit_focal)
+                         smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
+                         motion_tolerance_px=motion_tolerance_px, stop_after=stop_after, fit_focal=fit_focal)
 
 
 @contextlib.contextmanager
@@ -967,7 +1009,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              motion_tolerance_px=3.0, stop_after=None, fit_focal=False) -> FitResult | StoppedFit:
+              smooth_unseen=1.0, motion_tolerance_px=3.0, stop_after=None,
+              fit_focal=False) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -1146,8 +1189,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                 log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
                 smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
-                x = run(schedule.smooth, smooth, x,
-                        temporal_objective(objective.with_depth_smoothing(smoothing), noise_scale, smooth_torso))
+                unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
+                                          smooth_unseen)
+                x = run(schedule.smooth, smooth, x, temporal_objective(objective.with_depth_smoothing(smoothing),
+                                                                        noise_scale, smooth_torso, unseen))
             return finished(x)
 
         if stop_after is not None:
@@ -1345,7 +1390,8 @@ class SmplxFitter:
                             smooth_rho=self.cfg.smooth_rho, smooth_rho_rad=self.cfg.smooth_rho_rad,
                             smooth_noise_px=self.cfg.smooth_noise_px, smooth_torso=self.cfg.smooth_torso,
                             smooth_depth=self.cfg.smooth_depth, smooth_depth_rho=self.cfg.smooth_depth_rho,
-                            pose_prior=prior, device=self.device, keyframe_stride=self.cfg.keyframe_stride,
+                            smooth_unseen=self.cfg.smooth_unseen, pose_prior=prior, device=self.device,
+                            keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
                             motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,

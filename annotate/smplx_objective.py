@@ -29,8 +29,11 @@ from mentor.body import Camera
 
 # temporal weights: px^2 per (px/frame^2)^2 of a projected point, by group (faces move faster)
 SMOOTH_2D = {"body": 2.0, "left_hand": 2.0, "right_hand": 2.0, "face": 0.3, "contour": 0.3}
-# and per parameter (second difference), small: they only steady what 2D cannot see (depth, twist)
-SMOOTH_PARAM = {"transl": 1e7, "global_orient": 1e4, "body": 1e4, "jaw_pose": 1.0, "leye_pose": 1.0,
+# and per parameter (second difference), small: they only steady what 2D cannot see (depth, twist).
+# transl 1e8 (per m^2 of its second difference; 1e7 before): the body's distance is seen only
+# through its image size, and its noise moved every joint in depth (issue 16, benchmarks/jitter_where,
+# 250 frames: 3D jitter / the truth's crossed 1.58 -> 1.52, talking 1.24 -> 1.21, beats 1.04 both)
+SMOOTH_PARAM = {"transl": 1e8, "global_orient": 1e4, "body": 1e4, "jaw_pose": 1.0, "leye_pose": 1.0,
                 "reye_pose": 1.0, "left_hand_pose": 0.1, "right_hand_pose": 0.1, "expression": 0.1, "betas": 0.0}
 BETA_POOL = 1e3  # per-frame shapes are pulled to the clip's mean until it is fixed
 # the landmark groups whose presence in a frame scales that frame's priors, and the layout
@@ -143,6 +146,9 @@ class ClipObjective:
     depth: "DepthTerm | None" = None
     # the temporal solve's term on the body points' depth accelerations (DepthSmoothing), None: none
     depth_smooth: "DepthSmoothing | None" = None
+    # (T-2,D) factor on each parameter's second difference over frames (t, t+1, t+2), None: 1
+    # (the temporal solve's: a joint whose rotation no landmark sees smoothed harder, UNSEEN_ROTATION)
+    smooth_param_frames: torch.Tensor | None = None
 
     @classmethod
     def build(cls, flat: FlatSMPLX, observed: torch.Tensor, confidence: torch.Tensor, groups: list[str],
@@ -181,14 +187,16 @@ class ClipObjective:
         return self.flat.dim
 
     def subset(self, frames: torch.Tensor) -> "ClipObjective":
-        """The same objective on some frames only."""
-        return replace(self, observed=self.observed[frames], confidence=self.confidence[frames],
+        """The same objective on some frames only (smooth_param_frames, over frame triples, dropped)."""
+        return replace(self, smooth_param_frames=None, observed=self.observed[frames],
+                       confidence=self.confidence[frames],
                        presence=self.presence[frames], bounds=None if self.bounds is None else self.bounds[frames],
                        depth=None if self.depth is None else self.depth.subset(frames))
 
     def repeat(self, times: int) -> "ClipObjective":
         """The frames repeated `times` times (several starts of the same frames in one batch)."""
-        return replace(self, observed=self.observed.repeat(times, 1, 1), confidence=self.confidence.repeat(times, 1),
+        return replace(self, smooth_param_frames=None, observed=self.observed.repeat(times, 1, 1),
+                       confidence=self.confidence.repeat(times, 1),
                        presence=self.presence.repeat(times, 1),
                        bounds=None if self.bounds is None else self.bounds.repeat(times, 1, 1),
                        depth=None if self.depth is None else self.depth.repeat(times))
@@ -272,10 +280,16 @@ class ClipObjective:
         weights = np.where(longest >= 2, np.maximum(longest, 1.0) ** -GAP_POWER, 1.0)
         return torch.tensor(weights, dtype=torch.float32, device=self.confidence.device)
 
+    def param_weights(self) -> torch.Tensor:
+        """(T-2,D) weight of each parameter's second difference: smooth_param x the triple's
+        `gap_weights` x smooth_param_frames (where set)."""
+        weights = self.smooth_param * self.gap_weights()[:, None]
+        return weights if self.smooth_param_frames is None else weights * self.smooth_param_frames
+
     def temporal_cost(self, x: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
         """Scalar: the 2D accelerations of the points uv (T,P,2) and the parameters' second differences."""
         acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
-        params = second_difference(x) ** 2 * self.smooth_param * self.gap_weights()[:, None]
+        params = second_difference(x) ** 2 * self.param_weights()
         return (acceleration * self.smooth_weights()).sum() + params.sum()
 
     def stage(self, stage: StageSpec, rows: torch.Tensor) -> "StageProblem":

@@ -334,6 +334,11 @@ class SmplxConfig(Section):
     # rho x noise / smooth_noise_px too: noise_4px 16.0 (17.1) but near_4px 28.4 (31.8)
     smooth_depth: float = Field(40.0, ge=0)
     smooth_depth_rho: float = Field(0.5, ge=0)
+    # x on the temporal solve's smoothness of an arm joint's rotation (shoulder, elbow, wrist) over
+    # frames in which no landmark sees the joints it moves (out of frame, low visibility: only the
+    # prior and the border hold it; annotate/smplx_fit.py unseen_rotations); 1 = as the seen ones'.
+    # Set from benchmarks/smplx_truth (250 frames): see the README's fit-quality table (cut_chest)
+    smooth_unseen: float = Field(100.0, ge=1)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set
     # at about twice the largest score of clips that should pass: 6 good 10 s talking clips

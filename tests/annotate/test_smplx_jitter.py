@@ -188,3 +188,68 @@ def test_depth_smoothing_steadies_depth(body):
           f"joint error {err_before * 1e3:.1f} -> {err_now * 1e3:.1f} mm")
     assert ratio_now < 0.8 * ratio_before and z_now < 0.6 * z_before
     assert err_now < 1.05 * err_before
+
+
+def test_keyframes_interpolated_without_kinks():
+    """The temporal solve starts in-between frames from the keyframes' monotone cubic: a smooth
+    motion sampled at the keys (uneven gaps, as motion_keyframes makes them) comes back with
+    second differences on the keys near the motion's own, where the linear interpolation's kink
+    at each key was many times it; keys are hit exactly, a straight line stays straight, and a
+    step (a stroke) is not overshot."""
+    from annotate.smplx_fit import interpolate
+
+    keys = torch.tensor([0, 8, 16, 21, 29, 37, 45, 53, 59])
+    frames = torch.arange(60, dtype=torch.float32)
+    motion = torch.stack([torch.sin(frames / 9), 0.02 * frames], 1)  # (T,2): a slow swing and a drift
+    cubic, linear = interpolate(motion[keys], keys, 60), interpolate(motion[keys], keys, 60, cubic=False)
+    assert torch.allclose(cubic[keys], motion[keys]) and torch.allclose(cubic[:, 1], motion[:, 1], atol=1e-5)
+
+    def key_acceleration(x):
+        d2 = (x[2:] - 2 * x[1:-1] + x[:-2])[:, 0].abs()
+        return float(d2[keys[1:-1] - 1].mean())
+
+    truth, now, before = key_acceleration(motion), key_acceleration(cubic), key_acceleration(linear)
+    assert now < 1.5 * truth < 0.5 * before
+    step = torch.tensor([[0.0], [0.0], [1.0], [1.0]])
+    out = interpolate(step, torch.tensor([0, 8, 16, 24]), 25)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1 and bool((out[1:] >= out[:-1]).all())
+
+
+def test_unseen_arm_rotations_smoothed_harder(smoothing):
+    """smplx.smooth_unseen: an arm joint's rotation over the frame triples where a frame has
+    landmarks but none on the joints it moves (the left arm out of frame: its shoulder's, elbow's
+    and wrist's rotations) gets the factor; a rotation that moves a seen joint (the shoulder's,
+    with only the elbow out), the other arm and frames where the whole person is missing
+    (gap_weights' business) keep 1."""
+    from annotate.smplx_fit import unseen_rotations
+
+    flat, _ = smoothing
+    frames = 12
+    observed = np.ones((frames, 55), bool)
+    observed[4, [18, 20, *range(25, 40)]] = False  # the left arm out of frame in frame 4
+    observed[6, 18] = False  # ... its elbow alone in frame 6 (wrist and hand seen)
+    observed[8:10] = False  # the person missing in frames 8-9
+    factor = unseen_rotations(flat, observed, 50.0)
+    start = flat.layout["body"].start
+    column = {j: start + 3 * flat.body_free.index(j) for j in (16, 17, 18, 19, 20)}
+    for joint in (16, 18, 20):  # the triples holding frame 4
+        assert factor[:, column[joint]].tolist() == [1, 1, 50, 50, 50, 1, 1, 1, 1, 1]
+    assert float(factor[:, column[17]].max()) == 1 and float(factor[:, column[19]].max()) == 1
+    assert unseen_rotations(flat, observed, 1.0) is None
+    assert unseen_rotations(flat, np.ones((frames, 55), bool), 50.0) is None
+
+
+@pytest.mark.slow
+def test_arms_out_of_frame_jitter_near_the_truths(body):
+    """The benchmark's cut_chest (arms out of frame, 60 frames): the arms' rotations, held only by
+    the prior and the border, wandered (3D jitter over 1.3x the truth's); smoothed harder where no
+    landmark sees them (smplx.smooth_unseen), under it, and no further off the truth."""
+    truth = make_truth(body, SCENARIOS["cut_chest"], 60)
+    now, before = fitted_joints(body, truth), fitted_joints(body, truth, smooth_unseen=1.0)
+    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(before) / jitter(truth.joints)
+    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    err_before = np.linalg.norm(before[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
+          f"{err_now * 1e3:.1f} mm")
+    assert ratio_before > 1.3 > ratio_now
+    assert err_now < 1.05 * err_before
