@@ -107,6 +107,8 @@ def test_robust_temporal_cost_caps_a_stroke():
     obj.smooth_param = torch.zeros(3)
     obj.gap_weights = lambda: torch.ones(frames - 2)
     obj.depth_smooth = None
+    obj.smooth_param_frames = None
+    obj.param_weights = lambda: ClipObjective.param_weights(obj)
     obj.temporal_cost = lambda x, uv: ClipObjective.temporal_cost(obj, x, uv)
     x = torch.zeros(frames, 3)
     uv = torch.zeros(frames, points, 2)
