@@ -51,8 +51,8 @@ from annotate.smplx_depth import DepthEvidence, evidence_mirrored
 from annotate.smplx_focal import FOCAL_RANGE, SCORE_STAGE, focal_prior_weight, search_focal
 from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
-from annotate.smplx_objective import (BETA_POOL, TORSO_JOINTS, ClipObjective, StageProblem, StageSpec, body_depth,
-                                      geman_mcclure, irls_weight, rest_x)
+from annotate.smplx_objective import (BETA_POOL, HAND_GAP_DECAY, TORSO_JOINTS, ClipObjective, StageProblem,
+                                      StageSpec, body_depth, geman_mcclure, irls_weight, rest_x)
 from annotate.smplx_optim import banded_cholesky, banded_solve, block_pcg, damped_solve, positive_cholesky, second_difference, second_difference_t, viterbi
 from annotate.smplx_sparse import SparseSMPLX
 from mentor.body import Camera, ModelPoint, SmplxParams
@@ -274,6 +274,43 @@ def depth_confidence(joints: np.ndarray, observed: np.ndarray) -> np.ndarray:
         seen = observed[:, elbow] & observed[:, wrist]
         confidence = np.where(seen, np.minimum(confidence, share), confidence)
     return confidence.astype(np.float32)
+
+
+def fill_hand_gaps(flat: FlatSMPLX, x: torch.Tensor, missing: dict[str, np.ndarray],
+                   decay: float = HAND_GAP_DECAY) -> torch.Tensor:
+    """x (T,D) with each hand's pose (PCA) and its wrist's rotation, in the frames without that hand,
+    moved toward the seen frames around: x + w (edge - x), edge the seen frames' values interpolated
+    across the gap (held past the clip's ends), w = exp(-d / decay) at d frames from the nearest seen
+    frame. missing: "left_hand"/"right_hand" -> (T,) bool frames without that hand; a hand never
+    seen is left alone. Nothing in a gap sees these columns but the prior and, in a short gap, the
+    smoothed 2D track of the unseen fingers, which bends them to follow the arm's strokes."""
+    if decay <= 0:
+        raise ValueError(f"hand gap decay {decay} frames: use > 0")
+    frames = np.arange(x.shape[0])
+    x = x.clone()
+    for group, pose, wrist in (("left_hand", "left_hand_pose", 20), ("right_hand", "right_hand_pose", 21)):
+        gone = np.asarray(missing.get(group, np.zeros(len(frames), bool)), bool)
+        seen = np.flatnonzero(~gone)
+        if not gone.any() or not len(seen):
+            continue
+        columns = []
+        if pose in flat.layout:
+            columns += list(range(flat.layout[pose].start, flat.layout[pose].stop))
+        if wrist in flat.body_free:
+            start = flat.layout["body"].start + 3 * flat.body_free.index(wrist)
+            columns += [start, start + 1, start + 2]
+        if not columns:
+            continue
+        fill = np.flatnonzero(gone)
+        distance = np.abs(fill[:, None] - seen[None]).min(1)
+        weight = torch.tensor(np.exp(-distance / decay), dtype=x.dtype, device=x.device)[:, None]
+        values = x[:, columns].cpu().numpy()
+        edge = np.stack([np.interp(fill, seen, values[seen, k]) for k in range(len(columns))], 1)
+        edge = torch.tensor(edge, dtype=x.dtype, device=x.device)
+        rows = torch.as_tensor(fill, device=x.device)
+        cols = torch.as_tensor(columns, device=x.device)
+        x[rows[:, None], cols] += weight * (edge - x[rows[:, None], cols])
+    return x
 
 
 def params_from_x(objective: ClipObjective, x: torch.Tensor, num_pca: int) -> SmplxParams:
@@ -951,6 +988,7 @@ def fit_clip(
     smooth_depth_rho: float = 0.0,
     smooth_unseen: float = 1.0,
     motion_tolerance_px: float = 3.0,
+    hand_gap_decay: float = HAND_GAP_DECAY,
     stop_after: str | None = None,
     fit_focal: bool = False,
 ) -> FitResult | StoppedFit:
@@ -971,6 +1009,7 @@ def fit_clip(
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
+    hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     stop_after: the keyframes' last stage's name (schedule.neighbours, "neighbours") stops the fit
     there and returns a StoppedFit whose finish() runs the temporal solve on all frames (the focal
@@ -988,7 +1027,8 @@ def fit_clip(
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
-                         motion_tolerance_px=motion_tolerance_px, stop_after=stop_after, fit_focal=fit_focal)
+                         motion_tolerance_px=motion_tolerance_px, hand_gap_decay=hand_gap_decay,
+                         stop_after=stop_after, fit_focal=fit_focal)
 
 
 @contextlib.contextmanager
@@ -1009,7 +1049,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              smooth_unseen=1.0, motion_tolerance_px=3.0, stop_after=None,
+              smooth_unseen=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY, stop_after=None,
               fit_focal=False) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
@@ -1017,6 +1057,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     if fit_focal and optimizer != "batched":
         raise ValueError(f"fit_focal with optimizer {optimizer!r}: the focal is fitted by the batched optimizer's "
                          "shape stage; use optimizer 'batched' or give the focal (fit_focal=False)")
+    if hand_gap_decay < 0:
+        raise ValueError(f"hand_gap_decay {hand_gap_decay}: use >= 0 frames (0: off)")
     started, cpu_started = time.perf_counter(), time.process_time()
     device = torch.device(device)
     sparse = sparse.to(device)
@@ -1193,6 +1235,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                                           smooth_unseen)
                 x = run(schedule.smooth, smooth, x, temporal_objective(objective.with_depth_smoothing(smoothing),
                                                                         noise_scale, smooth_torso, unseen))
+            if hand_gap_decay > 0:
+                groups = np.array([t.group for t in seen_targets])
+                missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}
+                x = fill_hand_gaps(flat, x, missing, hand_gap_decay)
             return finished(x)
 
         if stop_after is not None:
