@@ -331,13 +331,17 @@ class SmplxConfig(Section):
     # parameters' (annotate/smplx_fit.py temporal_objective; rho kept), set from the same benchmark
     # (b6904cf -> this): noise_4px 1.54 -> 1.46, 18.6 (20.2) -> 17.1 (18.5), noise_2px 1.39 -> 1.34,
     # near_4px 22.8 (25.4) -> 23.1 (25.7), far_4px 37.8 -> 37.7, talking and beats identical (x1);
-    # rho x noise / smooth_noise_px too: noise_4px 16.0 (17.1) but near_4px 28.4 (31.8)
-    smooth_depth: float = Field(40.0, ge=0)
+    # rho x noise / smooth_noise_px too: noise_4px 16.0 (17.1) but near_4px 28.4 (31.8). 60 (40 before,
+    # with the cubic start and unseen_rotations in, 250 frames): talking 1.21 -> 1.17, crossed 1.52 ->
+    # 1.45, toward 1.33 -> 1.29, away 1.32 -> 1.25, beats 8.4 (9.2) -> 8.5 (9.3) (the README: jitter)
+    smooth_depth: float = Field(60.0, ge=0)
     smooth_depth_rho: float = Field(0.5, ge=0)
     # x on the temporal solve's smoothness of an arm joint's rotation (shoulder, elbow, wrist) over
     # frames in which no landmark sees the joints it moves (out of frame, low visibility: only the
     # prior and the border hold it; annotate/smplx_fit.py unseen_rotations); 1 = as the seen ones'.
-    # Set from benchmarks/smplx_truth (250 frames): see the README's fit-quality table (cut_chest)
+    # Its Geman-McClure scale / sqrt(this): a stroke out of frame costs what a seen one does. Set from
+    # benchmarks/smplx_truth (250 frames): cut_chest 3D jitter / the truth's 1.63 -> 0.99, PA-MPJPE
+    # 65.3 -> 63.2 mm; x1000: 1.00, 60.4 (the scale kept); near_4px 23.1 (25.7) -> 21.8 (24.2)
     smooth_unseen: float = Field(100.0, ge=1)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
     # the face mesh's box), so that one gate fits a 100 px face and a 400 px face alike. Set

@@ -217,10 +217,10 @@ def test_keyframes_interpolated_without_kinks():
 
 def test_unseen_arm_rotations_smoothed_harder(smoothing):
     """smplx.smooth_unseen: an arm joint's rotation over the frame triples where a frame has
-    landmarks but none on the joints it moves (the left arm out of frame: its shoulder's, elbow's
-    and wrist's rotations) gets the factor; a rotation that moves a seen joint (the shoulder's,
-    with only the elbow out), the other arm and frames where the whole person is missing
-    (gap_weights' business) keep 1."""
+    landmarks but none on the joints it moves (the left arm out of frame: its shoulder's and
+    elbow's rotations) gets the factor; a rotation that moves a seen joint (the shoulder's, with
+    only the elbow out), the wrist's (a hand's stroke out of frame is kept), the other arm and
+    frames where the whole person is missing (gap_weights' business) keep 1."""
     from annotate.smplx_fit import unseen_rotations
 
     flat, _ = smoothing
@@ -232,9 +232,9 @@ def test_unseen_arm_rotations_smoothed_harder(smoothing):
     factor = unseen_rotations(flat, observed, 50.0)
     start = flat.layout["body"].start
     column = {j: start + 3 * flat.body_free.index(j) for j in (16, 17, 18, 19, 20)}
-    for joint in (16, 18, 20):  # the triples holding frame 4
+    for joint in (16, 18):  # the triples holding frame 4
         assert factor[:, column[joint]].tolist() == [1, 1, 50, 50, 50, 1, 1, 1, 1, 1]
-    assert float(factor[:, column[17]].max()) == 1 and float(factor[:, column[19]].max()) == 1
+    assert all(float(factor[:, column[j]].max()) == 1 for j in (17, 19, 20))
     assert unseen_rotations(flat, observed, 1.0) is None
     assert unseen_rotations(flat, np.ones((frames, 55), bool), 50.0) is None
 
@@ -253,3 +253,20 @@ def test_arms_out_of_frame_jitter_near_the_truths(body):
           f"{err_now * 1e3:.1f} mm")
     assert ratio_before > 1.3 > ratio_now
     assert err_now < 1.05 * err_before
+
+
+def test_unseen_rotations_keep_a_strokes_cap():
+    """An unseen rotation's second differences weigh smooth_unseen x more, its Geman-McClure scale
+    / sqrt(that) (rotation_rho): jitter costs x100, a stroke (beyond the scale) the seen one's cap."""
+    from annotate.smplx_fit import rotation_rho
+    from annotate.smplx_objective import geman_mcclure
+
+    class Objective:
+        smooth_param_frames = torch.tensor([[1.0, 100.0]])  # a seen and an unseen column
+
+    factor, rho = Objective.smooth_param_frames, rotation_rho(Objective, 0.05)
+    jitter_cost, stroke_cost = (factor * geman_mcclure(torch.tensor(a2), rho) for a2 in (1e-8, 1.0))
+    assert float(jitter_cost[0, 1]) == pytest.approx(100 * float(jitter_cost[0, 0]), rel=0.01)
+    assert float(stroke_cost[0, 1]) == pytest.approx(float(stroke_cost[0, 0]), rel=0.01)
+    Objective.smooth_param_frames = None
+    assert rotation_rho(Objective, 0.05) == 0.05
