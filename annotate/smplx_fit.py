@@ -681,68 +681,96 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
     rho^2 and goes through, while the small accelerations of jitter stay quadratic and damped;
     the Gauss-Newton matrix takes each acceleration's weight at the step's start (IRLS)."""
     objective = problem.objective
-    frames = x.shape[0]
     free = problem.free
     damping = 1e-3
 
     def total(x_value):
-        uv = problem.project(x_value)
-        return problem.frame_costs(x_value, uv=uv).sum() + temporal_cost(objective, x_value, uv, rho_2d, rho_param)
+        """The clip's cost at x_value, its points' pixels (T,P,2) and camera-space positions (T,P,3)."""
+        uv, points = problem.project_points(x_value)
+        cost = problem.frame_costs(x_value, uv=uv).sum() + temporal_cost(objective, x_value, uv, rho_2d, rho_param,
+                                                                          points)
+        return cost, uv, points
 
+    with torch.no_grad():
+        cost, uv, points = total(x)
     x_at = None  # where the derivatives were taken (a rejected step keeps them)
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         if x_at is not x:
-            x_grad = x.detach().requires_grad_(True)
-            cost = total(x_grad)
-            (gradient,) = torch.autograd.grad(cost, x_grad)
-            cost = cost.detach()
             progress.evaluations += 1
             with torch.no_grad():
-                hessian, jac, _ = problem.gauss_newton(x, False)
-                smooth, param_smooth = temporal_weights(objective, x, problem.project(x), rho_2d, rho_param)
-                smooth = smooth.repeat_interleave(2, 1)  # (T-2,2P)
-                param_smooth = param_smooth[:, free]
-                hess_smooth, hess_next, hess_skip = band_blocks(jac, smooth)
-                del jac
-                if objective.depth_smooth is not None:  # the points' depth accelerations: rows of the same bands
-                    depth_jac, depth_weights = objective.depth_smooth.rows(
-                        objective.flat, x, problem.rows, float(objective.camera.focal), objective.gap_weights())
-                    for band, extra in zip((hess_smooth, hess_next, hess_skip),
-                                           band_blocks(depth_jac[..., free], depth_weights)):
-                        band += extra
+                (hessian, data_diagonal, hess_next, hess_skip, param_smooth,
+                 gradient) = temporal_normal_equations(problem, x, uv, points, rho_2d, rho_param)
             x_at = x
         with torch.no_grad():
-            diagonal = hessian.diagonal(dim1=-2, dim2=-1)
-            hess_block = hessian + hess_smooth + torch.diag_embed(damping * diagonal)
-
-            def matvec(v):  # batched matrix-vector products as broadcast multiply-sums (bmm with one column is slow)
-                out = (hess_block * v[:, None]).sum(-1) + 2 * second_difference_t(second_difference(v) * param_smooth)
-                out[:-1] += (hess_next * v[1:, None]).sum(-1)
-                out[1:] += (hess_next.transpose(1, 2) * v[:-1, None]).sum(-1)
-                out[:-2] += (hess_skip * v[2:, None]).sum(-1)
-                out[2:] += (hess_skip.transpose(1, 2) * v[:-2, None]).sum(-1)
-                return out
-
-            # the parameters' second differences add to the same three bands
-            precond = hess_block + torch.diag_embed(2 * band_diagonal(param_smooth))
-            eye = 1e-6 * torch.eye(len(free), device=x.device)
-            factors = banded_cholesky(precond + eye, hess_next + torch.diag_embed(-4 * band_next(param_smooth)),
-                                      hess_skip + torch.diag_embed(2 * param_smooth))
+            # the damping on the data's diagonal and the parameters' second differences in the same three
+            # bands, added along the blocks' diagonals (no (T,F,F) diagonal matrices built)
+            precond = hessian.clone()
+            precond.diagonal(dim1=-2, dim2=-1).add_(damping * data_diagonal + 2 * band_diagonal(param_smooth) + 1e-6)
+            band1, band2 = hess_next.clone(), hess_skip.clone()
+            band1.diagonal(dim1=-2, dim2=-1).add_(-4 * band_next(param_smooth))
+            band2.diagonal(dim1=-2, dim2=-1).add_(2 * param_smooth)
+            factors = banded_cholesky(precond, band1, band2)
             if factors is not None:
-                step = banded_solve(factors, -gradient[:, free])
+                step = banded_solve(factors, -gradient)
             else:  # not positive definite in float rounding: the preconditioned CG of before
-                chol = positive_cholesky(precond + eye)
-                step = block_pcg(matvec, -gradient[:, free], chol, iterations=30, rtol=1e-3)
+                hess_block = hessian + torch.diag_embed(damping * data_diagonal)
+
+                def matvec(v):  # batched matrix-vector products as broadcast multiply-sums (bmm: one column, slow)
+                    out = ((hess_block * v[:, None]).sum(-1)
+                           + 2 * second_difference_t(second_difference(v) * param_smooth))
+                    out[:-1] += (hess_next * v[1:, None]).sum(-1)
+                    out[1:] += (hess_next.transpose(1, 2) * v[:-1, None]).sum(-1)
+                    out[:-2] += (hess_skip * v[2:, None]).sum(-1)
+                    out[2:] += (hess_skip.transpose(1, 2) * v[:-2, None]).sum(-1)
+                    return out
+
+                step = block_pcg(matvec, -gradient, positive_cholesky(precond), iterations=30, rtol=1e-3)
             x_new = x.clone()
             x_new[:, free] += step
-            cost_new = total(x_new)
+            cost_new, uv_new, points_new = total(x_new)
             progress.evaluations += 1
             log.debug("temporal step: %.1f -> %.1f (damping %.0e)", float(cost), float(cost_new), damping)
+            x_kept = x
             x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-4)
+            if x is not x_kept:
+                cost, uv, points = cost_new, uv_new, points_new
             if done:
                 break
     return x
+
+
+def temporal_normal_equations(problem: StageProblem, x: torch.Tensor, uv: torch.Tensor, points: torch.Tensor,
+                              rho_2d: float, rho_param: float) -> tuple[torch.Tensor, ...]:
+    """The temporal solve's Gauss-Newton system at x (its points uv (T,P,2), points (T,P,3)), on the
+    free columns (F): the block-pentadiagonal matrix as (T,F,F) diagonal blocks (data, priors and
+    every temporal term but the parameters' second differences), (T,F) the data's own diagonal (what
+    the damping scales), (T-1,F,F) and (T-2,F,F) off-diagonal blocks, (T-2,F) the parameters'
+    second differences' weights, and the gradient (T,F) of the whole cost (frame_costs +
+    temporal_cost). The gradient is analytic, from the Jacobian the matrix needs anyway: the
+    temporal terms' derivatives in the points' pixels and depths go into the landmarks' covector
+    (StageProblem.coupled_normal_equations), the parameters' directly; no autograd pass."""
+    objective = problem.objective
+    free = problem.free
+    focal = float(objective.camera.focal)
+    depth_smooth = objective.depth_smooth
+    smooth, param_smooth = temporal_weights(objective, x, uv, rho_2d, rho_param)
+    covector = second_difference_t(2 * smooth[..., None] * second_difference(uv))  # (T,P,2)
+    if depth_smooth is not None:
+        depth_covector = depth_smooth.depth_covector(points, focal, objective.gap_weights())
+        covector = torch.cat([covector, depth_covector[..., None]], -1)
+    smooth = smooth.repeat_interleave(2, 1)  # (T-2,2P)
+    # the 2D accelerations' diagonal blocks go in as weights on the rows of the data's J^T W J
+    hessian, jac, gradient = problem.coupled_normal_equations(x, covector, band_diagonal(smooth))
+    gradient = gradient + second_difference_t(2 * param_smooth * second_difference(x))[:, free]
+    hess_next, hess_skip = band_blocks(jac, smooth, diagonal=False)
+    data_diagonal = hessian.diagonal(dim1=-2, dim2=-1) - (jac ** 2 * (2 * band_diagonal(smooth))[..., None]).sum(1)
+    del jac
+    if depth_smooth is not None:  # the points' depth accelerations: rows of the same bands
+        depth_jac, depth_weights = depth_smooth.rows(objective.flat, x, problem.rows, focal, objective.gap_weights())
+        depth_diag, depth_next, depth_skip = band_blocks(depth_jac[..., free], depth_weights)
+        hessian, hess_next, hess_skip = hessian + depth_diag, hess_next + depth_next, hess_skip + depth_skip
+    return hessian, data_diagonal, hess_next, hess_skip, param_smooth[:, free], gradient
 
 
 # joints of the body pose (1-21) outside the arms: hips, spine, legs, neck, collars, head
@@ -856,15 +884,19 @@ def band_next(weights: torch.Tensor) -> torch.Tensor:
     return torch.cat([weights, pad]) + torch.cat([pad, weights])
 
 
-def band_blocks(jac: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def band_blocks(jac: torch.Tensor, weights: torch.Tensor, diagonal: bool = True) -> tuple[torch.Tensor, ...]:
     """The Gauss-Newton blocks of sum_t,r weights_tr (second difference of rows r over t)^2 with
     rows' Jacobian jac (T,R,F) and weights (T-2,R): block-pentadiagonal, J_t^T S J_t' for
-    |t-t'| <= 2, as (T,F,F) diagonal, (T-1,F,F) (t, t+1) and (T-2,F,F) (t, t+2) blocks."""
+    |t-t'| <= 2, as (T,F,F) diagonal, (T-1,F,F) (t, t+1) and (T-2,F,F) (t, t+2) blocks; without
+    the diagonal ones where diagonal is False (the caller adds 2 band_diagonal(weights) to the
+    rows' weights of a J^T W J of its own instead: one (F,R) product fewer)."""
     jac_t = jac.transpose(1, 2)
     # (the constant factors go on the weights, not on the (F,R) products: one big multiply fewer each)
-    return ((jac_t * (2 * band_diagonal(weights))[:, None]) @ jac,
-            (jac_t[:-1] * (-4 * band_next(weights))[:, None]) @ jac[1:],
-            (jac_t[:-2] * (2 * weights)[:, None]) @ jac[2:])
+    off_diagonal = ((jac_t[:-1] * (-4 * band_next(weights))[:, None]) @ jac[1:],
+                    (jac_t[:-2] * (2 * weights)[:, None]) @ jac[2:])
+    if not diagonal:
+        return off_diagonal
+    return ((jac_t * (2 * band_diagonal(weights))[:, None]) @ jac, *off_diagonal)
 
 
 def rotation_columns(objective: ClipObjective) -> torch.Tensor:
@@ -910,12 +942,13 @@ def joint_squares(d2: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, rho_2d: float, rho_param: float
-                  ) -> torch.Tensor:
+def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, rho_2d: float, rho_param: float,
+                  points: torch.Tensor | None = None) -> torch.Tensor:
     """Scalar: the clip's temporal terms, objective.temporal_cost with the 2D accelerations
-    (rho_2d > 0) and the joint rotations' second differences (rho_param > 0) under Geman-McClure."""
+    (rho_2d > 0) and the joint rotations' second differences (rho_param > 0) under Geman-McClure.
+    points (T,P,3): x's camera-space points where the caller has them (else computed again)."""
     if rho_2d <= 0 and rho_param <= 0:
-        return objective.temporal_cost(x, uv) + depth_smoothing_cost(objective, x)
+        return objective.temporal_cost(x, uv) + depth_smoothing_cost(objective, x, points)
     acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
     if rho_2d > 0:
         acceleration = geman_mcclure(acceleration, rho_2d)
@@ -930,16 +963,20 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
         if isinstance(rho, torch.Tensor):  # per joint (its 3 columns share it)
             rho = rho[:, rotation].reshape(len(param), -1, 3)[..., 0]
         return ((acceleration * objective.smooth_weights()).sum() + param[:, ~rotation].sum()
-                + (weight * geman_mcclure(squared, rho)).sum() + depth_smoothing_cost(objective, x))
-    return (acceleration * objective.smooth_weights()).sum() + param.sum() + depth_smoothing_cost(objective, x)
+                + (weight * geman_mcclure(squared, rho)).sum() + depth_smoothing_cost(objective, x, points))
+    return (acceleration * objective.smooth_weights()).sum() + param.sum() + depth_smoothing_cost(objective, x, points)
 
 
-def depth_smoothing_cost(objective: ClipObjective, x: torch.Tensor) -> torch.Tensor | float:
-    """The body points' depth accelerations' cost (smplx_objective.DepthSmoothing; 0 without it)."""
+def depth_smoothing_cost(objective: ClipObjective, x: torch.Tensor, points: torch.Tensor | None = None
+                         ) -> torch.Tensor | float:
+    """The body points' depth accelerations' cost (smplx_objective.DepthSmoothing; 0 without it);
+    points (T,P,3) x's camera-space points where known (its points are body landmarks: the same
+    at any contour rows)."""
     smoothing = objective.depth_smooth
     if smoothing is None:
         return 0.0
-    return smoothing.cost(objective.flat(x, None), float(objective.camera.focal), objective.gap_weights())
+    return smoothing.cost(objective.flat(x, None) if points is None else points, float(objective.camera.focal),
+                          objective.gap_weights())
 
 
 def lbfgs_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, max_evaluations: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from annotate.smplx_flat import FlatSMPLX, left_jacobian
-from annotate.smplx_optim import second_difference
+from annotate.smplx_optim import second_difference, second_difference_t
 from mentor.body import Camera
 
 # temporal weights: px^2 per (px/frame^2)^2 of a projected point, by group (faces move faster)
@@ -342,11 +342,15 @@ class StageProblem:
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """(T,P,2) the model points of x in pixels."""
+        return self.project_points(x)[0]
+
+    def project_points(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,P,2) the model points of x in pixels and (T,P,3) in camera space."""
         points = self.objective.flat(x, self.rows)
         uv = self.objective.camera.project(points)
         if self.objective.depth is not None:
             self._last["projected"] = (uv, points)
-        return uv
+        return uv, points
 
     def frame_costs(self, x: torch.Tensor, beta_mean: torch.Tensor | None = None,
                     uv: torch.Tensor | None = None) -> torch.Tensor:
@@ -448,15 +452,30 @@ class StageProblem:
                                                                   with_focal=with_focal)
         return hessian, gradient, self.frame_costs(x, uv=uv), *focal
 
-    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool, with_focal: bool = False):
+    def coupled_normal_equations(self, x: torch.Tensor, covector: torch.Tensor, row_weights: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The temporal solve's per-frame pieces from one evaluation: the Gauss-Newton Hessian
+        (T,F,F) with row_weights (T,2P) more on each Jacobian row's J^T J (a further cost's
+        curvature on the projected points, the temporal bands' diagonal), the free Jacobian
+        (T,2P,F), and the gradient (T,F) of frame_costs (no pool) plus sum covector . (u, v, Z):
+        covector (T,P,2|3) a further cost's derivative in each point's pixels (and camera-space
+        depth), the contour points' correctives included as in gauss_newton_gradient."""
+        hessian, jacobian, _, gradient = self._normal_equations(x, False, with_gradient=True, covector=covector,
+                                                                row_weights=row_weights)
+        return hessian, jacobian, gradient
+
+    def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool, with_focal: bool = False,
+                          covector: torch.Tensor | None = None, row_weights: torch.Tensor | None = None):
         """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)
-        (and with_focal, `focal_terms`)."""
+        (and with_focal, `focal_terms`); covector and row_weights as coupled_normal_equations'."""
         objective = self.objective
         flat = objective.flat
         free = self.free
         frames = x.shape[0]
         depth = objective.depth
-        with_depth = with_gradient and depth is not None
+        extra = covector
+        extra_depth = extra is not None and extra.shape[-1] == 3
+        with_depth = with_gradient and (depth is not None or extra_depth)
         rho2 = self.rho ** 2
         covector = False  # the gradient's weights on the Jacobian's rows (the contour correctives' share)
         if with_gradient:
@@ -466,10 +485,14 @@ class StageProblem:
             irls = self.weights * rho2**2 / (rho2 + (residual ** 2).sum(-1)) ** 2
             # d/dx w GM(|r|^2) = 2 w GM'(|r|^2) r . dr/dx, GM' the IRLS weight (a bound that holds has r = 0)
             covector = 2 * irls[..., None] * residual
-            if depth is not None:
-                dz = torch.zeros_like(irls).index_copy(1, depth.points,
-                                                       depth.z_gradient(points, float(objective.camera.focal)))
+            if with_depth:
+                dz = torch.zeros_like(irls)
+                if depth is not None:
+                    dz = dz.index_copy(1, depth.points, depth.z_gradient(points, float(objective.camera.focal)))
                 covector = torch.cat([covector, dz[..., None]], -1)
+            if extra is not None:  # its depth's share apart below (the depth term's has no shape gradient)
+                covector = covector + (extra if extra_depth or not with_depth
+                                       else torch.nn.functional.pad(extra, (0, 1)))
         uv, jacobian, *contour_share = flat.projected_jacobian(
             x, self.rows, objective.camera, with_betas=self.pools_shape,
             with_expression=bool(torch.isin(objective.columns(("expression",)), free).any()), with_depth=with_depth,
@@ -487,7 +510,8 @@ class StageProblem:
         if objective.bounds is not None:  # a bound that holds adds no curvature
             weight = weight * ((objective.bounds == 0) | (residual != 0))
         weight = weight.reshape(frames, -1)[..., None]
-        hessian = (free_jacobian * (2 * weight)).transpose(1, 2) @ free_jacobian
+        curvature = weight if row_weights is None else weight + row_weights[..., None]
+        hessian = (free_jacobian * (2 * curvature)).transpose(1, 2) @ free_jacobian
         if depth is not None:
             hessian = hessian + depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
         hessian = self.add_prior_hessian(hessian, x, with_pool)
@@ -497,10 +521,14 @@ class StageProblem:
         share = contour_share[0]
         if depth is not None:
             depth_jacobian = jacobian[:, :, 2].index_select(1, depth.points).index_select(2, free)  # (T,Q,F)
-            along = (depth_jacobian.transpose(1, 2) @ covector[:, depth.points, 2:])[..., 0]
+            along = (depth_jacobian.transpose(1, 2) @ dz[:, depth.points, None])[..., 0]
             # no shape gradient from z (frame_costs cuts the shape from the depth term's graph): z's own
             # share of the contour correctives is none (no contour point has z)
             gradient = gradient + along * ~torch.isin(free, objective.beta_columns)
+        if extra_depth:  # (on the points it reaches: a few body landmarks)
+            reached = torch.nonzero(extra[..., 2].abs().sum(0))[:, 0]
+            along = jacobian[:, :, 2].index_select(1, reached).index_select(2, free).transpose(1, 2)
+            gradient = gradient + (along @ extra[:, reached, 2:])[..., 0]
         gradient = gradient + share[:, free] + 2 * self.prior_diag[:, free] * x[:, free]
         if objective.body_columns is not None and self.spec.pose_weight:
             with torch.enable_grad():
@@ -924,7 +952,17 @@ class DepthSmoothing:
         with torch.no_grad():
             points, jacobian = point_depth_jacobian(flat, x, rows, self.points, self.movers, self.used)
             scale = focal / points[:, self.points, 2].mean().clamp(min=0.1)
-            weights = self.weight * gaps[:, None].expand(-1, len(self.points))
-            if self.rho > 0:
-                weights = weights * irls_weight(self.accelerations(points, focal) ** 2, self.rho)
-            return jacobian * scale, weights
+            return jacobian * scale, self.irls_weights(self.accelerations(points, focal), gaps)
+
+    def irls_weights(self, accelerations: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """(T-2,Q) each acceleration's weight: weight x gaps x Geman-McClure's IRLS factor (rho > 0)."""
+        weights = self.weight * gaps[:, None].expand(-1, len(self.points))
+        return weights * irls_weight(accelerations ** 2, self.rho) if self.rho > 0 else weights
+
+    def depth_covector(self, points: torch.Tensor, focal: float, gaps: torch.Tensor) -> torch.Tensor:
+        """(T,P) d cost / d Z of the active points (T,P,3) (zero off the listed points): the
+        accelerations' chain, f / Zbar D2^T (2 weights a), Zbar held fixed as in the cost."""
+        accelerations = self.accelerations(points, focal)
+        scale = focal / points[:, self.points, 2].mean().clamp(min=0.1)
+        along = second_difference_t(2 * self.irls_weights(accelerations, gaps) * accelerations) * scale
+        return torch.zeros_like(points[..., 2]).index_copy(1, self.points, along)
