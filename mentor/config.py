@@ -273,7 +273,9 @@ class SmplxConfig(Section):
     # frames, f528a95's fitter, off -> collars 300 + spine 100): outliers 23.7 -> 13.2 mm, far_4px
     # 38.0 -> 25.4, beats 8.5 -> 6.6, noise_4px 20.3 -> 18.6; but far_1px 19.9 -> 24.6, cut_chest
     # 65.2 -> 70.2, drop_keyframe 11.5 -> 13.3 (spine 0: 12.0), and after edcaf2a's depth unit
-    # noise_4px 23.7: OFF until those are understood (README "The torso's unseen pitch")
+    # noise_4px 23.7: OFF until those are understood (README "The torso's unseen pitch"). Collars
+    # alone at 300 (a4c4153): far_1px 9.1 -> 24.7 mm is z's unit (held, its fit reads 1.26, over
+    # smplx_fit.KAPPA_HELD: not solved again; 13.7 with the free fit's 1.46 forced)
     held_collar_weight: float = Field(0.0, ge=0)
     held_spine_uncut_weight: float = Field(0.0, ge=0)
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
