@@ -477,6 +477,8 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
             better = cost_new < cost
             x = torch.where(better[:, None], x_new, x)
             stale = better
+            # the next evaluation is of these frames at x_new: their forward pass is the one just made
+            problem.objective.flat.keep_frames(torch.nonzero(stale)[:, 0])
             damping = torch.where(better, damping / 3, damping * 4).clamp(1e-7, 1e7)
             gain = (cost - cost_new) / cost.abs().clamp(min=1e-9)
             if bool(((better & (gain < progress.tolerance)) | (~better & (damping > 1e4))).all()):

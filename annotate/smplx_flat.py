@@ -208,7 +208,6 @@ class FlatSMPLX(nn.Module):
         else:
             self.ct_pos = None
         self.num_points = P
-        self._jbuf = None
         self._last_pose = None  # (x, rows, _pose's tensors) of the last evaluation
         # skinning slots: each used vertex's nonzero influences, padded with weight 0
         chain_weights = weights[:, flat]
@@ -371,6 +370,19 @@ class FlatSMPLX(nn.Module):
                            {k: v.detach() for k, v in q.items()})
         return q
 
+    def keep_frames(self, index: torch.Tensor) -> None:
+        """Narrow the last evaluation to its frames `index` (N',): a solver that next evaluates
+        only the frames whose step it accepted (x_new[index]) reuses their forward pass."""
+        last = self._last_pose
+        if last is None or len(index) == last[0].shape[0]:
+            return
+        x, rows, q = last
+        kept = {name: value.index_select(0, index) for name, value in q.items() if name != "nidx"}
+        kept["nidx"] = torch.arange(len(index), device=x.device)[:, None, None]
+        if rows is not None and len(rows) == len(x):
+            rows = rows.index_select(0, index)
+        self._last_pose = (x.index_select(0, index), rows, kept)
+
     def _pose_uncached(self, x: torch.Tensor, rows: torch.Tensor | None):
         N = x.shape[0]
         lay = self.layout
@@ -426,13 +438,18 @@ class FlatSMPLX(nn.Module):
 
     def projected_jacobian(self, x: torch.Tensor, rows: torch.Tensor | None, camera: Camera,
                            with_betas: bool = True, with_expression: bool = True, with_depth: bool = False,
-                           contour: bool | torch.Tensor = False):
+                           contour: bool | torch.Tensor = False, points: torch.Tensor | None = None,
+                           columns: torch.Tensor | None = None):
         """Projected points (N,P,2) and their Jacobian (N,P,2,D) w.r.t. x; with_depth: (N,P,3,D),
         the third row each point's camera-space depth Z (what the depth term's gradient needs).
         contour: the contour points' pose correctives (below) False: left out; True: in the
         Jacobian; a covector (N,P,R) over its rows: left out, and their share of
         sum_pr covector_pr J_pr (N,D) returned third (the exact gradient of a Gauss-Newton whose
-        matrix is the same as without them).
+        matrix is the same as without them; only on `columns`, the others' share left out).
+        points (P',) / columns (F,): only these points' rows (positions among the active points) and
+        these columns of x (whole layout names), in that order: (N,P',R,F), what a stage that
+        weighs only some points and frees only some columns uses, at a fraction of the work
+        (None: all).
 
         Analytic: a small rotation of chain joint k about world axis w moves every point it
         carries by w x (point - joint_k), and the model is linear in shape and expression
@@ -442,7 +459,7 @@ class FlatSMPLX(nn.Module):
         Gauss-Newton matrix: the fits were tuned without them). Columns of betas are
         zero unless with_betas. tests/annotate/test_smplx_flat.py compares it with autograd.
         """
-        N, D = x.shape
+        N = x.shape[0]
         q = self._pose(x, rows)
         pts, world_rot, world_t, y = q["pts"], q["Rw"], q["tw"], q["y"]
         tri, bary, nidx = q["tri"], q["bary"], q["nidx"]
@@ -455,6 +472,7 @@ class FlatSMPLX(nn.Module):
                              torch.stack([zero, f / z, -f * pts[..., 1] / z**2], -1)]
                             + ([torch.stack([zero, zero, torch.ones_like(z)], -1)] if with_depth else []), -2)
         R = dproj.shape[-2]  # rows per point: u, v (and Z)
+        plan = self._jacobian_plan(points, columns, R)
         # world angular velocity of each chain joint per unit local axis-angle: Rw_parent J_left(aa)
         parents_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(N, 1, 3, 3),
                                  world_rot[:, self.par[1:]]], 1)
@@ -467,23 +485,25 @@ class FlatSMPLX(nn.Module):
         corner_rows = (tri + nidx * y.shape[1]).reshape(-1)  # (N*Pv*3,) rows of (N*S,...): a[nidx, tri] by index_select
         K = y.shape[2]
         E = 3 * K
-        entry_pos = torch.cat([torch.nn.functional.pad(world_t[:, joint_columns, None], (0, 0, 0, E - 1)),
-                        _corners(y, corner_rows).reshape(N, num_vertex_points, E, 3)], 1).index_select(1, self.order)
-        entry_coef = torch.cat([self.joint_entry_c.expand(N, -1, -1),
-                        (bary[..., None] * self.slot_weight[tri]).reshape(N, num_vertex_points, E)],
-                               1).index_select(1, self.order)
-        entry_joint = torch.cat([self.joint_entry_j.expand(N, -1, -1),
-                                 self.slot_joint[tri].reshape(N, num_vertex_points, E)], 1).index_select(1, self.order)
         # pairs (point P, chain joint k that moves it): lever Z = sum_e [j_e below k] c_e (y_e - t_k)
-        pair_point, pair_joint = self.q_point, self.q_joint
+        pair_point, pair_joint = plan["point"], plan["joint"]
         # a joint above all of a point's influences carries the whole point: Z = p - t_k
-        full_point, full_joint = pair_point[self.q_full], pair_joint[self.q_full]
-        Z = torch.empty(N, len(pair_point), 3, dtype=x.dtype, device=x.device)
-        Z[:, self.q_full] = pts[:, full_point] - x[:, None, self.layout["transl"]] - world_t[:, full_joint]
-        pp_, part_joint = pair_point[self.q_part], pair_joint[self.q_part]
-        carried = entry_coef[:, pp_] * self.anc_or_self[entry_joint[:, pp_], part_joint[:, None]]  # (N,Qp,E)
-        Z[:, self.q_part] = ((carried[..., None] * entry_pos[:, pp_]).sum(2)
-                             - carried.sum(2)[..., None] * world_t[:, part_joint])
+        full_point, full_joint = plan["full_point"], plan["full_joint"]
+        lever_parts = [pts.index_select(1, full_point) - x[:, None, self.layout["transl"]]
+                       - world_t.index_select(1, full_joint)]
+        if len(plan["part_point"]):
+            entry_pos = torch.cat([torch.nn.functional.pad(world_t[:, joint_columns, None], (0, 0, 0, E - 1)),
+                            _corners(y, corner_rows).reshape(N, num_vertex_points, E, 3)], 1).index_select(1, self.order)
+            entry_coef = torch.cat([self.joint_entry_c.expand(N, -1, -1),
+                            (bary[..., None] * self.slot_weight[tri]).reshape(N, num_vertex_points, E)],
+                                   1).index_select(1, self.order)
+            entry_joint = torch.cat([self.joint_entry_j.expand(N, -1, -1),
+                                     self.slot_joint[tri].reshape(N, num_vertex_points, E)], 1).index_select(1, self.order)
+            pp_, part_joint = plan["part_point"], plan["part_joint"]
+            carried = entry_coef[:, pp_] * self.anc_or_self[entry_joint[:, pp_], part_joint[:, None]]  # (N,Qp,E)
+            lever_parts.append((carried[..., None] * entry_pos[:, pp_]).sum(2)
+                               - carried.sum(2)[..., None] * world_t[:, part_joint])
+        Z = torch.cat(lever_parts, 1).index_select(1, plan["lever_order"])  # (N,Q,3) in pair order
         # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r), written out per
         # component (batched 3x3 matmuls are slow on the CPU) in component-major layout: each
         # product runs over a contiguous (N,Q) plane, where on the last axes (2 or 3 long) the
@@ -500,10 +520,10 @@ class FlatSMPLX(nn.Module):
         blend_rot = _weighted_sum(world_rot.index_select(1, self.slot_joint.reshape(-1))
                                   .view(N, *self.slot_joint.shape, 3, 3).unbind(2),
                                   self.slot_weight[..., None, None].unbind(1))  # (N,S,3,3)
-        if self.q_pd is not None or self.q_cpd is not None:
+        if plan["pd"] is not None or plan["cpd"] is not None:
             drot = (skew(left_jac.transpose(-1, -2)) @ q["rot"][:, :, None]).flatten(-2).transpose(-1, -2)  # (N,C,9,3)
-        if self.q_pd is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
-            corrective_pairs = self.q_pd
+        if plan["pd"] is not None:  # pose correctives: d u = PD_k : d vec(R_k), then blended rotation
+            corrective_pairs = plan["pd"]
             point_rot = _weighted_sum(_corners(blend_rot, corner_rows).view(N, num_vertex_points, 3, 3, 3).unbind(2),
                                       bary[..., None, None].unbind(2))  # (N,Pv,3,3)
             point_rot = torch.cat([torch.zeros(N, len(joint_columns), 3, 3, dtype=x.dtype, device=x.device), point_rot],
@@ -511,45 +531,48 @@ class FlatSMPLX(nn.Module):
             # a matrix shared over the frames: einsum (one bmm per pair), not a broadcast matmul
             M = torch.einsum("nqrc,qcf->nqrf", (dproj.index_select(1, pair_point[corrective_pairs])
                               @ point_rot.index_select(1, pair_point[corrective_pairs])),
-                             self.q_pd_mat)  # (N,Qp,R,9)
-            vals = vals.index_add(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
+                             plan["pd_mat"])  # (N,Qp,R,9)
+            vals.index_add_(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
         contour_share = None
-        if self.q_cpd is not None and (not isinstance(contour, bool) or contour):
+        if plan["cpd"] is not None and (not isinstance(contour, bool) or contour):
             # the contour points' correctives, on each frame's triangle: sum_c b_c R_c PD_c
-            contour_pairs = self.q_cpd
-            corner = tri.index_select(1, self.q_cpd_vp)  # (N,Qc,3) used-vertex rows
-            corner_weight = bary.index_select(1, self.q_cpd_vp)
-            corrective = self.pd_vertex[corner, self.q_cpd_rot[None, :, None]]  # (N,Qc,3,3,9)
+            contour_pairs = plan["cpd"]
+            corner = tri.index_select(1, plan["cpd_vp"])  # (N,Qc,3) used-vertex rows
+            corner_weight = bary.index_select(1, plan["cpd_vp"])
+            corrective = self.pd_vertex[corner, plan["cpd_rot"][None, :, None]]  # (N,Qc,3,3,9)
             corner_rot = blend_rot[nidx, corner]  # (N,Qc,3,3,3)
             blended = _weighted_sum((corner_rot @ corrective).unbind(2), corner_weight[..., None, None].unbind(2))
             M = dproj.index_select(1, pair_point[contour_pairs]) @ blended  # (N,Qc,R,9)
             contour_vals = M @ drot[:, pair_joint[contour_pairs]]  # (N,Qc,R,3)
             if isinstance(contour, bool):
-                vals = vals.index_add(1, contour_pairs, contour_vals)
+                vals.index_add_(1, contour_pairs, contour_vals)
             else:
                 along = (contour_vals * contour.index_select(1, pair_point[contour_pairs])[..., None]).sum(2)
-                contour_share = torch.einsum("nqi,qid->nd", along, self.q_cpd_map)
-        size = pts.shape[1] * R * D
-        if self._jbuf is None or self._jbuf.shape != (N, size) or self._jbuf.device != x.device:
-            self._jbuf = torch.zeros(N, size, dtype=x.dtype, device=x.device)
+                contour_share = torch.einsum("nqi,qid->nd", along, plan["cpd_map"])
+        # the plan's own buffer, reused: a fresh 25 MB one costs page faults every call (valid until
+        # the next call with the same points and columns)
+        jac = plan.get("buffer")
+        if jac is None or jac.shape != (N, plan["size"]) or jac.device != x.device or jac.dtype != x.dtype:
+            jac = plan["buffer"] = torch.zeros(N, plan["size"], dtype=x.dtype, device=x.device)
         else:
-            self._jbuf.zero_()  # reused: a fresh 25 MB buffer costs page faults every call
-        jac = self._jbuf
-        jac.index_add_(1, self._scatter_rows(self.q_flat_direct, 3, R), vals.index_select(1, self.q_direct).reshape(N, -1))
-        for qsel, flat_idx, comps in self.q_pca:  # (N,Qh,R,3) @ (Qh,3,pca)
-            jac.index_add_(1, self._scatter_rows(flat_idx, comps.shape[-1], R),
-                           torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
-        jac = jac.view(N, -1, R, D)
-        jac[..., self.layout["transl"]] = dproj
+            jac.zero_()
+        jac.index_add_(1, plan["direct_target"], vals.index_select(1, plan["direct"]).reshape(N, -1))
+        for qsel, target, comps in plan["pca"]:  # (N,Qh,R,3) @ (Qh,3,pca)
+            jac.index_add_(1, target, torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
+        jac = jac.view(N, plan["num_points"], R, plan["num_columns"])
+        row_points = plan["rows"]
+        if row_points is not None:
+            dproj = dproj.index_select(1, row_points)
+        _put_columns(jac, plan["transl"], dproj)
         # expression (and shape): linear given the rotations
         linear = (([(self.layout["expression"], self.Je, self.expr_dirs)] if with_expression else [])
                   + ([(self.layout["betas"], self.Jb, self.shapedirs)] if with_betas else []))
+        column_position = plan["column_position"]
+        linear = [(span, joint_dirs, vertex_dirs) for span, joint_dirs, vertex_dirs in linear
+                  if bool((column_position[span] >= 0).all())]
         if not linear:
             return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
-        lin = [columns for columns, _, _ in linear]
-        cols = torch.cat([torch.arange(s.start, s.stop, device=x.device) for s in lin])
-        if all(a.stop == b.start for a, b in zip(lin[:-1], lin[1:])):
-            cols = slice(lin[0].start, lin[-1].stop)  # adjacent columns: written in place, not scattered
+        cols = _column_targets(torch.cat([column_position[span] for span, _, _ in linear]))
         djoint = torch.cat([joint_dirs for _, joint_dirs, _ in linear], -1)  # (C,3,L)
         dvert_rest = torch.cat([vertex_dirs for _, _, vertex_dirs in linear], -1)  # (S,3,L)
         drel = djoint - djoint[self.par]
@@ -564,15 +587,101 @@ class FlatSMPLX(nn.Module):
         dtw = torch.cat(dts, 1)  # (N,C,3,L)
         dAt = dtw - torch.einsum("nkij,kjl->nkil", world_rot, djoint)  # (N,C,3,L)
         L = dAt.shape[-1]
-        skin = (self.weights @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1)).view(-1, N, 3, L).transpose(0, 1)
-        dvert = torch.einsum("nsij,sjl->nsil", blend_rot, dvert_rest) + skin  # (N,S,3,L)
-        dvp = _weighted_sum(_corners(dvert, corner_rows).view(N, num_vertex_points, 3, 3, -1).unbind(2),
-                            bary[..., None, None].unbind(2))
-        dpoint = torch.cat([dtw.index_select(1, joint_columns), dvp], 1).index_select(1, self.order)  # (N,P,3,L)
+        # only the rows' points: their joints, and their vertex points' triangle corners (S' vertices)
+        vertices, vertex_points = plan["linear_vertices"], plan["linear_vertex_points"]
+        skin = ((self.weights.index_select(0, vertices) @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1))
+                .view(-1, N, 3, L).transpose(0, 1))
+        dvert = torch.einsum("nsij,sjl->nsil", blend_rot.index_select(1, vertices), dvert_rest[vertices]) + skin  # (N,S',3,L)
+        corners = (plan["linear_vertex_position"][tri.index_select(1, vertex_points)] + nidx * len(vertices)).reshape(-1)
+        dvp = _weighted_sum(_corners(dvert, corners).view(N, len(vertex_points), 3, 3, -1).unbind(2),
+                            bary.index_select(1, vertex_points)[..., None, None].unbind(2))
+        dpoint = torch.cat([dtw.index_select(1, plan["linear_joints"]), dvp], 1).index_select(
+            1, plan["linear_order"])  # (N,P',3,L)
         # (N,P,R,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
-        jac[..., cols] = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
-                          + dproj[..., 2:3] * dpoint[:, :, None, 2])
+        _put_columns(jac, cols, dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
+                     + dproj[..., 2:3] * dpoint[:, :, None, 2])
         return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
+
+    def _jacobian_plan(self, points: torch.Tensor | None, columns: torch.Tensor | None, rows: int) -> dict:
+        """projected_jacobian's pairs and scatter targets for a (N,P',rows,F) Jacobian of some points
+        (positions among the active points) on some columns of x (None: all): the pairs whose point is
+        kept and whose joint moves a kept column, in their order; cached per (points, columns, rows)."""
+        key = (None if points is None else tuple(points.tolist()), None if columns is None else tuple(columns.tolist()),
+               rows)
+        cache = self.__dict__.setdefault("_plans", {})
+        if key in cache:
+            return cache[key]
+        dev = self.q_point.device
+        D, P = self.dim, self.num_points
+        points_all = torch.arange(P, device=dev) if points is None else points.to(dev)
+        columns_all = torch.arange(D, device=dev) if columns is None else columns.to(dev)
+        point_position = torch.full((P,), -1, dtype=torch.long, device=dev)
+        point_position[points_all] = torch.arange(len(points_all), device=dev)
+        column_position = torch.full((D,), -1, dtype=torch.long, device=dev)
+        column_position[columns_all] = torch.arange(len(columns_all), device=dev)
+        width = len(columns_all)
+        # a chain joint moves the columns its axis-angle is mapped from (pose_map (D, 3C))
+        joint_moves = (self.pose_map.view(D, -1, 3).abs().sum(2)[columns_all] > 0).any(0)  # (C,)
+        keep = (point_position[self.q_point] >= 0) & joint_moves[self.q_joint]
+        new_index = torch.cumsum(keep.long(), 0) - 1
+
+        def kept(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Pair positions (M,) -> (the kept ones' new positions, which of the M were kept)."""
+            mask = keep[positions]
+            return new_index[positions[mask]], mask
+
+        def targets(flat_index: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
+            """Scatter targets of (pair, row, column) from the (P,2,D) ones built in _build_pairs."""
+            first = flat_index.view(-1, 2, count)[mask][:, 0]  # point * 2D + column
+            point, column = first // (2 * D), first % (2 * D)
+            position = column_position[column]
+            if bool((position < 0).any()):
+                raise ValueError(f"projected_jacobian: columns {columns.tolist()} free part of a joint's axis-angle "
+                                 "or hand PCA: give whole layout names (ClipObjective.columns)")
+            row = torch.arange(rows, device=dev)[None, :, None] * width
+            return (point_position[point[:, :1, None]] * rows * width + row + position[:, None, :]).reshape(-1)
+
+        plan = {"point": self.q_point[keep], "joint": self.q_joint[keep], "rows": points,
+                "num_points": len(points_all), "num_columns": width, "size": len(points_all) * rows * width,
+                "column_position": column_position, "transl": _column_targets(column_position[self.layout["transl"]])}
+        full, _ = kept(self.q_full)
+        part, _ = kept(self.q_part)
+        plan.update(full_point=plan["point"][full], full_joint=plan["joint"][full], part_point=plan["point"][part],
+                    part_joint=plan["joint"][part], lever_order=torch.argsort(torch.cat([full, part])))
+        # the linear (shape, expression) columns' work on the rows' points only
+        num_joint_points = len(self.joint_cols)
+        in_parts = self.order[points_all]  # each row point's place in [joint points, vertex points]
+        is_joint = in_parts < num_joint_points
+        vertex_points = in_parts[~is_joint] - num_joint_points
+        corners = [self.tri.index_select(0, vertex_points).reshape(-1)]
+        if self.ct_pos is not None:
+            contour = torch.isin(self.ct_pos, vertex_points)
+            corners.append(self.ct_tri[:, contour].reshape(-1))
+        vertices = torch.unique(torch.cat(corners))
+        vertex_position = torch.full((len(self.weights),), -1, dtype=torch.long, device=dev)
+        vertex_position[vertices] = torch.arange(len(vertices), device=dev)
+        plan.update(linear_joints=self.joint_cols[in_parts[is_joint]], linear_vertex_points=vertex_points,
+                    linear_vertices=vertices, linear_vertex_position=vertex_position,
+                    linear_order=torch.argsort(torch.cat([torch.nonzero(is_joint)[:, 0], torch.nonzero(~is_joint)[:, 0]])))
+        plan["pd"] = plan["cpd"] = None
+        if self.q_pd is not None:
+            pd, mask = kept(self.q_pd)
+            if len(pd):
+                plan.update(pd=pd, pd_mat=self.q_pd_mat[mask])
+        if self.q_cpd is not None:
+            cpd, mask = kept(self.q_cpd)
+            if len(cpd):
+                plan.update(cpd=cpd, cpd_rot=self.q_cpd_rot[mask], cpd_vp=self.q_cpd_vp[mask],
+                            cpd_map=self.q_cpd_map[mask])
+        direct, mask = kept(self.q_direct)
+        plan.update(direct=direct, direct_target=targets(self.q_flat_direct, mask, 3))
+        plan["pca"] = []
+        for qsel, flat_index, comps in self.q_pca:
+            selected, mask = kept(qsel)
+            if len(selected):
+                plan["pca"].append((selected, targets(flat_index, mask, comps.shape[-1]), comps[mask]))
+        cache[key] = plan
+        return plan
 
     @staticmethod
     def _contour_share(share: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -580,20 +689,25 @@ class FlatSMPLX(nn.Module):
         return share if share is not None else torch.zeros_like(x)
 
 
-    def _scatter_rows(self, index: torch.Tensor, columns: int, rows: int) -> torch.Tensor:
-        """Scatter targets built for the (P,2,D) Jacobian (each pair's 2 rows x `columns` columns, in
-        that order) moved to a (P,rows,D) one, the rows beyond 2 (the depth's) after them; cached."""
-        if rows == 2:
-            return index
-        key = (index.data_ptr(), rows)
-        cache = self.__dict__.setdefault("_scatter_cache", {})
-        if key not in cache:
-            D = self.dim
-            first = index.view(-1, 2, columns)[:, 0]  # point * 2D + column
-            point, column = first // (2 * D), first % (2 * D)
-            row = torch.arange(rows, device=index.device)[None, :, None] * D
-            cache[key] = ((point * rows * D + column)[:, None, :] + row).reshape(-1)
-        return cache[key]
+
+def _as_run(index: torch.Tensor) -> slice | torch.Tensor:
+    """Positions (M,) as a slice where they are consecutive (written in place, not scattered), else as they are."""
+    if len(index) and bool((index.diff() == 1).all()):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def _put_columns(jacobian: torch.Tensor, columns: tuple, values: torch.Tensor) -> None:
+    """jacobian[..., targets] = values[..., sources] for _column_targets' (targets, sources)."""
+    targets, sources = columns
+    if isinstance(targets, slice) or len(targets):
+        jacobian[..., targets] = values[..., sources]
+
+
+def _column_targets(position: torch.Tensor) -> tuple:
+    """Column positions (M,) in a Jacobian, -1 where not in it -> (targets, sources) for _put_columns."""
+    sources = torch.nonzero(position >= 0)[:, 0]
+    return _as_run(position[sources]), _as_run(sources)
 
 
 def _weighted_sum(values: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]) -> torch.Tensor:

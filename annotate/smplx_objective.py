@@ -418,14 +418,27 @@ class StageProblem:
             self._last[key] = value
         return self._last[key]
 
-    def free_run(self) -> slice | None:
-        """The free columns as a slice of x when they are one run of consecutive columns, else None."""
-        key = ("run", tuple(self.free.tolist()))
+    def weighed_points(self) -> torch.Tensor | None:
+        """(P',) the active points this stage weighs (its groups) and the depth term's, in order: the
+        rows of the keyframes' Jacobian (a point outside them has zero weight in every frame); None
+        where that is all of them."""
+        key = ("weighed", self.spec.groups, self.objective.depth is not None)
         if key not in self._last:
-            columns = key[1]
-            consecutive = len(columns) > 0 and columns == tuple(range(columns[0], columns[0] + len(columns)))
-            self._last[key] = slice(columns[0], columns[0] + len(columns)) if consecutive else None
+            objective = self.objective
+            used = objective.group_mask(self.spec) > 0
+            if objective.depth is not None:
+                used[objective.depth.points] = True
+            self._last[key] = None if bool(used.all()) else torch.nonzero(used)[:, 0]
         return self._last[key]
+
+    def row_position(self, points: torch.Tensor) -> torch.Tensor:
+        """Where active points `points` (all among weighed_points) sit among weighed_points."""
+        weighed = self.weighed_points()
+        if weighed is None:
+            return points
+        lookup = torch.full((self.objective.flat.num_points,), -1, dtype=torch.long, device=points.device)
+        lookup[weighed] = torch.arange(len(weighed), device=points.device)
+        return lookup[points]
 
     def gauss_newton(self, x: torch.Tensor, with_pool: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-frame Gauss-Newton Hessian (T,F,F) on the free columns, the free columns of
@@ -493,22 +506,23 @@ class StageProblem:
             if extra is not None:  # its depth's share apart below (the depth term's has no shape gradient)
                 covector = covector + (extra if extra_depth or not with_depth
                                        else torch.nn.functional.pad(extra, (0, 1)))
+        # the keyframes' rows: only the points the stage weighs (and the depth term's); the temporal
+        # solve's (coupled, or no gradient) smooth every point's track
+        rows_used = self.weighed_points() if with_gradient and extra is None and row_weights is None else None
         uv, jacobian, *contour_share = flat.projected_jacobian(
             x, self.rows, objective.camera, with_betas=self.pools_shape,
             with_expression=bool(torch.isin(objective.columns(("expression",)), free).any()), with_depth=with_depth,
-            contour=covector)
-        image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P,2,D)
-        run = self.free_run()
-        if run is not None:  # the free columns are one run (all, all but the shape, the camera's): a view, no copy
-            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim)[..., run]
-        else:
-            free_jacobian = image_jacobian.reshape(frames, -1, flat.dim).index_select(2, free)  # (T,2P,F)
+            contour=covector, points=rows_used, columns=free)
+        image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P',2,F)
+        free_jacobian = image_jacobian.reshape(frames, -1, len(free))  # (T,2P',F)
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
         weight = irls[..., None].expand(-1, -1, 2)
         if objective.bounds is not None:  # a bound that holds adds no curvature
             weight = weight * ((objective.bounds == 0) | (residual != 0))
+        if rows_used is not None:
+            weight, covector = weight.index_select(1, rows_used), covector.index_select(1, rows_used)
         weight = weight.reshape(frames, -1)[..., None]
         curvature = weight if row_weights is None else weight + row_weights[..., None]
         hessian = (free_jacobian * (2 * curvature)).transpose(1, 2) @ free_jacobian
@@ -520,14 +534,15 @@ class StageProblem:
         gradient = (free_jacobian.transpose(1, 2) @ covector[..., :2].reshape(frames, -1, 1))[..., 0]
         share = contour_share[0]
         if depth is not None:
-            depth_jacobian = jacobian[:, :, 2].index_select(1, depth.points).index_select(2, free)  # (T,Q,F)
+            depth_rows = self.row_position(depth.points)
+            depth_jacobian = jacobian[:, :, 2].index_select(1, depth_rows)  # (T,Q,F)
             along = (depth_jacobian.transpose(1, 2) @ dz[:, depth.points, None])[..., 0]
             # no shape gradient from z (frame_costs cuts the shape from the depth term's graph): z's own
             # share of the contour correctives is none (no contour point has z)
             gradient = gradient + along * ~torch.isin(free, objective.beta_columns)
         if extra_depth:  # (on the points it reaches: a few body landmarks)
             reached = torch.nonzero(extra[..., 2].abs().sum(0))[:, 0]
-            along = jacobian[:, :, 2].index_select(1, reached).index_select(2, free).transpose(1, 2)
+            along = jacobian[:, :, 2].index_select(1, reached).transpose(1, 2)
             gradient = gradient + (along @ extra[:, reached, 2:])[..., 0]
         gradient = gradient + share[:, free] + 2 * self.prior_diag[:, free] * x[:, free]
         if objective.body_columns is not None and self.spec.pose_weight:
@@ -538,7 +553,8 @@ class StageProblem:
             gradient = gradient + prior_gradient[:, free]
         if with_focal:
             away = self.free_position(objective.columns(("transl",))[2:])  # the translation's z
-            column = focal_column(objective.camera, uv, free_jacobian[..., away], body_depth(flat(x, self.rows)))
+            image = uv if rows_used is None else uv.index_select(1, rows_used)  # the Jacobian's rows
+            column = focal_column(objective.camera, image, free_jacobian[..., away], body_depth(flat(x, self.rows)))
             return hessian, free_jacobian, uv, gradient, focal_terms(column, free_jacobian, 2 * weight[..., 0],
                                                                      covector[..., :2])
         return hessian, free_jacobian, uv, gradient

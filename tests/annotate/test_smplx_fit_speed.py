@@ -149,6 +149,28 @@ def test_gauss_newton_on_the_free_columns_is_the_full_one_cut(captured, names):
     assert torch.allclose(hessian, expected, atol=1e-5 * scale, rtol=1e-4)
 
 
+@pytest.mark.parametrize("groups, names", [(("torso", "face"), ("transl", "global_orient")),
+                                           (("body", "face", "contour"), ("transl", "global_orient", "body", "betas"))])
+def test_keyframe_hessian_on_the_weighed_points_is_the_full_one(captured, groups, names):
+    """The keyframes' Gauss-Newton (gauss_newton_gradient) builds the Jacobian's rows of the points its
+    stage weighs only (the camera's and the body's stages leave the hands out): the same matrix as
+    the plain build on every point."""
+    from dataclasses import replace
+
+    problem, x = captured
+    problem = replace(problem, spec=replace(problem.spec, free=names, groups=groups),
+                      free=problem.objective.columns(names),
+                      weights=problem.objective.confidence * problem.objective.group_mask(
+                          replace(problem.spec, groups=groups)))
+    weighed = problem.weighed_points()
+    assert weighed is not None and len(weighed) < problem.objective.flat.num_points
+    with torch.no_grad():
+        expected = reference_gauss_newton(problem, x, problem.pools_shape)
+        hessian, _, _ = problem.gauss_newton_gradient(x, problem.pools_shape)
+    scale = float(expected.abs().max())
+    assert torch.allclose(hessian, expected, atol=1e-5 * scale, rtol=1e-4)
+
+
 def test_corner_gather_is_advanced_indexing():
     """The Jacobian's gather of each frame's triangle corners (one index_select on the frames'
     rows stacked) picks what values[nidx, tri] picks."""
@@ -160,18 +182,3 @@ def test_corner_gather_is_advanced_indexing():
     nidx = torch.arange(4)[:, None, None]
     rows = (tri + nidx * values.shape[1]).reshape(-1)
     assert torch.equal(_corners(values, rows).view(4, 6, 3, 3, 5), values[nidx, tri])
-
-
-@pytest.mark.parametrize("names, run", [(None, True), (("transl", "global_orient"), True),
-                                        (("transl", "global_orient", "body", "betas"), False)])
-def test_free_run_is_a_slice_only_for_consecutive_columns(captured, names, run):
-    """gauss_newton takes the free columns of the Jacobian as a view where they are one run."""
-    from dataclasses import replace
-
-    problem, _ = captured
-    if names is not None:
-        problem = replace(problem, spec=replace(problem.spec, free=names), free=problem.objective.columns(names))
-    columns = problem.free_run()
-    assert (columns is not None) == run
-    if run:
-        assert torch.equal(torch.arange(problem.objective.dim)[columns], problem.free.cpu())

@@ -129,3 +129,55 @@ def test_jacobian_without_expression_is_the_full_ones_columns(body):
     assert torch.allclose(shape_only[..., betas], full[..., betas], atol=1e-6 * scale)
     assert float(shape_only[..., expression].abs().max()) == 0.0
     assert float(full[..., expression].abs().max()) > 0.0
+
+
+@pytest.mark.parametrize("kinds, names", [(("joint", "landmark"), ("transl", "global_orient")),
+                                          (("joint", "landmark", "contour"), ("transl", "global_orient", "body", "betas")),
+                                          (("vertex", "contour"), ("global_orient", "body", "left_hand_pose", "expression"))])
+def test_jacobian_of_some_points_and_columns_is_the_full_ones_cut(body, kinds, names):
+    """The Jacobian a stage builds on its weighed points' rows and its free columns only (with the
+    depth row and the contour correctives' share, as the keyframes' gradient asks): the full one's
+    rows and columns, and the share on those columns."""
+    flat = flat_model(body)
+    x = random_x(flat, seed=5)
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])
+    points = torch.as_tensor(np.flatnonzero(np.isin(KINDS, kinds)))
+    columns = torch.cat([torch.arange(flat.layout[n].start, flat.layout[n].stop) for n in names])
+    covector = torch.randn(FRAMES, flat.num_points, 3, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        uv, full, full_share = flat.projected_jacobian(x, rows, camera, with_betas=True, with_depth=True,
+                                                       contour=covector)
+        full, full_share = full.clone(), full_share.clone()
+        part_uv, part, share = flat.projected_jacobian(x, rows, camera, with_betas=True, with_depth=True,
+                                                       contour=covector, points=points, columns=columns)
+    assert part.shape == (FRAMES, len(points), 3, len(columns))
+    assert torch.equal(part_uv, uv)
+    expected = full[:, points][..., columns]
+    assert float(expected.abs().max()) > 0
+    torch.testing.assert_close(part, expected, rtol=0, atol=1e-6 * float(expected.abs().max()))
+    torch.testing.assert_close(share[:, columns], full_share[:, columns], rtol=0,
+                               atol=1e-6 * float(full_share.abs().max()))
+
+
+def test_kept_frames_reuse_their_forward_pass(body):
+    """keep_frames: after evaluating all frames, the next evaluation of some of them (a solver's
+    accepted steps) reuses that forward pass, and its Jacobian is the one computed afresh."""
+    flat = flat_model(body)
+    x = random_x(flat, seed=7)
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])
+    index = torch.tensor([0, 2])
+    with torch.no_grad():
+        flat(x, rows)
+        flat.keep_frames(index)
+        kept = flat._last_pose[2]["pts"]
+        points = flat(x[index], rows[index])
+        _, reused = flat.projected_jacobian(x[index], rows[index], camera, with_betas=True, contour=True)
+        reused = reused.clone()
+        flat._last_pose = None
+        fresh_points = flat(x[index], rows[index])
+        _, fresh = flat.projected_jacobian(x[index], rows[index], camera, with_betas=True, contour=True)
+    assert points is kept  # not computed again
+    assert torch.equal(points, fresh_points)
+    assert torch.equal(reused, fresh)
