@@ -134,8 +134,8 @@ def test_benchmark_states_the_fits_sensitivity_to_the_focal(body, monkeypatch, c
 
 @pytest.mark.slow  # 4-7 fits of 6 frames
 def test_focal_is_searched_once_per_source_and_recorded(body, monkeypatch):
-    """A build fits many clips of one source video (one camera): the focal search (4-6 fits of
-    the clip) runs on the source's first clip, whose fit is the search's best (not fitted again),
+    """With focal_method "search", a build fits many clips of one source video (one camera): the
+    focal search (4-6 fits of the clip) runs on the source's first clip, whose fit is the search's best (not fitted again),
     and its result, a multiple of the size-based guess, is reused for the others, crops included;
     the record says the focal and where it came from."""
     import annotate.smplx_fit as fit_module
@@ -154,7 +154,7 @@ def test_focal_is_searched_once_per_source_and_recorded(body, monkeypatch):
     frames = 6
     clip = render_clip(body, make_motion(frames, seed=3), noise_px=1.0, seed=3)
     guess = estimate_focal(clip.size, clip.size)
-    fitter = SmplxFitter(SmplxConfig(fit_focal=True, device="cpu", iterations=2), body_model=body)
+    fitter = SmplxFitter(SmplxConfig(fit_focal=True, focal_method="search", device="cpu", iterations=2), body_model=body)
     first = fitter(record(clip, frames))
     searched = len(fitted)
     focal = float(first.arrays["smplx.camera"].data[0, 0])
