@@ -48,7 +48,8 @@ from annotate.correspondences import Target, all_targets, gather_depth, gather_e
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
-from annotate.smplx_focal import FOCAL_RANGE, SCORE_STAGE, focal_prior_weight, search_focal
+from annotate.smplx_focal import (FOCAL_GUESS, FOCAL_MOVING, FOCAL_RANGE, FOCAL_STEPS_FACTOR, SCORE_STAGE, focal_prior_weight,
+                                  search_focal)
 from annotate.smplx_objective import DepthSmoothing, DepthTerm
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import (BETA_POOL, HAND_GAP_DECAY, TORSO_JOINTS, ClipObjective, StageProblem,
@@ -202,8 +203,9 @@ class Progress:
 
 
 def estimate_focal(width: int, height: int) -> float:
-    """A ~53 degree diagonal field of view, for footage whose camera is unknown."""
-    return float(math.hypot(width, height))
+    """A ~71 degree diagonal field of view (a webcam's or phone's), for footage whose camera is unknown:
+    FOCAL_GUESS x the image diagonal (annotate/smplx_focal.py says why)."""
+    return float(FOCAL_GUESS * math.hypot(width, height))
 
 
 def initial_translation(rest_points: np.ndarray, xy: np.ndarray, conf: np.ndarray, mask: np.ndarray,
@@ -508,7 +510,8 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     focal_guess (px, the size-based focal): the focal is fitted too, log f one more shared unknown
     (annotate/smplx_focal.py's joint estimate) with FOCAL_PRIOR's pull toward the guess, within
     FOCAL_RANGE of it; it moves the objective's camera focal in place (every objective of the fit
-    shares that camera)."""
+    shares that camera). While the focal still moves (FOCAL_MOVING in two steps) the stage runs past its
+    iterations, up to FOCAL_STEPS_FACTOR x them: a guess too long is left in steps of a few % (README)."""
     objective = problem.objective
     free = problem.free
     is_beta = torch.isin(free, objective.beta_columns)
@@ -523,7 +526,12 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     damping = 1e-3
     x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
     prior_weight = 0.0
-    for _ in range(problem.spec.iterations):
+    log_focals = []  # the log focal where each step started: the stage runs on while it still moves
+    for step in range(problem.spec.iterations * (FOCAL_STEPS_FACTOR if with_focal else 1)):
+        if with_focal:
+            log_focals.append(math.log(float(focal)))
+            if step >= problem.spec.iterations and abs(log_focals[-1] - log_focals[-3]) < FOCAL_MOVING:
+                break
         progress.steps += 1
         if x_at is not x:
             progress.evaluations += 1

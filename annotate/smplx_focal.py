@@ -39,6 +39,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+# the size-based guess (annotate.smplx_fit.estimate_focal), x the image diagonal: a ~71 deg diagonal field,
+# a webcam's or phone's (70-80 deg). The joint estimate leaves a guess too short better than one too long
+# (benchmarks/smplx_focal_guess.py, talking at 250 frames, true focal 0.6 / 0.75 / 1.0 / 1.4 x the diagonal,
+# the person filling the frame: PA-MPJPE / the known focal's from the diagonal 2.47 / 1.88 / 1.55 / 1.08,
+# from 0.7x it 1.37 / 1.12 / 1.04 / 1.16 with FOCAL_STEPS_FACTOR; from 0.8x 1.75 / 1.37 / - / 1.03)
+FOCAL_GUESS = 0.7
 SCORE_STAGE = "neighbours"  # the keyframes' last stage (annotate.smplx_fit's schedule)
 FOCAL_SCALES = (0.7, 1.0, 1.4)  # the first bracket, x the size-based guess (in log focal: even steps)
 # the search's prior: +0.1 % of the score per (log(focal / guess) / 0.5)^2, web video's focal being
@@ -46,6 +52,12 @@ FOCAL_SCALES = (0.7, 1.0, 1.4)  # the first bracket, x the size-based guess (in 
 # from 0.85x to 1.0x the true focal, beats' 0.3 %); it keeps a flat score (a clip with no depth in it) at the guess
 FOCAL_PRIOR = 0.001
 FOCAL_RANGE = 3.0  # the search stays within guess / this .. guess x this
+# the joint estimate's shape stage runs past its iterations while the focal moves more than FOCAL_MOVING (log)
+# in two steps, up to FOCAL_STEPS_FACTOR x them: from a guess too long the clip's Gauss-Newton steps leave it
+# ~2-4 % a step, half of them refused (a talking clip whose focal is 0.6x the diagonal, from the diagonal:
+# 724 -> 589 px in the stage's 8 steps, 504 in 24, at +1.8 CPU-s of 9.5; true 434)
+FOCAL_STEPS_FACTOR = 3
+FOCAL_MOVING = 0.02
 MAX_FITS = 6  # whole-clip fits a search may make (the bracket 3, then widened or a vertex <= 3 times)
 VERTEX_TOLERANCE = 0.02  # a vertex within 2 % of a tried focal is taken as found: no fit there
 

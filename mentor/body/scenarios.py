@@ -362,12 +362,15 @@ def dropped_frames(scenario: Scenario, T: int, keyframe_stride: int, rng: np.ran
 
 @torch.no_grad()
 def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: float = FPS,
-               keyframe_stride: int = 8) -> Truth:
+               keyframe_stride: int = 8, focal: float = FOCAL) -> Truth:
     """The scenario's ground truth and its landmarks (see the module docstring).
 
-    keyframe_stride: the fitter's, for the "keyframe" drop-out (a missing frame on its grid)."""
+    keyframe_stride: the fitter's, for the "keyframe" drop-out (a missing frame on its grid);
+    focal: the camera's (px; a wider field needs the person nearer to fill the frame: the distance)."""
     if num_frames < 3:
         raise ValueError(f"num_frames={num_frames}: a scenario needs at least 3 frames")
+    if not focal > 0:
+        raise ValueError(f"focal={focal!r}: the camera's focal length must be a positive number of pixels")
     rng = np.random.default_rng([scenario.seed, 7])
     T = num_frames
     local, upper, fore = make_motion(scenario, T, fps, body.num_betas, body.num_expression, body.num_pca_comps)
@@ -376,7 +379,7 @@ def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: 
     targets = _targets()
     points = out.points([t.point for t in targets]).cpu().numpy().astype(np.float64)  # (T,K,3)
     joints = out.joints.cpu().numpy().astype(np.float64)
-    camera = Camera.centered(FOCAL, SIZE, SIZE)
+    camera = Camera.centered(focal, SIZE, SIZE)
     uv = camera.project(torch.as_tensor(points, dtype=torch.float32)).numpy().astype(np.float64)
     inside = (uv[..., 0] >= 0) & (uv[..., 0] < SIZE) & (uv[..., 1] >= 0) & (uv[..., 1] < SIZE) & (points[..., 2] > 0)
 
@@ -390,7 +393,7 @@ def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: 
     ref_depth[:, face] = points[:, face, 2].mean(1, keepdims=True)
     for name, joint in (("landmarks.left_hand", 20), ("landmarks.right_hand", 21)):
         ref_depth[:, source == name] = joints[:, None, joint, 2]
-    rel_z = FOCAL * (points[..., 2] - ref_depth) / ref_depth
+    rel_z = focal * (points[..., 2] - ref_depth) / ref_depth
 
     shapes = {"landmarks.pose": 33, "landmarks.face": 478, "landmarks.left_hand": 21, "landmarks.right_hand": 21}
     clean = {k: np.full((T, n, 4 if k == "landmarks.pose" else 3), np.nan) for k, n in shapes.items()}
