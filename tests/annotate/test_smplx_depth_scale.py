@@ -97,19 +97,12 @@ def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_b
     assert "depth_unit" not in stages["moved"], stages
 
 
-@pytest.mark.slow
-def test_fit_finds_the_unit_of_compressed_z(setup):
-    """far_1px (z compressed 0.67x) on 100 frames: the fit made with z at the nominal unit held it
-    (kappa 0.88 against 1.67 on the truth's pose, upper arms 8.8 deg off, PA-MPJPE 40 mm); the
-    keyframes solved again from 2D alone give 1.63 with the arms' length factor fitted beside it
-    (1.36 without: 3.3 deg, 16 mm), which the fitter takes (after: 1.7 deg, 12.8 mm)."""
+def _fit_recording_units(body, truth):
+    """The annotator's fit of a truth (focal given) and every DepthTerm it calibrated, in order."""
     from annotate.smplx_fit import SmplxFitter
-    from benchmarks.smplx_truth import measure, run_fitter
+    from benchmarks.smplx_truth import run_fitter
     from mentor.config import SmplxConfig
 
-    body = setup[0]
-    truth = make_truth(body, SCENARIOS["far_1px"], 100)
-    _, wanted = _truth_kappa(setup, truth, truth.arrays)
     terms = []
     original = DepthTerm.calibrate
 
@@ -120,6 +113,21 @@ def test_fit_finds_the_unit_of_compressed_z(setup):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DepthTerm, "calibrate", spy)
         _, fit = run_fitter(body, SmplxFitter(SmplxConfig(focal_length=1000.0, device="cpu"), body_model=body), truth)
+    return terms, fit
+
+
+@pytest.mark.slow
+def test_fit_finds_the_unit_of_compressed_z(setup):
+    """far_1px (z compressed 0.67x) on 100 frames: the fit made with z at the nominal unit held it
+    (kappa 0.88 against 1.67 on the truth's pose, upper arms 8.8 deg off, PA-MPJPE 40 mm); the
+    keyframes solved again from 2D alone give 1.63 with the arms' length factor fitted beside it
+    (1.36 without: 3.3 deg, 16 mm), which the fitter takes (after: 1.7 deg, 12.8 mm)."""
+    from benchmarks.smplx_truth import measure
+
+    body = setup[0]
+    truth = make_truth(body, SCENARIOS["far_1px"], 100)
+    _, wanted = _truth_kappa(setup, truth, truth.arrays)
+    terms, fit = _fit_recording_units(body, truth)
     m = measure(truth, fit)
     assert terms and float(terms[-1].kappa) == pytest.approx(wanted, rel=0.06), (float(terms[-1].kappa), wanted)
     assert m["upperarm_deg"] < 3.0, m["upperarm_deg"]
@@ -205,25 +213,14 @@ def test_far_noisy_clip_finds_its_unit(setup):
     against the truth's 1.49 and the bones' closed form 1.07x, under the screen: the elbows and
     wrists 3-5 cm too far back, PA-MPJPE 37.7 mm. With z's noise taken out of the bones' readings
     the 2D-only solve runs and the unit is the bones' (1.51): 24.4 mm."""
-    from annotate.smplx_fit import SmplxFitter
-    from benchmarks.smplx_truth import measure, run_fitter
-    from mentor.config import SmplxConfig
+    from benchmarks.smplx_truth import measure
 
     body = setup[0]
     truth = make_truth(body, SCENARIOS["far_4px"], 250)
     clean, observed = truth.clean["landmarks.pose"][..., 2], truth.arrays["landmarks.pose"][..., 2]
     both = np.isfinite(clean) & np.isfinite(observed)
     wanted = float((clean[both] ** 2).sum() / (clean[both] * observed[both]).sum())  # 1 / the truth's compression
-    terms = []
-    original = DepthTerm.calibrate
-
-    def spy(self, points, focal, **kwargs):
-        terms.append(self)
-        return original(self, points, focal, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DepthTerm, "calibrate", spy)
-        _, fit = run_fitter(body, SmplxFitter(SmplxConfig(focal_length=1000.0, device="cpu"), body_model=body), truth)
+    terms, fit = _fit_recording_units(body, truth)
     m = measure(truth, fit)
     assert float(terms[-1].kappa) == pytest.approx(wanted, rel=0.08), (float(terms[-1].kappa), wanted)
     assert m["pa"]["all"] < 28.0, m["pa"]
