@@ -473,20 +473,20 @@ class StageProblem:
         (T,2P,F), and the gradient (T,F) of frame_costs (no pool) plus sum covector . (u, v, Z):
         covector (T,P,2|3) a further cost's derivative in each point's pixels (and camera-space
         depth), the contour points' correctives included as in gauss_newton_gradient."""
-        hessian, jacobian, _, gradient = self._normal_equations(x, False, with_gradient=True, covector=covector,
+        hessian, jacobian, _, gradient = self._normal_equations(x, False, with_gradient=True, extra=covector,
                                                                 row_weights=row_weights)
         return hessian, jacobian, gradient
 
     def _normal_equations(self, x: torch.Tensor, with_pool: bool, with_gradient: bool, with_focal: bool = False,
-                          covector: torch.Tensor | None = None, row_weights: torch.Tensor | None = None):
+                          extra: torch.Tensor | None = None, row_weights: torch.Tensor | None = None):
         """gauss_newton's (hessian, free Jacobian, uv) and, with_gradient, the free gradient (T,F)
-        (and with_focal, `focal_terms`); covector and row_weights as coupled_normal_equations'."""
+        (and with_focal, `focal_terms`); extra (a further cost's covector) and row_weights as
+        coupled_normal_equations' covector and row_weights."""
         objective = self.objective
         flat = objective.flat
         free = self.free
         frames = x.shape[0]
         depth = objective.depth
-        extra = covector
         extra_depth = extra is not None and extra.shape[-1] == 3
         with_depth = with_gradient and (depth is not None or extra_depth)
         rho2 = self.rho ** 2
