@@ -337,6 +337,7 @@ class Evaluator:
         self.arcface = self._optional(self._load_arcface)
         self._landmarks = self._fitter = self._body = None
         self._mesh = None
+        self._fit_count = 0
 
     def _optional(self, make):
         try:
@@ -383,7 +384,11 @@ class Evaluator:
 
             self._fitter = SmplxFitter(SmplxConfig(model_dir=self.cfg.body_model_dir), device=self.device)
         n = len(next(iter(arrays.values())))
-        rec = ClipRecord(id="generated", source_id="generated", source_uri="generated", start=0.0, end=n / fps,
+        # each video its own source: the fitter keeps a source's fitted focal for its next clips
+        # (one camera), which would fit every video after the first under the first one's focal
+        self._fit_count += 1
+        source = f"generated-{self._fit_count}"
+        rec = ClipRecord(id=source, source_id=source, source_uri="generated", start=0.0, end=n / fps,
                          fps=fps, width=width, height=height)
         for k, a in arrays.items():
             rec.add_array(f"landmarks.{k}", a, fps)
