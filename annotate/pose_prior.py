@@ -53,11 +53,15 @@ class BuiltinPosePrior(nn.Module):
 
     def gn_hessian(self, body_pose: torch.Tensor) -> torch.Tensor:
         """(T,63) -> (T,63,63) Hessian of forward (exact: the cost is piecewise quadratic)."""
+        return torch.diag_embed(self.gn_diagonal(body_pose))
+
+    def gn_diagonal(self, body_pose: torch.Tensor) -> torch.Tensor:
+        """(T,63) -> (T,63): gn_hessian's diagonal, all of it (the Gauss-Newton build adds only this)."""
         d = torch.full_like(body_pose, 2.0).view(-1, 21, 3).clone()
         pose = body_pose.view(-1, 21, 3)
         for j, axis, sign in ANGLE_LIMITS:
             d[:, j, axis] = d[:, j, axis] + 20.0 * (sign * pose[:, j, axis] > 0).to(pose.dtype)
-        return torch.diag_embed(d.reshape(-1, 63))
+        return d.reshape(-1, 63)
 
 
 class GMMPosePrior(nn.Module):
@@ -97,6 +101,10 @@ class GMMPosePrior(nn.Module):
         m = 0.5 * torch.einsum("tki,kij,tkj->tk", d, self.precisions, d) + self.const
         return self.precisions[m.argmin(1)]
 
+    def gn_diagonal(self, body_pose: torch.Tensor) -> None:
+        """None: gn_hessian is a full matrix (the component's precision)."""
+        return None
+
 
 def make_pose_prior(path: str | None) -> nn.Module:
     return GMMPosePrior(path) if path else BuiltinPosePrior()
@@ -127,6 +135,11 @@ class HeldJoints(nn.Module):
 
     def gn_hessian(self, body_pose: torch.Tensor) -> torch.Tensor:
         return self.prior.gn_hessian(body_pose) + torch.diag(2 * self.weight * self.mask)
+
+    def gn_diagonal(self, body_pose: torch.Tensor) -> torch.Tensor | None:
+        """gn_hessian's diagonal where the held prior's Hessian is diagonal, else None."""
+        diagonal = self.prior.gn_diagonal(body_pose)
+        return None if diagonal is None else diagonal + 2 * self.weight * self.mask
 
 
 class HeldSpine(HeldJoints):

@@ -556,7 +556,8 @@ class FlatSMPLX(nn.Module):
             jac = plan["buffer"] = torch.zeros(N, plan["size"], dtype=x.dtype, device=x.device)
         else:
             jac.zero_()
-        jac.index_add_(1, plan["direct_target"], vals.index_select(1, plan["direct"]).reshape(N, -1))
+        # each direct pair's targets are its own (point, row, joint column) entries: copied, not added
+        jac.index_copy_(1, plan["direct_target"], vals.index_select(1, plan["direct"]).reshape(N, -1))
         for qsel, target, comps in plan["pca"]:  # (N,Qh,R,3) @ (Qh,3,pca)
             jac.index_add_(1, target, torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
         jac = jac.view(N, plan["num_points"], R, plan["num_columns"])

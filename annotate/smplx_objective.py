@@ -390,8 +390,13 @@ class StageProblem:
         position = self.free_position(objective.body_columns)
         if position is not None:
             index = objective.body_pose_index
-            body = (objective.prior.gn_hessian(objective.body_pose(x))[:, index][:, :, index]
-                    * (self.spec.pose_weight * self.pose_scale)[:, None, None])
+            scale = self.spec.pose_weight * self.pose_scale
+            pose = objective.body_pose(x)
+            prior_diagonal = objective.prior.gn_diagonal(pose)
+            if prior_diagonal is not None:  # a diagonal prior: its diagonal alone (the (T,63,63) zeros cost more)
+                hessian.diagonal(dim1=-2, dim2=-1)[:, position] += prior_diagonal[:, index] * scale[:, None]
+                return hessian
+            body = objective.prior.gn_hessian(pose)[:, index][:, :, index] * scale[:, None, None]
             if isinstance(position, slice):
                 hessian[:, position, position] += body
             else:

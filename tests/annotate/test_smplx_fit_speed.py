@@ -182,3 +182,32 @@ def test_corner_gather_is_advanced_indexing():
     nidx = torch.arange(4)[:, None, None]
     rows = (tri + nidx * values.shape[1]).reshape(-1)
     assert torch.equal(_corners(values, rows).view(4, 6, 3, 3, 5), values[nidx, tri])
+
+
+def test_diagonal_pose_prior_adds_its_diagonal_only(captured):
+    """add_prior_hessian adds a diagonal pose prior's diagonal alone (pose_prior gn_diagonal): the
+    same matrix, bit for bit, as adding its whole (T,63,63) Hessian; a prior without a diagonal
+    (gn_diagonal None, SMPLify's GMM) keeps the full block."""
+    from dataclasses import replace
+
+    from annotate.pose_prior import COLLAR_POSE, BuiltinPosePrior, HeldJoints
+
+    class FullOnly(HeldJoints):  # the same prior, its Hessian only as the full matrix
+        def gn_diagonal(self, body_pose):
+            return None
+
+    problem, x = captured
+    base = HeldJoints(BuiltinPosePrior(), 100.0, COLLAR_POSE)
+    full = FullOnly(BuiltinPosePrior(), 100.0, COLLAR_POSE)
+    pose = problem.objective.body_pose(x)
+    pose[:, 3 * 17 + 1] = 0.3  # an elbow bent backwards: the angle limit's curvature on the diagonal
+    assert torch.equal(torch.diag_embed(base.gn_diagonal(pose)), base.gn_hessian(pose))
+    hessians = []
+    for prior in (base, full):
+        part = replace(problem, objective=replace(problem.objective, prior=prior))
+        start = torch.rand(x.shape[0], len(part.free), len(part.free), generator=torch.Generator().manual_seed(0))
+        hessians.append(part.add_prior_hessian(start, x, with_pool=True))
+    assert part.free_position(problem.objective.body_columns) is not None  # the body is free here
+    assert torch.equal(hessians[0], hessians[1])
+    assert not torch.equal(hessians[0], torch.rand(x.shape[0], len(part.free), len(part.free),
+                                                   generator=torch.Generator().manual_seed(0)))
