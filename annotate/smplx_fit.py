@@ -281,19 +281,19 @@ def depth_confidence(joints: np.ndarray, observed: np.ndarray) -> np.ndarray:
 def fill_hand_gaps(flat: FlatSMPLX, x: torch.Tensor, missing: dict[str, np.ndarray],
                    decay: float = HAND_GAP_DECAY) -> torch.Tensor:
     """x (T,D) with each hand's pose (PCA) and its wrist's rotation, in the frames without that hand,
-    moved toward the seen frames around: x + w (edge - x), edge the seen frames' values interpolated
-    across the gap (held past the clip's ends), w = exp(-d / decay) at d frames from the nearest seen
-    frame. missing: "left_hand"/"right_hand" -> (T,) bool frames without that hand; a hand never
-    seen is left alone. Nothing in a gap sees these columns but the prior and, in a short gap, the
-    smoothed 2D track of the unseen fingers, which bends them to follow the arm's strokes."""
+    replaced by their expected value given the gap's seen edges: that of a process reverting to the
+    prior's mean (0: the PCA's mean hand, a neutral wrist) with time constant `decay` frames (an
+    Ornstein-Uhlenbeck bridge), gap_bridge's weights on the edge values. A short gap is nearly the
+    line between its edges, a long one falls to the mean in mid-gap, one at the clip's end decays
+    from its one edge. missing: "left_hand"/"right_hand" -> (T,) bool frames without that hand; a
+    hand never seen is left alone. Nothing in a gap sees these columns but the prior and, in a short
+    gap, the smoothed 2D track of the unseen fingers, which bends them to follow the arm's strokes."""
     if decay <= 0:
         raise ValueError(f"hand gap decay {decay} frames: use > 0")
-    frames = np.arange(x.shape[0])
     x = x.clone()
     for group, pose, wrist in (("left_hand", "left_hand_pose", 20), ("right_hand", "right_hand_pose", 21)):
-        gone = np.asarray(missing.get(group, np.zeros(len(frames), bool)), bool)
-        seen = np.flatnonzero(~gone)
-        if not gone.any() or not len(seen):
+        gone = np.asarray(missing.get(group, np.zeros(x.shape[0], bool)), bool)
+        if not gone.any() or gone.all():
             continue
         columns = []
         if pose in flat.layout:
@@ -303,16 +303,42 @@ def fill_hand_gaps(flat: FlatSMPLX, x: torch.Tensor, missing: dict[str, np.ndarr
             columns += [start, start + 1, start + 2]
         if not columns:
             continue
-        fill = np.flatnonzero(gone)
-        distance = np.abs(fill[:, None] - seen[None]).min(1)
-        weight = torch.tensor(np.exp(-distance / decay), dtype=x.dtype, device=x.device)[:, None]
-        values = x[:, columns].cpu().numpy()
-        edge = np.stack([np.interp(fill, seen, values[seen, k]) for k in range(len(columns))], 1)
-        edge = torch.tensor(edge, dtype=x.dtype, device=x.device)
-        rows = torch.as_tensor(fill, device=x.device)
+        edges, weights = gap_bridge(gone, decay)
         cols = torch.as_tensor(columns, device=x.device)
-        x[rows[:, None], cols] += weight * (edge - x[rows[:, None], cols])
+        values = x[:, cols]  # a copy: the edges' values as solved
+        rows = torch.as_tensor(np.flatnonzero(gone), device=x.device)
+        edges = torch.as_tensor(edges, device=x.device)
+        weights = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        x[rows[:, None], cols] = weights[:, :1] * values[edges[:, 0]] + weights[:, 1:] * values[edges[:, 1]]
     return x
+
+
+def gap_bridge(gone: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """The expected value, in each missing frame t, of a process reverting to 0 with time constant
+    `decay` frames given its values at the seen frames a < t < b around it (an Ornstein-Uhlenbeck
+    bridge): w_a x(a) + w_b x(b), w_a = sinh((b - t) / decay) / sinh((b - a) / decay), w_b =
+    sinh((t - a) / decay) / the same; exp(-|t - a| / decay) x(a) past the clip's last seen frame
+    (and so before its first). gone (T,) bool, not all True. Returns edges (G,2) int, the frames a
+    and b, and weights (G,2), w_a and w_b, over the missing frames in order (a missing edge: any
+    seen frame, weighed 0)."""
+    seen = np.flatnonzero(~gone)
+    fill = np.flatnonzero(gone)
+    position = np.searchsorted(seen, fill)
+    has_a, has_b = position > 0, position < len(seen)
+    a = seen[np.maximum(position - 1, 0)]
+    b = seen[np.minimum(position, len(seen) - 1)]
+    weights = np.zeros((len(fill), 2))
+    both = has_a & has_b
+
+    def sinh_ratio(u, v):  # sinh(u) / sinh(v), 0 < u < v, without overflow in long gaps
+        return np.exp(u - v) * np.expm1(-2 * u) / np.expm1(-2 * v)
+
+    span = (b - a)[both] / decay
+    weights[both, 0] = sinh_ratio((b - fill)[both] / decay, span)
+    weights[both, 1] = sinh_ratio((fill - a)[both] / decay, span)
+    weights[has_a & ~has_b, 0] = np.exp(-(fill - a)[has_a & ~has_b] / decay)
+    weights[~has_a & has_b, 1] = np.exp(-(b - fill)[~has_a & has_b] / decay)
+    return np.stack([a, b], 1), weights
 
 
 def params_from_x(objective: ClipObjective, x: torch.Tensor, num_pca: int) -> SmplxParams:
