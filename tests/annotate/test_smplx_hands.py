@@ -118,7 +118,7 @@ def test_near_camera_hand_gaps_follow_their_edges(body, monkeypatch):
     """benchmarks/smplx_truth's near_1px at its 250 frames (the right hand partly out of the image,
     so not detected, in 76 % of them, in runs of 3-53): the fingers' PA-MPJPE with the gaps' edges
     bridged (fill_hand_gaps) against the solve's own guess kept there (13.8 against 14.8 mm
-    when written; 12.6 against 14.5 at e2a7b45; ~40 CPU-s for the two fits)."""
+    when written; 12.6 against 14.5 with the bridge on 7bd1ab2; ~40 CPU-s for the two fits)."""
     import annotate.smplx_fit as smplx_fit
     from benchmarks.smplx_truth import pa_groups, run_fitter
     from mentor.body.scenarios import SCENARIOS, make_truth
