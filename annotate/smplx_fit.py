@@ -74,6 +74,15 @@ TRANSITION_WEIGHT = 100.0
 # of depth flips (2.6 %). At 0.2: 0 flips, PA-MPJPE 10.4 -> 9.9 mm (worst group 12.5 -> 11.4);
 # at 0.05: 9.8 (11.1); outliers unchanged (24.1). The neighbours stage keeps the full weight.
 DEPTH_TRANSITION_SHARE = 0.2
+# the temporal solve's steps: SMOOTH_STEPS, then more (up to SMOOTH_STEPS_MAX) while the last one still
+# lowered the clip's cost by at least SMOOTH_GAIN of it (4 stopped short: at 4 px the 4th step still
+# gained 5 %, noise_4px 250 frames, the 5th 1 %, the 6th 0.25 %; at 1 px the 4th 2.9 %, crossed, the
+# 5th 0.7 %). benchmarks/smplx_truth (250 frames, 7bd1ab2's fitter, 4 steps -> this, PA-MPJPE all
+# (worst group) mm, 3D jitter / truth's): noise_4px 16.6 (17.8) -> 15.3 (16.3), 1.34 -> 1.32; noise_2px
+# 8.4 (9.0) -> 8.1 (8.5), 1.23 -> 1.21; talking 4.9 (5.1) -> 4.8 (5.1), 1.17 -> 1.14; crossed 7.5
+# (10.4) -> 7.5 (10.3), 1.45 -> 1.43; beats 8.5 (9.3) -> 8.6 (9.5), 1.04 -> 1.03; +1 step (~0.7 CPU-s).
+# 6 steps everywhere: noise_4px 14.5 (16.7) but beats 8.8 (9.7); 8: noise_4px 13.7 (17.0)
+SMOOTH_STEPS, SMOOTH_STEPS_MAX, SMOOTH_GAIN = 4, 8, 0.02
 NOISE_SCALE_MAX = 4.0  # the temporal weights grow with the clip's landmark noise up to this x its reference
 # z's unit from the fit solved from 2D alone replaces the one from the fit made with z in it when
 # it is at least this x larger (annotate.smplx_objective.DepthTerm.calibrate; at 100 frames: far_1px
@@ -145,7 +154,9 @@ def default_schedule(iterations: int) -> Schedule:
         # all frames from the interpolated keyframes, coupled in time (a per-frame pass here
         # would let in-between frames fall into 2D-equivalent wrong poses); 4 exact steps (banded
         # Cholesky): on talking the 3rd already reached a lower cost than the 5 PCG steps of before
-        smooth=StageSpec(name="smooth", free=no_shape, groups=every_group, iterations=min(cap, 4), **free_priors),
+        # (past 4 only while a step still gains SMOOTH_GAIN: temporal_solve)
+        smooth=StageSpec(name="smooth", free=no_shape, groups=every_group, iterations=min(cap, SMOOTH_STEPS_MAX),
+                         **free_priors),
     )
 
 
@@ -730,6 +741,7 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
     with torch.no_grad():
         cost, uv, points = total(x)
     x_at = None  # where the derivatives were taken (a rejected step keeps them)
+    steps = 0
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         if x_at is not x:
@@ -767,11 +779,12 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
             cost_new, uv_new, points_new = total(x_new)
             progress.evaluations += 1
             log.debug("temporal step: %.1f -> %.1f (damping %.0e)", float(cost), float(cost_new), damping)
-            x_kept = x
+            x_kept, cost_kept = x, cost
             x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-4)
             if x is not x_kept:
                 cost, uv, points = cost_new, uv_new, points_new
-            if done:
+            steps += 1
+            if done or (steps >= SMOOTH_STEPS and float(cost_kept - cost) < SMOOTH_GAIN * float(cost_kept)):
                 break
     return x
 
