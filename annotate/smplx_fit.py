@@ -102,6 +102,13 @@ KAPPA_SCREEN = 1.1
 # two, but also 1.29x on noise_4px (1.40: its unit 1.86 against the truth's 1.63, PA-MPJPE 17.1 ->
 # 18.6 mm) and 1.33x on away (1.22: the solve's forearms point elsewhere): those keep their unit
 KAPPA_HELD = 1.1
+# shared_shape_solve (focal given): each frame takes its part of the clip step's pose step scaled by
+# whichever of these gives it the lowest cost (the shared betas step whole); the clip's accept compares
+# the sum of those per-frame minima. Issue 16: on beats (250 frames) the first step at damping 1e-3 won
+# or lost by < 0.5 % on three keyframes' ~1 rad pose steps: won at focal 1000 px, lost at 999.96, where
+# the stage then spent 5 of its 8 steps raising the damping and the betas stopped short (PA-MPJPE 8.5
+# against 14.3 mm). Only scaling the pose step works: holding it (scale 0) raises every frame's cost.
+SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -608,36 +615,53 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             schur = schur + torch.diag(damping * s_diag + 1e-6 * (1 + s_diag.abs()))
             step_shared = -torch.linalg.solve(schur, rhs)
             step_pose = -(a_inv_g + (a_inv_b @ step_shared[:, None])[..., 0])
-            x_new = x.clone()
-            x_new[:, pose_cols] += step_pose
-            x_new[:, beta_cols] += step_shared[:len(beta_cols)]
             focal_was = float(focal)
+            move = 0.0
             if with_focal:
                 log_focal = min(max(math.log(focal_was) + float(step_shared[-1]), math.log(focal_guess / FOCAL_RANGE)),
                                 math.log(focal_guess * FOCAL_RANGE))
                 focal.fill_(math.exp(log_focal))
                 # the body's distance scaled with the focal (smplx_objective.focal_column); a frame whose own
-                # pose step fails keeps its pose, moved with the shared unknowns only (one frame's bad step
-                # would otherwise refuse the clip's focal step: beats' focal 821 -> 829 px of 1000)
+                # pose step fails keeps its pose (scale 0), moved with the shared unknowns only (one frame's bad
+                # step would otherwise refuse the clip's focal step: beats' focal 821 -> 829 px of 1000)
                 move = (float(focal) / focal_was - 1) * body_depth(objective.flat(x, problem.rows))
-                x_new[:, away] += move
-                held = x.clone()
-                held[:, beta_cols] += step_shared[:len(beta_cols)]
-                held[:, away] += move
-                costs_new, costs_held = problem.frame_costs(x_new), problem.frame_costs(held)
-                x_new = torch.where((costs_new <= costs_held)[:, None], x_new, held)
-                cost_new = torch.minimum(costs_new, costs_held).sum() + prior_weight * math.log(
-                    float(focal) / focal_guess) ** 2
-                progress.evaluations += 1
-            else:
-                cost_new = problem.frame_costs(x_new).sum()
-            progress.evaluations += 1
+
+            def stepped(scale: float) -> torch.Tensor:  # x with the pose step x scale, the shared step whole
+                x_new = x.clone()
+                x_new[:, pose_cols] += scale * step_pose
+                x_new[:, beta_cols] += step_shared[:len(beta_cols)]
+                if with_focal:
+                    x_new[:, away] += move
+                return x_new
+
+            candidates = torch.stack([stepped(scale) for scale in ((1.0, 0.0) if with_focal else SHAPE_POSE_SCALES)])
+            progress.evaluations += len(candidates)
+            x_new, costs_new = per_frame_choice(problem, candidates, cheapest)  # ties: the whole step
+            cost_new = costs_new.sum()
+            if with_focal:
+                cost_new = cost_new + prior_weight * math.log(float(focal) / focal_guess) ** 2
             x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-7)
             if x is not x_new:
                 focal.fill_(focal_was)
             if done:
                 break
     return x
+
+
+def cheapest(costs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """per_frame_choice's plain pick: each frame's lowest cost, the first candidate of equal ones."""
+    return costs.argmin(0)
+
+
+def per_frame_choice(problem: StageProblem, candidates: torch.Tensor,
+                     pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of candidates (M,T,D), per frame the one `pick(costs (M,T), candidates) -> (T,)` chooses:
+    returns it (T,D) and its cost (T,)."""
+    with torch.no_grad():
+        costs = torch.stack([problem.frame_costs(c) for c in candidates])
+        best = pick(costs, candidates)
+    frames = torch.arange(candidates.shape[1], device=candidates.device)
+    return candidates[best, frames], costs[best, frames]
 
 
 def best_of_starts(problem: StageProblem, starts: list[torch.Tensor], progress: Progress,
@@ -650,12 +674,7 @@ def best_of_starts(problem: StageProblem, starts: list[torch.Tensor], progress: 
     candidates = keyframe_solve(problem.repeat(len(starts)), torch.cat(starts), progress)
     if kept is not None:
         candidates = torch.cat([kept, candidates])
-    count = candidates.shape[0] // frames
-    with torch.no_grad():
-        costs = torch.stack([problem.frame_costs(c) for c in candidates.split(frames)])
-        candidates = candidates.view(count, frames, -1)
-        best = pick(costs, candidates)
-    return candidates[best, torch.arange(frames, device=candidates.device)]
+    return per_frame_choice(problem, candidates.view(-1, frames, candidates.shape[1]), pick)[0]
 
 
 def elbow_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
@@ -666,7 +685,7 @@ def elbow_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress) -
         return keyframe_solve(problem, x, progress)
     bent = x.clone()
     bent[:, layout["body"]] = rest_x(problem.objective.flat, x.shape[0], x.device, elbow=2.0)[:, layout["body"]]
-    return best_of_starts(problem, [x, bent], progress, lambda costs, _: costs.argmin(0))
+    return best_of_starts(problem, [x, bent], progress, cheapest)
 
 
 def depth_pick(problem: StageProblem, evidence: DepthEvidence | None, transition_weight: float):
