@@ -717,11 +717,8 @@ def depth_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress, e
         return x
     mirrored = x.clone()
     mirrored[index] = keyframe_solve(frames_of(problem, index), start[index], progress)
-    candidates = torch.stack([x, mirrored])
-    with torch.no_grad():
-        costs = torch.stack([problem.frame_costs(c) for c in candidates])
-        best = depth_pick(problem, evidence, transition_weight * DEPTH_TRANSITION_SHARE)(costs, candidates)
-    return candidates[best, torch.arange(x.shape[0], device=x.device)]
+    return per_frame_choice(problem, torch.stack([x, mirrored]),
+                            depth_pick(problem, evidence, transition_weight * DEPTH_TRANSITION_SHARE))[0]
 
 
 def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress,
