@@ -102,12 +102,13 @@ KAPPA_SCREEN = 1.1
 # two, but also 1.29x on noise_4px (1.40: its unit 1.86 against the truth's 1.63, PA-MPJPE 17.1 ->
 # 18.6 mm) and 1.33x on away (1.22: the solve's forearms point elsewhere): those keep their unit
 KAPPA_HELD = 1.1
-# shared_shape_solve (focal given): each frame takes its part of the clip step's pose step scaled by
-# whichever of these gives it the lowest cost (the shared betas step whole); the clip's accept compares
-# the sum of those per-frame minima. Issue 16: on beats (250 frames) the first step at damping 1e-3 won
+# shared_shape_solve (focal given): a clip step refused whole is tried again with each frame's pose step
+# scaled by whichever of these gives that frame the lowest cost (the shared betas step whole), the accept
+# on the sum of those per-frame minima. Issue 16: on beats (250 frames) the first step at damping 1e-3 won
 # or lost by < 0.5 % on three keyframes' ~1 rad pose steps: won at focal 1000 px, lost at 999.96, where
 # the stage then spent 5 of its 8 steps raising the damping and the betas stopped short (PA-MPJPE 8.5
-# against 14.3 mm). Only scaling the pose step works: holding it (scale 0) raises every frame's cost.
+# against 14.3 mm; with this 8.5 / 9.3). Only scaling the pose step works: holding it (scale 0) raises
+# every frame's cost. Tried on every step, not only refused ones: far_4px 25.0 -> 28.5 mm (README)
 SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
 
 
@@ -634,9 +635,13 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
                     x_new[:, away] += move
                 return x_new
 
-            candidates = torch.stack([stepped(scale) for scale in ((1.0, 0.0) if with_focal else SHAPE_POSE_SCALES)])
-            progress.evaluations += len(candidates)
-            x_new, costs_new = per_frame_choice(problem, candidates, cheapest)  # ties: the whole step
+            def per_frame_best(scales: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+                progress.evaluations += len(scales)  # ties: the first scale
+                return per_frame_choice(problem, torch.stack([stepped(scale) for scale in scales]), cheapest)
+
+            x_new, costs_new = per_frame_best((1.0, 0.0) if with_focal else (1.0,))
+            if not with_focal and float(costs_new.sum()) >= float(cost):  # refused whole: scaled back per frame
+                x_new, costs_new = per_frame_best(SHAPE_POSE_SCALES)
             cost_new = costs_new.sum()
             if with_focal:
                 cost_new = cost_new + prior_weight * math.log(float(focal) / focal_guess) ** 2

@@ -204,9 +204,9 @@ def test_benchmark_says_where_a_wrong_focal_puts_its_error(body):
 def test_shape_step_scales_back_the_pose_of_frames_it_overshoots(body, monkeypatch):
     """Issue 16: the shape stage's step is one for the clip; a frame whose own Gauss-Newton pose step
     overshoots (a large rotation) used to make the clip refuse it, and the damping's climb then ate the
-    stage's steps (beats: PA-MPJPE 8.5 mm at focal 1000 px, 14.3 at 999.96). That frame now takes its
-    pose step scaled back (SHAPE_POSE_SCALES): a keyframe's body put 0.3-1 rad off (random), the step
-    the whole pose step alone gets refused is taken and lowers the clip's cost."""
+    stage's steps (beats: PA-MPJPE 8.5 mm at focal 1000 px, 14.3 at 999.96). A step refused whole is
+    tried again with each frame's pose step scaled back where that lowers its cost (SHAPE_POSE_SCALES):
+    a keyframe's body put 0.3-1 rad off (random), the step refused whole is taken and lowers the clip's cost."""
     import torch
     from dataclasses import replace
 
