@@ -201,7 +201,9 @@ def test_depth_restarts_turn_forearms_away_from_the_camera():
         figures[restarts] = measure(truth, fit)
     before, after = figures[False], figures[True]
     print({k: (round(before[k], 3), round(after[k], 3)) for k in ("flip_share", "forearm_deg")})
-    assert before["flip_share"] > 0.1, before["flip_share"]  # the failure this guards against is still there
+    # the failure this guards against is still there (0.125 of arm-frames until the shape stage retried its
+    # refused steps with the pose step scaled back per frame, session 11: 0.047)
+    assert before["flip_share"] > 0.03, before["flip_share"]
     assert after["flip_share"] < 0.5 * before["flip_share"], (before["flip_share"], after["flip_share"])
     assert after["forearm_deg"] < 10.0, after["forearm_deg"]
     assert after["pa"]["fingers"] < before["pa"]["fingers"], (before["pa"], after["pa"])
