@@ -1117,6 +1117,7 @@ def fit_clip(
     hand_gap_decay: float = HAND_GAP_DECAY,
     stop_after: str | None = None,
     fit_focal: bool = False,
+    shape_collar_weight: float = 0.0,
 ) -> FitResult | StoppedFit:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -1154,7 +1155,7 @@ def fit_clip(
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
                          motion_tolerance_px=motion_tolerance_px, hand_gap_decay=hand_gap_decay,
-                         stop_after=stop_after, fit_focal=fit_focal)
+                         stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight)
 
 
 @contextlib.contextmanager
@@ -1176,7 +1177,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
               smooth_unseen=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY, stop_after=None,
-              fit_focal=False) -> FitResult | StoppedFit:
+              fit_focal=False, shape_collar_weight=0.0) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -1190,6 +1191,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     sparse = sparse.to(device)
     frames = conf.shape[0]
     schedule = schedule or default_schedule(iterations)
+    if shape_collar_weight < 0:
+        raise ValueError(f"shape_collar_weight {shape_collar_weight}: use >= 0 per rad^2 (0: off)")
+    if shape_collar_weight > 0:
+        schedule = replace(schedule, shape=replace(schedule.shape, collar_weight=shape_collar_weight))
     if stop_after is not None and (stop_after != schedule.neighbours.name or optimizer != "batched"):
         raise ValueError(f"stop_after {stop_after!r} with optimizer {optimizer!r}: the fit stops only after the "
                          f"keyframes' last stage ({schedule.neighbours.name!r}, optimizer 'batched'), or use None")
@@ -1567,7 +1572,7 @@ class SmplxFitter:
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
                             motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,
-                            fit_focal=fit_focal)
+                            fit_focal=fit_focal, shape_collar_weight=self.cfg.shape_collar_weight)
 
         try:
             res = None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from annotate.pose_prior import COLLAR_POSE
 from annotate.smplx_flat import FlatSMPLX, left_jacobian
 from annotate.smplx_optim import second_difference, second_difference_t
 from mentor.body import Camera
@@ -125,6 +126,10 @@ class StageSpec:
     hand_weight: float
     rho_scale: float = 1.0
     shape_per_clip: bool = False  # the shape prior counts once for the clip, not once per frame
+    # the collars' rotations (COLLAR_POSE) held toward zero at this weight per rad^2; where it is on, the
+    # size (the first beta: 2D cannot tell it from the distance with a known focal) keeps its prior in
+    # every frame, not once per clip (the collars no longer explain the shoulders' place, the size did)
+    collar_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,12 @@ class ClipObjective:
                     weights[:, layout[name]] *= self.presence[:, g:g + 1]
         if stage.shape_per_clip:
             seeing = float((self.presence[:, 0] == 1).sum().clamp(min=1))
-            weights[:, layout["betas"]] /= seeing
+            size = layout["betas"].start  # the size keeps its prior in every frame where the collars are held
+            weights[:, size + (stage.collar_weight > 0):layout["betas"].stop] /= seeing
+        if stage.collar_weight > 0 and self.body_columns is not None:
+            collar = torch.isin(self.body_pose_index, torch.as_tensor(
+                [3 * j + c for j in COLLAR_POSE for c in range(3)], device=self.body_pose_index.device))
+            weights[:, self.body_columns[collar]] = stage.collar_weight * self.presence[:, :1]
         return weights
 
     def pose_prior_scale(self) -> torch.Tensor:

@@ -278,6 +278,13 @@ class SmplxConfig(Section):
     # smplx_fit.KAPPA_HELD: not solved again; 13.7 with the free fit's 1.46 forced)
     held_collar_weight: float = Field(0.0, ge=0)
     held_spine_uncut_weight: float = Field(0.0, ge=0)
+    # the collars held toward zero at this weight per rad^2 in the shape stage only, where the clip's
+    # betas are decided, with the size's prior (beta 0) kept per frame there (annotate/smplx_objective.py
+    # StageSpec.collar_weight; 0: off). The fit shrugged: its collars turned 0.4-0.6 rad (the truth's
+    # 0.03) in place of the betas (switch betas r 0.71, near_4px 0.79). Set from benchmarks/smplx_truth
+    # (250 frames, fc37433's fitter; the size per clip): near_4px r 0.84 at 100, 0.99 at 300 (1000, 3000 no
+    # better), but the body 8-14 % small; with the size per frame: README "The collars in the shape stage"
+    shape_collar_weight: float = Field(300.0, ge=0)
     # weight of MediaPipe's relative pose z in the fit's objective (annotate/smplx_objective.py
     # DepthTerm, per px^2 of z residual; a 2D residual counts 1 per px^2); 0: off. Set from
     # benchmarks/smplx_truth at 250 frames: 0.05 took talking's PA-MPJPE from 16 to 6 mm (worst
