@@ -862,6 +862,16 @@ def landmark_noise_px(xy: np.ndarray, conf: np.ndarray, min_samples: int = 100) 
     return float(np.median(np.abs(d2[triple])) / NOISE_MAD)
 
 
+def noise_scale(xy: np.ndarray, conf: np.ndarray, reference_px: float) -> float:
+    """The clip's landmark noise (landmark_noise_px) over reference_px, clamped to [1, NOISE_SCALE_MAX]:
+    how much noisier the clip is than the clips the fit's weights were tuned on; 1 where reference_px
+    is 0 (off) or the noise cannot be read."""
+    if reference_px <= 0:
+        return 1.0
+    noise = landmark_noise_px(xy, conf)
+    return min(max(noise / reference_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise) else 1.0
+
+
 def depth_noise(term: DepthTerm) -> float:
     """z's noise sd per pose point (z's unit) from its own second differences over frames, as
     landmark_noise_px reads the landmarks' (NaN where too few frames see it)."""
@@ -1118,6 +1128,7 @@ def fit_clip(
     stop_after: str | None = None,
     fit_focal: bool = False,
     shape_collar_weight: float = 0.0,
+    depth_rho_noise_px: float = 0.0,
 ) -> FitResult | StoppedFit:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -1133,6 +1144,8 @@ def fit_clip(
     depth (T,K): MediaPipe's relative z of each landmark (NaN where none; any unit): picks the
     arms' depth among mirrored restarts (annotate/smplx_depth.py) when depth_restarts, and with
     depth_weight > 0 is a term of the objective (annotate/smplx_objective.py DepthTerm).
+    depth_rho_noise_px: the depth term's robust scale x noise_scale(the clip's landmarks, this)^2: x1 on
+    clips whose landmark noise is under this (px), growing with the square of the noise beyond; 0: fixed.
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
@@ -1155,7 +1168,8 @@ def fit_clip(
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
                          motion_tolerance_px=motion_tolerance_px, hand_gap_decay=hand_gap_decay,
-                         stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight)
+                         stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight,
+                         depth_rho_noise_px=depth_rho_noise_px)
 
 
 @contextlib.contextmanager
@@ -1177,7 +1191,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
               smooth_unseen=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY, stop_after=None,
-              fit_focal=False, shape_collar_weight=0.0) -> FitResult | StoppedFit:
+              fit_focal=False, shape_collar_weight=0.0,
+              depth_rho_noise_px=0.0) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -1186,6 +1201,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                          "shape stage; use optimizer 'batched' or give the focal (fit_focal=False)")
     if hand_gap_decay < 0:
         raise ValueError(f"hand_gap_decay {hand_gap_decay}: use >= 0 frames (0: off)")
+    if depth_rho_noise_px < 0:
+        raise ValueError(f"depth_rho_noise_px {depth_rho_noise_px}: use >= 0 px (0: the depth term's robust scale fixed)")
     started, cpu_started = time.perf_counter(), time.process_time()
     device = torch.device(device)
     sparse = sparse.to(device)
@@ -1215,12 +1232,15 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         groups=[t.group for t in seen_targets], torso=torso, camera=cam, rho=robust_rho * max(image_size),
         prior=prior, smooth_weight=smooth_weight,
         bounds=None if bounds is None else torch.tensor(bounds[:, active], dtype=torch.float32, device=device))
+    # the clip's landmark noise against the temporal weights' tuning
+    noise_factor = noise_scale(xy[:, active], conf[:, active], smooth_noise_px)
     depth_evidence = None
     if depth is not None and depth_weight > 0 and optimizer == "batched":  # MediaPipe's z in the objective
         term = DepthTerm.build(flat, seen_targets, depth[:, active],
                                torch.tensor(conf[:, active], dtype=torch.float32, device=device),
                                sparse.point_joints()[active], depth_weight)
-        objective = objective.with_depth(None if term is None else term.with_noise(depth_noise(term)))
+        objective = objective.with_depth(None if term is None else term.with_noise(depth_noise(term)).widened(
+            noise_scale(xy[:, active], conf[:, active], depth_rho_noise_px) ** 2))
     if depth is not None and optimizer == "batched" and mirror_restarts:
         joint_of = np.array([t.point.index if t.point.kind == "joint" and t.source == "landmarks.pose" else -1
                              for t in seen_targets])
@@ -1356,16 +1376,13 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                 def smooth(problem, x, progress):
                     return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad)
 
-                noise = landmark_noise_px(xy[:, active], conf[:, active]) if smooth_noise_px > 0 else float("nan")
-                noise_scale = (min(max(noise / smooth_noise_px, 1.0), NOISE_SCALE_MAX) if math.isfinite(noise)
-                               else 1.0)
-                log.debug("landmark noise %.2f px: temporal weights x %.1f", noise, noise_scale**2)
+                log.debug("landmark noise x %.2f: temporal weights x %.1f", noise_factor, noise_factor**2)
                 smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
                 unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
                                           smooth_unseen)
                 x = run(schedule.smooth, smooth, x, temporal_objective(objective.with_depth_smoothing(smoothing),
-                                                                        noise_scale, smooth_torso, unseen))
+                                                                        noise_factor, smooth_torso, unseen))
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}
@@ -1572,7 +1589,8 @@ class SmplxFitter:
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
                             motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,
-                            fit_focal=fit_focal, shape_collar_weight=self.cfg.shape_collar_weight)
+                            fit_focal=fit_focal, shape_collar_weight=self.cfg.shape_collar_weight,
+                            depth_rho_noise_px=self.cfg.depth_rho_noise_px)
 
         try:
             res = None

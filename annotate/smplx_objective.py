@@ -759,6 +759,7 @@ class DepthTerm:
         self.seen = (seen & enough).to(z.dtype)
         self.kappa = kappa if kappa is not None else torch.ones(1, device=z.device)  # shared with subsets
         self.noise = 0.0  # sd of z's noise per point (z's unit; `with_noise`), taken out of the bones' extents
+        self.rho = DEPTH_RHO  # px: Geman-McClure's scale of the residuals (`widened`)
 
     @classmethod
     def build(cls, flat: FlatSMPLX, targets: list, depth: np.ndarray, confidence: torch.Tensor, point_joints: np.ndarray,
@@ -820,6 +821,14 @@ class DepthTerm:
         power = (z_extent ** 2).sum()
         return torch.maximum(power - 2 * self.noise ** 2 * len(z_extent), power / 2)
 
+    def widened(self, factor: float) -> "DepthTerm":
+        """The term with its robust scale DEPTH_RHO x factor (>= 1): on a noisier clip (smplx_fit's
+        landmark noise scale) more of z's residuals stay in Geman-McClure's quadratic part, where z
+        still pulls (at 4 px z's own noise, ~25 px in the benchmark's scenarios, is past DEPTH_RHO)."""
+        if not factor >= 1:
+            raise ValueError(f"depth robust scale factor {factor}: use >= 1")
+        return self._like(rho=DEPTH_RHO * factor)
+
     def repeat(self, times: int) -> "DepthTerm":
         return self._like(z=self.z.repeat(times, 1), seen=self.seen.repeat(times, 1))
 
@@ -842,12 +851,12 @@ class DepthTerm:
         Geman-McClure derivative through f / mean Z (held, as in `residuals`) and the centring
         (its own transpose)."""
         residual, scale = self.residuals(points, focal)
-        return scale * self._centred(2 * self.weight * self.seen * irls_weight(residual ** 2, DEPTH_RHO) * residual)
+        return scale * self._centred(2 * self.weight * self.seen * irls_weight(residual ** 2, self.rho) * residual)
 
     def costs(self, points: torch.Tensor, focal: float) -> torch.Tensor:
         """(T,) weight x Geman-McClure of the frame's z residuals."""
         residual, _ = self.residuals(points, focal)
-        return self.weight * (geman_mcclure(residual ** 2, DEPTH_RHO) * self.seen).sum(1)
+        return self.weight * (geman_mcclure(residual ** 2, self.rho) * self.seen).sum(1)
 
     def calibrate(self, points: torch.Tensor, focal: float, from_bones: bool = False) -> float | None:
         """kappa from a fit's points (T,P,3): the ratio of the median magnitudes of the model's and
@@ -923,7 +932,7 @@ class DepthTerm:
             points, jacobian = self.depth_jacobian(flat, x, rows)
             residual, scale = self.residuals(points, focal)
             jacobian = self._centred_jacobian(jacobian[..., free]) * scale[..., None]
-            irls = self.weight * self.seen * irls_weight(residual ** 2, DEPTH_RHO)  # (T,Q)
+            irls = self.weight * self.seen * irls_weight(residual ** 2, self.rho)  # (T,Q)
             return 2 * (jacobian * irls[..., None]).transpose(1, 2) @ jacobian
 
     def _centred_jacobian(self, jacobian: torch.Tensor) -> torch.Tensor:

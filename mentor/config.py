@@ -291,6 +291,16 @@ class SmplxConfig(Section):
     # group 18 -> 7) and beats' from 34 to 21; 0.1 and 0.2 flipped fewer forearms pointing away
     # (23 %, 16 % against 54 % at 0.05) but bent the body's shape (bones 14-15 % off on talking)
     depth_weight: float = Field(0.05, ge=0)
+    # the depth term's robust scale (annotate/smplx_objective.py DEPTH_RHO, 20 px) x (noise / this)^2
+    # where the clip's landmark noise (px, annotate/smplx_fit.py landmark_noise_px) is above this
+    # (at most x16); 0: fixed. At 4 px z's own noise (~25 px) is past 20 px: the robust loss let z go
+    # and the shoulders sat 15-18 mm off in depth. Set from benchmarks/smplx_truth (250 frames; the
+    # noise reads 1.2-1.3 px at 1 px, 2.3 at 2 px, 4.4-4.8 at 4 px): x the temporal weights' noise
+    # scale (noise / 1.35: x3.3-3.6 at 4 px, x1.7 at 2 px) PA-MPJPE near_4px 21.8 (24.2) -> 17.4 (19.7)
+    # mm, far_4px 25.0 (27.8) -> 16.1 (17.5), noise_4px 16.6 (17.8) -> 17.2 (19.2), but noise_2px 8.4
+    # (9.0) -> 9.9 (11.0) (x1.03 on that: 12.8 (14.2); its unchanged fit perturbed: 8.3 (8.8)): 2 px
+    # clips are left alone; x its square root (x1.8 at 4 px): near_4px 21.1 (23.8)
+    depth_rho_noise_px: float = Field(2.5, ge=0)
     # MediaPipe's hand z (wrist and the fingers' first joints, relative to the wrist) in that term
     # too, each hand centred on its own mean. Off: measured with benchmarks/smplx_truth at 250
     # frames (with depth_restarts), forearms away 12.3 -> 11.2 mm PA-MPJPE (fingers 13.4 -> 11.9,
