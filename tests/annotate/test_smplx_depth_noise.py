@@ -76,10 +76,11 @@ def _fitted_depth_rho(body, truth, **settings) -> float:
 
 
 def test_fit_widens_the_depth_scale_on_noisy_clips_only(setup):
-    """The annotator's fit with smplx.depth_rho_noise_px 2.5: a 4 px clip's depth term has its scale x
-    (noise / 2.5)^2 (~3); a 1 px clip's and, with the default 0, the 4 px clip's keep DEPTH_RHO."""
+    """The annotator's fit with smplx.depth_rho_noise_px 2.5 (the default): a 4 px clip's depth term has
+    its scale x (noise / 2.5)^2 (~3); a 1 px clip's and, with 0 (off), the 4 px clip's keep DEPTH_RHO."""
     body = setup[0]
     noisy, clean = make_truth(body, SCENARIOS["near_4px"], 24), make_truth(body, SCENARIOS["beats"], 24)
     assert 2.0 * DEPTH_RHO < _fitted_depth_rho(body, noisy, depth_rho_noise_px=2.5) <= NOISE_SCALE_MAX * DEPTH_RHO
     assert _fitted_depth_rho(body, clean, depth_rho_noise_px=2.5) == DEPTH_RHO
-    assert _fitted_depth_rho(body, noisy) == DEPTH_RHO
+    assert _fitted_depth_rho(body, noisy) > 2.0 * DEPTH_RHO  # the default
+    assert _fitted_depth_rho(body, noisy, depth_rho_noise_px=0.0) == DEPTH_RHO
