@@ -57,6 +57,7 @@ BENCH_QUICK_motion := --config small --steps 10 --sample-configs small
 BENCH_QUICK_motion_speech := --clips 8 --identities 4 --seconds 2 --steps 20 --guidance 1 --out out/bench/motion_speech_quick
 BENCH_QUICK_person_filter := --seconds 4 --repeats 1
 BENCH_QUICK_scaling := --sources 4 --seconds 10
+BENCH_QUICK_smplx_ab := --variants steps10 --reps 1 --scenarios talking --frames 40
 BENCH_QUICK_smplx_fit := --stride 50
 BENCH_QUICK_smplx_focal_guess := --truths 1.0 --guesses 0.7 --frames 40
 BENCH_QUICK_smplx_truth := --quick --scenarios talking

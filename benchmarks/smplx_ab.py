@@ -1,0 +1,203 @@
+"""Interleaved A/B of SMPL-X fitter variants on issue 16's ground-truth scenarios: CPU per stage and accuracy.
+
+On a shared box, CPU-s of one run swing +-15-30 % per stage with the load (the same code read 7.4
+and 9.0 CPU-s on talking minutes apart, load 3-5 on 2 cores), so a variant judged against
+main's figures from another run is noise. Here every variant runs in ONE process beside the
+baseline, in alternating order (base, v1, .., vn, then vn, .., base), `--reps` times; each
+stage's CPU is the least over the reps (what the code costs when the box lets it) and the
+accuracy is deterministic per variant (seeded). Variants are patches of the fitter's module
+(schedule fields, module constants), named in VARIANTS; join several with '+'.
+
+    nice -n 19 .venv/bin/python -m benchmarks.smplx_ab --variants betas_free+steps10,steps10 --reps 2
+
+(betas_free+steps10 is main's schedule at ba65648: a no-op there, base's own schedule elsewhere.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+import annotate.smplx_fit as fit_module
+
+STAGES = ("setup", "camera", "body", "depth", "hands", "full", "shape", "neighbours", "smooth")
+RESTARTS = ("elbow_restarts", "depth_restarts", "neighbour_restarts")
+_SCHEDULE, _MOTION_KEYFRAMES = fit_module.default_schedule, fit_module.motion_keyframes
+_PER_FRAME_CHOICE = fit_module.per_frame_choice
+PICK_MOVED = 0.05  # rad (m for the translation): a pick this far from the first candidate changed the fit
+
+
+def count_picks(into: dict) -> None:
+    """From now on, each restart strategy's per-frame pick (RESTARTS) adds to into[strategy]:
+    [frames picked from, frames whose pick moved a parameter > PICK_MOVED from the first candidate,
+    the picks' cost gain over the first candidate as a share of its cost]."""
+    def choice(problem, candidates, pick):
+        frame, caller = sys._getframe(1), None
+        for _ in range(3):  # the strategy calls per_frame_choice directly or through best_of_starts
+            if frame is None or caller:
+                break
+            caller, frame = (frame.f_code.co_name if frame.f_code.co_name in RESTARTS else None), frame.f_back
+        if caller is None:
+            return _PER_FRAME_CHOICE(problem, candidates, pick)
+
+        def counted(costs, cands):
+            best = pick(costs, cands)
+            frames = torch.arange(cands.shape[1], device=cands.device)
+            moved = (cands[best, frames] - cands[0]).abs().amax(-1) > PICK_MOVED
+            gain = costs[0] - costs[best, frames]
+            tally = into.setdefault(caller, [0, 0, 0.0])
+            tally[0] += int(cands.shape[1])
+            tally[1] += int(moved.sum())
+            tally[2] += float(gain.sum() / costs[0].sum().clamp(min=1e-12))
+            return best
+
+        return _PER_FRAME_CHOICE(problem, candidates, counted)
+
+    fit_module.per_frame_choice = choice
+
+
+def _without(names: tuple[str, ...], dropped: str) -> tuple[str, ...]:
+    return tuple(n for n in names if n != dropped)
+
+
+BETAS_STAGES = {"": ("hands", "full", "neighbours"), "_hf": ("hands", "full"), "_nb": ("neighbours",)}
+
+
+def _schedule_patch(schedule, part: str):
+    """One named schedule change (see VARIANTS)."""
+    for suffix, stages in BETAS_STAGES.items():
+        if part == "betas_out" + suffix:  # those stages hold the shape (fitted in body, depth and shape)
+            return replace(schedule, **{n: replace(getattr(schedule, n), shape_per_clip=False,
+                                                   free=_without(getattr(schedule, n).free, "betas"))
+                                        for n in stages})
+        if part == "betas_free" + suffix:  # those stages free the betas too (main's schedule at ba65648)
+            return replace(schedule, **{n: replace(getattr(schedule, n), free=fit_module.FLAT_ALL, shape_per_clip=True)
+                                        for n in stages})
+    if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
+        steps = int(part[len("steps"):])
+        return replace(schedule, hands=replace(schedule.hands, iterations=steps),
+                       full=replace(schedule.full, iterations=steps))
+    if part == "smooth_noexpr":  # the temporal solve holds the keyframes' interpolated expression
+        return replace(schedule, smooth=replace(schedule.smooth, free=_without(schedule.smooth.free, "expression")))
+    return schedule
+
+
+VARIANTS = {
+    "base": "the fitter as it is in this tree",
+    "betas_out": "hands, full and neighbours hold the betas (the Jacobian's shape columns and the pooled shape "
+                 "only in body, depth and shape)",
+    "betas_out_hf": "hands and full hold the betas",
+    "betas_out_nb": "neighbours holds the betas",
+    "betas_free": "hands, full and neighbours free the betas (main's schedule at ba65648)",
+    "betas_free_hf": "hands and full free the betas",
+    "betas_free_nb": "neighbours frees the betas",
+    "steps6": "hands and full stages capped at 6 steps",
+    "steps8": "hands and full stages capped at 8 steps",
+    "steps10": "hands and full stages capped at 10 steps (main's schedule at ba65648)",
+    "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame)",
+    "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
+}
+
+
+def apply(variant: str) -> None:
+    """Patch annotate.smplx_fit for `variant` ('+'-joined names of VARIANTS); 'base' undoes every patch."""
+    parts = variant.split("+")
+    unknown = [p for p in parts if p not in VARIANTS]
+    if unknown:
+        raise ValueError(f"smplx_ab: unknown variant(s) {unknown}: use {', '.join(VARIANTS)} (joined with '+')")
+
+    def schedule(iterations: int):
+        out = _SCHEDULE(iterations)
+        for part in parts:
+            out = _schedule_patch(out, part)
+        return out
+
+    fit_module.default_schedule = schedule
+    fit_module.motion_keyframes = ((lambda *a, **k: _MOTION_KEYFRAMES(*a, **{**k, "min_tolerance_px": 6.0}))
+                                   if "tol6" in parts else _MOTION_KEYFRAMES)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from benchmarks.smplx_truth import SCENARIOS, load_body_model, make_truth, measure, run_fitter, seen_betas
+    from mentor.config import SmplxConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variants", required=True, help=f"comma-separated; each one or '+'-joined: {', '.join(VARIANTS)}")
+    ap.add_argument("--scenarios", default="talking,beats")
+    ap.add_argument("--frames", type=int, default=250)
+    ap.add_argument("--reps", type=int, default=2, help="interleaved runs of each variant (the least CPU is kept)")
+    ap.add_argument("--count-picks", action="store_true",
+                    help="also count, per restart strategy, the frames whose pick is not their first candidate")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    if args.scenarios == "all":
+        args.scenarios = ",".join(SCENARIOS)
+    variants = ["base"] + [v for v in args.variants.split(",") if v and v != "base"]
+    for v in variants:
+        apply(v)  # a bad name fails here, before any fit
+    apply("base")
+    torch.set_num_threads(1)
+    body = load_body_model()
+    results: dict = {}
+    for name in args.scenarios.split(","):
+        sc = SCENARIOS[name]
+        cfg = SmplxConfig(focal_length=1000.0 if sc.focal_known else None, device="cpu", threads=1)
+        truth = make_truth(body, sc, args.frames, keyframe_stride=cfg.keyframe_stride)
+        beta_px = seen_betas(body, truth, [t.point for t in fit_module.SmplxFitter(cfg, body_model=body).targets])
+        for rep in range(args.reps):
+            for v in (variants if rep % 2 == 0 else variants[::-1]):
+                apply(v)
+                picks: dict = {}
+                if args.count_picks:
+                    count_picks(picks)
+                rec, fit = run_fitter(body, fit_module.SmplxFitter(cfg, body_model=body), truth)
+                fit_module.per_frame_choice = _PER_FRAME_CHOICE
+                apply("base")
+                m = measure(truth, fit, beta_px=beta_px)
+                run = results.setdefault(name, {}).setdefault(v, {"cpu": [], "stages": [], "load": []})
+                run["cpu"].append(fit.cpu_seconds)
+                run["stages"].append(rec.annotations["smplx"]["stage_cpu_seconds"])
+                run["load"].append(os.getloadavg()[0])
+                groups = {k: x for k, x in m["pa"].items() if k != "all"}
+                run["figures"] = {"pa_all": m["pa"]["all"], "pa_worst": max(groups.values()), "err2d": m["err2d"],
+                                  "jitter3d_ratio": m["jitter3d_ratio"], "forearm_deg": m["forearm_deg"],
+                                  "flip_share": m["flip_share"], "bone_pct_worst": m["bone_pct_worst"],
+                                  "betas_r": m["betas_r"]}
+                run["picks"] = picks
+                f = run["figures"]
+                print(f"{name} rep {rep} {v}: {fit.cpu_seconds:.2f} CPU-s, load {run['load'][-1]:.1f}; PA {f['pa_all']:.2f}"
+                      f" ({f['pa_worst']:.2f}) mm, jitter {f['jitter3d_ratio']:.2f}x, flips {100 * f['flip_share']:.1f} %,"
+                      f" bones {f['bone_pct_worst']:.2f} %, betas r {f['betas_r']:.2f}"
+                      + "".join(f"; {k}: {moved} of {n} frames moved by the pick, their cost gain {100 * gain:+.2f} %"
+                                for k, (n, moved, gain) in picks.items()),
+                      flush=True)
+    for name, runs in results.items():
+        base = min(runs["base"]["cpu"])
+        loads = [x for r in runs.values() for x in r["load"]]
+        print(f"\n{name}, {args.frames} frames: least CPU-s of {args.reps} interleaved runs (load {min(loads):.1f}-"
+              f"{max(loads):.1f} on {os.cpu_count()} CPUs); accuracy per variant (deterministic)")
+        print("variant".ljust(34) + " ".join(s[:6].rjust(6) for s in STAGES)
+              + " |   cpu f/CPU-s  x base | PA all worst    2D  jit3D forearm flips bones% betas r")
+        for v, run in runs.items():
+            cpu, f = min(run["cpu"]), run["figures"]
+            run["least_stages"] = {s: min(st.get(s, 0.0) for st in run["stages"]) for s in STAGES}
+            print(v.ljust(34) + " ".join(f"{run['least_stages'][s]:6.2f}" for s in STAGES)
+                  + f" | {cpu:5.2f} {args.frames / cpu:7.1f} {base / cpu:5.2f}x | {f['pa_all']:6.1f} {f['pa_worst']:5.1f}"
+                  f" {f['err2d']:5.2f} {f['jitter3d_ratio']:6.2f} {f['forearm_deg']:7.1f} {100 * f['flip_share']:4.1f}%"
+                  f" {f['bone_pct_worst']:6.2f} {f['betas_r']:7.2f}")
+        print(f"{name}: ratio of base's least CPU-s to each variant's: "
+              + ", ".join(f"{v} {base / min(run['cpu']):.2f}x" for v, run in runs.items() if v != "base"))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+    return results
+
+
+if __name__ == "__main__":
+    main()

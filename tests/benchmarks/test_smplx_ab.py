@@ -1,0 +1,33 @@
+"""benchmarks/smplx_ab.py: its variants patch the fitter's schedule and 'base' undoes them."""
+
+from __future__ import annotations
+
+import pytest
+
+import annotate.smplx_fit as fit_module
+from benchmarks import smplx_ab
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    smplx_ab.apply("base")
+
+
+def test_variants_patch_the_schedule_and_base_undoes_them():
+    base = fit_module.default_schedule(60)
+    smplx_ab.apply("betas_free+steps10")
+    old = fit_module.default_schedule(60)
+    assert old.hands.iterations == old.full.iterations == 10
+    assert all("betas" in getattr(old, n).free for n in ("hands", "full", "neighbours"))
+    smplx_ab.apply("betas_out+steps6")
+    new = fit_module.default_schedule(60)
+    assert new.hands.iterations == new.full.iterations == 6
+    assert not any("betas" in getattr(new, n).free for n in ("hands", "full", "neighbours"))
+    smplx_ab.apply("base")
+    assert fit_module.default_schedule(60) == base
+
+
+def test_an_unknown_variant_is_refused_with_the_names():
+    with pytest.raises(ValueError, match="betas_free"):
+        smplx_ab.apply("steps10+nonsense")
