@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import replace
 
@@ -66,19 +67,23 @@ def _without(names: tuple[str, ...], dropped: str) -> tuple[str, ...]:
     return tuple(n for n in names if n != dropped)
 
 
-BETAS_STAGES = {"": ("hands", "full", "neighbours"), "_hf": ("hands", "full"), "_nb": ("neighbours",)}
+STAGE_LETTERS = {"h": "hands", "f": "full", "n": "neighbours"}
+PATTERNS = {  # variants named by a pattern: its parts in the name
+    r"betas_out_[hfn]+": "those stages (h hands, f full, n neighbours) hold the betas",
+    r"betas_free_[hfn]+": "those stages free the betas (main's schedule at ba65648: all three)",
+    r"steps\d+": "hands and full stages capped at this many steps (main's at ba65648: 10)",
+}
 
 
 def _schedule_patch(schedule, part: str):
-    """One named schedule change (see VARIANTS)."""
-    for suffix, stages in BETAS_STAGES.items():
-        if part == "betas_out" + suffix:  # those stages hold the shape (fitted in body, depth and shape)
-            return replace(schedule, **{n: replace(getattr(schedule, n), shape_per_clip=False,
-                                                   free=_without(getattr(schedule, n).free, "betas"))
-                                        for n in stages})
-        if part == "betas_free" + suffix:  # those stages free the betas too (main's schedule at ba65648)
-            return replace(schedule, **{n: replace(getattr(schedule, n), free=fit_module.FLAT_ALL, shape_per_clip=True)
-                                        for n in stages})
+    """One named schedule change (see VARIANTS and PATTERNS)."""
+    if part.startswith(("betas_out", "betas_free")):  # those stages hold / free the shape
+        letters = part.rsplit("_", 1)[1] if part.count("_") == 2 else "hfn"
+        held = part.startswith("betas_out")
+        return replace(schedule, **{n: replace(getattr(schedule, n), shape_per_clip=not held,
+                                               free=(_without(getattr(schedule, n).free, "betas") if held
+                                                     else fit_module.FLAT_ALL))
+                                    for n in (STAGE_LETTERS[c] for c in letters)})
     if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),
@@ -92,25 +97,23 @@ VARIANTS = {
     "base": "the fitter as it is in this tree",
     "betas_out": "hands, full and neighbours hold the betas (the Jacobian's shape columns and the pooled shape "
                  "only in body, depth and shape)",
-    "betas_out_hf": "hands and full hold the betas",
-    "betas_out_nb": "neighbours holds the betas",
     "betas_free": "hands, full and neighbours free the betas (main's schedule at ba65648)",
-    "betas_free_hf": "hands and full free the betas",
-    "betas_free_nb": "neighbours frees the betas",
-    "steps6": "hands and full stages capped at 6 steps",
-    "steps8": "hands and full stages capped at 8 steps",
-    "steps10": "hands and full stages capped at 10 steps (main's schedule at ba65648)",
     "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
 }
 
 
+def known(part: str) -> bool:
+    return part in VARIANTS or any(re.fullmatch(p, part) for p in PATTERNS)
+
+
 def apply(variant: str) -> None:
     """Patch annotate.smplx_fit for `variant` ('+'-joined names of VARIANTS); 'base' undoes every patch."""
     parts = variant.split("+")
-    unknown = [p for p in parts if p not in VARIANTS]
+    unknown = [p for p in parts if not known(p)]
     if unknown:
-        raise ValueError(f"smplx_ab: unknown variant(s) {unknown}: use {', '.join(VARIANTS)} (joined with '+')")
+        raise ValueError(f"smplx_ab: unknown variant(s) {unknown}: use {', '.join(VARIANTS)} or a name matching "
+                         f"{', '.join(PATTERNS)} (joined with '+')")
 
     def schedule(iterations: int):
         out = _SCHEDULE(iterations)
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     from mentor.config import SmplxConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variants", required=True, help=f"comma-separated; each one or '+'-joined: {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", required=True,
+                    help=f"comma-separated; each one or '+'-joined: {', '.join([*VARIANTS, *PATTERNS])}")
     ap.add_argument("--scenarios", default="talking,beats")
     ap.add_argument("--frames", type=int, default=250)
     ap.add_argument("--reps", type=int, default=2, help="interleaved runs of each variant (the least CPU is kept)")

@@ -24,6 +24,10 @@ def test_variants_patch_the_schedule_and_base_undoes_them():
     new = fit_module.default_schedule(60)
     assert new.hands.iterations == new.full.iterations == 6
     assert not any("betas" in getattr(new, n).free for n in ("hands", "full", "neighbours"))
+    smplx_ab.apply("betas_free+betas_out_n+steps8")
+    mixed = fit_module.default_schedule(60)
+    assert "betas" in mixed.hands.free and "betas" in mixed.full.free and "betas" not in mixed.neighbours.free
+    assert mixed.hands.iterations == 8
     smplx_ab.apply("base")
     assert fit_module.default_schedule(60) == base
 
