@@ -72,6 +72,7 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"betas_out_[hfn]+": "those stages (h hands, f full, n neighbours) hold the betas",
     r"betas_free_[hfn]+": "those stages free the betas (main's schedule at ba65648: all three)",
     r"steps\d+": "hands and full stages capped at this many steps (main's at ba65648: 10)",
+    r"(camera|body|depth|hands|full|shape|neighbours|smooth)\d+": "that stage capped at this many steps",
 }
 
 
@@ -88,6 +89,9 @@ def _schedule_patch(schedule, part: str):
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),
                        full=replace(schedule.full, iterations=steps))
+    stage = re.fullmatch(r"([a-z]+)(\d+)", part)
+    if stage:  # one stage: this many steps
+        return replace(schedule, **{stage[1]: replace(getattr(schedule, stage[1]), iterations=int(stage[2]))})
     if part == "smooth_noexpr":  # the temporal solve holds the keyframes' interpolated expression
         return replace(schedule, smooth=replace(schedule.smooth, free=_without(schedule.smooth.free, "expression")))
     return schedule

@@ -28,6 +28,9 @@ def test_variants_patch_the_schedule_and_base_undoes_them():
     mixed = fit_module.default_schedule(60)
     assert "betas" in mixed.hands.free and "betas" in mixed.full.free and "betas" not in mixed.neighbours.free
     assert mixed.hands.iterations == 8
+    smplx_ab.apply("hands4+full7")
+    split = fit_module.default_schedule(60)
+    assert (split.hands.iterations, split.full.iterations, split.body.iterations) == (4, 7, base.body.iterations)
     smplx_ab.apply("base")
     assert fit_module.default_schedule(60) == base
 
