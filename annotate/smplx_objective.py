@@ -869,32 +869,58 @@ class DepthTerm:
         without it. Returns the unit at the fit's own lengths (from_bones: the least-squares ratio of
         the model's to the observed |dZ| of those foreshortened bone-frames, which smplx_fit's
         KAPPA_TRAPPED test was set with; otherwise kappa), None where nothing was calibrated."""
-        depth = points[:, self.points, 2]
-        count = self.seen.sum(1, keepdim=True).clamp(min=1)
-        mean = ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
-        scale = focal / mean  # (T,1) model metres -> px
         if from_bones and len(self.bones):
-            upper, lower = self.bones[:, 0], self.bones[:, 1]
-            seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)  # (T,B)
-            bone = scale[..., None] * (points[:, self.points[lower]] - points[:, self.points[upper]])  # (T,B,3) px
-            length = bone.norm(dim=-1)
-            observed = (self.z[:, lower] - self.z[:, upper]).abs()
-            usable = seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * length)
+            seen, bone, observed, usable = self._bone_readings(points, focal)
             if int(usable.sum()) >= CALIBRATION_MIN_BONES and float((observed[usable] ** 2).sum()) > 0:
                 at_lengths = float((bone[..., 2].abs() * observed)[usable].sum() / self._extent_power(observed[usable]))
-                kappa, factor = bone_depth_unit(length[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
-                # no length inside the range explains z (benchmark away: the 2D-only solve's forearms
-                # point elsewhere, factor 1.25 and kappa 2.6 against 1.03 on the truth's pose)
-                inside = min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS)
-                self.kappa.fill_(kappa if inside else at_lengths)
+                kappa = self._unit_with_lengths(seen, bone, observed)
+                self.kappa.fill_(kappa if kappa is not None else at_lengths)
                 return at_lengths
         seen = (self.seen > 0) & self.pose  # the pose's z (a hand's depth range is small and its pose not fitted yet)
-        model = (scale * self._centred(depth)).abs()[seen]
+        depth = points[:, self.points, 2]
+        model = (self._pixel_scale(points, focal) * self._centred(depth)).abs()[seen]
         observed = self._centred(self.z).abs()[seen]
         if len(observed) < 3 or float(observed.median()) <= 0:
             return None
         self.kappa.fill_(float(model.median() / observed.median()))
         return float(self.kappa)
+
+    def _bone_readings(self, points: torch.Tensor, focal: float
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The arm bones (self.bones) of a fit's points (T,P,3): (T,B) seen (both ends' z observed),
+        (T,B,3) each bone in px at the frame's mean depth (f / mean Z), (T,B) z's observed depth extent
+        |dz| and (T,B) usable (seen and foreshortened by at least CALIBRATION_FORESHORTENING)."""
+        upper, lower = self.bones[:, 0], self.bones[:, 1]
+        seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)
+        bone = self._pixel_scale(points, focal)[..., None] * (points[:, self.points[lower]] - points[:, self.points[upper]])
+        observed = (self.z[:, lower] - self.z[:, upper]).abs()
+        return seen, bone, observed, seen & (bone[..., 2].abs() > CALIBRATION_FORESHORTENING * bone.norm(dim=-1))
+
+    def _pixel_scale(self, points: torch.Tensor, focal: float) -> torch.Tensor:
+        """(T,1) f / the mean depth of each frame's seen depth points (metres -> px at the body)."""
+        count = self.seen.sum(1, keepdim=True).clamp(min=1)
+        return focal / ((points[:, self.points, 2] * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
+
+    @staticmethod
+    def _unit_with_lengths(seen: torch.Tensor, bone: torch.Tensor, observed: torch.Tensor) -> float | None:
+        """`bone_depth_unit`'s kappa over the seen bone-frames (_bone_readings' values), None where the
+        length factor found sits on the edge of CALIBRATION_LENGTHS: no length in range explains z
+        (benchmark away: the 2D-only solve's forearms point elsewhere, factor 1.25 and kappa 2.6
+        against 1.03 on the truth's pose)."""
+        kappa, factor = bone_depth_unit(bone.norm(dim=-1)[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
+        return kappa if min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS) else None
+
+    def unit_from_bones(self, points: torch.Tensor, focal: float) -> float | None:
+        """z's unit that a fit's points (T,P,3) give when read from the arm bones with their length factor
+        fitted beside it (`bone_depth_unit`, as calibrate(from_bones=True) sets it), kappa left as it is;
+        None under CALIBRATION_MIN_BONES foreshortened bone-frames or where the factor found sits on the
+        edge of CALIBRATION_LENGTHS (no length in range explains z)."""
+        if not len(self.bones):
+            return None
+        seen, bone, observed, usable = self._bone_readings(points, focal)
+        if int(usable.sum()) < CALIBRATION_MIN_BONES or float((observed[usable] ** 2).sum()) <= 0:
+            return None
+        return self._unit_with_lengths(seen, bone, observed)
 
     def kappa_from_2d(self, points: torch.Tensor, observed: torch.Tensor, focal: float) -> float | None:
         """What calibrate(from_bones=True) returns (the unit at the fit's own lengths) for a fit solved
@@ -904,9 +930,7 @@ class DepthTerm:
         the landmarks. None under CALIBRATION_MIN_BONES bone-frames foreshortened enough to read."""
         if not len(self.bones):
             return None
-        depth = points[:, self.points, 2]
-        count = self.seen.sum(1, keepdim=True).clamp(min=1)
-        scale = focal / ((depth * self.seen).sum(1, keepdim=True) / count).clamp(min=0.1)
+        scale = self._pixel_scale(points, focal)
         upper, lower = self.bones[:, 0], self.bones[:, 1]
         seen = (self.seen[:, upper] > 0) & (self.seen[:, lower] > 0)
         length = scale * (points[:, self.points[lower]] - points[:, self.points[upper]]).norm(dim=-1)
