@@ -108,7 +108,9 @@ def test_collars_do_not_take_up_the_body_pitch(body):
     up: turned against the truth's while the 2D fit stayed good (issue 16's outliers truth: 20 deg,
     the shoulders 20 mm behind the truth's). The synthetic motion's collars move ~6 deg; held,
     the fitted ones stay within 6 deg of them where the free ones were 2x further off (free: not
-    held in the shape stage either, smplx.shape_collar_weight 0; with that hold alone 5.8 deg)."""
+    held in the shape stage either, smplx.shape_collar_weight 0; with that hold alone 5.8 deg). Since
+    z's unit is read again from the arm bones (smplx_fit.KAPPA_REREAD; it fires on this clip) the
+    free ones are 7.6 deg off (12.3 before), the held 4.2 (4.3): 1.8x."""
     motion = make_motion(T, seed=2)
     clip = render_clip(body, motion, noise_px=1.0, seed=2)
     truth = motion["body_pose"].reshape(T, 21, 3)[:, [12, 13]]
@@ -123,7 +125,7 @@ def test_collars_do_not_take_up_the_body_pitch(body):
         assert rec.status["smplx"] == "done", rec.errors
         collars = rec.arrays["smplx.body_pose"].data.reshape(T, 21, 3)[:, [12, 13]]
         errors[collar] = float(np.degrees(np.linalg.norm(collars - truth, axis=-1)).mean())
-    assert errors[300.0] < 6 and errors[0.0] > 2 * errors[300.0], errors
+    assert errors[300.0] < 6 and errors[0.0] > 1.5 * errors[300.0], errors
 
 
 def test_spine_held_only_where_the_torso_is_cut_at_the_chest():
