@@ -506,17 +506,19 @@ class FlatSMPLX(nn.Module):
         Z = torch.cat(lever_parts, 1).index_select(1, plan["lever_order"])  # (N,Q,3) in pair order
         # d uv_r / d aa_{k,i} = Jp_r . (omega_ki x Z) = omega_ki . (Z x Jp_r), written out per
         # component (batched 3x3 matmuls are slow on the CPU) in component-major layout: each
-        # product runs over a contiguous (N,Q) plane, where on the last axes (2 or 3 long) the
-        # same products were ~20x slower per element
-        lever_x, lever_y, lever_z = Z.permute(2, 0, 1).contiguous()  # (N,Q) each
-        dproj_x, dproj_y, dproj_z = dproj.index_select(1, pair_point).permute(3, 2, 0, 1).contiguous()  # (2,N,Q) each
-        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (R,N,Q)
+        # product runs over a contiguous run of pairs Q, where on the last axes (2 or 3 long) the
+        # same products were ~20x slower per element. The per-point and per-joint factors are put
+        # in that layout before they are gathered to the pairs (a (.,N,P) or (.,N,C) transpose, not
+        # a (.,N,Q) one), and the values stay in it, (N,i,R,Q), for the scatter below
+        lever_x, lever_y, lever_z = Z.permute(2, 0, 1).contiguous()[:, :, None]  # (N,1,Q) each
+        dproj_x, dproj_y, dproj_z = _select_last(dproj.permute(3, 0, 2, 1), pair_point)  # (N,R,Q) each
+        cross_x = lever_y * dproj_z - lever_z * dproj_y  # (N,R,Q)
         cross_y = lever_z * dproj_x - lever_x * dproj_z
         cross_z = lever_x * dproj_y - lever_y * dproj_x
-        # omega's rows c (3,N,Q) each, over its columns i
-        axes_x, axes_y, axes_z = omega.index_select(1, pair_joint).permute(2, 3, 0, 1).contiguous()
-        vals = (cross_x * axes_x[:, None] + cross_y * axes_y[:, None] + cross_z * axes_z[:, None])  # (3,R,N,Q)
-        vals = vals.permute(2, 3, 1, 0).contiguous()  # (N,Q,R,3)
+        # omega's rows c (N,3,Q) each, over its columns i
+        axes_x, axes_y, axes_z = _select_last(omega.permute(2, 0, 3, 1), pair_joint)
+        vals = (cross_x[:, None] * axes_x[:, :, None] + cross_y[:, None] * axes_y[:, :, None]
+                + cross_z[:, None] * axes_z[:, :, None])  # (N,3,R,Q)
         blend_rot = _weighted_sum(world_rot.index_select(1, self.slot_joint.reshape(-1))
                                   .view(N, *self.slot_joint.shape, 3, 3).unbind(2),
                                   self.slot_weight[..., None, None].unbind(1))  # (N,S,3,3)
@@ -532,7 +534,7 @@ class FlatSMPLX(nn.Module):
             M = torch.einsum("nqrc,qcf->nqrf", (dproj.index_select(1, pair_point[corrective_pairs])
                               @ point_rot.index_select(1, pair_point[corrective_pairs])),
                              plan["pd_mat"])  # (N,Qp,R,9)
-            vals.index_add_(1, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
+            _add_last(vals, corrective_pairs, M @ drot[:, pair_joint[corrective_pairs]])
         contour_share = None
         if plan["cpd"] is not None and (not isinstance(contour, bool) or contour):
             # the contour points' correctives, on each frame's triangle: sum_c b_c R_c PD_c
@@ -545,7 +547,7 @@ class FlatSMPLX(nn.Module):
             M = dproj.index_select(1, pair_point[contour_pairs]) @ blended  # (N,Qc,R,9)
             contour_vals = M @ drot[:, pair_joint[contour_pairs]]  # (N,Qc,R,3)
             if isinstance(contour, bool):
-                vals.index_add_(1, contour_pairs, contour_vals)
+                _add_last(vals, contour_pairs, contour_vals)
             else:
                 along = (contour_vals * contour.index_select(1, pair_point[contour_pairs])[..., None]).sum(2)
                 contour_share = torch.einsum("nqi,qid->nd", along, plan["cpd_map"])
@@ -557,26 +559,24 @@ class FlatSMPLX(nn.Module):
         else:
             jac.zero_()
         # each direct pair's targets are its own (point, row, joint column) entries: copied, not added
-        jac.index_copy_(1, plan["direct_target"], vals.index_select(1, plan["direct"]).reshape(N, -1))
-        for qsel, target, comps in plan["pca"]:  # (N,Qh,R,3) @ (Qh,3,pca)
-            jac.index_add_(1, target, torch.einsum("nqrc,qcp->nqrp", vals.index_select(1, qsel), comps).reshape(N, -1))
+        values = vals.view(N, -1)
+        jac.index_copy_(1, plan["direct_target"], values.index_select(1, plan["direct_source"]))
+        for source, target, comps in plan["pca"]:  # (N,Qh,R,3) @ (Qh,3,pca)
+            hand = values.index_select(1, source).view(N, len(comps), R, 3)
+            jac.index_add_(1, target, torch.einsum("nqrc,qcp->nqrp", hand, comps).reshape(N, -1))
         jac = jac.view(N, plan["num_points"], R, plan["num_columns"])
         row_points = plan["rows"]
         if row_points is not None:
             dproj = dproj.index_select(1, row_points)
         _put_columns(jac, plan["transl"], dproj)
         # expression (and shape): linear given the rotations
-        linear = (([(self.layout["expression"], self.Je, self.expr_dirs)] if with_expression else [])
-                  + ([(self.layout["betas"], self.Jb, self.shapedirs)] if with_betas else []))
         column_position = plan["column_position"]
-        linear = [(span, joint_dirs, vertex_dirs) for span, joint_dirs, vertex_dirs in linear
-                  if bool((column_position[span] >= 0).all())]
-        if not linear:
+        spans = tuple(name for name, wanted in (("expression", with_expression), ("betas", with_betas))
+                      if wanted and bool((column_position[self.layout[name]] >= 0).all()))
+        if not spans:
             return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
-        cols = _column_targets(torch.cat([column_position[span] for span, _, _ in linear]))
-        djoint = torch.cat([joint_dirs for _, joint_dirs, _ in linear], -1)  # (C,3,L)
-        dvert_rest = torch.cat([vertex_dirs for _, _, vertex_dirs in linear], -1)  # (S,3,L)
-        drel = djoint - djoint[self.par]
+        linear = self._linear_plan(plan, spans)
+        djoint, dvert_rest, drel = linear["joint_dirs"], linear["vertex_dirs"], linear["rest_offsets"]  # (C|S,3,L)
         dts = [djoint[:1].expand(N, -1, -1, -1)]
         start = 1
         level_world_rots = [world_rot[:, :1]]
@@ -588,19 +588,25 @@ class FlatSMPLX(nn.Module):
         dtw = torch.cat(dts, 1)  # (N,C,3,L)
         dAt = dtw - torch.einsum("nkij,kjl->nkil", world_rot, djoint)  # (N,C,3,L)
         L = dAt.shape[-1]
-        # only the rows' points: their joints, and their vertex points' triangle corners (S' vertices)
-        vertices, vertex_points = plan["linear_vertices"], plan["linear_vertex_points"]
+        # only the rows' points these columns move: their joints, and their vertex points' triangle corners (S' vertices)
+        vertices, vertex_points = linear["vertices"], linear["vertex_points"]
         skin = ((self.weights.index_select(0, vertices) @ dAt.permute(1, 0, 2, 3).reshape(dAt.shape[1], -1))
                 .view(-1, N, 3, L).transpose(0, 1))
         dvert = torch.einsum("nsij,sjl->nsil", blend_rot.index_select(1, vertices), dvert_rest[vertices]) + skin  # (N,S',3,L)
-        corners = (plan["linear_vertex_position"][tri.index_select(1, vertex_points)] + nidx * len(vertices)).reshape(-1)
+        corners = (linear["vertex_position"][tri.index_select(1, vertex_points)] + nidx * len(vertices)).reshape(-1)
         dvp = _weighted_sum(_corners(dvert, corners).view(N, len(vertex_points), 3, 3, -1).unbind(2),
                             bary.index_select(1, vertex_points)[..., None, None].unbind(2))
-        dpoint = torch.cat([dtw.index_select(1, plan["linear_joints"]), dvp], 1).index_select(
-            1, plan["linear_order"])  # (N,P',3,L)
-        # (N,P,R,3) @ (N,P,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
-        _put_columns(jac, cols, dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
-                     + dproj[..., 2:3] * dpoint[:, :, None, 2])
+        dpoint = torch.cat([dtw.index_select(1, linear["joints"]), dvp], 1).index_select(
+            1, linear["order"])  # (N,M,3,L)
+        if linear["rows"] is not None:
+            dproj = dproj.index_select(1, linear["rows"])
+        # (N,M,R,3) @ (N,M,3,L) as three broadcast products (tiny batched matmuls are slow on the CPU)
+        values = (dproj[..., 0:1] * dpoint[:, :, None, 0] + dproj[..., 1:2] * dpoint[:, :, None, 1]
+                  + dproj[..., 2:3] * dpoint[:, :, None, 2])
+        if linear["rows"] is None:
+            _put_columns(jac, linear["columns"], values)
+        else:
+            jac.view(N, -1).index_copy_(1, linear["targets"], values.reshape(N, -1))
         return (uv, jac) if isinstance(contour, bool) else (uv, jac, self._contour_share(contour_share, x))
 
     def _jacobian_plan(self, points: torch.Tensor | None, columns: torch.Tensor | None, rows: int) -> dict:
@@ -649,21 +655,7 @@ class FlatSMPLX(nn.Module):
         part, _ = kept(self.q_part)
         plan.update(full_point=plan["point"][full], full_joint=plan["joint"][full], part_point=plan["point"][part],
                     part_joint=plan["joint"][part], lever_order=torch.argsort(torch.cat([full, part])))
-        # the linear (shape, expression) columns' work on the rows' points only
-        num_joint_points = len(self.joint_cols)
-        in_parts = self.order[points_all]  # each row point's place in [joint points, vertex points]
-        is_joint = in_parts < num_joint_points
-        vertex_points = in_parts[~is_joint] - num_joint_points
-        corners = [self.tri.index_select(0, vertex_points).reshape(-1)]
-        if self.ct_pos is not None:
-            contour = torch.isin(self.ct_pos, vertex_points)
-            corners.append(self.ct_tri[:, contour].reshape(-1))
-        vertices = torch.unique(torch.cat(corners))
-        vertex_position = torch.full((len(self.weights),), -1, dtype=torch.long, device=dev)
-        vertex_position[vertices] = torch.arange(len(vertices), device=dev)
-        plan.update(linear_joints=self.joint_cols[in_parts[is_joint]], linear_vertex_points=vertex_points,
-                    linear_vertices=vertices, linear_vertex_position=vertex_position,
-                    linear_order=torch.argsort(torch.cat([torch.nonzero(is_joint)[:, 0], torch.nonzero(~is_joint)[:, 0]])))
+        plan["points_all"] = points_all
         plan["pd"] = plan["cpd"] = None
         if self.q_pd is not None:
             pd, mask = kept(self.q_pd)
@@ -675,14 +667,79 @@ class FlatSMPLX(nn.Module):
                 plan.update(cpd=cpd, cpd_rot=self.q_cpd_rot[mask], cpd_vp=self.q_cpd_vp[mask],
                             cpd_map=self.q_cpd_map[mask])
         direct, mask = kept(self.q_direct)
-        plan.update(direct=direct, direct_target=targets(self.q_flat_direct, mask, 3))
+        # where (pair, row, component) is in projected_jacobian's (N,3,R,Q) values, flattened per frame
+        num_pairs = len(plan["point"])
+
+        def sources(pairs: torch.Tensor) -> torch.Tensor:
+            component = torch.arange(3, device=dev)[None, None, :] * rows * num_pairs
+            return (component + torch.arange(rows, device=dev)[None, :, None] * num_pairs + pairs[:, None, None]).reshape(-1)
+
+        plan.update(direct_source=sources(direct), direct_target=targets(self.q_flat_direct, mask, 3))
         plan["pca"] = []
         for qsel, flat_index, comps in self.q_pca:
             selected, mask = kept(qsel)
             if len(selected):
-                plan["pca"].append((selected, targets(flat_index, mask, comps.shape[-1]), comps[mask]))
+                plan["pca"].append((sources(selected), targets(flat_index, mask, comps.shape[-1]), comps[mask]))
         cache[key] = plan
         return plan
+
+    def _linear_plan(self, plan: dict, spans: tuple[str, ...]) -> dict:
+        """projected_jacobian's work for the linear columns (`spans`: "expression", "betas", in that
+        order) of a plan: only the rows' points these columns move, their joints and their vertex
+        points' triangle corners (any frame's, for contour points). Expression moves the face and the
+        head's descendants only (146 of talking's 266 rows), shape every point. The points left out
+        have exact zeros there (each is a sum of products with an exact zero). Cached in the plan."""
+        cache = plan.setdefault("linear", {})
+        if spans in cache:
+            return cache[spans]
+        dev = self.q_point.device
+        dirs = {"expression": (self.Je, self.expr_dirs), "betas": (self.Jb, self.shapedirs)}
+        joint_dirs = torch.cat([dirs[name][0] for name in spans], -1)  # (C,3,L)
+        vertex_dirs = torch.cat([dirs[name][1] for name in spans], -1)  # (S,3,L)
+        rest_offsets = joint_dirs - joint_dirs[self.par]
+        # which joints' world positions (their own rest offset, an ancestor's or the root's position) and
+        # skinning transforms (also the joint's own rest position) these columns move, then which vertices
+        offset_moves = rest_offsets.abs().amax((1, 2)) > 0
+        offset_moves[0] = bool(joint_dirs[0].abs().max() > 0)
+        joint_moves = (self.anc_or_self @ offset_moves.to(self.anc_or_self.dtype)) > 0
+        transform_moves = joint_moves | (joint_dirs.abs().amax((1, 2)) > 0)
+        vertex_moves = (vertex_dirs.abs().amax((1, 2)) > 0) | ((self.weights > 0) & transform_moves).any(1)
+        num_joint_points = len(self.joint_cols)
+        in_parts = self.order[plan["points_all"]]  # each row point's place in [joint points, vertex points]
+        is_joint = in_parts < num_joint_points
+        moved = torch.zeros(len(in_parts), dtype=torch.bool, device=dev)
+        moved[is_joint] = joint_moves[self.joint_cols[in_parts[is_joint]]]
+        vertex_rows = torch.nonzero(~is_joint)[:, 0]
+        moved[vertex_rows] = vertex_moves[self.tri[in_parts[vertex_rows] - num_joint_points]].any(1)
+        if self.ct_pos is not None:  # a contour point: any frame's triangle
+            contour_moves = vertex_moves[self.ct_tri].any(2).any(0)  # (contour points,)
+            where = torch.full((len(self.tri),), -1, dtype=torch.long, device=dev)
+            where[self.ct_pos] = torch.arange(len(self.ct_pos), device=dev)
+            contour_of = where[in_parts[vertex_rows] - num_joint_points]
+            is_contour = contour_of >= 0
+            moved[vertex_rows[is_contour]] = contour_moves[contour_of[is_contour]]
+        reach = torch.nonzero(moved)[:, 0]  # positions among the rows
+        in_parts, is_joint = in_parts[reach], is_joint[reach]
+        vertex_points = in_parts[~is_joint] - num_joint_points
+        corners = [self.tri.index_select(0, vertex_points).reshape(-1)]
+        if self.ct_pos is not None:
+            corners.append(self.ct_tri[:, torch.isin(self.ct_pos, vertex_points)].reshape(-1))
+        vertices = torch.unique(torch.cat(corners))
+        vertex_position = torch.full((len(self.weights),), -1, dtype=torch.long, device=dev)
+        vertex_position[vertices] = torch.arange(len(vertices), device=dev)
+        column_position = plan["column_position"]
+        positions = torch.cat([column_position[self.layout[name]] for name in spans])
+        all_rows = len(reach) == len(moved)
+        rows_per_point = plan["size"] // (plan["num_points"] * plan["num_columns"])
+        targets = ((reach[:, None, None] * rows_per_point + torch.arange(rows_per_point, device=dev)[None, :, None])
+                   * plan["num_columns"] + positions[None, None, :]).reshape(-1)
+        linear = dict(joint_dirs=joint_dirs, vertex_dirs=vertex_dirs, rest_offsets=rest_offsets,
+                      joints=self.joint_cols[in_parts[is_joint]], vertex_points=vertex_points, vertices=vertices,
+                      vertex_position=vertex_position,
+                      order=torch.argsort(torch.cat([torch.nonzero(is_joint)[:, 0], torch.nonzero(~is_joint)[:, 0]])),
+                      rows=None if all_rows else reach, columns=_column_targets(positions), targets=targets)
+        cache[spans] = linear
+        return linear
 
     @staticmethod
     def _contour_share(share: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -696,6 +753,17 @@ def _as_run(index: torch.Tensor) -> slice | torch.Tensor:
     if len(index) and bool((index.diff() == 1).all()):
         return slice(int(index[0]), int(index[-1]) + 1)
     return index
+
+
+def _select_last(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[..., index] as one index_select on the columns of a 2-D view (on a 4-D tensor's last
+    axis index_select was ~5x slower)."""
+    return values.reshape(-1, values.shape[-1]).index_select(1, index).view(*values.shape[:-1], len(index))
+
+
+def _add_last(values: torch.Tensor, pairs: torch.Tensor, added: torch.Tensor) -> None:
+    """values (N,3,R,Q)[..., pairs] += added (N,Q',R,3), in place."""
+    values.view(-1, values.shape[-1]).index_add_(1, pairs, added.permute(0, 3, 2, 1).reshape(-1, len(pairs)))
 
 
 def _put_columns(jacobian: torch.Tensor, columns: tuple, values: torch.Tensor) -> None:

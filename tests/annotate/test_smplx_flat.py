@@ -181,3 +181,30 @@ def test_kept_frames_reuse_their_forward_pass(body):
     assert points is kept  # not computed again
     assert torch.equal(points, fresh_points)
     assert torch.equal(reused, fresh)
+
+
+def test_expression_columns_are_built_on_the_rows_they_move_only(body):
+    """The linear columns' work is restricted to the points they move: expression's Jacobian is built on
+    the face's and the head's points only (the evaluator's plan leaves the hands and the body out), and
+    it is autograd's, which is exactly zero on the points left out."""
+    flat = flat_model(body)
+    x = random_x(flat, seed=8)
+    camera = Camera.centered(1000.0, 512, 512)
+    rows = torch.tensor([0, 5, 45])
+    columns = torch.arange(flat.layout["expression"].start, flat.layout["expression"].stop)
+    with torch.no_grad():
+        _, analytic = flat.projected_jacobian(x, rows, camera, with_betas=False, with_depth=True, contour=True,
+                                              columns=columns)  # (N,P,3,L)
+    plan = next(plan for plan in flat._plans.values() if ("expression",) in plan.get("linear", {}))
+    reached = plan["linear"][("expression",)]["rows"]
+    assert reached is not None and 0 < len(reached) < flat.num_points  # some points left out
+    full = torch.autograd.functional.jacobian(
+        lambda v: torch.cat([camera.project(flat(v, rows)), flat(v, rows)[..., 2:]], -1), x, vectorize=True)
+    autograd = torch.stack([full[n, :, :, n] for n in range(FRAMES)])[..., columns]  # (N,P,3,L)
+    left_out = torch.ones(flat.num_points, dtype=torch.bool)
+    left_out[reached] = False
+    assert float(autograd[:, left_out].abs().max()) == 0.0  # expression cannot move them
+    assert float(analytic[:, left_out].abs().max()) == 0.0
+    assert bool(np.isin(KINDS[left_out.numpy()], ["joint", "vertex"]).all())  # hands and body, no face landmark
+    scale = float(autograd.abs().max())
+    torch.testing.assert_close(analytic, autograd, rtol=0, atol=1e-4 * scale)
