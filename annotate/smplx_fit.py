@@ -845,8 +845,9 @@ def temporal_normal_equations(problem: StageProblem, x: torch.Tensor, uv: torch.
     # the 2D accelerations' diagonal blocks go in as weights on the rows of the data's J^T W J
     hessian, jac, gradient = problem.coupled_normal_equations(x, covector, band_diagonal(smooth))
     gradient = gradient + second_difference_t(2 * param_smooth * second_difference(x))[:, free]
-    hess_next, hess_skip = band_blocks(jac, smooth, diagonal=False)
-    data_diagonal = hessian.diagonal(dim1=-2, dim2=-1) - (jac ** 2 * (2 * band_diagonal(smooth))[..., None]).sum(1)
+    hess_next, hess_skip = band_blocks(jac, smooth, diagonal=False, workspace=problem.objective.flat.workspace)
+    # (jac is the evaluator's buffer or workspace, not needed after this: squared in place)
+    data_diagonal = hessian.diagonal(dim1=-2, dim2=-1) - jac.square_().mul_((2 * band_diagonal(smooth))[..., None]).sum(1)
     del jac
     if depth_smooth is not None:  # the points' depth accelerations: rows of the same bands
         depth_jac, depth_weights = depth_smooth.rows(objective.flat, x, problem.rows, focal, objective.gap_weights())
@@ -976,16 +977,21 @@ def band_next(weights: torch.Tensor) -> torch.Tensor:
     return torch.cat([weights, pad]) + torch.cat([pad, weights])
 
 
-def band_blocks(jac: torch.Tensor, weights: torch.Tensor, diagonal: bool = True) -> tuple[torch.Tensor, ...]:
+def band_blocks(jac: torch.Tensor, weights: torch.Tensor, diagonal: bool = True,
+                workspace: Callable | None = None) -> tuple[torch.Tensor, ...]:
     """The Gauss-Newton blocks of sum_t,r weights_tr (second difference of rows r over t)^2 with
     rows' Jacobian jac (T,R,F) and weights (T-2,R): block-pentadiagonal, J_t^T S J_t' for
     |t-t'| <= 2, as (T,F,F) diagonal, (T-1,F,F) (t, t+1) and (T-2,F,F) (t, t+2) blocks; without
     the diagonal ones where diagonal is False (the caller adds 2 band_diagonal(weights) to the
-    rows' weights of a J^T W J of its own instead: one (F,R) product fewer)."""
+    rows' weights of a J^T W J of its own instead: one (F,R) product fewer). workspace: FlatSMPLX.workspace,
+    where the weighted rows are written (the same memory each call: no page faults), else fresh."""
     jac_t = jac.transpose(1, 2)
     # (the constant factors go on the weights, not on the (F,R) products: one big multiply fewer each)
-    off_diagonal = ((jac_t[:-1] * (-4 * band_next(weights))[:, None]) @ jac[1:],
-                    (jac_t[:-2] * (2 * weights)[:, None]) @ jac[2:])
+    weighted = None if workspace is None else workspace("weighted", jac.shape, jac)[1:]  # (T-1,R,F)
+    weighted_t = None if weighted is None else weighted.transpose(1, 2)
+    off_diagonal = (torch.mul(jac_t[:-1], (-4 * band_next(weights))[:, None], out=weighted_t) @ jac[1:],)
+    off_diagonal += (torch.mul(jac_t[:-2], (2 * weights)[:, None], out=None if weighted_t is None else weighted_t[1:])
+                     @ jac[2:],)
     if not diagonal:
         return off_diagonal
     return ((jac_t * (2 * band_diagonal(weights))[:, None]) @ jac, *off_diagonal)

@@ -531,8 +531,11 @@ class StageProblem:
             x, self.rows, objective.camera, with_betas=self.pools_shape,
             with_expression=bool(torch.isin(objective.columns(("expression",)), free).any()), with_depth=with_depth,
             contour=covector, points=rows_used, columns=free)
-        image_jacobian = jacobian[:, :, :2] if with_depth else jacobian  # (T,P',2,F)
-        free_jacobian = image_jacobian.reshape(frames, -1, len(free))  # (T,2P',F)
+        if with_depth:  # the image rows (T,P',2,F), copied to a kept workspace (a fresh one page-faults)
+            free_jacobian = flat.workspace("image_jacobian", (frames, jacobian.shape[1] * 2, len(free)), jacobian)
+            free_jacobian.view(frames, -1, 2, len(free)).copy_(jacobian[:, :, :2])
+        else:
+            free_jacobian = jacobian.reshape(frames, -1, len(free))  # (T,2P',F)
         residual = objective.residuals(uv)
         squared = (residual ** 2).sum(-1)
         irls = self.weights * rho2**2 / (rho2 + squared) ** 2  # IRLS weight of Geman-McClure
@@ -543,7 +546,8 @@ class StageProblem:
             weight, covector = weight.index_select(1, rows_used), covector.index_select(1, rows_used)
         weight = weight.reshape(frames, -1)[..., None]
         curvature = weight if row_weights is None else weight + row_weights[..., None]
-        hessian = (free_jacobian * (2 * curvature)).transpose(1, 2) @ free_jacobian
+        weighted = torch.mul(free_jacobian, 2 * curvature, out=flat.workspace("weighted", free_jacobian.shape, x))
+        hessian = weighted.transpose(1, 2) @ free_jacobian
         if depth is not None:
             hessian = hessian + depth.gn_hessian(flat, x, self.rows, float(objective.camera.focal), free)
         hessian = self.add_prior_hessian(hessian, x, with_pool)

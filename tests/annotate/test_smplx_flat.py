@@ -208,3 +208,16 @@ def test_expression_columns_are_built_on_the_rows_they_move_only(body):
     assert bool(np.isin(KINDS[left_out.numpy()], ["joint", "vertex"]).all())  # hands and body, no face landmark
     scale = float(autograd.abs().max())
     torch.testing.assert_close(analytic, autograd, rtol=0, atol=1e-4 * scale)
+
+
+def test_workspace_is_kept_across_calls(body):
+    """FlatSMPLX.workspace: the same memory for a name while it fits, a larger one when it does not."""
+    flat = flat_model(body)
+    like = torch.zeros(1)
+    first = flat.workspace("a", (10, 4), like)
+    smaller = flat.workspace("a", (3, 5), like)
+    other = flat.workspace("b", (10, 4), like)
+    larger = flat.workspace("a", (20, 4), like)
+    assert first.shape == (10, 4) and smaller.shape == (3, 5) and larger.shape == (20, 4)
+    assert smaller.data_ptr() == first.data_ptr() and other.data_ptr() != first.data_ptr()
+    assert flat.workspace("a", (20, 4), like).data_ptr() == larger.data_ptr()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from annotate.correspondences import all_targets
-from annotate.smplx_fit import SmplxFitter, band_diagonal, band_next, motion_keyframes, temporal_cost
+from annotate.smplx_fit import SmplxFitter, band_blocks, band_diagonal, band_next, motion_keyframes, temporal_cost
 from annotate.smplx_optim import second_difference
 from mentor.body import Camera, SmplxParams
 from mentor.body.scenarios import SCENARIOS, make_truth
@@ -92,6 +92,27 @@ def test_banded_weights_match_the_dense_normal_matrix():
     assert torch.allclose(band_diagonal(weights), dense.diagonal())
     assert torch.allclose(-2 * band_next(weights), dense.diagonal(1))
     assert torch.allclose(weights, dense.diagonal(2))
+
+
+def test_band_blocks_in_a_kept_workspace_are_the_fresh_ones():
+    """band_blocks with a workspace (the temporal solve's: its weighted rows in memory kept across calls,
+    no page faults) gives the same blocks bit for bit, and writes them where the workspace says; the
+    workspace is the same memory for a smaller clip and grows for a longer one."""
+    frames, rows, columns = 12, 20, 7
+    g = torch.Generator().manual_seed(0)
+    jac = torch.randn(frames, rows, columns, generator=g)
+    weights = torch.rand(frames - 2, rows, generator=g)
+    spaces = {}
+
+    def workspace(name, shape, like):
+        space = spaces.setdefault(name, torch.empty(int(np.prod(shape)), dtype=like.dtype))
+        return space[:int(np.prod(shape))].view(shape)
+
+    fresh = band_blocks(jac, weights, diagonal=False)
+    kept = band_blocks(jac, weights, diagonal=False, workspace=workspace)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, kept))
+    written = spaces["weighted"].view(frames, rows, columns)[2:].transpose(1, 2)  # the second band's weighted rows
+    assert torch.equal(written, jac.transpose(1, 2)[:-2] * (2 * weights)[:, None])
 
 
 def test_robust_temporal_cost_caps_a_stroke():
