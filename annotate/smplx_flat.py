@@ -676,7 +676,9 @@ class FlatSMPLX(nn.Module):
             component = torch.arange(3, device=dev)[None, None, :] * rows * num_pairs
             return (component + torch.arange(rows, device=dev)[None, :, None] * num_pairs + pairs[:, None, None]).reshape(-1)
 
-        plan.update(direct_source=sources(direct), direct_target=targets(self.q_flat_direct, mask, 3))
+        # in the Jacobian's order (a scatter to sorted targets ran ~2x faster than in the values' order)
+        direct_target, by_target = torch.sort(targets(self.q_flat_direct, mask, 3))
+        plan.update(direct_source=sources(direct)[by_target], direct_target=direct_target)
         plan["pca"] = []
         for qsel, flat_index, comps in self.q_pca:
             selected, mask = kept(qsel)
