@@ -13,6 +13,12 @@ irises), chosen by `annotate.landmarks.mode`:
 - "holistic": MediaPipe Holistic on every frame (pose, then face and both hands from the
   pose's regions on every frame, hands searched for even when they are out of the picture).
 
+The pose keyframes of "parts" stretch from every `pose_stride`-th frame to every
+`pose_max_stride`-th while the last one saw no arm or hip in the picture and the face mesh
+(run on every frame before the pose) has moved less than `pose_face_motion` of the face's
+size since: a still talking head gets fewer pose runs, a moving one or one whose arms are
+in the picture the stride as before.
+
 benchmarks/curation_cost.py measures what each choice costs in CPU and in landmark error
 against "holistic" on the same clips.
 
@@ -51,6 +57,7 @@ ARRAYS = (POSE, FACE, LEFT_HAND, RIGHT_HAND)
 SCORES = (f"{STAGE}.face_fraction", f"{STAGE}.pose_fraction", f"{STAGE}.hand_fraction")
 FILTER_FACE_BOX = "filter.face_box"  # annotate.person_filter.FACE_BOX: the main face per sample, source pixels
 LEFT_WRIST, RIGHT_WRIST = 15, 16  # BlazePose ids (the person's left / right)
+LIMBS = np.arange(13, 25)  # BlazePose elbows, wrists, hand points and hips: parts that move apart from the head
 FACE_CROP_MARGIN = 0.5  # the face crop: the filter's face track plus half a face on every side
 
 
@@ -186,6 +193,7 @@ class HolisticLandmarks:
         self.cfg = cfg
         self._holistic, self._pose, self._face_mesh, self._hands = holistic, pose, face_mesh, hands
         self.hand_frames = 0  # frames the last clip ran the hand model on ("parts")
+        self.pose_frames = 0  # frames the last clip ran the pose model on ("parts": its keyframes)
 
     @property
     def n_face(self) -> int:
@@ -228,9 +236,8 @@ class HolisticLandmarks:
 
     def _part_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None) -> dict[str, np.ndarray]:
         c = self.cfg
-        stride = c.pose_stride
         out: dict[str, list] = {"pose": [], "face": [], "left_hand": [], "right_hand": []}
-        self.hand_frames = 0
+        self.hand_frames = self.pose_frames = 0
         with self._face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
                                       refine_landmarks=c.refine_face_landmarks,
                                       min_detection_confidence=c.min_detection_confidence,
@@ -249,6 +256,7 @@ class HolisticLandmarks:
                 if hasattr(body, "_simulated_timestamp") and t > 0:
                     body._simulated_timestamp += 33333 * (t - key[0] - 1)
                 h, w = fr.shape[:2]
+                self.pose_frames += 1
                 return _to_array(body.process(np.ascontiguousarray(fr)).pose_landmarks, 33, w, h, True)
 
             pending: list[tuple[int, np.ndarray]] = []  # frames since the last pose keyframe
@@ -271,7 +279,7 @@ class HolisticLandmarks:
                 out["face"].append(self._face_on(mesh, fr, face_box))
                 for part in ("pose", "left_hand", "right_hand"):
                     out[part].append(None)
-                if t % stride == 0:
+                if key is None or self._pose_due(t - key[0], key[1], out["face"][key[0]], out["face"][t], fr.shape):
                     close_gap(t, fr, run_pose(fr, t))
                 else:
                     pending.append((t, fr))
@@ -279,6 +287,26 @@ class HolisticLandmarks:
                 t, fr = pending.pop()
                 close_gap(t, fr, run_pose(fr, t))
         return self._stack(out)
+
+    def _pose_due(self, gap: int, pose: np.ndarray, face_then: np.ndarray, face_now: np.ndarray,
+                  shape: tuple[int, ...]) -> bool:
+        """Whether frame `gap` frames after the last pose keyframe (its pose `pose`, its face
+        mesh `face_then`) is the next keyframe: every `pose_stride`-th frame, stretched up to
+        `pose_max_stride` while the last keyframe saw no arm or hip in the picture (a talking
+        head's body moves with its head) and the face has moved less than `pose_face_motion`
+        of its size since (mean face-mesh point motion: shift, scale and turn alike)."""
+        c = self.cfg
+        if gap < c.pose_stride:
+            return False
+        if gap >= c.pose_max_stride:
+            return True
+        h, w = shape[:2]
+        x, y, vis = pose[LIMBS, 0], pose[LIMBS, 1], pose[LIMBS, 3]
+        if np.any((vis >= c.hand_min_visibility) & (x >= 0) & (x < w) & (y >= 0) & (y < h)):
+            return True  # arms in the picture: they move on their own
+        size = float(np.nanmax(face_then[:, 1]) - np.nanmin(face_then[:, 1])) if np.isfinite(face_then).any() else 0.0
+        motion = float(np.nanmean(np.hypot(*(face_now[:, :2] - face_then[:, :2]).T)))
+        return not (size > 0 and np.isfinite(motion) and motion <= c.pose_face_motion * size)
 
     def _face_on(self, mesh, fr: np.ndarray, box: tuple[int, int, int] | None) -> np.ndarray:
         h, w = fr.shape[:2]
@@ -387,7 +415,8 @@ class HolisticLandmarks:
                "refine_face_landmarks": self.cfg.refine_face_landmarks, "frames": T,
                "units": "pixels of the clip; z relative (MediaPipe)"}
         if self.cfg.mode == "parts":
-            ann |= {"pose_stride": self.cfg.pose_stride, "hand_frames": self.hand_frames,
+            ann |= {"pose_stride": self.cfg.pose_stride, "pose_max_stride": self.cfg.pose_max_stride,
+                    "pose_frames": self.pose_frames, "hand_frames": self.hand_frames,
                     "face_box": list(box) if box else None}
         record.annotations[STAGE] = ann
         record.mark(STAGE, "done")

@@ -197,6 +197,14 @@ class LandmarksConfig(Section):
     # 6.35 px); the face mesh is the same model (0.05 px). Set to 3 (was 2) for issue 15's cost goal:
     # about 0.1 core-hours per kept hour for 1 px more on the body points
     pose_stride: int = Field(3, ge=1)
+    # the pose keyframes stretched up to every pose_max_stride-th frame while the last one saw no arm or
+    # hip in the picture and the face mesh has moved less than pose_face_motion of the face's size since
+    # (annotate/landmarks.py; at most pose_stride: off). Set from two generated 4 s head-and-shoulders
+    # clips against Holistic on every frame: 6 and 0.015 ran the pose on 51 of 200 frames instead of 68
+    # at 1.65 px mean pose error against 1.72 (p95 4.34 vs 4.39); 0.02 on 42, 2.09 px (p95 4.44). The
+    # error moves as much with which frames are keyframes (the same count, other frames: 1.26 -> 1.59 px)
+    pose_max_stride: int = Field(6, ge=1)
+    pose_face_motion: float = Field(0.015, ge=0)
     hand_min_visibility: float = Field(0.5, ge=0, le=1)  # pose wrist visibility that starts the hand model
 
 

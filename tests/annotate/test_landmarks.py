@@ -197,3 +197,54 @@ def test_landmarks_read_from_the_wire_match_field_by_field_and_odd_layouts_fall_
                        atol=1e-4, equal_nan=True)
     assert _wire_floats(message(10, ("x", "y")), 3) is None  # no z at all
     assert np.isnan(_to_array(None, 5, 64, 64, False)).all()
+
+
+# -- the pose keyframes stretched on a still talking head (pose_max_stride) --------------------
+def test_pose_keyframes_stretch_only_while_the_face_is_still(talking):
+    """Head and shoulders (the talking clip's top 352 rows: no arm in the picture): a still
+    picture gets a pose keyframe every pose_max_stride frames; the same picture moving
+    (shifted 3 px a frame: the face mesh moves 0.025 of the face's size in one frame, over
+    pose_face_motion) every pose_stride frames, as without the stretch; the swaying clip
+    some in between, within 0.03 of the face's size of Holistic (the stretch's error moves
+    with which frames are keyframes: 2.1 px against 1.3 here at 0.02, 1.65 against 1.72 on
+    two 4 s clips at 0.015). The whole picture (an elbow in it): the stride."""
+    from annotate.landmarks import HolisticLandmarks
+
+    _, full, _ = talking
+    frames = np.ascontiguousarray(full[:, :352])
+    cfg = LandmarksConfig()
+    assert (cfg.pose_stride, cfg.pose_max_stride, cfg.pose_face_motion) == (3, 6, 0.015)  # the defaults
+    a = HolisticLandmarks(cfg)
+    a.process_frames(np.stack([frames[0]] * 25))
+    assert a.pose_frames == len(range(0, 25, 6))  # 0, 6, ..., 24
+    a.process_frames(np.stack([np.roll(frames[0], 3 * t, axis=1) for t in range(25)]))
+    assert a.pose_frames == len(range(0, 25, 3))  # 0, 3, ..., 24: the stride as without the stretch
+    a.process_frames(np.stack([full[0]] * 25))
+    assert a.pose_frames == len(range(0, 25, 3))  # the astronaut's elbow in the picture: the stride
+
+    ref = HolisticLandmarks(cfg).process_frames(frames, mode="holistic")
+    out = a.process_frames(frames)
+    stretched = a.pose_frames
+    plain = HolisticLandmarks(cfg.model_copy(update={"pose_max_stride": 3}))
+    base = plain.process_frames(frames)
+    assert stretched < plain.pose_frames, (stretched, plain.pose_frames)
+    seen = ref["pose"][..., 3] >= 0.5
+    err = [np.hypot(*(o["pose"][..., :2] - ref["pose"][..., :2]).transpose(2, 0, 1))[seen].mean() for o in (out, base)]
+    assert max(err) < 0.03 * _face_size(ref["face"]), err
+
+
+def test_pose_keyframes_keep_the_stride_when_an_arm_is_in_the_picture():
+    from annotate.landmarks import HolisticLandmarks
+
+    a = HolisticLandmarks(LandmarksConfig(pose_stride=3, pose_max_stride=6, pose_face_motion=0.02))
+    face = np.random.default_rng(0).uniform(100, 200, (478, 3)).astype(np.float32)
+    pose = np.zeros((33, 4), np.float32)
+    pose[:, :2], pose[:, 3] = 256, 0.1  # nothing seen ...
+    pose[11:13, 3] = 0.9  # ... but the shoulders
+    shape = (512, 512, 3)
+    assert [a._pose_due(g, pose, face, face, shape) for g in (2, 3, 5, 6)] == [False, False, False, True]
+    pose[15, 3] = 0.9  # a wrist in the picture: the plain stride
+    assert [a._pose_due(g, pose, face, face, shape) for g in (2, 3)] == [False, True]
+    pose[15, :2] = 600  # ... outside the picture: stretched again
+    assert not a._pose_due(3, pose, face, face, shape)
+    assert a._pose_due(3, pose, face, np.full_like(face, np.nan), shape)  # the face lost: a keyframe
