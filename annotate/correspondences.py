@@ -11,9 +11,19 @@ Reasoning, group by group:
   MediaPipe's hips sit higher and wider than SMPL-X's hip joints (which are inside the
   pelvis), as OpenPose's do; smplify-x fits them anyway, with less weight, and so do we.
   Nose, eyes and ears go to the vertices smplx itself uses for OpenPose's face
-  keypoints. Heels and foot tips go to the heel/big-toe vertices. MediaPipe's
-  pinky/index/thumb points are rough hand-box corners: left out, the hand model has them.
-  Mouth corners and inner/outer eye corners are left to the face mesh, which is finer.
+  keypoints. Heels and foot tips go to the heel/big-toe vertices. Mouth corners and inner/outer eye corners are left to the face mesh, which is finer.
+- The pose's hand points (17-22: pinky, index, thumb of each hand, "knuckles" here): BlazePose's
+  topology names them the pinky's and the index's first knuckle and the thumb's second (ML Kit's
+  pose landmarks: "left pinky #1 knuckle", "left index #1 knuckle", "left thumb #2 knuckle"). The
+  first knuckles are the MCP joints, SMPL-X's pinky1 / index1; the thumb's second knuckle, counted
+  as the fingers' (MCP first), is its IP joint, SMPL-X's thumb3 (thumb1 is the CMC, thumb2 the MCP),
+  the point nearest the thumb-tip region where the pose model puts it. index1 and pinky1 hang on the
+  wrist alone (no finger rotation moves them), so with the wrist they give the hand's orientation.
+  They are rougher than the hand model's points, but the pose model reports them where the hand
+  model lost the hand (a hand partly out of frame is not detected at all): the only evidence of the
+  hand's orientation there. Groups left_knuckles / right_knuckles; the fitter weighs them by
+  visibility, fully where that hand's landmarks are missing and less where they are seen
+  (smplx_fit.weigh_knuckles).
 - Hands (21): MediaPipe's hand order is OpenPose's (wrist; thumb CMC, MCP, IP, tip; then
   MCP, PIP, DIP, tip for index, middle, ring, pinky), so the table is smplify-x's
   `smpl_to_openpose` hand map: three joints per finger, then the fingertip vertex.
@@ -64,6 +74,16 @@ POSE_TO_SMPLX: list[tuple[int, ModelPoint, float, str]] = [
     (31, V("LBigToe"), 0.5, "left_foot_index"),
     (32, V("RBigToe"), 0.5, "right_foot_index"),
 ]
+# (MediaPipe pose index, model point, weight, name): the pose's hand points (see the docstring)
+POSE_KNUCKLES: list[tuple[int, ModelPoint, float, str]] = [
+    (17, J(JOINT["left_pinky1"]), 1.0, "left_pinky"),
+    (18, J(JOINT["right_pinky1"]), 1.0, "right_pinky"),
+    (19, J(JOINT["left_index1"]), 1.0, "left_index"),
+    (20, J(JOINT["right_index1"]), 1.0, "right_index"),
+    (21, J(JOINT["left_thumb3"]), 1.0, "left_thumb"),
+    (22, J(JOINT["right_thumb3"]), 1.0, "right_thumb"),
+]
+KNUCKLE_GROUPS = {"left_knuckles": "left_hand", "right_knuckles": "right_hand"}  # -> the hand landmarks' group
 
 
 def hand_to_smplx(side: str) -> list[tuple[int, ModelPoint]]:
@@ -111,7 +131,7 @@ class Target:
     index: int  # row in that array
     point: ModelPoint
     weight: float
-    group: str  # body | face | contour | left_hand | right_hand
+    group: str  # body | face | contour | left_hand | right_hand | left_knuckles | right_knuckles
 
 
 def all_targets() -> list[Target]:
@@ -121,6 +141,8 @@ def all_targets() -> list[Target]:
         out.append(Target("landmarks.face", mesh_index, point, weight, "contour" if point.kind == "contour" else "face"))
     for side, name in (("l", "left_hand"), ("r", "right_hand")):
         out += [Target(f"landmarks.{name}", i, p, 1.0, name) for i, p in hand_to_smplx(side)]
+    # last: the rows before them keep their places
+    out += [Target("landmarks.pose", i, p, w, f"{name.split('_')[0]}_knuckles") for i, p, w, name in POSE_KNUCKLES]
     return out
 
 
@@ -180,6 +202,29 @@ def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_fr
         outside = (bounds[: len(p), k] != 0).any(1)
         conf[: len(p), k] = np.where(outside, border_weight, conf[: len(p), k])
     return xy, conf, bounds
+
+
+def knuckle_hands(targets: list[Target]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Knuckle group -> (its targets' positions (N,), its hand's landmark targets' positions (M,))
+    among `targets`, for each knuckle group they hold."""
+    groups = np.array([t.group for t in targets])
+    return {knuckles: (np.flatnonzero(groups == knuckles), np.flatnonzero(groups == hand))
+            for knuckles, hand in KNUCKLE_GROUPS.items() if (groups == knuckles).any()}
+
+
+def weigh_knuckles(conf: np.ndarray, targets: list[Target], gap_weight: float = 1.0,
+                   seen_weight: float = 0.0) -> np.ndarray:
+    """conf (T,K) with the pose's hand points (POSE_KNUCKLES) x gap_weight in the frames where
+    that hand's landmarks are missing (no hand-landmark target of it has confidence > 0) and x
+    seen_weight where they are there (the hand model's 21 points then say more than these 3)."""
+    for name, value in (("gap_weight", gap_weight), ("seen_weight", seen_weight)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"knuckle {name} {value}: use 0-1 (x the pose's hand points' confidence; 0: not used)")
+    conf = conf.copy()
+    for knuckles, hand in knuckle_hands(targets).values():
+        seen = (conf[:, hand] > 0).any(1, keepdims=True) if len(hand) else np.zeros((len(conf), 1), bool)
+        conf[:, knuckles] *= np.where(seen, seen_weight, gap_weight)
+    return conf
 
 
 DEPTH_SOURCES = ("landmarks.pose", "landmarks.left_hand", "landmarks.right_hand")  # arrays whose z is read

@@ -45,7 +45,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from annotate.correspondences import Target, all_targets, gather_depth, gather_evidence
+from annotate.correspondences import (KNUCKLE_GROUPS, Target, all_targets, gather_depth, gather_evidence,
+                                      knuckle_hands, weigh_knuckles)
 from annotate.landmark_outliers import clean_landmarks
 from annotate.pose_prior import hold_spine_if_cut, hold_torso, make_pose_prior
 from annotate.smplx_depth import DepthEvidence, evidence_mirrored
@@ -122,6 +123,11 @@ KAPPA_REREAD = 0.9
 # against 14.3 mm; with this 8.5 / 9.3). Only scaling the pose step works: holding it (scale 0) raises
 # every frame's cost. Tried on every step, not only refused ones: far_4px 25.0 -> 28.5 mm (README)
 SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
+# the pose's hand points (correspondences.POSE_KNUCKLES) x this where that hand's landmarks are missing,
+# x KNUCKLE_WEIGHT_SEEN where they are there; a hand's gap keeps the wrist's rotation as solved in the
+# frames where at least KNUCKLES_FOR_WRIST of them are seen (fill_hand_gaps bridges the rest)
+KNUCKLE_WEIGHT, KNUCKLE_WEIGHT_SEEN = 1.0, 0.0
+KNUCKLES_FOR_WRIST = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +153,7 @@ def default_schedule(iterations: int) -> Schedule:
     iterations caps the Gauss-Newton steps of a stage (each stops earlier when converged).
     """
     cap = max(iterations, 2)
-    every_group = ("body", "face", "contour", "left_hand", "right_hand")
+    every_group = ("body", "face", "contour", "left_hand", "right_hand", *KNUCKLE_GROUPS)
     no_shape = tuple(n for n in FLAT_ALL if n != "betas")
     free_priors = dict(pose_weight=10, shape_weight=25, face_weight=5, hand_weight=2, shape_per_clip=True)
     return Schedule(
@@ -310,7 +316,7 @@ def depth_confidence(joints: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 
 def fill_hand_gaps(flat: FlatSMPLX, x: torch.Tensor, missing: dict[str, np.ndarray],
-                   decay: float = HAND_GAP_DECAY) -> torch.Tensor:
+                   decay: float = HAND_GAP_DECAY, wrist_missing: dict[str, np.ndarray] | None = None) -> torch.Tensor:
     """x (T,D) with each hand's pose (PCA) and its wrist's rotation, in the frames without that hand,
     replaced by their expected value given the gap's seen edges: that of a process reverting to the
     prior's mean (0: the PCA's mean hand, a neutral wrist) with time constant `decay` frames (an
@@ -318,29 +324,48 @@ def fill_hand_gaps(flat: FlatSMPLX, x: torch.Tensor, missing: dict[str, np.ndarr
     line between its edges, a long one falls to the mean in mid-gap, one at the clip's end decays
     from its one edge. missing: "left_hand"/"right_hand" -> (T,) bool frames without that hand; a
     hand never seen is left alone. Nothing in a gap sees these columns but the prior and, in a short
-    gap, the smoothed 2D track of the unseen fingers, which bends them to follow the arm's strokes."""
+    gap, the smoothed 2D track of the unseen fingers, which bends them to follow the arm's strokes.
+    wrist_missing: the same for the wrist's rotation alone (default `missing`): frames where the pose's
+    hand points (knuckles) see it are kept as solved, and are edges of its bridge."""
     if decay <= 0:
         raise ValueError(f"hand gap decay {decay} frames: use > 0")
     x = x.clone()
     for group, pose, wrist in (("left_hand", "left_hand_pose", 20), ("right_hand", "right_hand_pose", 21)):
         gone = np.asarray(missing.get(group, np.zeros(x.shape[0], bool)), bool)
-        if not gone.any() or gone.all():
-            continue
-        columns = []
-        if pose in flat.layout:
-            columns += list(range(flat.layout[pose].start, flat.layout[pose].stop))
+        wrist_gone = np.asarray((wrist_missing or missing).get(group, gone), bool)
+        hand_columns = list(range(flat.layout[pose].start, flat.layout[pose].stop)) if pose in flat.layout else []
+        wrist_columns = []
         if wrist in flat.body_free:
             start = flat.layout["body"].start + 3 * flat.body_free.index(wrist)
-            columns += [start, start + 1, start + 2]
-        if not columns:
-            continue
-        edges, weights = gap_bridge(gone, decay)
-        cols = torch.as_tensor(columns, device=x.device)
-        values = x[:, cols]  # a copy: the edges' values as solved
-        rows = torch.as_tensor(np.flatnonzero(gone), device=x.device)
-        edges = torch.as_tensor(edges, device=x.device)
-        weights = torch.tensor(weights, dtype=x.dtype, device=x.device)
-        x[rows[:, None], cols] = weights[:, :1] * values[edges[:, 0]] + weights[:, 1:] * values[edges[:, 1]]
+            wrist_columns = [start, start + 1, start + 2]
+        for columns, gone in ((hand_columns, gone), (wrist_columns, wrist_gone)):
+            if columns and gone.any() and not gone.all():
+                x = _bridge_columns(x, columns, gone, decay)
+    return x
+
+
+def wrist_missing(missing: dict[str, np.ndarray], conf: np.ndarray, targets: list[Target],
+                  knuckles: int = KNUCKLES_FOR_WRIST) -> dict[str, np.ndarray]:
+    """missing ("left_hand"/"right_hand" -> (T,) bool: frames without the hand's landmarks) less the
+    frames where at least `knuckles` of the pose's hand points of that hand have confidence >= 0.5
+    (in the image, visible): there the fit saw the wrist's rotation. conf (T,K) of `targets`."""
+    out = dict(missing)
+    for group, (points, _) in knuckle_hands(targets).items():
+        hand = KNUCKLE_GROUPS[group]
+        if hand in out:
+            out[hand] = out[hand] & ((conf[:, points] >= 0.5).sum(1) < knuckles)
+    return out
+
+
+def _bridge_columns(x: torch.Tensor, columns: list[int], gone: np.ndarray, decay: float) -> torch.Tensor:
+    """x (T,D) with `columns` in the frames `gone` (T,) bool replaced by gap_bridge's blend of their edges (in place)."""
+    edges, weights = gap_bridge(gone, decay)
+    cols = torch.as_tensor(columns, device=x.device)
+    values = x[:, cols]  # a copy: the edges' values as solved
+    rows = torch.as_tensor(np.flatnonzero(gone), device=x.device)
+    edges = torch.as_tensor(edges, device=x.device)
+    weights = torch.tensor(weights, dtype=x.dtype, device=x.device)
+    x[rows[:, None], cols] = weights[:, :1] * values[edges[:, 0]] + weights[:, 1:] * values[edges[:, 1]]
     return x
 
 
@@ -1147,6 +1172,8 @@ def fit_clip(
     fit_focal: bool = False,
     shape_collar_weight: float = 0.0,
     depth_rho_noise_px: float = 0.0,
+    knuckle_weight: float = KNUCKLE_WEIGHT,
+    knuckle_weight_seen: float = KNUCKLE_WEIGHT_SEEN,
 ) -> FitResult | StoppedFit:
     """Fit SMPL-X to one clip's 2D landmarks.
 
@@ -1168,6 +1195,9 @@ def fit_clip(
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
     hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
+    knuckle_weight, knuckle_weight_seen: x on the pose's hand points' confidence (POSE_KNUCKLES: the
+    hand's orientation where the hand landmarks are missing) in the frames without / with that hand's
+    landmarks (correspondences.weigh_knuckles; 0: not used there).
     threads: torch's intra-op threads for this fit (restored after it); None leaves torch's setting.
     stop_after: the keyframes' last stage's name (schedule.neighbours, "neighbours") stops the fit
     there and returns a StoppedFit whose finish() runs the temporal solve on all frames (the focal
@@ -1187,7 +1217,8 @@ def fit_clip(
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
                          motion_tolerance_px=motion_tolerance_px, hand_gap_decay=hand_gap_decay,
                          stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight,
-                         depth_rho_noise_px=depth_rho_noise_px)
+                         depth_rho_noise_px=depth_rho_noise_px, knuckle_weight=knuckle_weight,
+                         knuckle_weight_seen=knuckle_weight_seen)
 
 
 @contextlib.contextmanager
@@ -1210,7 +1241,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
               smooth_unseen=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY, stop_after=None,
               fit_focal=False, shape_collar_weight=0.0,
-              depth_rho_noise_px=0.0) -> FitResult | StoppedFit:
+              depth_rho_noise_px=0.0, knuckle_weight=KNUCKLE_WEIGHT,
+              knuckle_weight_seen=KNUCKLE_WEIGHT_SEEN) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
     if optimizer not in ("batched", "lbfgs"):
         raise ValueError(f"optimizer {optimizer!r}: use 'batched' or 'lbfgs'")
@@ -1234,6 +1266,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         raise ValueError(f"stop_after {stop_after!r} with optimizer {optimizer!r}: the fit stops only after the "
                          f"keyframes' last stage ({schedule.neighbours.name!r}, optimizer 'batched'), or use None")
     prior = (pose_prior or make_pose_prior(None)).to(device)
+    conf = weigh_knuckles(conf, targets, knuckle_weight, knuckle_weight_seen)
     active = conf.max(0) > 0
     if active.sum() < 3:
         raise ValueError("fewer than 3 landmarks observed in the whole clip")
@@ -1410,7 +1443,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}
-                x = fill_hand_gaps(flat, x, missing, hand_gap_decay)
+                x = fill_hand_gaps(flat, x, missing, hand_gap_decay, wrist_missing(missing, conf[:, active],
+                                                                                   seen_targets))
             return finished(x)
 
         if stop_after is not None:
@@ -1614,7 +1648,8 @@ class SmplxFitter:
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
                             motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,
                             fit_focal=fit_focal, shape_collar_weight=self.cfg.shape_collar_weight,
-                            depth_rho_noise_px=self.cfg.depth_rho_noise_px)
+                            depth_rho_noise_px=self.cfg.depth_rho_noise_px, knuckle_weight=self.cfg.knuckle_weight,
+                            knuckle_weight_seen=self.cfg.knuckle_weight_seen)
 
         try:
             res = None

@@ -257,12 +257,21 @@ def bone_lengths(truth: Truth, fit: Fit, index: np.ndarray) -> dict:
             "bone_abs_pct_worst": max(100 * abs(r - 1) for r in ratio.values()), "bones_judged": seen}
 
 
+def judged_2d() -> np.ndarray:
+    """(K,) bool over annotate.correspondences.all_targets: the points the 2D error and 2D jitter are
+    judged on (all but the pose's hand points, which stand in for hand joints the hand points judge)."""
+    from annotate.correspondences import KNUCKLE_GROUPS, all_targets
+
+    return np.array([t.group not in KNUCKLE_GROUPS for t in all_targets()])
+
+
 def measure(truth: Truth, fit: Fit, frames: np.ndarray | None = None, beta_px: np.ndarray | None = None) -> dict:
     """The figures of one fit (on `frames` of the truth, all when None); beta_px (B,): seen_betas'."""
     idx = np.arange(truth.num_frames) if frames is None else np.asarray(frames)
-    gt_joints, gt_uv = truth.joints[idx], truth.uv[idx]
-    present, inside = truth.present[idx], truth.in_frame[idx]
-    err = np.linalg.norm(fit.uv - gt_uv, axis=-1)
+    judged = judged_2d()
+    gt_joints, gt_uv = truth.joints[idx], truth.uv[idx][:, judged]
+    present, inside = truth.present[idx], truth.in_frame[idx][:, judged]
+    err = np.linalg.norm(fit.uv[:, judged] - gt_uv, axis=-1)
     per_frame = np.where(inside.any(1), (err * inside).sum(1) / inside.sum(1).clip(1), np.nan)
     visible = present & np.isfinite(per_frame)
     m: dict = {"frames": len(idx), "err2d_per_frame": [round(float(e), 3) for e in per_frame]}
@@ -284,7 +293,7 @@ def measure(truth: Truth, fit: Fit, frames: np.ndarray | None = None, beta_px: n
     m["jitter3d"] = jitter(fit.joints[:, UPPER]) * 1000
     m["jitter3d_truth"] = jitter(gt_joints[:, UPPER]) * 1000
     m["jitter3d_ratio"] = m["jitter3d"] / max(m["jitter3d_truth"], 1e-9)
-    m["jitter2d"] = jitter(fit.uv)
+    m["jitter2d"] = jitter(fit.uv[:, judged])
     m["jitter2d_truth"] = jitter(gt_uv)
     m["jitter2d_ratio"] = m["jitter2d"] / max(m["jitter2d_truth"], 1e-9)
     fa_fit = fit.joints[:, [20, 21]] - fit.joints[:, [18, 19]]
@@ -546,6 +555,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--focal-sensitivity", action="store_true",
                     help=f"also fit focal_unknown's clip with the focal given at {FOCAL_SENSITIVITY} x the truth")
     ap.add_argument("--json", default=None, help="also write every figure to this file")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an smplx config field for every scenario (repeatable), e.g. --set knuckle_weight=0")
     args = ap.parse_args(argv)
     names = list(SCENARIOS) if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -568,6 +579,13 @@ def main(argv: list[str] | None = None) -> dict:
     from annotate.smplx_fit import SmplxFitter
     from mentor.config import SmplxConfig
 
+    overrides = {}
+    for item in args.set:
+        field_name, _, value = item.partition("=")
+        if field_name not in SmplxConfig.model_fields or not value:
+            raise SystemExit(f"--set {item!r}: use FIELD=VALUE with an smplx config field ({', '.join(SmplxConfig.model_fields)})")
+        overrides[field_name] = value  # pydantic reads "0.5", "true"
+
     body = load_body_model()
     load = os.getloadavg()
     print(f"SMPL-X fitter vs ground truth: {len(names)} scenario(s), {args.frames} frames at 25 fps, 512x512, "
@@ -582,7 +600,7 @@ def main(argv: list[str] | None = None) -> dict:
             settings["threads"] = args.threads
         if args.fit_focal and not sc.focal_known:
             settings["fit_focal"] = args.fit_focal == "on"
-        cfg = SmplxConfig(**settings)
+        cfg = SmplxConfig(**settings, **overrides)
         truth = make_truth(body, sc, args.frames, keyframe_stride=cfg.keyframe_stride)
         key = (sc.focal_known, cfg.fit_focal)
         if key not in fitters:

@@ -318,6 +318,11 @@ class SmplxConfig(Section):
     # frames (with depth_restarts), forearms away 12.3 -> 11.2 mm PA-MPJPE (fingers 13.4 -> 11.9,
     # flips 3.0 -> 1.0 %), but the toward/away switch 13.7 -> 14.8 mm and talking 6.0 -> 6.4
     depth_hands: bool = False
+    # MediaPipe pose's hand points (17-22: pinky, index, thumb; annotate/correspondences.py POSE_KNUCKLES)
+    # x this in the frames where the hand landmarker lost that hand, x knuckle_weight_seen where it has it
+    # (0: not used there). MEASURED: see below
+    knuckle_weight: float = Field(1.0, ge=0, le=1)
+    knuckle_weight_seen: float = Field(0.0, ge=0, le=1)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side
     # swapped hands swapped back, a hand off its pose wrist or an elbow/wrist off its track made
     # missing before the fit (annotate/landmark_outliers.py). On: issue 16's outliers scenario

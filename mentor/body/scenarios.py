@@ -348,6 +348,35 @@ def _drift(rng: np.random.Generator, shape: tuple[int, ...], sd: float) -> np.nd
     return out
 
 
+# landmark noise x this per array (hands: the hand model's points; the pose's hand points, rougher
+# than its arm joints, as the hands')
+NOISE_SCALE = {"landmarks.pose": 1.0, "landmarks.face": 1.0, "landmarks.left_hand": 1.5, "landmarks.right_hand": 1.5}
+KNUCKLE_NOISE_SCALE = 1.5
+
+
+def _observe(rng: np.random.Generator, uv: np.ndarray, rel_z: np.ndarray, obs_z: np.ndarray, inside: np.ndarray,
+             source: np.ndarray, sigma: float, scale: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Some targets as MediaPipe reports them: (observed uv (T,N,2), z (T,N), visibility (T,N)) from
+    their clean uv (T,N,2), relative z (T,N), z already scaled (T,N), in-image flags (T,N) and arrays
+    (N,): per array (`scale`: its noise x sigma, in this order) white noise plus a drift of half of it, z noise; a point outside the image pulled
+    halfway back to the border, visibility 0.05-0.2 there (0.9-1.0 inside)."""
+    obs_uv, obs_z = uv.copy(), obs_z.copy()
+    T = len(uv)
+    for name in scale:
+        sel = source == name
+        n = int(sel.sum())
+        s = sigma * scale[name]
+        obs_uv[:, sel] += rng.normal(0, s, (T, n, 2)) + _drift(rng, (T, n, 2), 0.5 * s)
+        spread = np.nanstd(rel_z[:, sel]) if n else 0.0
+        obs_z[:, sel] += rng.normal(0, 0.15 * spread + 2 * s, (T, n))
+    border = np.clip(uv, 0, SIZE - 1)
+    outside = ~inside
+    obs_uv[outside] = border[outside] + 0.5 * (uv[outside] - border[outside]) + rng.normal(0, 3 * sigma + 4,
+                                                                                           (int(outside.sum()), 2))
+    vis = np.where(inside, rng.uniform(0.9, 1.0, inside.shape), rng.uniform(0.05, 0.2, inside.shape))
+    return obs_uv, obs_z, vis
+
+
 def dropped_frames(scenario: Scenario, T: int, keyframe_stride: int, rng: np.random.Generator) -> np.ndarray:
     """(T,) bool: frames where the person is missing from every landmark array."""
     gone = np.zeros(T, bool)
@@ -371,6 +400,8 @@ def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: 
         raise ValueError(f"num_frames={num_frames}: a scenario needs at least 3 frames")
     if not focal > 0:
         raise ValueError(f"focal={focal!r}: the camera's focal length must be a positive number of pixels")
+    from annotate.correspondences import KNUCKLE_GROUPS
+
     rng = np.random.default_rng([scenario.seed, 7])
     T = num_frames
     local, upper, fore = make_motion(scenario, T, fps, body.num_betas, body.num_expression, body.num_pca_comps)
@@ -404,24 +435,15 @@ def make_truth(body: BodyModel, scenario: Scenario, num_frames: int = 250, fps: 
     pose_sel = source == "landmarks.pose"
     clean["landmarks.pose"][:, index[pose_sel], 3] = np.where(inside[:, pose_sel], 0.99, 0.1)
 
-    # observed: noise (white + drift), MediaPipe's z error, visibility, out-of-frame behaviour
-    sigma = scenario.noise_px
-    scale = {"landmarks.pose": 1.0, "landmarks.face": 1.0, "landmarks.left_hand": 1.5, "landmarks.right_hand": 1.5}
+    # observed: noise (white + drift), MediaPipe's z error, visibility, out-of-frame behaviour; the
+    # pose's hand points (knuckles) from a stream of their own, the other points' draws as before them
     z_scale = rng.uniform(0.6, 1.0)  # MediaPipe's depth is compressed by an unknown factor
-    obs_uv = uv.copy()
-    obs_z = rel_z * z_scale
-    for name in shapes:
-        sel = source == name
-        n = int(sel.sum())
-        s = sigma * scale[name]
-        obs_uv[:, sel] += rng.normal(0, s, (T, n, 2)) + _drift(rng, (T, n, 2), 0.5 * s)
-        spread = np.nanstd(rel_z[:, sel]) if n else 0.0
-        obs_z[:, sel] += rng.normal(0, 0.15 * spread + 2 * s, (T, n))
-    border = np.clip(uv, 0, SIZE - 1)
-    outside = ~inside
-    obs_uv[outside] = border[outside] + 0.5 * (uv[outside] - border[outside]) + rng.normal(0, 3 * sigma + 4,
-                                                                                           (int(outside.sum()), 2))
-    vis = np.where(inside, rng.uniform(0.9, 1.0, inside.shape), rng.uniform(0.05, 0.2, inside.shape))
+    knuckle = np.array([t.group in KNUCKLE_GROUPS for t in targets])
+    obs_uv, obs_z, vis = uv.copy(), rel_z * z_scale, np.zeros(inside.shape)
+    for sel, stream, scale in ((~knuckle, rng, NOISE_SCALE), (knuckle, np.random.default_rng([scenario.seed, 17]),
+                                                              {"landmarks.pose": KNUCKLE_NOISE_SCALE})):
+        obs_uv[:, sel], obs_z[:, sel], vis[:, sel] = _observe(stream, uv[:, sel], rel_z[:, sel], obs_z[:, sel],
+                                                              inside[:, sel], source[sel], scenario.noise_px, scale)
     arrays = {k: np.full_like(v, np.nan) for k, v in clean.items()}
     for name in shapes:
         sel = source == name
