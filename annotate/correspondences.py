@@ -213,17 +213,22 @@ def knuckle_hands(targets: list[Target]) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def weigh_knuckles(conf: np.ndarray, targets: list[Target], gap_weight: float = 1.0,
-                   seen_weight: float = 0.0) -> np.ndarray:
+                   seen_weight: float = 0.0, min_confidence: float = 0.0) -> np.ndarray:
     """conf (T,K) with the pose's hand points (POSE_KNUCKLES) x gap_weight in the frames where
     that hand's landmarks are missing (no hand-landmark target of it has confidence > 0) and x
-    seen_weight where they are there (the hand model's 21 points then say more than these 3)."""
+    seen_weight where they are there (the hand model's 21 points then say more than these 3).
+    A point with confidence under min_confidence (gather_evidence's weak evidence: low visibility,
+    or outside the image, a one-sided bound) is kept only in frames where another of its hand's
+    is over it: beside a seen one it says which way the hand points out of the image; with none
+    seen it is MediaPipe's guess of a hand out of the picture."""
     for name, value in (("gap_weight", gap_weight), ("seen_weight", seen_weight)):
         if not 0 <= value <= 1:
             raise ValueError(f"knuckle {name} {value}: use 0-1 (x the pose's hand points' confidence; 0: not used)")
     conf = conf.copy()
     for knuckles, hand in knuckle_hands(targets).values():
         seen = (conf[:, hand] > 0).any(1, keepdims=True) if len(hand) else np.zeros((len(conf), 1), bool)
-        conf[:, knuckles] *= np.where(seen, seen_weight, gap_weight)
+        strong = conf[:, knuckles] >= min_confidence
+        conf[:, knuckles] *= np.where(seen, seen_weight, gap_weight) * (strong | strong.any(1, keepdims=True))
     return conf
 
 

@@ -123,11 +123,17 @@ KAPPA_REREAD = 0.9
 # against 14.3 mm; with this 8.5 / 9.3). Only scaling the pose step works: holding it (scale 0) raises
 # every frame's cost. Tried on every step, not only refused ones: far_4px 25.0 -> 28.5 mm (README)
 SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
-# the pose's hand points (correspondences.POSE_KNUCKLES) x this where that hand's landmarks are missing,
-# x KNUCKLE_WEIGHT_SEEN where they are there; a hand's gap keeps the wrist's rotation as solved in the
-# frames where at least KNUCKLES_FOR_WRIST of them are seen (fill_hand_gaps bridges the rest)
+# the pose's hand points (correspondences.POSE_KNUCKLES) x KNUCKLE_WEIGHT where that hand's landmarks are
+# missing, x KNUCKLE_WEIGHT_SEEN where they are there (the annotator's smplx.knuckle_weight(_seen)); a
+# hand's gap keeps the wrist's rotation as solved in the frames where at least KNUCKLES_FOR_WRIST of them
+# are seen (fill_hand_gaps bridges the rest); one under KNUCKLE_MIN_CONFIDENCE (outside the image, a
+# one-sided bound, or low visibility) counts only beside a seen one of its hand (weigh_knuckles).
+# benchmarks/smplx_truth at 250 frames on ba65648's fitter: near_1px (the right hand lost in 191 frames)
+# fingers 12.06 -> 10.2 mm; with every weak one kept 9.84, but cut_chest (arms always out of frame, so
+# every hand point MediaPipe's guess) 69.1 -> 73.2 mm (wrists 43 -> 54); with none kept 10.5
 KNUCKLE_WEIGHT, KNUCKLE_WEIGHT_SEEN = 1.0, 0.0
 KNUCKLES_FOR_WRIST = 2
+KNUCKLE_MIN_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1266,7 +1272,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         raise ValueError(f"stop_after {stop_after!r} with optimizer {optimizer!r}: the fit stops only after the "
                          f"keyframes' last stage ({schedule.neighbours.name!r}, optimizer 'batched'), or use None")
     prior = (pose_prior or make_pose_prior(None)).to(device)
-    conf = weigh_knuckles(conf, targets, knuckle_weight, knuckle_weight_seen)
+    conf = weigh_knuckles(conf, targets, knuckle_weight, knuckle_weight_seen, KNUCKLE_MIN_CONFIDENCE)
     active = conf.max(0) > 0
     if active.sum() < 3:
         raise ValueError("fewer than 3 landmarks observed in the whole clip")

@@ -2,7 +2,8 @@
 gesturing upper body, rendered to MediaPipe-layout landmark arrays.
 
 The landmarks come from smplx's own forward pass (not the fitter's sparse evaluator), are
-placed at the MediaPipe indices the fitter reads (annotate/correspondences.py), get pixel
+placed at the MediaPipe indices the fitter reads (annotate/correspondences.py; the pose's hand
+points 17-22 too, on the joints that table gives them), get pixel
 noise and drop-outs, and points outside the image get low visibility, so a test runs the
 same path as real footage. Used by tests/annotate/test_smplx_fit.py and benchmarks/smplx_fit.py.
 """

@@ -11,7 +11,7 @@ of the clip, the same objective fitted frame by frame with L-BFGS
 
 Printed per scenario, each with the issue's goal and met / NOT MET where it has one:
   2D error      px against the clean (noise-free, undamaged) landmarks, over the points
-                inside the image on frames where the person was in the landmarks; the
+                inside the image (not the pose's hand points: judged_2d) on frames where the person was in the landmarks; the
                 median frame, the worst frame (and worst / median); with drop-outs, the
                 worst frame within 2 of a missing one, and against the same frame fitted
                 with nothing missing (the clip fitted again without its drop-outs)

@@ -132,6 +132,6 @@ def test_near_camera_hand_gaps_follow_their_edges(body, monkeypatch):
         return pa_groups(run_fitter(body, fitter, truth)[1].joints, truth.joints)["fingers"]
 
     filled = fingers()
-    monkeypatch.setattr(smplx_fit, "fill_hand_gaps", lambda flat, x, missing, decay: x)
+    monkeypatch.setattr(smplx_fit, "fill_hand_gaps", lambda flat, x, missing, decay, wrist_missing=None: x)
     kept = fingers()
     assert filled < kept - 0.5, (filled, kept)
