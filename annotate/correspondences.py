@@ -22,8 +22,8 @@ Reasoning, group by group:
   They are rougher than the hand model's points, but the pose model reports them where the hand
   model lost the hand (a hand partly out of frame is not detected at all): the only evidence of the
   hand's orientation there. Groups left_knuckles / right_knuckles; the fitter weighs them by
-  visibility, fully where that hand's landmarks are missing and less where they are seen
-  (smplx_fit.weigh_knuckles).
+  visibility, fully where that hand's landmarks are missing and less where they are seen, and only
+  where the pose sees that hand's wrist (weigh_knuckles).
 - Hands (21): MediaPipe's hand order is OpenPose's (wrist; thumb CMC, MCP, IP, tip; then
   MCP, PIP, DIP, tip for index, middle, ring, pinky), so the table is smplify-x's
   `smpl_to_openpose` hand map: three joints per finger, then the fingertip vertex.
@@ -84,6 +84,7 @@ POSE_KNUCKLES: list[tuple[int, ModelPoint, float, str]] = [
     (22, J(JOINT["right_thumb3"]), 1.0, "right_thumb"),
 ]
 KNUCKLE_GROUPS = {"left_knuckles": "left_hand", "right_knuckles": "right_hand"}  # -> the hand landmarks' group
+KNUCKLE_WRISTS = {"left_knuckles": 15, "right_knuckles": 16}  # -> the pose's wrist of that hand
 
 
 def hand_to_smplx(side: str) -> list[tuple[int, ModelPoint]]:
@@ -204,11 +205,14 @@ def gather_evidence(arrays: dict[str, np.ndarray], targets: list[Target], num_fr
     return xy, conf, bounds
 
 
-def knuckle_hands(targets: list[Target]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Knuckle group -> (its targets' positions (N,), its hand's landmark targets' positions (M,))
-    among `targets`, for each knuckle group they hold."""
+def knuckle_hands(targets: list[Target]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Knuckle group -> positions among `targets` of (its targets (N,), its hand's landmark targets
+    (M,), its pose wrist's target (0 or 1,)), for each knuckle group they hold."""
     groups = np.array([t.group for t in targets])
-    return {knuckles: (np.flatnonzero(groups == knuckles), np.flatnonzero(groups == hand))
+    wrists = np.array([t.source == "landmarks.pose" and t.group == "body" for t in targets])
+    index = np.array([t.index for t in targets])
+    return {knuckles: (np.flatnonzero(groups == knuckles), np.flatnonzero(groups == hand),
+                       np.flatnonzero(wrists & (index == KNUCKLE_WRISTS[knuckles])))
             for knuckles, hand in KNUCKLE_GROUPS.items() if (groups == knuckles).any()}
 
 
@@ -216,19 +220,21 @@ def weigh_knuckles(conf: np.ndarray, targets: list[Target], gap_weight: float = 
                    seen_weight: float = 0.0, min_confidence: float = 0.0) -> np.ndarray:
     """conf (T,K) with the pose's hand points (POSE_KNUCKLES) x gap_weight in the frames where
     that hand's landmarks are missing (no hand-landmark target of it has confidence > 0) and x
-    seen_weight where they are there (the hand model's 21 points then say more than these 3).
-    A point with confidence under min_confidence (gather_evidence's weak evidence: low visibility,
-    or outside the image, a one-sided bound) is kept only in frames where another of its hand's
-    is over it: beside a seen one it says which way the hand points out of the image; with none
-    seen it is MediaPipe's guess of a hand out of the picture."""
+    seen_weight where they are there (the hand model's 21 points then say more than these 3);
+    only in frames where the pose's wrist of that hand has confidence >= min_confidence, and there
+    too those below it (gather_evidence's weak evidence: outside the image, a one-sided bound, or low
+    visibility). Around a seen wrist they say which way the hand points; with the wrist unseen
+    (out of the picture: a torso cut at the chest, a hand raised past the frame) they are MediaPipe's
+    guesses, and a thumb point alone in the image pulled the whole arm (tests/annotate/test_smplx_shape's
+    1 m clip: its wrists 0.17 -> 0.32 m off the truth, the focal search's pick 993 -> 710 px)."""
     for name, value in (("gap_weight", gap_weight), ("seen_weight", seen_weight)):
         if not 0 <= value <= 1:
             raise ValueError(f"knuckle {name} {value}: use 0-1 (x the pose's hand points' confidence; 0: not used)")
     conf = conf.copy()
-    for knuckles, hand in knuckle_hands(targets).values():
+    for knuckles, hand, wrist in knuckle_hands(targets).values():
         seen = (conf[:, hand] > 0).any(1, keepdims=True) if len(hand) else np.zeros((len(conf), 1), bool)
-        strong = conf[:, knuckles] >= min_confidence
-        conf[:, knuckles] *= np.where(seen, seen_weight, gap_weight) * (strong | strong.any(1, keepdims=True))
+        wrist_seen = (conf[:, wrist] >= min_confidence).any(1, keepdims=True)
+        conf[:, knuckles] *= np.where(seen, seen_weight, gap_weight) * wrist_seen
     return conf
 
 

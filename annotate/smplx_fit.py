@@ -126,11 +126,11 @@ SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
 # the pose's hand points (correspondences.POSE_KNUCKLES) x KNUCKLE_WEIGHT where that hand's landmarks are
 # missing, x KNUCKLE_WEIGHT_SEEN where they are there (the annotator's smplx.knuckle_weight(_seen)); a
 # hand's gap keeps the wrist's rotation as solved in the frames where at least KNUCKLES_FOR_WRIST of them
-# are seen (fill_hand_gaps bridges the rest); one under KNUCKLE_MIN_CONFIDENCE (outside the image, a
-# one-sided bound, or low visibility) counts only beside a seen one of its hand (weigh_knuckles).
-# benchmarks/smplx_truth at 250 frames on ba65648's fitter: near_1px (the right hand lost in 191 frames)
-# fingers 12.06 -> 10.2 mm; with every weak one kept 9.84, but cut_chest (arms always out of frame, so
-# every hand point MediaPipe's guess) 69.1 -> 73.2 mm (wrists 43 -> 54); with none kept 10.5
+# are seen (fill_hand_gaps bridges the rest); they count only where the pose's wrist of their hand has
+# confidence >= KNUCKLE_MIN_CONFIDENCE (weigh_knuckles). benchmarks/smplx_truth at 250 frames on ba65648's
+# fitter: near_1px (the right hand lost in 191 frames) fingers 12.06 -> FIXME mm; with every one kept 9.84,
+# but cut_chest (arms always out of frame, every hand point MediaPipe's guess) 69.1 -> 73.2 mm; with those
+# outside the image dropped 10.5, kept only beside one in it 10.2
 KNUCKLE_WEIGHT, KNUCKLE_WEIGHT_SEEN = 1.0, 0.0
 KNUCKLES_FOR_WRIST = 2
 KNUCKLE_MIN_CONFIDENCE = 0.5
@@ -356,7 +356,7 @@ def wrist_missing(missing: dict[str, np.ndarray], conf: np.ndarray, targets: lis
     frames where at least `knuckles` of the pose's hand points of that hand have confidence >= 0.5
     (in the image, visible): there the fit saw the wrist's rotation. conf (T,K) of `targets`."""
     out = dict(missing)
-    for group, (points, _) in knuckle_hands(targets).items():
+    for group, (points, _, _) in knuckle_hands(targets).items():
         hand = KNUCKLE_GROUPS[group]
         if hand in out:
             out[hand] = out[hand] & ((conf[:, points] >= 0.5).sum(1) < knuckles)

@@ -130,3 +130,20 @@ def fit_inputs(body_model: BodyModel, frames: int, seed: int, noise_px: float = 
     targets = all_targets()
     xy, conf = gather_observations(clip.arrays, targets, frames, min_conf)
     return clip, targets, xy, conf, SparseSMPLX(body_model, [t.point for t in targets])
+
+
+def fit_arrays(body_model: BodyModel, arrays: dict[str, np.ndarray], size: int, focal: float, fps: float = 25.0,
+               **settings):
+    """The annotator (annotate.smplx_fit.SmplxFitter, config defaults but the focal, on the CPU, and
+    `settings`: smplx config fields) on a record holding these landmark arrays: the fitted record."""
+    from annotate.smplx_fit import SmplxFitter
+    from mentor.config import SmplxConfig
+    from mentor.record import ClipRecord
+
+    frames = len(next(iter(arrays.values())))
+    rec = ClipRecord(id="synthetic", source_id="synthetic", source_uri="synthetic", start=0, end=frames / fps,
+                     fps=fps, width=size, height=size)
+    for name, a in arrays.items():
+        rec.add_array(name, a, fps)
+    cfg = SmplxConfig(**({"focal_length": float(focal), "device": "cpu"} | settings))
+    return SmplxFitter(cfg, body_model=body_model)(rec)

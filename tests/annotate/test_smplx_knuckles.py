@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 
 from annotate.correspondences import KNUCKLE_GROUPS, POSE_KNUCKLES, all_targets, weigh_knuckles
-from annotate.smplx_fit import SmplxFitter, wrist_missing
-from annotate.smplx_synth import make_motion, render_clip
+from annotate.smplx_fit import wrist_missing
+from annotate.smplx_synth import fit_arrays, make_motion, render_clip
 from mentor.body import SmplxParams
 from mentor.body.constants import JOINT
-from mentor.config import SmplxConfig
-from mentor.record import ClipRecord
 
 T = 48
 GAP = slice(6, 42)  # the right hand's landmarks missing here (its pose points still reported)
@@ -43,7 +41,7 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_pose_hand_points_are_knuckle_targets():
     """Six pose targets (17-22) on pinky1 / index1 / thumb3 of the right side, last in all_targets
     (the other rows keep their places), in the knuckle groups; weigh_knuckles scales them by
-    whether that hand's landmarks are there, keeps a weak one only beside a seen one of its hand,
+    whether that hand's landmarks are there, keeps them only where the pose sees that hand's wrist,
     and refuses a weight outside 0-1."""
     targets = all_targets()
     knuckles = [t for t in targets if t.group in KNUCKLE_GROUPS]
@@ -62,10 +60,11 @@ def test_pose_hand_points_are_knuckle_targets():
     assert np.allclose(out[:2][:, right], 0.8) and np.allclose(out[2:][:, right], 0.1)
     assert np.allclose(out[:, left], 0.1)  # the left hand seen throughout
     assert np.array_equal(out[:, ~(right | left)], conf[:, ~(right | left)])
-    # a weak point (outside the image: gather_evidence's border weight) counts only beside a seen one
+    # only where the pose sees that hand's wrist (16), and there the weak ones (outside the image) too
+    wrist = next(k for k, t in enumerate(targets) if t.source == "landmarks.pose" and t.index == 16)
     weak = conf.copy()
-    weak[:2][:, right] = 0.25
-    weak[1, np.flatnonzero(right)[0]] = 0.9
+    weak[:2][:, right] = [0.9, 0.25, 0.25]
+    weak[0, wrist] = 0.25  # the wrist outside the image in frame 0
     out = weigh_knuckles(weak, targets, gap_weight=1.0, min_confidence=0.5)
     assert np.allclose(out[0, right], 0) and np.allclose(out[1, right], [0.9, 0.25, 0.25])
     with pytest.raises(ValueError, match="seen_weight 1.5"):
@@ -118,15 +117,9 @@ def gap_fits(body):
     assert np.isfinite(arrays["landmarks.pose"][GAP, 18:23:2, :2]).all()
     fits = {}
     for weight in (1.0, 0.0):
-        rec = ClipRecord(id="k", source_id="s", source_uri="synthetic", start=0, end=T / 25, fps=25.0,
-                         width=clip.size, height=clip.size)
-        for k, a in arrays.items():
-            rec.add_array(k, a, 25.0)
-        cfg = SmplxConfig(focal_length=float(clip.camera[0]), device="cpu", knuckle_weight=weight)
-        rec = SmplxFitter(cfg, body_model=body)(rec)
+        rec = fit_arrays(body, arrays, clip.size, clip.camera[0], knuckle_weight=weight)
         assert rec.status["smplx"] == "done", rec.errors
-        with_joints = body(SmplxParams.from_record(rec))
-        fits[weight] = with_joints.joints.numpy()
+        fits[weight] = body(SmplxParams.from_record(rec)).joints.numpy()
     return clip, fits
 
 
