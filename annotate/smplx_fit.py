@@ -128,9 +128,8 @@ SHAPE_POSE_SCALES = (1.0, 0.5, 0.25)
 # hand's gap keeps the wrist's rotation as solved in the frames where at least KNUCKLES_FOR_WRIST of them
 # are seen (fill_hand_gaps bridges the rest); they count only where the pose's wrist of their hand has
 # confidence >= KNUCKLE_MIN_CONFIDENCE (weigh_knuckles). benchmarks/smplx_truth at 250 frames on ba65648's
-# fitter: near_1px (the right hand lost in 191 frames) fingers 12.06 -> FIXME mm; with every one kept 9.84,
-# but cut_chest (arms always out of frame, every hand point MediaPipe's guess) 69.1 -> 73.2 mm; with those
-# outside the image dropped 10.5, kept only beside one in it 10.2
+# fitter: near_1px (the right hand lost in 191 frames) fingers 12.06 -> 9.82 mm; kept with the wrist out
+# of the picture too, cut_chest (arms always out of frame) 69.1 -> 73.2 mm (README "The pose's hand points")
 KNUCKLE_WEIGHT, KNUCKLE_WEIGHT_SEEN = 1.0, 0.0
 KNUCKLES_FOR_WRIST = 2
 KNUCKLE_MIN_CONFIDENCE = 0.5

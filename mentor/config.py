@@ -321,8 +321,9 @@ class SmplxConfig(Section):
     # MediaPipe pose's hand points (17-22: pinky, index, thumb; annotate/correspondences.py POSE_KNUCKLES)
     # x this in the frames where the hand landmarker lost that hand, x knuckle_weight_seen where it has it
     # (0: not used there). Set from benchmarks/smplx_truth at 250 frames on ba65648's fitter, off -> 1 / 0:
-    # near_1px PA-MPJPE 10.50 (fingers 12.06) -> 9.03 (10.24) mm, near_4px 14.93 -> 14.00, drop_runs 7.55
-    # -> 7.06, 11 of 17 unchanged; 1 / 0.25: drop_runs 7.23, away 8.07 -> 8.33 (README "The pose's hand points")
+    # near_1px PA-MPJPE 10.50 (fingers 12.06) -> 8.67 (9.82) mm, near_4px 14.93 -> 13.94, drop_runs 7.55
+    # -> 7.06, but drop_keyframe 8.05 -> 8.44 (c1657e4); 11 of 17 unchanged; 1 / 0.25: drop_runs 7.23,
+    # away 8.07 -> 8.33 (README "The pose's hand points")
     knuckle_weight: float = Field(1.0, ge=0, le=1)
     knuckle_weight_seen: float = Field(0.0, ge=0, le=1)
     robust_rho: float = Field(0.05, gt=0)  # Geman-McClure scale, fraction of the image side

@@ -69,7 +69,8 @@ def jacobians(flat: FlatSMPLX, x: torch.Tensor, contour: bool = False):
                                                   vectorize=True)  # (N,P,2,N,D)
     autograd = torch.stack([full[n, :, :, n] for n in range(x.shape[0])])
     assert torch.allclose(uv, camera.project(flat(x, rows)))
-    assert full.abs().sum() == autograd.abs().sum()  # a frame's points depend on its own parameters only
+    # a frame's points depend on its own parameters only (equal up to float32 summation order)
+    assert torch.isclose(full.abs().sum(), autograd.abs().sum(), rtol=1e-6)
     scale = autograd.abs().amax(dim=(0, 1, 2), keepdim=True).clamp(min=1e-6)  # per column
     return ((analytic - autograd).abs() / scale).amax(dim=(0, 2, 3))  # (P,) worst relative error per point
 
