@@ -965,6 +965,35 @@ def unseen_rotations(flat: FlatSMPLX, observed: np.ndarray, factor: float) -> to
     return out if changed else None
 
 
+SHOULDER_JOINTS = (16, 17)  # the rotations shoulder_rotations smooths harder in every frame
+
+
+def shoulder_rotations(flat: FlatSMPLX, frames: int, factor: float, base: torch.Tensor | None = None
+                       ) -> torch.Tensor | None:
+    """(T-2,D) factor on the parameters' second differences: at least `factor` on the shoulders'
+    rotations (SHOULDER_JOINTS) over every frame triple of a clip of `frames` frames, base's
+    factors (unseen_rotations', or 1) elsewhere and where larger; base where factor <= 1 or the
+    layout has no body pose (None when base is None). Like unseen_rotations' factor it divides
+    the rotations' Geman-McClure scale by its square root (rotation_rho): a shoulder's small
+    accelerations cost `factor` x more, a stroke's the cap it had.
+
+    A shoulder's rotation is seen through one landmark a bone's length away (the elbow), its part
+    along the line of sight only through MediaPipe's z, and its temporal weight was the elbow's:
+    its error carried the fit's excess 3D jitter (issue 16, benchmarks/smplx_truth at 250 frames,
+    the fit's shoulder rotations alone smoothed over ~2 frames: crossed 1.40 -> 1.27x the truth's,
+    toward 1.31 -> 1.19, noise_4px 1.36 -> 1.17; the elbows' 1.37, 1.26, 1.31; the spine's, the
+    collars', the root's and the translation's less)."""
+    if factor <= 1 or "body" not in flat.layout or frames < 3:
+        return base
+    out = (torch.ones(frames - 2, flat.dim, dtype=torch.float32, device=flat.pose_map.device) if base is None
+           else base.clone())
+    start = flat.layout["body"].start
+    for k, joint in enumerate(flat.body_free):
+        if joint in SHOULDER_JOINTS:
+            out[:, start + 3 * k: start + 3 * k + 3].clamp_(min=factor)
+    return out
+
+
 def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale: float,
                        unseen: torch.Tensor | None = None) -> ClipObjective:
     """The objective with its temporal weights for this clip: the parameters' second differences
@@ -1171,6 +1200,7 @@ def fit_clip(
     smooth_depth: float = 0.0,
     smooth_depth_rho: float = 0.0,
     smooth_unseen: float = 1.0,
+    smooth_shoulders: float = 1.0,
     motion_tolerance_px: float = 3.0,
     hand_gap_decay: float = HAND_GAP_DECAY,
     stop_after: str | None = None,
@@ -1199,6 +1229,8 @@ def fit_clip(
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
+    smooth_shoulders: x on the temporal solve's smoothness of the shoulders' rotations in every frame
+    (shoulder_rotations; 1: as the other arm joints').
     hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
     knuckle_weight, knuckle_weight_seen: x on the pose's hand points' confidence (POSE_KNUCKLES: the
     hand's orientation where the hand landmarks are missing) in the frames without / with that hand's
@@ -1220,7 +1252,8 @@ def fit_clip(
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
-                         motion_tolerance_px=motion_tolerance_px, hand_gap_decay=hand_gap_decay,
+                         smooth_shoulders=smooth_shoulders, motion_tolerance_px=motion_tolerance_px,
+                         hand_gap_decay=hand_gap_decay,
                          stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight,
                          depth_rho_noise_px=depth_rho_noise_px, knuckle_weight=knuckle_weight,
                          knuckle_weight_seen=knuckle_weight_seen)
@@ -1244,8 +1277,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              smooth_unseen=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY, stop_after=None,
-              fit_focal=False, shape_collar_weight=0.0,
+              smooth_unseen=1.0, smooth_shoulders=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY,
+              stop_after=None, fit_focal=False, shape_collar_weight=0.0,
               depth_rho_noise_px=0.0, knuckle_weight=KNUCKLE_WEIGHT,
               knuckle_weight_seen=KNUCKLE_WEIGHT_SEEN) -> FitResult | StoppedFit:
     """fit_clip's body, under its thread setting."""
@@ -1256,6 +1289,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                          "shape stage; use optimizer 'batched' or give the focal (fit_focal=False)")
     if hand_gap_decay < 0:
         raise ValueError(f"hand_gap_decay {hand_gap_decay}: use >= 0 frames (0: off)")
+    if smooth_shoulders < 1:
+        raise ValueError(f"smooth_shoulders {smooth_shoulders}: use >= 1 (1: the shoulders as the other arm joints)")
     if depth_rho_noise_px < 0:
         raise ValueError(f"depth_rho_noise_px {depth_rho_noise_px}: use >= 0 px (0: the depth term's robust scale fixed)")
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -1441,8 +1476,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                 log.debug("landmark noise x %.2f: temporal weights x %.1f", noise_factor, noise_factor**2)
                 smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
-                unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
-                                          smooth_unseen)
+                unseen = shoulder_rotations(flat, frames, smooth_shoulders, unseen_rotations(
+                    flat, observed_joints(sparse.point_joints(), xy, conf, image_size), smooth_unseen))
                 x = run(schedule.smooth, smooth, x, temporal_objective(objective.with_depth_smoothing(smoothing),
                                                                         noise_factor, smooth_torso, unseen))
             if hand_gap_decay > 0:
@@ -1647,7 +1682,8 @@ class SmplxFitter:
                             smooth_rho=self.cfg.smooth_rho, smooth_rho_rad=self.cfg.smooth_rho_rad,
                             smooth_noise_px=self.cfg.smooth_noise_px, smooth_torso=self.cfg.smooth_torso,
                             smooth_depth=self.cfg.smooth_depth, smooth_depth_rho=self.cfg.smooth_depth_rho,
-                            smooth_unseen=self.cfg.smooth_unseen, pose_prior=prior, device=self.device,
+                            smooth_unseen=self.cfg.smooth_unseen, smooth_shoulders=self.cfg.smooth_shoulders,
+                            pose_prior=prior, device=self.device,
                             keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
