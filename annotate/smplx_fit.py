@@ -968,14 +968,15 @@ def unseen_rotations(flat: FlatSMPLX, observed: np.ndarray, factor: float) -> to
 SHOULDER_JOINTS = (16, 17)  # the rotations shoulder_rotations smooths harder in every frame
 
 
-def shoulder_rotations(flat: FlatSMPLX, frames: int, factor: float, base: torch.Tensor | None = None
-                       ) -> torch.Tensor | None:
-    """(T-2,D) factor on the parameters' second differences: at least `factor` on the shoulders'
-    rotations (SHOULDER_JOINTS) over every frame triple of a clip of `frames` frames, base's
-    factors (unseen_rotations', or 1) elsewhere and where larger; base where factor <= 1 or the
-    layout has no body pose (None when base is None). Like unseen_rotations' factor it divides
-    the rotations' Geman-McClure scale by its square root (rotation_rho): a shoulder's small
-    accelerations cost `factor` x more, a stroke's the cap it had.
+def shoulder_rotations(flat: FlatSMPLX, frames: int, factor: float) -> torch.Tensor | None:
+    """(T-2,D) the factor of a second Geman-McClure term on the parameters' second differences (the
+    objective's smooth_param_extra, see extra_smoothing): factor - 1 on the shoulders' rotations
+    (SHOULDER_JOINTS) over every frame triple of a clip of `frames` frames, 0 elsewhere; None where
+    factor <= 1 or the layout has no body pose. With its scale / sqrt(factor - 1) a shoulder's small
+    accelerations cost `factor` x more while a stroke's keeps the first term's smoothing (its cost
+    at most one more cap): unseen_rotations' way (one term, factor x the weight at scale /
+    sqrt(factor)) leaves a stroke's accelerations factor x less weight, and gestures went jittery
+    (benchmarks/smplx_truth, 250 frames, x30: near_1px 1.20 -> 1.37x the truth's, drop_runs 1.21 -> 1.40).
 
     A shoulder's rotation is seen through one landmark a bone's length away (the elbow), its part
     along the line of sight only through MediaPipe's z, and its temporal weight was the elbow's:
@@ -984,18 +985,37 @@ def shoulder_rotations(flat: FlatSMPLX, frames: int, factor: float, base: torch.
     toward 1.31 -> 1.19, noise_4px 1.36 -> 1.17; the elbows' 1.37, 1.26, 1.31; the spine's, the
     collars', the root's and the translation's less)."""
     if factor <= 1 or "body" not in flat.layout or frames < 3:
-        return base
-    out = (torch.ones(frames - 2, flat.dim, dtype=torch.float32, device=flat.pose_map.device) if base is None
-           else base.clone())
+        return None
+    out = torch.zeros(frames - 2, flat.dim, dtype=torch.float32, device=flat.pose_map.device)
     start = flat.layout["body"].start
     for k, joint in enumerate(flat.body_free):
         if joint in SHOULDER_JOINTS:
-            out[:, start + 3 * k: start + 3 * k + 3].clamp_(min=factor)
+            out[:, start + 3 * k: start + 3 * k + 3] = factor - 1
     return out
 
 
+def extra_smoothing(objective: ClipObjective, x: torch.Tensor, rho_param: float
+                    ) -> tuple[torch.Tensor | float, torch.Tensor | None]:
+    """The objective's second term on the rotations' second differences (smooth_param_extra, e):
+    e x param_weights under Geman-McClure at rotation_rho / sqrt(e) (per joint's 3-vector, as the
+    first term; quadratic where rho_param is 0): (its cost, its IRLS weights (T-2,D)); (0, None)
+    without it."""
+    extra = objective.smooth_param_extra
+    if extra is None:
+        return 0.0, None
+    weights = objective.param_weights() * extra
+    d2 = second_difference(x)
+    if rho_param <= 0:
+        return (weights * d2 ** 2).sum(), weights
+    rotation = rotation_columns(objective)
+    squared = joint_squares(d2, rotation)
+    rho = rotation_rho(objective, rho_param) / extra.clamp(min=1e-12).sqrt()
+    cost = torch.where(rotation, weights * geman_mcclure(squared, rho) / 3, weights * d2 ** 2).sum()
+    return cost, weights * torch.where(rotation, irls_weight(squared, rho), 1.0)
+
+
 def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale: float,
-                       unseen: torch.Tensor | None = None) -> ClipObjective:
+                       unseen: torch.Tensor | None = None, shoulders: torch.Tensor | None = None) -> ClipObjective:
     """The objective with its temporal weights for this clip: the parameters' second differences
     x noise_scale^2 (MAP: the data term's weight is 1/sigma^2 against the priors', so at sigma =
     noise_scale x the noise the weights were tuned at, the smoothness counts noise_scale^2 more),
@@ -1008,7 +1028,8 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
     robust scale kept (as theirs): a stroke's cost capped at noise_scale^2 x the tuned cap. Its
     scale x noise_scale too (the noise's own accelerations grow with its sd) helped noise_4px
     (PA-MPJPE 16.0 against 17.1 mm) but cut near_4px's strokes (22.8 -> 28.4 mm, 2D 3.72 -> 4.28 px).
-    unseen (T-2,D): a factor per frame triple on the parameters' second differences (unseen_rotations)."""
+    unseen (T-2,D): a factor per frame triple on the parameters' second differences (unseen_rotations);
+    shoulders (T-2,D): a second term's on them (shoulder_rotations, extra_smoothing)."""
     param = objective.smooth_param.clone()
     torso = torch.zeros(objective.dim, dtype=torch.bool, device=param.device)
     torso[objective.columns(("global_orient",))] = True
@@ -1021,7 +1042,8 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
     depth = objective.depth_smooth
     if depth is not None:
         depth = replace(depth, weight=depth.weight * noise_scale**2)
-    return replace(objective, smooth_param=param * noise_scale**2, depth_smooth=depth, smooth_param_frames=unseen)
+    return replace(objective, smooth_param=param * noise_scale**2, depth_smooth=depth, smooth_param_frames=unseen,
+                   smooth_param_extra=shoulders)
 
 
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
@@ -1076,7 +1098,8 @@ def temporal_weights(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor
         squared = joint_squares(second_difference(x), rotation_columns(objective))
         robust = irls_weight(squared, rotation_rho(objective, rho_param))
         param = param * torch.where(rotation_columns(objective), robust, 1.0)
-    return smooth, param
+    _, extra = extra_smoothing(objective, x, rho_param)
+    return smooth, param if extra is None else param + extra
 
 
 def rotation_rho(objective: ClipObjective, rho_param: float) -> float | torch.Tensor:
@@ -1104,8 +1127,9 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
     """Scalar: the clip's temporal terms, objective.temporal_cost with the 2D accelerations
     (rho_2d > 0) and the joint rotations' second differences (rho_param > 0) under Geman-McClure.
     points (T,P,3): x's camera-space points where the caller has them (else computed again)."""
+    extra, _ = extra_smoothing(objective, x, rho_param)
     if rho_2d <= 0 and rho_param <= 0:
-        return objective.temporal_cost(x, uv) + depth_smoothing_cost(objective, x, points)
+        return objective.temporal_cost(x, uv) + depth_smoothing_cost(objective, x, points) + extra
     acceleration = (second_difference(uv) ** 2).sum(-1)  # (T-2,P)
     if rho_2d > 0:
         acceleration = geman_mcclure(acceleration, rho_2d)
@@ -1120,8 +1144,9 @@ def temporal_cost(objective: ClipObjective, x: torch.Tensor, uv: torch.Tensor, r
         if isinstance(rho, torch.Tensor):  # per joint (its 3 columns share it)
             rho = rho[:, rotation].reshape(len(param), -1, 3)[..., 0]
         return ((acceleration * objective.smooth_weights()).sum() + param[:, ~rotation].sum()
-                + (weight * geman_mcclure(squared, rho)).sum() + depth_smoothing_cost(objective, x, points))
-    return (acceleration * objective.smooth_weights()).sum() + param.sum() + depth_smoothing_cost(objective, x, points)
+                + (weight * geman_mcclure(squared, rho)).sum() + depth_smoothing_cost(objective, x, points) + extra)
+    return ((acceleration * objective.smooth_weights()).sum() + param.sum() + depth_smoothing_cost(objective, x, points)
+            + extra)
 
 
 def depth_smoothing_cost(objective: ClipObjective, x: torch.Tensor, points: torch.Tensor | None = None
@@ -1229,8 +1254,8 @@ def fit_clip(
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
-    smooth_shoulders: x on the temporal solve's smoothness of the shoulders' rotations in every frame
-    (shoulder_rotations; 1: as the other arm joints').
+    smooth_shoulders: x on the temporal solve's smoothness of the shoulders' small accelerations in
+    every frame, a stroke's kept (shoulder_rotations; 1: as the other arm joints').
     hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
     knuckle_weight, knuckle_weight_seen: x on the pose's hand points' confidence (POSE_KNUCKLES: the
     hand's orientation where the hand landmarks are missing) in the frames without / with that hand's
@@ -1476,10 +1501,11 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                 log.debug("landmark noise x %.2f: temporal weights x %.1f", noise_factor, noise_factor**2)
                 smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
-                unseen = shoulder_rotations(flat, frames, smooth_shoulders, unseen_rotations(
-                    flat, observed_joints(sparse.point_joints(), xy, conf, image_size), smooth_unseen))
-                x = run(schedule.smooth, smooth, x, temporal_objective(objective.with_depth_smoothing(smoothing),
-                                                                        noise_factor, smooth_torso, unseen))
+                unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
+                                          smooth_unseen)
+                x = run(schedule.smooth, smooth, x, temporal_objective(
+                    objective.with_depth_smoothing(smoothing), noise_factor, smooth_torso, unseen,
+                    shoulder_rotations(flat, frames, smooth_shoulders)))
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}

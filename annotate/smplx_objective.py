@@ -167,6 +167,10 @@ class ClipObjective:
     # (T-2,D) factor on each parameter's second difference over frames (t, t+1, t+2), None: 1
     # (the temporal solve's: a joint whose rotation no landmark sees smoothed harder, UNSEEN_ROTATION)
     smooth_param_frames: torch.Tensor | None = None
+    # (T-2,D) factor of a second Geman-McClure term on the rotations' second differences, None: none
+    # (the temporal solve's: the shoulders' small accelerations cost more, a stroke is smoothed no less;
+    # annotate/smplx_fit.py shoulder_rotations)
+    smooth_param_extra: torch.Tensor | None = None
 
     @classmethod
     def build(cls, flat: FlatSMPLX, observed: torch.Tensor, confidence: torch.Tensor, groups: list[str],
@@ -205,15 +209,16 @@ class ClipObjective:
         return self.flat.dim
 
     def subset(self, frames: torch.Tensor) -> "ClipObjective":
-        """The same objective on some frames only (smooth_param_frames, over frame triples, dropped)."""
-        return replace(self, smooth_param_frames=None, observed=self.observed[frames],
+        """The same objective on some frames only (smooth_param_frames/_extra, over frame triples, dropped)."""
+        return replace(self, smooth_param_frames=None, smooth_param_extra=None, observed=self.observed[frames],
                        confidence=self.confidence[frames],
                        presence=self.presence[frames], bounds=None if self.bounds is None else self.bounds[frames],
                        depth=None if self.depth is None else self.depth.subset(frames))
 
     def repeat(self, times: int) -> "ClipObjective":
         """The frames repeated `times` times (several starts of the same frames in one batch)."""
-        return replace(self, smooth_param_frames=None, observed=self.observed.repeat(times, 1, 1),
+        return replace(self, smooth_param_frames=None, smooth_param_extra=None,
+                       observed=self.observed.repeat(times, 1, 1),
                        confidence=self.confidence.repeat(times, 1),
                        presence=self.presence.repeat(times, 1),
                        bounds=None if self.bounds is None else self.bounds.repeat(times, 1, 1),

@@ -273,31 +273,51 @@ def test_unseen_rotations_keep_a_strokes_cap():
 
 
 def test_shoulder_rotations_smoothed_harder_in_every_frame(smoothing):
-    """smplx.smooth_shoulders: the shoulders' rotations get the factor over every frame triple, on top
-    of unseen_rotations' (the larger of the two kept); every other column keeps its factor; off at 1."""
-    from annotate.smplx_fit import shoulder_rotations, unseen_rotations
+    """smplx.smooth_shoulders: a second Geman-McClure term (factor - 1) on the shoulders' rotations over
+    every frame triple, none elsewhere; off at 1. Its cost's gradient is its IRLS weights' (the temporal
+    solve's Gauss-Newton gradient); a shoulder's jitter costs `factor` x more with it, while a stroke
+    (past the scale) keeps at least its IRLS weight of before and costs at most one more cap."""
+    from annotate.smplx_fit import extra_smoothing, shoulder_rotations, temporal_cost, temporal_weights
+    from annotate.smplx_objective import second_difference, second_difference_t
 
     flat, _ = smoothing
     frames = 10
     start = flat.layout["body"].start
-    column = {j: start + 3 * flat.body_free.index(j) for j in (13, 16, 17, 18, 19, 20)}
-    factor = shoulder_rotations(flat, frames, 30.0)
-    assert factor.shape == (frames - 2, flat.dim)
+    column = {j: start + 3 * flat.body_free.index(j) for j in flat.body_free}
+    extra = shoulder_rotations(flat, frames, 30.0)
+    assert extra.shape == (frames - 2, flat.dim)
+    shoulders = torch.zeros(flat.dim, dtype=torch.bool)
     for joint in (16, 17):
-        assert factor[:, column[joint]: column[joint] + 3].eq(30.0).all()
-    others = torch.ones(flat.dim, dtype=torch.bool)
-    others[column[16]: column[16] + 3] = others[column[17]: column[17] + 3] = False
-    assert factor[:, others].eq(1.0).all()
-    observed = np.ones((frames, 55), bool)
-    observed[4, [18, 20, *range(25, 40)]] = False  # the left arm out of frame in frame 4
-    unseen = unseen_rotations(flat, observed, 100.0)
-    both = shoulder_rotations(flat, frames, 30.0, unseen)
-    assert both[:, column[16]].tolist() == [30, 30, 100, 100, 100, 30, 30, 30]  # the larger of the two
-    assert torch.equal(both[:, column[18]], unseen[:, column[18]])  # the elbow: unseen's alone
-    assert shoulder_rotations(flat, frames, 1.0, unseen) is unseen
+        shoulders[column[joint]: column[joint] + 3] = True
+    assert extra[:, shoulders].eq(29.0).all() and extra[:, ~shoulders].eq(0.0).all()
     assert shoulder_rotations(flat, frames, 1.0) is None
     with pytest.raises(ValueError):
         SmplxConfig(smooth_shoulders=0.5)
+
+    P = flat.num_points
+    objective = ClipObjective.build(
+        flat, torch.zeros(frames, P, 2), torch.ones(frames, P), ["body"] * P, np.zeros(P, bool),
+        Camera.from_array(np.array([1000.0, 256.0, 256.0])), 5.0, torch.nn.Identity(), 1.0)
+    plain, held = temporal_objective(objective, 1.0, 1.0), temporal_objective(objective, 1.0, 1.0, None, extra)
+    uv = torch.zeros(frames, P, 2)
+
+    def shoulder_cost(tuned, amplitude):  # the temporal cost of the left shoulder zig-zagging
+        x = rest_x(flat, frames, "cpu")
+        x[:, column[16] + 1] = amplitude * torch.tensor([(-1.0) ** t for t in range(frames)])
+        return float(temporal_cost(tuned, x, uv, 0.0, 0.05) - temporal_cost(tuned, rest_x(flat, frames, "cpu"),
+                                                                         uv, 0.0, 0.05)), x
+    small, x = shoulder_cost(held, 1e-4)
+    assert small == pytest.approx(30 * shoulder_cost(plain, 1e-4)[0], rel=0.01)
+    stroke, stroke_plain = shoulder_cost(held, 0.5)[0], shoulder_cost(plain, 0.5)[0]
+    assert stroke_plain < stroke < 2.01 * stroke_plain
+    x = x.clone().requires_grad_(True)
+    cost, weights = extra_smoothing(held, x, 0.05)
+    (grad,) = torch.autograd.grad(cost, x)
+    assert torch.allclose(grad, second_difference_t(2 * weights * second_difference(x.detach())), rtol=1e-4,
+                          atol=1e-6)
+    _, both = temporal_weights(held, x.detach() * 5000, uv, 0.0, 0.05)  # a stroke: 0.5 rad/frame^2
+    _, before = temporal_weights(plain, x.detach() * 5000, uv, 0.0, 0.05)
+    assert (both >= before).all()
 
 
 @pytest.mark.slow
