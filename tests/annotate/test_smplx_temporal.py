@@ -129,6 +129,7 @@ def test_robust_temporal_cost_caps_a_stroke():
     obj.gap_weights = lambda: torch.ones(frames - 2)
     obj.depth_smooth = None
     obj.smooth_param_frames = None
+    obj.smooth_param_extra = None
     obj.param_weights = lambda: ClipObjective.param_weights(obj)
     obj.temporal_cost = lambda x, uv: ClipObjective.temporal_cost(obj, x, uv)
     x = torch.zeros(frames, 3)
