@@ -239,18 +239,25 @@ def test_unseen_arm_rotations_smoothed_harder(smoothing):
     assert unseen_rotations(flat, np.ones((frames, 55), bool), 50.0) is None
 
 
+def default_against(body, scenario: str, **before):
+    """The benchmark's `scenario` at 60 frames fitted with the defaults and with `before` (a setting
+    turned back): (jitter / the truth's before, now; upper-body joint error before, now (m))."""
+    truth = make_truth(body, SCENARIOS[scenario], 60)
+    now, then = fitted_joints(body, truth), fitted_joints(body, truth, **before)
+    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(then) / jitter(truth.joints)
+    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    err_before = np.linalg.norm(then[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
+          f"{err_now * 1e3:.1f} mm")
+    return ratio_before, ratio_now, err_before, err_now
+
+
 @pytest.mark.slow
 def test_arms_out_of_frame_jitter_near_the_truths(body):
     """The benchmark's cut_chest (arms out of frame, 60 frames): the arms' rotations, held only by
     the prior and the border, wandered (3D jitter over 1.3x the truth's); smoothed harder where no
     landmark sees them (smplx.smooth_unseen), under it, and no further off the truth."""
-    truth = make_truth(body, SCENARIOS["cut_chest"], 60)
-    now, before = fitted_joints(body, truth), fitted_joints(body, truth, smooth_unseen=1.0)
-    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(before) / jitter(truth.joints)
-    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    err_before = np.linalg.norm(before[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
-          f"{err_now * 1e3:.1f} mm")
+    ratio_before, ratio_now, err_before, err_now = default_against(body, "cut_chest", smooth_unseen=1.0)
     assert ratio_before > 1.3 > ratio_now
     assert err_now < 1.05 * err_before
 
@@ -325,13 +332,7 @@ def test_shoulders_smoothed_jitter_nearer_the_truths(body):
     """The benchmark's noise_4px (talking at 4 px, 60 frames): the shoulders' rotations, seen through
     the elbow alone and smoothed as the elbows' were, carried the fit's excess 3D jitter (1.36x the
     truth's at 250 frames); smoothed harder (smplx.smooth_shoulders) it falls, the joints no further off."""
-    truth = make_truth(body, SCENARIOS["noise_4px"], 60)
-    now, before = fitted_joints(body, truth), fitted_joints(body, truth, smooth_shoulders=1.0)
-    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(before) / jitter(truth.joints)
-    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    err_before = np.linalg.norm(before[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
-          f"{err_now * 1e3:.1f} mm")
+    ratio_before, ratio_now, err_before, err_now = default_against(body, "noise_4px", smooth_shoulders=1.0)
     assert ratio_now < ratio_before - 0.05
     assert err_now < 1.02 * err_before
 
