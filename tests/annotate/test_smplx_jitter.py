@@ -50,6 +50,19 @@ def jitter(joints: np.ndarray) -> float:
     return float(np.linalg.norm(j[2:] - 2 * j[1:-1] + j[:-2], axis=-1).mean())
 
 
+def default_against(body, scenario: str, **before):
+    """The benchmark's `scenario` at 60 frames fitted with the defaults and with `before` (a setting
+    turned back): (jitter / the truth's before, now; upper-body joint error before, now (m))."""
+    truth = make_truth(body, SCENARIOS[scenario], 60)
+    now, then = fitted_joints(body, truth), fitted_joints(body, truth, **before)
+    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(then) / jitter(truth.joints)
+    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    err_before = np.linalg.norm(then[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
+    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
+          f"{err_now * 1e3:.1f} mm")
+    return ratio_before, ratio_now, err_before, err_now
+
+
 def test_landmark_noise_from_second_differences():
     """Slow tracks (a talker's: 1-3 px/frame) plus white noise of a known sd, some points
     missing and a few quick strokes: the estimate within 10 % of the sd."""
@@ -69,13 +82,7 @@ def test_landmark_noise_from_second_differences():
 def test_noisy_landmarks_jitter_near_the_truths(body):
     """Talking at 4 px of landmark noise (the benchmark's noise_4px, 60 frames): the 3D
     jitter was several times the truth's; now near it, and the joints no further off."""
-    truth = make_truth(body, SCENARIOS["noise_4px"], 60)
-    now, before = fitted_joints(body, truth), fitted_joints(body, truth, **OFF)
-    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(before) / jitter(truth.joints)
-    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    err_before = np.linalg.norm(before[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
-          f"{err_now * 1e3:.1f} mm")
+    ratio_before, ratio_now, err_before, err_now = default_against(body, "noise_4px", **OFF)
     assert ratio_before > 3.0
     assert ratio_now < 0.5 * ratio_before and ratio_now < 2.5
     assert err_now < 1.05 * err_before
@@ -237,19 +244,6 @@ def test_unseen_arm_rotations_smoothed_harder(smoothing):
     assert all(float(factor[:, column[j]].max()) == 1 for j in (17, 19, 20))
     assert unseen_rotations(flat, observed, 1.0) is None
     assert unseen_rotations(flat, np.ones((frames, 55), bool), 50.0) is None
-
-
-def default_against(body, scenario: str, **before):
-    """The benchmark's `scenario` at 60 frames fitted with the defaults and with `before` (a setting
-    turned back): (jitter / the truth's before, now; upper-body joint error before, now (m))."""
-    truth = make_truth(body, SCENARIOS[scenario], 60)
-    now, then = fitted_joints(body, truth), fitted_joints(body, truth, **before)
-    ratio_now, ratio_before = jitter(now) / jitter(truth.joints), jitter(then) / jitter(truth.joints)
-    err_now = np.linalg.norm(now[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    err_before = np.linalg.norm(then[:, UPPER] - truth.joints[:, UPPER], axis=-1).mean()
-    print(f"jitter / truth's {ratio_before:.2f} -> {ratio_now:.2f}; joint error {err_before * 1e3:.1f} -> "
-          f"{err_now * 1e3:.1f} mm")
-    return ratio_before, ratio_now, err_before, err_now
 
 
 @pytest.mark.slow
