@@ -305,8 +305,10 @@ class HolisticLandmarks:
         if np.any((vis >= c.hand_min_visibility) & (x >= 0) & (x < w) & (y >= 0) & (y < h)):
             return True  # arms in the picture: they move on their own
         size = float(np.nanmax(face_then[:, 1]) - np.nanmin(face_then[:, 1])) if np.isfinite(face_then).any() else 0.0
-        motion = float(np.nanmean(np.hypot(*(face_now[:, :2] - face_then[:, :2]).T)))
-        return not (size > 0 and np.isfinite(motion) and motion <= c.pose_face_motion * size)
+        moved = np.hypot(*(face_now[:, :2] - face_then[:, :2]).T)
+        if size <= 0 or not np.isfinite(moved).any():
+            return True  # no face in one of the two frames: nothing says the body kept still
+        return float(np.nanmean(moved)) > c.pose_face_motion * size
 
     def _face_on(self, mesh, fr: np.ndarray, box: tuple[int, int, int] | None) -> np.ndarray:
         h, w = fr.shape[:2]
