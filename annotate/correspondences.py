@@ -11,7 +11,8 @@ Reasoning, group by group:
   MediaPipe's hips sit higher and wider than SMPL-X's hip joints (which are inside the
   pelvis), as OpenPose's do; smplify-x fits them anyway, with less weight, and so do we.
   Nose, eyes and ears go to the vertices smplx itself uses for OpenPose's face
-  keypoints. Heels and foot tips go to the heel/big-toe vertices. Mouth corners and inner/outer eye corners are left to the face mesh, which is finer.
+  keypoints. Heels and foot tips go to the heel/big-toe vertices. Mouth corners and
+  inner/outer eye corners are left to the face mesh, which is finer.
 - The pose's hand points (17-22: pinky, index, thumb of each hand, "knuckles" here): BlazePose's
   topology names them the pinky's and the index's first knuckle and the thumb's second (ML Kit's
   pose landmarks: "left pinky #1 knuckle", "left index #1 knuckle", "left thumb #2 knuckle"). The
