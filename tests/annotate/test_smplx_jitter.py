@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from annotate.correspondences import all_targets, gather_evidence
-from annotate.smplx_fit import SmplxFitter, landmark_noise_px, temporal_objective
+from annotate.smplx_fit import landmark_noise_px, temporal_objective
 from annotate.smplx_flat import FlatSMPLX
 from annotate.smplx_objective import ClipObjective, DepthSmoothing, rest_x
 from annotate.smplx_sparse import SparseSMPLX
+from annotate.smplx_synth import fit_arrays
 from mentor.body import Camera, SmplxParams
 from mentor.body.scenarios import SCENARIOS, make_truth
 from mentor.config import SmplxConfig
-from mentor.record import ClipRecord
 
 UPPER = [12, 15, 16, 17, 18, 19, 20, 21]  # neck, head, shoulders, elbows, wrists (the benchmark's)
 WRISTS = [20, 21]
@@ -32,13 +32,7 @@ NO_DEPTH = dict(smooth_depth=0.0)  # all but the depth smoothing
 
 def fitted_joints(body, truth, **settings) -> np.ndarray:
     """(T,55,3) the annotator's fitted joints in camera space (defaults + settings)."""
-    T = truth.num_frames
-    rec = ClipRecord(id="t", source_id="s", source_uri="synthetic", start=0, end=T / truth.fps, fps=truth.fps,
-                     width=truth.size[0], height=truth.size[1])
-    for k, a in truth.arrays.items():
-        rec.add_array(k, a, truth.fps)
-    cfg = SmplxConfig(focal_length=float(truth.camera[0]), device="cpu", threads=1, **settings)
-    rec = SmplxFitter(cfg, body_model=body)(rec)
+    rec = fit_arrays(body, truth.arrays, truth.size[0], float(truth.camera[0]), truth.fps, threads=1, **settings)
     assert rec.status["smplx"] == "done", rec.errors
     with torch.no_grad():
         return body(SmplxParams.from_record(rec)).joints.numpy()
