@@ -240,7 +240,8 @@ def bone_lengths(truth: Truth, fit: Fit, index: np.ndarray) -> dict:
     after the clip's one size factor (the geometric mean of fitted / true over the judged
     bones: with a known focal a body 3 % bigger and 3 % farther projects the same, so the size
     is the shape prior's, not the landmarks'), that factor, and the bones judged (both ends in
-    the image in at least half the frames: the landmarks constrain them)."""
+    the image in at least half the frames: the landmarks constrain them); bone_signed_pct the
+    same % with its sign (+ too long, - too short: one direction on every clip is a bias)."""
     gt_joints, fit_joints = truth.joints[index], fit.joints
     uv = project(gt_joints, truth.camera)
     inside = ((uv >= 0) & (uv < np.asarray(truth.size))).all(-1) & truth.present[index, None]
@@ -251,9 +252,10 @@ def bone_lengths(truth: Truth, fit: Fit, index: np.ndarray) -> dict:
         ratio[name] = f / g
     seen = [n for n, (a, b) in BONES.items() if (inside[:, a] & inside[:, b]).mean() >= 0.5] or list(BONES)
     size = float(np.exp(np.mean([np.log(ratio[n]) for n in seen])))
-    off = {n: 100 * abs(ratio[n] / size - 1) for n in seen}
+    signed = {n: float(100 * (ratio[n] / size - 1)) for n in seen}  # + too long, - too short
+    off = {n: abs(v) for n, v in signed.items()}
     return {"bone_pct": float(np.mean(list(off.values()))), "bone_pct_worst": max(off.values()),
-            "bone_worst_name": max(off, key=off.get), "bone_size_pct": 100 * (size - 1),
+            "bone_worst_name": max(off, key=off.get), "bone_signed_pct": signed, "bone_size_pct": 100 * (size - 1),
             "bone_abs_pct_worst": max(100 * abs(r - 1) for r in ratio.values()), "bones_judged": seen}
 
 
@@ -456,7 +458,8 @@ def report(name: str, m: dict, base: dict | None, batched_same: dict | None, rec
         print(f"  arms out   upper arm from hanging down: {m['arm_down_deg']:.1f} deg mean, {m['arm_down_p95']:.1f} "
               f"95th pct (truth {m['arm_down_truth']:.1f}); frames > 60 deg {m['arm_rest_share']:.0%}; from the "
               f"truth's torso axis {m['arm_down_truth_axis_deg']:.1f} mean, {m['arm_down_truth_axis_p95']:.1f} 95th pct")
-    print(f"  shape      bones {m['bone_pct']:.1f} % off (worst {m['bone_pct_worst']:.1f} %, {m['bone_worst_name']}; "
+    worst_sign = m["bone_signed_pct"][m["bone_worst_name"]]
+    print(f"  shape      bones {m['bone_pct']:.1f} % off (worst {worst_sign:+.1f} %, {m['bone_worst_name']}; "
           f"{len(m['bones_judged'])} of {len(BONES)} in frame) after the size factor {m['bone_size_pct']:+.1f} % "
           f"(worst bone without it {m['bone_abs_pct_worst']:.1f} %); betas r {m.get('betas_r', float('nan')):.2f} over "
           f"betas {m.get('betas_seen')} (all {m.get('betas_r_all', float('nan')):.2f}); jaw r {m.get('jaw_r', float('nan')):.2f}, expression r "

@@ -82,6 +82,11 @@ def test_bone_metric_takes_out_the_size_that_2d_cannot_see(body):
     longer[:, 20] += 0.1 * (truth.joints[:, 20] - truth.joints[:, 18])  # left forearm 10 % longer
     m = bone_lengths(truth, Fit(joints=longer, uv=truth.uv, params={}, seconds=1.0, cpu_seconds=1.0), index)
     assert m["bone_worst_name"] in ("l forearm", "l hand (wrist-middle1)") and m["bone_pct_worst"] > 5
+    assert m["bone_signed_pct"]["l forearm"] > 5  # too long: the sign says which way (a bias, or noise)
+    shorter = truth.joints.copy()
+    shorter[:, 17] -= 0.1 * (truth.joints[:, 17] - truth.joints[:, 16])  # shoulders 10 % closer
+    m = bone_lengths(truth, Fit(joints=shorter, uv=truth.uv, params={}, seconds=1.0, cpu_seconds=1.0), index)
+    assert m["bone_worst_name"] == "shoulder width" and m["bone_signed_pct"]["shoulder width"] < -5
 
 
 def test_bone_metric_judges_only_bones_in_the_image(body):
