@@ -81,6 +81,30 @@ def test_extract_audio_exact_duration(talking_clip, tmp_path, suffix):
     assert len(media.read_audio(out)) == 2 * SR
 
 
+@pytest.mark.parametrize("suffix,args", [(".flac", []), (".wav", []), (".wav", ["-c:a", "pcm_f32le"])])
+def test_read_audio_of_a_sound_file_in_process_is_ffmpegs(talking_clip, tmp_path, suffix, args, monkeypatch):
+    """A whole mono sound file at the rate asked for is read in-process (no ffmpeg, no
+    ffprobe), to the same samples, bit for bit, as ffmpeg's; a stereo one, or one at
+    another rate, still goes through ffmpeg (its downmix, its resampler)."""
+    mono = tmp_path / f"mono{suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(talking_clip), "-vn", "-ac", "1",
+                    "-ar", str(SR), *args, str(mono)], check=True)
+    by_ffmpeg = media.read_audio(mono, start=0.0, duration=10.0)  # a span: ffmpeg's path
+    runs = []
+    real_run = subprocess.run
+    monkeypatch.setattr(media.subprocess, "run", lambda *a, **k: runs.append(a) or real_run(*a, **k))
+    whole = media.read_audio(mono)
+    assert runs == []
+    assert whole.dtype == np.float32 and np.array_equal(whole, by_ffmpeg)
+    assert len(media.read_audio(mono, sample_rate=8000)) == pytest.approx(len(whole) / 2, abs=2)
+    assert len(runs) >= 1  # resampled by ffmpeg
+    stereo = tmp_path / f"stereo{suffix}"
+    real_run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(mono), "-ac", "2", *args, str(stereo)], check=True)
+    runs.clear()
+    assert np.allclose(media.read_audio(stereo), whole, atol=1e-4)
+    assert len(runs) >= 1  # downmixed by ffmpeg
+
+
 @pytest.mark.parametrize("start,shift", [(0.0, 0.16), (1.0, 0.16), (1.0, -0.16), (0.0, -0.16)])
 def test_extract_audio_shift_moves_the_signal(talking_clip, tmp_path, start, shift):
     """A positive shift delays the audio by that many seconds, a negative one advances
