@@ -546,14 +546,20 @@ def extract_audio(
         # off the end.
         cmd += ["-t", f"{max(duration - pad, 0.001):.3f}"]
     cmd += ["-protocol_whitelist", "file", "-i", src_in]
-    af = [AUDIO_ON_TIMELINE] + ([f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else [])
-    if duration is not None:
-        af += [f"apad=whole_dur={duration:.3f}", f"atrim=end={duration:.3f}"]
-    cmd += ["-af", ",".join(af)]
+    cmd += ["-af", _timeline_audio(duration, pad)]
     cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), ff_path(dst)]
     _run(cmd, src, "extract audio", dst)
     check_output(dst, video=False, audio=True, duration=duration)
     return dst
+
+
+def _timeline_audio(duration: float | None, pad: float = 0.0) -> str:
+    """extract_audio's filter chain: the samples on the video's timeline, `pad` seconds of
+    silence first, padded with silence or cut to `duration` seconds when given."""
+    af = [AUDIO_ON_TIMELINE] + ([f"adelay={int(round(pad * 1000))}:all=1"] if pad > 0 else [])
+    if duration is not None:
+        af += [f"apad=whole_dur={duration:.3f}", f"atrim=end={duration:.3f}"]
+    return ",".join(af)
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000, start: float = 0.0,
@@ -599,12 +605,17 @@ def encode_clip(
     with_audio: bool = False,
     threads: int = 1,
     source_fps: float | None = None,
+    audio_to: str | Path | None = None,
+    audio_rate: int = 16000,
 ) -> Path:
     """Cut [start, end) of `src`, crop a square (x, y, side in source pixels), scale to
     `size` x `size` at `fps` and encode H.264 (yuv420p, +faststart); AAC audio if asked.
     `source_fps`: the source's (average) rate when known, which orders the filters (the
     output is the same either way).
-    The output is probed before it is returned (MediaError naming it if broken)."""
+    `audio_to`: the same ffmpeg also writes the span's mono audio at `audio_rate` there (its
+    suffix the format), the samples extract_audio(src, audio_to, audio_rate, start,
+    end - start) gives, without a second ffmpeg opening and seeking the source.
+    The outputs are probed before it returns (MediaError naming the one that is broken)."""
     src_in = _input(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -624,8 +635,15 @@ def encode_clip(
            "-preset", preset, "-threads", str(threads), "-movflags", "+faststart"]
     cmd += ["-c:a", "aac", "-ac", "1", "-ar", "16000"] if with_audio else ["-an"]
     cmd.append(ff_path(dst))
+    if audio_to is not None:  # a second output: options after the first one's name are its own
+        audio_to = Path(audio_to)
+        audio_to.parent.mkdir(parents=True, exist_ok=True)
+        cmd += ["-t", f"{end - start:.3f}", "-af", _timeline_audio(end - start), "-vn", "-ac", "1",
+                "-ar", str(audio_rate), ff_path(audio_to)]
     _run(cmd, src, "encode clip", dst)
     check_output(dst, video=True, audio=with_audio, duration=end - start)
+    if audio_to is not None:
+        check_output(audio_to, video=False, audio=True, duration=end - start)
     return dst
 
 

@@ -168,6 +168,20 @@ def test_encode_clip_with_audio(talking_clip, tmp_path):
     assert info.duration == pytest.approx(2.0, abs=0.1)
 
 
+@pytest.mark.parametrize("start,end,suffix", [(0.0, 2.0, ".flac"), (1.3, 3.7, ".wav")])
+def test_encode_clip_audio_to_is_extract_audios(talking_clip, tmp_path, start, end, suffix):
+    """The audio the encoding ffmpeg writes beside the clip is extract_audio's, sample for
+    sample, and the clip is the one encoded alone."""
+    both = media.encode_clip(talking_clip, tmp_path / "both.mp4", start, end, 25, 64, crop=(128, 0, 256),
+                             audio_to=tmp_path / f"both{suffix}", audio_rate=SR)
+    alone = media.encode_clip(talking_clip, tmp_path / "alone.mp4", start, end, 25, 64, crop=(128, 0, 256))
+    ref = media.extract_audio(talking_clip, tmp_path / f"ref{suffix}", SR, start=start, duration=end - start)
+    got, want = media.read_audio(tmp_path / f"both{suffix}"), media.read_audio(ref)
+    assert len(got) == round((end - start) * SR) and np.array_equal(got, want)
+    assert np.sqrt(np.mean(got ** 2)) > 0.01  # speech, not the padding's silence
+    assert np.array_equal(media.read_frames(both), media.read_frames(alone))
+
+
 def test_write_video_round_trip(tmp_path, speech_wav):
     rng = np.random.default_rng(0)
     frames = np.repeat(rng.integers(0, 256, size=(1, 8, 8, 3), dtype=np.uint8), 4, axis=1).repeat(8, axis=2)
