@@ -49,9 +49,10 @@ def encode_record(rec: ClipRecord, cfg: Config, folder: Path, audio_shift: float
     src = rec.files[SOURCE]
     crop = (rec.crop.x, rec.crop.y, rec.crop.size) if rec.crop else None
     audio = folder / f"{rec.id}.{cfg.audio.format}" if rec.scores.get(HAS_AUDIO, True) else None
-    # the audio from the same ffmpeg as the picture when it is not shifted: a second one opening
-    # and seeking the source cost about 0.1-0.2 CPU-s per clip (alternating runs, 4 clips)
-    together = audio is not None and not audio_shift
+    # the audio from the same ffmpeg as the picture when the filter found an audio stream and it
+    # is not shifted: a second ffmpeg opening and seeking the source cost about 0.1 CPU-s per clip
+    # (unknown: apart, so that a source without one is rejected for that, not for its picture)
+    together = audio is not None and not audio_shift and bool(rec.scores.get(HAS_AUDIO))
     video = encode_clip(src, folder / f"{rec.id}.mp4", rec.start, rec.end, cfg.video.fps, cfg.video.size,
                         crop=crop, crf=cfg.video.crf, preset=cfg.video.preset, threads=cfg.video.threads,
                         source_fps=rec.source_fps, audio_to=audio if together else None,

@@ -55,6 +55,22 @@ def test_encoder_rejects_unreadable_media_with_a_code(tmp_path):
     assert rec.errors["encode"] and VIDEO not in rec.files
 
 
+def test_encoder_writes_the_audio_with_the_picture_and_names_a_missing_stream(tmp_path, talking_clip, broken_files):
+    """With the filter's has_audio the audio comes from the encoding ffmpeg (media.encode_clip
+    audio_to); without it, apart, and a source without sound is rejected for that."""
+    from annotate.person_filter import HAS_AUDIO
+    from mentor.media import read_audio
+
+    enc = Encoder.from_config(CFG, tmp_path)
+    rec = _clip(str(talking_clip))
+    rec.set_score(HAS_AUDIO, True)
+    rec = enc(rec)
+    assert rec.kept and rec.status["encode"] == "done"
+    assert Path(rec.files[VIDEO]).stat().st_size > 0 and len(read_audio(rec.files[AUDIO])) == 3 * 16000
+    silent = enc(_clip(str(broken_files["video_only"])))
+    assert silent.rejection.code == "encode_failed" and "no audio stream" in silent.errors["encode"]
+
+
 def test_sync_shift_reads_the_typed_sync_result(tmp_path, talking_clip):
     rec = _clip(str(talking_clip))
     assert SyncResult.of(rec) is None and SyncShift(CFG)(rec).status.get("sync_shift") is None
