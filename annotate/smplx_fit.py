@@ -1046,6 +1046,25 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
                    smooth_param_extra=shoulders)
 
 
+def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal: float, threshold: float,
+             solve: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """x (T,D) after the temporal solve with the frames where a body point's depth zig-zags
+    (DepthSmoothing.zigzags beyond threshold px/frame^2) put back on the cubic through the other
+    frames, then solved again (`solve(start) -> x`); x itself where none does.
+
+    In a fast change of a forearm toward / away from the camera a keyframe's arm can sit tens of
+    mm off in depth for one or two frames: 2D hardly sees it, and the robust smoothing, capped
+    past its scale as a stroke's must be, holds it no more than a real stroke, so the temporal
+    solve keeps that local minimum (issue 16's switch: its excess 3D jitter in such frames)."""
+    with torch.no_grad():
+        bad = smoothing.zigzags(flat(x, None), focal, threshold)
+    good = torch.nonzero(~bad)[:, 0]
+    if not bad.any() or len(good) < 4:
+        return x
+    log.debug("depth zig-zags in %d frames: solved again from the cubic through the others", int(bad.sum()))
+    return solve(interpolate(x[good], good, len(x)))
+
+
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
     """(T-2,...) weights of second differences -> (T,...) each frame's share of D2^T W D2's diagonal (1, 4, 1)."""
     pad = torch.zeros_like(weights[:1])
@@ -1226,6 +1245,7 @@ def fit_clip(
     smooth_depth_rho: float = 0.0,
     smooth_unseen: float = 1.0,
     smooth_shoulders: float = 1.0,
+    smooth_despike_px: float = 0.0,
     motion_tolerance_px: float = 3.0,
     hand_gap_decay: float = HAND_GAP_DECAY,
     stop_after: str | None = None,
@@ -1256,6 +1276,9 @@ def fit_clip(
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
     smooth_shoulders: x on the temporal solve's smoothness of the shoulders' small accelerations in
     every frame, a stroke's kept (shoulder_rotations; 1: as the other arm joints').
+    smooth_despike_px: the frames where a body point's depth zig-zags past this (px/frame^2, its
+    acceleration's part that its neighbours' do not carry) solved again from the cubic through the
+    other frames after the temporal solve (despiked; 0: off).
     hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
     knuckle_weight, knuckle_weight_seen: x on the pose's hand points' confidence (POSE_KNUCKLES: the
     hand's orientation where the hand landmarks are missing) in the frames without / with that hand's
@@ -1277,7 +1300,8 @@ def fit_clip(
                          mirror_restarts=depth_restarts, smooth_rho=smooth_rho, smooth_rho_rad=smooth_rho_rad,
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
-                         smooth_shoulders=smooth_shoulders, motion_tolerance_px=motion_tolerance_px,
+                         smooth_shoulders=smooth_shoulders, smooth_despike_px=smooth_despike_px,
+                         motion_tolerance_px=motion_tolerance_px,
                          hand_gap_decay=hand_gap_decay,
                          stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight,
                          depth_rho_noise_px=depth_rho_noise_px, knuckle_weight=knuckle_weight,
@@ -1302,7 +1326,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               device, tolerance, schedule, optimizer, keyframe_stride, focal_source, bounds,
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
-              smooth_unseen=1.0, smooth_shoulders=1.0, motion_tolerance_px=3.0, hand_gap_decay=HAND_GAP_DECAY,
+              smooth_unseen=1.0, smooth_shoulders=1.0, smooth_despike_px=0.0, motion_tolerance_px=3.0,
+              hand_gap_decay=HAND_GAP_DECAY,
               stop_after=None, fit_focal=False, shape_collar_weight=0.0,
               depth_rho_noise_px=0.0, knuckle_weight=KNUCKLE_WEIGHT,
               knuckle_weight_seen=KNUCKLE_WEIGHT_SEEN) -> FitResult | StoppedFit:
@@ -1316,6 +1341,8 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         raise ValueError(f"hand_gap_decay {hand_gap_decay}: use >= 0 frames (0: off)")
     if smooth_shoulders < 1:
         raise ValueError(f"smooth_shoulders {smooth_shoulders}: use >= 1 (1: the shoulders as the other arm joints)")
+    if smooth_despike_px < 0:
+        raise ValueError(f"smooth_despike_px {smooth_despike_px}: use >= 0 px/frame^2 (0: off)")
     if depth_rho_noise_px < 0:
         raise ValueError(f"depth_rho_noise_px {depth_rho_noise_px}: use >= 0 px (0: the depth term's robust scale fixed)")
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -1503,9 +1530,12 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
                 unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
                                           smooth_unseen)
-                x = run(schedule.smooth, smooth, x, temporal_objective(
-                    objective.with_depth_smoothing(smoothing), noise_factor, smooth_torso, unseen,
-                    shoulder_rotations(flat, frames, smooth_shoulders)))
+                temporal = temporal_objective(objective.with_depth_smoothing(smoothing), noise_factor, smooth_torso,
+                                              unseen, shoulder_rotations(flat, frames, smooth_shoulders))
+                x = run(schedule.smooth, smooth, x, temporal)
+                if smoothing is not None and smooth_despike_px > 0:
+                    x = despiked(x, smoothing, flat, float(cam.focal), smooth_despike_px,
+                                 lambda start: run(replace(schedule.smooth, name="despike"), smooth, start, temporal))
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}
@@ -1709,6 +1739,7 @@ class SmplxFitter:
                             smooth_noise_px=self.cfg.smooth_noise_px, smooth_torso=self.cfg.smooth_torso,
                             smooth_depth=self.cfg.smooth_depth, smooth_depth_rho=self.cfg.smooth_depth_rho,
                             smooth_unseen=self.cfg.smooth_unseen, smooth_shoulders=self.cfg.smooth_shoulders,
+                            smooth_despike_px=self.cfg.smooth_despike_px,
                             pose_prior=prior, device=self.device,
                             keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,

@@ -1015,6 +1015,18 @@ class DepthSmoothing:
         depth = points[:, self.points, 2]
         return second_difference(depth) * (focal / depth.detach().mean().clamp(min=0.1))
 
+    def zigzags(self, points: torch.Tensor, focal: float, threshold: float) -> torch.Tensor:
+        """(T,) bool: the frames where a point's depth zig-zags, the part of its acceleration that
+        its neighbours' mean does not carry, |a_t - (a_{t-1} + a_{t+1}) / 2| (px/frame^2), beyond
+        threshold. A one-frame jump s in depth reads 3s there and 2s beside it; a stroke's smooth
+        acceleration little (issue 16's truth: <= 3 px on the elbows, 16 on the wrists)."""
+        accelerations = self.accelerations(points, focal)
+        out = torch.zeros(len(points), dtype=torch.bool, device=points.device)
+        if len(accelerations) >= 3:
+            high = accelerations[1:-1] - (accelerations[:-2] + accelerations[2:]) / 2
+            out[2:-2] = (high.abs() > threshold).any(1)
+        return out
+
     def cost(self, points: torch.Tensor, focal: float, gaps: torch.Tensor) -> torch.Tensor:
         """Scalar: weight x sum GM(a^2; rho) x gaps (T-2,)."""
         squared = self.accelerations(points, focal) ** 2

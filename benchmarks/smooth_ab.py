@@ -1,0 +1,150 @@
+"""The SMPL-X fit's temporal solve alone, re-run under variants on one keyframe fit (issue 16's jitter).
+
+Each scenario's fit runs once up to its keyframes' last stage (fit_clip's stop_after); its
+temporal solve (the "smooth" stage) and the result are then finished once per variant from that
+same state, in one process: a change to the smoothing is judged on accuracy (deterministic, as
+benchmarks/smplx_truth's figures) at the cost of one smooth stage per variant, not a whole fit.
+Variants patch annotate.smplx_fit (VARIANTS; join several with '+'). Not for speed: CPU-s of one
+stage between variants are the box's noise (use benchmarks/smplx_ab).
+
+    nice -n 10 .venv/bin/python -m benchmarks.smooth_ab --scenarios switch,crossed --variants elbows10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+import numpy as np
+import torch
+
+import annotate.smplx_fit as fit_module
+
+_FIT_CLIP, _SHOULDERS, _DESPIKED = fit_module.fit_clip, fit_module.shoulder_rotations, fit_module.despiked
+
+
+PATTERNS = {
+    r"elbows(\d+)": "a second Geman-McClure term on the elbows' rotations as the shoulders' (x this)",
+    r"wrists(\d+)": "the same on the wrists' rotations",
+    r"despike(\d+)": "depth zig-zags past this many px/frame^2 solved again (smplx.smooth_despike_px's; 0: off)",
+}
+VARIANTS = {"base": "the fitter as it is in this tree"}
+
+
+def apply(variant: str) -> None:
+    """Patch annotate.smplx_fit for `variant` ('+'-joined); 'base' undoes every patch."""
+    fit_module.shoulder_rotations, fit_module.despiked = _SHOULDERS, _despike_at(None)
+    extra: dict[int, float] = {}
+    for part in variant.split("+"):
+        if part == "base":
+            continue
+        if re.fullmatch(r"despike\d+", part):
+            fit_module.despiked = _despike_at(float(part[len("despike"):]))
+            continue
+        m = re.fullmatch(r"(elbows|wrists)(\d+)", part)
+        if m is None:
+            raise ValueError(f"smooth_ab: unknown variant {part!r}: use {', '.join(VARIANTS)} or a name matching "
+                             f"{', '.join(PATTERNS)} (joined with '+')")
+        for joint in {"elbows": (18, 19), "wrists": (20, 21)}[m[1]]:
+            extra[joint] = float(m[2])
+    if extra:
+        base = _SHOULDERS
+        for factor in sorted(set(extra.values())):
+            base = _chain(base, tuple(j for j, f in extra.items() if f == factor), factor)
+        fit_module.shoulder_rotations = base
+
+
+ZIGZAG_FRAMES: list[int] = []  # the frames each despiked call solved again (0: none)
+
+
+def _despike_at(threshold: float | None):
+    """fit.despiked at this threshold whatever the config's (None: the config's; 0: off), counting the
+    frames it solves again in ZIGZAG_FRAMES; called only where the config's is on."""
+    def despiked(x, smoothing, flat, focal, configured, solve):
+        at = configured if threshold is None else threshold
+        with torch.no_grad():
+            ZIGZAG_FRAMES.append(int(smoothing.zigzags(flat(x, None), focal, at).sum()) if at > 0 else 0)
+        return x if at <= 0 else _DESPIKED(x, smoothing, flat, focal, at, solve)
+    return despiked
+
+
+def _chain(inner, joints, factor):
+    """shoulder_rotations (`inner`) with a second term of `factor` on `joints` too."""
+    def rotations(flat, frames, shoulders_factor):
+        out = inner(flat, frames, shoulders_factor)
+        if out is None or factor <= 1:
+            return out
+        start = flat.layout["body"].start
+        for k, joint in enumerate(flat.body_free):
+            if joint in joints:
+                out[:, start + 3 * k: start + 3 * k + 3] = factor - 1
+        return out
+    return rotations
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from benchmarks.smplx_truth import SCENARIOS, load_body_model, make_truth, measure, run_fitter, seen_betas
+    from mentor.config import SmplxConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variants", required=True, help="comma-separated; each one or '+'-joined: "
+                    + ", ".join([*VARIANTS, *PATTERNS]))
+    ap.add_argument("--scenarios", default="switch")
+    ap.add_argument("--frames", type=int, default=250)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    if args.scenarios == "all":
+        args.scenarios = ",".join(SCENARIOS)
+    variants = ["base"] + [v for v in args.variants.split(",") if v and v != "base"]
+    for v in variants:
+        apply(v)  # a bad name fails here, before any fit
+    apply("base")
+    torch.set_num_threads(1)
+    body = load_body_model()
+    results: dict = {}
+    print(f"temporal solve re-run per variant, {args.frames} frames, load {os.getloadavg()[0]:.1f}")
+    for name in args.scenarios.split(","):
+        sc = SCENARIOS[name]
+        cfg = SmplxConfig(focal_length=1000.0 if sc.focal_known else None, device="cpu", threads=1)
+        truth = make_truth(body, sc, args.frames, keyframe_stride=cfg.keyframe_stride)
+        fitter = fit_module.SmplxFitter(cfg, body_model=body)
+        beta_px = seen_betas(body, truth, [t.point for t in fitter.targets])
+        held: list = []
+
+        def resumed(*a, **k):  # the keyframe fit once (the annotator's own call), its finish per variant
+            if k.get("stop_after") is not None:  # a focal search's own stops: as they are
+                return _FIT_CLIP(*a, **k)
+            if not held:
+                held.append(_FIT_CLIP(*a, **{**k, "stop_after": "neighbours"}))
+            return held[0].finish()
+
+        fit_module.fit_clip = resumed
+        try:
+            for v in variants:
+                apply(v)
+                ZIGZAG_FRAMES.clear()
+                rec, fit = run_fitter(body, fitter, truth)
+                apply("base")
+                m = measure(truth, fit, beta_px=beta_px)
+                groups = {k: x for k, x in m["pa"].items() if k != "all"}
+                f = results.setdefault(name, {})[v] = {
+                    "pa_all": m["pa"]["all"], "pa_worst": max(groups.values()), "pa": m["pa"], "err2d": m["err2d"],
+                    "jitter3d_ratio": m["jitter3d_ratio"], "forearm_deg": m["forearm_deg"],
+                    "flip_share": m["flip_share"], "bone_pct_worst": m["bone_pct_worst"], "betas_r": m["betas_r"],
+                    "zigzag_frames": list(ZIGZAG_FRAMES)}
+                print(f"{name:13s} {v:24s} PA {f['pa_all']:6.3f} ({f['pa_worst']:6.3f}) mm, 2D {f['err2d']:.3f} px,"
+                      f" jitter {f['jitter3d_ratio']:.3f}x, forearm {f['forearm_deg']:.2f} deg,"
+                      f" flips {100 * f['flip_share']:.1f} %, bones {f['bone_pct_worst']:.2f} %, zig-zag frames"
+                      f" {f['zigzag_frames']}", flush=True)
+        finally:
+            fit_module.fit_clip = _FIT_CLIP
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
