@@ -1046,23 +1046,49 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
                    smooth_param_extra=shoulders)
 
 
+# despiked: the frames either side of a zig-zag that take the second solve's values, and the most its
+# data cost there may rise (x the first solve's) for them to be taken. Set from benchmarks/smooth_ab
+# (250 frames, at 40 px): the rise about switch's zig-zags -8 %, +9 %, +43 %, drop_runs' +7 %; where
+# the landmarks held them, near_1px's beats near the camera, +1 %, +58 %, +68 %, +80 %, +444 %
+DESPIKE_MARGIN = 3
+DESPIKE_WORSE = 0.5
+
+
 def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal: float, threshold: float,
-             solve: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """x (T,D) after the temporal solve with the frames where a body point's depth zig-zags
+             solve: Callable[[torch.Tensor], torch.Tensor], frame_costs: Callable[[torch.Tensor], torch.Tensor],
+             worse: float = 0.0) -> torch.Tensor:
+    """x (T,D) after the temporal solve with the frames where an elbow's depth zig-zags
     (DepthSmoothing.zigzags beyond threshold px/frame^2) put back on the cubic through the other
-    frames, then solved again (`solve(start) -> x`); x itself where none does.
+    frames and solved again (`solve(start) -> x`), taken in each run of them and DESPIKE_MARGIN
+    frames about it only, and only where its data cost there (`frame_costs(x) -> (T,)`) rose by at
+    most `worse` x x's; x itself elsewhere.
 
     In a fast change of a forearm toward / away from the camera a keyframe's arm can sit tens of
     mm off in depth for one or two frames: 2D hardly sees it, and the robust smoothing, capped
     past its scale as a stroke's must be, holds it no more than a real stroke, so the temporal
-    solve keeps that local minimum (issue 16's switch: its excess 3D jitter in such frames)."""
+    solve keeps that local minimum (issue 16's switch: its excess 3D jitter in such frames). The
+    second solve's values are taken about the zig-zags alone: run on, the temporal solve moves
+    every frame on (its stop is tuned: switch's PA-MPJPE 7.5 -> 7.6 mm, drop_runs 7.1 -> 7.6 from
+    a second solve alone); and where the landmarks held the zig-zag (a beat's stroke near the
+    camera: near_1px's data cost +35 %), it stays."""
     with torch.no_grad():
         bad = smoothing.zigzags(flat(x, None), focal, threshold)
     good = torch.nonzero(~bad)[:, 0]
     if not bad.any() or len(good) < 4:
         return x
-    log.debug("depth zig-zags in %d frames: solved again from the cubic through the others", int(bad.sum()))
-    return solve(interpolate(x[good], good, len(x)))
+    again = solve(interpolate(x[good], good, len(x)))
+    with torch.no_grad():
+        before, after = frame_costs(x), frame_costs(again)
+    near = torch.nn.functional.max_pool1d(bad[None, None].float(), 2 * DESPIKE_MARGIN + 1, 1, DESPIKE_MARGIN)[0, 0] > 0
+    out = x.clone()
+    edges = torch.diff(torch.cat([near.new_zeros(1), near, near.new_zeros(1)]).int())
+    for start, stop in zip(torch.nonzero(edges == 1)[:, 0].tolist(), torch.nonzero(edges == -1)[:, 0].tolist()):
+        rise = float(after[start:stop].sum() / before[start:stop].sum().clamp(min=1e-12)) - 1
+        log.debug("depth zig-zag about frames %d-%d solved again: data cost %+.0f %%%s", start, stop - 1,
+                  100 * rise, "" if rise <= worse else ", kept as it was")
+        if rise <= worse:
+            out[start:stop] = again[start:stop]
+    return out
 
 
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
@@ -1534,8 +1560,13 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                                               unseen, shoulder_rotations(flat, frames, smooth_shoulders))
                 x = run(schedule.smooth, smooth, x, temporal)
                 if smoothing is not None and smooth_despike_px > 0:
+                    def frame_costs(x_value):  # each frame's data and prior cost under the temporal objective
+                        rows = sparse.contour_rows(params_from_x(temporal, x_value, sparse.num_pca))
+                        return temporal.stage(schedule.smooth, rows).frame_costs(x_value)
+
                     x = despiked(x, smoothing, flat, float(cam.focal), smooth_despike_px,
-                                 lambda start: run(replace(schedule.smooth, name="despike"), smooth, start, temporal))
+                                 lambda start: run(replace(schedule.smooth, name="despike"), smooth, start, temporal),
+                                 frame_costs, DESPIKE_WORSE)
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}

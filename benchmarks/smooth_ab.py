@@ -23,11 +23,23 @@ import torch
 import annotate.smplx_fit as fit_module
 
 _FIT_CLIP, _SHOULDERS, _DESPIKED = fit_module.fit_clip, fit_module.shoulder_rotations, fit_module.despiked
+_TEMPORAL_SOLVE = fit_module.temporal_solve
+SOLVES: list[tuple[float, float]] = []  # each temporal solve's (data cost, temporal cost) at its end
+
+
+def _recorded_solve(problem, x, progress, rho_2d=0.0, rho_param=0.0):
+    out = _TEMPORAL_SOLVE(problem, x, progress, rho_2d, rho_param)
+    with torch.no_grad():
+        uv, points = problem.project_points(out)
+        SOLVES.append((float(problem.frame_costs(out, uv=uv).sum()),
+                       float(fit_module.temporal_cost(problem.objective, out, uv, rho_2d, rho_param, points))))
+    return out
 
 
 PATTERNS = {
     r"elbows(\d+)": "a second Geman-McClure term on the elbows' rotations as the shoulders' (x this)",
     r"wrists(\d+)": "the same on the wrists' rotations",
+    r"again": "the temporal solve run twice (the second from the first's end: what more steps alone do)",
     r"despike(\d+)": "depth zig-zags past this many px/frame^2 solved again (smplx.smooth_despike_px's; 0: off)",
 }
 VARIANTS = {"base": "the fitter as it is in this tree"}
@@ -39,6 +51,9 @@ def apply(variant: str) -> None:
     extra: dict[int, float] = {}
     for part in variant.split("+"):
         if part == "base":
+            continue
+        if part == "again":
+            fit_module.despiked = lambda x, smoothing, flat, focal, threshold, solve, *_: solve(x)
             continue
         if re.fullmatch(r"despike\d+", part):
             fit_module.despiked = _despike_at(float(part[len("despike"):]))
@@ -62,11 +77,11 @@ ZIGZAG_FRAMES: list[int] = []  # the frames each despiked call solved again (0: 
 def _despike_at(threshold: float | None):
     """fit.despiked at this threshold whatever the config's (None: the config's; 0: off), counting the
     frames it solves again in ZIGZAG_FRAMES; called only where the config's is on."""
-    def despiked(x, smoothing, flat, focal, configured, solve):
+    def despiked(x, smoothing, flat, focal, configured, solve, *rest):
         at = configured if threshold is None else threshold
         with torch.no_grad():
             ZIGZAG_FRAMES.append(int(smoothing.zigzags(flat(x, None), focal, at).sum()) if at > 0 else 0)
-        return x if at <= 0 else _DESPIKED(x, smoothing, flat, focal, at, solve)
+        return x if at <= 0 else _DESPIKED(x, smoothing, flat, focal, at, solve, *rest)
     return despiked
 
 
@@ -120,11 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
                 held.append(_FIT_CLIP(*a, **{**k, "stop_after": "neighbours"}))
             return held[0].finish()
 
-        fit_module.fit_clip = resumed
+        fit_module.fit_clip, fit_module.temporal_solve = resumed, _recorded_solve
         try:
             for v in variants:
                 apply(v)
                 ZIGZAG_FRAMES.clear()
+                SOLVES.clear()
                 rec, fit = run_fitter(body, fitter, truth)
                 apply("base")
                 m = measure(truth, fit, beta_px=beta_px)
@@ -133,13 +149,14 @@ def main(argv: list[str] | None = None) -> dict:
                     "pa_all": m["pa"]["all"], "pa_worst": max(groups.values()), "pa": m["pa"], "err2d": m["err2d"],
                     "jitter3d_ratio": m["jitter3d_ratio"], "forearm_deg": m["forearm_deg"],
                     "flip_share": m["flip_share"], "bone_pct_worst": m["bone_pct_worst"], "betas_r": m["betas_r"],
-                    "zigzag_frames": list(ZIGZAG_FRAMES)}
+                    "zigzag_frames": list(ZIGZAG_FRAMES), "solves": list(SOLVES)}
                 print(f"{name:13s} {v:24s} PA {f['pa_all']:6.3f} ({f['pa_worst']:6.3f}) mm, 2D {f['err2d']:.3f} px,"
                       f" jitter {f['jitter3d_ratio']:.3f}x, forearm {f['forearm_deg']:.2f} deg,"
                       f" flips {100 * f['flip_share']:.1f} %, bones {f['bone_pct_worst']:.2f} %, zig-zag frames"
-                      f" {f['zigzag_frames']}", flush=True)
+                      f" {f['zigzag_frames']}; solves' (data, temporal) cost "
+                      + ", ".join(f"({d:.0f}, {t:.0f})" for d, t in SOLVES), flush=True)
         finally:
-            fit_module.fit_clip = _FIT_CLIP
+            fit_module.fit_clip, fit_module.temporal_solve = _FIT_CLIP, _TEMPORAL_SOLVE
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

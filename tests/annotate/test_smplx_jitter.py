@@ -361,15 +361,17 @@ def test_temporal_solve_runs_on_while_a_step_still_gains(body, monkeypatch):
     assert gains[-1] < smplx_fit.SMOOTH_GAIN or len(gains) == smplx_fit.SMOOTH_STEPS_MAX
 
 
+
 def test_depth_zigzag_found_and_solved_again(smoothing):
     """smplx.smooth_despike_px: a one-frame jump of the body in depth (60 mm at 2 m: 30 px/frame^2,
-    what switch's forearms did in the frames of a change) is a zig-zag in the frames about it; a quick
+    what switch's elbows did in the frames of a change) is a zig-zag in the frames about it; a quick
     smooth stroke in depth (150 mm in 6 frames) is none. despiked puts the zig-zag's frames back on the
-    cubic through the others before solving again; without one the fit is left as it is."""
-    from annotate.smplx_fit import despiked
+    cubic through the others and solves again, taking the new values about them only where their data
+    cost rose by at most `worse`; without a zig-zag the fit is left as it is, unsolved."""
+    from annotate.smplx_fit import DESPIKE_MARGIN, despiked
 
     flat, term = smoothing
-    frames = 14
+    frames = 20
     z = flat.layout["transl"].start + 2
     x = rest_x(flat, frames, "cpu")
     x[:, flat.layout["transl"]] = torch.tensor([0.0, 0.3, 2.0])
@@ -377,11 +379,26 @@ def test_depth_zigzag_found_and_solved_again(smoothing):
     x[:, z] += 0.15 * s * s * (3 - 2 * s)  # a smoothstep stroke
     assert not term.zigzags(flat(x, None), 1000.0, 20.0).any()
     solved = []
-    assert despiked(x, term, flat, 1000.0, 20.0, lambda start: solved.append(start) or start) is x and not solved
+
+    def solve(start):  # the temporal solve's stand-in: its start, moved a little everywhere
+        solved.append(start)
+        return start + 1e-3
+
+    def flat_costs(v):
+        return torch.ones(len(v))
+
+    assert despiked(x, term, flat, 1000.0, 20.0, solve, flat_costs, 0.5) is x and not solved
     jumped = x.clone()
     jumped[7, z] += 0.06
     found = term.zigzags(flat(jumped, None), 1000.0, 20.0)
     assert torch.nonzero(found)[:, 0].tolist() == [6, 7, 8]
-    out = despiked(jumped, term, flat, 1000.0, 20.0, lambda start: solved.append(start) or start)
-    assert len(solved) == 1 and torch.equal(out[~found], jumped[~found])
-    assert float((out[6:9, z] - x[6:9, z]).abs().max()) < 0.005  # back on the stroke within 5 mm
+    out = despiked(jumped, term, flat, 1000.0, 20.0, solve, flat_costs, 0.5)
+    assert len(solved) == 1 and float((out[6:9, z] - x[6:9, z]).abs().max()) < 0.005  # back on the stroke
+    near = slice(6 - DESPIKE_MARGIN, 9 + DESPIKE_MARGIN)  # the second solve's values there, x's elsewhere
+    assert torch.equal(out[near], solved[0][near] + 1e-3)
+    assert torch.equal(out[:near.start], jumped[:near.start]) and torch.equal(out[near.stop:], jumped[near.stop:])
+
+    def held(v):  # landmarks that hold the jump: the data cost rises off it
+        return 1 + 100 * (v - jumped).abs().sum(1)
+
+    assert torch.equal(despiked(jumped, term, flat, 1000.0, 20.0, solve, held, 0.5), jumped)
