@@ -7,7 +7,7 @@ benchmarks/smplx_truth's figures) at the cost of one smooth stage per variant, n
 Variants patch annotate.smplx_fit (VARIANTS; join several with '+'). Not for speed: CPU-s of one
 stage between variants are the box's noise (use benchmarks/smplx_ab).
 
-    nice -n 10 .venv/bin/python -m benchmarks.smooth_ab --scenarios switch,crossed --variants elbows10
+    nice -n 10 .venv/bin/python -m benchmarks.smooth_ab --scenarios switch,near_1px --variants despike0,again
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import json
 import os
 import re
 
-import numpy as np
 import torch
 
 import annotate.smplx_fit as fit_module
 
-_FIT_CLIP, _SHOULDERS, _DESPIKED = fit_module.fit_clip, fit_module.shoulder_rotations, fit_module.despiked
+_FIT_CLIP, _DESPIKED = fit_module.fit_clip, fit_module.despiked
 _TEMPORAL_SOLVE = fit_module.temporal_solve
 SOLVES: list[tuple[float, float]] = []  # each temporal solve's (data cost, temporal cost) at its end
 
 
 def _recorded_solve(problem, x, progress, rho_2d=0.0, rho_param=0.0):
+    """fit.temporal_solve, its end's costs appended to SOLVES."""
     out = _TEMPORAL_SOLVE(problem, x, progress, rho_2d, rho_param)
     with torch.no_grad():
         uv, points = problem.project_points(out)
@@ -37,8 +37,6 @@ def _recorded_solve(problem, x, progress, rho_2d=0.0, rho_param=0.0):
 
 
 PATTERNS = {
-    r"elbows(\d+)": "a second Geman-McClure term on the elbows' rotations as the shoulders' (x this)",
-    r"wrists(\d+)": "the same on the wrists' rotations",
     r"again": "the temporal solve run twice (the second from the first's end: what more steps alone do)",
     r"despike(\d+)": "depth zig-zags past this many px/frame^2 solved again (smplx.smooth_despike_px's; 0: off)",
 }
@@ -47,8 +45,7 @@ VARIANTS = {"base": "the fitter as it is in this tree"}
 
 def apply(variant: str) -> None:
     """Patch annotate.smplx_fit for `variant` ('+'-joined); 'base' undoes every patch."""
-    fit_module.shoulder_rotations, fit_module.despiked = _SHOULDERS, _despike_at(None)
-    extra: dict[int, float] = {}
+    fit_module.despiked = _despike_at(None)
     for part in variant.split("+"):
         if part == "base":
             continue
@@ -58,20 +55,11 @@ def apply(variant: str) -> None:
         if re.fullmatch(r"despike\d+", part):
             fit_module.despiked = _despike_at(float(part[len("despike"):]))
             continue
-        m = re.fullmatch(r"(elbows|wrists)(\d+)", part)
-        if m is None:
-            raise ValueError(f"smooth_ab: unknown variant {part!r}: use {', '.join(VARIANTS)} or a name matching "
-                             f"{', '.join(PATTERNS)} (joined with '+')")
-        for joint in {"elbows": (18, 19), "wrists": (20, 21)}[m[1]]:
-            extra[joint] = float(m[2])
-    if extra:
-        base = _SHOULDERS
-        for factor in sorted(set(extra.values())):
-            base = _chain(base, tuple(j for j, f in extra.items() if f == factor), factor)
-        fit_module.shoulder_rotations = base
+        raise ValueError(f"smooth_ab: unknown variant {part!r}: use {', '.join(VARIANTS)} or a name matching "
+                         f"{', '.join(PATTERNS)} (joined with '+')")
 
 
-ZIGZAG_FRAMES: list[int] = []  # the frames each despiked call solved again (0: none)
+ZIGZAG_FRAMES: list[int] = []  # the frames each despiked call found to solve again (0: none)
 
 
 def _despike_at(threshold: float | None):
@@ -83,20 +71,6 @@ def _despike_at(threshold: float | None):
             ZIGZAG_FRAMES.append(int(smoothing.zigzags(flat(x, None), focal, at).sum()) if at > 0 else 0)
         return x if at <= 0 else _DESPIKED(x, smoothing, flat, focal, at, solve, *rest)
     return despiked
-
-
-def _chain(inner, joints, factor):
-    """shoulder_rotations (`inner`) with a second term of `factor` on `joints` too."""
-    def rotations(flat, frames, shoulders_factor):
-        out = inner(flat, frames, shoulders_factor)
-        if out is None or factor <= 1:
-            return out
-        start = flat.layout["body"].start
-        for k, joint in enumerate(flat.body_free):
-            if joint in joints:
-                out[:, start + 3 * k: start + 3 * k + 3] = factor - 1
-        return out
-    return rotations
 
 
 def main(argv: list[str] | None = None) -> dict:
