@@ -1052,6 +1052,10 @@ def temporal_objective(objective: ClipObjective, noise_scale: float, torso_scale
 # the landmarks held them, near_1px's beats near the camera, +1 %, +58 %, +68 %, +80 %, +444 %
 DESPIKE_MARGIN = 3
 DESPIKE_WORSE = 0.5
+# ... and the second solve's Gauss-Newton steps at most (smooth_ab, 60 px: 2 against the smooth stage's 4-5:
+# switch PA-MPJPE 7.35 against 7.39 mm, jitter 1.16 against 1.18x the truth's; near_1px 8.54 against 8.53;
+# half its CPU: 2.4 CPU-s on switch at 4 steps, the smooth stage's 2.9)
+DESPIKE_STEPS = 2
 
 
 def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal: float, threshold: float,
@@ -1565,7 +1569,9 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                         return temporal.stage(schedule.smooth, rows).frame_costs(x_value)
 
                     x = despiked(x, smoothing, flat, float(cam.focal), smooth_despike_px,
-                                 lambda start: run(replace(schedule.smooth, name="despike"), smooth, start, temporal),
+                                 lambda start: run(replace(schedule.smooth, name="despike",
+                                                           iterations=min(schedule.smooth.iterations, DESPIKE_STEPS)),
+                                                   smooth, start, temporal),
                                  frame_costs, DESPIKE_WORSE)
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])

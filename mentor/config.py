@@ -400,10 +400,11 @@ class SmplxConfig(Section):
     # forearms toward / away from the camera a keyframe's arm sat 50-120 mm off in depth for a frame or
     # two, which 2D hardly sees and the robust smoothing lets through as a stroke. The truth's elbows
     # read <= 3 px (benchmarks/smplx_truth's scenarios), the fit's on switch up to 95. Set from
-    # benchmarks/smooth_ab (250 frames; off -> 30 / 40 / 60: 3D jitter / the truth's, PA-MPJPE mm):
-    # switch 1.33 -> 1.17 / 1.17 / 1.18, 7.51 -> 7.42 / 7.39 / 7.39; near_1px 1.23 -> 1.20 / 1.22 /
-    # 1.14, 8.63 -> 8.62 / 8.63 / 8.53; drop_runs 1.10 -> 1.10 / 1.08 / 1.10, 7.11 -> 7.11 / 7.07 /
-    # 7.11; no zig-zag at 40 on the 14 others (the same figures). Judged on all points (wrists too)
+    # benchmarks/smooth_ab (250 frames; off -> 30 / 40 / 60 with 4 second-solve steps: 3D jitter / the
+    # truth's, PA-MPJPE mm): switch 1.33 -> 1.17 / 1.17 / 1.18, 7.51 -> 7.42 / 7.39 / 7.39; near_1px
+    # 1.23 -> 1.20 / 1.22 / 1.14, 8.63 -> 8.62 / 8.63 / 8.53; drop_runs 1.10 -> 1.10 / 1.08 / 1.10,
+    # 7.11 -> 7.11 / 7.07 / 7.11; no zig-zag at 40 on the 14 others (the same figures); at 60 with 2
+    # steps (DESPIKE_STEPS) switch 1.16, 7.35, near_1px 1.13, 8.54. Judged on all points (wrists too)
     # and taken whole, it cut beats' strokes near the camera (near_1px 8.6 -> 9.8 mm at 40)
     smooth_despike_px: float = Field(60.0, ge=0)
     # quality gates on the fit's pixel scores, as fractions of the face height (smplx.face_px:
