@@ -1054,7 +1054,7 @@ DESPIKE_MARGIN = 3
 DESPIKE_WORSE = 0.5
 # ... and the second solve's Gauss-Newton steps at most (smooth_ab, 60 px: 2 against the smooth stage's 4-5:
 # switch PA-MPJPE 7.35 against 7.39 mm, jitter 1.16 against 1.18x the truth's; near_1px 8.54 against 8.53;
-# half its CPU: 2.4 CPU-s on switch at 4 steps, the smooth stage's 2.9)
+# about half its CPU: on switch 0.84x the smooth stage's at 4 steps, 0.44x at 2, benchmarks/smplx_truth runs)
 DESPIKE_STEPS = 2
 
 
@@ -1083,7 +1083,9 @@ def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal:
     again = solve(interpolate(x[good], good, len(x)))
     with torch.no_grad():
         before, after = frame_costs(x), frame_costs(again)
-    near = torch.nn.functional.max_pool1d(bad[None, None].float(), 2 * DESPIKE_MARGIN + 1, 1, DESPIKE_MARGIN)[0, 0] > 0
+    # the zig-zag frames widened by DESPIKE_MARGIN, and the runs of them ([start, stop) each)
+    widened = torch.nn.functional.max_pool1d(bad[None, None].float(), 2 * DESPIKE_MARGIN + 1, 1, DESPIKE_MARGIN)
+    near = widened[0, 0] > 0
     out = x.clone()
     edges = torch.diff(torch.cat([near.new_zeros(1), near, near.new_zeros(1)]).int())
     for start, stop in zip(torch.nonzero(edges == 1)[:, 0].tolist(), torch.nonzero(edges == -1)[:, 0].tolist()):

@@ -27,7 +27,7 @@ import torch
 
 import annotate.smplx_fit as fit_module
 
-STAGES = ("setup", "camera", "body", "depth", "hands", "full", "shape", "neighbours", "smooth")
+STAGES = ("setup", "camera", "body", "depth", "hands", "full", "shape", "neighbours", "smooth", "despike")
 RESTARTS = ("elbow_restarts", "depth_restarts", "neighbour_restarts")
 _SCHEDULE, _MOTION_KEYFRAMES = fit_module.default_schedule, fit_module.motion_keyframes
 _PER_FRAME_CHOICE = fit_module.per_frame_choice
