@@ -85,6 +85,18 @@ DEPTH_TRANSITION_SHARE = 0.2
 # (10.4) -> 7.5 (10.3), 1.45 -> 1.43; beats 8.5 (9.3) -> 8.6 (9.5), 1.04 -> 1.03; +1 step (~0.7 CPU-s).
 # 6 steps everywhere: noise_4px 14.5 (16.7) but beats 8.8 (9.7); 8: noise_4px 13.7 (17.0)
 SMOOTH_STEPS, SMOOTH_STEPS_MAX, SMOOTH_GAIN = 4, 8, 0.02
+# keyframe_solve: a frame whose last FRAME_SETTLED_STEPS accepted steps each lowered its cost by less
+# than its stage's settle_gain is settled: neither evaluated nor stepped again in that stage. Off in
+# default_schedule: at 1e-2 in every keyframe stage (benchmarks/smplx_ab settle2, 250 frames, e854968)
+# talking's Gauss-Newton frame evaluations 3392 -> 2845 (full 503 -> 195), CPU ~1.2x, but PA-MPJPE
+# far_1px 7.11 -> 7.92 mm, outliers 9.56 -> 10.14, beats 7.33 -> 7.64, near_1px 8.63 -> 8.91 (away 7.95
+# -> 6.70, toward 5.27 -> 4.76); full stage alone: far_1px 7.76, outliers 10.16; hands alone: outliers 9.91
+# (the full stage's 0.3 %-a-step gains still place the arms); 1e-3: near_4px 14.11 -> 14.63
+FRAME_SETTLED_STEPS = 2
+# elbow_restarts: both elbow starts for this many of the body stage's steps, then each frame's cheaper
+# one alone (None: both for all its steps). Off: at 6 of 12 (smplx_ab elbowk6) far_4px 14.53 -> 15.26 mm,
+# near_4px 14.11 -> 13.62; at 4: away 7.95 -> 9.22 (flips 0 -> 0.4 %)
+ELBOW_SHARED_STEPS: int | None = None
 NOISE_SCALE_MAX = 4.0  # the temporal weights grow with the clip's landmark noise up to this x its reference
 # z's unit from the fit solved from 2D alone replaces the one from the fit made with z in it when
 # it is at least this x larger (annotate.smplx_objective.DepthTerm.calibrate; at 100 frames: far_1px
@@ -528,9 +540,10 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
 
     A frame that rejected its step is where it was: its gradient and Gauss-Newton matrix are
     kept, and only the frames that moved are evaluated again (about half of them in a step:
-    the same steps as evaluating every frame every time, at a fraction of the cost). The shape
-    pool (a pull of each frame's betas to the clip's mean, which moves with every frame) is
-    added afresh each step."""
+    the same steps as evaluating every frame every time, at a fraction of the cost). A frame
+    whose last accepted steps gained little (its stage's settle_gain) is settled: out of the stage's
+    evaluations and steps. The shape pool (a pull of each frame's betas to the clip's mean, which
+    moves with every frame) is added afresh each step."""
     frames = x.shape[0]
     damping = torch.full((frames,), 1e-3, device=x.device)
     pool = problem.pools_shape
@@ -541,6 +554,8 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     cost_base = torch.zeros(frames, device=x.device)  # the frame's cost without the pool
     stale = torch.ones(frames, dtype=torch.bool, device=x.device)
     beta_free = torch.isin(free, beta_columns)
+    settled = torch.zeros(frames, dtype=torch.bool, device=x.device)  # out of the stage (settle_gain)
+    small_run = torch.zeros(frames, dtype=torch.long, device=x.device)
     for _ in range(problem.spec.iterations):
         progress.steps += 1
         index = torch.nonzero(stale)[:, 0]
@@ -558,19 +573,27 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
                 step_gradient[:, beta_free] += 2 * BETA_POOL * offset[:, torch.isin(beta_columns, free)]
             else:
                 beta_mean, cost, step_gradient = None, cost_base, gradient
-            step = damped_solve(hessian, step_gradient, damping)
+            if bool(settled.any()):  # a settled frame's step would be dropped: not solved
+                step = torch.zeros_like(step_gradient)
+                step[~settled] = damped_solve(hessian[~settled], step_gradient[~settled], damping[~settled])
+            else:
+                step = damped_solve(hessian, step_gradient, damping)
             x_new = x.clone()
             x_new[:, free] += step
             cost_new = problem.frame_costs(x_new, beta_mean)
             progress.evaluations += 1
-            better = cost_new < cost
+            better = (cost_new < cost) & ~settled
             x = torch.where(better[:, None], x_new, x)
-            stale = better
-            # the next evaluation is of these frames at x_new: their forward pass is the one just made
-            problem.objective.flat.keep_frames(torch.nonzero(stale)[:, 0])
             damping = torch.where(better, damping / 3, damping * 4).clamp(1e-7, 1e7)
             gain = (cost - cost_new) / cost.abs().clamp(min=1e-9)
-            if bool(((better & (gain < progress.tolerance)) | (~better & (damping > 1e4))).all()):
+            if problem.spec.settle_gain > 0:  # a rejected step neither counts nor breaks the run
+                small_run = torch.where(better & (gain < problem.spec.settle_gain), small_run + 1,
+                                        torch.where(better, 0, small_run))
+                settled |= small_run >= FRAME_SETTLED_STEPS
+            stale = better & ~settled
+            # the next evaluation is of these frames at x_new: their forward pass is the one just made
+            problem.objective.flat.keep_frames(torch.nonzero(stale)[:, 0])
+            if bool((settled | (better & (gain < progress.tolerance)) | (~better & (damping > 1e4))).all()):
                 break
     return x
 
@@ -732,7 +755,13 @@ def elbow_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress) -
         return keyframe_solve(problem, x, progress)
     bent = x.clone()
     bent[:, layout["body"]] = rest_x(problem.objective.flat, x.shape[0], x.device, elbow=2.0)[:, layout["body"]]
-    return best_of_starts(problem, [x, bent], progress, cheapest)
+    shared = ELBOW_SHARED_STEPS
+    if shared is None or shared >= problem.spec.iterations:
+        return best_of_starts(problem, [x, bent], progress, cheapest)
+    # both starts for the first steps, then only each frame's cheaper one for the rest
+    x = best_of_starts(replace(problem, spec=replace(problem.spec, iterations=shared)), [x, bent], progress, cheapest)
+    return keyframe_solve(replace(problem, spec=replace(problem.spec, iterations=problem.spec.iterations - shared)),
+                          x, progress)
 
 
 def depth_pick(problem: StageProblem, evidence: DepthEvidence | None, transition_weight: float):

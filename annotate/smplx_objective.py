@@ -130,6 +130,9 @@ class StageSpec:
     # size (the first beta: 2D cannot tell it from the distance with a known focal) keeps its prior in
     # every frame, not once per clip (the collars no longer explain the shoulders' place, the size did)
     collar_weight: float = 0.0
+    # keyframe_solve: a frame whose last few accepted steps (smplx_fit.FRAME_SETTLED_STEPS) each lowered
+    # its cost by less than this share of it is settled, out of the stage's evaluations and steps (0: off)
+    settle_gain: float = 0.0
 
 
 @dataclass(frozen=True)

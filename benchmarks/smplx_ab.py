@@ -73,7 +73,18 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"betas_free_[hfn]+": "those stages free the betas (main's schedule at ba65648: all three)",
     r"steps\d+": "hands and full stages capped at this many steps (main's at ba65648: 10)",
     r"(camera|body|depth|hands|full|shape|neighbours|smooth)\d+": "that stage capped at this many steps",
+    r"settle\d+(_[cbdhfn]+)?": "keyframe stages (c camera, b body, d depth, h hands, f full, n neighbours; all "
+                              "when none named) settle a frame after its accepted steps each gain < 1e-N",
+    r"elbowk\d+": "elbow_restarts: both starts for this many steps, then each frame's cheaper one alone",
 }
+_CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS}
+SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
+
+
+def _constant_patch(part: str) -> None:
+    """One named change of a module constant (PATTERNS elbowkN)."""
+    if re.fullmatch(r"elbowk\d+", part):
+        fit_module.ELBOW_SHARED_STEPS = int(part[len("elbowk"):])
 
 
 def _schedule_patch(schedule, part: str):
@@ -85,12 +96,17 @@ def _schedule_patch(schedule, part: str):
                                                free=(_without(getattr(schedule, n).free, "betas") if held
                                                      else fit_module.FLAT_ALL))
                                     for n in (STAGE_LETTERS[c] for c in letters)})
+    settle = re.fullmatch(r"settle(\d+)(?:_([cbdhfn]+))?", part)
+    if settle:  # those keyframe stages settle a frame whose accepted steps gain < 1e-N
+        names = [SETTLE_LETTERS[c] for c in (settle[2] or "".join(SETTLE_LETTERS))]
+        return replace(schedule, **{n: replace(getattr(schedule, n), settle_gain=10.0 ** -int(settle[1]))
+                                    for n in names})
     if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),
                        full=replace(schedule.full, iterations=steps))
     stage = re.fullmatch(r"([a-z]+)(\d+)", part)
-    if stage:  # one stage: this many steps
+    if stage and stage[1] in STAGES:  # one stage: this many steps
         return replace(schedule, **{stage[1]: replace(getattr(schedule, stage[1]), iterations=int(stage[2]))})
     if part == "smooth_noexpr":  # the temporal solve holds the keyframes' interpolated expression
         return replace(schedule, smooth=replace(schedule.smooth, free=_without(schedule.smooth.free, "expression")))
@@ -126,6 +142,10 @@ def apply(variant: str) -> None:
         return out
 
     fit_module.default_schedule = schedule
+    for name, value in _CONSTANTS.items():
+        setattr(fit_module, name, value)
+    for part in parts:
+        _constant_patch(part)
     fit_module.motion_keyframes = ((lambda *a, **k: _MOTION_KEYFRAMES(*a, **{**k, "min_tolerance_px": 6.0}))
                                    if "tol6" in parts else _MOTION_KEYFRAMES)
 

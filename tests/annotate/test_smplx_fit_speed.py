@@ -2,6 +2,8 @@
 the temporal solve's block-banded Cholesky against a dense solve, and the keyframe solver's
 per-frame sub-problems (only frames that moved are evaluated again) against the whole batch."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,42 @@ def test_keyframe_solve_lowers_every_frames_cost(captured):
     assert bool((after <= before + 1e-4 * before.abs()).all())
     assert float(after.sum()) < 0.9 * float(before.sum())
     assert np.isfinite(out.numpy()).all()
+
+
+def test_a_settled_frame_is_neither_evaluated_nor_stepped_again(captured, monkeypatch):
+    """StageSpec.settle_gain: a frame whose last FRAME_SETTLED_STEPS accepted steps each gained less
+    than that share is out of the stage. At a share of 1 every accepted step counts: each frame
+    is evaluated at its start and after its first accepted step, never again; costs still only fall."""
+    problem, x = captured
+    start = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    start[:, problem.objective.beta_columns] = x[:, problem.objective.beta_columns]
+    evaluated = torch.zeros(x.shape[0], dtype=torch.long)  # Gauss-Newton evaluations per frame
+    whole, original_frames_of, part_index = type(problem).gauss_newton_gradient, smplx_fit.frames_of, {}
+
+    def frames_of(problem_, index):
+        part_index["index"] = index
+        return original_frames_of(problem_, index)
+
+    def counted(self, *args, **kwargs):
+        evaluated[slice(None) if self is settling else part_index["index"]] += 1
+        return whole(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(problem), "gauss_newton_gradient", counted)
+    monkeypatch.setattr(smplx_fit, "frames_of", frames_of)
+    monkeypatch.setattr(smplx_fit, "FRAME_SETTLED_STEPS", 2)
+    with torch.no_grad():
+        before = problem.frame_costs(start)
+    for gain in (0.0, 1.0):
+        evaluated.zero_()
+        settling = replace(problem, spec=replace(problem.spec, settle_gain=gain))
+        out = smplx_fit.keyframe_solve(settling, start, smplx_fit.Progress(tolerance=1e-4))
+        with torch.no_grad():
+            after = problem.frame_costs(out)
+        assert bool((after <= before + 1e-4 * before.abs()).all())
+        assert float(after.sum()) < float(before.sum())
+        if gain == 0:  # the premise: unsettled, some frame is evaluated more than twice
+            assert int(evaluated.max()) > 2, evaluated
+    assert int(evaluated.max()) <= 2 and int(evaluated.min()) >= 1, evaluated
 
 
 def reference_gauss_newton(problem, x: torch.Tensor, with_pool: bool) -> torch.Tensor:
