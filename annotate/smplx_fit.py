@@ -1337,7 +1337,7 @@ def fit_clip(
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
     smooth_shoulders: x on the temporal solve's smoothness of the shoulders' small accelerations in
     every frame, a stroke's kept (shoulder_rotations; 1: as the other arm joints').
-    smooth_despike_px: the frames where a body point's depth zig-zags past this (px/frame^2, its
+    smooth_despike_px: the frames where an elbow's depth zig-zags past this (px/frame^2, its
     acceleration's part that its neighbours' do not carry) solved again from the cubic through the
     other frames after the temporal solve (despiked; 0: off).
     hand_gap_decay: frames over which a hand's gaps lean on its seen frames (fill_hand_gaps; 0: off).
