@@ -59,6 +59,7 @@ BENCH_QUICK_person_filter := --seconds 4 --repeats 1
 BENCH_QUICK_scaling := --sources 4 --seconds 10
 BENCH_QUICK_smplx_ab := --variants steps10 --reps 1 --scenarios talking --frames 40
 BENCH_QUICK_smplx_fit := --stride 50
+BENCH_QUICK_smooth_ab := --variants despike0 --scenarios switch --frames 40
 BENCH_QUICK_smplx_focal_guess := --truths 1.0 --guesses 0.7 --frames 40
 BENCH_QUICK_smplx_truth := --quick --scenarios talking
 BENCH_QUICK_video := --size 128 --frames 8 --train-steps 4 --baseline-loader --gen-frames 16 --gen-steps 4

@@ -4,8 +4,9 @@ Each scenario's fit runs once up to its keyframes' last stage (fit_clip's stop_a
 temporal solve (the "smooth" stage) and the result are then finished once per variant from that
 same state, in one process: a change to the smoothing is judged on accuracy (deterministic, as
 benchmarks/smplx_truth's figures) at the cost of one smooth stage per variant, not a whole fit.
-Variants patch annotate.smplx_fit (VARIANTS; join several with '+'). Not for speed: CPU-s of one
-stage between variants are the box's noise (use benchmarks/smplx_ab).
+Variants patch annotate.smplx_fit (VARIANTS; join several with '+'); each is judged against the
+baseline "base" (the fitter as it is in this tree), finished from the same keyframes in the same run.
+Not for speed: CPU-s of one stage between variants are the box's noise (use benchmarks/smplx_ab).
 
     nice -n 10 .venv/bin/python -m benchmarks.smooth_ab --scenarios switch,near_1px --variants despike0,again
 """
