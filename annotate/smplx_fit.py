@@ -83,8 +83,15 @@ DEPTH_TRANSITION_SHARE = 0.2
 # (worst group) mm, 3D jitter / truth's): noise_4px 16.6 (17.8) -> 15.3 (16.3), 1.34 -> 1.32; noise_2px
 # 8.4 (9.0) -> 8.1 (8.5), 1.23 -> 1.21; talking 4.9 (5.1) -> 4.8 (5.1), 1.17 -> 1.14; crossed 7.5
 # (10.4) -> 7.5 (10.3), 1.45 -> 1.43; beats 8.5 (9.3) -> 8.6 (9.5), 1.04 -> 1.03; +1 step (~0.7 CPU-s).
-# 6 steps everywhere: noise_4px 14.5 (16.7) but beats 8.8 (9.7); 8: noise_4px 13.7 (17.0)
-SMOOTH_STEPS, SMOOTH_STEPS_MAX, SMOOTH_GAIN = 4, 8, 0.02
+# 6 steps everywhere: noise_4px 14.5 (16.7) but beats 8.8 (9.7); 8: noise_4px 13.7 (17.0).
+# SMOOTH_GAIN 0.02 -> 0.03 (benchmarks/smooth_ab gain30, all 17 scenarios, 250 frames, 85cfefc's fitter): one
+# step fewer on talking, toward, near_4px, far_1px and outliers (their 4th step gained 2-3 %), the other 12
+# bit-identical; PA-MPJPE all (worst group) mm talking 4.77 (5.15) -> 4.78 (5.18), toward 5.27 (6.37) -> 5.23
+# (5.95), near_4px 14.11 -> 14.08, far_1px 7.11 (7.77) -> 6.92 (7.55), outliers 9.56 (10.60) -> 9.44 (10.46);
+# 3D jitter talking 1.05 -> 1.07x, outliers 0.99 -> 1.00x. The smooth stage's CPU 1.26-1.33x on those three
+# (benchmarks/smplx_ab gain30, least of 3 interleaved, load 4-10). 0.05 cost a 5th step where it still
+# mattered: noise_4px 16.25 -> 17.04 mm, cut_chest +0.4, away +0.1
+SMOOTH_STEPS, SMOOTH_STEPS_MAX, SMOOTH_GAIN = 4, 8, 0.03
 # keyframe_solve: a frame whose last FRAME_SETTLED_STEPS accepted steps each lowered its cost by less
 # than its stage's settle_gain is settled: neither evaluated nor stepped again in that stage. Off in
 # default_schedule: at 1e-2 in every keyframe stage (benchmarks/smplx_ab settle2, 250 frames, e854968)

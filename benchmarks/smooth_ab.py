@@ -24,6 +24,7 @@ import annotate.smplx_fit as fit_module
 
 _FIT_CLIP, _DESPIKED, _DESPIKE_STEPS = fit_module.fit_clip, fit_module.despiked, fit_module.DESPIKE_STEPS
 _TEMPORAL_SOLVE = fit_module.temporal_solve
+_SMOOTH_GAIN = fit_module.SMOOTH_GAIN
 SOLVES: list[tuple[float, float]] = []  # each temporal solve's (data cost, temporal cost) at its end
 
 
@@ -41,6 +42,7 @@ PATTERNS = {
     r"steps(\d+)": "the second solve of despiked capped at this many steps (fit.DESPIKE_STEPS)",
     r"again": "the temporal solve run twice (the second from the first's end: what more steps alone do)",
     r"despike(\d+)": "depth zig-zags past this many px/frame^2 solved again (smplx.smooth_despike_px's; 0: off)",
+    r"gain(\d+)": "the temporal solve stops past fit.SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
 }
 VARIANTS = {"base": "the fitter as it is in this tree"}
 
@@ -48,11 +50,15 @@ VARIANTS = {"base": "the fitter as it is in this tree"}
 def apply(variant: str) -> None:
     """Patch annotate.smplx_fit for `variant` ('+'-joined); 'base' undoes every patch."""
     fit_module.despiked, fit_module.DESPIKE_STEPS = _despike_at(None), _DESPIKE_STEPS
+    fit_module.SMOOTH_GAIN = _SMOOTH_GAIN
     for part in variant.split("+"):
         if part == "base":
             continue
         if re.fullmatch(r"steps\d+", part):
             fit_module.DESPIKE_STEPS = int(part[len("steps"):])
+            continue
+        if re.fullmatch(r"gain\d+", part):
+            fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
             continue
         if part == "again":
             fit_module.despiked = lambda x, smoothing, flat, focal, threshold, solve, *_: solve(x)

@@ -76,15 +76,18 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"settle\d+(_[cbdhfn]+)?": "keyframe stages (c camera, b body, d depth, h hands, f full, n neighbours; all "
                               "when none named) settle a frame after its accepted steps each gain < 1e-N",
     r"elbowk\d+": "elbow_restarts: both starts for this many steps, then each frame's cheaper one alone",
+    r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
 }
-_CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS}
+_CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS, "SMOOTH_GAIN": fit_module.SMOOTH_GAIN}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
 
 
 def _constant_patch(part: str) -> None:
-    """One named change of a module constant (PATTERNS elbowkN)."""
+    """One named change of a module constant (PATTERNS elbowkN, gainN)."""
     if re.fullmatch(r"elbowk\d+", part):
         fit_module.ELBOW_SHARED_STEPS = int(part[len("elbowk"):])
+    if re.fullmatch(r"gain\d+", part):
+        fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
 
 
 def _schedule_patch(schedule, part: str):
