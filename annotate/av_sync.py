@@ -25,6 +25,7 @@ it. Low confidence rejects the clip. With `syncnet_weights`, SyncNet's LSE-D / L
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -35,7 +36,7 @@ from annotate.landmarks import FACE
 from mentor.config import SyncConfig
 from mentor.contracts import annotation, array, file, record_field, score
 from mentor.curate.encode import AUDIO, VIDEO
-from mentor.media import MediaError, read_frames
+from mentor.media import MediaError, read_audio, read_frames
 from mentor.record import ClipRecord
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,20 @@ class SyncResult(BaseModel):
         """The sync stage's result on `record`, or None when it has not run."""
         raw = record.annotations.get(cls.STAGE)
         return cls.model_validate(raw) if raw is not None else None
+
+
+@dataclass(frozen=True)
+class SyncCheck:
+    """What the lip-gap/envelope correlation found on one clip, and its verdict."""
+
+    seen: float  # share of frames with the lips found
+    lags: np.ndarray
+    corr: np.ndarray  # Pearson correlation at each lag, NaN where undefined
+    best: int | None  # index of the best lag; None when the clip is rejected before any (too few lips, no motion)
+    offset: int = 0  # lags[best]
+    peak: float = 0.0  # corr[best]
+    confidence: float = 0.0
+    rejection: tuple[str, str, float | None, float | None] | None = None  # (code, detail, value, threshold)
 
 
 class AvSync:
@@ -90,38 +105,67 @@ class AvSync:
         except MediaError as e:
             record.fail(self.name, str(e))
             return record
-        mouth = mouth_opening(landmarks)
-        env = speech_envelope(audio, fps, len(mouth))
-        seen = float(np.isfinite(mouth).mean()) if len(mouth) else 0.0
-        record.set_score("sync.face_fraction", round(seen, 4))
-        lags, corr = lagged_correlation(mouth, env, self.cfg.max_offset_frames)
-        if seen < self.cfg.min_face_fraction or not np.isfinite(corr).any():
+        check = self.check(landmarks, audio, fps)
+        record.set_score("sync.face_fraction", round(check.seen, 4))
+        if check.best is None:
             record.set_score("sync.confidence", 0.0)
             record.annotations[self.name] = {"method": "lip-gap/envelope correlation"}
             record.mark(self.name)
-            why = f"lips found in {seen:.0%} of frames" if seen < self.cfg.min_face_fraction else "mouth or voice never moves"
-            record.reject(self.name, "not_visible", f"speaker not visible or dubbed ({why})")
+            record.reject(self.name, *check.rejection[:2])  # no number to give: nothing was measured
             return record
-        best = int(np.nanargmax(corr))
-        offset, peak = int(lags[best]), float(corr[best])
-        confidence = peak_prominence(lags, corr, best)
-        record.set_score("sync.offset_frames", offset)
-        record.set_score("sync.correlation", round(peak, 4))
-        record.set_score("sync.confidence", round(confidence, 4))
-        ann: dict = {"method": "lip-gap/envelope correlation", "lags": lags.tolist(),
-                     "correlation": [None if not np.isfinite(c) else round(float(c), 4) for c in corr]}
-        if offset != 0 and abs(offset) <= self.cfg.max_shift_frames:
-            ann["shift_seconds"] = round(offset / fps, 4)
+        record.set_score("sync.offset_frames", check.offset)
+        record.set_score("sync.correlation", round(check.peak, 4))
+        record.set_score("sync.confidence", round(check.confidence, 4))
+        ann: dict = {"method": "lip-gap/envelope correlation", "lags": check.lags.tolist(),
+                     "correlation": [None if not np.isfinite(c) else round(float(c), 4) for c in check.corr]}
+        if check.offset != 0 and abs(check.offset) <= self.cfg.max_shift_frames:
+            ann["shift_seconds"] = round(check.offset / fps, 4)
         record.annotations[self.name] = ann
         self._lse(record, landmarks, audio, ann)
         record.mark(self.name)
-        if confidence < self.cfg.min_confidence:
-            record.reject(self.name, "not_visible", f"speaker not visible or dubbed (confidence {confidence:.2f})",
-                          value=confidence, threshold=self.cfg.min_confidence)
-        elif abs(offset) > self.cfg.max_shift_frames:
-            record.reject(self.name, "audio_offset", f"audio offset {offset} frames > {self.cfg.max_shift_frames}",
-                          value=abs(offset), threshold=self.cfg.max_shift_frames)
+        if check.rejection is not None:
+            code, detail, value, threshold = check.rejection
+            record.reject(self.name, code, detail, value=value, threshold=threshold)
         return record
+
+    def check(self, landmarks: np.ndarray, audio: np.ndarray, fps: float) -> SyncCheck:
+        """The correlation and the verdict on a clip's face landmarks (T x 478 x 3 pixels) and
+        its 16 kHz audio: what __call__ writes, and what would_reject reads."""
+        c = self.cfg
+        mouth = mouth_opening(landmarks)
+        env = speech_envelope(audio, fps, len(mouth))
+        seen = float(np.isfinite(mouth).mean()) if len(mouth) else 0.0
+        lags, corr = lagged_correlation(mouth, env, c.max_offset_frames)
+        if seen < c.min_face_fraction or not np.isfinite(corr).any():
+            why = f"lips found in {seen:.0%} of frames" if seen < c.min_face_fraction else "mouth or voice never moves"
+            return SyncCheck(seen, lags, corr, None,
+                             rejection=("not_visible", f"speaker not visible or dubbed ({why})", None, None))
+        best = int(np.nanargmax(corr))
+        offset, peak = int(lags[best]), float(corr[best])
+        confidence = peak_prominence(lags, corr, best)
+        rejection = None
+        if confidence < c.min_confidence:
+            rejection = ("not_visible", f"speaker not visible or dubbed (confidence {confidence:.2f})",
+                         confidence, c.min_confidence)
+        elif abs(offset) > c.max_shift_frames:
+            rejection = ("audio_offset", f"audio offset {offset} frames > {c.max_shift_frames}",
+                         abs(offset), c.max_shift_frames)
+        return SyncCheck(seen, lags, corr, best, offset, peak, confidence, rejection)
+
+    def would_reject(self, record: ClipRecord, face: np.ndarray) -> str | None:
+        """The rejection ("code: detail") this stage will give `record` once the landmark stage
+        has written `face` (its landmarks.face, at record.fps), or None: kept, or not decided
+        here (no fps, no audio: __call__ says why). annotate.landmarks asks it before running
+        the pose and hand models (annotate.registry.build_annotators wires the two)."""
+        path = record.files.get(AUDIO)
+        if not record.fps or not path:
+            return None
+        try:
+            audio = read_audio(path, SAMPLE_RATE)
+        except MediaError:
+            return None
+        rejection = self.check(face, audio, record.fps).rejection
+        return None if rejection is None else f"{rejection[0]}: {rejection[1]}"
 
     # -- inputs -------------------------------------------------------------------------
     def _landmarks(self, record: ClipRecord) -> np.ndarray:

@@ -19,6 +19,12 @@ The pose keyframes of "parts" stretch from every `pose_stride`-th frame to every
 size since: a still talking head gets fewer pose runs, a moving one or one whose arms are
 in the picture the stride as before.
 
+When the sync check runs right after this stage (annotate.registry wires it), "parts" runs
+the face mesh on every frame first, holding the decoded frames, and asks the check's verdict
+on it before any pose or hand model: a clip the check will reject (a voice the mouth does not
+follow) gets the face mesh alone, all the check reads, and the check rejects it as before.
+The arrays of a kept clip are the same either way (each model runs in its own graph).
+
 benchmarks/curation_cost.py measures what each choice costs in CPU and in landmark error
 against "holistic" on the same clips.
 
@@ -28,9 +34,10 @@ Arrays, per frame, in pixels of the clip (x right, y down); z is MediaPipe's rel
   landmarks.face        (T,478,3) x_px, y_px, z
   landmarks.left_hand   (T,21,3)  the person's left hand (unmirrored video)
   landmarks.right_hand  (T,21,3)
-A frame where a part is not found is NaN there, never zeros.
+A frame where a part is not found is NaN there, never zeros. A clip whose body was skipped
+for the sync check has landmarks.face alone, and annotations["landmarks"]["body"] says why.
 Scores: landmarks.face_fraction, landmarks.pose_fraction, landmarks.hand_fraction
-(frames with the face / body / at least one hand).
+(frames with the face / body / at least one hand; the last two only where the body ran).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -194,6 +201,10 @@ class HolisticLandmarks:
         self._holistic, self._pose, self._face_mesh, self._hands = holistic, pose, face_mesh, hands
         self.hand_frames = 0  # frames the last clip ran the hand model on ("parts")
         self.pose_frames = 0  # frames the last clip ran the pose model on ("parts": its keyframes)
+        # (record, face mesh) -> the rejection the sync stage will give the clip, or None: the
+        # next stage's AvSync.would_reject, set by annotate.registry.build_annotators. A clip
+        # it names gets the face mesh only (the sync check reads nothing else), not the body
+        self.sync_verdict: Callable[[Any, np.ndarray], str | None] | None = None
 
     @property
     def n_face(self) -> int:
@@ -208,14 +219,18 @@ class HolisticLandmarks:
             min_tracking_confidence=c.min_tracking_confidence)
 
     def process_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None = None,
-                       mode: str | None = None) -> dict[str, np.ndarray]:
+                       mode: str | None = None,
+                       body_if: Callable[[np.ndarray], bool] | None = None) -> dict[str, np.ndarray]:
         """frames: iterable of HxWx3 uint8 RGB -> the four arrays (see module docstring).
-        face_box: (x, y, side) in frame pixels to run the face mesh in ("parts" only)."""
+        face_box: (x, y, side) in frame pixels to run the face mesh in ("parts" only).
+        body_if ("parts" only): asked with the whole clip's face mesh (T x n_face x 3) before
+        any pose or hand model runs; False -> only "face" is returned. Every frame is then held
+        until it answers (the caller bounds their memory)."""
         mode = mode or self.cfg.mode
         if mode == "holistic":
             return self._holistic_frames(frames)
         if mode == "parts":
-            return self._part_frames(frames, face_box)
+            return self._part_frames(frames, face_box, body_if)
         raise ValueError(f"landmarks mode {mode!r}: use 'parts' or 'holistic'")
 
     def _holistic_frames(self, frames: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,15 +249,40 @@ class HolisticLandmarks:
         shapes = {"pose": (33, 4), "face": (self.n_face, 3), "left_hand": (21, 3), "right_hand": (21, 3)}
         return {k: (np.stack(v) if v else np.zeros((0, *shapes[k]), np.float32)) for k, v in out.items()}
 
-    def _part_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None) -> dict[str, np.ndarray]:
+    def _part_frames(self, frames: Iterable[np.ndarray], face_box: tuple[int, int, int] | None,
+                     body_if: Callable[[np.ndarray], bool] | None = None) -> dict[str, np.ndarray]:
         c = self.cfg
-        out: dict[str, list] = {"pose": [], "face": [], "left_hand": [], "right_hand": []}
+        faces: list[np.ndarray] = []
         self.hand_frames = self.pose_frames = 0
         with self._face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
                                       refine_landmarks=c.refine_face_landmarks,
                                       min_detection_confidence=c.min_detection_confidence,
-                                      min_tracking_confidence=c.min_tracking_confidence) as mesh, \
-             self._pose.Pose(static_image_mode=False, model_complexity=c.model_complexity, smooth_landmarks=True,
+                                      min_tracking_confidence=c.min_tracking_confidence) as mesh:
+            stream: Iterable[np.ndarray] = self._faces_on(mesh, frames, face_box, faces)
+            if body_if is not None:
+                stream = list(stream)  # every frame's face mesh first: the question needs the whole clip
+                face = self._stack({"face": faces})
+                if not body_if(face["face"]):
+                    return face
+            # the face mesh of frame t is in `faces` when the body pass reads frame t (the
+            # stream runs it first): one frame held at a time when nothing was asked
+            body = self._body_frames(stream, faces)
+        return self._stack({"pose": body["pose"], "face": faces, "left_hand": body["left_hand"],
+                            "right_hand": body["right_hand"]})
+
+    def _faces_on(self, mesh, frames: Iterable[np.ndarray], box: tuple[int, int, int] | None,
+                  faces: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """Each frame, after appending its face mesh to `faces`."""
+        for fr in frames:
+            faces.append(self._face_on(mesh, fr, box))
+            yield fr
+
+    def _body_frames(self, frames: Iterable[np.ndarray], faces: list[np.ndarray]) -> dict[str, list]:
+        """Pose keyframes (interpolated between) and hands on `frames`, whose face meshes are
+        `faces` (frame t's there by the time frame t is read)."""
+        c = self.cfg
+        out: dict[str, list] = {"pose": [], "left_hand": [], "right_hand": []}
+        with self._pose.Pose(static_image_mode=False, model_complexity=c.model_complexity, smooth_landmarks=True,
                              min_detection_confidence=c.min_detection_confidence,
                              min_tracking_confidence=c.min_tracking_confidence) as body, \
              self._hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=c.model_complexity,
@@ -276,17 +316,16 @@ class HolisticLandmarks:
                 key = (t, p)
 
             for t, fr in enumerate(frames):
-                out["face"].append(self._face_on(mesh, fr, face_box))
                 for part in ("pose", "left_hand", "right_hand"):
                     out[part].append(None)
-                if key is None or self._pose_due(t - key[0], key[1], out["face"][key[0]], out["face"][t], fr.shape):
+                if key is None or self._pose_due(t - key[0], key[1], faces[key[0]], faces[t], fr.shape):
                     close_gap(t, fr, run_pose(fr, t))
                 else:
                     pending.append((t, fr))
             if pending:  # the last frame closes the clip as a keyframe
                 t, fr = pending.pop()
                 close_gap(t, fr, run_pose(fr, t))
-        return self._stack(out)
+        return out
 
     def _pose_due(self, gap: int, pose: np.ndarray, face_then: np.ndarray, face_now: np.ndarray,
                   shape: tuple[int, ...]) -> bool:
@@ -383,6 +422,14 @@ class HolisticLandmarks:
                 keep[t] = frame
             yield frame
 
+    def _asks_sync(self, record, fps: float, width: int, height: int) -> bool:
+        """Whether to ask the sync check's verdict before the body: when it is wired, in
+        "parts", and the clip's frames fit in hold_frames_mb (they are held until it answers)."""
+        if self.sync_verdict is None or self.cfg.mode != "parts" or not width or not height:
+            return False
+        frames = np.ceil(max(record.duration, 0.0) * fps) + 1
+        return frames * width * height * 3 <= self.cfg.hold_frames_mb * 2 ** 20
+
     def __call__(self, record):
         path = record.files.get("video")
         if not path:
@@ -396,11 +443,20 @@ class HolisticLandmarks:
                 fps, width, height, duration = record.fps or info.fps or 25.0, info.width, info.height, info.duration
             box = face_region(record, width, height) if self.cfg.mode == "parts" else None
             keep: dict[int, np.ndarray] = {}
-            arrays = self.process_frames(self._frames(path, fps, duration, keep), face_box=box)
+            rejection: str | None = None
+
+            def body_if(face: np.ndarray) -> bool:
+                nonlocal rejection
+                rejection = self.sync_verdict(record, face)
+                return rejection is None
+
+            ask = self._asks_sync(record, fps, width, height)
+            arrays = self.process_frames(self._frames(path, fps, duration, keep), face_box=box,
+                                         body_if=body_if if ask else None)
         except MediaError as e:
             record.fail(STAGE, str(e))
             return record
-        T = len(arrays["pose"])
+        T = len(arrays["face"])
         if T == 0:
             record.fail(STAGE, f"{path}: no frames decoded")
             return record
@@ -410,8 +466,10 @@ class HolisticLandmarks:
             record.add_array(f"{STAGE}.{k}", a, fps, 0.0)
         found = {k: np.isfinite(a[..., 0]).any(1) for k, a in arrays.items()}
         record.set_score(f"{STAGE}.face_fraction", round(float(found["face"].mean()), 4))
-        record.set_score(f"{STAGE}.pose_fraction", round(float(found["pose"].mean()), 4))
-        record.set_score(f"{STAGE}.hand_fraction", round(float((found["left_hand"] | found["right_hand"]).mean()), 4))
+        if "pose" in found:  # not looked for on a clip the sync check rejects: no fraction to give
+            record.set_score(f"{STAGE}.pose_fraction", round(float(found["pose"].mean()), 4))
+            record.set_score(f"{STAGE}.hand_fraction",
+                             round(float((found["left_hand"] | found["right_hand"]).mean()), 4))
         ann = {"model": f"mediapipe {self.cfg.mode}", "mode": self.cfg.mode,
                "model_complexity": self.cfg.model_complexity,
                "refine_face_landmarks": self.cfg.refine_face_landmarks, "frames": T,
@@ -420,6 +478,8 @@ class HolisticLandmarks:
             ann |= {"pose_stride": self.cfg.pose_stride, "pose_max_stride": self.cfg.pose_max_stride,
                     "pose_frames": self.pose_frames, "hand_frames": self.hand_frames,
                     "face_box": list(box) if box else None}
+        if rejection is not None:
+            ann["body"] = f"skipped: the sync check rejects the clip ({rejection})"
         record.annotations[STAGE] = ann
         record.mark(STAGE, "done")
         return record

@@ -25,7 +25,7 @@ from annotate.landmarks import ARRAYS as LANDMARK_ARRAYS
 from annotate.landmarks import FACE, FILTER_FACE_BOX, LEFT_HAND, POSE, RIGHT_HAND
 from annotate.landmarks import SCORES as LANDMARK_SCORES
 from mentor.contracts import Stage, annotation, array, enabled_stages, file, record_field, score
-from mentor.curate.encode import VIDEO
+from mentor.curate.encode import AUDIO, VIDEO
 
 # SMPL-X parameters as annotate.smplx_fit writes them (T rows each; betas and camera repeat)
 SMPLX_ARRAYS = tuple(f"smplx.{k}" for k in (
@@ -48,11 +48,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("diarization", "annotate.diarization", "annotate.diarize:Diarizer"),
     Stage("landmarks", "annotate.landmarks", "annotate.landmarks:HolisticLandmarks",
           reads=(file(VIDEO), record_field("fps", optional=True), array(FILTER_FACE_BOX, optional=True),
-                 record_field("crop", optional=True)),  # the filter's face track: where the face mesh looks
+                 record_field("crop", optional=True),  # the filter's face track: where the face mesh looks
+                 file(AUDIO, optional=True)),  # heard by the sync check's verdict, asked before the body
           writes=(*map(array, LANDMARK_ARRAYS), *map(score, LANDMARK_SCORES), annotation("landmarks"))),
     # sync (it needs the face landmarks), and its correction, so every later stage hears audio
     # in sync with the video; before SMPL-X, so a clip it rejects (a voice the mouth does not
-    # follow: the benchmark's two-voice pieces) never pays for the fit
+    # follow: the benchmark's two-voice pieces) never pays for the fit. The landmark stage asks
+    # its verdict on the face mesh before the pose and hands (build_annotators), so such a clip
+    # pays the face mesh only
     Stage("sync", "annotate.sync", "annotate.av_sync:AvSync"),
     Stage("sync_shift", "annotate.sync", "mentor.curate.sync_shift:SyncShift"),
     Stage("smplx", "annotate.smplx", "annotate.smplx_fit:SmplxFitter",
@@ -90,7 +93,19 @@ def build_annotators(cfg, stages: tuple[Stage, ...], work) -> list:
     for stage in enabled_stages(stages, cfg):
         annotator = stage.build(cfg, work)
         out.append(RejectedPreview(annotator, cfg) if stage.runs_on_rejected(cfg) else annotator)
+    _landmarks_ask_sync(out)
     return out
+
+
+def _landmarks_ask_sync(annotators: list) -> None:
+    """The landmark stage asks the sync stage's verdict on the face mesh before it runs the
+    pose and hand models, when sync runs right after it (nothing in between can change the
+    face or the audio it judges): a clip sync will reject pays the face mesh only. The rejection
+    stays sync's own, given when sync runs."""
+    for lm, sync in zip(annotators, annotators[1:]):
+        if lm.name == "landmarks" and sync.name == "sync" and hasattr(lm, "sync_verdict") \
+                and hasattr(sync, "would_reject"):
+            lm.sync_verdict = sync.would_reject
 
 
 def switches(pool: str = "annotate", stages: tuple[Stage, ...] = STAGES) -> tuple[str, ...]:

@@ -206,6 +206,12 @@ class LandmarksConfig(Section):
     pose_max_stride: int = Field(6, ge=1)
     pose_face_motion: float = Field(0.015, ge=0)
     hand_min_visibility: float = Field(0.5, ge=0, le=1)  # pose wrist visibility that starts the hand model
+    # "parts" asks the sync check (the next stage) for its verdict on the face mesh before the pose and
+    # hands, holding the clip's decoded frames until it answers, when they fit in this many MiB: a clip it
+    # rejects then pays the face mesh only (issue 15's cost goal). 512: the default clip (10 s, 25 fps,
+    # 512 px) is 197 MiB; a larger clip runs the body as the frames come (decoding twice cost 0.59 CPU-s
+    # per 10 s 512 px clip, more than the pose saves). 0: never ask
+    hold_frames_mb: int = Field(512, ge=0)
 
 
 class SmplxConfig(Section):

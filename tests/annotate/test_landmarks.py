@@ -248,3 +248,54 @@ def test_pose_keyframes_keep_the_stride_when_an_arm_is_in_the_picture():
     pose[15, :2] = 600  # ... outside the picture: stretched again
     assert not a._pose_due(3, pose, face, face, shape)
     assert a._pose_due(3, pose, face, np.full_like(face, np.nan), shape)  # the face lost: a keyframe
+
+
+# -- a clip the sync check will reject: the face mesh only ----------------------------------
+class _Counted:
+    """A mediapipe solution module whose graph class counts how many graphs were built."""
+
+    def __init__(self, module, graph: str):
+        self.built, self._cls = 0, getattr(module, graph)
+        setattr(self, graph, self._make)
+
+    def _make(self, **kw):
+        self.built += 1
+        return self._cls(**kw)
+
+
+def test_a_clip_sync_rejects_never_runs_the_pose_model(tmp_path, talking_clip, media_root, make_record):
+    from annotate.registry import STAGES, build_annotators
+    from mentor.config import parse_config
+    from mentor.contracts import Stage
+    from mentor.media import extract_audio
+    from mentor.testmedia import make_talking_clip
+
+    cfg = parse_config("sources:\n  - {name: a, kind: folder, path: .}\n", "t.yaml", str(tmp_path))
+    pair = tuple(s for s in STAGES if s.name in ("landmarks", "sync"))
+    lm, sync = build_annotators(cfg, pair, tmp_path)
+    assert lm.sync_verdict == sync.would_reject  # the registry wires them: sync runs right after
+    between = (pair[0], Stage("other", None, lambda: type("Other", (), {"name": "other"})()), pair[1])
+    assert build_annotators(cfg, between, tmp_path)[0].sync_verdict is None  # not with a stage between
+
+    other = make_talking_clip(media_root / "lm_other_voice.mp4", seconds=4.0, fps=25, size=128, seed=1)
+    voices = {"own": extract_audio(talking_clip, tmp_path / "own.wav"),  # other sentences: test_av_sync's dubbed clip
+              "other": extract_audio(other, tmp_path / "other.wav")}
+    pose, hands = _Counted(lm._pose, "Pose"), _Counted(lm._hands, "Hands")
+    lm._pose, lm._hands = pose, hands
+    dubbed = sync(lm(make_record(audio=voices["other"], video=talking_clip, fps=25)))
+    assert pose.built == hands.built == 0 and lm.pose_frames == 0
+    assert dubbed.rejected.startswith("sync: not_visible: speaker not visible or dubbed (confidence ")
+    assert set(dubbed.arrays) == {"landmarks.face"} and "landmarks.pose_fraction" not in dubbed.scores
+    assert dubbed.annotations["landmarks"]["body"].startswith("skipped: the sync check rejects the clip (not_visible")
+
+    # its own voice: kept, and every array as a landmark stage that asks nothing writes it
+    kept = sync(lm(make_record(audio=voices["own"], video=talking_clip, fps=25)))
+    assert kept.kept and pose.built == 1 and lm.pose_frames > 0 and "body" not in kept.annotations["landmarks"]
+    lm.sync_verdict = None
+    plain = lm(make_record(audio=voices["own"], video=talking_clip, fps=25))
+    assert list(kept.arrays) == list(plain.arrays) == ["landmarks.pose", "landmarks.face", "landmarks.left_hand",
+                                                       "landmarks.right_hand"]
+    for k, a in plain.arrays.items():
+        np.testing.assert_array_equal(kept.arrays[k].data, a.data)
+    assert {k: v for k, v in kept.scores.items() if k.startswith("landmarks.")} == \
+        {k: v for k, v in plain.scores.items() if k.startswith("landmarks.")}
