@@ -209,8 +209,9 @@ class LandmarksConfig(Section):
     # "parts" asks the sync check (the next stage) for its verdict on the face mesh before the pose and
     # hands, holding the clip's decoded frames until it answers, when they fit in this many MiB: a clip it
     # rejects then pays the face mesh only (issue 15's cost goal). 512: the default clip (10 s, 25 fps,
-    # 512 px) is 197 MiB; a larger clip runs the body as the frames come (decoding twice cost 0.59 CPU-s
-    # per 10 s 512 px clip, more than the pose saves). 0: never ask
+    # 512 px) is 188 MiB; a larger clip runs the body as the frames come, unasked (decoding it twice
+    # instead would cost every kept clip 0.59 CPU-s per 10 s at 512 px: more than the rejected ones
+    # save). 0: never ask
     hold_frames_mb: int = Field(512, ge=0)
 
 

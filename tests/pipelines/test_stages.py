@@ -145,12 +145,13 @@ def test_cheap_checks_run_before_the_costly_annotators_and_spare_them():
     """The checks that reject clips run before the stages that cost most (issue 15 item 10):
     the audio checks (voice activity, speakers) before the landmarks, and the sync check
     (which needs the landmarks) before the SMPL-X fit. A clip the sync check rejects gets
-    no SMPL-X fit and no CPU seconds for one."""
+    no SMPL-X fit and no CPU seconds for one. Sync runs right after the landmarks, so the
+    landmark stage can ask its verdict before the pose and hands (tests/annotate/test_landmarks.py)."""
     from annotate.registry import STAGES
 
     order = [s.name for s in STAGES]
     assert max(order.index("vad"), order.index("diarization")) < order.index("landmarks")
-    assert order.index("landmarks") < order.index("sync") < order.index("sync_shift") < order.index("smplx")
+    assert order.index("landmarks") + 1 == order.index("sync") < order.index("sync_shift") < order.index("smplx")
 
     class Step:
         def __init__(self, name, reject=False):
