@@ -15,7 +15,9 @@ included, plus its ffmpeg children: pipelines.cpu) over the kept seconds; "prepa
 fetch + probe + shot detection per source. Ray's start-up and idle time are not in it, nor
 is each worker process's own start-up (its boot and imports, the models it loads, prepare's
 first-call warm-up: pipelines.stages.Startup), which is printed on a line of its own: it is
-paid once per worker, not per kept hour. The wall-clock line beside it says what the whole run took on this machine (and counts
+paid once per worker, not per kept hour. A line gives the landmark CPU of the clips the sync
+check rejected (the two-voice pieces): the face mesh alone, since the landmark stage asks the
+check's verdict before the pose and hands. The wall-clock line beside it says what the whole run took on this machine (and counts
 other people's load on a shared one; the CPU seconds do not).
 
 The landmark stage is set beside its ceiling, measured in the same run: MediaPipe
@@ -253,6 +255,20 @@ def startup_seconds(store) -> dict[str, float]:
     return out
 
 
+def landmark_seconds_of_rejected(store, stage: str) -> tuple[float, int]:
+    """CPU seconds the landmark stage spent on clips `stage` rejected after it (the sync check:
+    since the landmark stage asks its verdict first, the face mesh alone), and how many."""
+    from mentor.record import ClipRecord
+    from pipelines.stages import CPU_SECONDS, PIPELINE
+
+    rejected = store.rejected()
+    if not len(rejected) or "record" not in rejected.columns:
+        return 0.0, 0
+    recs = [ClipRecord.from_json(r) for r in rejected["record"] if isinstance(r, str)]
+    recs = [r for r in recs if r.reject_stage == stage]
+    return sum((r.annotations.get(PIPELINE) or {}).get(CPU_SECONDS, {}).get("landmarks", 0.0) for r in recs), len(recs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", type=int, default=6, help="good talking clips (3 clips to drop are added)")
@@ -357,6 +373,10 @@ def main() -> None:
         print(f"  of SMPL-X, ~the focal search's other candidates (the stage's CPU less the kept fit's, on the "
               f"{searched} clips with a fitted focal; paid once per source that gives none, here one {args.seconds:g} s clip each): {per_kept:.3f}; all stages without it "
               f"{total - per_kept:.3f}; with it paid once per 5-minute source {total - per_kept + per_kept * args.seconds / 300:.3f}")
+    synced_out, n_synced_out = landmark_seconds_of_rejected(Store(out), "sync")
+    if n_synced_out:
+        print(f"  of the landmarks, the {n_synced_out} clips the sync check rejected: {synced_out:.1f} CPU s "
+              f"({synced_out / kept_s:.3f} per kept hour)")
     startup = startup_seconds(Store(out))
     if startup:
         once = sum(startup.values())
