@@ -38,11 +38,13 @@ class FlatSMPLX(nn.Module):
 
     sp: a SparseSMPLX whose contour rows are set (set_contour_rows) for the clip;
     active: (P0,) bool over sp.points, the points the clip observes at least once.
+    fingers: (left, right) whether that hand's finger pose (its PCA) is free; a hand held is at the
+    PCA's mean (its joints' transforms still carry the points on them, e.g. the pose's thumb point).
     forward(x (N,D), rows (N|1,) frame indices into the contour tables) -> (N,P,3) camera-space
     points, in the order of the active points.
     """
 
-    def __init__(self, sparse: SparseSMPLX, active: np.ndarray):
+    def __init__(self, sparse: SparseSMPLX, active: np.ndarray, fingers: tuple[bool, bool] = (True, True)):
         super().__init__()
         dev = sparse.v_template.device
         parents = sparse.parents
@@ -102,6 +104,9 @@ class FlatSMPLX(nn.Module):
             chain |= desc[:, j]
         free = moved_by.copy()
         free[0] = False  # the root is global_orient
+        for hand, free_fingers in zip((LHAND, RHAND), fingers):
+            if not free_fingers:
+                free[hand] = False
         # depth levels over the chain
         depth = np.zeros(NUM_JOINTS, int)
         for j in range(1, NUM_JOINTS):
@@ -161,15 +166,17 @@ class FlatSMPLX(nn.Module):
             elif j in (JAW, LEYE, REYE) and free[j]:
                 name = {JAW: "jaw_pose", LEYE: "leye_pose", REYE: "reye_pose"}[j]
                 pose_map_t[lay[name], cols] = torch.eye(3)
-            elif j in LHAND and self.use_lh:
+            elif j in LHAND:  # a held hand at the PCA's mean, as the output's zero PCA reads
                 k = LHAND.index(j)
-                pose_map_t[lay["left_hand_pose"], cols] = lh_c[:, 3 * k:3 * k + 3]
+                if self.use_lh:
+                    pose_map_t[lay["left_hand_pose"], cols] = lh_c[:, 3 * k:3 * k + 3]
                 pose_offset[cols] = lh_m[3 * k:3 * k + 3]
-            elif j in RHAND and self.use_rh:
+            elif j in RHAND:
                 k = RHAND.index(j)
-                pose_map_t[lay["right_hand_pose"], cols] = rh_c[:, 3 * k:3 * k + 3]
+                if self.use_rh:
+                    pose_map_t[lay["right_hand_pose"], cols] = rh_c[:, 3 * k:3 * k + 3]
                 pose_offset[cols] = rh_m[3 * k:3 * k + 3]
-            # other chain joints (leaf targets, unobserved hand joints) stay at zero rotation
+            # other chain joints (leaf targets of the body) stay at zero rotation
         self.register_buffer("pose_map", pose_map_t.to(dev))
         self.register_buffer("pose_mean", pose_offset.to(dev))
         # rest joints restricted to the chain: J = J0 + Jb b + Je e (kept linear)

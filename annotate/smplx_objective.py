@@ -927,6 +927,12 @@ class DepthTerm:
         kappa, factor = bone_depth_unit(bone.norm(dim=-1)[seen], bone[..., :2][seen].norm(dim=-1), observed[seen])
         return kappa if min(CALIBRATION_LENGTHS) < factor < max(CALIBRATION_LENGTHS) else None
 
+    def sees_bones(self) -> bool:
+        """Whether any frame sees an arm bone's both ends' z: what calibrate(from_bones=True) reads."""
+        if not len(self.bones):
+            return False
+        return bool(((self.seen[:, self.bones[:, 0]] > 0) & (self.seen[:, self.bones[:, 1]] > 0)).any())
+
     def unit_from_bones(self, points: torch.Tensor, focal: float) -> float | None:
         """z's unit that a fit's points (T,P,3) give when read from the arm bones with their length factor
         fitted beside it (`bone_depth_unit`, as calibrate(from_bones=True) sets it), kappa left as it is;

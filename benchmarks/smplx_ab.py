@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 import annotate.smplx_fit as fit_module
+from annotate.smplx_objective import DepthTerm
 
 STAGES = ("setup", "camera", "body", "depth", "hands", "full", "shape", "neighbours", "smooth", "despike")
 RESTARTS = ("elbow_restarts", "depth_restarts", "neighbour_restarts")
 _SCHEDULE, _MOTION_KEYFRAMES = fit_module.default_schedule, fit_module.motion_keyframes
 _PER_FRAME_CHOICE = fit_module.per_frame_choice
+_FOREARMS_SEEN, _HANDS_SEEN, _SEES_BONES = fit_module.forearms_seen, fit_module.hands_seen, DepthTerm.sees_bones
 PICK_MOVED = 0.05  # rad (m for the translation): a pick this far from the first candidate changed the fit
 
 
@@ -123,6 +125,8 @@ VARIANTS = {
     "betas_free": "hands, full and neighbours free the betas (main's schedule at ba65648)",
     "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
+    "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
+                   "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",
 }
 
 
@@ -151,6 +155,10 @@ def apply(variant: str) -> None:
         _constant_patch(part)
     fit_module.motion_keyframes = ((lambda *a, **k: _MOTION_KEYFRAMES(*a, **{**k, "min_tolerance_px": 6.0}))
                                    if "tol6" in parts else _MOTION_KEYFRAMES)
+    unseen = "unseen_work" in parts
+    fit_module.forearms_seen = (lambda observed: True) if unseen else _FOREARMS_SEEN
+    fit_module.hands_seen = (lambda targets: (True, True)) if unseen else _HANDS_SEEN
+    DepthTerm.sees_bones = (lambda self: True) if unseen else _SEES_BONES
 
 
 def main(argv: list[str] | None = None) -> dict:

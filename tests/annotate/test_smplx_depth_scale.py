@@ -97,6 +97,18 @@ def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_b
     assert "depth_unit" not in stages["moved"], stages
 
 
+def test_the_2d_only_solve_needs_an_arm_bone_seen(setup):
+    """The unit the 2D-only solve is judged by is read from the arm bones (both ends' z seen): with the
+    elbows' landmarks at a low visibility (arms out of frame) no bone is seen (sees_bones), and the
+    fitter skips that solve (its reading would fall back to every pose point's z)."""
+    truth = make_truth(setup[0], SCENARIOS["beats"], 8)
+    assert _term(setup, truth, truth.clean, 0.05)[2].sees_bones()
+    hidden = {k: v.copy() for k, v in truth.clean.items()}
+    hidden["landmarks.pose"][:, [13, 14], 3] = 0.1  # elbows: conf 0.05 against the term's 0.3
+    term = _term(setup, truth, hidden, 0.05)[2]
+    assert len(term.bones) == 4 and not term.sees_bones()
+
+
 def _fit_recording_units(body, truth):
     """The annotator's fit of a truth (focal given) and every DepthTerm it calibrated, in order."""
     from annotate.smplx_fit import SmplxFitter

@@ -222,3 +222,24 @@ def test_workspace_is_kept_across_calls(body):
     assert first.shape == (10, 4) and smaller.shape == (3, 5) and larger.shape == (20, 4)
     assert smaller.data_ptr() == first.data_ptr() and other.data_ptr() != first.data_ptr()
     assert flat.workspace("a", (20, 4), like).data_ptr() == larger.data_ptr()
+
+
+def test_a_hand_seen_by_the_pose_points_alone_keeps_its_fingers_at_the_pca_mean(body):
+    """The pose's knuckles without the hand's own landmarks: no finger columns (hands_seen), and the
+    thumb point they carry where the free hand puts it at a zero PCA (the output's mean hand)."""
+    from annotate.smplx_fit import hands_seen
+
+    targets = all_targets()
+    active = np.array([t.group in ("body", "face", "left_knuckles") for t in targets])
+    assert hands_seen([t for t, a in zip(targets, active) if a]) == (False, False)
+    assert hands_seen(targets) == (True, True)
+    sparse = SparseSMPLX(body, POINTS)
+    sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0]))
+    free, held = FlatSMPLX(sparse, active), FlatSMPLX(sparse, active, fingers=(False, False))
+    assert "left_hand_pose" in free.layout and "left_hand_pose" not in held.layout
+    assert held.dim == free.dim - (free.layout["left_hand_pose"].stop - free.layout["left_hand_pose"].start)
+    x_free = random_x(free)
+    x_free[:, free.layout["left_hand_pose"]] = 0.0
+    keep = [c for name, s in free.layout.items() if name != "left_hand_pose" for c in range(s.start, s.stop)]
+    with torch.no_grad():
+        assert torch.allclose(held(x_free[:, keep], None), free(x_free, None), atol=1e-6)

@@ -36,9 +36,19 @@ def test_out_of_frame_landmarks_become_one_sided_bounds():
     assert bounds[1, wrist].tolist() == [-1, 0] and xy[1, wrist].tolist() == [0, 100]
 
 
-def test_arms_out_of_frame_hang_down_not_in_a_t_pose(body):
+def test_arms_out_of_frame_hang_down_not_in_a_t_pose(body, monkeypatch):
     """The person moved down so that the frame's bottom edge cuts the chest: elbows and wrists
-    are out of frame in every frame (MediaPipe-style low-visibility guesses below the frame)."""
+    are out of frame in every frame (MediaPipe-style low-visibility guesses below the frame).
+    No forearm seen: the body stage solves from one start, not also from bent elbows (elbow_restarts)."""
+    import annotate.smplx_fit as fit_module
+
+    starts_solved, best_of_starts = [], fit_module.best_of_starts
+
+    def counted(problem, starts, progress, pick, kept=None):
+        starts_solved.append((problem.spec.name, len(starts)))
+        return best_of_starts(problem, starts, progress, pick, kept)
+
+    monkeypatch.setattr(fit_module, "best_of_starts", counted)
     motion = make_motion(T, seed=5)
     motion["transl"][:, 1] += 0.45
     clip = render_clip(body, motion, noise_px=1.5, seed=5)
@@ -48,6 +58,7 @@ def test_arms_out_of_frame_hang_down_not_in_a_t_pose(body):
         rec.add_array(k, a, 25.0)
     rec = SmplxFitter(SmplxConfig(focal_length=float(clip.camera[0]), device="cpu"), body_model=body)(rec)
     assert rec.status["smplx"] == "done", rec.errors
+    assert starts_solved and all(stage != "body" for stage, _ in starts_solved)  # the neighbours' restarts ran
     with torch.no_grad():
         joints = body(SmplxParams.from_record(rec)).joints.numpy()
     for shoulder, elbow in ((16, 18), (17, 19)):
