@@ -123,7 +123,8 @@ VARIANTS = {
     "betas_out": "hands, full and neighbours hold the betas (the Jacobian's shape columns and the pooled shape "
                  "only in body, depth and shape)",
     "betas_free": "hands, full and neighbours free the betas (main's schedule at ba65648)",
-    "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame)",
+    "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame; at 158affd smooth "
+                     "stage 1.11x talking, 1.14x beats, expression r 0.80 -> 0.74, 0.78 -> 0.71: not taken)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
     "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
                    "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",
@@ -207,12 +208,12 @@ def main(argv: list[str] | None = None) -> dict:
                 run["figures"] = {"pa_all": m["pa"]["all"], "pa_worst": max(groups.values()), "err2d": m["err2d"],
                                   "jitter3d_ratio": m["jitter3d_ratio"], "forearm_deg": m["forearm_deg"],
                                   "flip_share": m["flip_share"], "bone_pct_worst": m["bone_pct_worst"],
-                                  "betas_r": m["betas_r"]}
+                                  "betas_r": m["betas_r"], "expression_r": m["expression_r"], "jaw_r": m["jaw_r"]}
                 run["picks"] = picks
                 f = run["figures"]
                 print(f"{name} rep {rep} {v}: {fit.cpu_seconds:.2f} CPU-s, load {run['load'][-1]:.1f}; PA {f['pa_all']:.2f}"
                       f" ({f['pa_worst']:.2f}) mm, jitter {f['jitter3d_ratio']:.2f}x, flips {100 * f['flip_share']:.1f} %,"
-                      f" bones {f['bone_pct_worst']:.2f} %, betas r {f['betas_r']:.2f}"
+                      f" bones {f['bone_pct_worst']:.2f} %, betas r {f['betas_r']:.2f}, expression r {f['expression_r']:.3f}"
                       + "".join(f"; {k}: {moved} of {n} frames moved by the pick, their cost gain {100 * gain:+.2f} %"
                                 for k, (n, moved, gain) in picks.items()),
                       flush=True)
