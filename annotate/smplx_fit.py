@@ -552,7 +552,7 @@ def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -
     evaluations and steps. The shape pool (a pull of each frame's betas to the clip's mean, which
     moves with every frame) is added afresh each step."""
     frames = x.shape[0]
-    damping = torch.full((frames,), 1e-3, device=x.device)
+    damping = torch.full((frames,), problem.spec.initial_damping, device=x.device)
     pool = problem.pools_shape
     free = problem.free
     beta_columns = problem.objective.beta_columns

@@ -133,6 +133,8 @@ class StageSpec:
     # keyframe_solve: a frame whose last few accepted steps (smplx_fit.FRAME_SETTLED_STEPS) each lowered
     # its cost by less than this share of it is settled, out of the stage's evaluations and steps (0: off)
     settle_gain: float = 0.0
+    # keyframe_solve: each frame's Levenberg-Marquardt damping where the stage starts (x diag(H))
+    initial_damping: float = 1e-3
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,10 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
                               "when none named) settle a frame after its accepted steps each gain < 1e-N",
     r"elbowk\d+": "elbow_restarts: both starts for this many steps, then each frame's cheaper one alone",
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
+    r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
+                            "damping at 1e-N (main's: 1e-3)",
+    r"jiggle\d+": "every keyframe stage's first damping at N % of main's 1e-3 (jiggle101: 1 % higher): how far a "
+                  "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
 _CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS, "SMOOTH_GAIN": fit_module.SMOOTH_GAIN}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
@@ -106,6 +110,15 @@ def _schedule_patch(schedule, part: str):
         names = [SETTLE_LETTERS[c] for c in (settle[2] or "".join(SETTLE_LETTERS))]
         return replace(schedule, **{n: replace(getattr(schedule, n), settle_gain=10.0 ** -int(settle[1]))
                                     for n in names})
+    damp = re.fullmatch(r"damp(\d+)(?:_([cbdhfn]+))?", part)
+    if damp:  # those keyframe stages: each frame's damping starts at 1e-N
+        names = [SETTLE_LETTERS[c] for c in (damp[2] or "".join(SETTLE_LETTERS))]
+        return replace(schedule, **{n: replace(getattr(schedule, n), initial_damping=10.0 ** -int(damp[1]))
+                                    for n in names})
+    jiggle = re.fullmatch(r"jiggle(\d+)", part)
+    if jiggle:  # the noise floor: every keyframe stage's first damping at N % of main's
+        return replace(schedule, **{n: replace(getattr(schedule, n), initial_damping=1e-3 * int(jiggle[1]) / 100)
+                                    for n in SETTLE_LETTERS.values()})
     if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),

@@ -249,3 +249,17 @@ def test_diagonal_pose_prior_adds_its_diagonal_only(captured):
     assert torch.equal(hessians[0], hessians[1])
     assert not torch.equal(hessians[0], torch.rand(x.shape[0], len(part.free), len(part.free),
                                                    generator=torch.Generator().manual_seed(0)))
+
+
+def test_each_frames_damping_starts_at_its_stages_initial_damping(captured):
+    """StageSpec.initial_damping: one step damped 1e8 x diag(H) barely moves a frame; at main's 1e-3 it moves."""
+    problem, x = captured
+    start = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    start[:, problem.objective.beta_columns] = x[:, problem.objective.beta_columns]
+    moved = {}
+    for damping in (1e-3, 1e8):
+        one_step = replace(problem, spec=replace(problem.spec, iterations=1, initial_damping=damping))
+        out = smplx_fit.keyframe_solve(one_step, start, smplx_fit.Progress(tolerance=1e-4))
+        moved[damping] = float((out - start).abs().max())
+    assert problem.spec.initial_damping == 1e-3  # default_schedule's stages start where main's always did
+    assert moved[1e-3] > 1e-3 and moved[1e8] < 1e-5, moved

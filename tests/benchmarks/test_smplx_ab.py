@@ -38,3 +38,16 @@ def test_variants_patch_the_schedule_and_base_undoes_them():
 def test_an_unknown_variant_is_refused_with_the_names():
     with pytest.raises(ValueError, match="betas_free"):
         smplx_ab.apply("steps10+nonsense")
+
+
+def test_damping_variants_set_the_keyframe_stages_first_damping():
+    base = fit_module.default_schedule(60)
+    smplx_ab.apply("damp2_cb")
+    camera = fit_module.default_schedule(60)
+    assert camera.camera.initial_damping == camera.body.initial_damping == 1e-2
+    assert camera.hands.initial_damping == base.hands.initial_damping == 1e-3
+    smplx_ab.apply("jiggle101")
+    jiggled = fit_module.default_schedule(60)
+    keyframe_stages = ("camera", "body", "depth", "hands", "full", "neighbours")
+    assert all(getattr(jiggled, n).initial_damping == pytest.approx(1.01e-3) for n in keyframe_stages)
+    assert jiggled.shape == base.shape and jiggled.smooth == base.smooth  # their own solvers: untouched
