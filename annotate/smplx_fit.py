@@ -542,6 +542,14 @@ def frames_of(problem: StageProblem, index: torch.Tensor) -> StageProblem:
     return replace(problem, objective=problem.objective.subset(index), **per_frame)
 
 
+# Measured on keyframe_solve and not taken (benchmarks/smplx_ab, 250 frames, 85cfefc's fitter, 9 scenarios;
+# one seed's PA-MPJPE moves by -0.54..+0.13 mm at 4 px and -0.27..+0.34 at 1 px when only the first
+# damping moves by 1-3 %: smplx_ab jiggle99/101/103): a refused step solved again at once with its Gram kept
+# (more accepted steps, so more Jacobians: CPU up, away 7.95 -> 8.57 mm); the Gram kept for one more
+# accepted step with a new gradient by autograd (80-100 % of frames then refused their steps: the
+# Geman-McClure weights move the matrix ~12 % a step); the camera stage's damping from 1e-2 (damp2_c:
+# away 7.95 -> 8.31, far_4px 14.53 -> 14.84); settle_gain 1e-3 everywhere (settle3): CPU 0.92-1.07x, least of 3
+# interleaved runs on talking, beats, far_1px and near_1px: no gain the box can tell from its noise
 def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
     """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step.
 
