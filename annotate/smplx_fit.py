@@ -544,12 +544,16 @@ def frames_of(problem: StageProblem, index: torch.Tensor) -> StageProblem:
 
 # Measured on keyframe_solve and not taken (benchmarks/smplx_ab, 250 frames, 85cfefc's fitter, 9 scenarios;
 # one seed's PA-MPJPE moves by -0.54..+0.13 mm at 4 px and -0.27..+0.34 at 1 px when only the first
-# damping moves by 1-3 %: smplx_ab jiggle99/101/103): a refused step solved again at once with its Gram kept
+# damping moves by 1-3 %: smplx_ab jiggle99/101/103; the other 8 scenarios at 1f3087f, jiggle99/101:
+# near_1px +0.60/+0.64, drop_keyframe -0.73/-0.72, noise_4px +0.58/+0.26, toward -0.20/0, the rest within
+# 0.15): a refused step solved again at once with its Gram kept
 # (more accepted steps, so more Jacobians: CPU up, away 7.95 -> 8.57 mm); the Gram kept for one more
 # accepted step with a new gradient by autograd (80-100 % of frames then refused their steps: the
 # Geman-McClure weights move the matrix ~12 % a step); the camera stage's damping from 1e-2 (damp2_c:
 # away 7.95 -> 8.31, far_4px 14.53 -> 14.84); settle_gain 1e-3 everywhere (settle3): CPU 0.92-1.07x, least of 3
-# interleaved runs on talking, beats, far_1px and near_1px: no gain the box can tell from its noise
+# interleaved runs on talking, beats, far_1px and near_1px: no gain the box can tell from its noise; every
+# keyframe stage's cap ~27 % lower (camera6+body9+depth6+hands7+full7+neighbours5; body10+hands8+full8+
+# neighbours5 alike): away's 3D jitter 1.01 -> 1.36x (the goal 1.3x lost), 0.4 % flips, outliers 9.56 -> 11.18 mm
 def keyframe_solve(problem: StageProblem, x: torch.Tensor, progress: Progress) -> torch.Tensor:
     """Levenberg-Marquardt on every frame at once; each frame accepts or rejects its own step.
 
