@@ -1469,6 +1469,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
     sparse.set_contour_rows(torch.arange(sparse.dyn_faces.shape[0], device=device))  # frames index the whole table
     seen_targets = [t for t, a in zip(targets, active) if a]
     flat = FlatSMPLX(sparse, active, fingers=hands_seen(seen_targets)).to(device)
+    observed = observed_joints(sparse.point_joints(), xy, conf, image_size)  # (T,55) joints a landmark sees
     point_weight = torch.tensor([t.weight for t in seen_targets], dtype=torch.float32, device=device)
     torso_points = {ModelPoint.joint(j) for j in TORSO_JOINTS}
     torso = np.array([t.point in torso_points or t.group == "face" for t in seen_targets])
@@ -1571,7 +1572,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         def mirrored(problem, x, progress):
             return depth_restarts(problem, x, progress, evidence, transition)
 
-        seen_forearm = forearms_seen(observed_joints(sparse.point_joints(), xy, conf, image_size)[keys.cpu().numpy()])
+        seen_forearm = forearms_seen(observed[keys.cpu().numpy()])
 
         def body(problem, x, progress):
             return elbow_restarts(problem, x, progress, seen_forearm)
@@ -1642,8 +1643,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                 log.debug("landmark noise x %.2f: temporal weights x %.1f", noise_factor, noise_factor**2)
                 smoothing = DepthSmoothing.build(flat, seen_targets, sparse.point_joints()[active],
                                                  smooth_depth * smooth_weight, smooth_depth_rho)
-                unseen = unseen_rotations(flat, observed_joints(sparse.point_joints(), xy, conf, image_size),
-                                          smooth_unseen)
+                unseen = unseen_rotations(flat, observed, smooth_unseen)
                 temporal = temporal_objective(objective.with_depth_smoothing(smoothing), noise_factor, smooth_torso,
                                               unseen, shoulder_rotations(flat, frames, smooth_shoulders))
                 x = run(schedule.smooth, smooth, x, temporal)
