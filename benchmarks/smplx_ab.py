@@ -81,7 +81,7 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
                             "damping at 1e-N (main's: 1e-3)",
-    r"jiggle\d+": "every keyframe stage's first damping at N % of main's 1e-3 (jiggle101: 1 % higher): how far a "
+    r"jiggle\d+": "every keyframe stage's first damping at N % of its own (main: 1e-3; jiggle101: 1 % higher): how far a "
                   "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
 _CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS, "SMOOTH_GAIN": fit_module.SMOOTH_GAIN}
@@ -110,15 +110,18 @@ def _schedule_patch(schedule, part: str):
         names = [SETTLE_LETTERS[c] for c in (settle[2] or "".join(SETTLE_LETTERS))]
         return replace(schedule, **{n: replace(getattr(schedule, n), settle_gain=10.0 ** -int(settle[1]))
                                     for n in names})
+    def first_damping(names, value):  # value(stage's own first damping) -> those stages' new one
+        return replace(schedule, **{n: replace(getattr(schedule, n), initial_damping=value(getattr(schedule, n)
+                                                                                               .initial_damping))
+                                    for n in names})
+
     damp = re.fullmatch(r"damp(\d+)(?:_([cbdhfn]+))?", part)
     if damp:  # those keyframe stages: each frame's damping starts at 1e-N
-        names = [SETTLE_LETTERS[c] for c in (damp[2] or "".join(SETTLE_LETTERS))]
-        return replace(schedule, **{n: replace(getattr(schedule, n), initial_damping=10.0 ** -int(damp[1]))
-                                    for n in names})
+        return first_damping([SETTLE_LETTERS[c] for c in (damp[2] or "".join(SETTLE_LETTERS))],
+                             lambda _: 10.0 ** -int(damp[1]))
     jiggle = re.fullmatch(r"jiggle(\d+)", part)
-    if jiggle:  # the noise floor: every keyframe stage's first damping at N % of main's
-        return replace(schedule, **{n: replace(getattr(schedule, n), initial_damping=1e-3 * int(jiggle[1]) / 100)
-                                    for n in SETTLE_LETTERS.values()})
+    if jiggle:  # the noise floor: every keyframe stage's first damping at N % of its own
+        return first_damping(SETTLE_LETTERS.values(), lambda own: own * int(jiggle[1]) / 100)
     if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),
