@@ -51,3 +51,24 @@ def test_damping_variants_set_the_keyframe_stages_first_damping():
     keyframe_stages = ("camera", "body", "depth", "hands", "full", "neighbours")
     assert all(getattr(jiggled, n).initial_damping == pytest.approx(1.01e-3) for n in keyframe_stages)
     assert jiggled.shape == base.shape and jiggled.smooth == base.smooth  # their own solvers: untouched
+
+
+def _run(pa_all: float, cpu: float, goals: dict) -> dict:
+    return {"cpu": [cpu, cpu + 1], "figures": {"pa_all": pa_all, "pa_worst": pa_all + 1}, "goals": goals}
+
+
+def test_the_summary_judges_a_variant_over_scenarios_and_seeds():
+    met = {"3D jitter <= 1.3x the truth's": True}
+    results = {"beats": {"base": _run(8.0, 4.0, met), "fast": _run(8.1, 2.0, met)},
+               "beats@1001": {"base": _run(9.0, 4.0, met), "fast": _run(8.9, 2.0, met)},
+               "away": {"base": _run(7.0, 4.0, met), "fast": _run(7.9, 4.0, {"3D jitter <= 1.3x the truth's": False})}}
+    summary = smplx_ab.summarize(results)["fast"]
+    assert summary["fits"] == 3
+    assert summary["pa_all_mean"] == pytest.approx(0.9 / 3)
+    assert summary["worst_change"][0] == "away" and summary["worst_change"][1] == pytest.approx(0.9)
+    assert summary["scenario_means"]["beats"] == pytest.approx(0.0)  # its two seeds' changes cancel
+    assert summary["goals_lost"] == ["away: 3D jitter <= 1.3x the truth's"]
+    assert summary["cpu_ratio"] == pytest.approx(12 / 8)  # least CPU-s of each fit, summed
+    assert not summary["within_noise"]
+    del results["away"]
+    assert smplx_ab.summarize(results)["fast"]["within_noise"]
