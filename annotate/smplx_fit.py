@@ -852,6 +852,37 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
     return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight), kept=x)
 
 
+# fit_clip's motion_tiers: tiers that skipped more, measured and not taken (benchmarks/smplx_ab at 854a223,
+# 250 frames; seeds: the scenario's seed + 1000 k).
+# The motion keyframes joining the stride ones late, from those fits interpolated (the betas as those pooled
+# them): after the neighbours stage, one full-stage solve (CPU 1 run: beats 10.3 -> 5.2 s, drop_keyframe 12.7
+# -> 6.9): PA-MPJPE over the 17 scenarios 12.14 -> 12.55 mm mean, far_4px 14.5 -> 19.4 (worst group 21.5: the
+# 4 px goal lost), drop_keyframe 8.5 -> 10.2; before the shape stage (shape, neighbours on all keyframes;
+# least of 2 with neighbours on the stride ones: beats 1.73x, near_1px 1.40x): far_4px +3.6 / +10.2 / -3.2 mm
+# at seeds 0-2, near_4px +0.6 / +0.7 / +1.3; after the body stage (a motion keyframe from one start, no elbow
+# restarts): far_4px seed 1 alike. Each moves z's unit (DepthTerm.kappa), read from the keyframes' body-stage
+# fits, which decides the depth_unit solve (far_4px seed 1: 1.11 plain; joined before the shape stage 1.37,
+# after the body stage 1.41, the depth_unit solve run in both), and the betas pooled there: both change with
+# the frames and the starts that stage has. The hands stage comes after both readings.
+
+
+def hands_from_stride(run, schedule: Schedule, objective: ClipObjective, x_keys: torch.Tensor,
+                      keys: torch.Tensor, stride_keys: torch.Tensor, frames: int) -> torch.Tensor:
+    """The hands stage on the stride keyframes (stride_keys, a subset of keys) alone (fit_clip's motion_tiers):
+    the others (motion_keyframes') take the columns it frees first (the hands, the face) from those fits
+    interpolated, their own body as it is; the full stage after starts them there.
+    run(spec, solve, x, scope): fit_clip's one stage."""
+    is_stride = torch.isin(keys, stride_keys)
+    x_keys = x_keys.clone()
+    x_keys[is_stride] = run(schedule.hands, keyframe_solve, x_keys[is_stride], objective.subset(stride_keys))
+    late = [n for n in schedule.hands.free if n not in schedule.body.free and n in objective.flat.layout]
+    if late:
+        columns = objective.columns(late)
+        between = interpolate(x_keys[is_stride], stride_keys, frames)[keys[~is_stride]]
+        x_keys[torch.nonzero(~is_stride)[:, 0][:, None], columns[None]] = between[:, columns]
+    return x_keys
+
+
 def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, rho_2d: float = 0.0,
                    rho_param: float = 0.0) -> torch.Tensor:
     """Gauss-Newton on the whole clip with the temporal terms: the normal equations are
@@ -1351,6 +1382,7 @@ def fit_clip(
     smooth_shoulders: float = 1.0,
     smooth_despike_px: float = 0.0,
     motion_tolerance_px: float = 3.0,
+    motion_tiers: bool = False,
     hand_gap_decay: float = HAND_GAP_DECAY,
     stop_after: str | None = None,
     fit_focal: bool = False,
@@ -1376,6 +1408,8 @@ def fit_clip(
     depth_rho_noise_px: the depth term's robust scale x noise_scale(the clip's landmarks, this)^2: x1 on
     clips whose landmark noise is under this (px), growing with the square of the noise beyond; 0: fixed.
     motion_tolerance_px: the least off-line error (px) for which motion_keyframes adds a keyframe.
+    motion_tiers: the hands stage on the stride keyframes alone; motion_keyframes' others take its hands
+    and face interpolated into the full stage (hands_from_stride; False: every keyframe through it).
     smooth_unseen: x on the temporal solve's smoothness of an arm joint's rotation over frames in
     which no landmark sees what it moves (unseen_rotations; 1: as the seen ones').
     smooth_shoulders: x on the temporal solve's smoothness of the shoulders' small accelerations in
@@ -1405,7 +1439,7 @@ def fit_clip(
                          smooth_noise_px=smooth_noise_px, smooth_torso=smooth_torso, smooth_depth=smooth_depth,
                          smooth_depth_rho=smooth_depth_rho, smooth_unseen=smooth_unseen,
                          smooth_shoulders=smooth_shoulders, smooth_despike_px=smooth_despike_px,
-                         motion_tolerance_px=motion_tolerance_px,
+                         motion_tolerance_px=motion_tolerance_px, motion_tiers=motion_tiers,
                          hand_gap_decay=hand_gap_decay,
                          stop_after=stop_after, fit_focal=fit_focal, shape_collar_weight=shape_collar_weight,
                          depth_rho_noise_px=depth_rho_noise_px, knuckle_weight=knuckle_weight,
@@ -1431,7 +1465,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
               depth=None, depth_weight=0.0, mirror_restarts=True, smooth_rho=0.0, smooth_rho_rad=0.0,
               smooth_noise_px=0.0, smooth_torso=1.0, smooth_depth=0.0, smooth_depth_rho=0.0,
               smooth_unseen=1.0, smooth_shoulders=1.0, smooth_despike_px=0.0, motion_tolerance_px=3.0,
-              hand_gap_decay=HAND_GAP_DECAY,
+              motion_tiers=False, hand_gap_decay=HAND_GAP_DECAY,
               stop_after=None, fit_focal=False, shape_collar_weight=0.0,
               depth_rho_noise_px=0.0, knuckle_weight=KNUCKLE_WEIGHT,
               knuckle_weight_seen=KNUCKLE_WEIGHT_SEEN) -> FitResult | StoppedFit:
@@ -1552,6 +1586,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         stride = keyframe_stride if frames >= 3 * keyframe_stride else 1
         usable = ((conf[:, active] > 0.3) & torso).sum(1) >= 3  # what placing the camera needs
         keys = keyframe_indices(frames, stride, device, usable)
+        stride_keys = keys
         if stride > 1:
             groups = np.array([t.group for t in seen_targets])
             moving = np.isin(groups, ("body", "left_hand", "right_hand"))
@@ -1610,7 +1645,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))
             x_keys = run(schedule.depth, mirrored, x_keys, on_keys)
-        x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
+        if motion_tiers and not all_keys and len(stride_keys) < len(keys):  # the motion keyframes' hands from theirs
+            x_keys = hands_from_stride(run, schedule, objective, x_keys, keys, stride_keys, frames)
+        else:
+            x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
         if on_keys.depth is not None:  # z's unit read again from the arm bones (KAPPA_REREAD)
             with torch.no_grad():
@@ -1865,7 +1903,8 @@ class SmplxFitter:
                             keyframe_stride=self.cfg.keyframe_stride,
                             focal_source=source, bounds=bounds, depth=depth, depth_weight=self.cfg.depth_weight,
                             depth_restarts=self.cfg.depth_restarts, threads=self.cfg.threads,
-                            motion_tolerance_px=self.cfg.motion_tolerance_px, stop_after=stop_after,
+                            motion_tolerance_px=self.cfg.motion_tolerance_px,
+                            motion_tiers=self.cfg.motion_tiers, stop_after=stop_after,
                             fit_focal=fit_focal, shape_collar_weight=self.cfg.shape_collar_weight,
                             depth_rho_noise_px=self.cfg.depth_rho_noise_px, knuckle_weight=self.cfg.knuckle_weight,
                             knuckle_weight_seen=self.cfg.knuckle_weight_seen)

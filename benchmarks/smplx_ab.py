@@ -41,6 +41,7 @@ STAGES = ("setup", "camera", "body", "depth", "hands", "full", "shape", "neighbo
 RESTARTS = ("elbow_restarts", "depth_restarts", "neighbour_restarts")
 _SCHEDULE, _MOTION_KEYFRAMES = fit_module.default_schedule, fit_module.motion_keyframes
 _PER_FRAME_CHOICE = fit_module.per_frame_choice
+_FIT_CLIP = fit_module.fit_clip
 _FOREARMS_SEEN, _HANDS_SEEN, _SEES_BONES = fit_module.forearms_seen, fit_module.hands_seen, DepthTerm.sees_bones
 # --seeds: a variant is within the noise of one seed (session 14's jiggle99/101 moved one seed's PA-MPJPE by up
 # to 0.7 mm) when its mean PA-MPJPE change over scenarios x seeds is at most ACCEPT_MEAN_MM, no scenario's mean
@@ -154,6 +155,9 @@ VARIANTS = {
     "betas_free": "hands, full and neighbours free the betas (main's schedule at ba65648)",
     "smooth_noexpr": "the temporal solve without the expression columns (112 -> 102 per frame; at 158affd smooth "
                      "stage 1.11x talking, 1.14x beats, expression r 0.80 -> 0.74, 0.78 -> 0.71: not taken)",
+    "tiers": "smplx.motion_tiers on: the hands stage on the stride keyframes alone, the motion keyframes' hands "
+             "and face from those fits interpolated (smplx_fit.hands_from_stride)",
+    "tiers_off": "smplx.motion_tiers off: every keyframe through the hands stage",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
     "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
                    "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",
@@ -183,6 +187,9 @@ def apply(variant: str) -> None:
         setattr(fit_module, name, value)
     for part in parts:
         _constant_patch(part)
+    tiers = [p == "tiers" for p in parts if p in ("tiers", "tiers_off")]
+    fit_module.fit_clip = (_FIT_CLIP if not tiers
+                           else lambda *a, **k: _FIT_CLIP(*a, **{**k, "motion_tiers": tiers[-1]}))
     fit_module.motion_keyframes = ((lambda *a, **k: _MOTION_KEYFRAMES(*a, **{**k, "min_tolerance_px": 6.0}))
                                    if "tol6" in parts else _MOTION_KEYFRAMES)
     unseen = "unseen_work" in parts

@@ -256,6 +256,15 @@ class SmplxConfig(Section):
     # 8.9, switch 7.8 -> 8.2: kept at 3 (gestures, near, far, noise and drop_keyframe keep all
     # their keyframes at either: their strokes leave the line by tens of px)
     motion_tolerance_px: float = Field(3.0, gt=0)
+    # the hands stage on the stride keyframes alone, the keyframes motion_keyframes adds starting the full
+    # stage from those fits' hands and face, interpolated (annotate/smplx_fit.py hands_from_stride; the
+    # tiers that skipped more, and why they lost accuracy, beside it). OFF: measured with benchmarks/smplx_ab
+    # tiers at 854a223 (250 frames, 1 thread, 2-core box at load 1.7-3): off / on CPU, least of 2 interleaved
+    # runs, beats 1.23x (21.0 -> 25.8 frames per CPU-s), drop_runs 1.15x, talking 1.10x, far_1px 1.07x,
+    # near_1px 1.05x; PA-MPJPE over the 17 scenarios 12.14 -> 12.16 mm mean, no goal lost, but near_4px
+    # +1.10 / -0.24 / +0.82 mm at seeds 0-2 (far_4px +0.97 / -0.78 / -0.44): a loss the box cannot yet tell
+    # from noise, for a tenth of the CPU, far from the 50 frames per CPU-s goal
+    motion_tiers: bool = False
     device: Device = "auto"  # auto | cpu | cuda
     min_visibility: float = Field(0.5, ge=0, le=1)  # pose landmarks below this are weak evidence ...
     # ... kept at this x their visibility (MediaPipe's guess of a cut-off or occluded joint:

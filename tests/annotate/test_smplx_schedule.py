@@ -57,3 +57,61 @@ def test_a_higher_motion_tolerance_adds_no_keyframes_on_a_sway():
     xy[18:23, -1, 1] += np.array([15, 35, 40, 35, 15])  # the wrist's stroke
     extra = motion_keyframes(keys, xy, conf, moving, min_tolerance_px=tolerance, parts=parts)
     assert [k for k in extra if k not in keys] and all(16 < k < 24 for k in set(extra) - set(keys)), extra
+
+
+
+
+@pytest.fixture(scope="module")
+def tiers_fits():
+    """clip_fit's clip (30 frames, keyframe stride 4: 9 stride keyframes, the motion adds 3) fitted with
+    motion_tiers on and off: (clip, {on: (FitResult, {stage: frames keyframe_solve solved}), off: ..})."""
+    torch.set_num_threads(1)
+    body = load_body_model()
+    clip, targets, xy, conf, sparse = fit_inputs(body, frames=30, seed=3)
+    solve = smplx_fit.keyframe_solve
+    fits = {}
+    for tiers in (True, False):
+        solved: dict[str, int] = {}
+
+        def counted(problem, x, progress):
+            solved[problem.spec.name] = solved.get(problem.spec.name, 0) + x.shape[0]
+            return solve(problem, x, progress)
+
+        smplx_fit.keyframe_solve = counted
+        try:
+            fits[tiers] = smplx_fit.fit_clip(sparse, targets, xy, conf, clip.camera, (clip.size, clip.size),
+                                             iterations=6, keyframe_stride=4, motion_tiers=tiers), solved
+        finally:
+            smplx_fit.keyframe_solve = solve
+    return body, clip, fits
+
+
+def test_motion_tiers_run_the_hands_stage_on_the_stride_keyframes_only(tiers_fits):
+    """smplx.motion_tiers: the hands stage on the stride keyframes alone, not on the motion keyframes added
+    between them (without tiers: on all of them); every other stage on all keyframes either way."""
+    _, _, fits = tiers_fits
+    stride = len(smplx_fit.keyframe_indices(30, 4, "cpu"))
+    on, off = fits[True][1], fits[False][1]
+    assert off["hands"] > stride, off  # the motion added keyframes
+    assert on["hands"] == stride and on["full"] == off["full"] == off["hands"], (on, off)
+    assert {k: v for k, v in on.items() if k != "hands"} == {k: v for k, v in off.items() if k != "hands"}
+
+
+def test_motion_tiers_still_recover_the_motion(tiers_fits):
+    """The motion keyframes' hands and face from the stride keyframes' fits: the upper body's PA-MPJPE (neck,
+    head, shoulders, elbows, wrists, index fingers' roots) and the 2D error within 1.1x of the fit whose
+    every keyframe ran the hands stage."""
+    from mentor.body.geometry import pa_mpjpe
+
+    body, clip, fits = tiers_fits
+    upper = [12, 15, 16, 17, 18, 19, 20, 21, 25, 40]
+
+    def pa(result):
+        with torch.no_grad():
+            joints = body(result.params).joints.numpy()
+        return float(pa_mpjpe(joints[:, upper].astype(np.float64), clip.joints[:, upper].astype(np.float64)).mean())
+
+    (on, off), (on_2d, off_2d) = ((pa(fits[t][0]) for t in (True, False)),
+                                  (float(np.nanmean(fits[t][0].reprojection_px)) for t in (True, False)))
+    print(f"PA-MPJPE {off * 1e3:.2f} -> {on * 1e3:.2f} mm, 2D {off_2d:.2f} -> {on_2d:.2f} px")
+    assert on < 1.1 * off and on_2d < 1.1 * off_2d, (on, off, on_2d, off_2d)
