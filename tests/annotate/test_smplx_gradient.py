@@ -58,7 +58,11 @@ def test_analytic_gradient_is_autograds(stages):
         with torch.no_grad():
             _, gradient, analytic_cost = problem.gauss_newton_gradient(x, False)
         torch.testing.assert_close(analytic_cost, cost, rtol=1e-6, atol=0)
-        scale = expected.norm(dim=1, keepdim=True).clamp(min=1e-9)
+        # float32 rounding of J^T W r is relative to its terms, not to their sum: a frame at its minimum (the
+        # neighbours' restart candidates once the keyframe stages settle frames: one at 110 beside 5e5) is
+        # judged against 1 % of the stage's median frame gradient
+        norms = expected.norm(dim=1, keepdim=True)
+        scale = norms.clamp(min=max(1e-2 * float(norms.median()), 1e-9))
         torch.testing.assert_close(gradient / scale, expected / scale, rtol=0, atol=EXACT,
                                    msg=lambda m: f"stage {problem.spec.name}: {m}")
 
