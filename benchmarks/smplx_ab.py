@@ -136,6 +136,8 @@ def _schedule_patch(schedule, part: str):
     jiggle = re.fullmatch(r"jiggle(\d+)", part)
     if jiggle:  # the noise floor: every keyframe stage's first damping at N % of its own
         return first_damping(SETTLE_LETTERS.values(), lambda own: own * int(jiggle[1]) / 100)
+    if part == "settle_off":  # every frame through all of each keyframe stage's steps
+        return replace(schedule, **{n: replace(getattr(schedule, n), settle_gain=0.0) for n in SETTLE_LETTERS.values()})
     if part.startswith("steps"):  # hands and full: this many Gauss-Newton steps each
         steps = int(part[len("steps"):])
         return replace(schedule, hands=replace(schedule.hands, iterations=steps),
@@ -158,6 +160,7 @@ VARIANTS = {
     "tiers": "smplx.motion_tiers on: the hands stage on the stride keyframes alone, the motion keyframes' hands "
              "and face from those fits interpolated (smplx_fit.hands_from_stride)",
     "tiers_off": "smplx.motion_tiers off: every keyframe through the hands stage",
+    "settle_off": "no keyframe stage settles a frame (settle_gain 0: the fitter before KEYFRAME_SETTLE_GAIN)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
     "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
                    "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",

@@ -72,3 +72,13 @@ def test_the_summary_judges_a_variant_over_scenarios_and_seeds():
     assert not summary["within_noise"]
     del results["away"]
     assert smplx_ab.summarize(results)["fast"]["within_noise"]
+
+
+def test_settle_off_undoes_the_keyframe_stages_settle_gain():
+    keyframe_stages = ("camera", "body", "depth", "hands", "full", "neighbours")
+    base = fit_module.default_schedule(60)
+    assert all(getattr(base, n).settle_gain == fit_module.KEYFRAME_SETTLE_GAIN > 0 for n in keyframe_stages)
+    smplx_ab.apply("settle_off")
+    off = fit_module.default_schedule(60)
+    assert all(getattr(off, n).settle_gain == 0 for n in keyframe_stages)
+    assert off.shape == base.shape and off.smooth == base.smooth
