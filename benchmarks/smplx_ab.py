@@ -91,6 +91,8 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"(camera|body|depth|hands|full|shape|neighbours|smooth)\d+": "that stage capped at this many steps",
     r"settle\d+(_[cbdhfn]+)?": "keyframe stages (c camera, b body, d depth, h hands, f full, n neighbours; all "
                               "when none named) settle a frame after its accepted steps each gain < 1e-N",
+    r"settled\d+": "keyframe_solve settles a frame after this many accepted steps each under its stage's settle_gain "
+                   "(FRAME_SETTLED_STEPS; main's: 2)",
     r"elbowk\d+": "elbow_restarts: both starts for this many steps, then each frame's cheaper one alone",
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
@@ -98,12 +100,15 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"jiggle\d+": "every keyframe stage's first damping at N % of its own (main: 1e-3; jiggle101: 1 % higher): how far a "
                   "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
-_CONSTANTS = {"ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS, "SMOOTH_GAIN": fit_module.SMOOTH_GAIN}
+_CONSTANTS = {"FRAME_SETTLED_STEPS": fit_module.FRAME_SETTLED_STEPS, "ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS,
+              "SMOOTH_GAIN": fit_module.SMOOTH_GAIN}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
 
 
 def _constant_patch(part: str) -> None:
-    """One named change of a module constant (PATTERNS elbowkN, gainN)."""
+    """One named change of a module constant (PATTERNS settledN, elbowkN, gainN)."""
+    if re.fullmatch(r"settled\d+", part):
+        fit_module.FRAME_SETTLED_STEPS = int(part[len("settled"):])
     if re.fullmatch(r"elbowk\d+", part):
         fit_module.ELBOW_SHARED_STEPS = int(part[len("elbowk"):])
     if re.fullmatch(r"gain\d+", part):

@@ -82,3 +82,11 @@ def test_settle_off_undoes_the_keyframe_stages_settle_gain():
     off = fit_module.default_schedule(60)
     assert all(getattr(off, n).settle_gain == 0 for n in keyframe_stages)
     assert off.shape == base.shape and off.smooth == base.smooth
+
+
+def test_settled_sets_the_steps_a_frame_settles_after_and_base_restores_them():
+    main_steps = fit_module.FRAME_SETTLED_STEPS
+    smplx_ab.apply("settled1+elbowk6")
+    assert (fit_module.FRAME_SETTLED_STEPS, fit_module.ELBOW_SHARED_STEPS) == (1, 6)
+    smplx_ab.apply("base")
+    assert fit_module.FRAME_SETTLED_STEPS == main_steps and fit_module.ELBOW_SHARED_STEPS is None
