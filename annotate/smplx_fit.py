@@ -109,6 +109,8 @@ SMOOTH_STEPS, SMOOTH_STEPS_MAX, SMOOTH_GAIN = 4, 8, 0.03
 # jitter 1.28 -> 1.32x (a goal lost); body, depth and neighbours alone (settle2_bdn) 1.02x, noise_4px
 # +1.91 mm (its PA <= 20 mm goal lost); 1e-3 (settle3, one seed): no CPU gain the box could tell
 KEYFRAME_SETTLE_GAIN = 1e-2
+# 1 (smplx_ab settled1 --seeds 3 on 7090a83, the 16 focal-given scenarios x 3): CPU 1.10x (reps 1), PA-MPJPE
+# +0.23 mm mean, far_4px@1007 +12.2 mm and crossed@2002 past 12 mm: two goals lost
 FRAME_SETTLED_STEPS = 2
 # elbow_restarts: both elbow starts for this many of the body stage's steps, then each frame's cheaper
 # one alone (None: both for all its steps). Off: at 6 of 12 (smplx_ab elbowk6 --seeds 3, 17 scenarios x 3
