@@ -61,8 +61,9 @@ def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_b
     """The depth_unit stage (the keyframes solved again from 2D alone) is skipped where the closed
     form is under KAPPA_SCREEN x the fit's unit (the unit the solve would keep), and where the fit's
     unit reads KAPPA_HELD or more (2D moved it off the nominal unit: not held there; noise_4px and
-    away at 250 frames, whose solve read too high); it runs where neither (here the closed form
-    doubled and the fit's unit set to the nominal 1: a clip like far_1px, 1.27x at 250 frames)."""
+    away at 250 frames, whose solve read too high), each edge moved by the ramps' KAPPA_BLEND; it runs
+    where neither (here the closed form doubled and the fit's unit set to the nominal 1: a clip like
+    far_1px, 1.27x at 250 frames)."""
     import annotate.smplx_fit as smplx_fit
     from annotate.smplx_fit import SmplxFitter
     from benchmarks.smplx_truth import record_for
@@ -91,9 +92,10 @@ def test_the_2d_only_solve_runs_only_where_the_closed_form_says_the_unit_could_b
             patch.setattr(DepthTerm, "kappa_from_2d", spy)
             patch.setattr(DepthTerm, "calibrate", calibrate)
             stages[name] = set(fitter(record_for(truth)).annotations["smplx"]["stage_cpu_seconds"])
-    assert ratios[0] < smplx_fit.KAPPA_SCREEN and "depth_unit" not in stages["plain"], (ratios, stages)
-    assert ratios[1] >= smplx_fit.KAPPA_SCREEN and "depth_unit" in stages["flagged"], (ratios, stages)
-    assert ratios[2] >= smplx_fit.KAPPA_SCREEN and units[2] >= smplx_fit.KAPPA_HELD, (ratios, units)
+    screen, held = smplx_fit.KAPPA_SCREEN - smplx_fit.KAPPA_BLEND, smplx_fit.KAPPA_HELD + smplx_fit.KAPPA_BLEND
+    assert ratios[0] < screen and "depth_unit" not in stages["plain"], (ratios, stages)
+    assert ratios[1] >= screen and "depth_unit" in stages["flagged"], (ratios, stages)
+    assert ratios[2] >= screen and units[2] >= held, (ratios, units)
     assert "depth_unit" not in stages["moved"], stages
 
 
@@ -289,3 +291,20 @@ def test_fit_takes_the_lower_unit_the_arm_bones_read_after_the_full_stage(setup)
     assert in_use > 1.08 * wanted and read == pytest.approx(wanted, rel=0.05), (reads, wanted)
     assert float(terms[-1].kappa) == pytest.approx(read)
     assert measure(truth, fit)["pa"]["all"] < 8.0
+
+
+def test_the_unit_taken_moves_little_with_a_small_change_of_the_fits_reading():
+    """smplx_fit.unit_blend: the 2D-only solve's unit is taken at a weight that ramps over KAPPA_BLEND around
+    KAPPA_HELD and KAPPA_TRAPPED. far_4px at seed 1007 (250 frames) read the fit's unit 1.106 with every
+    keyframe through the body stage and 1.100 with the stride keyframes alone, the solve's ratio 1.23-1.24:
+    as steps 0 and 1 (z's unit 1.11 against 1.37, PA-MPJPE 13.6 against 24.8 mm), as ramps 0.31 and 0.35."""
+    from annotate.smplx_fit import KAPPA_BLEND, KAPPA_HELD, KAPPA_TRAPPED, unit_blend
+
+    assert KAPPA_BLEND > 0
+    plain, tiered = unit_blend(1.106, 1.233, KAPPA_BLEND), unit_blend(1.100, 1.24, KAPPA_BLEND)
+    assert abs(plain - tiered) < 0.1 and 0 < plain < 1, (plain, tiered)
+    assert (unit_blend(1.106, 1.233, 0.0), unit_blend(1.100, 1.24, 0.0)) == (0.0, 1.0)  # the steps
+    # far from the thresholds the ramps are the steps: a fit held at the nominal unit, its solve well above it
+    assert unit_blend(0.85, 1.6, KAPPA_BLEND) == 1.0
+    assert unit_blend(KAPPA_HELD + KAPPA_BLEND, 1.6, KAPPA_BLEND) == 0.0
+    assert unit_blend(0.85, KAPPA_TRAPPED - KAPPA_BLEND, KAPPA_BLEND) == 0.0
