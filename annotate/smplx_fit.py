@@ -913,33 +913,11 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
 # betas interpolated (their own body kept): CPU 0.85x summed over the 17 (1 run), PA-MPJPE 12.14 -> 12.32
 # mm mean, drop_keyframe +2.83 / +0.01 / +1.80 mm at seeds 0-2, near_1px +0.92 / +0.57 / +0.16.
 # With z's unit steadier (KAPPA_BLEND, KAPPA_REREAD: far_4px seed 1007's flip gone, 1.18 / 1.19) the join
-# before the shape stage (MOTION_JOIN "full", smplx_ab tiers_full) still loses, also where the 2D-only
-# solve never ran: 8 scenarios x seeds 0-2 (1 rep, against the same unit rules untiered) PA-MPJPE +0.22 mm
-# mean, near_4px +0.77 / +1.19 / +1.66 (its unit read from the stride keyframes' body fits 2-6 % off),
-# near_1px +0.46 / +1.53 / -0.27, outliers +0.14 / +3.06 / -3.00, beats +1.31 / -0.19 / +0.14; CPU 1.37x.
-
-
-# fit_clip's motion_tiers, where the motion keyframes join the stride ones: "hands" (every stage but the hands
-# stage, whose hands and face they take from the stride keyframes' fits: hands_from_stride), "full" (after the
-# stride keyframes' full stage, refined alone by motion_tier, then shape and z's re-read over all keyframes;
-# the neighbours stage on the stride keyframes only)
-MOTION_JOIN = "hands"
-MOTION_STEPS = 12  # motion_tier's steps
-
-
-def motion_tier(run, spec: StageSpec, objective: ClipObjective, x_first: torch.Tensor, first: torch.Tensor,
-                keys: torch.Tensor, frames: int) -> torch.Tensor:
-    """The keyframes' fits (K,D) at `keys` when only `first` (the stride keyframes, a subset of keys) ran the
-    stages so far (x_first): the others start from x_first interpolated and are solved in spec's terms (one
-    start, no restarts), the clip's betas held. run(spec, solve, x, scope): fit_clip's one stage."""
-    is_first = torch.isin(keys, first)
-    start = interpolate(x_first, first, frames)[keys[~is_first]]
-    spec = replace(spec, name="motion", free=tuple(n for n in spec.free if n != "betas"),
-                   iterations=min(spec.iterations, MOTION_STEPS))
-    x_keys = torch.empty(len(keys), x_first.shape[1], dtype=x_first.dtype, device=x_first.device)
-    x_keys[is_first] = x_first
-    x_keys[~is_first] = run(spec, keyframe_solve, start, objective.subset(keys[~is_first]))
-    return x_keys
+# before the shape stage (its code: commit 9dd8a9a's MOTION_JOIN "full", motion_tier; removed after) still
+# loses, also where the 2D-only solve never ran: 8 scenarios x seeds 0-2 (1 rep, against the same unit rules
+# untiered) PA-MPJPE +0.22 mm mean, near_4px +0.77 / +1.19 / +1.66 (its unit read from the stride
+# keyframes' body fits 2-6 % off), near_1px +0.46 / +1.53 / -0.27, outliers +0.14 / +3.06 / -3.00, beats
+# +1.31 / -0.19 / +0.14; CPU 1.37x.
 
 
 def hands_from_stride(run, schedule: Schedule, objective: ClipObjective, x_keys: torch.Tensor,
@@ -1674,15 +1652,10 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                                      parts=parts, min_tolerance_px=motion_tolerance_px)
             keys = torch.as_tensor(extra, device=device)
         all_keys = len(keys) == frames
-        tiered = motion_tiers and not all_keys and len(stride_keys) < len(keys)
-        first = stride_keys if tiered and MOTION_JOIN == "full" else keys  # the first stages' keyframes
-        on_keys = objective if all_keys else objective.subset(first)
-        x_keys = x if all_keys else x[first]
+        on_keys = objective if all_keys else objective.subset(keys)
+        x_keys = x if all_keys else x[keys]
 
-        def evidence_on(index: torch.Tensor):
-            return depth_evidence.subset(index) if depth_evidence is not None and not all_keys else depth_evidence
-
-        evidence = evidence_on(first)
+        evidence = depth_evidence.subset(keys) if depth_evidence is not None and not all_keys else depth_evidence
         transition = TRANSITION_WEIGHT * smooth_weight
 
         def neighbours(problem, x, progress):
@@ -1691,7 +1664,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
         def mirrored(problem, x, progress):
             return depth_restarts(problem, x, progress, evidence, transition)
 
-        seen_forearm = forearms_seen(observed[first.cpu().numpy()])
+        seen_forearm = forearms_seen(observed[keys.cpu().numpy()])
 
         def body(problem, x, progress):
             return elbow_restarts(problem, x, progress, seen_forearm)
@@ -1730,14 +1703,11 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             with torch.no_grad():
                 evidence.calibrate(flat(x_keys, None), float(cam.focal))
             x_keys = run(schedule.depth, mirrored, x_keys, on_keys)
-        if tiered and MOTION_JOIN == "hands":  # the motion keyframes' hands from theirs
+        if motion_tiers and not all_keys and len(stride_keys) < len(keys):  # the motion keyframes' hands from theirs
             x_keys = hands_from_stride(run, schedule, objective, x_keys, keys, stride_keys, frames)
         else:
             x_keys = run(schedule.hands, keyframe_solve, x_keys, on_keys)
         x_keys = run(schedule.full, keyframe_solve, x_keys, on_keys)
-        if len(first) < len(keys):  # MOTION_JOIN "full": the motion keyframes join for the shape and z's re-read
-            x_keys = motion_tier(run, schedule.full, objective, x_keys, first, keys, frames)
-            on_keys, evidence = objective.subset(keys), evidence_on(keys)
         if on_keys.depth is not None:  # z's unit read again from the arm bones (KAPPA_REREAD)
             with torch.no_grad():
                 reread = on_keys.depth.unit_from_bones(flat(x_keys, None), float(cam.focal))
@@ -1750,11 +1720,7 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
             return shared_shape_solve(problem, x, progress, focal_guess)
 
         x_keys = run(schedule.shape, shape, x_keys, on_keys)
-        if tiered and MOTION_JOIN == "full":  # the neighbours' restarts on the stride keyframes
-            evidence, is_stride = evidence_on(stride_keys), torch.isin(keys, stride_keys)
-            x_keys[is_stride] = run(schedule.neighbours, neighbours, x_keys[is_stride], objective.subset(stride_keys))
-        else:
-            x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
+        x_keys = run(schedule.neighbours, neighbours, x_keys, on_keys)
 
         def finish() -> FitResult:
             """The stages after the keyframes' (resumed here where the fit was stopped), then the result."""

@@ -106,7 +106,7 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
                   "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
 _CONSTANTS = {"FRAME_SETTLED_STEPS": fit_module.FRAME_SETTLED_STEPS, "ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS,
-              "SMOOTH_GAIN": fit_module.SMOOTH_GAIN, "MOTION_JOIN": fit_module.MOTION_JOIN,
+              "SMOOTH_GAIN": fit_module.SMOOTH_GAIN,
               "KAPPA_REREAD": fit_module.KAPPA_REREAD, "KAPPA_BLEND": fit_module.KAPPA_BLEND}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
 
@@ -121,8 +121,6 @@ def _constant_patch(part: str) -> None:
         fit_module.KAPPA_REREAD = int(part[len("reread"):]) / 100
     if re.fullmatch(r"blend\d+", part):
         fit_module.KAPPA_BLEND = int(part[len("blend"):]) / 100
-    if part == "tiers_full":
-        fit_module.MOTION_JOIN = "full"
     if re.fullmatch(r"gain\d+", part):
         fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
 
@@ -178,9 +176,6 @@ VARIANTS = {
              "and face from those fits interpolated (smplx_fit.hands_from_stride)",
     "tiers_off": "smplx.motion_tiers off: every keyframe through the hands stage",
     "settle_off": "no keyframe stage settles a frame (settle_gain 0: the fitter before KEYFRAME_SETTLE_GAIN)",
-    "tiers_full": "smplx.motion_tiers on, the motion keyframes joining before the shape stage (smplx_fit.MOTION_JOIN "
-                  "full: camera..full on the stride keyframes, motion_tier for the others, neighbours on the "
-                  "stride ones)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
     "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
                    "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",
@@ -210,7 +205,7 @@ def apply(variant: str) -> None:
         setattr(fit_module, name, value)
     for part in parts:
         _constant_patch(part)
-    tiers = [p != "tiers_off" for p in parts if p in ("tiers", "tiers_full", "tiers_off")]
+    tiers = [p != "tiers_off" for p in parts if p in ("tiers", "tiers_off")]
     fit_module.fit_clip = (_FIT_CLIP if not tiers
                            else lambda *a, **k: _FIT_CLIP(*a, **{**k, "motion_tiers": tiers[-1]}))
     fit_module.motion_keyframes = ((lambda *a, **k: _MOTION_KEYFRAMES(*a, **{**k, "min_tolerance_px": 6.0}))
