@@ -938,7 +938,7 @@ def hands_from_stride(run, schedule: Schedule, objective: ClipObjective, x_keys:
 
 
 def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, rho_2d: float = 0.0,
-                   rho_param: float = 0.0) -> torch.Tensor:
+                   rho_param: float = 0.0, held: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Gauss-Newton on the whole clip with the temporal terms: the normal equations are
     block-pentadiagonal, each step solved exactly by a block-banded Cholesky (banded_cholesky;
     preconditioned CG where float rounding leaves it not positive definite).
@@ -946,7 +946,11 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
     rho_2d (px/frame^2) and rho_param (rad/frame^2): Geman-McClure scales of the temporal terms
     (`temporal_cost`), 0 = quadratic. Robust, a quick stroke (tens of px/frame^2) costs about
     rho^2 and goes through, while the small accelerations of jitter stay quadratic and damped;
-    the Gauss-Newton matrix takes each acceleration's weight at the step's start (IRLS)."""
+    the Gauss-Newton matrix takes each acceleration's weight at the step's start (IRLS).
+
+    held: (first, last) this many frames at x's start and at its end kept where they are (a window
+    of a clip: they carry the temporal terms across its edges); their rows of the normal equations
+    cut to the identity."""
     objective = problem.objective
     free = problem.free
     damping = 1e-3
@@ -978,9 +982,11 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
             band1, band2 = hess_next.clone(), hess_skip.clone()
             band1.diagonal(dim1=-2, dim2=-1).add_(-4 * band_next(param_smooth))
             band2.diagonal(dim1=-2, dim2=-1).add_(2 * param_smooth)
+            if any(held):
+                hold_ends(held, precond, band1, band2)
             factors = banded_cholesky(precond, band1, band2)
             if factors is not None:
-                step = banded_solve(factors, -gradient)
+                step = banded_solve(factors, -gradient if not any(held) else hold_ends(held, -gradient))
             else:  # not positive definite in float rounding: the preconditioned CG of before
                 hess_block = hessian + torch.diag_embed(damping * data_diagonal)
 
@@ -994,6 +1000,8 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
                     return out
 
                 step = block_pcg(matvec, -gradient, positive_cholesky(precond), iterations=30, rtol=1e-3)
+                if any(held):  # (approximately: the held frames' step dropped after it)
+                    hold_ends(held, step)
             x_new = x.clone()
             x_new[:, free] += step
             cost_new, uv_new, points_new = total(x_new)
@@ -1007,6 +1015,24 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
             if done or (steps >= SMOOTH_STEPS and float(cost_kept - cost) < SMOOTH_GAIN * float(cost_kept)):
                 break
     return x
+
+
+def hold_ends(held: tuple[int, int], diagonal: torch.Tensor, next_band: torch.Tensor | None = None,
+              skip_band: torch.Tensor | None = None) -> torch.Tensor:
+    """The normal equations' rows of the held (first, last) frames at each end cut, in place: diagonal blocks
+    (T,F,F) to the identity, the off-diagonal ones (T-1,F,F) and (T-2,F,F) that touch them to zero
+    (a step's right-hand side (T,F) as `diagonal`: its rows to zero). Returns diagonal."""
+    ends = torch.zeros(len(diagonal), dtype=torch.bool, device=diagonal.device)
+    ends[:held[0]], ends[len(ends) - held[1]:] = True, True
+    if diagonal.dim() == 2:
+        diagonal[ends] = 0
+        return diagonal
+    diagonal[ends] = torch.eye(diagonal.shape[-1], dtype=diagonal.dtype, device=diagonal.device)
+    if next_band is not None:
+        next_band[ends[:-1] | ends[1:]] = 0
+    if skip_band is not None:
+        skip_band[ends[:-2] | ends[2:]] = 0
+    return diagonal
 
 
 def temporal_normal_equations(problem: StageProblem, x: torch.Tensor, uv: torch.Tensor, points: torch.Tensor,
@@ -1213,16 +1239,21 @@ DESPIKE_WORSE = 0.5
 # switch PA-MPJPE 7.35 against 7.39 mm, jitter 1.16 against 1.18x the truth's; near_1px 8.54 against 8.53;
 # about half its CPU: on switch 0.84x the smooth stage's at 4 steps, 0.44x at 2, benchmarks/smplx_truth runs)
 DESPIKE_STEPS = 2
+# ... solved on windows: each run of those frames and DESPIKE_CONTEXT frames either side (0: the whole clip)
+DESPIKE_CONTEXT = 0
 
 
 def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal: float, threshold: float,
-             solve: Callable[[torch.Tensor], torch.Tensor], frame_costs: Callable[[torch.Tensor], torch.Tensor],
-             worse: float = 0.0) -> torch.Tensor:
+             solve: Callable[..., torch.Tensor], frame_costs: Callable[[torch.Tensor], torch.Tensor],
+             worse: float = 0.0, context: int = 0) -> torch.Tensor:
     """x (T,D) after the temporal solve with the frames where an elbow's depth zig-zags
     (DepthSmoothing.zigzags beyond threshold px/frame^2) put back on the cubic through the other
-    frames and solved again (`solve(start) -> x`), taken in each run of them and DESPIKE_MARGIN
-    frames about it only, and only where its data cost there (`frame_costs(x) -> (T,)`) rose by at
-    most `worse` x x's; x itself elsewhere.
+    frames and solved again, taken in each run of them and DESPIKE_MARGIN frames about it only,
+    and only where its data cost there (`frame_costs(x) -> (T,)`) rose by at most `worse` x x's;
+    x itself elsewhere. context > 0: solved on windows only, each such run and `context` frames
+    either side (despike_windows) free and the 2 frames beyond them held at x,
+    `solve(start, (lo, hi), (first, last)) -> x` on frames [lo, hi) with its first and last frames
+    held (temporal_solve's held); else on the whole clip, `solve(start) -> x`.
 
     In a fast change of a forearm toward / away from the camera a keyframe's arm can sit tens of
     mm off in depth for one or two frames: 2D hardly sees it, and the robust smoothing, capped
@@ -1237,21 +1268,58 @@ def despiked(x: torch.Tensor, smoothing: DepthSmoothing, flat: FlatSMPLX, focal:
     good = torch.nonzero(~bad)[:, 0]
     if not bad.any() or len(good) < 4:
         return x
-    again = solve(interpolate(x[good], good, len(x)))
-    with torch.no_grad():
-        before, after = frame_costs(x), frame_costs(again)
+    start = interpolate(x[good], good, len(x))
     # the zig-zag frames widened by DESPIKE_MARGIN, and the runs of them ([start, stop) each)
     widened = torch.nn.functional.max_pool1d(bad[None, None].float(), 2 * DESPIKE_MARGIN + 1, 1, DESPIKE_MARGIN)
-    near = widened[0, 0] > 0
+    runs = frame_runs(widened[0, 0] > 0)
+    if context > 0:
+        again = x.clone()
+        for lo, hi in despike_windows(runs, context, len(x)):
+            # with the frames beside the window (the second differences' reach), held at x
+            a, b = max(lo - 2, 0), min(hi + 2, len(x))
+            again[a:b] = solve(start[a:b], (a, b), (lo - a, b - hi))
+    else:
+        again = solve(start)
+    with torch.no_grad():
+        before, after = frame_costs(x), frame_costs(again)
     out = x.clone()
-    edges = torch.diff(torch.cat([near.new_zeros(1), near, near.new_zeros(1)]).int())
-    for start, stop in zip(torch.nonzero(edges == 1)[:, 0].tolist(), torch.nonzero(edges == -1)[:, 0].tolist()):
-        rise = float(after[start:stop].sum() / before[start:stop].sum().clamp(min=1e-12)) - 1
-        log.debug("depth zig-zag about frames %d-%d solved again: data cost %+.0f %%%s", start, stop - 1,
+    for first, stop in runs:
+        rise = float(after[first:stop].sum() / before[first:stop].sum().clamp(min=1e-12)) - 1
+        log.debug("depth zig-zag about frames %d-%d solved again: data cost %+.0f %%%s", first, stop - 1,
                   100 * rise, "" if rise <= worse else ", kept as it was")
         if rise <= worse:
-            out[start:stop] = again[start:stop]
+            out[first:stop] = again[first:stop]
     return out
+
+
+def frame_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(T,) bool -> its runs of True frames, [start, stop) each, in order."""
+    edges = torch.diff(torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).int())
+    return list(zip(torch.nonzero(edges == 1)[:, 0].tolist(), torch.nonzero(edges == -1)[:, 0].tolist()))
+
+
+def despike_windows(runs: list[tuple[int, int]], context: int, frames: int) -> list[tuple[int, int]]:
+    """The windows despiked solves: each run [start, stop) widened by `context` frames either side
+    (within [0, frames)), those that meet or overlap merged; in order."""
+    windows: list[tuple[int, int]] = []
+    for first, stop in runs:
+        lo, hi = max(first - context, 0), min(stop + context, frames)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def clip_window(objective: ClipObjective, lo: int, hi: int) -> ClipObjective:
+    """The temporal objective on frames [lo, hi) alone (hi - lo >= 3): ClipObjective.subset with its
+    terms over frame triples (smooth_param_frames, smooth_param_extra) kept on the window's triples."""
+    window = objective.subset(torch.arange(lo, hi, device=objective.observed.device))
+    triples = slice(lo, hi - 2)
+    return replace(window, smooth_param_frames=None if objective.smooth_param_frames is None
+                   else objective.smooth_param_frames[triples],
+                   smooth_param_extra=None if objective.smooth_param_extra is None
+                   else objective.smooth_param_extra[triples])
 
 
 def band_diagonal(weights: torch.Tensor) -> torch.Tensor:
@@ -1748,11 +1816,18 @@ def _fit_clip(sparse, targets, xy, conf, camera, image_size, *, iterations, robu
                         rows = sparse.contour_rows(params_from_x(temporal, x_value, sparse.num_pca))
                         return temporal.stage(schedule.smooth, rows).frame_costs(x_value)
 
-                    x = despiked(x, smoothing, flat, float(cam.focal), smooth_despike_px,
-                                 lambda start: run(replace(schedule.smooth, name="despike",
-                                                           iterations=min(schedule.smooth.iterations, DESPIKE_STEPS)),
-                                                   smooth, start, temporal),
-                                 frame_costs, DESPIKE_WORSE)
+                    def solve_again(start, window=None, held=(0, 0)):  # despiked's second solve (on [lo, hi))
+                        def smooth_held(problem, x, progress):
+                            return temporal_solve(problem, x, progress, rho_2d, smooth_rho_rad, held=held)
+
+                        spec = replace(schedule.smooth, name="despike",
+                                       iterations=min(schedule.smooth.iterations, DESPIKE_STEPS))
+                        if window is None:
+                            return run(spec, smooth, start, temporal)
+                        return run(spec, smooth_held, start, clip_window(temporal, *window))
+
+                    x = despiked(x, smoothing, flat, float(cam.focal), smooth_despike_px, solve_again,
+                                 frame_costs, DESPIKE_WORSE, DESPIKE_CONTEXT)
             if hand_gap_decay > 0:
                 groups = np.array([t.group for t in seen_targets])
                 missing = {g: ~(conf[:, active][:, groups == g] > 0).any(1) for g in ("left_hand", "right_hand")}

@@ -99,6 +99,9 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"blend\d+": "z's unit tests (KAPPA_HELD, KAPPA_SCREEN, KAPPA_TRAPPED) as ramps of half-width N/100 (KAPPA_BLEND; "
                   "main's 10; 0: the steps before session 15), the 2D-only solve's unit taken at the weight "
                   "smplx_fit.unit_blend gives",
+    r"despike_context\d+": "despiked's second temporal solve on windows: each run of zig-zag frames (widened by "
+                            "DESPIKE_MARGIN) and N frames either side free, the 2 beyond held (DESPIKE_CONTEXT; 0: the "
+                            "whole clip)",
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
                             "damping at 1e-N (main's: 1e-3)",
@@ -107,12 +110,13 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
 }
 _CONSTANTS = {"FRAME_SETTLED_STEPS": fit_module.FRAME_SETTLED_STEPS, "ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS,
               "SMOOTH_GAIN": fit_module.SMOOTH_GAIN,
-              "KAPPA_REREAD": fit_module.KAPPA_REREAD, "KAPPA_BLEND": fit_module.KAPPA_BLEND}
+              "KAPPA_REREAD": fit_module.KAPPA_REREAD, "KAPPA_BLEND": fit_module.KAPPA_BLEND,
+              "DESPIKE_CONTEXT": fit_module.DESPIKE_CONTEXT}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
 
 
 def _constant_patch(part: str) -> None:
-    """One named change of a module constant (PATTERNS settledN, elbowkN, gainN)."""
+    """One named change of a module constant (PATTERNS settledN, elbowkN, gainN, despike_contextN)."""
     if re.fullmatch(r"settled\d+", part):
         fit_module.FRAME_SETTLED_STEPS = int(part[len("settled"):])
     if re.fullmatch(r"elbowk\d+", part):
@@ -121,6 +125,8 @@ def _constant_patch(part: str) -> None:
         fit_module.KAPPA_REREAD = int(part[len("reread"):]) / 100
     if re.fullmatch(r"blend\d+", part):
         fit_module.KAPPA_BLEND = int(part[len("blend"):]) / 100
+    if re.fullmatch(r"despike_context\d+", part):
+        fit_module.DESPIKE_CONTEXT = int(part[len("despike_context"):])
     if re.fullmatch(r"gain\d+", part):
         fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
 

@@ -402,3 +402,31 @@ def test_depth_zigzag_found_and_solved_again(smoothing):
         return 1 + 100 * (v - jumped).abs().sum(1)
 
     assert torch.equal(despiked(jumped, term, flat, 1000.0, 20.0, solve, held, 0.5), jumped)
+
+
+def test_depth_zigzag_solved_again_on_a_window(smoothing):
+    """despiked with a context (DESPIKE_CONTEXT): the second solve on the zig-zag's run (widened by
+    DESPIKE_MARGIN) and `context` frames either side, with the 2 frames beyond held; the run takes
+    its values, every other frame keeps x's. Runs whose windows meet are solved as one; at the
+    clip's ends there is no frame beyond to hold."""
+    from annotate.smplx_fit import DESPIKE_MARGIN, despike_windows, despiked
+
+    flat, term = smoothing
+    frames, z = 40, flat.layout["transl"].start + 2
+    x = rest_x(flat, frames, "cpu")
+    x[:, flat.layout["transl"]] = torch.tensor([0.0, 0.3, 2.0])
+    jumped = x.clone()
+    jumped[20, z] += 0.06
+    calls = []
+
+    def solve(start, window, held):  # the temporal solve's stand-in: its start, moved a little everywhere
+        calls.append((window, held, start))
+        return start + 1e-3
+
+    out = despiked(jumped, term, flat, 1000.0, 20.0, solve, lambda v: torch.ones(len(v)), 0.5, context=5)
+    near = slice(19 - DESPIKE_MARGIN, 22 + DESPIKE_MARGIN)
+    assert [(window, held) for window, held, _ in calls] == [((near.start - 7, near.stop + 7), (2, 2))]
+    assert torch.equal(out[near], calls[0][2][7:-7] + 1e-3)
+    assert float((out[near][:, z] - x[near][:, z]).abs().max()) < 0.005  # back on the still line
+    assert torch.equal(out[:near.start], jumped[:near.start]) and torch.equal(out[near.stop:], jumped[near.stop:])
+    assert despike_windows([(2, 6), (14, 18), (30, 33)], 4, 35) == [(0, 22), (26, 35)]

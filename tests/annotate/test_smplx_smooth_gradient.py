@@ -137,3 +137,43 @@ def test_cg_fallback_steps_where_the_banded_cholesky_does(smooth, monkeypatch):
     assert float(banded.norm()) > 0 and float(fallback.norm()) > 0
     cosine = float((fallback * banded).sum() / (fallback.norm() * banded.norm()))
     assert cosine > 0.5  # measured 0.82
+
+
+def test_held_frames_stay_and_the_others_step(smooth):
+    """temporal_solve's held (despiked's windows): the first and last frames held stay exactly where
+    they are, the frames between take a step that lowers the clip's cost; without them held every
+    frame moves."""
+    problem, x, rho_2d, rho_param = smooth
+    one_step = replace(problem, spec=replace(problem.spec, iterations=1), _last={})
+
+    def solved(held):
+        return smplx_fit.temporal_solve(one_step, x, smplx_fit.Progress(tolerance=1e-4), rho_2d, rho_param, held=held)
+
+    def cost(v):
+        with torch.no_grad():
+            uv, points = one_step.project_points(v)
+            return float(one_step.frame_costs(v, uv=uv).sum()
+                         + smplx_fit.temporal_cost(one_step.objective, v, uv, rho_2d, rho_param, points))
+
+    free_step = solved((0, 0)) - x
+    assert bool((free_step[:2].abs().amax(1) > 0).all() and (free_step[-3:].abs().amax(1) > 0).all())
+    out = solved((2, 3))
+    assert torch.equal(out[:2], x[:2]) and torch.equal(out[-3:], x[-3:])
+    assert bool((out[2:-3] - x[2:-3]).abs().amax(1).gt(0).all())
+    assert cost(out) < cost(x)
+
+
+def test_clip_window_keeps_the_triples_terms(smooth):
+    """clip_window: the window's parameter weights are the clip's on its frame triples, the per-triple
+    factors (unseen_rotations, shoulder_rotations) kept (ClipObjective.subset drops them)."""
+    problem, _, _, _ = smooth
+    objective = problem.objective
+    frames = objective.num_frames
+    generator = torch.Generator().manual_seed(0)
+    factors = 1 + torch.rand(frames - 2, objective.dim, generator=generator)
+    objective = replace(objective, smooth_param_frames=factors, smooth_param_extra=factors - 1)
+    assert bool((objective.gap_weights() == 1).all())  # (a gap's weights would be cut at a window's edge)
+    window = smplx_fit.clip_window(objective, 5, 17)
+    assert window.num_frames == 12
+    torch.testing.assert_close(window.param_weights(), objective.param_weights()[5:15], rtol=0, atol=0)
+    torch.testing.assert_close(window.smooth_param_extra, factors[5:15] - 1, rtol=0, atol=0)
