@@ -100,8 +100,8 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
                   "main's 10; 0: the steps before session 15), the 2D-only solve's unit taken at the weight "
                   "smplx_fit.unit_blend gives",
     r"despike_context\d+": "despiked's second temporal solve on windows: each run of zig-zag frames (widened by "
-                            "DESPIKE_MARGIN) and N frames either side free, the 2 beyond held (DESPIKE_CONTEXT; 0: the "
-                            "whole clip)",
+                            "DESPIKE_MARGIN) and N frames either side free, the 2 beyond held (DESPIKE_CONTEXT; main's 16; "
+                            "0: the whole clip, as before session 16)",
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
                             "damping at 1e-N (main's: 1e-3)",

@@ -429,4 +429,5 @@ def test_depth_zigzag_solved_again_on_a_window(smoothing):
     assert torch.equal(out[near], calls[0][2][7:-7] + 1e-3)
     assert float((out[near][:, z] - x[near][:, z]).abs().max()) < 0.005  # back on the still line
     assert torch.equal(out[:near.start], jumped[:near.start]) and torch.equal(out[near.stop:], jumped[near.stop:])
-    assert despike_windows([(2, 6), (14, 18), (30, 33)], 4, 35) == [(0, 22), (26, 35)]
+    assert despike_windows([(2, 6), (14, 18), (30, 33)], 4, 35) == [(0, 22), (26, 35)]  # held: 22-23, 24-25
+    assert despike_windows([(2, 6), (14, 18), (29, 33)], 4, 35) == [(0, 35)]
