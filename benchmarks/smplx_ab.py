@@ -105,18 +105,23 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
                             "damping at 1e-N (main's: 1e-3)",
+    r"shapew\d+(_[bdhfsn]+)?": "those stages (b body, d depth, h hands, f full, s shape, n neighbours; the shape stage "
+                               "when none named) weigh the betas' prior at N per clip (main's: body, depth 50, shape 10, "
+                               "the others 25)",
+    r"steady\d+": "the shape stage reads a noisy clip's pose points through a local quadratic over N frames either "
+                   "side (SHAPE_STEADY_HALF; 0: off)",
     r"jiggle\d+": "every keyframe stage's first damping at N % of its own (main: 1e-3; jiggle101: 1 % higher): how far a "
                   "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
 _CONSTANTS = {"FRAME_SETTLED_STEPS": fit_module.FRAME_SETTLED_STEPS, "ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS,
               "SMOOTH_GAIN": fit_module.SMOOTH_GAIN,
               "KAPPA_REREAD": fit_module.KAPPA_REREAD, "KAPPA_BLEND": fit_module.KAPPA_BLEND,
-              "DESPIKE_CONTEXT": fit_module.DESPIKE_CONTEXT}
+              "DESPIKE_CONTEXT": fit_module.DESPIKE_CONTEXT, "SHAPE_STEADY_HALF": fit_module.SHAPE_STEADY_HALF}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
 
 
 def _constant_patch(part: str) -> None:
-    """One named change of a module constant (PATTERNS settledN, elbowkN, gainN, despike_contextN)."""
+    """One named change of a module constant (PATTERNS settledN, elbowkN, gainN, despike_contextN, steadyN)."""
     if re.fullmatch(r"settled\d+", part):
         fit_module.FRAME_SETTLED_STEPS = int(part[len("settled"):])
     if re.fullmatch(r"elbowk\d+", part):
@@ -127,6 +132,8 @@ def _constant_patch(part: str) -> None:
         fit_module.KAPPA_BLEND = int(part[len("blend"):]) / 100
     if re.fullmatch(r"despike_context\d+", part):
         fit_module.DESPIKE_CONTEXT = int(part[len("despike_context"):])
+    if re.fullmatch(r"steady\d+", part):
+        fit_module.SHAPE_STEADY_HALF = int(part[len("steady"):])
     if re.fullmatch(r"gain\d+", part):
         fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
 
@@ -154,6 +161,11 @@ def _schedule_patch(schedule, part: str):
     if damp:  # those keyframe stages: each frame's damping starts at 1e-N
         return first_damping([SETTLE_LETTERS[c] for c in (damp[2] or "".join(SETTLE_LETTERS))],
                              lambda _: 10.0 ** -int(damp[1]))
+    shapew = re.fullmatch(r"shapew(\d+)(?:_([bdhfsn]+))?", part)
+    if shapew:  # those stages' betas prior (per clip: shape_per_clip)
+        letters = {**SETTLE_LETTERS, "s": "shape"}
+        return replace(schedule, **{letters[c]: replace(getattr(schedule, letters[c]), shape_weight=float(shapew[1]))
+                                    for c in (shapew[2] or "s")})
     jiggle = re.fullmatch(r"jiggle(\d+)", part)
     if jiggle:  # the noise floor: every keyframe stage's first damping at N % of its own
         return first_damping(SETTLE_LETTERS.values(), lambda own: own * int(jiggle[1]) / 100)
