@@ -174,7 +174,9 @@ KAPPA_BLEND = 0.1
 # 2.65 / 2.84 / 2.31 / 2.00 / 3.47 -> 1.64 / 2.10 / 2.19 / 2.20 / 2.65 %, PA-MPJPE -0.52 mm mean (steady5: bones
 # alike, -0.10 mm); all 17 x seeds 0-2: -0.03 mm mean, the 13 at 1 px bit-identical (noise_scale 1), far_4px,
 # near_4px, noise_4px, noise_2px -0.16 / -0.14 / -0.02 / -0.24 (worst single +0.46, noise_4px), no goal lost,
-# far_4px's bones gained at seed 0; CPU 0.99x (reps 1), far_4px 0.97x at reps 2 (the steadying itself 7 ms)
+# far_4px's bones gained at seed 0; CPU 0.99x (reps 1), far_4px 0.97x at reps 2 (the steadying itself 7 ms).
+# Against 3 on far_4px x seeds 0-4: 2 +0.52 mm, seed 0's bones lost; 4 +0.41 mm, bones 1.97 / 2.06 / 2.20 / 1.95 /
+# 2.84 %; the neighbours stage (betas free too) on the steadied points as well +0.30 mm, seed 0's bones 2.10 %
 SHAPE_STEADY_HALF = 3
 
 
