@@ -113,6 +113,13 @@ KEYFRAME_SETTLE_GAIN = 1e-2
 # 1 (smplx_ab settled1 --seeds 3 on 7090a83, the 16 focal-given scenarios x 3): CPU 1.10x (reps 1), PA-MPJPE
 # +0.23 mm mean, far_4px@1007 +12.2 mm and crossed@2002 past 12 mm: two goals lost
 FRAME_SETTLED_STEPS = 2
+# shared_shape_solve with the focal given: stops after FRAME_SETTLED_STEPS accepted steps in a row that each
+# lowered the clip's cost by less than this share of it (0: every step to its cap; one such step alone is no
+# sign: far_4px's 2nd step gained 0.05 %, its 3rd 3.9 %). The focal-fitting path runs on while the focal moves.
+SHAPE_GAIN = 0.0
+# neighbour_restarts: a neighbour's fit within this (rad) of the frame's own on every global_orient and body
+# column is not solved from (the own fit stands as that candidate; 0: every start solved)
+NEIGHBOUR_SAME_RAD = 0.0
 # elbow_restarts: both elbow starts for this many of the body stage's steps, then each frame's cheaper
 # one alone (None: both for all its steps). Off: at 6 of 12 (smplx_ab elbowk6 --seeds 3, 17 scenarios x 3
 # seeds, 854a223) PA-MPJPE all +0.04 mm mean but far_4px@1007 +11.5 mm (its PA <= 20 mm goal lost: the far,
@@ -730,6 +737,7 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
     prior_weight = 0.0
     log_focals = []  # the log focal where each step started: the stage runs on while it still moves
+    small_run = 0  # accepted steps in a row under SHAPE_GAIN
     for step in range(problem.spec.iterations * (FOCAL_STEPS_FACTOR if with_focal else 1)):
         if with_focal:
             log_focals.append(math.log(float(focal)))
@@ -806,6 +814,11 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             x, damping, done = damped_step(cost, cost_new, x, x_new, damping, progress, floor=1e-7)
             if x is not x_new:
                 focal.fill_(focal_was)
+            else:
+                gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
+                log.debug("shape step %d: cost gain %.5f", step, gain)
+                small_run = small_run + 1 if gain < SHAPE_GAIN else 0
+                done = done or (not with_focal and small_run >= FRAME_SETTLED_STEPS)
             if done:
                 break
     return x
@@ -923,7 +936,20 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
     # the frame's own fit is a candidate as it is: the full and shape stages before have run it
     # to their caps in these same terms (solving it again was a third of this stage's work)
     starts = [torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
-    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight), kept=x)
+    pick = depth_pick(problem, evidence, transition_weight)
+    if NEIGHBOUR_SAME_RAD <= 0:
+        return best_of_starts(problem, starts, progress, pick, kept=x)
+    # a start near the frame's own fit lands in its basin: the own fit stands for it, unsolved
+    pose = problem.objective.columns(("global_orient", "body"))
+    frames = x.shape[0]
+    far = torch.cat([(s[:, pose] - x[:, pose]).abs().amax(1) > NEIGHBOUR_SAME_RAD for s in starts])
+    candidates = torch.cat([x, x])
+    index = torch.nonzero(far)[:, 0]
+    log.debug("neighbour restarts: %d of %d solved", len(index), len(far))
+    if len(index):
+        candidates[index] = keyframe_solve(frames_of(problem.repeat(len(starts)), index), torch.cat(starts)[index],
+                                           progress)
+    return per_frame_choice(problem, torch.cat([x, candidates]).view(-1, frames, x.shape[1]), pick)[0]
 
 
 # fit_clip's motion_tiers: tiers that skipped more, measured and not taken (benchmarks/smplx_ab at 854a223,
