@@ -113,13 +113,6 @@ KEYFRAME_SETTLE_GAIN = 1e-2
 # 1 (smplx_ab settled1 --seeds 3 on 7090a83, the 16 focal-given scenarios x 3): CPU 1.10x (reps 1), PA-MPJPE
 # +0.23 mm mean, far_4px@1007 +12.2 mm and crossed@2002 past 12 mm: two goals lost
 FRAME_SETTLED_STEPS = 2
-# shared_shape_solve with the focal given: stops after FRAME_SETTLED_STEPS accepted steps in a row that each
-# lowered the clip's cost by less than this share of it (0: every step to its cap; one such step alone is no
-# sign: far_4px's 2nd step gained 0.05 %, its 3rd 3.9 %). The focal-fitting path runs on while the focal moves.
-SHAPE_GAIN = 0.0
-# neighbour_restarts: a neighbour's fit within this (rad) of the frame's own on every global_orient and body
-# column is not solved from (the own fit stands as that candidate; 0: every start solved)
-NEIGHBOUR_SAME_RAD = 0.0
 # elbow_restarts: both elbow starts for this many of the body stage's steps, then each frame's cheaper
 # one alone (None: both for all its steps). Off: at 6 of 12 (smplx_ab elbowk6 --seeds 3, 17 scenarios x 3
 # seeds, 854a223) PA-MPJPE all +0.04 mm mean but far_4px@1007 +11.5 mm (its PA <= 20 mm goal lost: the far,
@@ -710,6 +703,16 @@ def damped_step(cost: torch.Tensor, cost_new: torch.Tensor, x: torch.Tensor, x_n
     return x, damping, damping > 1e4
 
 
+# Measured on the shape stage (the focal given) and not taken (benchmarks/smplx_ab, 250 frames, ec42f85's fitter,
+# 17 scenarios x 3 seeds, reps 1; the code of both in ccf8f71): its steps' gains of the clip's cost stay erratic up
+# to its cap (8): beats 4.7, 4.9, 2.5, 0.43, 0.11, 0.51 %, a refused step, 0.20; switch@1005 0.23 and 0.05 % then
+# 1.1; crossed@2002 0.03 then 3.1; away@2004 0.78 then 28.7 (the "shape step" debug log). A stop after two accepted
+# steps in a row each under 0.5 % (shapegain50) fired on 10 of 51 fits, 22 of their 408 steps: PA-MPJPE all
+# +0.01 mm mean, -0.21..+0.35 where it fired (switch@1005 +0.35, beats +0.23), no goal lost, CPU 0.99x: nothing the
+# box can tell (least of 2 interleaved at d004c7b, load 2-4: beats 1.04x, the stage 1.66 -> 1.27 CPU-s; drop_runs
+# 1.04x; near_1px 0.98x, far_1px 1.05x, talking 0.99x where it never fired; at 1 % 51 steps, 2 % 105, simulated
+# from base's gains). The cap at 6 (shape6): +0.16 mm mean, outliers +0.71 over its 3 seeds, drop_runs +0.58,
+# away +0.55, toward@1003's 3D jitter and drop_keyframe@2008's 2D goal lost, CPU 1.02x.
 def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progress,
                        focal_guess: float | None = None) -> torch.Tensor:
     """Gauss-Newton with the shape as ONE clip parameter: per-frame poses and the shared betas
@@ -737,7 +740,6 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
     x_at = None  # where gradient and hessian were taken (a rejected step keeps them)
     prior_weight = 0.0
     log_focals = []  # the log focal where each step started: the stage runs on while it still moves
-    small_run = 0  # accepted steps in a row under SHAPE_GAIN
     for step in range(problem.spec.iterations * (FOCAL_STEPS_FACTOR if with_focal else 1)):
         if with_focal:
             log_focals.append(math.log(float(focal)))
@@ -815,10 +817,7 @@ def shared_shape_solve(problem: StageProblem, x: torch.Tensor, progress: Progres
             if x is not x_new:
                 focal.fill_(focal_was)
             else:
-                gain = float((cost - cost_new) / cost.abs().clamp(min=1e-9))
-                log.debug("shape step %d: cost gain %.5f", step, gain)
-                small_run = small_run + 1 if gain < SHAPE_GAIN else 0
-                done = done or (not with_focal and small_run >= FRAME_SETTLED_STEPS)
+                log.debug("shape step %d: cost gain %.5f", step, float((cost - cost_new) / cost.abs().clamp(min=1e-9)))
             if done:
                 break
     return x
@@ -927,6 +926,18 @@ def depth_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress, e
                             depth_pick(problem, evidence, transition_weight * DEPTH_TRANSITION_SHARE))[0]
 
 
+# Measured and not taken (ec42f85's fitter, 250 frames): no restart starts near the frame's own fit, so none can be
+# skipped as landing in its basin. A neighbour keyframe's fit is off the frame's own by 0.40 / 0.62 / 1.02 rad (10th /
+# 50th / 90th percentile of the largest global_orient or body column; RMS 0.10 / 0.14 / 0.22) on beats, 0.34 / 0.56 /
+# 1.01 near_1px, 0.63 / 1.05 / 1.50 far_4px, and costs there 12 / 37 / 60x the own fit's (far_4px 2.3 / 4.4 / 6.5x);
+# within 0.1 rad on every column (smplx_ab nbsame100, code in ccf8f71) are the ends' own fits alone (2 of beats' 236
+# solves). Yet 85 of those 236 end > 0.1 % under the own fit's cost (near_1px 96 of 246, far_4px 25 of 162), the
+# picked ones from starts 5-30x its cost on beats: nothing at the start tells them. After 2 of the stage's steps the
+# restarts are within 1.01 / 1.05 / 1.18x of the own fit's cost (beats; far_4px 1.05 / 1.17 / 1.34): those over
+# 1.2x dropped there would keep 215 of 236 solves and lose 4 of 75 escapes. Over 12 scenarios x 3 seeds (reps 1):
+# the stage capped at 4 steps (neighbours4) PA-MPJPE +0.10 mm mean, 10 of 12 scenarios worse (far_1px +0.29,
+# far_4px +0.23; far_1px@2007 +0.63), toward@1003's 3D jitter goal lost, CPU 1.02x; the stage off (neighbours0: the
+# neighbours' fits unsolved as candidates) +0.42 mm mean, away +1.97, switch +1.20, 5 goals lost, CPU 1.09x.
 def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progress,
                        transition_weight: float, evidence: DepthEvidence | None = None) -> torch.Tensor:
     """A frame stuck in a poor minimum restarts from its neighbours' fits; `viterbi` keeps the
@@ -936,20 +947,7 @@ def neighbour_restarts(problem: StageProblem, x: torch.Tensor, progress: Progres
     # the frame's own fit is a candidate as it is: the full and shape stages before have run it
     # to their caps in these same terms (solving it again was a third of this stage's work)
     starts = [torch.cat([x[:1], x[:-1]]), torch.cat([x[1:], x[-1:]])]
-    pick = depth_pick(problem, evidence, transition_weight)
-    if NEIGHBOUR_SAME_RAD <= 0:
-        return best_of_starts(problem, starts, progress, pick, kept=x)
-    # a start near the frame's own fit lands in its basin: the own fit stands for it, unsolved
-    pose = problem.objective.columns(("global_orient", "body"))
-    frames = x.shape[0]
-    far = torch.cat([(s[:, pose] - x[:, pose]).abs().amax(1) > NEIGHBOUR_SAME_RAD for s in starts])
-    candidates = torch.cat([x, x])
-    index = torch.nonzero(far)[:, 0]
-    log.debug("neighbour restarts: %d of %d solved", len(index), len(far))
-    if len(index):
-        candidates[index] = keyframe_solve(frames_of(problem.repeat(len(starts)), index), torch.cat(starts)[index],
-                                           progress)
-    return per_frame_choice(problem, torch.cat([x, candidates]).view(-1, frames, x.shape[1]), pick)[0]
+    return best_of_starts(problem, starts, progress, depth_pick(problem, evidence, transition_weight), kept=x)
 
 
 # fit_clip's motion_tiers: tiers that skipped more, measured and not taken (benchmarks/smplx_ab at 854a223,

@@ -54,7 +54,7 @@ def count_picks(into: dict) -> None:
     """From now on, each restart strategy's per-frame pick (RESTARTS) adds to into[strategy]:
     [frames picked from, frames whose pick moved a parameter > PICK_MOVED from the first candidate,
     the picks' cost gain over the first candidate as a share of its cost, the other candidates equal to the
-    first (a restart not solved, NEIGHBOUR_SAME_RAD)]."""
+    first (a frame not restarted: depth_restarts' unmirrored ones)]."""
     def choice(problem, candidates, pick):
         frame, caller = sys._getframe(1), None
         for _ in range(3):  # the strategy calls per_frame_choice directly or through best_of_starts
@@ -105,10 +105,6 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
                             "DESPIKE_MARGIN) and N frames either side free, the 2 beyond held (DESPIKE_CONTEXT; main's 16; "
                             "0: the whole clip, as before session 16)",
     r"gain\d+": "the temporal solve stops past SMOOTH_STEPS steps where a step gained < N per mille (SMOOTH_GAIN)",
-    r"shapegain\d+": "the shape stage (focal given) stops after a step that gained < N / 10000 of the clip's cost "
-                     "(SHAPE_GAIN; main's 0: to its cap)",
-    r"nbsame\d+": "neighbour_restarts solves no start within N mrad of the frame's own fit on every global_orient "
-                  "and body column (NEIGHBOUR_SAME_RAD; main's 0: every start)",
     r"damp\d+(_[cbdhfn]+)?": "keyframe stages (letters as settleN; all when none named) start each frame's "
                             "damping at 1e-N (main's: 1e-3)",
     r"shapew\d+(_[bdhfsn]+)?": "those stages (b body, d depth, h hands, f full, s shape, n neighbours; the shape stage "
@@ -120,8 +116,7 @@ PATTERNS = {  # variants named by a pattern: its parts in the name
                   "change that changes nothing that matters moves the figures (the noise floor of one seed)",
 }
 _CONSTANTS = {"FRAME_SETTLED_STEPS": fit_module.FRAME_SETTLED_STEPS, "ELBOW_SHARED_STEPS": fit_module.ELBOW_SHARED_STEPS,
-              "SMOOTH_GAIN": fit_module.SMOOTH_GAIN, "SHAPE_GAIN": fit_module.SHAPE_GAIN,
-              "NEIGHBOUR_SAME_RAD": fit_module.NEIGHBOUR_SAME_RAD,
+              "SMOOTH_GAIN": fit_module.SMOOTH_GAIN,
               "KAPPA_REREAD": fit_module.KAPPA_REREAD, "KAPPA_BLEND": fit_module.KAPPA_BLEND,
               "DESPIKE_CONTEXT": fit_module.DESPIKE_CONTEXT, "SHAPE_STEADY_HALF": fit_module.SHAPE_STEADY_HALF}
 SETTLE_LETTERS = {"c": "camera", "b": "body", "d": "depth", "h": "hands", "f": "full", "n": "neighbours"}
@@ -143,10 +138,6 @@ def _constant_patch(part: str) -> None:
         fit_module.SHAPE_STEADY_HALF = int(part[len("steady"):])
     if re.fullmatch(r"gain\d+", part):
         fit_module.SMOOTH_GAIN = int(part[len("gain"):]) / 1000
-    if re.fullmatch(r"shapegain\d+", part):
-        fit_module.SHAPE_GAIN = int(part[len("shapegain"):]) / 10000
-    if re.fullmatch(r"nbsame\d+", part):
-        fit_module.NEIGHBOUR_SAME_RAD = int(part[len("nbsame"):]) / 1000
 
 
 def _schedule_patch(schedule, part: str):

@@ -54,37 +54,26 @@ def test_banded_cholesky_says_when_the_system_is_not_positive_definite():
 
 
 @pytest.fixture(scope="module")
-def fit_stages():
-    """From a real fit of a short clip: every keyframe stage's (problem, output) and the shape stage's
-    (problem, start)."""
+def captured():
+    """A keyframe stage's problem and parameters, taken from a real fit of a short clip."""
     torch.set_num_threads(1)
     body = load_body_model()
     clip, targets, xy, conf, sparse = fit_inputs(body, frames=8, seed=5)
-    seen, shape = [], []
-    original, original_shape = smplx_fit.keyframe_solve, smplx_fit.shared_shape_solve
+    seen = []
+    original = smplx_fit.keyframe_solve
 
     def spy(problem, x, progress):
         out = original(problem, x, progress)
         seen.append((problem, out.detach().clone()))
         return out
 
-    def shape_spy(problem, x, progress, focal_guess=None):
-        shape.append((problem, x.detach().clone()))
-        return original_shape(problem, x, progress, focal_guess)
-
-    smplx_fit.keyframe_solve, smplx_fit.shared_shape_solve = spy, shape_spy
+    smplx_fit.keyframe_solve = spy
     try:
         smplx_fit.fit_clip(sparse, targets, xy, conf, clip.camera, (clip.size, clip.size), iterations=4)
     finally:
-        smplx_fit.keyframe_solve, smplx_fit.shared_shape_solve = original, original_shape
-    return seen, shape[0]
-
-
-@pytest.fixture(scope="module")
-def captured(fit_stages):
-    """A keyframe stage's problem and parameters: the last stage that frees everything (hands, full: the
-    widest problem)."""
-    return max(fit_stages[0], key=lambda item: len(item[0].free))
+        smplx_fit.keyframe_solve = original
+    # the last captured stage frees everything (hands, full: the widest problem)
+    return max(seen, key=lambda item: len(item[0].free))
 
 
 def test_a_problem_on_some_frames_is_the_whole_problem_there(captured):
@@ -274,30 +263,3 @@ def test_each_frames_damping_starts_at_its_stages_initial_damping(captured):
         moved[damping] = float((out - start).abs().max())
     assert problem.spec.initial_damping == 1e-3  # default_schedule's stages start where main's always did
     assert moved[1e-3] > 1e-3 and moved[1e8] < 1e-5, moved
-
-
-@pytest.fixture(scope="module")
-def shape_captured(fit_stages):
-    """The shape stage's problem and the parameters it starts from."""
-    return fit_stages[1]
-
-
-def test_the_shape_stage_stops_after_steps_that_gain_little(shape_captured, monkeypatch):
-    """SHAPE_GAIN: after FRAME_SETTLED_STEPS accepted steps in a row each under that share of the clip's cost the
-    stage stops. At 1 every accepted step counts (fewer steps, the cost still falls); at 1e-12 none does (every
-    step to its cap, as at 0)."""
-    problem, x = shape_captured
-    problem = replace(problem, spec=replace(problem.spec, iterations=8))
-    monkeypatch.setattr(smplx_fit, "FRAME_SETTLED_STEPS", 2)
-    steps, costs = {}, {}
-    for gain in (0.0, 1e-12, 1.0):
-        monkeypatch.setattr(smplx_fit, "SHAPE_GAIN", gain)
-        progress = smplx_fit.Progress(tolerance=0.0)
-        out = smplx_fit.shared_shape_solve(problem, x, progress)
-        steps[gain] = progress.steps
-        with torch.no_grad():
-            costs[gain] = float(problem.frame_costs(out).sum())
-    with torch.no_grad():
-        start = float(problem.frame_costs(x).sum())
-    assert steps[0.0] == steps[1e-12] > steps[1.0] >= 2, steps
-    assert costs[0.0] == costs[1e-12] <= costs[1.0] < start, (costs, start)
