@@ -43,6 +43,7 @@ _SCHEDULE, _MOTION_KEYFRAMES = fit_module.default_schedule, fit_module.motion_ke
 _PER_FRAME_CHOICE = fit_module.per_frame_choice
 _FIT_CLIP = fit_module.fit_clip
 _FOREARMS_SEEN, _HANDS_SEEN, _SEES_BONES = fit_module.forearms_seen, fit_module.hands_seen, DepthTerm.sees_bones
+_BANDED = fit_module.banded_cholesky, fit_module.banded_solve
 # --seeds: a variant is within the noise of one seed (session 14's jiggle99/101 moved one seed's PA-MPJPE by up
 # to 0.7 mm) when its mean PA-MPJPE change over scenarios x seeds is at most ACCEPT_MEAN_MM, no scenario's mean
 # over its seeds more than ACCEPT_SCENARIO_MM, and no goal of issue 16 that base met is lost
@@ -197,9 +198,58 @@ VARIANTS = {
     "tiers_off": "smplx.motion_tiers off: every keyframe through the hands stage",
     "settle_off": "no keyframe stage settles a frame (settle_gain 0: the fitter before KEYFRAME_SETTLE_GAIN)",
     "tol6": "motion keyframes only past 6 px off the line (smplx.motion_tolerance_px 3)",
+    "banded_loop": "the temporal solve's banded Cholesky and solve as before session 16 (frame by frame, 13 ops a "
+                   "frame, each result copied back from LAPACK's layout): the same step up to float32 rounding",
     "unseen_work": "the fitter before its gates on what no landmark sees: elbow restarts with no forearm seen, the "
                    "2D-only depth_unit solve with no arm bone's z seen, a hand's fingers free with its pose points alone",
 }
+
+
+def _banded_cholesky_loop(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """banded_cholesky as it was before session 16 (variant banded_loop): frame by frame, 13 ops a frame."""
+    frames = diag.shape[0]
+    factor0, factor1, factor2 = torch.empty_like(diag), torch.empty_like(next_), torch.empty_like(skip)
+    failed = torch.zeros((), dtype=torch.int32, device=diag.device)
+    for t in range(frames):
+        block = diag[t]
+        if t >= 2:  # L[t,t-2] = A[t,t-2] L[t-2,t-2]^-T
+            lower2 = torch.linalg.solve_triangular(factor0[t - 2], skip[t - 2], upper=False).T
+            factor2[t - 2] = lower2
+            block = block - lower2 @ lower2.T
+        if t >= 1:  # L[t,t-1] = (A[t,t-1] - L[t,t-2] L[t-1,t-2]^T) L[t-1,t-1]^-T
+            rhs = next_[t - 1] if t < 2 else next_[t - 1] - factor1[t - 2] @ lower2.T
+            lower1 = torch.linalg.solve_triangular(factor0[t - 1], rhs, upper=False).T
+            factor1[t - 1] = lower1
+            block = block - lower1 @ lower1.T
+        factor0[t], info = torch.linalg.cholesky_ex(block)
+        failed = failed + info  # checked once at the end (no device sync per frame)
+    if int(failed) > 0 or not bool(torch.isfinite(factor0).all()):
+        return None
+    return factor0, factor1, factor2
+
+
+def _banded_solve_loop(factors: tuple[torch.Tensor, torch.Tensor, torch.Tensor], b: torch.Tensor) -> torch.Tensor:
+    """banded_solve as it was before session 16, on _banded_cholesky_loop's factors."""
+    factor0, factor1, factor2 = factors
+    frames = b.shape[0]
+    y = torch.empty_like(b)
+    for t in range(frames):  # L y = b
+        rhs = b[t]
+        if t >= 1:
+            rhs = rhs - factor1[t - 1] @ y[t - 1]
+        if t >= 2:
+            rhs = rhs - factor2[t - 2] @ y[t - 2]
+        y[t] = torch.linalg.solve_triangular(factor0[t], rhs[:, None], upper=False)[:, 0]
+    x = torch.empty_like(b)
+    for t in range(frames - 1, -1, -1):  # L^T x = y
+        rhs = y[t]
+        if t + 1 < frames:
+            rhs = rhs - factor1[t].T @ x[t + 1]
+        if t + 2 < frames:
+            rhs = rhs - factor2[t].T @ x[t + 2]
+        x[t] = torch.linalg.solve_triangular(factor0[t].T, rhs[:, None], upper=True)[:, 0]
+    return x
 
 
 def known(part: str) -> bool:
@@ -234,6 +284,8 @@ def apply(variant: str) -> None:
     fit_module.forearms_seen = (lambda observed: True) if unseen else _FOREARMS_SEEN
     fit_module.hands_seen = (lambda targets: (True, True)) if unseen else _HANDS_SEEN
     DepthTerm.sees_bones = (lambda self: True) if unseen else _SEES_BONES
+    fit_module.banded_cholesky, fit_module.banded_solve = ((_banded_cholesky_loop, _banded_solve_loop)
+                                                           if "banded_loop" in parts else _BANDED)
 
 
 def _goal_key(text: str) -> str:
