@@ -36,21 +36,50 @@ def pentadiagonal(frames: int, dim: int, seed: int, shift: float) -> tuple[torch
     return diag, nxt, skip, dense
 
 
-def test_banded_cholesky_solves_a_block_pentadiagonal_system_exactly():
-    diag, nxt, skip, dense = pentadiagonal(9, 4, seed=0, shift=8.0)
+@pytest.mark.parametrize("frames", [2, 3, 9])  # (2 and 3: the last frames' blocks past the end)
+def test_banded_cholesky_solves_a_block_pentadiagonal_system_exactly(frames):
+    diag, nxt, skip, dense = pentadiagonal(frames, 4, seed=0, shift=8.0)
     assert bool((torch.linalg.eigvalsh(dense) > 0).all())  # the premise: positive definite
-    b = torch.randn(9, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    b = torch.randn(frames, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     factors = banded_cholesky(diag, nxt, skip)
     assert factors is not None
     x = banded_solve(factors, b)
-    expected = torch.linalg.solve(dense, b.reshape(-1)).reshape(9, 4)
+    expected = torch.linalg.solve(dense, b.reshape(-1)).reshape(frames, 4)
     assert torch.allclose(x, expected, atol=1e-10)
+    assert torch.equal(b, torch.randn(frames, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    assert torch.equal(diag, pentadiagonal(frames, 4, seed=0, shift=8.0)[0])  # the inputs left as they were
+
+
+def test_banded_cholesky_matches_the_dense_factor_in_float32_at_the_fits_size():
+    """At the temporal solve's size (112 unknowns a frame) and precision, the factors are the dense
+    Cholesky factor's blocks and the solve the dense solve's, to float32 rounding."""
+    frames, dim = 6, 112
+    diag, nxt, skip, dense = pentadiagonal(frames, dim, seed=3, shift=float(4 * dim))
+    factors = banded_cholesky(diag.float(), nxt.float(), skip.float())
+    assert factors is not None
+    lower, right = factors
+    full = torch.linalg.cholesky(dense)
+    for t in range(frames):
+        block = slice(t * dim, (t + 1) * dim)
+        assert torch.allclose(lower[t].double(), full[block, block], rtol=0, atol=1e-4 * float(full.abs().max()))
+        for k in (1, 2):  # right[t] = [L[t+1,t]^T | L[t+2,t]^T]
+            if t + k < frames:
+                below = full[(t + k) * dim:(t + k + 1) * dim, block]
+                assert torch.allclose(right[t, :, (k - 1) * dim:k * dim].double(), below.T, rtol=0,
+                                      atol=1e-4 * float(full.abs().max()))
+    b = torch.randn(frames, dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x = banded_solve(factors, b.float()).double()
+    expected = torch.linalg.solve(dense, b.reshape(-1)).reshape(frames, dim)
+    assert float((x - expected).abs().max()) < 1e-4 * float(expected.abs().max())
 
 
 def test_banded_cholesky_says_when_the_system_is_not_positive_definite():
     diag, nxt, skip, dense = pentadiagonal(7, 3, seed=2, shift=-30.0)
     assert bool((torch.linalg.eigvalsh(dense) < 0).any())
     assert banded_cholesky(diag, nxt, skip) is None  # the caller falls back to PCG
+    diag, nxt, skip, _ = pentadiagonal(7, 3, seed=2, shift=8.0)
+    nxt[5, 0, 1] = float("nan")  # not finite (the last off-diagonal block): None too
+    assert banded_cholesky(diag, nxt, skip) is None
 
 
 @pytest.fixture(scope="module")
