@@ -1031,14 +1031,17 @@ def temporal_solve(problem: StageProblem, x: torch.Tensor, progress: Progress, r
         with torch.no_grad():
             # the damping on the data's diagonal and the parameters' second differences in the same three
             # bands, added along the blocks' diagonals (no (T,F,F) diagonal matrices built)
-            precond = hessian.clone()
+            # (in kept memory: fresh copies page-fault each step)
+            workspace = objective.flat.workspace
+            precond = workspace("smooth_diagonal", hessian.shape, hessian).copy_(hessian)
             precond.diagonal(dim1=-2, dim2=-1).add_(damping * data_diagonal + 2 * band_diagonal(param_smooth) + 1e-6)
-            band1, band2 = hess_next.clone(), hess_skip.clone()
+            band1 = workspace("smooth_next", hess_next.shape, hess_next).copy_(hess_next)
+            band2 = workspace("smooth_skip", hess_skip.shape, hess_skip).copy_(hess_skip)
             band1.diagonal(dim1=-2, dim2=-1).add_(-4 * band_next(param_smooth))
             band2.diagonal(dim1=-2, dim2=-1).add_(2 * param_smooth)
             if any(held):
                 hold_ends(held, precond, band1, band2)
-            factors = banded_cholesky(precond, band1, band2)
+            factors = banded_cholesky(precond, band1, band2, workspace=workspace)
             if factors is not None:
                 step = banded_solve(factors, -gradient if not any(held) else hold_ends(held, -gradient))
             else:  # not positive definite in float rounding: the preconditioned CG of before

@@ -77,7 +77,8 @@ def block_pcg(
     return x
 
 
-def banded_cholesky(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor
+def banded_cholesky(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor,
+                    workspace: Callable[[str, tuple[int, ...], torch.Tensor], torch.Tensor] | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Cholesky factor of a symmetric block-pentadiagonal matrix, or None where it is not
     positive definite (float rounding on a nearly singular system: the caller falls back).
@@ -89,13 +90,20 @@ def banded_cholesky(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor
     to stop short of it). Right-looking: frame t's one triangular solve gives both of its
     off-diagonal blocks, and three in-place products take them out of what frames t+1 and t+2
     have left; 5 ops a frame where the frame-by-frame blocks took 13 (the loop is op-bound at
-    D ~ 112: 1.5x less CPU on 250 frames)."""
+    D ~ 112: 1.5x less CPU on 250 frames).
+
+    workspace: FlatSMPLX.workspace, where the factors and the Schur complements are kept (the same
+    memory each call, valid until the next: ~50 MB fresh each step page-faults), else fresh."""
     frames, dim = diag.shape[0], diag.shape[1]
-    schur = diag.clone()  # the diagonal blocks less the earlier frames' share
-    lower = torch.empty_like(diag)
-    right = diag.new_zeros(frames, dim, 2 * dim)  # [A[t,t+1] | A[t,t+2]] less the earlier frames' share
-    right[:-1, :, :dim] = next_
-    right[:-2, :, dim:] = skip
+
+    def buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return diag.new_empty(shape) if workspace is None else workspace(name, shape, diag)
+
+    schur = buffer("banded_schur", diag.shape).copy_(diag)  # the diagonal blocks less the earlier frames' share
+    lower = buffer("banded_lower", diag.shape)
+    right = buffer("banded_right", (frames, dim, 2 * dim))  # [A[t,t+1] | A[t,t+2]] less the earlier frames' share
+    right[:-1, :, :dim], right[-1:, :, :dim] = next_, 0
+    right[:-2, :, dim:], right[-2:, :, dim:] = skip, 0
     info = torch.zeros(frames, dtype=torch.int32, device=diag.device)
     for t in range(frames):
         # (in place, each result in LAPACK's column-major layout as the transpose of a row-major block:

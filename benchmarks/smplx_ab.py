@@ -205,7 +205,7 @@ VARIANTS = {
 }
 
 
-def _banded_cholesky_loop(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor
+def _banded_cholesky_loop(diag: torch.Tensor, next_: torch.Tensor, skip: torch.Tensor, workspace=None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """banded_cholesky as it was before session 16 (variant banded_loop): frame by frame, 13 ops a frame."""
     frames = diag.shape[0]
