@@ -4,7 +4,8 @@ A clip objective is (almost) a sum of per-frame problems with ~100 unknowns each
 Levenberg-Marquardt step is one batched (T,D,D) Cholesky solve: every frame gets its own
 damping and converges in ~10 steps, where first-order methods need hundreds of
 evaluations. The temporal terms couple neighbouring frames; their normal equations are
-block-banded, solved by conjugate gradients preconditioned with the per-frame blocks.
+block-banded, solved by a block-banded Cholesky (or, where float rounding leaves them not
+positive definite, by conjugate gradients preconditioned with the per-frame blocks).
 """
 
 from __future__ import annotations
