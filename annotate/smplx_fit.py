@@ -152,9 +152,10 @@ KAPPA_HELD = 1.1
 # 0-4: 1.45/1.48, 1.28/1.29, 1.61/1.61, 1.49/1.49, 1.55/1.55 all keyframes / stride ones) where the unit set
 # after it read 1.51/1.62, 1.11/1.37, 1.65/1.46, 1.52/1.64, 1.64/1.58 (truth 1.50, 1.14, 1.40, 1.51, 1.40)
 KAPPA_REREAD = 1.0
-# the three tests above (KAPPA_HELD, KAPPA_SCREEN, KAPPA_TRAPPED) as ramps of this half-width instead of
-# steps (0: steps): the 2D-only solve's unit taken at the weight unit_blend gives (geometric mean with the
-# fit's). At 4 px the steps flipped on a hair: far_4px seed 1007 read the fit's unit 1.106 with every keyframe
+# the tests above as ramps of this half-width instead of steps (0: steps): KAPPA_HELD and KAPPA_TRAPPED weigh
+# the 2D-only solve's unit (unit_blend; a geometric mean with the fit's), KAPPA_SCREEN's gate to run that solve
+# is only widened by it (the solve runs where the closed form reads above (KAPPA_SCREEN - KAPPA_BLEND) x the
+# fit's unit). At 4 px the steps flipped on a hair: far_4px seed 1007 read the fit's unit 1.106 with every keyframe
 # through the body stage, 1.100 with the stride ones (truth 1.14): the solve skipped or taken, z's unit 1.11
 # or 1.37, PA-MPJPE 13.6 or 24.8 mm; ramped 1.18 and 1.19, 15.3 and 14.7 mm. With KAPPA_REREAD 1.0, against
 # 0.9 and the steps (benchmarks/smplx_ab blend10+reread100, 1 rep): 17 scenarios x seeds 0-2 at e70c782
@@ -1302,9 +1303,10 @@ DESPIKE_STEPS = 2
 # and @2006, drop_keyframe@1008, outliers@1010 and @2010, far_1px@2007): PA-MPJPE +0.00 mm mean, worst single
 # +0.01, no goal lost; the stage's CPU (least of 2 interleaved, load 3) switch 1.14 -> 0.22 s, near_1px 1.24 ->
 # 0.55 (two windows, 91 frames), whole fit 1.15x, 1.03x. At 6-8 near_1px's 3D jitter 1.13 -> 1.21x the truth's
-# (+0.07 mm); 12 +0.01 mm. Free window ends (nothing held) drifted: switch's kept frames 15 mm (worst point)
-# off the whole clip's at 20 frames either side, 3 mm at 40; held, 5 mm on the body points at 6-20: what the
-# whole-clip solve moves every frame on (4-6 mm there), which its kept frames took while their neighbours stayed
+# (+0.07 mm); 12 +0.01 mm. Free window ends (nothing held) drifted: switch's kept frames 61 and 35 mm (worst
+# point) off the whole clip's at 6 and 12 frames either side, 3 mm at 40; held, 5 mm on the body points at
+# 6-20: what the whole-clip solve moves every frame on (4-6 mm there), which its kept frames took while their
+# neighbours stayed
 DESPIKE_CONTEXT = 16
 
 
